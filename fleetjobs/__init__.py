@@ -1,0 +1,60 @@
+"""fleetjobs: PowerShell's background jobs, fleet-wide, on Celery and Redis.
+
+::
+
+    from fleetjobs import Fleet
+    fleet = Fleet("redis://127.0.0.1:6379/0")
+    job = fleet.start("sleep", 5, "done", name="Nap")
+    fleet.wait([job], timeout=15)
+    print(fleet.receive(job))
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .actions import action
+from .config import Config
+from .errors import (
+    ActionError,
+    ArgumentError,
+    ConfigError,
+    FleetJobsError,
+    JobNotFoundError,
+    JobStateError,
+    JobTimeoutError,
+    NoHostError,
+    RedisUnavailableError,
+    ShellNotAllowedError,
+    StartError,
+    UnknownActionError,
+)
+from .fleet import Fleet
+from .job import Job, Received
+from .model import HostInfo, JobInfo, Record
+from .states import JobState
+
+__all__ = [
+    "ActionError",
+    "ArgumentError",
+    "Config",
+    "ConfigError",
+    "Fleet",
+    "FleetJobsError",
+    "HostInfo",
+    "Job",
+    "JobInfo",
+    "JobNotFoundError",
+    "JobState",
+    "JobStateError",
+    "JobTimeoutError",
+    "NoHostError",
+    "Received",
+    "Record",
+    "RedisUnavailableError",
+    "ShellNotAllowedError",
+    "StartError",
+    "UnknownActionError",
+    "__version__",
+    "action",
+]

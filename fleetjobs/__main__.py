@@ -1,0 +1,5 @@
+"""``python -m fleetjobs``: the fleetjobs command."""
+
+from fleetjobs.cli import main
+
+main()

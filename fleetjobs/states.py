@@ -1,0 +1,108 @@
+"""Job states: the one state model of fleetjobs, PowerShell's, with its frozen groups.
+
+Celery's task states are translated into these in exactly one place (:func:`from_celery`), and a
+parent job's state is derived from its children's in exactly one place (:func:`parent_state`,
+mirrored by the registry's Lua code, which is checked against it in the tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import Enum
+
+
+class JobState(str, Enum):
+    """The state of a job, spelled as PowerShell spells it."""
+
+    NOT_STARTED = "NotStarted"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPED = "Stopped"
+    BLOCKED = "Blocked"
+    SUSPENDED = "Suspended"
+    DISCONNECTED = "Disconnected"
+    STOPPING = "Stopping"
+    SUSPENDING = "Suspending"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        """True once the job can no longer change (Completed, Failed, Stopped)."""
+        return self in FINISHED
+
+    @classmethod
+    def parse(cls, text: str) -> JobState:
+        """The state named by ``text``, case-insensitively (``completed``, ``Not_Started``).
+
+        Raises:
+            ValueError: no state has that name; the message lists the valid ones.
+        """
+        wanted = text.replace("_", "").replace("-", "").lower()
+        for state in cls:
+            if state.value.lower() == wanted:
+                return state
+        names = ", ".join(s.value for s in cls)
+        raise ValueError(f"unknown state {text!r} (one of: {names})")
+
+
+FINISHED: frozenset[JobState] = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.STOPPED})
+ACTIVE: frozenset[JobState] = frozenset(
+    {
+        JobState.RUNNING,
+        JobState.BLOCKED,
+        JobState.SUSPENDED,
+        JobState.DISCONNECTED,
+        JobState.STOPPING,
+        JobState.SUSPENDING,
+    }
+)
+UNFINISHED: frozenset[JobState] = frozenset(JobState) - FINISHED
+
+
+def from_celery(state: str) -> JobState:
+    """Translate a Celery task state into a job state.
+
+    PENDING is NotStarted here only because the registry has already proved the job exists;
+    Celery says PENDING for ids it has never seen, which is why no verb asks Celery first.
+    """
+    return {
+        "PENDING": JobState.NOT_STARTED,
+        "RECEIVED": JobState.NOT_STARTED,
+        "STARTED": JobState.RUNNING,
+        "RETRY": JobState.RUNNING,
+        "SUCCESS": JobState.COMPLETED,
+        "FAILURE": JobState.FAILED,
+        "REVOKED": JobState.STOPPED,
+    }.get(state, JobState.FAILED)
+
+
+def parent_state(children: Iterable[JobState], stop_requested: bool = False) -> JobState:
+    """A parent job's state from its children's, by PowerShell's rules.
+
+    Running while any child is active or some have finished and others wait; when all have
+    finished: Failed if any failed, else Stopped if any was stopped, else Completed.
+    """
+    states = list(children)
+    if not states:
+        return JobState.COMPLETED
+    if all(s.finished for s in states):
+        if JobState.FAILED in states:
+            return JobState.FAILED
+        if JobState.STOPPED in states:
+            return JobState.STOPPED
+        return JobState.COMPLETED
+    if stop_requested:
+        return JobState.STOPPING
+    for state in (JobState.RUNNING, JobState.STOPPING, JobState.BLOCKED, JobState.SUSPENDING):
+        if state in states:
+            return state
+    if JobState.DISCONNECTED in states:
+        return JobState.DISCONNECTED
+    if JobState.SUSPENDED in states:
+        return JobState.SUSPENDED
+    if all(s is JobState.NOT_STARTED for s in states):
+        return JobState.NOT_STARTED
+    return JobState.RUNNING

@@ -1,0 +1,78 @@
+"""``python -m workers``: run a fleetjobs worker (``fleetjobs worker`` starts this)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from fleetjobs.config import Config, default_location
+from fleetjobs.errors import FleetJobsError
+from fleetjobs.registry import Registry
+from fleetjobs.routing import queue_for, split_locations
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="fleetjobs worker", description=__doc__)
+    ap.add_argument("--redis-url", default=None)
+    ap.add_argument("--location", action="append", default=[])
+    ap.add_argument("--concurrency", type=int, default=None)
+    ap.add_argument("--allow-shell", action="store_true")
+    ap.add_argument("--include", action="append", default=[])
+    ap.add_argument("--tag", action="append", default=[])
+    ap.add_argument("--loglevel", default="WARNING")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse(sys.argv[1:] if argv is None else argv)
+    try:
+        config = Config.from_env(redis_url=ns.redis_url)
+        locations = split_locations(ns.location) or [default_location()]
+        queues = [queue_for(loc) for loc in locations]
+        tags = {}
+        for item in ns.tag:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise FleetJobsError(f"--tag {item!r} is not of the form key=value")
+            tags[key] = value
+        concurrency = ns.concurrency or max(2, os.cpu_count() or 2)
+        if concurrency < 1:
+            raise FleetJobsError(f"--concurrency must be at least 1, got {concurrency}")
+        import workers.builtins  # noqa: F401  (registers the built-in actions)
+
+        for module in ns.include:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:
+                raise FleetJobsError(f"cannot load actions from {module!r}: {exc}") from None
+        registry = Registry.connect(config)
+        registry.ping()  # a clear error now beats Celery's retry loop
+        registry.close()
+    except FleetJobsError as exc:
+        print(f"fleetjobs worker: error: {exc}", file=sys.stderr)
+        return 2
+
+    from .app import WorkerSettings, create_app
+
+    settings = WorkerSettings(locations, concurrency, ns.allow_shell, ns.include, tags)
+    app = create_app(config, settings)
+    app.worker_main(
+        [
+            "worker",
+            "--queues", ",".join(queues),
+            "--concurrency", str(concurrency),
+            "--hostname", f"{locations[0]}.{os.getpid()}@%h",
+            "--loglevel", ns.loglevel,
+            "--pool", "prefork",
+            "--without-mingle",
+            "--without-gossip",
+            "--task-events",
+        ]
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

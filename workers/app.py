@@ -1,0 +1,139 @@
+"""The Celery app a worker runs: one task, the job runtime, and the signals that keep the
+registry true when a job ends without the runtime's knowing (a pool process killed, a message
+revoked or expired before it ran).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery, signals
+
+from fleetjobs.celery_app import make_celery
+from fleetjobs.config import Config
+from fleetjobs.errors import FleetJobsError
+from fleetjobs.fleet import Fleet
+from fleetjobs.registry import Registry
+from fleetjobs.routing import TASK_NAME
+from fleetjobs.states import JobState
+
+from .heartbeat import Heartbeat
+from .runtime import Runtime
+
+log = logging.getLogger("fleetjobs.worker")
+
+
+@dataclass
+class WorkerSettings:
+    """What a worker's operator chose."""
+
+    locations: list[str]
+    concurrency: int = 4
+    allow_shell: bool = False
+    includes: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    )
+
+
+class _PerProcess:
+    """A registry and a console facade per process: connections must not cross a fork."""
+
+    def __init__(self, config: Config, app: Celery) -> None:
+        self.config = config
+        self.app = app
+        self._pid = -1
+        self._registry: Registry | None = None
+        self._fleet: Fleet | None = None
+
+    def _check(self) -> None:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._registry = Registry.connect(self.config)
+            self._fleet = None
+
+    def registry(self) -> Registry:
+        self._check()
+        assert self._registry is not None
+        return self._registry
+
+    def dispatch(self, ids: list[int]) -> None:
+        self._check()
+        if self._fleet is None:
+            self._fleet = Fleet(config=self.config, celery=self.app)
+        self._fleet.dispatch_ids(ids)
+
+
+def create_app(config: Config, settings: WorkerSettings) -> Celery:
+    """The worker's Celery app, with the job task and the registry-keeping signals."""
+    app = make_celery(config, main="fleetjobs.worker")
+    per_process = _PerProcess(config, app)
+    runtime = Runtime(
+        per_process.registry, settings.worker_id, settings.allow_shell, per_process.dispatch
+    )
+
+    @app.task(name=TASK_NAME, bind=True)  # type: ignore[untyped-decorator]
+    def job(self: Any, job_id: int) -> dict[str, Any]:
+        return runtime.execute(int(job_id))
+
+    heartbeat: dict[str, Heartbeat] = {}
+
+    @signals.worker_ready.connect(weak=False)
+    def _ready(sender: Any = None, **_: Any) -> None:
+        info = {
+            "locations": settings.locations,
+            "tags": settings.tags,
+            "concurrency": settings.concurrency,
+            "actions": runtime.offered(),
+            "allow_shell": settings.allow_shell,
+        }
+        hb = Heartbeat(
+            Registry.connect(config), settings.worker_id, settings.locations, info,
+            per_process.dispatch,
+        )
+        hb.beat()
+        hb.start()
+        heartbeat["hb"] = hb
+        log.info("fleetjobs worker %s serves %s", settings.worker_id, ", ".join(settings.locations))
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _shutdown(sender: Any = None, **_: Any) -> None:
+        hb = heartbeat.pop("hb", None)
+        if hb is not None:
+            hb.close()
+
+    def _settle(request_args: Any, state: JobState, reason: str) -> None:
+        try:
+            job_id = int(request_args[0])
+            _, due = per_process.registry().finish(job_id, state, reason)
+            if due:
+                per_process.dispatch(due)
+        except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
+            log.warning("could not record the end of a job: %s", exc)
+
+    @signals.task_revoked.connect(weak=False)
+    def _revoked(sender: Any = None, request: Any = None, terminated: bool = False,
+                 signum: Any = None, expired: bool = False, **_: Any) -> None:
+        if request is None or getattr(request, "name", TASK_NAME) != TASK_NAME:
+            return
+        if expired:
+            _settle(request.args, JobState.FAILED, "no worker started the job before it expired")
+        else:
+            _settle(request.args, JobState.STOPPED, "stopped before it started")
+
+    @signals.task_failure.connect(weak=False)
+    def _failure(sender: Any = None, task_id: str | None = None, exception: Any = None,
+                 args: Any = None, **_: Any) -> None:
+        # the runtime catches every failure of an action; what arrives here is the machinery's:
+        # the pool process died (WorkerLostError), or a time limit killed it
+        if getattr(sender, "name", None) != TASK_NAME or args is None:
+            return
+        _settle(args, JobState.FAILED, f"the worker process running the job died: {exception}")
+
+    return app

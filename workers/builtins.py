@@ -1,0 +1,191 @@
+"""The built-in actions every worker offers: echo, sleep, run, processes, files.
+
+``run`` executes a command line on the host and is offered only where the worker's operator
+allowed it (``--allow-shell``). The others run no external program.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import stat
+import subprocess
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fleetjobs.actions import action
+from fleetjobs.errors import ActionError
+
+from .context import JobContext
+
+_STREAMS = ("error", "warning", "verbose", "debug", "information")
+
+
+@action
+def echo(
+    ctx: JobContext,
+    *values: Any,
+    error: str | None = None,
+    warning: str | None = None,
+    verbose: str | None = None,
+    debug: str | None = None,
+    information: str | None = None,
+) -> None:
+    """Write each value to output, and each given message to its stream, in stream order."""
+    for value in values:
+        ctx.output(value)
+    messages = {"error": error, "warning": warning, "verbose": verbose, "debug": debug,
+                "information": information}
+    for stream in _STREAMS:
+        if messages[stream] is not None:
+            getattr(ctx, stream)(messages[stream])
+
+
+@action
+def sleep(ctx: JobContext, seconds: float, message: Any = None) -> Any:
+    """Sleep (``Start-Sleep``), then output ``message`` if one is given ("Backup done")."""
+    seconds = float(seconds)
+    if seconds < 0:
+        raise ActionError(f"seconds must not be negative, got {seconds}")
+    ctx.verbose(f"sleeping {seconds:g} s")
+    ctx.sleep(seconds)
+    return message
+
+
+@action(shell=True)
+def run(ctx: JobContext, command: str, *argv: str) -> None:
+    """Run a command on the host: stdout lines to output, stderr lines to error, as they come.
+
+    One argument is a shell command line (``sh -c``: pipes, globs, ``$(date)``); more than one
+    is a program and its arguments, run without a shell. A non-zero exit fails the job. The
+    command runs in its own process group, which a stop kills whole.
+    """
+    args: list[str] | str = [command, *argv] if argv else command
+    proc = subprocess.Popen(
+        args,
+        shell=not argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        executable="/bin/sh" if not argv else None,
+    )
+    ctx.register_process(proc)
+    try:
+        _pump(ctx, proc)
+        code = proc.wait()
+    finally:
+        ctx.unregister_process(proc)
+    ctx.check()
+    if code != 0:
+        what = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        raise ActionError(f"command failed with {what}: {command if not argv else ' '.join(args)}")
+
+
+def _pump(ctx: JobContext, proc: subprocess.Popen[bytes]) -> None:
+    """Relay both pipes line by line in the order the lines come."""
+    assert proc.stdout is not None and proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, "output")
+    sel.register(proc.stderr, selectors.EVENT_READ, "error")
+    partial = {"output": b"", "error": b""}
+    while sel.get_map():
+        for key, _ in sel.select(timeout=0.5):
+            stream = key.data
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                sel.unregister(key.fileobj)
+                if partial[stream]:
+                    _emit(ctx, stream, partial[stream])
+                    partial[stream] = b""
+                continue
+            lines = (partial[stream] + chunk).split(b"\n")
+            partial[stream] = lines.pop()
+            for line in lines:
+                _emit(ctx, stream, line)
+    sel.close()
+
+
+def _emit(ctx: JobContext, stream: str, line: bytes) -> None:
+    text = line.decode("utf-8", errors="replace").rstrip("\r")
+    if stream == "output":
+        ctx.output(text)
+    else:
+        ctx.error(text)
+
+
+@action
+def processes(ctx: JobContext, top: int = 10, sort: str = "cpu") -> list[dict[str, Any]]:
+    """The host's processes (``Get-Process``): Name, Id, CPU seconds and memory (MB), from /proc.
+
+    Args:
+        top: how many to return (``Select-Object -First``).
+        sort: ``cpu`` (descending), ``memory`` (descending) or ``name``.
+    """
+    if sort not in {"cpu", "memory", "name"}:
+        raise ActionError(f"sort must be cpu, memory or name, got {sort!r}")
+    ticks = os.sysconf("SC_CLK_TCK")
+    page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+    rows = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
+                raw = fh.read()
+            with open(f"/proc/{entry}/statm", encoding="ascii") as fh:
+                resident = int(fh.read().split()[1])
+        except OSError:
+            continue  # it ended while we looked
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        rows.append({"Name": name, "Id": int(entry), "CPU": round(cpu, 2),
+                     "MemoryMB": round(resident * page_mb, 1)})
+    key = {"cpu": lambda r: -r["CPU"], "memory": lambda r: -r["MemoryMB"],
+           "name": lambda r: r["Name"]}[sort]
+    rows.sort(key=key)
+    return rows[: max(0, int(top))]
+
+
+@action
+def files(ctx: JobContext, path: str, first: int | None = None,
+          pattern: str = "*") -> list[dict[str, Any]]:
+    """The entries of a folder on the host (``Get-ChildItem``), sorted by name.
+
+    Args:
+        path: the folder.
+        first: only the first N (``Select-Object -First``).
+        pattern: a glob the names must match.
+    """
+    import fnmatch
+
+    try:
+        names = sorted(os.listdir(path))
+    except FileNotFoundError:
+        raise ActionError(f"cannot find path {path!r}: it does not exist") from None
+    except NotADirectoryError:
+        raise ActionError(f"{path!r} is not a folder") from None
+    except PermissionError:
+        raise ActionError(f"access to {path!r} is denied") from None
+    out = []
+    for name in names:
+        if not fnmatch.fnmatch(name, pattern):
+            continue
+        try:
+            st = os.lstat(os.path.join(path, name))
+        except OSError as exc:
+            ctx.error(f"{name}: {exc.strerror}")
+            continue
+        out.append({
+            "Mode": stat.filemode(st.st_mode),
+            "LastWriteTime": datetime.fromtimestamp(st.st_mtime, UTC).strftime("%Y-%m-%d %H:%M"),
+            "Length": st.st_size,
+            "Name": name,
+        })
+        if first is not None and len(out) >= int(first):
+            break
+    return out
+
+

@@ -1,0 +1,153 @@
+"""The job context: what an action sees of its job — its streams, its host, its stop flag.
+
+Every record an action writes lands in Redis as it is made, so a receive from a running job
+gets what is there so far. A stop (or a timeout) sets the stop flag; long actions check
+``ctx.should_stop`` or sleep through ``ctx.sleep``, and processes they start through
+``ctx.register_process`` are killed with their whole process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from typing import Any
+
+from fleetjobs.model import JobInfo
+from fleetjobs.registry import Registry
+
+
+class JobStopped(BaseException):
+    """Raised inside an action to end it because its job was stopped, timed out or removed.
+
+    A BaseException, like KeyboardInterrupt, so an action's ``except Exception`` does not
+    swallow it.
+    """
+
+
+class JobContext:
+    """The first argument of every action.
+
+    Attributes:
+        location: the host (location) the job runs on.
+        job_id: the child job's Id.
+        name: the job's Name.
+        instance_id: the child job's InstanceId.
+    """
+
+    def __init__(self, registry: Registry, info: JobInfo, parent_iid: str | None) -> None:
+        self._registry = registry
+        self._info = info
+        self._parent_iid = parent_iid
+        self.location = info.location
+        self.job_id = info.id
+        self.name = info.name
+        self.instance_id = info.instance_id
+        self.stop_event = threading.Event()
+        self.stop_reason = ""
+        self._procs: dict[int, subprocess.Popen[Any]] = {}
+        self._lock = threading.Lock()
+
+    # ---- streams ------------------------------------------------------------------------
+
+    def _write(self, stream: str, data: Any) -> None:
+        data = json.loads(json.dumps(data, default=str))  # what JSON cannot carry, as text
+        if not self._registry.append(self.instance_id, self._parent_iid, stream, data):
+            self.request_stop("the job was removed")
+            raise JobStopped("the job was removed while it ran")
+
+    def output(self, value: Any) -> None:
+        """Write one value to the output stream (``Write-Output``)."""
+        self._write("output", value)
+
+    def error(self, message: Any) -> None:
+        """Write a non-terminating error (``Write-Error``); the job goes on."""
+        self._write("error", str(message))
+
+    def warning(self, message: Any) -> None:
+        """``Write-Warning``."""
+        self._write("warning", str(message))
+
+    def verbose(self, message: Any) -> None:
+        """``Write-Verbose``."""
+        self._write("verbose", str(message))
+
+    def debug(self, message: Any) -> None:
+        """``Write-Debug``."""
+        self._write("debug", str(message))
+
+    def information(self, message: Any) -> None:
+        """``Write-Information``."""
+        self._write("information", message)
+
+    def progress(self, percent: float, status: str = "") -> None:
+        """``Write-Progress``: the latest is also kept on the job for ``get``."""
+        doc = {"percent": max(0.0, min(100.0, float(percent))), "status": str(status)}
+        self._registry.set_fields(self.job_id, progress=json.dumps(doc))
+        self._write("progress", doc)
+
+    # ---- stopping -----------------------------------------------------------------------
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the job was asked to stop (or timed out): end soon."""
+        return self.stop_event.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`JobStopped` if the job was asked to stop."""
+        if self.stop_event.is_set():
+            raise JobStopped(self.stop_reason or "stopped")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake and raise :class:`JobStopped` the moment the job is stopped."""
+        if self.stop_event.wait(max(0.0, float(seconds))):
+            raise JobStopped(self.stop_reason or "stopped")
+
+    def request_stop(self, reason: str) -> None:
+        """Set the stop flag and kill every registered process group (term, then kill)."""
+        with self._lock:
+            if self.stop_event.is_set():
+                return
+            self.stop_reason = reason
+            self.stop_event.set()
+            procs = list(self._procs.values())
+        for proc in procs:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 1.0
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(proc, signal.SIGKILL)
+
+    def register_process(self, proc: subprocess.Popen[Any]) -> None:
+        """Kill this process's group when the job stops; start it with start_new_session."""
+        with self._lock:
+            self._procs[proc.pid] = proc
+            stopped = self.stop_event.is_set()
+        if stopped:
+            _signal_group(proc, signal.SIGKILL)
+            raise JobStopped(self.stop_reason or "stopped")
+
+    def unregister_process(self, proc: subprocess.Popen[Any]) -> None:
+        with self._lock:
+            self._procs.pop(proc.pid, None)
+
+    def kill_processes(self) -> None:
+        """Kill what is left of every registered process group (the job is over)."""
+        with self._lock:
+            procs = list(self._procs.values())
+            self._procs.clear()
+        for proc in procs:
+            _signal_group(proc, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,251 @@
+"""The runtime: how a worker runs one child job and keeps the registry true about it.
+
+The order matters, and is what makes a stop durable and a job at-most-once:
+
+1. **claim** — one script moves the child NotStarted -> Running only if no stop was asked and
+   its start deadline has not passed; any other answer means it must not run (a stopped job
+   whose message a worker sees later, a redelivered message, an expired one).
+2. **watch** — a thread listens for the job's stop (and its timeout) and, when it comes, kills
+   the processes the action started and interrupts the action.
+3. **run** — the action writes records through its context; a return value or each yielded
+   value is output; an exception fails the job with its message as the Reason.
+4. **finish** — one script settles the child (Stopped wins if a stop was asked) and updates
+   its parent, and releases a throttled parent's next child, which this worker then publishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fleetjobs.actions import get_action, registered
+from fleetjobs.errors import ActionError, FleetJobsError
+from fleetjobs.model import JobInfo
+from fleetjobs.registry import Registry
+from fleetjobs.states import JobState
+
+from .context import JobContext, JobStopped
+
+log = logging.getLogger("fleetjobs.worker")
+INTERRUPT_SIGNAL = signal.SIGUSR2  # SIGUSR1 is billiard's soft time limit
+INTERRUPT_GRACE = 0.5  # seconds an action gets to end by itself after the stop flag is set
+
+
+class Runtime:
+    """Runs child jobs in one worker process.
+
+    Args:
+        registry_factory: gives this process's registry (one per process, made after fork).
+        worker_id: this worker's identity in the registry, tied to its heartbeats.
+        allow_shell: the operator allowed actions that run shell commands.
+        dispatch: publishes children that a finish released (a throttled parent's next).
+    """
+
+    def __init__(
+        self,
+        registry_factory: Callable[[], Registry],
+        worker_id: str,
+        allow_shell: bool,
+        dispatch: Callable[[list[int]], None],
+    ) -> None:
+        self._registry_factory = registry_factory
+        self.worker_id = worker_id
+        self.allow_shell = allow_shell
+        self._dispatch = dispatch
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry_factory()
+
+    def execute(self, job_id: int) -> dict[str, Any]:
+        """Run one child job from claim to finish; returns what Celery stores as its result."""
+        reg = self.registry
+        state, due = reg.claim(job_id, self.worker_id)
+        self._release(due)
+        if state != JobState.RUNNING.value:
+            log.info("job %s not run: it is %s", job_id, state)
+            return {"state": state, "ran": False}
+        found = reg.load([job_id], children=False)
+        if not found:
+            return {"state": "Missing", "ran": False}
+        info = found[0]
+        parent_iid = reg.r.hget(reg.jk(info.parent_id), "iid") if info.parent_id else None
+        ctx = JobContext(reg, info, parent_iid)
+        final, reason = self._run(ctx, info)
+        ctx.kill_processes()
+        state, due = reg.finish(job_id, final, reason)
+        self._release(due)
+        return {"state": state, "ran": True}
+
+    def _release(self, due: list[int]) -> None:
+        if due:
+            self._dispatch(due)
+
+    def _run(self, ctx: JobContext, info: JobInfo) -> tuple[JobState, str]:
+        spec = get_action(info.action)
+        if spec is None:
+            offers = ", ".join(sorted(self.offered()))
+            reason = f"unknown action {info.action!r} on {info.location} (it offers: {offers})"
+            return self._fail_early(ctx, reason)
+        if spec.shell and not self.allow_shell:
+            reason = (
+                f"{info.action!r} is not allowed on {info.location}: its operator did not start "
+                "the worker with --allow-shell"
+            )
+            return self._fail_early(ctx, reason)
+        try:
+            inspect.signature(spec.fn).bind(ctx, *info.args, **info.kwargs)
+        except TypeError as exc:
+            return self._fail_early(ctx, f"bad arguments for {info.action!r}: {exc}")
+        timeout = _float(self.registry.r.hget(self.registry.jk(info.id), "timeout"))
+        watcher = _Watcher(self.registry, ctx, timeout)
+        watcher.start()
+        try:
+            with _interruptible(ctx) as guard:
+                result = spec.fn(ctx, *info.args, **info.kwargs)
+                for value in _outputs(result):
+                    ctx.output(value)
+                guard.done()
+            return JobState.COMPLETED, ""
+        except JobStopped as exc:
+            if watcher.timed_out:
+                reason = f"timed out after {_secs(timeout)} s"
+                _quiet(ctx.error, reason)
+                return JobState.FAILED, reason
+            return JobState.STOPPED, ctx.stop_reason or str(exc) or "stopped"
+        except ActionError as exc:
+            _quiet(ctx.error, str(exc))
+            return JobState.FAILED, str(exc)
+        except Exception as exc:  # an action's failure is data, never a crash of the worker
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            _quiet(ctx.error, reason)
+            return JobState.FAILED, reason
+        finally:
+            watcher.close()
+
+    def _fail_early(self, ctx: JobContext, reason: str) -> tuple[JobState, str]:
+        _quiet(ctx.error, reason)
+        return JobState.FAILED, reason
+
+    def offered(self) -> list[str]:
+        """The actions this worker runs (shell ones only where the operator allowed them)."""
+        return sorted(
+            name for name, spec in registered().items() if self.allow_shell or not spec.shell
+        )
+
+
+def _outputs(result: Any) -> Iterator[Any]:
+    """PowerShell unrolls what a script block returns: a list is many outputs, None none."""
+    if result is None:
+        return
+    if inspect.isgenerator(result) or isinstance(result, (list, tuple)):
+        yield from result
+    else:
+        yield result
+
+
+class _Watcher(threading.Thread):
+    """Listens for the job's stop and its timeout; interrupts the action when either comes."""
+
+    def __init__(self, registry: Registry, ctx: JobContext, timeout: float | None) -> None:
+        super().__init__(name=f"fleetjobs-watch-{ctx.job_id}", daemon=True)
+        self._registry = registry
+        self._ctx = ctx
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._closed = threading.Event()
+        self.timed_out = False
+        self._pubsub = registry.r.pubsub(ignore_subscribe_messages=True)
+        # subscribe before the action starts, so a stop given from now on is heard
+        self._pubsub.subscribe(registry.channel(ctx.instance_id))
+        self._main = threading.main_thread().ident
+        self._runner = threading.get_ident()
+
+    def run(self) -> None:
+        last_check = 0.0
+        while not self._closed.is_set():
+            try:
+                msg = self._pubsub.get_message(timeout=0.25)
+                now = time.monotonic()
+                stop = msg is not None and msg.get("data") == "stop"
+                if not stop and now - last_check >= 1.0:  # a missed message is not a lost stop
+                    last_check = now
+                    stop = self._registry.stop_requested(self._ctx.job_id)
+            except FleetJobsError:
+                continue  # Redis away for a moment: the deadline still counts
+            except Exception:
+                if self._closed.is_set():
+                    return
+                time.sleep(0.25)
+                continue
+            if stop:
+                self._interrupt("stopped by user")
+                return
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                self.timed_out = True
+                self._interrupt("timed out")
+                return
+
+    def _interrupt(self, reason: str) -> None:
+        self._ctx.request_stop(reason)
+        if self._closed.wait(INTERRUPT_GRACE):
+            return
+        # the action did not notice the flag: interrupt it where it is
+        if self._runner == self._main:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pthread_kill(self._runner, INTERRUPT_SIGNAL)
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(Exception):
+            self._pubsub.close()
+
+
+class _Guard:
+    def __init__(self) -> None:
+        self.active = True
+
+    def done(self) -> None:
+        self.active = False
+
+
+@contextlib.contextmanager
+def _interruptible(ctx: JobContext) -> Iterator[_Guard]:
+    """While the action runs (main thread only), the interrupt signal raises JobStopped in it."""
+    guard = _Guard()
+    if threading.current_thread() is not threading.main_thread():
+        yield guard
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if guard.active and ctx.should_stop:
+            guard.active = False
+            raise JobStopped(ctx.stop_reason or "stopped")
+
+    previous = signal.signal(INTERRUPT_SIGNAL, handler)
+    try:
+        yield guard
+    finally:
+        guard.active = False
+        signal.signal(INTERRUPT_SIGNAL, previous)
+
+
+def _quiet(write: Callable[[str], None], text: str) -> None:
+    """Write a record about the job's end; a job removed meanwhile has nowhere to write."""
+    with contextlib.suppress(JobStopped, FleetJobsError):
+        write(text)
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return str(int(value)) if float(value).is_integer() else str(value)
