@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from .config import Config
 from .errors import ConfigError, RedisUnavailableError
@@ -83,8 +84,19 @@ class EmbeddedRedis:
         """Start the server and return its URL once it answers."""
         binary = redis_server_binary()
         self.dir = Path(tempfile.mkdtemp(prefix="fleetjobs-redis-"))
-        args = [binary, "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-                "--logfile", str(self.dir / "redis.log"), "--daemonize", "no"]
+        args = [
+            binary,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            "--logfile",
+            str(self.dir / "redis.log"),
+            "--daemonize",
+            "no",
+        ]
         if self.tcp:
             self.port = free_port(self.bind)
             args += ["--port", str(self.port), "--bind", self.bind]
@@ -93,8 +105,9 @@ class EmbeddedRedis:
             sock = self.dir / "redis.sock"
             args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
             self.url = f"unix://{sock}?db=0"
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         registry = Registry.connect(Config(redis_url=self.url))
         deadline = time.monotonic() + timeout
         try:
@@ -107,7 +120,9 @@ class EmbeddedRedis:
                         log = self.dir / "redis.log"
                         tail = log.read_text()[-500:] if log.exists() else ""
                         self.stop()
-                        raise RedisUnavailableError(f"the private redis-server did not start: {tail}")
+                        raise RedisUnavailableError(
+                            f"the private redis-server did not start: {tail}"
+                        ) from None
                     time.sleep(0.02)
         finally:
             registry.close()
@@ -160,8 +175,16 @@ class LocalWorkers:
         self.stop()
 
     def command(self, locations: Sequence[str]) -> list[str]:
-        argv = [sys.executable, "-m", "workers", "--redis-url", self.config.redis_url,
-                "--concurrency", str(self.concurrency), *self.extra_args]
+        argv = [
+            sys.executable,
+            "-m",
+            "workers",
+            "--redis-url",
+            self.config.redis_url,
+            "--concurrency",
+            str(self.concurrency),
+            *self.extra_args,
+        ]
         for loc in locations:
             argv += ["--location", loc]
         if self.allow_shell:
@@ -170,22 +193,32 @@ class LocalWorkers:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start every worker and return once each has heartbeated."""
-        env = {**os.environ, "FLEETJOBS_PREFIX": self.config.prefix,
-               "FLEETJOBS_HEARTBEAT_INTERVAL": str(self.config.heartbeat_interval),
-               "FLEETJOBS_HOST_TTL": str(self.config.host_ttl),
-               "FLEETJOBS_DISCONNECT_GRACE": str(self.config.disconnect_grace)}
+        env = {
+            **os.environ,
+            "FLEETJOBS_PREFIX": self.config.prefix,
+            "FLEETJOBS_HEARTBEAT_INTERVAL": str(self.config.heartbeat_interval),
+            "FLEETJOBS_HOST_TTL": str(self.config.host_ttl),
+            "FLEETJOBS_DISCONNECT_GRACE": str(self.config.disconnect_grace),
+        }
         for i, locs in enumerate(self.locations):
-            out: int | object = subprocess.DEVNULL
+            out: int | IO[bytes] = subprocess.DEVNULL
             if self.log_dir is not None:
                 out = open(self.log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115
-            self.procs.append(subprocess.Popen(
-                self.command(locs), env=env, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent, start_new_session=True,
-            ))
-            if self.log_dir is not None:
-                out.close()  # type: ignore[union-attr]
-        wait_for_hosts(self.config, [loc for locs in self.locations for loc in locs], timeout,
-                       self.procs)
+            self.procs.append(
+                subprocess.Popen(
+                    self.command(locs),
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,
+                    start_new_session=True,
+                )
+            )
+            if not isinstance(out, int):
+                out.close()
+        wait_for_hosts(
+            self.config, [loc for locs in self.locations for loc in locs], timeout, self.procs
+        )
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop every worker (warm shutdown, then kill) with all its pool processes."""
@@ -194,10 +227,8 @@ class LocalWorkers:
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for proc in self.procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -205,8 +236,12 @@ class LocalWorkers:
         self.procs.clear()
 
 
-def wait_for_hosts(config: Config, locations: Sequence[str], timeout: float,
-                   procs: Sequence[subprocess.Popen[bytes]] = ()) -> None:
+def wait_for_hosts(
+    config: Config,
+    locations: Sequence[str],
+    timeout: float,
+    procs: Sequence[subprocess.Popen[bytes]] = (),
+) -> None:
     """Block until every location is online.
 
     Raises:

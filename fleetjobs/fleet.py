@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import Celery
 
+from .actions import check_action_name
 from .celery_app import make_celery
 from .config import Config, default_location
 from .errors import (
@@ -27,7 +28,6 @@ from .errors import (
 )
 from .job import Job, Received
 from .model import HostInfo, JobInfo, Record, to_json
-from .actions import check_action_name
 from .registry import JobSpec, NewChild, Registry
 from .routing import TASK_NAME, queue_for, select_locations, split_locations
 from .states import JobState
@@ -182,15 +182,15 @@ class Fleet:
                     f"until one does (start one with: fleetjobs worker --location {loc})"
                 )
                 continue
-            if action not in host.actions:
-                offers = ", ".join(sorted(host.actions)) or "nothing"
-                raise UnknownActionError(
-                    f"unknown action {action!r}: the worker on {loc} offers {offers}"
-                )
             if action in SHELL_ACTIONS and not host.allow_shell:
                 raise ShellNotAllowedError(
                     f"the worker on {loc} does not allow {action!r}: its operator must start it "
                     "with --allow-shell"
+                )
+            if action not in host.actions:
+                offers = ", ".join(sorted(host.actions)) or "nothing"
+                raise UnknownActionError(
+                    f"unknown action {action!r}: the worker on {loc} offers {offers}"
                 )
         return warnings
 
@@ -341,8 +341,11 @@ class Fleet:
             auto_remove: with ``wait``, remove the jobs once all is received.
             location: only the child on this location.
         """
-        return Received(list(self.stream(jobs, keep=keep, wait=wait, auto_remove=auto_remove,
-                                         location=location)))
+        return Received(
+            list(
+                self.stream(jobs, keep=keep, wait=wait, auto_remove=auto_remove, location=location)
+            )
+        )
 
     def stream(
         self,
@@ -355,7 +358,7 @@ class Fleet:
         """Records as they are taken; with ``wait``, as they arrive until the jobs finish."""
         if auto_remove and not wait:
             raise ArgumentError("auto_remove needs wait: a job is removed once it has finished")
-        handles = self._handles(jobs if _is_many(jobs) else [jobs])  # type: ignore[list-item]
+        handles = self._handles(_as_list(jobs))
         if not wait:
             yield from self._take(handles, keep, location)
             return
@@ -408,7 +411,7 @@ class Fleet:
         Returns:
             The jobs, refreshed.
         """
-        handles = self._handles(jobs if _is_many(jobs) else [jobs])  # type: ignore[list-item]
+        handles = self._handles(_as_list(jobs))
         due: list[int] = []
         for h in handles:
             due.extend(self.registry.stop(h.id)[1])
@@ -446,7 +449,7 @@ class Fleet:
         if jobs is None:
             handles = self.get(state=state)
         else:
-            handles = self._handles(jobs if _is_many(jobs) else [jobs])  # type: ignore[list-item]
+            handles = self._handles(_as_list(jobs))
             if state is not None:
                 want = JobState.parse(state) if isinstance(state, str) else state
                 handles = [h for h in handles if h.refresh().info.state is want]
@@ -487,15 +490,8 @@ class Fleet:
             self.dispatch_ids(due)
 
     def _states(self, ids: Sequence[int]) -> list[JobState]:
-        pipe = self.registry.r.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(self.registry.jk(job_id), "state")
-        try:
-            raw = pipe.execute()
-        except Exception as exc:
-            raise RedisUnavailableError(f"cannot reach Redis at {self.config.safe_url}: {exc}")
         out = []
-        for job_id, state in zip(ids, raw, strict=True):
+        for job_id, state in zip(ids, self.registry.states(ids), strict=True):
             if state is None:
                 raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")
             out.append(JobState(state))
@@ -554,8 +550,11 @@ def render_command(action: str, args: Sequence[Any], kwargs: dict[str, Any]) -> 
     return " ".join(parts)
 
 
-def _is_many(value: object) -> bool:
-    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Job, JobInfo))
+def _as_list(value: Iterable[JobRef] | JobRef) -> list[JobRef]:
+    """One job reference or many, as a list."""
+    if isinstance(value, (str, bytes, int, Job, JobInfo)):
+        return [value]  # type: ignore[list-item]
+    return list(value)
 
 
 def _batches(ids: Iterable[int], size: int) -> Iterator[list[int]]:

@@ -51,7 +51,9 @@ local function refresh_parent(pid)
   end
   local new
   if done == n then
-    if failed > 0 then new = 'Failed' elseif stopped > 0 then new = 'Stopped' else new = 'Completed' end
+    if failed > 0 then new = 'Failed'
+    elseif stopped > 0 then new = 'Stopped'
+    else new = 'Completed' end
   elseif f[3] == '1' then new = 'Stopping'
   elseif has['Running'] then new = 'Running'
   elseif has['Stopping'] then new = 'Stopping'
@@ -69,7 +71,9 @@ local function refresh_parent(pid)
       local reason = nil
       if failed > 0 then
         if n == 1 then reason = last_reason
-        else reason = failed .. ' of ' .. n .. ' child jobs failed: ' .. table.concat(reasons, '; ') end
+        else
+          reason = failed .. ' of ' .. n .. ' child jobs failed: ' .. table.concat(reasons, '; ')
+        end
       elseif stopped > 0 then
         reason = f[5] or last_reason
       end

@@ -140,8 +140,12 @@ class _Run(Generic[T, R]):
         """Block until every item has a result, abandoning the ones past their timeout."""
         with self.cond:
             try:
-                while self.done < len(self.items):
-                    self.cond.wait(self._expire_overdue())
+                while True:
+                    # Expiring may settle the last item, so test for completion after it.
+                    delay = self._expire_overdue()
+                    if self.done >= len(self.items):
+                        break
+                    self.cond.wait(delay)
             finally:
                 # On an interrupt, the pool stops taking new items (running ones cannot stop).
                 self.cancelled = True

@@ -105,7 +105,8 @@ class Registry:
     """
 
     def __init__(self, client: redis.Redis, config: Config) -> None:
-        self.r = client
+        # Any: redis-py's annotations cannot know that decode_responses makes every reply str
+        self.r: Any = client
         self.config = config
         self.p = config.prefix
         self.safe_url = config.safe_url
@@ -338,7 +339,15 @@ class Registry:
 
     @guarded
     def stop_requested(self, job_id: int) -> bool:
-        return self.r.hget(self.jk(job_id), "stop") == "1"
+        return bool(self.r.hget(self.jk(job_id), "stop") == "1")
+
+    @guarded
+    def states(self, ids: Sequence[int]) -> list[str | None]:
+        """Just the states of these jobs (None for a job that is gone), in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(self.jk(job_id), "state")
+        return list(pipe.execute())
 
     # ---- records ------------------------------------------------------------------------
 

@@ -97,9 +97,7 @@ def select_locations(
             selectors.append((key, value))
         tags = tags or {}
         hits = [
-            loc
-            for loc in known_list
-            if all(tags.get(loc, {}).get(k) == v for k, v in selectors)
+            loc for loc in known_list if all(tags.get(loc, {}).get(k) == v for k, v in selectors)
         ]
         if not hits:
             raise NoHostError(f"target {' '.join(target)!r} matched no online host")

@@ -8,10 +8,10 @@ mirrored by the registry's Lua code, which is checked against it in the tests).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     """The state of a job, spelled as PowerShell spells it."""
 
     NOT_STARTED = "NotStarted"

@@ -119,6 +119,26 @@ def test_a_hung_item_times_out_without_holding_up_the_others_or_the_caller() -> 
     assert elapsed < PATIENCE / 2
 
 
+def test_a_timed_out_item_hands_its_slot_to_the_next_one() -> None:
+    # given a throttle of one and a first item that hangs
+    release = threading.Event()
+
+    def work(item: str) -> str:
+        if item == "hang":
+            release.wait(PATIENCE)
+        return item * 2
+
+    # when the hung item times out
+    try:
+        results = parallel(work, ["hang", "a", "b"], throttle_limit=1, timeout=0.5)
+    finally:
+        release.set()
+
+    # then the queue behind it still ran to the end
+    assert [r.timed_out for r in results] == [True, False, False]
+    assert [r.value for r in results[1:]] == ["aa", "bb"]
+
+
 def test_the_timeout_clock_starts_when_an_item_starts_not_when_it_was_queued() -> None:
     # given six items of 0.25 s run one at a time, 1.5 s in all
     def work(n: int) -> int:
@@ -192,7 +212,9 @@ def test_parallel_values_counts_a_timeout_as_a_failure() -> None:
         return n
 
     try:
-        with pytest.raises(ParallelError, match=r"1 of 3 item\(s\) failed \(0 raised, 1 timed out\)"):
+        with pytest.raises(
+            ParallelError, match=r"1 of 3 item\(s\) failed \(0 raised, 1 timed out\)"
+        ):
             parallel_values(work, range(3), throttle_limit=3, timeout=0.5)
     finally:
         release.set()

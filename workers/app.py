@@ -78,7 +78,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         per_process.registry, settings.worker_id, settings.allow_shell, per_process.dispatch
     )
 
-    @app.task(name=TASK_NAME, bind=True)  # type: ignore[untyped-decorator]
+    @app.task(name=TASK_NAME, bind=True)
     def job(self: Any, job_id: int) -> dict[str, Any]:
         return runtime.execute(int(job_id))
 
@@ -94,7 +94,10 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             "allow_shell": settings.allow_shell,
         }
         hb = Heartbeat(
-            Registry.connect(config), settings.worker_id, settings.locations, info,
+            Registry.connect(config),
+            settings.worker_id,
+            settings.locations,
+            info,
             per_process.dispatch,
         )
         hb.beat()
@@ -118,8 +121,14 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             log.warning("could not record the end of a job: %s", exc)
 
     @signals.task_revoked.connect(weak=False)
-    def _revoked(sender: Any = None, request: Any = None, terminated: bool = False,
-                 signum: Any = None, expired: bool = False, **_: Any) -> None:
+    def _revoked(
+        sender: Any = None,
+        request: Any = None,
+        terminated: bool = False,
+        signum: Any = None,
+        expired: bool = False,
+        **_: Any,
+    ) -> None:
         if request is None or getattr(request, "name", TASK_NAME) != TASK_NAME:
             return
         if expired:
@@ -128,12 +137,21 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             _settle(request.args, JobState.STOPPED, "stopped before it started")
 
     @signals.task_failure.connect(weak=False)
-    def _failure(sender: Any = None, task_id: str | None = None, exception: Any = None,
-                 args: Any = None, **_: Any) -> None:
+    def _failure(
+        sender: Any = None,
+        task_id: str | None = None,
+        exception: Any = None,
+        args: Any = None,
+        **_: Any,
+    ) -> None:
         # the runtime catches every failure of an action; what arrives here is the machinery's:
         # the pool process died (WorkerLostError), or a time limit killed it
         if getattr(sender, "name", None) != TASK_NAME or args is None:
             return
-        _settle(args, JobState.FAILED, f"the worker process running the job died: {exception}")
+        if type(exception).__name__ == "WorkerLostError":
+            reason = f"the worker process running the job died: {exception}"
+        else:
+            reason = f"the worker could not run the job: {type(exception).__name__}: {exception}"
+        _settle(args, JobState.FAILED, reason)
 
     return app

@@ -1,9 +1,9 @@
 """Parallel log archiving: the ``archive_logs`` action body run on every host of the fleet.
 
 Each host moves its own old log files (by name pattern and modification time) from a log
-folder into an archive folder and answers with one summary record, the way the PowerShell
-original ran ``Move-Item`` inside ``Invoke-Command`` on each server. The move is built to never
-lose a file: an existing archive name is never overwritten (the newcomer gets a ``.1``, ``.2``...
+folder into an archive folder and answers with one summary record (``Server``, ``Archived``,
+``Bytes``, ``Skipped``), so one fleet-wide job archives every server at once. The move never
+loses a file: an existing archive name is never overwritten (the newcomer gets a ``.1``, ``.2``...
 suffix, chosen atomically), a move to another file system copies to a hidden partial file that is
 fsynced and size-checked before it takes its final name and before the source is removed, and any
 failure leaves the source where it was and is reported per file instead of aborting the run.
@@ -16,6 +16,7 @@ import errno
 import fnmatch
 import os
 import secrets
+import signal
 import stat
 import time
 from collections.abc import Iterator
@@ -30,16 +31,7 @@ _MAX_SUFFIX = 100_000
 # Errors from os.link that mean "this file system (or policy) will not hard-link", as opposed
 # to a real failure; on these the move falls back to an exclusive placeholder plus rename.
 _NO_HARDLINK_ERRNOS = frozenset(
-    code
-    for code in (
-        errno.EPERM,
-        errno.EACCES,
-        errno.EMLINK,
-        errno.ENOSYS,
-        getattr(errno, "ENOTSUP", None),
-        getattr(errno, "EOPNOTSUPP", None),
-    )
-    if code is not None
+    {errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 )
 
 
@@ -49,28 +41,22 @@ class ActionContext(Protocol):
     @property
     def location(self) -> str:
         """The name of the host the action runs on."""
-        ...
 
     @property
     def should_stop(self) -> bool:
         """True once the job has been asked to stop; checked between files."""
-        ...
 
     def output(self, value: object) -> None:
         """Write one record to the job's output stream."""
-        ...
 
     def error(self, message: str) -> None:
         """Write a non-terminating error to the job's error stream."""
-        ...
 
     def warning(self, message: str) -> None:
         """Write a line to the job's warning stream."""
-        ...
 
     def verbose(self, message: str) -> None:
         """Write a line to the job's verbose stream."""
-        ...
 
 
 class _CrossDevice(Exception):
@@ -244,14 +230,15 @@ def _move_within_fs(src: str, archive_dir: str, name: str) -> str:
         _CrossDevice: If the kernel refuses the link or rename across mounts.
         OSError: On any other failure, with the source in place.
     """
-    try:
-        dest, linked = _publish(src, archive_dir, name)
-    except OSError as exc:
-        if exc.errno == errno.EXDEV:
-            raise _CrossDevice from exc
-        raise
-    if linked:
-        _drop_source(src, dest)
+    with _signals_deferred():
+        try:
+            dest, linked = _publish(src, archive_dir, name)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise _CrossDevice from exc
+            raise
+        if linked:
+            _drop_source(src, dest)
     return dest
 
 
@@ -264,7 +251,6 @@ def _copy_across_fs(src: str, st: os.stat_result, archive_dir: str, name: str) -
     """
     partial = os.path.join(archive_dir, f".{name[:200]}.partial-{secrets.token_hex(6)}")
     made_partial = False
-    published: str | None = None
     try:
         # Exclusive create ("x"): the cleanup below may only ever delete files this call made.
         with open(src, "rb") as fsrc, open(partial, "xb") as fdst:
@@ -281,20 +267,46 @@ def _copy_across_fs(src: str, st: os.stat_result, archive_dir: str, name: str) -
             copied = os.fstat(fdst.fileno()).st_size
         if copied != now.st_size:
             raise _CopyMismatch(f"copied {copied} bytes but the source has {now.st_size}")
-        published, linked = _publish(partial, archive_dir, name)
-        if linked:
-            os.unlink(partial)
-        # The final name must be durable before the only other copy is unlinked.
-        _fsync_dir(archive_dir)
     except BaseException:
-        # The source is untouched so far; take back everything this call put in the archive.
         if made_partial:
             _remove_quietly(partial)
-        if published is not None:
-            _remove_quietly(published)
         raise
-    _drop_source(src, published)
+    published: str | None = None
+    with _signals_deferred():
+        try:
+            published, linked = _publish(partial, archive_dir, name)
+            if linked:
+                os.unlink(partial)
+            # The final name must be durable before the only other copy is unlinked.
+            _fsync_dir(archive_dir)
+        except BaseException:
+            # The source is untouched so far; take back what this call put in the archive.
+            _remove_quietly(partial)
+            if published is not None:
+                _remove_quietly(published)
+            raise
+        _drop_source(src, published)
     return published
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold signals back while a move commits, so no handler can raise in the middle of it.
+
+    The job runtime stops an action by raising from the handler of a signal sent to the
+    action's thread. Raised between the link and the unlink of a move, that would leave the file
+    twice; blocked, the signal is delivered, and its exception raised, just after the commit.
+    (A process-wide signal may still land on another thread and interrupt; the worst case is
+    then a file left in both places, never none.)
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield  # no per-thread masks here (Windows): nothing raises from signals mid-move
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _publish(src: str, archive_dir: str, name: str) -> tuple[str, bool]:

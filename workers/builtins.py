@@ -10,7 +10,6 @@ import os
 import selectors
 import stat
 import subprocess
-
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,8 +34,13 @@ def echo(
     """Write each value to output, and each given message to its stream, in stream order."""
     for value in values:
         ctx.output(value)
-    messages = {"error": error, "warning": warning, "verbose": verbose, "debug": debug,
-                "information": information}
+    messages = {
+        "error": error,
+        "warning": warning,
+        "verbose": verbose,
+        "debug": debug,
+        "information": information,
+    }
     for stream in _STREAMS:
         if messages[stream] is not None:
             getattr(ctx, stream)(messages[stream])
@@ -141,17 +145,27 @@ def processes(ctx: JobContext, top: int = 10, sort: str = "cpu") -> list[dict[st
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
         cpu = (int(fields[11]) + int(fields[12])) / ticks
-        rows.append({"Name": name, "Id": int(entry), "CPU": round(cpu, 2),
-                     "MemoryMB": round(resident * page_mb, 1)})
-    key = {"cpu": lambda r: -r["CPU"], "memory": lambda r: -r["MemoryMB"],
-           "name": lambda r: r["Name"]}[sort]
+        rows.append(
+            {
+                "Name": name,
+                "Id": int(entry),
+                "CPU": round(cpu, 2),
+                "MemoryMB": round(resident * page_mb, 1),
+            }
+        )
+    key = {
+        "cpu": lambda r: -r["CPU"],
+        "memory": lambda r: -r["MemoryMB"],
+        "name": lambda r: r["Name"],
+    }[sort]
     rows.sort(key=key)
     return rows[: max(0, int(top))]
 
 
 @action
-def files(ctx: JobContext, path: str, first: int | None = None,
-          pattern: str = "*") -> list[dict[str, Any]]:
+def files(
+    ctx: JobContext, path: str, first: int | None = None, pattern: str = "*"
+) -> list[dict[str, Any]]:
     """The entries of a folder on the host (``Get-ChildItem``), sorted by name.
 
     Args:
@@ -178,14 +192,16 @@ def files(ctx: JobContext, path: str, first: int | None = None,
         except OSError as exc:
             ctx.error(f"{name}: {exc.strerror}")
             continue
-        out.append({
-            "Mode": stat.filemode(st.st_mode),
-            "LastWriteTime": datetime.fromtimestamp(st.st_mtime, UTC).strftime("%Y-%m-%d %H:%M"),
-            "Length": st.st_size,
-            "Name": name,
-        })
+        out.append(
+            {
+                "Mode": stat.filemode(st.st_mode),
+                "LastWriteTime": datetime.fromtimestamp(st.st_mtime, UTC).strftime(
+                    "%Y-%m-%d %H:%M"
+                ),
+                "Length": st.st_size,
+                "Name": name,
+            }
+        )
         if first is not None and len(out) >= int(first):
             break
     return out
-
-

@@ -8,6 +8,7 @@ gets what is there so far. A stop (or a timeout) sets the stop flag; long action
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -118,10 +119,8 @@ class JobContext:
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + 1.0
         for proc in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             _signal_group(proc, signal.SIGKILL)
 
     def register_process(self, proc: subprocess.Popen[Any]) -> None:
@@ -147,7 +146,5 @@ class JobContext:
 
 
 def _signal_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

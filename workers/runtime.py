@@ -167,6 +167,15 @@ class _Watcher(threading.Thread):
         self._runner = threading.get_ident()
 
     def run(self) -> None:
+        try:
+            self._watch()
+        finally:
+            # only this thread touches the subscription: closing it from the runtime's thread
+            # while this one reads would hand a half-read connection back to the pool
+            with contextlib.suppress(Exception):
+                self._pubsub.close()
+
+    def _watch(self) -> None:
         last_check = 0.0
         while not self._closed.is_set():
             try:
@@ -202,8 +211,6 @@ class _Watcher(threading.Thread):
 
     def close(self) -> None:
         self._closed.set()
-        with contextlib.suppress(Exception):
-            self._pubsub.close()
 
 
 class _Guard:

@@ -16,8 +16,9 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from ..config import Config, ConfigError
+from ..config import Config
 from ..errors import (
+    ConfigError,
     FleetJobsError,
     JobNotFoundError,
     JobStateError,
@@ -87,7 +88,9 @@ def parse_value(text: str) -> Any:
     """A command-line argument as JSON when it parses (``5``, ``true``, ``[1,2]``), else text."""
     try:
         return json.loads(text)
-    except ValueError:
+    except ValueError as exc:
+        if text.lstrip()[:1] in ("{", "["):
+            raise click.BadParameter(f"{text!r} looks like JSON but is not: {exc}") from None
         return text
 
 
@@ -475,10 +478,28 @@ def demo(fast: bool) -> None:
     sys.exit(run_demo(fast=fast))
 
 
+def run(argv: list[str] | None = None) -> int:
+    """Run the command; every error is one line on stderr. Returns the exit code."""
+    try:
+        cli.main(args=argv, prog_name="fleetjobs", standalone_mode=False)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except click.exceptions.Abort:
+        click.echo("fleetjobs: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see: {exc.ctx.command_path} --help)"
+        click.echo(f"fleetjobs: error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="fleetjobs")
+    sys.exit(run(argv))
 
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "run"]
 
 _ = functools  # kept for decorators that wrap verbs in later issues

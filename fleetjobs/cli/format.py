@@ -22,8 +22,12 @@ PREFIXES = {
 }
 
 
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], out: TextIO | None = None,
-          max_width: int | None = None) -> None:
+def table(
+    rows: Sequence[Sequence[Any]],
+    headers: Sequence[str],
+    out: TextIO | None = None,
+    max_width: int | None = None,
+) -> None:
     """Print rows under headers and dashes, as ``Format-Table`` does; the last column is cut
     to the terminal's width with ``...``."""
     out = out or sys.stdout
@@ -62,17 +66,27 @@ def _cell(value: Any) -> str:
 def job_rows(jobs: Iterable[JobInfo], children: bool = False) -> list[list[Any]]:
     rows = []
     for job in jobs:
-        rows.append([job.id, job.name, job.state.value, job.has_more_data, job.location,
-                     job.command])
+        rows.append(
+            [job.id, job.name, job.state.value, job.has_more_data, job.location, job.command]
+        )
         if children:
             for child in job.children:
-                rows.append([child.id, "  " + child.name, child.state.value,
-                             child.has_more_data, child.location, child.command])
+                rows.append(
+                    [
+                        child.id,
+                        "  " + child.name,
+                        child.state.value,
+                        child.has_more_data,
+                        child.location,
+                        child.command,
+                    ]
+                )
     return rows
 
 
-def print_jobs(jobs: Sequence[JobInfo], as_json: bool, children: bool = False,
-               out: TextIO | None = None) -> None:
+def print_jobs(
+    jobs: Sequence[JobInfo], as_json: bool, children: bool = False, out: TextIO | None = None
+) -> None:
     out = out or sys.stdout
     if as_json:
         print(json.dumps([j.to_dict() for j in jobs], indent=2), file=out)
@@ -85,8 +99,13 @@ def print_hosts(hosts: Sequence[HostInfo], as_json: bool) -> None:
         print(json.dumps([h.to_dict() for h in hosts], indent=2))
         return
     rows = [
-        [h.location, h.online, " ".join(f"{k}={v}" for k, v in sorted(h.tags.items())),
-         h.running, _ago(h.last_seen)]
+        [
+            h.location,
+            h.online,
+            " ".join(f"{k}={v}" for k, v in sorted(h.tags.items())),
+            h.running,
+            _ago(h.last_seen),
+        ]
         for h in hosts
     ]
     table(rows, ("Location", "Online", "Tags", "Running", "Last seen"))
@@ -124,8 +143,9 @@ def _dict_table(values: Sequence[tuple[Record, Any]], tag: bool, out: TextIO) ->
     headers = list(keys)
     if tag and not {"Server", "Location", "PSComputerName"} & keys.keys():
         headers.append("Location")
-    rows = [[v.get(k, rec.location if k == "Location" else None) for k in headers]
-            for rec, v in values]
+    rows = [
+        [v.get(k, rec.location if k == "Location" else None) for k in headers] for rec, v in values
+    ]
     table(rows, headers, out)
 
 

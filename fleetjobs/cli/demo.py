@@ -1,0 +1,188 @@
+"""``fleetjobs demo``: the PowerShell background-jobs walkthrough, run for real.
+
+Each step prints the command a person would type and runs it through the real CLI, against a
+private Redis and local workers that the demo starts and removes (see :mod:`fleetjobs.embedded`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from ..config import Config, default_location
+from ..embedded import EmbeddedRedis, LocalWorkers
+from ..errors import FleetJobsError
+
+
+class _Demo:
+    def __init__(self, config: Config, fast: bool) -> None:
+        self.config = config
+        self.scale = 0.2 if fast else 1.0
+        self.env = {"FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+
+    def secs(self, seconds: float) -> str:
+        return f"{max(0.2, seconds * self.scale):g}"
+
+    def section(self, title: str, note: str = "") -> None:
+        click.secho(f"\n== {title} ==", bold=True)
+        if note:
+            click.echo(note)
+
+    def say(self, text: str) -> None:
+        click.secho(text, fg="cyan")
+
+    def run(self, *args: str) -> int:
+        """Show and run one fleetjobs command in this process; returns its exit code."""
+        from . import run as run_cli
+
+        click.secho("PS> fleetjobs " + " ".join(shlex.quote(a) for a in args), fg="green")
+        sys.stdout.flush()
+        old = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            code = run_cli(list(args))
+        finally:
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return code
+
+    def walk(self) -> None:
+        here = default_location()
+        self.section(
+            "Starting a background job",
+            'Start-Job { Start-Sleep 5; Write-Output "Job completed at $(Get-Date)" }',
+        )
+        self.run("start", "run", f'sleep {self.secs(5)}; echo "Job completed at $(date)"')
+        self.say("Console is free to use while job runs...")
+
+        self.section("Get-Job: view all jobs")
+        self.run("start", "processes", "--kw", "top=3")
+        self.run("get")
+
+        self.section(
+            "Receiving job results", "Get-Process | Sort CPU -Descending | Select -First 3"
+        )
+        self.run("start", "--name", "TopCPU", "processes", "--kw", "top=3", "--kw", "sort=cpu")
+        self.run("wait", "TopCPU")
+        self.run("receive", "TopCPU")
+        self.say("Results are consumed once: a second receive prints nothing.")
+        self.run("receive", "TopCPU")
+        self.say("Unless --keep is used (Receive-Job -Keep):")
+        self.run("start", "--name", "Kept", "echo", "stays here")
+        self.run("wait", "Kept")
+        self.run("receive", "Kept", "--keep")
+        self.run("receive", "Kept", "--keep")
+
+        self.section("Wait-Job: wait for a job, with a timeout")
+        self.run("start", "--name", "Slow", "sleep", self.secs(10), "Done")
+        code = self.run("wait", "Slow", "--timeout", self.secs(2))
+        if code == 3:
+            self.say(f"Job timed out! (wait exited {code} and printed nothing)")
+        self.run("wait", "Slow")
+        self.run("receive", "Slow")
+
+        self.section("Named jobs")
+        self.run("start", "--name", "BackupJob", "sleep", self.secs(3), "Backup done")
+        self.run("start", "--name", "ReportJob", "sleep", self.secs(2), "Report done")
+        self.run("get", "BackupJob")
+        self.run("receive", "BackupJob", "--wait")
+        self.run("wait", "ReportJob")
+        self.run("remove", "ReportJob")
+
+        self.section(
+            "Passing arguments to jobs",
+            "Start-Job { param($path, $limit) Get-ChildItem $path | Select -First $limit }"
+            " -ArgumentList $targetPath, $maxFiles",
+        )
+        self.run("start", "--name", "ListLogs", "files", "/var/log", "5")
+        self.run("receive", "ListLogs", "--wait")
+
+        self.section("Running several jobs in parallel")
+        start = time.monotonic()
+        for n in range(1, 5):
+            self.run("start", "--name", f"Part{n}", "sleep", self.secs(2), f"part {n} done")
+        self.run("wait", "Part*")
+        self.say(f"Four {self.secs(2)} s jobs took {time.monotonic() - start:.1f} s together.")
+        self.run("receive", "Part*")
+
+        self.section("Job output streams")
+        self.run(
+            "start",
+            "--name",
+            "Streams",
+            "echo",
+            "Success output",
+            "--kw",
+            "error=Error output",
+            "--kw",
+            "warning=Warning output",
+            "--kw",
+            "verbose=Verbose output",
+        )
+        self.run("wait", "Streams")
+        self.run("receive", "Streams")
+
+        self.section("Stop and remove jobs")
+        self.run("start", "--name", "Forever", "sleep", "3600")
+        time.sleep(0.5)
+        self.run("stop", "Forever")
+        self.run("get")
+        self.say("Remove all completed jobs:")
+        self.run("remove", "--state", "Completed")
+        self.run("get")
+        self.say("Remove all jobs:")
+        self.run("remove", "--all", "--force")
+        self.run("get")
+        click.echo(f"\n(every job above ran on a worker serving location {here!r})")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_demo(fast: bool = False) -> int:
+    """Run the walkthrough; returns the exit code."""
+    try:
+        with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+            url = os.environ.get("FLEETJOBS_REDIS_URL")
+            if url:
+                click.echo("Using the Redis at FLEETJOBS_REDIS_URL, under its own key prefix.")
+            else:
+                click.echo("Starting a private Redis and a local worker (nothing else needed)...")
+                url = stack.enter_context(EmbeddedRedis()).url
+            prefix = f"demo-{uuid.uuid4().hex[:6]}:"
+            config = Config(redis_url=url, prefix=prefix, heartbeat_interval=1.0, host_ttl=5.0)
+            stack.enter_context(
+                LocalWorkers(config, [[default_location()]], allow_shell=True, concurrency=4)
+            )
+            _Demo(config, fast).walk()
+            click.echo("Cleaning up: stopping the worker and the private Redis.")
+        return 0
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: everything the demo started was stopped and removed", err=True)
+        return 130
+    except FleetJobsError as exc:
+        click.echo(f"fleetjobs demo: error: {exc}", err=True)
+        return 1

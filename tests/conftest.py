@@ -1,0 +1,143 @@
+"""Fixtures: a real redis-server on a free port and real workers in subprocesses.
+
+One Redis serves the whole run; each fixture that needs a clean fleet takes its own key
+prefix, so tests never see each other's jobs where that matters (``get`` of every job).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetjobs import Config, Fleet
+from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = {"heartbeat_interval": 0.5, "host_ttl": 3.0, "disconnect_grace": 4.0}
+INCLUDE = ["--include", "tests.support_actions"]
+
+
+def uniq(stem: str = "job") -> str:
+    return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with EmbeddedRedis(tcp=True) as server:
+        assert not server.url.endswith(":6379/0")
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def config(redis_url: str) -> Config:
+    return Config(redis_url=redis_url, prefix="t:", **FAST)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker-logs")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _import_path() -> None:
+    # workers import tests.support_actions from the repository root
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+
+
+@pytest.fixture(scope="session")
+def workers(config: Config, logs: Path) -> Iterator[LocalWorkers]:
+    """Two hosts, alpha and beta, that allow run."""
+    with LocalWorkers(
+        config,
+        [["alpha"], ["beta"]],
+        allow_shell=True,
+        concurrency=4,
+        extra_args=INCLUDE,
+        log_dir=logs,
+    ) as w:
+        yield w
+
+
+@pytest.fixture(scope="session")
+def locked(config: Config, logs: Path) -> Iterator[LocalWorkers]:
+    """A host, locked, whose operator did not allow run."""
+    with LocalWorkers(config, [["locked"]], concurrency=1, extra_args=INCLUDE, log_dir=logs) as w:
+        yield w
+
+
+@pytest.fixture
+def fleet(config: Config, workers: LocalWorkers) -> Iterator[Fleet]:
+    with Fleet(config=config) as f:
+        yield f
+
+
+@pytest.fixture
+def second_console(config: Config, workers: LocalWorkers) -> Iterator[Fleet]:
+    """Another console on the same fleet: its own Fleet, its own connections."""
+    with Fleet(config=config) as f:
+        yield f
+
+
+@pytest.fixture
+def private(redis_url: str, logs: Path) -> Iterator[tuple[Config, Fleet]]:
+    """A fleet of its own (own prefix) with one host, solo: for tests about every job."""
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('p')}:", **FAST)  # type: ignore[arg-type]
+    with (
+        LocalWorkers(
+            cfg, [["solo"]], allow_shell=True, concurrency=2, extra_args=INCLUDE, log_dir=logs
+        ),
+        Fleet(config=cfg) as f,
+    ):
+        yield cfg, f
+
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def make_cli(cfg: Config) -> CliRunner:
+    def run(
+        *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = {
+            **os.environ,
+            "FLEETJOBS_REDIS_URL": cfg.redis_url,
+            "FLEETJOBS_PREFIX": cfg.prefix,
+            "COLUMNS": "200",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "fleetjobs", *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+            cwd=ROOT,
+        )
+
+    return run
+
+
+@pytest.fixture
+def cli(config: Config, workers: LocalWorkers) -> CliRunner:
+    """The fleetjobs command, as a separate process (another console)."""
+    return make_cli(config)
+
+
+def eventually(check: Callable[[], object], timeout: float = 10.0, every: float = 0.05) -> object:
+    """Poll ``check`` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    while not value and time.monotonic() < deadline:
+        time.sleep(every)
+        value = check()
+    assert value, f"condition not met within {timeout} s (last value {value!r})"
+    return value

@@ -1,0 +1,215 @@
+"""The fleetjobs command, run as a separate process per call: another console each time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from fleetjobs import Config, Fleet, JobState
+
+from .conftest import ROOT, CliRunner, make_cli, uniq
+
+JOB_KEYS = {
+    "id",
+    "instance_id",
+    "name",
+    "state",
+    "has_more_data",
+    "location",
+    "command",
+    "begin_time",
+    "end_time",
+    "reason",
+    "children",
+}
+CHILD_KEYS = {"id", "instance_id", "location", "state", "has_more_data", "reason"}
+
+
+def test_start_prints_the_job_row_and_returns_at_once(cli: CliRunner) -> None:
+    name = uniq("Backup")
+    res = cli("start", "--name", name, "--location", "alpha", "sleep", "5", "Backup done")
+    assert res.returncode == 0, res.stderr
+    header, dashes, row = res.stdout.splitlines()
+    assert header.split() == ["Id", "Name", "State", "HasMoreData", "Location", "Command"]
+    assert set(dashes.replace(" ", "")) == {"-"}
+    assert name in row and "alpha" in row and "sleep 5 'Backup done'" in row
+    cli("stop", name)
+
+
+def test_the_verbs_end_to_end_with_json(cli: CliRunner) -> None:
+    name = uniq("Report")
+    started = json.loads(
+        cli(
+            "start",
+            "--json",
+            "--name",
+            name,
+            "-l",
+            "beta",
+            "echo",
+            "Report done",
+            "--kw",
+            "warning=careful",
+        ).stdout
+    )
+    assert started.keys() >= JOB_KEYS and started["children"][0].keys() >= CHILD_KEYS
+    assert started["name"] == name and started["location"] == "beta"
+
+    waited = json.loads(cli("wait", "--json", name, "--timeout", "20").stdout)
+    assert [j["state"] for j in waited] == ["Completed"]
+
+    got = json.loads(cli("get", "--json", "--state", "completed", "--name", name).stdout)
+    assert [j["id"] for j in got] == [started["id"]] and got[0]["has_more_data"] is True
+
+    records = json.loads(cli("receive", "--json", str(started["id"])).stdout)
+    assert [(r["stream"], r["data"]) for r in records] == [
+        ("output", "Report done"),
+        ("warning", "careful"),
+    ]
+    assert {"job", "location", "stream", "data", "time"} <= records[0].keys()
+    assert records[0]["location"] == "beta"
+    assert json.loads(cli("receive", "--json", name).stdout) == []
+
+    removed = cli("remove", "--json", started["instance_id"])
+    assert removed.returncode == 0 and json.loads(removed.stdout)[0]["id"] == started["id"]
+    gone = cli("get", name)
+    assert (
+        gone.returncode == 1 and gone.stderr.strip() == f"fleetjobs: error: no job named {name!r}"
+    )
+
+
+def test_receive_prints_objects_as_a_table_and_streams_on_stderr(
+    cli: CliRunner, fleet: Fleet
+) -> None:
+    job = fleet.start("interleave", locations="alpha")
+    fleet.wait([job], timeout=15)
+    res = cli("receive", str(job.id))
+    assert res.returncode == 0
+    assert res.stdout.splitlines() == ["first", "Name   Size", "----   ----", "second 2", "last"]
+    assert res.stderr.splitlines() == [
+        "ERROR: an error",
+        "WARNING: a warning",
+        "VERBOSE: a verbose line",
+        "DEBUG: a debug line",
+        "INFO: an information line",
+        "PROGRESS: 50% half way",
+    ]
+
+
+def test_arguments_parse_as_json_when_they_parse(cli: CliRunner, fleet: Fleet) -> None:
+    res = cli(
+        "start",
+        "--json",
+        "-l",
+        "alpha",
+        "echo",
+        "5",
+        "true",
+        "[1,2]",
+        '{"a":1}',
+        "plain text",
+        '"5"',
+    )
+    job_id = json.loads(res.stdout)["id"]
+    fleet.wait([job_id], timeout=15)
+    assert list(fleet.receive(job_id)) == [5, True, [1, 2], {"a": 1}, "plain text", "5"]
+
+
+def test_wait_timeout_prints_nothing_and_exits_3(cli: CliRunner, fleet: Fleet) -> None:
+    job = fleet.start("sleep", 30, locations="alpha")
+    res = cli("wait", str(job.id), "--timeout", "0.5")
+    assert res.returncode == 3 and res.stdout == ""
+    fleet.stop(job)
+
+
+def test_stop_and_remove_from_the_command_line(cli: CliRunner, fleet: Fleet) -> None:
+    name = uniq("Forever")
+    cli("start", "--name", name, "-l", "alpha", "sleep", "3600")
+    refused = cli("remove", name)
+    assert refused.returncode == 1 and "stop it first" in refused.stderr
+    stopped = json.loads(cli("stop", "--json", name).stdout)
+    assert stopped[0]["state"] == "Stopped"
+    assert cli("remove", name).returncode == 0
+    assert fleet.get(name=name) == []
+
+
+def test_bad_input_is_one_line_and_a_non_zero_exit(cli: CliRunner) -> None:
+    cases = [
+        (("get", "987654"), 1, "no job with Id 987654"),
+        (("receive", "no-such"), 1, "no job named 'no-such'"),
+        (("start", "-l", "alpha", "nope"), 2, "unknown action 'nope'"),
+        (("start", "-l", "alpha", "echo", "--kw", "novalue"), 2, "is not KEY=VALUE"),
+        (("start", "-l", "alpha", "echo", '{"a":'), 2, "looks like JSON but is not"),
+        (("get", "--state", "Sleeping"), 2, "unknown state 'Sleeping'"),
+        (("remove",), 2, "--state STATE or --all"),
+        (("start", "-l", "bad/name", "echo"), 2, "invalid location"),
+        (("frobnicate",), 2, "No such command"),
+    ]
+    for args, code, text in cases:
+        res = cli(*args)
+        assert res.returncode == code, (args, res.returncode, res.stderr)
+        assert text in res.stderr, (args, res.stderr)
+        assert "Traceback" not in res.stderr
+        assert res.stderr.count("\n") == 1, res.stderr
+
+
+def test_run_refused_by_a_host_is_an_input_error(cli: CliRunner, locked: object) -> None:
+    res = cli("start", "-l", "locked", "run", "id")
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("fleetjobs: error: the worker on locked does not allow")
+
+
+def test_redis_unreachable_names_the_url_without_its_password(config: Config) -> None:
+    down = make_cli(config.with_(redis_url="redis://admin:s3cret@127.0.0.1:1/0"))
+    res = down("get")
+    assert res.returncode == 4
+    assert res.stderr.startswith(
+        "fleetjobs: error: cannot reach Redis at redis://admin:***@127.0.0.1:1/0"
+    )
+    assert "s3cret" not in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_receive_wait_prints_as_records_arrive(cli: CliRunner, fleet: Fleet) -> None:
+    job = fleet.start("produce", 4, 0.3, locations="beta")
+    res = cli("receive", "--wait", "--auto-remove", str(job.id))
+    assert res.stdout.split() == ["1", "2", "3", "4"]
+    assert fleet.registry.r.exists(fleet.registry.jk(job.id)) == 0
+
+
+def test_a_job_started_from_one_process_is_seen_by_another(cli: CliRunner, fleet: Fleet) -> None:
+    name = uniq("Shared")
+    cli("start", "--name", name, "-l", "alpha", "echo", "from the first console")
+    [job] = fleet.get(name=name)
+    fleet.wait([job], timeout=15)
+    assert cli("receive", name).stdout == "from the first console\n"
+
+
+def test_python_dash_m_and_help(cli: CliRunner) -> None:
+    res = cli("--help")
+    assert res.returncode == 0 and "Exit codes" in res.stdout
+    for verb in ("start", "get", "wait", "receive", "stop", "remove", "worker", "demo", "hosts"):
+        assert verb in res.stdout
+    assert "--allow-shell" in cli("worker", "--help").stdout
+
+
+def test_interrupting_receive_wait_leaves_the_job_alone(config: Config, fleet: Fleet) -> None:
+    job = fleet.start("produce", 50, 0.2, locations="alpha")
+    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetjobs", "receive", "--wait", str(job.id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "1\n"  # it is receiving
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert job.state is JobState.RUNNING
+    fleet.stop(job)

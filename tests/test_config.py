@@ -1,0 +1,49 @@
+"""Config: one typed object from FLEETJOBS_* variables; URLs with secrets never printed."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetjobs import Config, ConfigError
+from fleetjobs.config import redact_url
+
+
+def test_settings_come_from_the_environment_then_overrides() -> None:
+    env = {
+        "FLEETJOBS_REDIS_URL": "redis://h:6380/2",
+        "FLEETJOBS_PREFIX": "blue:",
+        "FLEETJOBS_RETENTION": "3600",
+    }
+    cfg = Config.from_env(env)
+    assert (cfg.redis_url, cfg.prefix, cfg.retention) == ("redis://h:6380/2", "blue:", 3600.0)
+    assert Config.from_env(env, prefix="green:").prefix == "green:"
+    assert Config.from_env({}).redis_url == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"FLEETJOBS_RETENTION": "soon"}, "FLEETJOBS_RETENTION='soon' is not a valid float"),
+        ({"FLEETJOBS_REDIS_URL": "http://x"}, "unsupported Redis URL scheme 'http'"),
+        ({"FLEETJOBS_PREFIX": "has space"}, "invalid key prefix"),
+        ({"FLEETJOBS_RETENTION": "-1"}, "retention must be positive"),
+    ],
+)
+def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config.from_env(env)
+
+
+def test_passwords_are_hidden_in_every_message() -> None:
+    assert redact_url("rediss://ops:hunter2@cache:6380/0") == "rediss://ops:***@cache:6380/0"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    with pytest.raises(ConfigError) as err:
+        Config(redis_url="ftp://u:hunter2@h/0")
+    assert "hunter2" not in str(err.value)
+
+
+def test_unix_sockets_and_tls_reach_celery_in_its_own_spelling() -> None:
+    cfg = Config(redis_url="unix:///tmp/r.sock?db=3")
+    assert cfg.broker_url == cfg.backend_url == "redis+socket:///tmp/r.sock?virtual_host=3"
+    tls = Config(redis_url="rediss://u:p@h:6380/1?ssl_cert_reqs=required")
+    assert tls.broker_url == "rediss://u:p@h:6380/1?ssl_cert_reqs=required"

@@ -1,0 +1,110 @@
+"""Receive: records taken once and atomically, keep, partial results, streams in order."""
+
+from __future__ import annotations
+
+import threading
+
+from fleetjobs import Fleet, JobState
+
+from .conftest import eventually
+
+
+def test_results_are_consumed_once_unless_kept(fleet: Fleet) -> None:
+    job = fleet.start("echo", "a", "b", locations="alpha")
+    fleet.wait([job], timeout=15)
+    assert list(fleet.receive(job, keep=True)) == ["a", "b"]
+    assert list(fleet.receive(job, keep=True)) == ["a", "b"]
+    assert job.has_more_data
+    assert list(fleet.receive(job)) == ["a", "b"]
+    assert list(fleet.receive(job)) == []
+    assert not job.has_more_data
+
+
+def test_has_more_data_is_true_while_running_and_false_when_all_is_read(fleet: Fleet) -> None:
+    quiet = fleet.start("sleep", 1, locations="alpha")
+    eventually(lambda: quiet.state is JobState.RUNNING)
+    assert quiet.has_more_data  # running
+    fleet.wait([quiet], timeout=15)
+    fleet.receive(quiet)  # takes its verbose line
+    assert not quiet.has_more_data
+
+
+def test_receiving_a_running_job_gives_what_is_there_so_far_then_only_what_came_after(
+    fleet: Fleet,
+) -> None:
+    job = fleet.start("produce", 6, 0.4, locations="alpha")
+    first = eventually(lambda: list(fleet.receive(job)), timeout=10)
+    assert job.state is JobState.RUNNING
+    fleet.wait([job], timeout=15)
+    rest = list(fleet.receive(job))
+    assert first + rest == [1, 2, 3, 4, 5, 6]  # type: ignore[operator]
+
+
+def test_streams_keep_their_order_and_each_is_there(fleet: Fleet) -> None:
+    job = fleet.start("interleave", locations="alpha")
+    fleet.wait([job], timeout=15)
+    got = fleet.receive(job)
+    assert [(r.stream, r.data) for r in got.records] == [
+        ("output", "first"),
+        ("error", "an error"),
+        ("warning", "a warning"),
+        ("verbose", "a verbose line"),
+        ("output", {"Name": "second", "Size": 2}),
+        ("debug", "a debug line"),
+        ("information", "an information line"),
+        ("progress", {"percent": 50.0, "status": "half way"}),
+        ("output", "last"),
+    ]
+    assert list(got) == ["first", {"Name": "second", "Size": 2}, "last"]
+    assert got.errors == ["an error"] and got.warnings == ["a warning"]
+    assert got.verbose == ["a verbose line"] and got.debug == ["a debug line"]
+    assert got.information == ["an information line"]
+    child = got.records[0]
+    assert child.location == "alpha" and child.job == job.info.child_ids[0]
+    assert job.refresh().info.children[0].progress == {"percent": 50.0, "status": "half way"}
+
+
+def test_concurrent_receivers_get_each_record_exactly_once(config: object, fleet: Fleet) -> None:
+    # given a job writing 400 records as fast as it can
+    job = fleet.start("produce", 400, locations="alpha")
+    seen: list[list[object]] = [[] for _ in range(4)]
+    consoles = [Fleet(config=fleet.config) for _ in range(4)]
+
+    def receiver(i: int) -> None:
+        while True:
+            finished = consoles[i].get(job.id)[0].info.state.finished
+            seen[i].extend(consoles[i].receive(job.id))
+            if finished:
+                seen[i].extend(consoles[i].receive(job.id))
+                return
+
+    # when four consoles receive from it at once, until it is done
+    threads = [threading.Thread(target=receiver, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for c in consoles:
+        c.close()
+    # then between them they got every record exactly once
+    everything = [v for part in seen for v in part]
+    assert sorted(everything) == list(range(1, 401))  # type: ignore[type-var]
+    # and each receiver got its share in order
+    for part in seen:
+        assert part == sorted(part)  # type: ignore[type-var]
+
+
+def test_receive_wait_streams_until_the_job_is_done_and_auto_remove_cleans_up(fleet: Fleet) -> None:
+    job = fleet.start("produce", 5, 0.2, locations="beta")
+    values = [r.data for r in fleet.stream(job, wait=True) if r.stream == "output"]
+    assert values == [1, 2, 3, 4, 5]
+    assert job.state is JobState.COMPLETED
+    again = fleet.start("produce", 3, 0.1, locations="beta")
+    assert list(fleet.receive(again, wait=True, auto_remove=True)) == [1, 2, 3]
+    assert fleet.registry.r.exists(fleet.registry.jk(again.id)) == 0
+
+
+def test_receive_keep_with_wait_shows_each_record_once_and_leaves_them(fleet: Fleet) -> None:
+    job = fleet.start("produce", 4, 0.2, locations="beta")
+    assert list(fleet.receive(job, wait=True, keep=True)) == [1, 2, 3, 4]
+    assert list(fleet.receive(job)) == [1, 2, 3, 4]

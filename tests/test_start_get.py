@@ -1,0 +1,193 @@
+"""Start and Get: a job returns at once, carries its record, and any console can find it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from fleetjobs import (
+    ArgumentError,
+    Fleet,
+    JobNotFoundError,
+    JobState,
+    ShellNotAllowedError,
+    UnknownActionError,
+)
+from fleetjobs.embedded import LocalWorkers
+
+from .conftest import INCLUDE, uniq
+
+
+def test_start_returns_at_once_and_the_job_runs_on_its_location(fleet: Fleet) -> None:
+    # given a host that serves alpha
+    # when a 2 s job starts there
+    began = time.monotonic()
+    job = fleet.start("sleep", 2, "done", name=uniq("nap"), locations="alpha")
+    returned_after = time.monotonic() - began
+    # then the console is back before the job could have finished
+    assert returned_after < 2
+    assert job.info.state in {JobState.NOT_STARTED, JobState.RUNNING}
+    assert job.location == "alpha" and job.command == "sleep 2 done"
+    assert fleet.wait([job], timeout=15) == [job]
+    assert job.state is JobState.COMPLETED
+    assert list(fleet.receive(job)) == ["done"]
+
+
+def test_the_record_holds_what_powershell_shows(fleet: Fleet) -> None:
+    job = fleet.start("echo", "hi", locations="beta")
+    fleet.wait([job], timeout=15)
+    info = job.refresh().info
+    assert info.name == f"Job{info.id}"
+    uuid.UUID(info.instance_id)
+    assert info.state is JobState.COMPLETED and info.reason is None
+    assert info.begin_time is not None and info.end_time is not None
+    assert info.created <= info.begin_time <= info.end_time
+    assert [c.location for c in info.children] == ["beta"]
+    assert info.children[0].parent_id == info.id
+    doc = job.to_dict()
+    assert {
+        "id",
+        "instance_id",
+        "name",
+        "state",
+        "has_more_data",
+        "location",
+        "command",
+        "begin_time",
+        "end_time",
+        "reason",
+        "children",
+    } <= doc.keys()
+    assert {"id", "instance_id", "location", "state", "has_more_data", "reason"} <= (
+        doc["children"][0].keys()
+    )
+
+
+def test_ids_are_fleet_wide_and_names_need_not_be_unique(
+    fleet: Fleet, second_console: Fleet
+) -> None:
+    name = uniq("twin")
+    a = fleet.start("echo", 1, name=name, locations="alpha")
+    b = second_console.start("echo", 2, name=name, locations="alpha")
+    assert b.id > a.id
+    assert [j.id for j in fleet.get(name=name)] == [a.id, b.id]
+
+
+def test_get_finds_a_job_by_id_name_instance_id_and_state(fleet: Fleet) -> None:
+    name = uniq("find")
+    job = fleet.start("echo", "x", name=name, locations="alpha")
+    fleet.wait([job], timeout=15)
+    for ref in (job.id, str(job.id), name, job.instance_id):
+        assert [j.id for j in fleet.get(ref)] == [job.id]
+    completed = fleet.get(state="Completed")
+    assert job.id in [j.id for j in completed]
+    assert job.id not in [j.id for j in fleet.get(state=JobState.RUNNING)]
+    assert [j.id for j in fleet.get(name=name[:-3] + "*")] == [job.id]
+    # a child can be found by its own id
+    child_id = job.info.child_ids[0]
+    assert fleet.get(child_id)[0].info.parent_id == job.id
+
+
+@pytest.mark.parametrize("ref", ["999999", "no-such-job", "6a1f0c7e-0000-4000-8000-000000000000"])
+def test_an_unknown_job_is_not_found_never_pending(fleet: Fleet, ref: str) -> None:
+    with pytest.raises(JobNotFoundError, match="no job"):
+        fleet.get(ref)
+
+
+def test_arguments_arrive_as_json_values_and_nothing_else(fleet: Fleet) -> None:
+    job = fleet.start("echo", 5, True, None, [1, "two"], {"a": {"b": 3}}, locations="alpha")
+    fleet.wait([job], timeout=15)
+    assert list(fleet.receive(job)) == [5, True, None, [1, "two"], {"a": {"b": 3}}]
+
+
+@pytest.mark.parametrize("bad", [{1, 2}, object(), float("nan"), {"k": b"bytes"}])
+def test_a_value_json_cannot_carry_is_refused_before_anything_is_queued(
+    fleet: Fleet, bad: object
+) -> None:
+    before = fleet.registry.r.get(f"{fleet.config.prefix}seq")
+    with pytest.raises(ArgumentError, match="cannot be sent as JSON"):
+        fleet.start("echo", "fine", bad, locations="alpha")
+    assert fleet.registry.r.get(f"{fleet.config.prefix}seq") == before
+
+
+def test_an_unknown_action_is_refused_naming_what_the_host_offers(fleet: Fleet) -> None:
+    with pytest.raises(UnknownActionError, match=r"unknown action 'nope'.*offers.*echo"):
+        fleet.start("nope", locations="alpha")
+
+
+def test_run_is_refused_where_the_operator_did_not_allow_it(
+    fleet: Fleet, locked: LocalWorkers
+) -> None:
+    with pytest.raises(ShellNotAllowedError, match="--allow-shell"):
+        fleet.start("run", "id", locations="locked")
+    # the same host runs actions that run no command
+    job = fleet.start("echo", "ok", locations="locked")
+    assert fleet.wait([job], timeout=15) and list(fleet.receive(job)) == ["ok"]
+
+
+def test_a_worker_refuses_run_it_was_not_allowed_even_if_the_console_could_not_check(
+    fleet: Fleet, logs: object
+) -> None:
+    # given a job for a location no worker serves yet (the console cannot check the host)
+    loc = uniq("late")
+    job = fleet.start("run", "echo should not run", locations=loc)
+    assert any("no worker serves location" in w for w in job.warnings)
+    # when that host's worker starts without --allow-shell
+    with LocalWorkers(fleet.config, [[loc]], concurrency=1, extra_args=INCLUDE):
+        assert fleet.wait([job], timeout=20)
+    # then the job failed with a reason that says why, and nothing ran
+    assert job.state is JobState.FAILED
+    assert "--allow-shell" in (job.reason or "")
+    got = fleet.receive(job)
+    assert list(got) == [] and "--allow-shell" in got.errors[0]
+
+
+def test_bad_arguments_fail_the_job_with_a_clear_reason(fleet: Fleet) -> None:
+    job = fleet.start("sleep", locations="alpha")  # seconds missing
+    fleet.wait([job], timeout=15)
+    assert job.state is JobState.FAILED
+    assert "bad arguments for 'sleep'" in (job.reason or "")
+
+
+def test_an_action_that_raises_fails_its_job_and_keeps_what_it_wrote(fleet: Fleet) -> None:
+    job = fleet.start("fail_with", "disk full", locations="alpha")
+    fleet.wait([job], timeout=15)
+    assert job.state is JobState.FAILED and job.reason == "disk full"
+    got = fleet.receive(job)
+    assert list(got) == ["before the failure"] and got.errors == ["disk full"]
+    plain = fleet.start("fail_with", "boom", True, locations="alpha")
+    fleet.wait([plain], timeout=15)
+    assert plain.reason == "ValueError: boom"
+
+
+def test_returned_lists_and_generators_unroll_into_output(fleet: Fleet) -> None:
+    gen = fleet.start("generate", 3, locations="alpha")
+    lst = fleet.start("files", "/", 2, locations="alpha")
+    fleet.wait([gen, lst], timeout=15)
+    assert list(fleet.receive(gen)) == [{"Index": 0}, {"Index": 1}, {"Index": 2}]
+    listed = list(fleet.receive(lst))
+    assert len(listed) == 2 and all({"Name", "Length", "Mode"} <= row.keys() for row in listed)
+
+
+def test_values_json_cannot_carry_come_back_as_text(fleet: Fleet) -> None:
+    job = fleet.start("odd_values", locations="alpha")
+    fleet.wait([job], timeout=15)
+    [value] = list(fleet.receive(job))
+    assert job.state is JobState.COMPLETED
+    assert value["set"] == "{1}" and isinstance(value["when"], list)
+
+
+def test_a_job_outlives_the_console_that_started_it(config: object, fleet: Fleet) -> None:
+    with Fleet(config=fleet.config) as first:
+        job = first.start("sleep", 0.5, "still here", name=uniq("orphan"), locations="beta")
+    # the first console is closed; another one finds the job and its output
+    assert fleet.wait([job.id], timeout=15)
+    assert list(fleet.receive(job.id)) == ["still here"]
+
+
+def test_a_job_timeout_fails_a_job_that_runs_too_long(fleet: Fleet) -> None:
+    job = fleet.start("sleep", 30, locations="alpha", timeout=1)
+    assert fleet.wait([job], timeout=10)
+    assert job.state is JobState.FAILED and job.reason == "timed out after 1 s"

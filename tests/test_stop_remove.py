@@ -1,0 +1,126 @@
+"""Stop and Remove: durable stops, process groups killed, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetjobs import Fleet, JobState, JobStateError
+from fleetjobs.embedded import LocalWorkers
+
+from .conftest import INCLUDE, eventually, uniq
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd:
+            found.append(int(pid))
+    return found
+
+
+def test_stop_ends_a_running_command_and_its_whole_process_group(fleet: Fleet) -> None:
+    # given a run job whose shell started a background child and a foreground child
+    secs = random.randint(5000, 9000)
+    job = fleet.start(
+        "run", f"echo started; sleep {secs} & sleep {secs + 1}; echo never", locations="alpha"
+    )
+    eventually(lambda: len(processes_with(f"sleep {secs}")) >= 2)
+    eventually(lambda: job.has_more_data and list(fleet.receive(job, keep=True)) == ["started"])
+    # when it is stopped
+    began = time.monotonic()
+    fleet.stop(job)
+    # then it is Stopped within 2 s, with no process of it left, and its output kept
+    assert job.state is JobState.STOPPED
+    assert time.monotonic() - began < 2.0
+    assert processes_with(f"sleep {secs}") == []
+    assert list(fleet.receive(job)) == ["started"]
+    assert job.reason == "stopped by user"
+
+
+def test_stop_interrupts_an_action_that_ignores_the_stop_flag(fleet: Fleet) -> None:
+    job = fleet.start("stubborn", 60, locations="beta")
+    eventually(lambda: job.state is JobState.RUNNING)
+    began = time.monotonic()
+    fleet.stop(job)
+    assert job.state is JobState.STOPPED
+    assert time.monotonic() - began < 2.0
+
+
+def test_a_queued_job_stopped_while_its_worker_is_down_never_runs(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    # given a job queued for a host whose worker is down
+    loc = uniq("down")
+    marker = tmp_path / "ran"
+    job = fleet.start("run", f"touch {marker}", locations=loc)
+    # when it is stopped, and only then the worker comes up
+    stopped = fleet.stop(job)[0]
+    assert stopped.info.state is JobState.STOPPED
+    with LocalWorkers(fleet.config, [[loc]], allow_shell=True, concurrency=1, extra_args=INCLUDE):
+        after = fleet.start("echo", "the queue was drained", locations=loc)
+        assert fleet.wait([after], timeout=20)
+    # then the stopped job never ran
+    assert not marker.exists()
+    assert job.state is JobState.STOPPED
+    assert job.refresh().info.children[0].begin_time is None
+
+
+def test_stopping_a_finished_job_changes_nothing(fleet: Fleet) -> None:
+    job = fleet.start("echo", "x", locations="alpha")
+    fleet.wait([job], timeout=15)
+    assert fleet.stop(job)[0].info.state is JobState.COMPLETED
+
+
+def test_remove_refuses_an_unfinished_job_unless_forced(fleet: Fleet) -> None:
+    job = fleet.start("sleep", 60, locations="alpha")
+    with pytest.raises(JobStateError, match="stop it first"):
+        fleet.remove(job)
+    assert job.state in {JobState.NOT_STARTED, JobState.RUNNING}
+    fleet.remove(job, force=True)
+    with pytest.raises(Exception, match="no job"):
+        fleet.get(job.id)
+
+
+def test_remove_deletes_every_key_the_job_owns(fleet: Fleet) -> None:
+    # given a finished two-host job with unread output
+    job = fleet.start("echo", "left over", name=uniq("owned"), locations="alpha,beta")
+    fleet.wait([job], timeout=15)
+    r, p = fleet.registry.r, fleet.config.prefix
+    iids = [job.instance_id, *(c.instance_id for c in job.refresh().info.children)]
+    celery_keys = [f"{p}celery-task-meta-{c.instance_id}" for c in job.info.children]
+    assert all(r.exists(k) for k in celery_keys)
+    # when it is removed
+    fleet.remove(job)
+    # then no key that names it is left: records, records' ids, Celery's results
+    leftovers = [k for k in r.scan_iter(match=f"{p}*") if any(i in k for i in iids)]
+    assert leftovers == []
+    assert not any(r.exists(fleet.registry.jk(i)) for i in (job.id, *job.info.child_ids))
+    assert r.zscore(f"{p}jobs", job.id) is None
+    assert not r.sismember(f"{p}names:{job.name}", job.id)
+
+
+def test_remove_by_state_and_remove_all(private: tuple[object, Fleet]) -> None:
+    _, fleet = private
+    done = fleet.start("echo", 1, locations="solo")
+    failed = fleet.start("fail_with", "no", locations="solo")
+    running = fleet.start("sleep", 60, locations="solo")
+    fleet.wait([done, failed], timeout=15)
+    removed = fleet.remove(state="Completed")
+    assert [j.id for j in removed] == [done.id]
+    assert sorted(j.id for j in fleet.get()) == [failed.id, running.id]
+    with pytest.raises(JobStateError):
+        fleet.remove()
+    fleet.remove(force=True)
+    assert fleet.get() == []

@@ -1,0 +1,49 @@
+"""A worker dying mid-job: the job never stays Running for ever, and is never run twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from fleetjobs import Fleet, JobState
+from fleetjobs.embedded import LocalWorkers
+
+from .conftest import INCLUDE, eventually, uniq
+
+
+def test_a_pool_process_killed_mid_job_fails_the_job_and_the_worker_goes_on(fleet: Fleet) -> None:
+    job = fleet.start("die", locations="alpha")
+    assert fleet.wait([job], timeout=20)
+    assert job.state is JobState.FAILED
+    assert "worker process running the job died" in (job.reason or "")
+    assert list(fleet.receive(job)) == ["about to die"]
+    after = fleet.start("echo", "still serving", locations="alpha")
+    assert fleet.wait([after], timeout=20) and list(fleet.receive(after)) == ["still serving"]
+
+
+def test_a_worker_killed_mid_job_leaves_it_disconnected_then_failed_never_rerun(
+    fleet: Fleet,
+) -> None:
+    # given a job running on a worker of its own
+    loc = uniq("doomed")
+    workers = LocalWorkers(fleet.config, [[loc]], concurrency=1, extra_args=INCLUDE)
+    workers.start()
+    try:
+        job = fleet.start("produce", 1000, 0.1, locations=loc)
+        eventually(lambda: job.state is JobState.RUNNING)
+        # when the whole worker is killed (no warm shutdown, no goodbye)
+        os.killpg(workers.procs[0].pid, signal.SIGKILL)
+        # then the job turns Disconnected once its heartbeats expire, and Failed after grace
+        eventually(lambda: fleet.get(job.id)[0].info.state is JobState.DISCONNECTED, timeout=20)
+        assert fleet.wait([job], timeout=30)
+        assert job.state is JobState.FAILED
+        assert "stopped answering" in (job.reason or "")
+        written = list(fleet.receive(job))
+        assert written and written == list(range(1, len(written) + 1))
+        # and a new worker on that host does not run it again (at-most-once)
+        with LocalWorkers(fleet.config, [[loc]], concurrency=1, extra_args=INCLUDE):
+            probe = fleet.start("echo", "fresh", locations=loc)
+            assert fleet.wait([probe], timeout=20)
+        assert job.state is JobState.FAILED and list(fleet.receive(job)) == []
+    finally:
+        workers.stop()
