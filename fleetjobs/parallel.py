@@ -13,6 +13,7 @@ uses only the standard library and nothing else from the project.
 from __future__ import annotations
 
 import math
+import reprlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -75,7 +76,7 @@ def _failure_summary(failures: Sequence[ItemResult[Any]], total: int) -> str:
     cause = "timed out" if first.timed_out else f"raised {first.error!r}"
     return (
         f"{len(failures)} of {total} item(s) failed ({raised} raised, "
-        f"{len(failures) - raised} timed out); first: item {first.item!r} {cause}"
+        f"{len(failures) - raised} timed out); first: item {reprlib.repr(first.item)} {cause}"
     )
 
 

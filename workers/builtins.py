@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import selectors
+import socket
 import stat
 import subprocess
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -205,3 +207,80 @@ def files(
         if first is not None and len(out) >= int(first):
             break
     return out
+
+
+@action
+def ping(
+    ctx: JobContext,
+    target: str | None = None,
+    count: int = 1,
+    timeout: float = 2.0,
+    port: int | None = None,
+) -> dict[str, Any]:
+    """Is a server reachable from this host (``Test-Connection``)?
+
+    With no target it answers for the host itself (it is online: its worker ran this). With a
+    target it sends ICMP echoes where the host permits them, else (or with ``port``) it
+    connects to a TCP port (default 22); a refused connection still proves the host is up.
+
+    Returns:
+        ``{"Server", "Online", "RttMs", "Method"}``; RttMs is the best of ``count`` tries.
+    """
+    from .netcheck import icmp_ping, tcp_ping
+
+    if target is None:
+        began = time.monotonic()
+        ctx.verbose(f"{ctx.location} answers for itself")
+        return {
+            "Server": ctx.location,
+            "Online": True,
+            "RttMs": round((time.monotonic() - began) * 1000, 3),
+            "Method": "worker",
+        }
+    if int(count) < 1 or float(timeout) <= 0:
+        raise ActionError("count must be at least 1 and timeout positive")
+    try:
+        address = socket.gethostbyname(target)
+    except OSError:
+        ctx.warning(f"{target}: name not resolved on {ctx.location}")
+        return {"Server": target, "Online": False, "RttMs": None, "Method": "dns"}
+    best: float | None = None
+    method = "tcp"
+    for _ in range(int(count)):
+        ctx.check()
+        rtt: float | bool | None = False
+        if port is None:
+            rtt = icmp_ping(address, float(timeout))
+            method = "icmp" if rtt is not False else "tcp"
+        if rtt is False:
+            rtt = tcp_ping(address, int(port or 22), float(timeout))
+        if isinstance(rtt, float) and (best is None or rtt < best):
+            best = rtt
+    return {
+        "Server": target,
+        "Online": best is not None,
+        "RttMs": None if best is None else round(best, 3),
+        "Method": method,
+    }
+
+
+@action(name="archive_logs")
+def archive_logs_action(
+    ctx: JobContext,
+    path: str,
+    archive_path: str,
+    days: float = 7,
+    pattern: str = "*.log",
+    dry_run: bool = False,
+) -> dict[str, object]:
+    """Move log files older than ``days`` from ``path`` into ``archive_path``, never losing one.
+
+    Returns ``{"Server", "Archived", "Bytes", "Skipped"}``; a missing log folder is a warning
+    and zero counts, as in the seed. See :mod:`workers.archive` for how files move.
+    """
+    from .archive import archive_logs
+
+    try:
+        return archive_logs(ctx, path, archive_path, float(days), pattern, bool(dry_run))
+    except ValueError as exc:
+        raise ActionError(str(exc)) from None
