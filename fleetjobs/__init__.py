@@ -32,6 +32,7 @@ from .errors import (
 from .fleet import Fleet
 from .job import Job, Received
 from .model import HostInfo, JobInfo, Record
+from .parallel import ItemResult, ParallelError, parallel, parallel_values
 from .states import JobState
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Fleet",
     "FleetJobsError",
     "HostInfo",
+    "ItemResult",
     "Job",
     "JobInfo",
     "JobNotFoundError",
@@ -49,6 +51,7 @@ __all__ = [
     "JobStateError",
     "JobTimeoutError",
     "NoHostError",
+    "ParallelError",
     "Received",
     "Record",
     "RedisUnavailableError",
@@ -57,4 +60,6 @@ __all__ = [
     "UnknownActionError",
     "__version__",
     "action",
+    "parallel",
+    "parallel_values",
 ]

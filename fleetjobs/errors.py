@@ -15,7 +15,8 @@
     │   ├── UnknownActionError (LookupError) no live host offers that action
     │   ├── ShellNotAllowedError             ``run`` on a host whose operator did not allow it
     │   └── NoHostError (LookupError)        a target selected no host
-    └── ActionError                          raised by an action to fail its job with a message
+    ├── ActionError                          raised by an action to fail its job with a message
+    └── ParallelError                        items of a local parallel() run failed (parallel.py)
 
 Errors from a job itself never travel as exceptions: a failed job's Reason is data in the
 registry (its type and message), never an unpickled exception.

@@ -10,12 +10,9 @@ import contextlib
 import shlex
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
-
-from celery import Celery
+from typing import TYPE_CHECKING, Any
 
 from .actions import check_action_name
-from .celery_app import make_celery
 from .config import Config, default_location
 from .errors import (
     ArgumentError,
@@ -31,6 +28,9 @@ from .model import HostInfo, JobInfo, Record, to_json
 from .registry import JobSpec, NewChild, Registry
 from .routing import TASK_NAME, queue_for, select_locations, split_locations
 from .states import JobState
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 JobRef = Job | JobInfo | int | str
 SHELL_ACTIONS = frozenset({"run"})
@@ -75,7 +75,11 @@ class Fleet:
 
     @property
     def celery(self) -> Celery:
+        """The Celery app this console publishes with (imported on first use: the read-only
+        verbs never need it, and Celery takes a good part of a second to import)."""
         if self._celery is None:
+            from .celery_app import make_celery
+
             self._celery = make_celery(self.config)
         return self._celery
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
+from .errors import FleetJobsError
+
 __all__ = ["ItemResult", "ParallelError", "parallel", "parallel_values"]
 
 T = TypeVar("T")
@@ -48,7 +50,7 @@ class ItemResult(Generic[R]):
         return self.error is None and not self.timed_out
 
 
-class ParallelError(Exception):
+class ParallelError(FleetJobsError):
     """Some items of a ``parallel_values`` run failed or timed out.
 
     The message is the only constructor argument that is required, so the error survives being

@@ -51,8 +51,8 @@ def test_the_verbs_end_to_end_with_json(cli: CliRunner) -> None:
             "beta",
             "echo",
             "Report done",
-            "--kw",
-            "warning=careful",
+            "--warning",
+            "careful",
         ).stdout
     )
     assert started.keys() >= JOB_KEYS and started["children"][0].keys() >= CHILD_KEYS
@@ -141,7 +141,8 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(cli: CliRunner) -> None:
         (("get", "987654"), 1, "no job with Id 987654"),
         (("receive", "no-such"), 1, "no job named 'no-such'"),
         (("start", "-l", "alpha", "nope"), 2, "unknown action 'nope'"),
-        (("start", "-l", "alpha", "echo", "--kw", "novalue"), 2, "is not KEY=VALUE"),
+        (("start", "-l", "alpha", "--kw", "novalue", "echo"), 2, "is not KEY=VALUE"),
+        (("start", "-l", "alpha", "echo", "--no.such", "1"), 2, "is not an option name"),
         (("start", "-l", "alpha", "echo", '{"a":'), 2, "looks like JSON but is not"),
         (("get", "--state", "Sleeping"), 2, "unknown state 'Sleeping'"),
         (("remove",), 2, "--state STATE or --all"),

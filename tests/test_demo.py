@@ -5,19 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from .conftest import ROOT
 
 
-def _leftovers() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("fleetjobs-redis-*")}
-
-
-def test_the_demo_walks_the_seed_and_cleans_up() -> None:
-    before = _leftovers()
+def test_the_demo_walks_the_seed_and_cleans_up(tmp_path: Path) -> None:
+    # its own TMPDIR: whatever the demo leaves behind is there, and nothing else is
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETJOBS_")}
+    env["TMPDIR"] = str(tmp_path)
     res = subprocess.run(
         [sys.executable, "-m", "fleetjobs", "demo", "--fast"],
         env=env,
@@ -44,4 +40,17 @@ def test_the_demo_walks_the_seed_and_cleans_up() -> None:
     assert "Backup done" in out and "Success output" in out
     assert "ERROR: Error output" in res.stderr and "WARNING: Warning output" in res.stderr
     assert "Name" in out and "CPU" in out  # the Get-Process table
-    assert _leftovers() == before
+    # the fleet part: the ping table with the offline server, and the archiving lines
+    table = out[out.index("PS> fleetjobs ping Server01") :]
+    rows = [line.split() for line in table.splitlines()[3:7]]
+    assert rows == [
+        ["Server01", "True"],
+        ["Server02", "True"],
+        ["Server03", "False"],
+        ["Server04", "True"],
+    ]
+    assert "WebServer01 – Archived 3 files" in out  # noqa: RUF001
+    assert "WebServer02 – Archived 2 files" in out  # noqa: RUF001
+    assert "AppServer01 – Log path not found" in out  # noqa: RUF001
+    assert "fleetjobs.parallel" in out
+    assert list(tmp_path.iterdir()) == []

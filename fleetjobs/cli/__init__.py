@@ -141,112 +141,6 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
     ctx.call_on_close(lambda: ctx.obj._fleet and ctx.obj._fleet.close())
 
 
-# ---- start ------------------------------------------------------------------------------
-
-
-def targeting(fn: F) -> F:
-    """The options that choose hosts, shared by ``start`` and later ``invoke``."""
-    options = [
-        click.option(
-            "--location",
-            "-l",
-            "locations",
-            multiple=True,
-            metavar="LOC",
-            help="Host(s) to run on: repeat or comma-separate; globs (web*) match "
-            "online hosts. Default: this machine's hostname.",
-        ),
-        click.option(
-            "--target",
-            "-t",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Select online hosts by tag (role=web); repeat to require several.",
-        ),
-        click.option("--all", "all_hosts", is_flag=True, help="Every online host."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-@cli.command(epilog=EPILOG)
-@click.argument("action")
-@click.argument("args", nargs=-1)
-@click.option("--name", "-n", help="The job's Name (default Job<Id>; need not be unique).")
-@targeting
-@click.option(
-    "--kw",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A keyword argument for the action (VALUE parsed as JSON when it parses).",
-)
-@click.option(
-    "--throttle-limit",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="At most this many of the job's hosts run it at once.",
-)
-@click.option(
-    "--start-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Fail a host's part if no worker started it within SECONDS.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Fail a host's part that runs longer than SECONDS.",
-)
-@json_option
-@pass_state
-def start(
-    state: State,
-    action: str,
-    args: tuple[str, ...],
-    name: str | None,
-    locations: tuple[str, ...],
-    target: tuple[str, ...],
-    all_hosts: bool,
-    kw: tuple[str, ...],
-    throttle_limit: int,
-    start_timeout: float | None,
-    timeout: float | None,
-    as_json: bool,
-) -> None:
-    """Start ACTION with ARGS as a background job and return at once (Start-Job).
-
-    Each ARG is JSON when it parses (5, true, [1,2], {"a":1}) and text otherwise. Built-in
-    actions: echo, sleep, run (a command line; only on workers started with --allow-shell),
-    processes, files.
-
-    \b
-    Examples:
-      fleetjobs start --name Nap sleep 10 "Backup done"
-      fleetjobs start --location web01,web02 run "df -h /"
-    """
-    job = state.fleet.start(
-        action,
-        *(parse_value(a) for a in args),
-        name=name,
-        locations=list(locations),
-        target=target,
-        all_hosts=all_hosts,
-        kwargs=parse_kw(kw),
-        throttle_limit=throttle_limit,
-        start_timeout=start_timeout,
-        timeout=timeout,
-    )
-    for warning in job.warnings:
-        click.echo(f"WARNING: {warning}", err=True)
-    if as_json:
-        click.echo(json.dumps(job.info.to_dict(), indent=2))
-    else:
-        fmt.print_jobs([job.info], False)
-
-
 # ---- get / wait -------------------------------------------------------------------------
 
 
@@ -499,6 +393,8 @@ def run(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
+
+from . import launch  # noqa: E402, F401  (registers start, invoke and ping on the group)
 
 __all__ = ["cli", "main", "run"]
 

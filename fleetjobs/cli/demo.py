@@ -11,9 +11,11 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,6 +23,9 @@ import click
 from ..config import Config, default_location
 from ..embedded import EmbeddedRedis, LocalWorkers
 from ..errors import FleetJobsError
+from ..fleet import Fleet
+from ..parallel import parallel
+from .format import table
 
 
 class _Demo:
@@ -70,13 +75,13 @@ class _Demo:
         self.say("Console is free to use while job runs...")
 
         self.section("Get-Job: view all jobs")
-        self.run("start", "processes", "--kw", "top=3")
+        self.run("start", "processes", "--top", "3")
         self.run("get")
 
         self.section(
             "Receiving job results", "Get-Process | Sort CPU -Descending | Select -First 3"
         )
-        self.run("start", "--name", "TopCPU", "processes", "--kw", "top=3", "--kw", "sort=cpu")
+        self.run("start", "--name", "TopCPU", "processes", "--top", "3", "--sort", "cpu")
         self.run("wait", "TopCPU")
         self.run("receive", "TopCPU")
         self.say("Results are consumed once: a second receive prints nothing.")
@@ -126,12 +131,12 @@ class _Demo:
             "Streams",
             "echo",
             "Success output",
-            "--kw",
-            "error=Error output",
-            "--kw",
-            "warning=Warning output",
-            "--kw",
-            "verbose=Verbose output",
+            "--error",
+            "Error output",
+            "--warning",
+            "Warning output",
+            "--verbose",
+            "Verbose output",
         )
         self.run("wait", "Streams")
         self.run("receive", "Streams")
@@ -148,6 +153,81 @@ class _Demo:
         self.run("remove", "--all", "--force")
         self.run("get")
         click.echo(f"\n(every job above ran on a worker serving location {here!r})")
+
+    def fleet(self, logs_root: Path) -> None:
+        self.section(
+            "The fleet: hosts and their workers",
+            "Simulated servers: one local worker serves Server01, Server02 and Server04, "
+            "WebServer01, WebServer02 and AppServer01; Server03 has no worker (it is offline).",
+        )
+        self.run("hosts")
+
+        self.section(
+            "Running multiple parallel jobs: is every server up?",
+            "$servers | ForEach { Start-Job { Test-Connection $srv -Count 1 -Quiet } }",
+        )
+        self.run("ping", "Server01", "Server02", "Server03", "Server04", "--timeout", "2")
+        self.say("The same as one fan-out job, one child per server, results tagged by host:")
+        self.run("start", "--name", "Reach", "-l", "Server01,Server02,Server04", "ping")
+        self.run("wait", "Reach")
+        self.run("get", "Reach", "--children")
+        self.run("receive", "Reach")
+        self.run("remove", "Reach")
+
+        self.section(
+            "ForEach-Object -Parallel: local threads (Python API)",
+            "$servers | ForEach-Object -Parallel { ... } -ThrottleLimit 5",
+        )
+        servers = ["Server01", "Server02", "Server03", "Server04", "Server05"]
+        click.secho(
+            "PS> python -c 'fleetjobs.parallel(is_online, servers, throttle_limit=5)'", fg="green"
+        )
+        with Fleet(config=self.config) as fleet:
+            online = {h.location for h in fleet.hosts() if h.online}
+            results = parallel(
+                lambda s: {"Server": s, "Online": s in online}, servers, throttle_limit=5
+            )
+        table(
+            [[r.value["Server"], r.value["Online"]] for r in results if r.value],
+            ("Server", "Online"),
+        )
+
+        self.section("Real-world example: parallel log archiving")
+        servers = ["WebServer01", "WebServer02", "AppServer01"]
+        old = time.time() - 10 * 86400
+        for srv in servers[:2]:  # AppServer01 has no log folder: "Log path not found"
+            logs = logs_root / srv / "Logs"
+            logs.mkdir(parents=True)
+            for n in range(3 if srv == "WebServer01" else 2):
+                for age, stem in ((old, f"app{n}"), (time.time(), f"today{n}")):
+                    f = logs / f"{stem}.log"
+                    f.write_text(f"{srv} {stem}\n" * 100)
+                    os.utime(f, (age, age))
+        for srv in servers:
+            self.run(
+                "start",
+                "--name",
+                f"Archive_{srv}",
+                "-l",
+                srv,
+                "archive_logs",
+                str(logs_root / srv / "Logs"),
+                str(logs_root / srv / "LogArchive"),
+                "--days",
+                "7",
+            )
+        self.say(f"Archiving started on {len(servers)} servers. Working...")
+        self.run("wait", "Archive_*")
+        with Fleet(config=self.config) as fleet:
+            for job in fleet.get(name="Archive_*"):
+                got = fleet.receive(job)
+                srv = job.location
+                # the seed's own lines, en dash included
+                if got.warnings:
+                    click.echo(f"{srv} – Log path not found")  # noqa: RUF001
+                else:
+                    click.echo(f"{srv} – Archived {got[0]['Archived']} files")  # noqa: RUF001
+                fleet.remove(job)
 
 
 @contextlib.contextmanager
@@ -174,10 +254,23 @@ def run_demo(fast: bool = False) -> int:
                 url = stack.enter_context(EmbeddedRedis()).url
             prefix = f"demo-{uuid.uuid4().hex[:6]}:"
             config = Config(redis_url=url, prefix=prefix, heartbeat_interval=1.0, host_ttl=5.0)
+            simulated = [
+                "Server01",
+                "Server02",
+                "Server04",
+                "WebServer01",
+                "WebServer02",
+                "AppServer01",
+            ]
             stack.enter_context(
-                LocalWorkers(config, [[default_location()]], allow_shell=True, concurrency=4)
+                LocalWorkers(
+                    config, [[default_location()], simulated], allow_shell=True, concurrency=4
+                )
             )
-            _Demo(config, fast).walk()
+            demo = _Demo(config, fast)
+            demo.walk()
+            logs_root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fj-demo-")))
+            demo.fleet(logs_root)
             click.echo("Cleaning up: stopping the worker and the private Redis.")
         return 0
     except KeyboardInterrupt:

@@ -119,17 +119,26 @@ def value_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def print_values(values: Sequence[tuple[Record, Any]], out: TextIO | None = None) -> None:
-    """Output values: a run of objects as one table, anything else one per line."""
+def print_values(
+    values: Sequence[tuple[Record, Any]],
+    out: TextIO | None = None,
+    tag_locations: bool | None = None,
+) -> None:
+    """Output values: a run of objects as one table, anything else one per line.
+
+    Objects from several hosts get a Location column (PowerShell's PSComputerName) unless
+    they name their server themselves.
+    """
     out = out or sys.stdout
-    locations = {rec.location for rec, _ in values}
+    if tag_locations is None:
+        tag_locations = len({rec.location for rec, _ in values}) > 1
     i = 0
     while i < len(values):
         if isinstance(values[i][1], dict):
             j = i
             while j < len(values) and isinstance(values[j][1], dict):
                 j += 1
-            _dict_table(values[i:j], len(locations) > 1, out)
+            _dict_table(values[i:j], tag_locations, out)
             i = j
         else:
             print(value_text(values[i][1]), file=out)

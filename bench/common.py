@@ -1,0 +1,339 @@
+"""What both benchmarks share: the machine banner, raw Celery workers, and Redis counters.
+
+Nothing here runs by itself; see ``bench/roundtrip.py`` and ``bench/fanout.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import celery
+import kombu
+import redis
+import redis.connection
+from celery import Celery
+
+from fleetjobs.embedded import redis_server_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not measure what it meant to (a timeout, a wrong result)."""
+
+
+# ---- process hygiene --------------------------------------------------------------------
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM unwind the stack like Ctrl-C does, so every ``finally`` cleans up."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: have Linux SIGTERM it when this process dies."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def python_path_env(**extra: str) -> dict[str, str]:
+    """This environment with the repository root first on PYTHONPATH (for ``bench.*``)."""
+    parts = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(parts)), **extra}
+
+
+# ---- the banner -------------------------------------------------------------------------
+
+
+def machine_lines() -> list[str]:
+    """nproc, Python, Celery, kombu, redis-py and the redis-server the benchmarks run."""
+    binary = redis_server_binary()
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+        server = next((w[2:] for w in out.split() if w.startswith("v=")), out.strip())
+    except (OSError, subprocess.SubprocessError) as exc:
+        server = f"unknown ({exc})"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    return [
+        f"machine: nproc={usable} (cpu_count={os.cpu_count()}), {platform.machine()}, "
+        f"{platform.system()} {platform.release()}",
+        f"python {platform.python_version()} ({sys.executable})",
+        f"celery {celery.__version__}, kombu {kombu.__version__}, redis-py {redis.__version__}",
+        f"redis-server {server} ({binary})",
+    ]
+
+
+def print_banner(title: str) -> None:
+    print(title)
+    for line in machine_lines():
+        print("  " + line)
+    print(flush=True)
+
+
+# ---- statistics -------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The nearest-rank ``p``-th percentile (p99 of 200 values is the 198th smallest)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def ratio(a: float, b: float) -> str:
+    if not (b > 0) or math.isnan(a):
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+# ---- raw Celery workers -----------------------------------------------------------------
+
+
+class RawWorkers:
+    """``celery -A bench.raw_celery worker`` processes, one per entry of ``queues``.
+
+    Started with the flags a fleetjobs worker uses (prefork, no mingle, no gossip, task
+    events), each in its own session so that stopping it takes its pool processes along.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        queues: Sequence[Sequence[str]],
+        concurrency: int = 1,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.url = url
+        self.queues = [list(q) for q in queues]
+        self.concurrency = concurrency
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> RawWorkers:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def command(self, index: int, queues: Sequence[str]) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.raw_celery",
+            "worker",
+            "-Q",
+            ",".join(queues),
+            "-c",
+            str(self.concurrency),
+            "--pool",
+            "prefork",
+            "--without-mingle",
+            "--without-gossip",
+            "-E",
+            "-n",
+            f"raw{index}.{os.getpid()}@%h",
+            "--loglevel",
+            "WARNING",
+        ]
+
+    def start(self) -> None:
+        """Start every worker process (see :meth:`wait_ready` for when they consume)."""
+        from bench.raw_celery import URL_ENV
+
+        env = python_path_env(**{URL_ENV: self.url})
+        for i, queues in enumerate(self.queues):
+            out: int | IO[bytes] = subprocess.DEVNULL
+            if self.log_dir is not None:
+                out = open(self.log_dir / f"raw-{i}.log", "ab")  # noqa: SIM115
+            try:
+                self.procs.append(
+                    subprocess.Popen(
+                        self.command(i, queues),
+                        cwd=ROOT,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        preexec_fn=_die_with_parent,
+                        start_new_session=True,
+                    )
+                )
+            finally:
+                if not isinstance(out, int):
+                    out.close()
+
+    def wait_ready(self, app: Celery, timeout: float) -> None:
+        """Block until every worker answered a ``bench.echo`` sent to one of its queues.
+
+        Raises:
+            BenchError: a worker exited, or ``timeout`` seconds passed first.
+        """
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        from bench.raw_celery import ECHO
+
+        deadline = time.monotonic() + timeout
+        pending = [app.send_task(ECHO, args=["ping"], queue=q[0]) for q in self.queues]
+        try:
+            for res in pending:
+                while True:
+                    try:
+                        if res.get(timeout=0.25) != "ping":
+                            raise BenchError("a raw worker answered the ping wrongly")
+                        break
+                    except CeleryTimeout:
+                        dead = [p for p in self.procs if p.poll() is not None]
+                        if dead:
+                            raise BenchError(
+                                f"a raw Celery worker exited with {dead[0].returncode}"
+                            ) from None
+                        if time.monotonic() > deadline:
+                            raise BenchError(f"raw workers not up in {timeout:g} s") from None
+        finally:
+            for res in pending:
+                with contextlib.suppress(Exception):
+                    res.forget()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Warm shutdown, then kill, of every worker with all its pool processes."""
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        self.procs.clear()
+
+
+def log_tail(log_dir: Path, limit: int = 1500) -> str:
+    """The end of every worker log in ``log_dir``, to explain a failure."""
+    parts = []
+    for path in sorted(log_dir.glob("*.log")):
+        text = path.read_text(errors="replace").strip()
+        if text:
+            parts.append(f"--- {path.name}\n{text[-limit:]}")
+    return "\n".join(parts) or "(the worker logs are empty)"
+
+
+# ---- counting Redis work ----------------------------------------------------------------
+
+
+class ServerCounter:
+    """The server's own count of commands (``INFO stats`` and ``INFO commandstats``).
+
+    Commands a Lua script runs count too (Redis counts every ``redis.call``), so a script is
+    its EVALSHA plus what it did inside. Each snapshot costs two INFO, left out of the diffs.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.r: Any = redis.Redis.from_url(url, decode_responses=True)
+
+    def close(self) -> None:
+        self.r.close()
+
+    def snapshot(self) -> tuple[float, int, Counter[str]]:
+        total = int(self.r.info("stats")["total_commands_processed"])
+        stats = self.r.info("commandstats")
+        calls = Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()})
+        return time.monotonic(), total, calls
+
+    @staticmethod
+    def diff(
+        before: tuple[float, int, Counter[str]], after: tuple[float, int, Counter[str]]
+    ) -> tuple[float, int, Counter[str]]:
+        """Seconds, commands and commands by name between two snapshots, INFO left out."""
+        calls = after[2].copy()
+        calls.subtract(before[2])
+        calls["info"] -= 2
+        # a command is counted once it has run, so each diff holds exactly two of the
+        # four INFO: both of `before`'s (total) or `before`'s second and `after`'s first
+        total = after[1] - before[1] - 2
+        return after[0] - before[0], total, +calls
+
+
+class ClientRequests:
+    """Counts what this process sends to Redis (every client: registry, kombu, results).
+
+    One count is one write to a socket: a command, or a whole pipeline, so it is the number
+    of network round trips this process asks for (a SUBSCRIBE whose reply is read later is
+    one too). ``connects`` counts new sockets, with their handshake commands inside.
+    """
+
+    def __init__(self) -> None:
+        self.sends: Counter[str] = Counter()
+        self.connects: Counter[str] = Counter()
+        self.label = "other"
+        self._saved: list[tuple[type, str, Callable[..., Any]]] = []
+
+    def __enter__(self) -> ClientRequests:
+        counter = self
+        base = redis.connection.AbstractConnection
+        send = base.send_packed_command
+        handshake = base.on_connect_check_health
+
+        def send_packed_command(conn: Any, command: Any, check_health: bool = True) -> None:
+            counter.sends[counter.label] += 1
+            send(conn, command, check_health)
+
+        def on_connect_check_health(conn: Any, *args: Any, **kwargs: Any) -> None:
+            counter.connects[counter.label] += 1
+            handshake(conn, *args, **kwargs)
+
+        self._saved = [
+            (base, "send_packed_command", send),
+            (base, "on_connect_check_health", handshake),
+        ]
+        base.send_packed_command = send_packed_command  # type: ignore[method-assign]
+        base.on_connect_check_health = on_connect_check_health  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, fn in self._saved:
+            setattr(owner, name, fn)
+        self._saved.clear()
+
+    @contextlib.contextmanager
+    def as_(self, label: str) -> Iterator[None]:
+        previous, self.label = self.label, label
+        try:
+            yield
+        finally:
+            self.label = previous

@@ -1,0 +1,40 @@
+"""A bare Celery app with fleetjobs' exact settings, the baseline the benchmarks compare to.
+
+It is built by :func:`fleetjobs.celery_app.make_celery` itself (JSON only, acks_late off,
+prefetch 1, task events on, Redis result backend, ``global_keyprefix``), with the key prefix
+``raw:`` so it never meets fleetjobs' keys, and one task, ``bench.echo``, that returns its
+argument. A benchmark starts its worker as::
+
+    BENCH_RAW_REDIS_URL=redis://127.0.0.1:PORT/0 PYTHONPATH=/work/main \\
+        python -m celery -A bench.raw_celery worker -Q raw -c 1 --pool prefork \\
+        --without-mingle --without-gossip -E
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+
+from fleetjobs.celery_app import make_celery
+from fleetjobs.config import DEFAULT_REDIS_URL, Config
+
+URL_ENV = "BENCH_RAW_REDIS_URL"
+PREFIX = "raw:"
+ECHO = "bench.echo"
+
+
+def make_app(url: str, prefix: str = PREFIX) -> Celery:
+    """A Celery app on ``url`` with fleetjobs' settings and the ``bench.echo`` task."""
+    app = make_celery(Config(redis_url=url, prefix=prefix), main="bench.raw_celery")
+
+    @app.task(name=ECHO)
+    def echo(value: Any) -> Any:
+        return value
+
+    return app
+
+
+# what `celery -A bench.raw_celery` loads; Celery connects lazily, so importing is harmless
+app = make_app(os.environ.get(URL_ENV) or DEFAULT_REDIS_URL)

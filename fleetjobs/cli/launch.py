@@ -1,0 +1,258 @@
+"""The verbs that launch jobs: ``start`` (Start-Job), ``invoke`` (Invoke-Command) and ``ping``.
+
+Options of the verb come before ACTION; everything after ACTION belongs to the action:
+positional arguments, and ``--key value`` / ``--key=value`` / ``--flag`` keyword arguments
+(``fleetjobs start -l web01 archive_logs /var/log /var/log/archive --days 3 --dry-run``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..fleet import Fleet
+from ..job import Job
+from ..model import Record
+from ..states import JobState
+from . import EPILOG, EXIT_FAILED, State, cli, json_option, parse_kw, parse_value, pass_state
+from . import format as fmt
+
+F = TypeVar("F", bound=Callable[..., Any])
+ACTION_CONTEXT = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+
+
+def split_action_args(tokens: tuple[str, ...]) -> tuple[list[Any], dict[str, Any]]:
+    """The action's positional and keyword arguments from what followed ACTION.
+
+    ``--key=value`` and ``--key value`` are keyword arguments (dashes become underscores),
+    ``--flag`` followed by another option or nothing is True, ``--`` ends option parsing.
+    """
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "--":
+            args.extend(parse_value(t) for t in tokens[i + 1 :])
+            break
+        if token.startswith("--") and len(token) > 2:
+            key, sep, value = token[2:].partition("=")
+            key = key.replace("-", "_")
+            if not key.isidentifier():
+                raise click.BadParameter(f"{token!r} is not an option name", param_hint="ARGS")
+            if sep:
+                kwargs[key] = parse_value(value)
+            elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+                kwargs[key] = parse_value(tokens[i + 1])
+                i += 1
+            else:
+                kwargs[key] = True
+        else:
+            args.append(parse_value(token))
+        i += 1
+    return args, kwargs
+
+
+def job_options(fn: F) -> F:
+    """The options that shape a job and choose its hosts, shared by start and invoke."""
+    options = [
+        click.option("--name", "-n", help="The job's Name (default Job<Id>; need not be unique)."),
+        click.option(
+            "--location",
+            "-l",
+            "locations",
+            multiple=True,
+            metavar="LOC",
+            help="Host(s) to run on: repeat or comma-separate; globs (web*) match online "
+            "hosts. Default: this machine's hostname.",
+        ),
+        click.option(
+            "--target",
+            "-t",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Select online hosts by tag (role=web); repeat to require several.",
+        ),
+        click.option("--all", "all_hosts", is_flag=True, help="Every online host."),
+        click.option(
+            "--kw",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="A keyword argument for the action (also: --key value after ACTION).",
+        ),
+        click.option(
+            "--throttle-limit",
+            type=click.IntRange(min=1),
+            default=32,
+            show_default=True,
+            help="At most this many of the job's hosts run it at once.",
+        ),
+        click.option(
+            "--start-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="Fail a host's part if no worker started it within SECONDS.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="Fail a host's part that runs longer than SECONDS.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, Any]) -> Job:
+    args, kwargs = split_action_args(tokens)
+    job = state.fleet.start(
+        action,
+        *args,
+        name=opts["name"],
+        locations=list(opts["locations"]),
+        target=opts["target"],
+        all_hosts=opts["all_hosts"],
+        kwargs={**parse_kw(opts["kw"]), **kwargs},
+        throttle_limit=opts["throttle_limit"],
+        start_timeout=opts["start_timeout"],
+        timeout=opts["timeout"],
+    )
+    for warning in job.warnings:
+        click.echo(f"WARNING: {warning}", err=True)
+    return job
+
+
+@cli.command(epilog=EPILOG, context_settings=ACTION_CONTEXT)
+@click.argument("action")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@job_options
+@json_option
+@pass_state
+def start(state: State, /, action: str, args: tuple[str, ...], as_json: bool, **opts: Any) -> None:
+    """Start ACTION with ARGS as a background job and return at once (Start-Job).
+
+    One child job per host; each ARG is JSON when it parses (5, true, [1,2], {"a":1}) and
+    text otherwise. Built-in actions: echo, sleep, run (a command line; only on workers
+    started with --allow-shell), ping, archive_logs, processes, files.
+
+    \b
+    Examples:
+      fleetjobs start --name Nap sleep 10 "Backup done"
+      fleetjobs start --location web01,web02 run "df -h /"
+      fleetjobs start --target role=web archive_logs /var/log /var/log/archive --days 7
+    """
+    job = _launch(state, action, args, opts)
+    if as_json:
+        click.echo(json.dumps(job.info.to_dict(), indent=2))
+    else:
+        fmt.print_jobs([job.info], False)
+
+
+@cli.command(epilog=EPILOG, context_settings=ACTION_CONTEXT)
+@click.argument("action")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@job_options
+@json_option
+@pass_state
+def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, **opts: Any) -> None:
+    """Run ACTION on the hosts and print what each returns as it comes (Invoke-Command).
+
+    The job is removed afterwards; the exit code is 1 if any host's part failed. Ctrl-C
+    stops the job on every host.
+
+    \b
+    Examples:
+      fleetjobs invoke --all run "uptime"
+      fleetjobs invoke -l 'web*' ping db01
+    """
+    fleet = state.fleet
+    job = _launch(state, action, args, opts)
+    try:
+        records = _show(fleet, job, as_json)
+    except KeyboardInterrupt:
+        fleet.stop([job], wait=5.0)
+        fleet.remove([job], force=True)
+        raise
+    info = fleet.info(job)
+    fleet.remove([job], force=True)
+    if as_json:
+        click.echo(json.dumps({"job": info.to_dict(), "records": records}, indent=2))
+    failed = [c for c in info.children if c.state is not JobState.COMPLETED]
+    for child in failed:
+        click.echo(f"fleetjobs: {child.location}: {child.state.value}: {child.reason}", err=True)
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
+def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:
+    """Print records as they arrive (or gather them for --json); objects as one table."""
+    multi = len(job.info.child_ids) > 1
+    gathered: list[dict[str, Any]] = []
+    objects: list[tuple[Record, Any]] = []
+    for rec in fleet.stream([job], wait=True):
+        if as_json:
+            gathered.append(rec.to_dict())
+        elif rec.stream != "output":
+            click.echo(fmt.stream_line(rec, multi), err=True)
+        elif isinstance(rec.data, dict):
+            objects.append((rec, rec.data))
+        else:
+            prefix = f"{rec.location}: " if multi else ""
+            click.echo(prefix + fmt.value_text(rec.data))
+            sys.stdout.flush()
+    if objects:
+        fmt.print_values(objects, tag_locations=multi)
+    return gathered
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("servers", nargs=-1, required=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for a server's worker to answer; no answer prints False.",
+)
+@json_option
+@pass_state
+def ping(state: State, servers: tuple[str, ...], timeout: float, as_json: bool) -> None:
+    """Is each SERVER up? Asks each server's own worker to answer (Test-Connection).
+
+    Prints the Server / Online table; a server whose worker does not answer within
+    --timeout is False. Exits 0 either way: the table is the answer.
+    """
+    fleet = state.fleet
+    known = {h.location for h in fleet.hosts()}
+    job = fleet.start(
+        "ping", locations=list(servers), start_timeout=timeout, throttle_limit=len(servers)
+    )
+    unknown = [s for s in servers if s not in known]
+    fleet.wait([job], timeout=timeout + 5)
+    answers: dict[str, dict[str, Any]] = {}
+    for rec in fleet.receive(job).records:
+        if rec.stream == "output" and isinstance(rec.data, dict):
+            answers[rec.location] = rec.data
+    fleet.remove([job], force=True)
+    rows = []
+    for server in servers:
+        got = answers.get(server)
+        rows.append(
+            {
+                "Server": server,
+                "Online": bool(got and got.get("Online")),
+                "RttMs": got.get("RttMs") if got else None,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    fmt.table([[r["Server"], r["Online"]] for r in rows], ("Server", "Online"))
+    for server in unknown:
+        click.echo(f"VERBOSE: {server}: no worker has ever served this location", err=True)
