@@ -10,7 +10,10 @@ workers of one side never share the 2 cores with the other side's fan-out:
   ``fleet.receive(job)``, which must hold N values ``"x"``; the job is removed afterwards;
 - raw Celery, the baseline: 4 ``celery -A bench.raw_celery worker`` processes (fleetjobs'
   Celery settings, same worker flags), one queue per location (``raw.loc.sim0001``..) split
-  the same way; timed: ``group(echo.s("x").set(queue=q) for q in queues).apply_async().get()``.
+  the same way; timed: ``group(echo.s("x").set(queue=q) for q in queues).apply_async().get()``
+  ("raw group") and, up to ``--each-max`` locations (100), the same group collected with one
+  ``AsyncResult.get()`` per task ("raw each"): ``GroupResult.get`` waits in 0.5 s steps, which
+  dominates a small fan-out, so "raw each" is the fairer baseline there.
 
 Each phase starts its workers first and prints how long they took to be ready (all hosts
 heartbeated / every raw worker answered a ping); that is not part of the fan-out time, and a
@@ -79,6 +82,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--idle", type=float, default=3.0, help="seconds to measure idle workers' commands (3)"
     )
+    ap.add_argument(
+        "--each-max",
+        type=int,
+        default=100,
+        help="also collect raw results one .get() at a time up to this size (100)",
+    )
     ns = ap.parse_args(argv)
     try:
         ns.sizes = [int(s) for s in ns.sizes.split(",") if s.strip()]
@@ -120,17 +129,22 @@ class Phase:
     notes: list[str] = field(default_factory=list)
 
 
+def idle_rate(ns: argparse.Namespace, counter: ServerCounter) -> float:
+    """Commands per second the server runs while the workers wait for work."""
+    before = counter.snapshot()
+    time.sleep(ns.idle)
+    secs, total, _ = ServerCounter.diff(before, counter.snapshot())
+    return total / secs
+
+
 def run_reps(
     ns: argparse.Namespace,
     phase: Phase,
     counter: ServerCounter,
+    rate: float,
     once: Callable[[], tuple[float, float, Callable[[], None]]],
 ) -> None:
-    """Measure the idle rate, then time ``repeats`` fan-outs, each cleaned up untimed."""
-    before = counter.snapshot()
-    time.sleep(ns.idle)
-    secs, total, _ = ServerCounter.diff(before, counter.snapshot())
-    rate = total / secs
+    """Time ``repeats`` fan-outs, each cleaned up untimed; count their Redis commands."""
     phase.notes.append(f"idle {rate:.0f} commands/s")
     for _ in range(ns.repeats):
         before = counter.snapshot()
@@ -157,7 +171,7 @@ class Bench:
     log_dir: Path
 
 
-def fleetjobs_phase(ns: argparse.Namespace, b: Bench, n: int) -> Phase:
+def fleetjobs_phase(ns: argparse.Namespace, b: Bench, n: int) -> list[Phase]:
     phase = Phase("fleetjobs", n)
     counter = b.counter
     locs = locations(n)
@@ -170,7 +184,7 @@ def fleetjobs_phase(ns: argparse.Namespace, b: Bench, n: int) -> Phase:
             workers.start(timeout=ns.startup_limit)
         except FleetJobsError as exc:
             phase.skipped = f"workers not ready: {exc}"
-            return phase
+            return [phase]
         phase.startup = time.perf_counter() - t
         print(
             f"  fleetjobs, {n} locations: {len(groups)} workers up in {phase.startup:.1f} s",
@@ -210,14 +224,17 @@ def fleetjobs_phase(ns: argparse.Namespace, b: Bench, n: int) -> Phase:
                     raise BenchError(f"fleetjobs fan-out to {n} received {len(out)} values")
                 return t1 - t0, t2 - t0, lambda: fleet.remove([job])
 
-            run_reps(ns, phase, counter, once)
+            run_reps(ns, phase, counter, idle_rate(ns, counter), once)
     finally:
         workers.stop()
-    return phase
+    return [phase]
 
 
-def raw_phase(ns: argparse.Namespace, b: Bench, n: int) -> Phase:
-    phase = Phase("raw Celery", n)
+def raw_phase(ns: argparse.Namespace, b: Bench, n: int) -> list[Phase]:
+    """The baseline: ``group(...).apply_async().get()``; up to ``--each-max`` locations also
+    collected with one ``AsyncResult.get()`` per task (``GroupResult.get`` waits in 0.5 s
+    steps, which a small fan-out's total shows)."""
+    phase = Phase("raw group", n)
     app = b.app
     queues = [raw_queue(loc) for loc in locations(n)]
     groups = split(queues, ns.workers)
@@ -229,7 +246,7 @@ def raw_phase(ns: argparse.Namespace, b: Bench, n: int) -> Phase:
             workers.wait_ready(app, timeout=ns.startup_limit)
         except BenchError as exc:
             phase.skipped = f"workers not ready: {exc}"
-            return phase
+            return [phase]
         phase.startup = time.perf_counter() - t
         print(
             f"  raw Celery, {n} queues: {len(groups)} workers up in {phase.startup:.1f} s",
@@ -240,80 +257,98 @@ def raw_phase(ns: argparse.Namespace, b: Bench, n: int) -> Phase:
         warm_res.get(timeout=ns.timeout)
         warm_res.forget()
 
-        def once() -> tuple[float, float, Callable[[], None]]:
+        def collect_group(res: Any) -> list[Any]:
+            return list(res.get(timeout=ns.timeout))
+
+        def collect_each(res: Any) -> list[Any]:
+            deadline = time.monotonic() + ns.timeout
+            return [r.get(timeout=max(0.1, deadline - time.monotonic())) for r in res.results]
+
+        def fan_out(collect: Callable[[Any], list[Any]]) -> tuple[float, float, Callable[[], None]]:
             fan = group(app.signature(ECHO, args=("x",), queue=q) for q in queues)
             t0 = time.perf_counter()
             res: Any = fan.apply_async()
             t1 = time.perf_counter()
-            values = res.get(timeout=ns.timeout)
+            values = collect(res)
             t2 = time.perf_counter()
             if len(values) != n or set(values) != {"x"}:
                 raise BenchError(f"raw fan-out to {n} returned {len(values)} values")
             return t1 - t0, t2 - t0, res.forget
 
-        run_reps(ns, phase, b.counter, once)
+        rate = idle_rate(ns, b.counter)
+        run_reps(ns, phase, b.counter, rate, lambda: fan_out(collect_group))
+        phases = [phase]
+        if n <= ns.each_max:
+            each = Phase("raw each", n)
+            run_reps(ns, each, b.counter, rate, lambda: fan_out(collect_each))
+            phases.append(each)
     finally:
         workers.stop()
-    return phase
+    return phases
 
 
-def report(phases: list[tuple[Phase, Phase]]) -> None:
+def report(sizes: list[list[Phase]]) -> None:
     print()
     print("fan-out of one no-op job (echo 'x'), median of the timed runs (ms)")
     print(
-        f"  {'locations':>9} {'side':<11}{'workers up s':>13}{'publish':>10}{'total':>10}"
+        f"  {'locations':>9} {'side':<13}{'workers up s':>13}{'publish':>10}{'total':>10}"
         f"{'per child':>11}{'cmds/child':>12}"
     )
-    for fj, raw in phases:
-        for ph in (fj, raw):
+    for phases in sizes:
+        for ph in phases:
             if ph.skipped:
-                print(f"  {ph.size:>9} {ph.side:<11}  skipped: {ph.skipped}")
+                print(f"  {ph.size:>9} {ph.side:<13}  skipped: {ph.skipped}")
                 continue
             if not ph.total:
-                print(f"  {ph.size:>9} {ph.side:<11}  no runs")
+                print(f"  {ph.size:>9} {ph.side:<13}  no runs")
                 continue
             pub, tot = median(ph.publish) * 1000, median(ph.total) * 1000
             up = f"{ph.startup:.1f}" if ph.startup is not None else "-"
             print(
-                f"  {ph.size:>9} {ph.side:<11}{up:>13}{pub:>10.1f}{tot:>10.1f}"
+                f"  {ph.size:>9} {ph.side:<13}{up:>13}{pub:>10.1f}{tot:>10.1f}"
                 f"{tot / ph.size:>11.2f}{median(ph.commands):>12.1f}"
             )
-        if fj.total and raw.total:
-            print(
-                f"  {fj.size:>9} {'ratio fj/raw':<11}{'':>13}"
-                f"{ratio(median(fj.publish), median(raw.publish)):>10}"
-                f"{ratio(median(fj.total), median(raw.total)):>10}{'':>11}"
-                f"{ratio(median(fj.commands), median(raw.commands)):>12}"
-            )
-    for fj, raw in phases:
-        for ph in (fj, raw):
+        fj = phases[0]
+        for raw in phases[1:]:
+            if fj.total and raw.total:
+                label = f"fj/{raw.side.removeprefix('raw ')}"
+                print(
+                    f"  {fj.size:>9} {label:<13}{'ratio':>13}"
+                    f"{ratio(median(fj.publish), median(raw.publish)):>10}"
+                    f"{ratio(median(fj.total), median(raw.total)):>10}{'':>11}"
+                    f"{ratio(median(fj.commands), median(raw.commands)):>12}"
+                )
+    for phases in sizes:
+        for ph in phases:
             if ph.notes:
                 print(f"  {ph.size} {ph.side}: " + "; ".join(ph.notes))
-    print("  (cmds/child: server commands per location, incl. those inside Lua scripts,")
-    print("   less the idle workers' rate over the run: heartbeats, sweeps, BRPOP timeouts)")
+    print("  raw group: group(...).apply_async().get(); raw each: the same group collected")
+    print("  with one AsyncResult.get() per task. cmds/child: server commands per location,")
+    print("  incl. those inside Lua scripts, less the idle workers' rate (heartbeats, sweeps)")
     print()
 
 
 def guarded(
-    fn: Callable[[argparse.Namespace, Bench, int], Phase],
+    fn: Callable[[argparse.Namespace, Bench, int], list[Phase]],
     failed: Phase,
     ns: argparse.Namespace,
     b: Bench,
-) -> Phase:
-    """Run one phase; a phase that fails is reported as such and the next size still runs."""
+) -> list[Phase]:
+    """Run one side at one size; a failure is reported as such and the next size still runs."""
     try:
-        phase = fn(ns, b, failed.size)
+        phases = fn(ns, b, failed.size)
     except (BenchError, FleetJobsError) as exc:
         failed.skipped = f"failed: {exc}"
         print(f"  {failed.side}, {failed.size}: {failed.skipped}\n{log_tail(b.log_dir)}")
-        return failed
-    if phase.skipped:
-        print(f"  {phase.side}, {phase.size}: skipped ({phase.skipped})", flush=True)
-    return phase
+        return [failed]
+    for phase in phases:
+        if phase.skipped:
+            print(f"  {phase.side}, {phase.size}: skipped ({phase.skipped})", flush=True)
+    return phases
 
 
 def run(ns: argparse.Namespace, log_dir: Path) -> None:
-    phases: list[tuple[Phase, Phase]] = []
+    sizes: list[list[Phase]] = []
     with EmbeddedRedis(tcp=True) as server:
         print(f"private redis-server at {server.url}")
         print(
@@ -325,13 +360,13 @@ def run(ns: argparse.Namespace, log_dir: Path) -> None:
         try:
             for n in ns.sizes:
                 fj = guarded(fleetjobs_phase, Phase("fleetjobs", n), ns, b)
-                raw = guarded(raw_phase, Phase("raw Celery", n), ns, b)
-                phases.append((fj, raw))
+                raw = guarded(raw_phase, Phase("raw group", n), ns, b)
+                sizes.append(fj + raw)
         finally:
             b.counter.close()
             b.app.close()
-            if phases:
-                report(phases)
+            if sizes:
+                report(sizes)
 
 
 def main(argv: list[str] | None = None) -> int:

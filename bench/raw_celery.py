@@ -29,7 +29,7 @@ def make_app(url: str, prefix: str = PREFIX) -> Celery:
     """A Celery app on ``url`` with fleetjobs' settings and the ``bench.echo`` task."""
     app = make_celery(Config(redis_url=url, prefix=prefix), main="bench.raw_celery")
 
-    @app.task(name=ECHO)
+    @app.task(name=ECHO, shared=False)
     def echo(value: Any) -> Any:
         return value
 

@@ -84,6 +84,10 @@ class EmbeddedRedis:
         """Start the server and return its URL once it answers."""
         binary = redis_server_binary()
         self.dir = Path(tempfile.mkdtemp(prefix="fleetjobs-redis-"))
+        if not self.tcp and len(str(self.dir / "redis.sock")) > 100:
+            # a Unix socket's path is limited to 108 bytes: a deep TMPDIR cannot hold it
+            self.dir.rmdir()
+            self.dir = Path(tempfile.mkdtemp(prefix="fleetjobs-redis-", dir="/tmp"))
         args = [
             binary,
             "--save",

@@ -203,17 +203,17 @@ class Fleetnet:
         namespace only: there the host sees its folder, as a server sees its own ``/var/log``.
         """
         n, self._next = self._next, self._next + 1
-        host = Host(name, f"fj{self.token}-{name}", self.address(n), f"fj{self.token}{n:02d}h")
-        self.hosts[name] = host
-        ns, peer = host.netns, f"fj{self.token}{n:02d}n"
-        _ip("netns", "add", ns)
-        _ip("link", "add", host.veth, "type", "veth", "peer", "name", peer)
-        _ip("link", "set", peer, "netns", ns)
-        _ip("link", "set", host.veth, "master", self.bridge)
-        _ip("link", "set", host.veth, "up")
-        _ip("-n", ns, "addr", "add", f"{host.address}/24", "dev", peer)
-        _ip("-n", ns, "link", "set", peer, "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
+        ns, veth, peer = f"fj{self.token}-{name}", f"fj{self.token}{n:02d}h", f"fj{n:02d}n"
+        host = self.hosts[name] = Host(name, ns, self.address(n), veth)
+        for command in (
+            f"netns add {ns}",
+            f"link add {veth} type veth peer name {peer} netns {ns}",
+            f"link set {veth} master {self.bridge} up",
+            f"-n {ns} addr add {host.address}/24 dev {peer}",
+            f"-n {ns} link set {peer} up",
+            f"-n {ns} link set lo up",
+        ):
+            _ip(*command.split())
         cfg = self.config
         argv = [sys.executable, "-m", "workers", "--redis-url", cfg.redis_url]
         argv += ["--concurrency", str(self.concurrency), *extra_args]

@@ -70,3 +70,21 @@ def die(ctx: Any) -> None:
 @action
 def where(ctx: Any) -> dict[str, Any]:
     return {"Location": ctx.location, "Pid": os.getpid()}
+
+
+@action
+def fail_on(ctx: Any, location: str, seconds: float = 0.0) -> str:
+    """Fails on one location only, after ``seconds``; answers its location elsewhere."""
+    ctx.sleep(float(seconds))
+    if ctx.location == location:
+        raise ActionError(f"refused on {location}")
+    return str(ctx.location)
+
+
+@action
+def mark(ctx: Any, folder: str) -> str:
+    """Leaves a file named after its location in ``folder``: proof that it ran there."""
+    path = os.path.join(folder, str(ctx.location))
+    with open(path, "w") as fh:
+        fh.write("ran")
+    return path
