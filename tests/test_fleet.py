@@ -260,7 +260,7 @@ def test_ping_a_target_from_a_host(fl: Fleet, fleetcfg: Config) -> None:
     fl.wait([job, closed], timeout=20)
     [up] = list(fl.receive(job))
     assert up["Server"] == "127.0.0.1" and up["Online"] is True and up["Method"] == "tcp"
-    assert list(fl.receive(closed))[0]["Online"] is True  # refused, so it answers
+    assert fl.receive(closed)[0]["Online"] is True  # refused, so it answers
 
 
 def test_archive_logs_on_every_host(fl: Fleet, tmp_path: Path, flcli: CliRunner) -> None:
@@ -285,7 +285,7 @@ def test_archive_logs_on_every_host(fl: Fleet, tmp_path: Path, flcli: CliRunner)
     assert sorted(p.name for p in archive.iterdir()) == ["a.log", "b.log"]
     again = fl.start("archive_logs", str(logs), str(archive), locations="web01")
     fl.wait([again], timeout=20)
-    assert list(fl.receive(again))[0]["Archived"] == 0
+    assert fl.receive(again)[0]["Archived"] == 0
     missing = fl.start("archive_logs", str(tmp_path / "nope"), str(archive), locations="db01")
     fl.wait([missing], timeout=20)
     got = fl.receive(missing)
