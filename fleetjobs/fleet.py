@@ -417,13 +417,16 @@ class Fleet:
         """
         handles = self._handles(_as_list(jobs))
         due: list[int] = []
+        unstarted: list[str] = []
         for h in handles:
             due.extend(self.registry.stop(h.id)[1])
             for child in h.refresh().info.children or (h.info,):
                 if child.state is JobState.STOPPED and child.begin_time is None:
-                    # the worker may drop it unseen; the registry's flag holds regardless
-                    with contextlib.suppress(Exception):
-                        self.celery.control.revoke(child.instance_id)
+                    unstarted.append(child.instance_id)
+        if unstarted:
+            # lets a live worker drop the messages unseen; the registry's flag holds regardless
+            with contextlib.suppress(Exception):
+                self.celery.control.revoke(unstarted)
         if due:
             self.dispatch_ids(due)
         if wait != 0:

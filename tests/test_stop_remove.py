@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetjobs import Fleet, JobState, JobStateError
+from fleetjobs import Config, Fleet, JobState, JobStateError
 from fleetjobs.embedded import LocalWorkers
 
 from .conftest import INCLUDE, eventually, uniq
@@ -124,3 +124,18 @@ def test_remove_by_state_and_remove_all(private: tuple[object, Fleet]) -> None:
         fleet.remove()
     fleet.remove(force=True)
     assert fleet.get() == []
+
+
+def test_finished_jobs_are_purged_after_the_retention_period(
+    private: tuple[Config, Fleet],
+) -> None:
+    cfg, _ = private
+    with Fleet(config=cfg.with_(retention=1.0)) as fleet:
+        old = fleet.start("echo", "old", locations="solo")
+        running = fleet.start("sleep", 30, locations="solo")
+        assert fleet.wait([old], timeout=15)
+        time.sleep(1.5)
+        fleet.start("echo", "new", locations="solo")  # a start purges what has expired
+        ids = [j.id for j in fleet.get()]
+        assert old.id not in ids and running.id in ids  # an unfinished job is never purged
+        fleet.remove(running, force=True)
