@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -80,6 +81,9 @@ def machine_lines() -> list[str]:
         f"python {platform.python_version()} ({sys.executable})",
         f"celery {celery.__version__}, kombu {kombu.__version__}, redis-py {redis.__version__}",
         f"redis-server {server} ({binary})",
+        "load average {:.2f} {:.2f} {:.2f} (other work on the cores skews every number)".format(
+            *os.getloadavg()
+        ),
     ]
 
 
@@ -256,12 +260,34 @@ def log_tail(log_dir: Path, limit: int = 1500) -> str:
 # ---- counting Redis work ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The server's counters at one moment."""
+
+    at: float  # time.monotonic()
+    commands: int  # INFO stats total_commands_processed
+    calls: Counter[str]  # INFO commandstats calls, by command name
+    cpu: float  # INFO cpu used_cpu_user + used_cpu_sys, seconds
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What the server did between two snapshots, the snapshots' own INFO left out."""
+
+    seconds: float
+    commands: int
+    calls: Counter[str]
+    cpu: float
+
+
 class ServerCounter:
-    """The server's own count of commands (``INFO stats`` and ``INFO commandstats``).
+    """The server's own count of commands and CPU (``INFO stats``, ``commandstats``, ``cpu``).
 
     Commands a Lua script runs count too (Redis counts every ``redis.call``), so a script is
-    its EVALSHA plus what it did inside. Each snapshot costs two INFO, left out of the diffs.
+    its EVALSHA plus what it did inside. Each snapshot costs three INFO, left out of diffs.
     """
+
+    INFOS = ("stats", "commandstats", "cpu")
 
     def __init__(self, url: str) -> None:
         self.r: Any = redis.Redis.from_url(url, decode_responses=True)
@@ -269,24 +295,33 @@ class ServerCounter:
     def close(self) -> None:
         self.r.close()
 
-    def snapshot(self) -> tuple[float, int, Counter[str]]:
-        total = int(self.r.info("stats")["total_commands_processed"])
-        stats = self.r.info("commandstats")
-        calls = Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()})
-        return time.monotonic(), total, calls
+    def snapshot(self) -> Snapshot:
+        stats, commandstats, cpu = (self.r.info(section) for section in self.INFOS)
+        calls = Counter(
+            {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in commandstats.items()}
+        )
+        return Snapshot(
+            time.monotonic(),
+            int(stats["total_commands_processed"]),
+            calls,
+            float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        )
 
-    @staticmethod
-    def diff(
-        before: tuple[float, int, Counter[str]], after: tuple[float, int, Counter[str]]
-    ) -> tuple[float, int, Counter[str]]:
-        """Seconds, commands and commands by name between two snapshots, INFO left out."""
-        calls = after[2].copy()
-        calls.subtract(before[2])
-        calls["info"] -= 2
-        # a command is counted once it has run, so each diff holds exactly two of the
-        # four INFO: both of `before`'s (total) or `before`'s second and `after`'s first
-        total = after[1] - before[1] - 2
-        return after[0] - before[0], total, +calls
+    @classmethod
+    def diff(cls, before: Snapshot, after: Snapshot) -> Delta:
+        # a command is counted once it has run, so each diff holds exactly as many INFO as
+        # one snapshot sends: all of `before`'s for the total, for commandstats the ones
+        # after `before`'s commandstats and up to `after`'s
+        own = len(cls.INFOS)
+        calls = after.calls.copy()
+        calls.subtract(before.calls)
+        calls["info"] -= own
+        return Delta(
+            after.at - before.at,
+            after.commands - before.commands - own,
+            +calls,
+            after.cpu - before.cpu,
+        )
 
 
 class ClientRequests:
@@ -305,7 +340,7 @@ class ClientRequests:
 
     def __enter__(self) -> ClientRequests:
         counter = self
-        base = redis.connection.AbstractConnection
+        base: Any = redis.connection.AbstractConnection  # redis-py's methods are untyped
         send = base.send_packed_command
         handshake = base.on_connect_check_health
 
@@ -321,8 +356,8 @@ class ClientRequests:
             (base, "send_packed_command", send),
             (base, "on_connect_check_health", handshake),
         ]
-        base.send_packed_command = send_packed_command  # type: ignore[method-assign]
-        base.on_connect_check_health = on_connect_check_health  # type: ignore[method-assign]
+        base.send_packed_command = send_packed_command
+        base.on_connect_check_health = on_connect_check_health
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -51,6 +51,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the `bench` package impor
 
 from bench.common import (  # noqa: E402
     BenchError,
+    Delta,
     RawWorkers,
     ServerCounter,
     exit_cleanly_on_sigterm,
@@ -126,33 +127,38 @@ class Phase:
     publish: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
     commands: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
-def idle_rate(ns: argparse.Namespace, counter: ServerCounter) -> float:
-    """Commands per second the server runs while the workers wait for work."""
+def idle_rate(ns: argparse.Namespace, counter: ServerCounter) -> Delta:
+    """What the server does while the workers wait for work (heartbeats, sweeps, BRPOP)."""
     before = counter.snapshot()
     time.sleep(ns.idle)
-    secs, total, _ = ServerCounter.diff(before, counter.snapshot())
-    return total / secs
+    return ServerCounter.diff(before, counter.snapshot())
 
 
 def run_reps(
     ns: argparse.Namespace,
     phase: Phase,
     counter: ServerCounter,
-    rate: float,
+    idle: Delta,
     once: Callable[[], tuple[float, float, Callable[[], None]]],
 ) -> None:
-    """Time ``repeats`` fan-outs, each cleaned up untimed; count their Redis commands."""
-    phase.notes.append(f"idle {rate:.0f} commands/s")
+    """Time ``repeats`` fan-outs, each cleaned up untimed; count their Redis work."""
+    phase.notes.append(
+        f"idle {idle.commands / idle.seconds:.0f} commands/s, "
+        f"{idle.cpu / idle.seconds * 100:.0f}% of a core"
+    )
     for _ in range(ns.repeats):
         before = counter.snapshot()
         publish, elapsed, cleanup = once()
-        secs, total, _ = ServerCounter.diff(before, counter.snapshot())
+        d = ServerCounter.diff(before, counter.snapshot())
+        share = d.seconds / idle.seconds
         phase.publish.append(publish)
         phase.total.append(elapsed)
-        phase.commands.append((total - rate * secs) / phase.size)
+        phase.commands.append((d.commands - idle.commands * share) / phase.size)
+        phase.cpu.append(d.cpu - idle.cpu * share)
         cleanup()
         print(
             f"    {phase.side} {phase.size}: publish {publish * 1000:.0f} ms, "
@@ -222,7 +228,11 @@ def fleetjobs_phase(ns: argparse.Namespace, b: Bench, n: int) -> list[Phase]:
                 t2 = time.perf_counter()
                 if len(out) != n or set(out) != {"x"}:
                     raise BenchError(f"fleetjobs fan-out to {n} received {len(out)} values")
-                return t1 - t0, t2 - t0, lambda: fleet.remove([job])
+
+                def cleanup() -> None:
+                    fleet.remove([job])
+
+                return t1 - t0, t2 - t0, cleanup
 
             run_reps(ns, phase, counter, idle_rate(ns, counter), once)
     finally:
@@ -275,12 +285,12 @@ def raw_phase(ns: argparse.Namespace, b: Bench, n: int) -> list[Phase]:
                 raise BenchError(f"raw fan-out to {n} returned {len(values)} values")
             return t1 - t0, t2 - t0, res.forget
 
-        rate = idle_rate(ns, b.counter)
-        run_reps(ns, phase, b.counter, rate, lambda: fan_out(collect_group))
+        idle = idle_rate(ns, b.counter)
+        run_reps(ns, phase, b.counter, idle, lambda: fan_out(collect_group))
         phases = [phase]
         if n <= ns.each_max:
             each = Phase("raw each", n)
-            run_reps(ns, each, b.counter, rate, lambda: fan_out(collect_each))
+            run_reps(ns, each, b.counter, idle, lambda: fan_out(collect_each))
             phases.append(each)
     finally:
         workers.stop()
@@ -292,7 +302,7 @@ def report(sizes: list[list[Phase]]) -> None:
     print("fan-out of one no-op job (echo 'x'), median of the timed runs (ms)")
     print(
         f"  {'locations':>9} {'side':<13}{'workers up s':>13}{'publish':>10}{'total':>10}"
-        f"{'per child':>11}{'cmds/child':>12}"
+        f"{'per child':>11}{'cmds/child':>12}{'redis cpu':>11}"
     )
     for phases in sizes:
         for ph in phases:
@@ -307,6 +317,7 @@ def report(sizes: list[list[Phase]]) -> None:
             print(
                 f"  {ph.size:>9} {ph.side:<13}{up:>13}{pub:>10.1f}{tot:>10.1f}"
                 f"{tot / ph.size:>11.2f}{median(ph.commands):>12.1f}"
+                f"{median(ph.cpu) * 1000:>11.0f}"
             )
         fj = phases[0]
         for raw in phases[1:]:
@@ -317,6 +328,7 @@ def report(sizes: list[list[Phase]]) -> None:
                     f"{ratio(median(fj.publish), median(raw.publish)):>10}"
                     f"{ratio(median(fj.total), median(raw.total)):>10}{'':>11}"
                     f"{ratio(median(fj.commands), median(raw.commands)):>12}"
+                    f"{ratio(median(fj.cpu), median(raw.cpu)):>11}"
                 )
     for phases in sizes:
         for ph in phases:
@@ -324,7 +336,8 @@ def report(sizes: list[list[Phase]]) -> None:
                 print(f"  {ph.size} {ph.side}: " + "; ".join(ph.notes))
     print("  raw group: group(...).apply_async().get(); raw each: the same group collected")
     print("  with one AsyncResult.get() per task. cmds/child: server commands per location,")
-    print("  incl. those inside Lua scripts, less the idle workers' rate (heartbeats, sweeps)")
+    print("  incl. those inside Lua scripts, and redis cpu: redis-server CPU ms per fan-out,")
+    print("  both less the idle workers' rate (heartbeats, sweeps, BRPOP timeouts)")
     print()
 
 

@@ -25,14 +25,16 @@ PREFIX = "raw:"
 ECHO = "bench.echo"
 
 
+def echo(value: Any) -> Any:
+    """The no-op task: its argument back."""
+    return value
+
+
 def make_app(url: str, prefix: str = PREFIX) -> Celery:
     """A Celery app on ``url`` with fleetjobs' settings and the ``bench.echo`` task."""
     app = make_celery(Config(redis_url=url, prefix=prefix), main="bench.raw_celery")
-
-    @app.task(name=ECHO, shared=False)
-    def echo(value: Any) -> Any:
-        return value
-
+    # not shared: each app made here has its own, without Celery's duplicate-name warning
+    app.task(name=ECHO, shared=False)(echo)
     return app
 
 

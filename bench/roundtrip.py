@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the `bench` package impor
 from bench.common import (  # noqa: E402
     BenchError,
     ClientRequests,
+    Delta,
     RawWorkers,
     ServerCounter,
     exit_cleanly_on_sigterm,
@@ -155,19 +157,24 @@ def print_latency(fj: list[tuple[float, float]], raw: list[tuple[float, float]])
     print()
 
 
+@dataclass
 class Batch:
-    """Server commands and this process's requests over a batch of round trips."""
+    """What the server did and what this process sent over a batch of ``n`` round trips."""
 
-    def __init__(
-        self, label: str, n: int, seconds: float, commands: int, by_name: Counter[str]
-    ) -> None:
-        self.label = label
-        self.n = n
-        self.seconds = seconds
-        self.commands = commands
-        self.by_name = by_name
-        self.sends: Counter[str] = Counter()
-        self.connects: Counter[str] = Counter()
+    label: str
+    n: int
+    server: Delta
+    sends: Counter[str]
+    connects: Counter[str]
+
+    def net(self, idle: Delta) -> float:
+        """Commands per round trip, less what the idle workers would have run meanwhile."""
+        return (self.server.commands - idle.commands * self.server.seconds / idle.seconds) / self.n
+
+    def net_cpu_us(self, idle: Delta) -> float:
+        """redis-server CPU per round trip (microseconds), less the idle workers' share."""
+        busy = self.server.cpu - idle.cpu * self.server.seconds / idle.seconds
+        return busy / self.n * 1e6
 
 
 def count_batch(
@@ -177,54 +184,51 @@ def count_batch(
     with ClientRequests() as reqs:
         body(reqs)
         after = counter.snapshot()
-    secs, total, by_name = ServerCounter.diff(before, after)
-    result = Batch(label, n, secs, total, by_name)
-    result.sends, result.connects = reqs.sends, reqs.connects
-    return result
+    return Batch(label, n, ServerCounter.diff(before, after), reqs.sends, reqs.connects)
 
 
-def print_commands(
-    idle: tuple[float, int, Counter[str]], fj: Batch, raw: Batch, remove: Batch
-) -> None:
-    idle_secs, idle_total, idle_names = idle
-    rate = idle_total / idle_secs
-    print("Redis work per round trip (server: INFO total_commands_processed, /N)")
+def print_commands(idle: Delta, fj: Batch, raw: Batch, remove: Batch) -> None:
+    rate = idle.commands / idle.seconds
+    print("Redis work per round trip (server: INFO total_commands_processed and cpu, /N)")
     print(
-        f"  idle, both workers up: {rate:.1f} commands/s over {idle_secs:.1f} s "
-        f"({_top(idle_names, idle_secs, 6, 's')})"
+        f"  idle, both workers up: {rate:.1f} commands/s over {idle.seconds:.1f} s "
+        f"({_top(idle.calls, idle.seconds, 6, 's')})"
     )
     print(
-        f"  {'':<12}{'commands':>10}{'net idle':>10}{'scripts':>9}"
-        f"{'console reqs':>14}{'new conns':>11}{'batch s':>9}"
+        f"  {'':<12}{'commands':>10}{'net idle':>10}{'scripts':>9}{'redis cpu us':>14}"
+        f"{'console reqs':>14}{'new sockets':>13}{'batch s':>9}"
     )
-    nets = {}
     for b in (fj, raw):
-        net = (b.commands - rate * b.seconds) / b.n
-        nets[b.label] = net
-        scripts = (b.by_name["evalsha"] + b.by_name["eval"]) / b.n
+        scripts = (b.server.calls["evalsha"] + b.server.calls["eval"]) / b.n
         print(
-            f"  {b.label:<12}{b.commands / b.n:>10.1f}{net:>10.1f}{scripts:>9.1f}"
-            f"{sum(b.sends.values()) / b.n:>14.1f}{sum(b.connects.values()) / b.n:>11.2f}"
-            f"{b.seconds:>9.2f}"
+            f"  {b.label:<12}{b.server.commands / b.n:>10.1f}{b.net(idle):>10.1f}"
+            f"{scripts:>9.1f}{b.net_cpu_us(idle):>14.0f}"
+            f"{sum(b.sends.values()) / b.n:>14.1f}{sum(b.connects.values()) / b.n:>13.2f}"
+            f"{b.server.seconds:>9.2f}"
         )
     print(
-        f"  {'ratio':<12}{ratio(fj.commands, raw.commands):>10}"
-        f"{ratio(nets[fj.label], nets[raw.label]):>10}"
+        f"  {'ratio':<12}{ratio(fj.server.commands, raw.server.commands):>10}"
+        f"{ratio(fj.net(idle), raw.net(idle)):>10}{'':>9}"
+        f"{ratio(fj.net_cpu_us(idle), raw.net_cpu_us(idle)):>14}"
+        f"{ratio(sum(fj.sends.values()), sum(raw.sends.values())):>14}"
     )
-    print("  (commands include those run inside Lua scripts; 'net idle' subtracts the idle")
-    print("   rate times the batch's duration, which slightly over-subtracts BRPOP timeouts)")
+    print("  (commands include those run inside Lua scripts; 'net idle' and redis cpu subtract")
+    print("   the idle rate times the batch's duration, which slightly over-subtracts BRPOP")
+    print("   timeouts; console reqs: writes this process made, one per command or pipeline,")
+    print("   i.e. network round trips, including the handshakes of new sockets)")
     for b in (fj, raw):
-        net_names = _net(b.by_name, idle_names, b.seconds / idle_secs)
+        net_names = _net(b.server.calls, idle.calls, b.server.seconds / idle.seconds)
         print(f"  {b.label} commands per round trip, net of idle: {_top(net_names, b.n, 14)}")
     for b in (fj, raw):
         verbs = ", ".join(
-            f"{k} {v / b.n:.1f} (+{b.connects[k] / b.n:.2f} connects)"
+            f"{k} {v / b.n:.1f}"
+            + (f" (new sockets {b.connects[k] / b.n:.2f})" if b.connects[k] else "")
             for k, v in sorted(b.sends.items(), key=lambda kv: -kv[1])
+            if v / b.n >= 0.05
         )
         print(f"  {b.label} console requests per call: {verbs}")
-    rm_net = (remove.commands - rate * remove.seconds) / remove.n
     print(
-        f"  fleetjobs remove (not in the round trip): {rm_net:.1f} commands, "
+        f"  fleetjobs remove (not in the round trip): {remove.net(idle):.1f} commands, "
         f"{sum(remove.sends.values()) / remove.n:.1f} console requests per job"
     )
     print()
@@ -257,7 +261,8 @@ def pubsub_report(counter: ServerCounter) -> None:
         omem = int(c.get("omem", 0))
         if sub or psub or omem:
             subs.append(f"{c.get('addr')} sub={sub} psub={psub} omem={omem}")
-    print("pub/sub clients at the end: " + ("; ".join(subs) if subs else "none"))
+    subs = subs or ["none"]
+    print("pub/sub subscriptions left at the end (a leak would show here): " + "; ".join(subs))
 
 
 def run(ns: argparse.Namespace, log_dir: Path) -> None:

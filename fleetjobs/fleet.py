@@ -7,6 +7,7 @@ one at once; they all see the same jobs, because nothing about a job lives in th
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import shlex
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -281,7 +282,7 @@ class Fleet:
         out: list[Job] = []
         for batch in _batches(ids, 500):
             for info in self.registry.load(batch):
-                if name is not None and refs and info.name != name:
+                if name is not None and refs and not fnmatch.fnmatchcase(info.name, name):
                     continue
                 if want is not None and info.state is not want:
                     continue
