@@ -144,7 +144,11 @@ class RawWorkers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> RawWorkers:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # `with` calls no __exit__ when __enter__ raises
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -269,26 +269,28 @@ def run(ns: argparse.Namespace, log_dir: Path) -> None:
     with EmbeddedRedis(tcp=True) as server:
         print(f"private redis-server at {server.url}")
         config = Config(redis_url=server.url)
-        t = time.perf_counter()
-        with LocalWorkers(config, [[LOCATION]], concurrency=1, log_dir=log_dir):
+        # not `with LocalWorkers(...)`: a start that fails half-way would leave its first
+        # workers running, since `with` calls no __exit__ when __enter__ raises
+        workers = LocalWorkers(config, [[LOCATION]], concurrency=1, log_dir=log_dir)
+        app = make_app(server.url)
+        counter = ServerCounter(server.url)
+        try:
+            t = time.perf_counter()
+            workers.start()
             up = time.perf_counter() - t
             print(f"fleetjobs worker ({LOCATION}, concurrency 1) up in {up:.2f} s")
-            app = make_app(server.url)
-            counter = ServerCounter(server.url)
-            try:
-                t = time.perf_counter()
-                with RawWorkers(server.url, [[RAW_QUEUE]], concurrency=1, log_dir=log_dir) as raw:
-                    raw.wait_ready(app, timeout=60.0)
-                    print(
-                        f"raw Celery worker (queue {RAW_QUEUE!r}, -c 1) up in "
-                        f"{time.perf_counter() - t:.2f} s"
-                    )
-                    with Fleet(config=config) as fleet:
-                        measure(ns, fleet, app, counter)
-                    pubsub_report(counter)
-            finally:
-                counter.close()
-                app.close()
+            t = time.perf_counter()
+            with RawWorkers(server.url, [[RAW_QUEUE]], concurrency=1, log_dir=log_dir) as raw:
+                raw.wait_ready(app, timeout=60.0)
+                up = time.perf_counter() - t
+                print(f"raw Celery worker (queue {RAW_QUEUE!r}, -c 1) up in {up:.2f} s")
+                with Fleet(config=config) as fleet:
+                    measure(ns, fleet, app, counter)
+                pubsub_report(counter)
+        finally:
+            workers.stop()
+            counter.close()
+            app.close()
 
 
 def measure(ns: argparse.Namespace, fleet: Fleet, app: Celery, counter: ServerCounter) -> None:

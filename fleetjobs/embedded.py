@@ -74,7 +74,11 @@ class EmbeddedRedis:
         self.port = 0
 
     def __enter__(self) -> EmbeddedRedis:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # Ctrl-C while it starts: leave no server and no folder
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -172,7 +176,11 @@ class LocalWorkers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> LocalWorkers:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # no __exit__ runs when __enter__ raises: stop what started
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,7 +27,7 @@ from .errors import (
 from .job import Job, Received
 from .model import HostInfo, JobInfo, Record, to_json
 from .registry import JobSpec, NewChild, Registry
-from .routing import TASK_NAME, queue_for, select_locations, split_locations
+from .routing import TASK_NAME, is_glob, queue_for, select_locations, split_locations
 from .states import JobState
 
 if TYPE_CHECKING:
@@ -140,8 +140,14 @@ class Fleet:
         for what, value in (("start timeout", start_timeout), ("timeout", timeout)):
             if value is not None and value <= 0:
                 raise ArgumentError(f"{what} must be positive, got {value}")
-        hosts = {h.location: h for h in self.registry.hosts()}
-        locs = self._select(locations, target, all_hosts, hosts)
+        named = split_locations([locations] if isinstance(locations, str) else locations or [])
+        # plain names need only their own hosts' records; globs, tags and --all need them all
+        everything = bool(target) or all_hosts or any(is_glob(n) for n in named)
+        hosts = {
+            h.location: h
+            for h in self.registry.hosts(None if everything else named or [default_location()])
+        }
+        locs = self._select(named, target, all_hosts, hosts)
         warnings = self._check_hosts(action, locs, hosts)
         spec = JobSpec(
             action=action,
@@ -161,13 +167,12 @@ class Fleet:
 
     def _select(
         self,
-        locations: str | Iterable[str] | None,
+        wanted: list[str],
         target: Sequence[str],
         all_hosts: bool,
         hosts: dict[str, HostInfo],
     ) -> list[str]:
         online = {loc: h for loc, h in hosts.items() if h.online}
-        wanted = split_locations([locations] if isinstance(locations, str) else locations or [])
         if all_hosts:
             if not online:
                 raise NoHostError("--all selected no host: no worker is online")
@@ -202,23 +207,34 @@ class Fleet:
     def _dispatch(
         self, children: Sequence[NewChild], name: str, start_timeout: float | None
     ) -> None:
-        """Publish one Celery task per child, on its location's queue."""
-        for i, child in enumerate(children):
-            try:
-                self.celery.send_task(
-                    TASK_NAME,
-                    args=[child.id],
-                    queue=queue_for(child.location),
-                    task_id=child.instance_id,
-                    shadow=f"{name}@{child.location}",
-                    expires=start_timeout,
-                )
-            except Exception as exc:  # kombu raises many types for a broker it cannot reach
-                for left in children[i:]:
-                    self.registry.finish(left.id, JobState.FAILED, f"could not be queued: {exc}")
-                raise RedisUnavailableError(
-                    f"cannot queue the job on {self.config.safe_url}: {exc}"
-                ) from None
+        """Publish one Celery task per child, on its location's queue, over one connection.
+
+        Celery's results are not kept (``ignore_result``): the registry is the one record of a
+        job, and a console never waits on a result channel per child.
+        """
+        if not children:
+            return
+        sent = 0
+        try:
+            with self.celery.producer_or_acquire() as producer:
+                for child in children:
+                    self.celery.send_task(
+                        TASK_NAME,
+                        args=[child.id],
+                        queue=queue_for(child.location),
+                        task_id=child.instance_id,
+                        shadow=f"{name}@{child.location}",
+                        expires=start_timeout,
+                        ignore_result=True,
+                        producer=producer,
+                    )
+                    sent += 1
+        except Exception as exc:  # kombu raises many types for a broker it cannot reach
+            for left in children[sent:]:
+                self.registry.finish(left.id, JobState.FAILED, f"could not be queued: {exc}")
+            raise RedisUnavailableError(
+                f"cannot queue the job on {self.config.safe_url}: {exc}"
+            ) from None
 
     def dispatch_ids(self, ids: Sequence[int]) -> None:
         """Publish children the registry released (a throttled parent's next ones)."""
@@ -239,7 +255,12 @@ class Fleet:
         Raises:
             JobNotFoundError: no job has that reference (or it was removed).
         """
-        job_id = self._ids(ref)[0] if not isinstance(ref, (Job, JobInfo)) else ref.id
+        if isinstance(ref, (Job, JobInfo)):
+            job_id = ref.id
+        elif isinstance(ref, int):
+            job_id = ref  # load() tells a missing one: no need to ask first
+        else:
+            job_id = self._ids(ref)[0]
         found = self.registry.load([job_id])
         if not found:
             raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")

@@ -20,62 +20,55 @@ local function publish(id, msg)
   if iid then redis.call('PUBLISH', P .. 'ev:' .. iid, msg) end
 end
 
+-- Every change of a child's state goes through move(), which keeps its parent's counters
+-- ('c:<State>') true, so a parent's state is worked out from counts, whatever its size.
+local function move(id, new)
+  local k = jk(id)
+  local f = redis.call('HMGET', k, 'state', 'parent')
+  if f[1] == new then return f[2] end
+  redis.call('HSET', k, 'state', new)
+  if f[2] and f[2] ~= '' then
+    local pk = jk(f[2])
+    if f[1] then redis.call('HINCRBY', pk, 'c:' .. f[1], -1) end
+    redis.call('HINCRBY', pk, 'c:' .. new, 1)
+  end
+  return f[2]
+end
+
 local function refresh_parent(pid)
   local pk = jk(pid)
-  local f = redis.call('HMGET', pk, 'children', 'state', 'stop', 'begin', 'stop_reason')
+  local f = redis.call('HMGET', pk, 'n', 'state', 'stop', 'stop_reason', 'freasons',
+    'last_reason', 'c:NotStarted', 'c:Running', 'c:Stopping', 'c:Blocked', 'c:Suspending',
+    'c:Disconnected', 'c:Suspended', 'c:Completed', 'c:Failed', 'c:Stopped')
   if not f[1] then return end
-  local n, done, failed, stopped, waiting = 0, 0, 0, 0, 0
-  local has = {}
-  local first_begin = nil
-  local reasons = {}
-  local last_reason = nil
-  for cid in string.gmatch(f[1], '[^,]+') do
-    local c = redis.call('HMGET', jk(cid), 'state', 'begin', 'location', 'reason')
-    local st = c[1] or 'Failed'
-    n = n + 1
-    has[st] = true
-    if FIN[st] then done = done + 1 end
-    if st == 'Failed' then
-      failed = failed + 1
-      last_reason = c[4] or 'failed'
-      if #reasons < 3 then table.insert(reasons, (c[3] or '?') .. ': ' .. last_reason) end
-    elseif st == 'Stopped' then
-      stopped = stopped + 1
-      if failed == 0 then last_reason = c[4] end
-    elseif st == 'NotStarted' then
-      waiting = waiting + 1
-    end
-    if c[2] and c[2] ~= '' and (first_begin == nil or tonumber(c[2]) < tonumber(first_begin)) then
-      first_begin = c[2]
-    end
-  end
+  local function count(i) return tonumber(f[i] or '0') or 0 end
+  local n = tonumber(f[1])
+  local waiting, failed, stopped = count(7), count(15), count(16)
+  local done = count(14) + failed + stopped
   local new
   if done == n then
     if failed > 0 then new = 'Failed'
     elseif stopped > 0 then new = 'Stopped'
     else new = 'Completed' end
   elseif f[3] == '1' then new = 'Stopping'
-  elseif has['Running'] then new = 'Running'
-  elseif has['Stopping'] then new = 'Stopping'
-  elseif has['Blocked'] then new = 'Blocked'
-  elseif has['Suspending'] then new = 'Suspending'
-  elseif has['Disconnected'] then new = 'Disconnected'
-  elseif has['Suspended'] then new = 'Suspended'
+  elseif count(8) > 0 then new = 'Running'
+  elseif count(9) > 0 then new = 'Stopping'
+  elseif count(10) > 0 then new = 'Blocked'
+  elseif count(11) > 0 then new = 'Suspending'
+  elseif count(12) > 0 then new = 'Disconnected'
+  elseif count(13) > 0 then new = 'Suspended'
   elseif waiting == n then new = 'NotStarted'
   else new = 'Running' end
-  if first_begin and (not f[4] or f[4] == '') then redis.call('HSET', pk, 'begin', first_begin) end
   if new ~= f[2] then
     redis.call('HSET', pk, 'state', new)
     if FIN[new] then
       redis.call('HSET', pk, 'end', NOW)
       local reason = nil
       if failed > 0 then
-        if n == 1 then reason = last_reason
-        else
-          reason = failed .. ' of ' .. n .. ' child jobs failed: ' .. table.concat(reasons, '; ')
-        end
+        if n == 1 then reason = f[6]
+        else reason = failed .. ' of ' .. n .. ' child jobs failed: ' .. (f[5] or '') end
       elseif stopped > 0 then
-        reason = f[5] or last_reason
+        reason = f[4] or f[6]
       end
       if reason then redis.call('HSET', pk, 'reason', reason) end
       redis.call('ZADD', P .. 'ended', NOW, pid)
@@ -101,8 +94,19 @@ end
 local function settle(id, state, reason)
   local k = jk(id)
   local f = redis.call('HMGET', k, 'parent', 'location', 'queued')
-  redis.call('HSET', k, 'state', state, 'end', NOW)
+  move(id, state)
+  redis.call('HSET', k, 'end', NOW)
   if reason and reason ~= '' then redis.call('HSET', k, 'reason', reason) end
+  if f[1] and f[1] ~= '' and (state == 'Failed' or state == 'Stopped') then
+    -- what the parent's Reason will say: the first three failures, where, and why
+    local pk = jk(f[1])
+    redis.call('HSET', pk, 'last_reason', reason or state)
+    if state == 'Failed' and tonumber(redis.call('HGET', pk, 'c:Failed')) <= 3 then
+      local line = (f[2] or '?') .. ': ' .. (reason or 'failed')
+      local prev = redis.call('HGET', pk, 'freasons')
+      redis.call('HSET', pk, 'freasons', prev and (prev .. '; ' .. line) or line)
+    end
+  end
   redis.call('SREM', P .. 'running:' .. (f[2] or ''), id)
   redis.call('SREM', P .. 'active', id)
   redis.call('ZREM', P .. 'deadlines', id)
@@ -140,7 +144,9 @@ if f[3] and f[3] ~= '' and tonumber(NOW) > tonumber(f[3]) then
   settle(id, 'Failed', 'no worker on ' .. f[5] .. ' started the job within ' .. f[6] .. ' s')
   return result('Failed')
 end
-redis.call('HSET', k, 'state', 'Running', 'begin', NOW, 'worker', worker, 'queued', '1')
+move(id, 'Running')
+redis.call('HSET', k, 'begin', NOW, 'worker', worker, 'queued', '1')
+if f[4] and f[4] ~= '' then redis.call('HSETNX', jk(f[4]), 'begin', NOW) end
 redis.call('SADD', P .. 'running:' .. f[5], id)
 redis.call('SADD', P .. 'active', id)
 redis.call('ZREM', P .. 'deadlines', id)
@@ -181,8 +187,7 @@ local function stop_child(cid, reason)
     return
   end
   if st ~= 'Stopping' then
-    redis.call('HSET', k, 'state', 'Stopping')
-    local parent = redis.call('HGET', k, 'parent')
+    local parent = move(cid, 'Stopping')
     if parent and parent ~= '' then refresh_parent(parent) end
   end
   publish(cid, 'stop')
@@ -235,7 +240,7 @@ local function sweep_one(id)
   local alive = f[5] and f[5] ~= '' and redis.call('EXISTS', P .. 'wk:' .. f[5]) == 1
   if alive then
     if st == 'Disconnected' then
-      redis.call('HSET', k, 'state', f[8] == '1' and 'Stopping' or 'Running')
+      move(id, f[8] == '1' and 'Stopping' or 'Running')
       redis.call('HDEL', k, 'lost_at')
       publish(id, 'state')
       if f[7] and f[7] ~= '' then refresh_parent(f[7]) end
@@ -247,7 +252,8 @@ local function sweep_one(id)
     settle(id, 'Stopped', (f[9] or 'stopped') .. ' (its worker is gone)')
     changed = changed + 1
   elseif st ~= 'Disconnected' then
-    redis.call('HSET', k, 'state', 'Disconnected', 'lost_at', NOW)
+    move(id, 'Disconnected')
+    redis.call('HSET', k, 'lost_at', NOW)
     publish(id, 'state')
     if f[7] and f[7] ~= '' then refresh_parent(f[7]) end
     changed = changed + 1

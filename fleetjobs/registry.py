@@ -183,6 +183,9 @@ class Registry:
                 "state": JobState.NOT_STARTED.value,
                 "children": ",".join(str(c.id) for c in children),
                 "throttle": spec.throttle_limit,
+                # the counters lua.move() keeps: how many children are in each state
+                "n": n,
+                "c:NotStarted": n,
             },
         )
         for child in children:
@@ -405,9 +408,11 @@ class Registry:
         ttl = max(1, round(self.config.host_ttl * 1000))
         now = time.time()
         pipe = self.r.pipeline(transaction=False)
-        pipe.set(f"{self.p}wk:{worker}", json.dumps(info), px=ttl)
+        pipe.set(f"{self.p}wk:{worker}", json.dumps({**info, "locations": list(locations)}), px=ttl)
+        # each location's record leaves the worker's list out: a worker may serve thousands
+        common = {k: v for k, v in info.items() if k != "locations"}
         for loc in locations:
-            doc = json.dumps({**info, "location": loc, "last_seen": now})
+            doc = json.dumps({**common, "location": loc, "last_seen": now})
             pipe.set(f"{self.p}host:{loc}", worker, px=ttl)
             pipe.hset(f"{self.p}hosts", loc, doc)
         pipe.execute()
@@ -422,9 +427,13 @@ class Registry:
         pipe.execute()
 
     @guarded
-    def hosts(self) -> list[HostInfo]:
-        """Every location that ever heartbeated, with whether it is online now."""
-        docs = self.r.hgetall(f"{self.p}hosts")
+    def hosts(self, only: Sequence[str] | None = None) -> list[HostInfo]:
+        """Every location that ever heartbeated (or just ``only``), and whether it is online."""
+        if only is None:
+            docs = self.r.hgetall(f"{self.p}hosts")
+        else:
+            found = self.r.hmget(f"{self.p}hosts", list(only)) if only else []
+            docs = {loc: doc for loc, doc in zip(only, found, strict=True) if doc}
         locs = sorted(docs)
         if not locs:
             return []

@@ -99,13 +99,16 @@ def test_remove_deletes_every_key_the_job_owns(fleet: Fleet) -> None:
     fleet.wait([job], timeout=15)
     r, p = fleet.registry.r, fleet.config.prefix
     iids = [job.instance_id, *(c.instance_id for c in job.refresh().info.children)]
-    celery_keys = [f"{p}celery-task-meta-{c.instance_id}" for c in job.info.children]
-    assert all(r.exists(k) for k in celery_keys)
+    owned = [k for k in r.scan_iter(match=f"{p}*") if any(i in k for i in iids)]
+    assert sorted(owned) == sorted(f"{p}out:{c.instance_id}" for c in job.info.children)
+    # Celery keeps no result of its own: the registry is the one record of a job
+    assert not [k for k in r.scan_iter(match=f"{p}celery-task-meta-*") if k[-36:] in iids]
     # when it is removed
     fleet.remove(job)
-    # then no key that names it is left: records, records' ids, Celery's results
+    # then no key that names it is left, and no index still lists it
     leftovers = [k for k in r.scan_iter(match=f"{p}*") if any(i in k for i in iids)]
     assert leftovers == []
+    assert not any(r.hexists(f"{p}iids", i) for i in iids)
     assert not any(r.exists(fleet.registry.jk(i)) for i in (job.id, *job.info.child_ids))
     assert r.zscore(f"{p}jobs", job.id) is None
     assert not r.sismember(f"{p}names:{job.name}", job.id)
