@@ -27,7 +27,8 @@ import redis
 import redis.connection
 from celery import Celery
 
-from fleetjobs.embedded import redis_server_binary
+from fleetjobs.embedded import redis_server_binary, stop_process_groups
+from fleetjobs.errors import FleetJobsError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -237,17 +238,7 @@ class RawWorkers:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Warm shutdown, then kill, of every worker with all its pool processes."""
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+        stop_process_groups(self.procs, timeout)
         self.procs.clear()
 
 
@@ -376,3 +367,24 @@ class ClientRequests:
             yield
         finally:
             self.label = previous
+
+
+def bench_main(title: str, run: Callable[[Any, Path], None], ns: Any) -> int:
+    """Run one benchmark with worker logs in a temporary folder; returns the exit code."""
+    import tempfile
+
+    exit_cleanly_on_sigterm()
+    print_banner(title)
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fleetjobs-bench-") as tmp:
+        log_dir = Path(tmp)
+        try:
+            run(ns, log_dir)
+        except (BenchError, FleetJobsError) as exc:
+            print(f"\nbenchmark failed: {exc}\n{log_tail(log_dir)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopped the workers and the server", file=sys.stderr)
+            return 130
+    print(f"total {time.perf_counter() - t:.1f} s")
+    return 0

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,10 +53,9 @@ from bench.common import (  # noqa: E402
     Delta,
     RawWorkers,
     ServerCounter,
-    exit_cleanly_on_sigterm,
+    bench_main,
     log_tail,
     median,
-    print_banner,
     ratio,
 )
 from bench.raw_celery import ECHO, make_app  # noqa: E402
@@ -383,22 +381,11 @@ def run(ns: argparse.Namespace, log_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = parse(argv)
-    exit_cleanly_on_sigterm()
-    print_banner("bench/fanout.py: one job fanned out to many locations, fleetjobs vs raw Celery")
-    t = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fleetjobs-bench-") as tmp:
-        log_dir = Path(tmp)
-        try:
-            run(ns, log_dir)
-        except (BenchError, FleetJobsError) as exc:
-            print(f"\nbenchmark failed: {exc}\n{log_tail(log_dir)}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopped the workers and the server", file=sys.stderr)
-            return 130
-    print(f"total {time.perf_counter() - t:.1f} s")
-    return 0
+    return bench_main(
+        "bench/fanout.py: one job fanned out to many locations, fleetjobs vs raw Celery",
+        run,
+        parse(argv),
+    )
 
 
 if __name__ == "__main__":

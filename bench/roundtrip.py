@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from typing import Any
 
 from celery import Celery
 
-from fleetjobs import Config, Fleet, FleetJobsError, Job
+from fleetjobs import Config, Fleet, Job
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,11 +50,9 @@ from bench.common import (  # noqa: E402
     Delta,
     RawWorkers,
     ServerCounter,
-    exit_cleanly_on_sigterm,
-    log_tail,
+    bench_main,
     median,
     percentile,
-    print_banner,
     ratio,
 )
 from bench.raw_celery import ECHO, make_app  # noqa: E402
@@ -341,22 +338,9 @@ def measure(ns: argparse.Namespace, fleet: Fleet, app: Celery, counter: ServerCo
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = parse(argv)
-    exit_cleanly_on_sigterm()
-    print_banner("bench/roundtrip.py: one job's round trip, fleetjobs vs raw Celery")
-    t = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fleetjobs-bench-") as tmp:
-        log_dir = Path(tmp)
-        try:
-            run(ns, log_dir)
-        except (BenchError, FleetJobsError) as exc:
-            print(f"\nbenchmark failed: {exc}\n{log_tail(log_dir)}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopped the workers and the server", file=sys.stderr)
-            return 130
-    print(f"total {time.perf_counter() - t:.1f} s")
-    return 0
+    return bench_main(
+        "bench/roundtrip.py: one job's round trip, fleetjobs vs raw Celery", run, parse(argv)
+    )
 
 
 if __name__ == "__main__":

@@ -234,18 +234,27 @@ class LocalWorkers:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop every worker (warm shutdown, then kill) with all its pool processes."""
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+        stop_process_groups(self.procs, timeout)
         self.procs.clear()
+
+
+def stop_process_groups(procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM each process's group (Celery's warm shutdown), SIGKILL what is left at timeout.
+
+    Each process must lead its own group (``start_new_session=True``), so its pool processes
+    and anything they started go with it.
+    """
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
 
 
 def wait_for_hosts(
