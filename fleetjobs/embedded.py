@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from .config import Config
-from .errors import ConfigError, RedisUnavailableError
+from .errors import ConfigError, FleetJobsError, RedisUnavailableError
 from .registry import Registry
 
 
@@ -108,6 +108,10 @@ class EmbeddedRedis:
         if self.tcp:
             self.port = free_port(self.bind)
             args += ["--port", str(self.port), "--bind", self.bind]
+            if not self.bind.startswith("127."):
+                # protected mode answers every non-loopback client DENIED without a password;
+                # a bind address the caller chose (a test's own network) is the protection
+                args += ["--protected-mode", "no"]
             self.url = f"redis://{self.bind}:{self.port}/0"
         else:
             sock = self.dir / "redis.sock"
@@ -123,7 +127,7 @@ class EmbeddedRedis:
                 try:
                     registry.ping()
                     return self.url
-                except RedisUnavailableError:
+                except FleetJobsError:
                     if self.proc.poll() is not None or time.monotonic() > deadline:
                         log = self.dir / "redis.log"
                         tail = log.read_text()[-500:] if log.exists() else ""

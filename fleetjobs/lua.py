@@ -133,9 +133,14 @@ CLAIM = (
 local id, worker = ARGV[3], ARGV[4]
 local k = jk(id)
 local f = redis.call('HMGET', k, 'state', 'stop', 'deadline', 'parent', 'location',
-                     'start_timeout', 'stop_reason')
+                     'start_timeout', 'stop_reason', 'worker')
 if not f[1] then return result('Missing') end
-if f[1] ~= 'NotStarted' then return result(f[1]) end
+if f[1] ~= 'NotStarted' then
+  -- the same worker asking again (its first answer was lost) may go on; anyone else may not
+  if f[1] == 'Running' and f[8] == worker then return result('Running') end
+  if f[1] == 'Running' then return result('Taken') end
+  return result(f[1])
+end
 if f[2] == '1' then
   settle(id, 'Stopped', f[7] or 'stopped before it started')
   return result('Stopped')
@@ -271,12 +276,18 @@ return result(changed)
 """
 )
 
-# ARGV: prefix, now, child iid, record JSON, parent iid or ''. Returns 0 when the job is gone
-# (removed while it ran), so the runtime can stop instead of writing into nothing.
+# ARGV: prefix, now, child iid, record JSON, parent iid or '', record number. Returns 0 when
+# the job is gone (removed while it ran), so the runtime can stop instead of writing into
+# nothing. A record number already written is not written again: a write whose answer was lost
+# on the network is retried, and must not appear twice.
 APPEND = r"""
 local P = ARGV[1]
 local id = redis.call('HGET', P .. 'iids', ARGV[3])
 if not id then return 0 end
+local seq = tonumber(ARGV[6])
+local k = P .. 'job:' .. id
+if seq <= tonumber(redis.call('HGET', k, 'wseq') or '0') then return 1 end
+redis.call('HSET', k, 'wseq', seq)
 redis.call('RPUSH', P .. 'out:' .. ARGV[3], ARGV[4])
 redis.call('PUBLISH', P .. 'ev:' .. ARGV[3], 'r')
 if ARGV[5] ~= '' then redis.call('PUBLISH', P .. 'ev:' .. ARGV[5], 'r') end

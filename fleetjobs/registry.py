@@ -326,23 +326,28 @@ class Registry:
         return int(changed), due
 
     @guarded
-    def append(self, iid: str, parent_iid: str | None, stream: str, data: Any) -> bool:
-        """Add one record to a child's streams and tell anyone waiting on it or its parent.
+    def append(
+        self, iid: str, parent_iid: str | None, stream: str, data: Any, seq: int, at: float
+    ) -> bool:
+        """Add record number ``seq`` to a child's streams, once, and tell who waits on it.
 
         Returns:
             False when the job no longer exists (it was removed while it ran).
         """
-        rec = json.dumps({"s": stream, "d": data, "t": time.time()}, separators=(",", ":"))
+        rec = json.dumps({"s": stream, "d": data, "t": at}, separators=(",", ":"))
         script = self._scripts["APPEND"]
-        return bool(script(args=[self.p, "0", iid, rec, parent_iid or ""]))
+        return bool(script(args=[self.p, "0", iid, rec, parent_iid or "", seq]))
 
     @guarded
     def set_fields(self, job_id: int, **fields: str) -> None:
         self.r.hset(self.jk(job_id), mapping=fields)
 
     @guarded
-    def stop_requested(self, job_id: int) -> bool:
-        return bool(self.r.hget(self.jk(job_id), "stop") == "1")
+    def should_end(self, job_id: int) -> bool:
+        """Whether a running child must end now: a stop was asked, or it was settled without
+        its worker (failed by the sweep while its host was cut off), or it was removed."""
+        state, stop = self.r.hmget(self.jk(job_id), "state", "stop")
+        return state is None or stop == "1" or JobState(state).finished
 
     @guarded
     def states(self, ids: Sequence[int]) -> list[str | None]:

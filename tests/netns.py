@@ -69,7 +69,11 @@ def can_make_hosts() -> tuple[bool, str]:
 def _free_subnet() -> ipaddress.IPv4Network:
     """A random /24 in 10.0.0.0/8 that overlaps no route in any table of this machine."""
     routes = json.loads(_ip("-j", "-4", "route", "show", "table", "all").stdout or "[]")
-    taken = [ipaddress.ip_network(r["dst"], strict=False) for r in routes if r["dst"] != "default"]
+    taken = [
+        ipaddress.ip_network(r["dst"], strict=False)
+        for r in routes
+        if r.get("dst", "default") != "default"
+    ]
     for _ in range(100):
         net = ipaddress.IPv4Network(f"10.{random.randrange(256)}.{random.randrange(1, 255)}.0/24")
         if not any(net.overlaps(t) for t in taken):
@@ -118,14 +122,20 @@ class Fleetnet:
         disconnect_grace: float = 4.0,
         concurrency: int = 2,
     ) -> None:
-        self.token = uuid.uuid4().hex[:5]  # names: fjb<token>, fj<token>NNh/n, fj<token>-<host>
+        # in every name this fleet gives: fjb<token>, fj<token>NNh, fj<token>-<host>
+        self.token = uuid.uuid4().hex[:5]
         self.bridge = f"fjb{self.token}"
         self.log_dir = log_dir
-        self.timings = (heartbeat_interval, host_ttl, disconnect_grace)
         self.concurrency = concurrency
         self.subnet = ipaddress.IPv4Network("0.0.0.0/32")
         self.redis: subprocess.Popen[bytes] | None = None
-        self.redis_url = ""
+        #: the fleet's settings, for a console in the root namespace (and for the workers)
+        self.config = Config(
+            prefix="nn:",
+            heartbeat_interval=heartbeat_interval,
+            host_ttl=host_ttl,
+            disconnect_grace=disconnect_grace,
+        )
         self.hosts: dict[str, Host] = {}
         self._mounts: list[Path] = []
         self._next = 2
@@ -160,8 +170,9 @@ class Fleetnet:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        self.redis_url = url = f"redis://{self.address(1)}:{port}/0"
-        registry = Registry.connect(Config(redis_url=url))
+        url = f"redis://{self.address(1)}:{port}/0"
+        self.config = self.config.with_(redis_url=url)
+        registry = Registry.connect(self.config)
         try:
             while self.redis.poll() is None:
                 with contextlib.suppress(RedisUnavailableError):
@@ -174,18 +185,6 @@ class Fleetnet:
     def address(self, n: int) -> str:
         """The address .n of this fleet's subnet."""
         return str(self.subnet.network_address + n)
-
-    @property
-    def config(self) -> Config:
-        """The fleet's settings, for a console in the root namespace (and for the workers)."""
-        beat, ttl, grace = self.timings
-        return Config(
-            redis_url=self.redis_url,
-            prefix="nn:",
-            heartbeat_interval=beat,
-            host_ttl=ttl,
-            disconnect_grace=grace,
-        )
 
     def add_host(
         self,

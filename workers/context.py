@@ -15,10 +15,34 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from fleetjobs.errors import RedisUnavailableError
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
+
+T = TypeVar("T")
+
+
+def persistently(registry: Registry, call: Callable[[], T]) -> T:
+    """``call()``, retried while Redis cannot be reached, for as long as a job on this host
+    could still come back from Disconnected (host TTL + grace); then the error stands.
+
+    A host cut off from Redis for a few seconds must not fail its jobs: they wait, as a
+    write to a slow disk would, and go on when the network does.
+    """
+    patience = registry.config.host_ttl + registry.config.disconnect_grace
+    deadline = time.monotonic() + patience
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except RedisUnavailableError:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 class JobStopped(BaseException):
@@ -51,12 +75,18 @@ class JobContext:
         self.stop_reason = ""
         self._procs: dict[int, subprocess.Popen[Any]] = {}
         self._lock = threading.Lock()
+        self._seq = 0  # record numbers: a retried write is recognised, not doubled
 
     # ---- streams ------------------------------------------------------------------------
 
     def _write(self, stream: str, data: Any) -> None:
         data = json.loads(json.dumps(data, default=str))  # what JSON cannot carry, as text
-        if not self._registry.append(self.instance_id, self._parent_iid, stream, data):
+        self._seq += 1
+        seq, at, reg = self._seq, time.time(), self._registry
+        written = persistently(
+            reg, lambda: reg.append(self.instance_id, self._parent_iid, stream, data, seq, at)
+        )
+        if not written:
             self.request_stop("the job was removed")
             raise JobStopped("the job was removed while it ran")
 
@@ -87,7 +117,9 @@ class JobContext:
     def progress(self, percent: float, status: str = "") -> None:
         """``Write-Progress``: the latest is also kept on the job for ``get``."""
         doc = {"percent": max(0.0, min(100.0, float(percent))), "status": str(status)}
-        self._registry.set_fields(self.job_id, progress=json.dumps(doc))
+        persistently(
+            self._registry, lambda: self._registry.set_fields(self.job_id, progress=json.dumps(doc))
+        )
         self._write("progress", doc)
 
     # ---- stopping -----------------------------------------------------------------------

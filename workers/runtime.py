@@ -30,7 +30,7 @@ from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
 from fleetjobs.states import JobState
 
-from .context import JobContext, JobStopped
+from .context import JobContext, JobStopped, persistently
 
 log = logging.getLogger("fleetjobs.worker")
 INTERRUPT_SIGNAL = signal.SIGUSR2  # SIGUSR1 is billiard's soft time limit
@@ -66,12 +66,12 @@ class Runtime:
     def execute(self, job_id: int) -> dict[str, Any]:
         """Run one child job from claim to finish; returns what Celery stores as its result."""
         reg = self.registry
-        state, due = reg.claim(job_id, self.worker_id)
+        state, due = persistently(reg, lambda: reg.claim(job_id, self.worker_id))
         self._release(due)
         if state != JobState.RUNNING.value:
             log.info("job %s not run: it is %s", job_id, state)
             return {"state": state, "ran": False}
-        found = reg.load([job_id], children=False)
+        found = persistently(reg, lambda: reg.load([job_id], children=False))
         if not found:
             return {"state": "Missing", "ran": False}
         info = found[0]
@@ -79,7 +79,7 @@ class Runtime:
         ctx = JobContext(reg, info, parent_iid)
         final, reason = self._run(ctx, info)
         ctx.kill_processes()
-        state, due = reg.finish(job_id, final, reason)
+        state, due = persistently(reg, lambda: reg.finish(job_id, final, reason))
         self._release(due)
         return {"state": state, "ran": True}
 
@@ -184,7 +184,7 @@ class _Watcher(threading.Thread):
                 stop = msg is not None and msg.get("data") == "stop"
                 if not stop and now - last_check >= 1.0:  # a missed message is not a lost stop
                     last_check = now
-                    stop = self._registry.stop_requested(self._ctx.job_id)
+                    stop = self._registry.should_end(self._ctx.job_id)
             except FleetJobsError:
                 continue  # Redis away for a moment: the deadline still counts
             except Exception:
