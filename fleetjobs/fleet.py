@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import shlex
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,8 +23,9 @@ from .errors import (
     ShellNotAllowedError,
     UnknownActionError,
 )
+from .events import JobEvents
 from .job import Job, Received
-from .model import HostInfo, JobInfo, Record, to_json
+from .model import HostInfo, JobInfo, Record, render_command, to_json
 from .registry import JobSpec, NewChild, Registry
 from .routing import TASK_NAME, is_glob, queue_for, select_locations, split_locations
 from .states import JobState
@@ -542,41 +542,8 @@ class Fleet:
         infos = {i.id: i for i in self.registry.load(ids)}
         return [Job(self, infos[i]) for i in ids if i in infos]
 
-    def _events(self, handles: Sequence[Job]) -> _Events:
-        return _Events(self.registry, [h.instance_id for h in handles])
-
-
-class _Events:
-    """A pub/sub subscription to jobs' event channels, to block instead of polling."""
-
-    def __init__(self, registry: Registry, iids: Sequence[str]) -> None:
-        self._pubsub = registry.r.pubsub(ignore_subscribe_messages=True)
-        self._channels = [registry.channel(i) for i in iids]
-
-    def __enter__(self) -> _Events:
-        self._pubsub.subscribe(*self._channels)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self._pubsub.close()
-
-    def next(self, timeout: float) -> None:
-        """Block until an event arrives or ``timeout`` passes, then drain what else came."""
-        msg = self._pubsub.get_message(timeout=max(0.0, timeout))
-        while msg is not None:
-            msg = self._pubsub.get_message(timeout=0.0)
-
-
-def render_command(action: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
-    """The job's Command as a person would type it: ``sleep 5``, ``run 'ls -l /tmp'``."""
-    parts = [action]
-    for value in args:
-        parts.append(shlex.quote(value) if isinstance(value, str) else to_json(value))
-    for key, value in kwargs.items():
-        text = value if isinstance(value, str) else to_json(value)
-        parts.append(f"--{key}={shlex.quote(text)}")
-    return " ".join(parts)
+    def _events(self, handles: Sequence[Job]) -> JobEvents:
+        return JobEvents(self.registry, [h.instance_id for h in handles])
 
 
 def _as_list(value: Iterable[JobRef] | JobRef) -> list[JobRef]:

@@ -9,6 +9,8 @@ promises; behaviour lives in :mod:`fleetjobs.job` and :mod:`fleetjobs.fleet`.
 from __future__ import annotations
 
 import json
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -147,3 +149,14 @@ class HostInfo:
             "actions": list(self.actions),
             "allow_shell": self.allow_shell,
         }
+
+
+def render_command(action: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+    """The job's Command as a person would type it: ``sleep 5``, ``run 'ls -l /tmp'``."""
+    parts = [action]
+    for value in args:
+        parts.append(shlex.quote(value) if isinstance(value, str) else to_json(value))
+    for key, value in kwargs.items():
+        text = value if isinstance(value, str) else to_json(value)
+        parts.append(f"--{key}={shlex.quote(text)}")
+    return " ".join(parts)

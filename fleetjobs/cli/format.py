@@ -127,7 +127,8 @@ def print_values(
     """Output values: a run of objects as one table, anything else one per line.
 
     Objects from several hosts get a Location column (PowerShell's PSComputerName) unless
-    they name their server themselves.
+    they carry one themselves: a ``Server`` key is not enough, as ``ping`` from many hosts to
+    one target shows.
     """
     out = out or sys.stdout
     if tag_locations is None:
@@ -150,7 +151,7 @@ def _dict_table(values: Sequence[tuple[Record, Any]], tag: bool, out: TextIO) ->
     for _, v in values:
         keys.update(dict.fromkeys(v))
     headers = list(keys)
-    if tag and not {"Server", "Location", "PSComputerName"} & keys.keys():
+    if tag and not {"Location", "PSComputerName"} & keys.keys():
         headers.append("Location")
     rows = [
         [v.get(k, rec.location if k == "Location" else None) for k in headers] for rec, v in values
