@@ -28,11 +28,29 @@ from .errors import ConfigError, FleetJobsError, RedisUnavailableError
 from .registry import Registry
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when its parent dies."""
+def _die_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
+    """In the child, before exec: ask Linux to send it ``sig`` when its parent dies."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
+
+
+def _worker_dies_with_parent() -> None:
+    # SIGQUIT is Celery's cold shutdown: its pool goes at once, running jobs and all, where
+    # SIGTERM would wait for them (a demo's hour-long sleep) after its console was killed
+    _die_with_parent(signal.SIGQUIT)
+
+
+def _reap_stale_dirs() -> None:
+    """Remove the folders of private servers whose owner died without cleaning up (SIGKILL)."""
+    for folder in Path(tempfile.gettempdir()).glob("fleetjobs-redis-*"):
+        try:
+            owner = int((folder / "owner.pid").read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # not ours to judge: no pid file yet, or another user's
 
 
 def redis_server_binary() -> str:
@@ -87,11 +105,13 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> str:
         """Start the server and return its URL once it answers."""
         binary = redis_server_binary()
+        _reap_stale_dirs()
         self.dir = Path(tempfile.mkdtemp(prefix="fleetjobs-redis-"))
         if not self.tcp and len(str(self.dir / "redis.sock")) > 100:
             # a Unix socket's path is limited to 108 bytes: a deep TMPDIR cannot hold it
             self.dir.rmdir()
             self.dir = Path(tempfile.mkdtemp(prefix="fleetjobs-redis-", dir="/tmp"))
+        (self.dir / "owner.pid").write_text(str(os.getpid()))
         args = [
             binary,
             "--save",
@@ -160,6 +180,7 @@ class LocalWorkers:
         extra_args: more ``python -m workers`` arguments for every worker.
         prefix_cmd: a command to run each worker under (``ip netns exec h1 ...``).
         log_dir: where each worker's output goes (default: discarded).
+        stop_timeout: seconds running jobs get to finish when the workers stop.
     """
 
     def __init__(
@@ -170,8 +191,10 @@ class LocalWorkers:
         concurrency: int = 2,
         extra_args: Sequence[str] = (),
         log_dir: Path | None = None,
+        stop_timeout: float = 15.0,
     ) -> None:
         self.config = config
+        self.stop_timeout = stop_timeout
         self.locations = [list(locs) for locs in locations]
         self.allow_shell = allow_shell
         self.concurrency = concurrency
@@ -226,7 +249,7 @@ class LocalWorkers:
                     env=env,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=_worker_dies_with_parent,
                     start_new_session=True,
                 )
             )
@@ -236,9 +259,9 @@ class LocalWorkers:
             self.config, [loc for locs in self.locations for loc in locs], timeout, self.procs
         )
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Stop every worker (warm shutdown, then kill) with all its pool processes."""
-        stop_process_groups(self.procs, timeout)
+        stop_process_groups(self.procs, self.stop_timeout if timeout is None else timeout)
         self.procs.clear()
 
 

@@ -55,6 +55,8 @@ class _Demo:
         os.environ.update(self.env)
         try:
             code = run_cli(list(args))
+            if code == 130:  # the command took the Ctrl-C: the demo ends too
+                raise KeyboardInterrupt
         finally:
             for key, value in old.items():
                 if value is None:
@@ -264,7 +266,11 @@ def run_demo(fast: bool = False) -> int:
             ]
             stack.enter_context(
                 LocalWorkers(
-                    config, [[default_location()], simulated], allow_shell=True, concurrency=4
+                    config,
+                    [[default_location()], simulated],
+                    allow_shell=True,
+                    concurrency=4,
+                    stop_timeout=5.0,  # what still runs at the end is the demo's, not yours
                 )
             )
             demo = _Demo(config, fast)
