@@ -22,6 +22,21 @@ from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {"heartbeat_interval": 0.5, "host_ttl": 3.0, "disconnect_grace": 4.0}
 INCLUDE = ["--include", "tests.support_actions"]
+# the keys --json promises for a job and for each of its children
+JOB_KEYS = {
+    "id",
+    "instance_id",
+    "name",
+    "state",
+    "has_more_data",
+    "location",
+    "command",
+    "begin_time",
+    "end_time",
+    "reason",
+    "children",
+}
+CHILD_KEYS = {"id", "instance_id", "location", "state", "has_more_data", "reason"}
 
 
 def uniq(stem: str = "job") -> str:

@@ -10,22 +10,7 @@ import sys
 
 from fleetjobs import Config, Fleet, JobState
 
-from .conftest import ROOT, CliRunner, make_cli, uniq
-
-JOB_KEYS = {
-    "id",
-    "instance_id",
-    "name",
-    "state",
-    "has_more_data",
-    "location",
-    "command",
-    "begin_time",
-    "end_time",
-    "reason",
-    "children",
-}
-CHILD_KEYS = {"id", "instance_id", "location", "state", "has_more_data", "reason"}
+from .conftest import CHILD_KEYS, JOB_KEYS, ROOT, CliRunner, make_cli, uniq
 
 
 def test_start_prints_the_job_row_and_returns_at_once(cli: CliRunner) -> None:

@@ -17,7 +17,7 @@ from fleetjobs import (
 )
 from fleetjobs.embedded import LocalWorkers
 
-from .conftest import INCLUDE, uniq
+from .conftest import CHILD_KEYS, INCLUDE, JOB_KEYS, uniq
 
 
 def test_start_returns_at_once_and_the_job_runs_on_its_location(fleet: Fleet) -> None:
@@ -47,22 +47,8 @@ def test_the_record_holds_what_powershell_shows(fleet: Fleet) -> None:
     assert [c.location for c in info.children] == ["beta"]
     assert info.children[0].parent_id == info.id
     doc = job.to_dict()
-    assert {
-        "id",
-        "instance_id",
-        "name",
-        "state",
-        "has_more_data",
-        "location",
-        "command",
-        "begin_time",
-        "end_time",
-        "reason",
-        "children",
-    } <= doc.keys()
-    assert {"id", "instance_id", "location", "state", "has_more_data", "reason"} <= (
-        doc["children"][0].keys()
-    )
+    assert JOB_KEYS <= doc.keys()
+    assert CHILD_KEYS <= doc["children"][0].keys()
 
 
 def test_ids_are_fleet_wide_and_names_need_not_be_unique(
