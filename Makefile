@@ -18,7 +18,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy fleetjobs workers
+	$(BIN)/mypy fleetjobs workers tests/typing_api.py
 
 test: lint
 	$(BIN)/pytest
