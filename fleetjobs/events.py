@@ -9,8 +9,11 @@ message missed while the subscription was being set up or the connection was rep
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import redis.exceptions
+
+from .errors import RedisUnavailableError
 from .registry import Registry
 
 
@@ -20,10 +23,20 @@ class JobEvents:
     def __init__(self, registry: Registry, iids: Sequence[str]) -> None:
         self._pubsub = registry.r.pubsub(ignore_subscribe_messages=True)
         self._channels = [registry.channel(i) for i in iids]
+        self._url = registry.safe_url
 
     def __enter__(self) -> JobEvents:
-        self._pubsub.subscribe(*self._channels)
+        with self._guard():
+            self._pubsub.subscribe(*self._channels)
         return self
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RedisUnavailableError(f"cannot reach Redis at {self._url}: {first}") from None
 
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
@@ -31,6 +44,7 @@ class JobEvents:
 
     def next(self, timeout: float) -> None:
         """Block until an event arrives or ``timeout`` passes, then drain what else came."""
-        msg = self._pubsub.get_message(timeout=max(0.0, timeout))
-        while msg is not None:
-            msg = self._pubsub.get_message(timeout=0.0)
+        with self._guard():
+            msg = self._pubsub.get_message(timeout=max(0.0, timeout))
+            while msg is not None:
+                msg = self._pubsub.get_message(timeout=0.0)

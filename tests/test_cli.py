@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from fleetjobs import Config, Fleet, JobState
+from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 
 from .conftest import CHILD_KEYS, JOB_KEYS, ROOT, CliRunner, make_cli, uniq
 
@@ -199,3 +201,33 @@ def test_interrupting_receive_wait_leaves_the_job_alone(config: Config, fleet: F
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert job.state is JobState.RUNNING
     fleet.stop(job)
+
+
+def test_redis_going_away_mid_wait_is_one_line_and_exit_4() -> None:
+    # given a fleet of its own whose Redis is about to go away
+    with EmbeddedRedis(tcp=True) as server:
+        cfg = Config(redis_url=server.url, prefix="gone:", heartbeat_interval=0.5, host_ttl=3.0)
+        with LocalWorkers(cfg, [["solo"]], concurrency=1, stop_timeout=2):
+            with Fleet(config=cfg) as fleet:
+                job = fleet.start("sleep", 60, locations="solo")
+            env = {
+                **os.environ,
+                "FLEETJOBS_REDIS_URL": cfg.redis_url,
+                "FLEETJOBS_PREFIX": cfg.prefix,
+            }
+            waiting = subprocess.Popen(
+                [sys.executable, "-m", "fleetjobs", "wait", str(job.id)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )
+            # when Redis stops while a console waits
+            time.sleep(2)
+            server.stop()
+            _, err = waiting.communicate(timeout=60)
+    # then the console says so in one line and exits 4
+    assert waiting.returncode == 4, err
+    assert err.startswith(f"fleetjobs: error: cannot reach Redis at {cfg.safe_url}")
+    assert err.count("\n") == 1 and "Traceback" not in err
