@@ -230,8 +230,14 @@ class Fleet:
                     )
                     sent += 1
         except Exception as exc:  # kombu raises many types for a broker it cannot reach
-            for left in children[sent:]:
-                self.registry.finish(left.id, JobState.FAILED, f"could not be queued: {exc}")
+            # fail what was not queued, and what their ends release (a throttle's next ones):
+            # nothing may wait for ever for a publish that did not happen
+            left = [c.id for c in children[sent:]]
+            while left:
+                left = (
+                    self.registry.finish(left.pop(), JobState.FAILED, f"not queued: {exc}")[1]
+                    + left
+                )
             raise RedisUnavailableError(
                 f"cannot queue the job on {self.config.safe_url}: {exc}"
             ) from None

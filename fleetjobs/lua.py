@@ -82,8 +82,15 @@ local function next_pending(pid)
   while true do
     local nxt = redis.call('LPOP', P .. 'pending:' .. pid)
     if not nxt then return end
-    if redis.call('HGET', jk(nxt), 'state') == 'NotStarted' then
+    local f = redis.call('HMGET', jk(nxt), 'state', 'start_timeout')
+    if f[1] == 'NotStarted' then
       redis.call('HSET', jk(nxt), 'queued', '1')
+      if f[2] and f[2] ~= '' then
+        -- a start timeout counts from when the child is queued, not while it waits its turn
+        local deadline = tonumber(NOW) + tonumber(f[2])
+        redis.call('HSET', jk(nxt), 'deadline', deadline)
+        redis.call('ZADD', P .. 'deadlines', deadline, nxt)
+      end
       table.insert(DISPATCH, nxt)
       return
     end

@@ -200,8 +200,9 @@ class Registry:
             }
             if spec.start_timeout is not None:
                 fields["start_timeout"] = _num(spec.start_timeout)
-                fields["deadline"] = repr(now + spec.start_timeout)
-                pipe.zadd(f"{self.p}deadlines", {str(child.id): now + spec.start_timeout})
+                if child.queued:  # one that waits for a throttle slot gets its deadline then
+                    fields["deadline"] = repr(now + spec.start_timeout)
+                    pipe.zadd(f"{self.p}deadlines", {str(child.id): now + spec.start_timeout})
             if spec.timeout is not None:
                 fields["timeout"] = _num(spec.timeout)
             pipe.hset(self.jk(child.id), mapping=fields)

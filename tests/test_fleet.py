@@ -290,3 +290,15 @@ def test_archive_logs_on_every_host(fl: Fleet, tmp_path: Path, flcli: CliRunner)
     fl.wait([missing], timeout=20)
     got = fl.receive(missing)
     assert got[0]["Archived"] == 0 and "Log path not found" in got.warnings[0]
+
+
+def test_a_start_timeout_counts_from_a_throttled_childs_turn(
+    six: tuple[Config, list[str]],
+) -> None:
+    cfg, names = six
+    with Fleet(config=cfg) as fleet:
+        # three one-second children, one at a time, each to be started within 1.5 s
+        job = fleet.start("sleep", 1, locations=names[:3], throttle_limit=1, start_timeout=1.5)
+        assert fleet.wait([job], timeout=30)
+        # none waited more than 1.5 s once it was its turn, so all ran
+        assert [c.state for c in job.refresh().info.children] == [JobState.COMPLETED] * 3
