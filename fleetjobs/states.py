@@ -1,8 +1,9 @@
 """Job states: the one state model of fleetjobs, PowerShell's, with its frozen groups.
 
-Celery's task states are translated into these in exactly one place (:func:`from_celery`), and a
-parent job's state is derived from its children's in exactly one place (:func:`parent_state`,
-mirrored by the registry's Lua code, which is checked against it in the tests).
+Celery's task states never reach a user: the registry, kept by the worker runtime, is the one
+record of a job (Celery says PENDING for an id it has never seen). A parent job's state is
+derived from its children's by :func:`parent_state`, mirrored by the registry's Lua code,
+which the tests check against it.
 """
 
 from __future__ import annotations
@@ -60,23 +61,6 @@ ACTIVE: frozenset[JobState] = frozenset(
     }
 )
 UNFINISHED: frozenset[JobState] = frozenset(JobState) - FINISHED
-
-
-def from_celery(state: str) -> JobState:
-    """Translate a Celery task state into a job state.
-
-    PENDING is NotStarted here only because the registry has already proved the job exists;
-    Celery says PENDING for ids it has never seen, which is why no verb asks Celery first.
-    """
-    return {
-        "PENDING": JobState.NOT_STARTED,
-        "RECEIVED": JobState.NOT_STARTED,
-        "STARTED": JobState.RUNNING,
-        "RETRY": JobState.RUNNING,
-        "SUCCESS": JobState.COMPLETED,
-        "FAILURE": JobState.FAILED,
-        "REVOKED": JobState.STOPPED,
-    }.get(state, JobState.FAILED)
 
 
 def parent_state(children: Iterable[JobState], stop_requested: bool = False) -> JobState:

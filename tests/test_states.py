@@ -9,7 +9,7 @@ import pytest
 
 from fleetjobs import Config, JobState
 from fleetjobs.registry import JobSpec, Registry
-from fleetjobs.states import FINISHED, from_celery, parent_state
+from fleetjobs.states import FINISHED, parent_state
 
 from .conftest import uniq
 
@@ -41,12 +41,6 @@ def test_states_are_spelled_as_powershell_spells_them() -> None:
     with pytest.raises(ValueError, match="unknown state 'Sleeping'"):
         JobState.parse("Sleeping")
     assert {JobState.COMPLETED, JobState.FAILED, JobState.STOPPED} == FINISHED
-
-
-def test_celery_states_translate_in_one_place() -> None:
-    assert from_celery("STARTED") is JobState.RUNNING
-    assert from_celery("REVOKED") is JobState.STOPPED
-    assert from_celery("SUCCESS") is JobState.COMPLETED
 
 
 def test_the_parent_rule() -> None:
