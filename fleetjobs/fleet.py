@@ -414,12 +414,10 @@ class Fleet:
             self.remove(handles)
 
     def _take(self, handles: list[Job], keep: bool, location: str | None) -> list[Record]:
-        infos = self.registry.load([h.id for h in handles])
-        if len(infos) != len(handles):
-            gone = {h.id for h in handles} - {i.id for i in infos}
-            raise JobNotFoundError(f"no job with Id {min(gone)} (it was removed)")
+        # a job's children never change, so the snapshots _handles() just read name them all;
+        # a job removed meanwhile has no records left to take (and _states() reports it)
         children: list[JobInfo] = []
-        for info in infos:
+        for info in (h.info for h in handles):
             kids = list(info.children) if info.child_ids else [info]
             if location is not None:
                 kids = [c for c in kids if c.location == location]
@@ -487,8 +485,8 @@ class Fleet:
             handles = self._handles(_as_list(jobs))
             if state is not None:
                 want = JobState.parse(state) if isinstance(state, str) else state
-                handles = [h for h in handles if h.refresh().info.state is want]
-        infos = self.registry.load([h.id for h in handles])
+                handles = [h for h in handles if h.info.state is want]
+        infos = [h.info for h in handles]  # just read, by get() or _handles()
         running = [i for i in infos if not i.finished]
         if running and not force:
             first = running[0]
