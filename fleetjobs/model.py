@@ -89,7 +89,7 @@ class JobInfo:
     children: tuple[JobInfo, ...] = ()
     worker: str | None = None
     progress: dict[str, Any] | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
 
     @property
     def finished(self) -> bool:

@@ -523,4 +523,5 @@ def _info(h: dict[str, str], unread: int, children: tuple[JobInfo, ...] = ()) ->
         children=children,
         worker=h.get("worker") or None,
         progress=json.loads(progress) if progress else None,
+        timeout=_float(h.get("timeout")),
     )

@@ -103,7 +103,7 @@ class Runtime:
             inspect.signature(spec.fn).bind(ctx, *info.args, **info.kwargs)
         except TypeError as exc:
             return self._fail_early(ctx, f"bad arguments for {info.action!r}: {exc}")
-        timeout = _float(self.registry.r.hget(self.registry.jk(info.id), "timeout"))
+        timeout = info.timeout
         watcher = _Watcher(self.registry, ctx, timeout)
         watcher.start()
         try:
@@ -246,10 +246,6 @@ def _quiet(write: Callable[[str], None], text: str) -> None:
     """Write a record about the job's end; a job removed meanwhile has nowhere to write."""
     with contextlib.suppress(JobStopped, FleetJobsError):
         write(text)
-
-
-def _float(value: str | None) -> float | None:
-    return float(value) if value else None
 
 
 def _secs(value: float | None) -> str:
