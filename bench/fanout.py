@@ -204,11 +204,11 @@ def fleetjobs_phase(ns: argparse.Namespace, b: Bench, n: int) -> list[Phase]:
             hosts_ms = []
             for _ in range(5):
                 t = time.perf_counter()
-                fleet.registry.hosts()
+                fleet.host_list.list()
                 hosts_ms.append((time.perf_counter() - t) * 1000)
             size = counter.r.memory_usage(f"{config.prefix}hosts") or 0
             phase.notes.append(
-                f"registry.hosts() (read by every start) {median(hosts_ms):.1f} ms, "
+                f"host_list.list() (read by every start) {median(hosts_ms):.1f} ms, "
                 f"hosts hash {size / 1024:.0f} KiB"
             )
 

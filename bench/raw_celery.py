@@ -1,7 +1,8 @@
 """A bare Celery app with fleetjobs' exact settings, the baseline the benchmarks compare to.
 
 It is built by :func:`fleetjobs.celery_app.make_celery` itself (JSON only, acks_late off,
-prefetch 1, task events on, Redis result backend, ``global_keyprefix``), with the key prefix
+prefetch 1, task events on, ``global_keyprefix``) plus a Redis result backend (fleetjobs keeps
+none: its registry is the record), with the key prefix
 ``raw:`` so it never meets fleetjobs' keys, and one task, ``bench.echo``, that returns its
 argument. A benchmark starts its worker as::
 
@@ -32,7 +33,15 @@ def echo(value: Any) -> Any:
 
 def make_app(url: str, prefix: str = PREFIX) -> Celery:
     """A Celery app on ``url`` with fleetjobs' settings and the ``bench.echo`` task."""
-    app = make_celery(Config(redis_url=url, prefix=prefix), main="bench.raw_celery")
+    config = Config(redis_url=url, prefix=prefix)
+    app = make_celery(config, main="bench.raw_celery")
+    app.conf.update(
+        result_backend=config.broker_url,
+        task_ignore_result=False,
+        result_serializer="json",
+        result_accept_content=["json"],
+        result_backend_transport_options={"global_keyprefix": prefix},
+    )
     # not shared: each app made here has its own, without Celery's duplicate-name warning
     app.task(name=ECHO, shared=False)(echo)
     return app

@@ -5,7 +5,7 @@
     from fleetjobs import Fleet
     fleet = Fleet("redis://127.0.0.1:6379/0")
     job = fleet.start("sleep", 5, "done", name="Nap")
-    fleet.wait([job], timeout=15)
+    fleet.wait(job, timeout=15)
     print(fleet.receive(job))
 """
 
@@ -22,7 +22,6 @@ from .errors import (
     FleetJobsError,
     JobNotFoundError,
     JobStateError,
-    JobTimeoutError,
     NoHostError,
     RedisUnavailableError,
     ShellNotAllowedError,
@@ -30,7 +29,7 @@ from .errors import (
     UnknownActionError,
 )
 from .fleet import Fleet
-from .job import Job, Received
+from .job import Job, JobRef, JobRefs, Received
 from .model import HostInfo, JobInfo, Record
 from .parallel import ItemResult, ParallelError, parallel, parallel_values
 from .states import JobState
@@ -47,9 +46,10 @@ __all__ = [
     "Job",
     "JobInfo",
     "JobNotFoundError",
+    "JobRef",
+    "JobRefs",
     "JobState",
     "JobStateError",
-    "JobTimeoutError",
     "NoHostError",
     "ParallelError",
     "Received",

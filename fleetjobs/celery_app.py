@@ -9,6 +9,8 @@ runs. The settings here are the answers to Celery's known traps (see DESIGN.md):
 - ``worker_prefetch_multiplier=1``: a busy worker does not sit on jobs another could run.
 - JSON is the only content type accepted: no pickle, no code travels to a worker.
 - Each fleet's Celery keys carry the fleet's prefix, so two fleets can share one Redis.
+- No result backend: every publish sets ``ignore_result``, and the registry is the one record
+  of a job (Flower learns a task's end from the workers' task events).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .routing import TASK_NAME
 
 def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
     """A Celery app for the fleet in ``config`` (not set as Celery's current app)."""
-    app = Celery(main, broker=config.broker_url, backend=config.backend_url, set_as_current=False)
+    app = Celery(main, broker=config.broker_url, set_as_current=False)
     transport: dict[str, Any] = {
         "global_keyprefix": config.prefix,
         # only prefetched, not-yet-started messages are unacked with acks_late off; a day
@@ -32,18 +34,13 @@ def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
     }
     app.conf.update(
         task_serializer="json",
-        result_serializer="json",
         accept_content=["json"],
-        result_accept_content=["json"],
+        task_ignore_result=True,
         task_acks_late=False,
         worker_prefetch_multiplier=1,
-        task_track_started=True,
         task_send_sent_event=True,
         worker_send_task_events=True,
-        result_expires=int(config.retention),
-        result_extended=True,
         broker_transport_options=transport,
-        result_backend_transport_options={"global_keyprefix": config.prefix},
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=5,
         redis_socket_connect_timeout=5,

@@ -2,7 +2,7 @@
 
 The Redis URL is the one connection setting: credentials and TLS travel in it
 (``rediss://user:secret@host:6380/0?ssl_cert_reqs=required``), Unix sockets as
-``unix:///path/redis.sock?db=0``. Celery's broker and result backend are derived from it here, so
+``unix:///path/redis.sock?db=0``. Celery's broker URL is derived from it here, so
 the console and the workers can never disagree about where the fleet lives.
 """
 
@@ -103,11 +103,6 @@ class Config:
     @property
     def broker_url(self) -> str:
         """The Redis URL in the form kombu's Redis transport reads."""
-        return _celery_url(self.redis_url)
-
-    @property
-    def backend_url(self) -> str:
-        """The Redis URL in the form Celery's Redis result backend reads (the same form)."""
         return _celery_url(self.redis_url)
 
 

@@ -25,7 +25,8 @@ from typing import IO
 
 from .config import Config
 from .errors import ConfigError, FleetJobsError, RedisUnavailableError
-from .registry import Registry
+from .hosts import Hosts
+from .store import Store
 
 
 def _die_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
@@ -140,7 +141,7 @@ class EmbeddedRedis:
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
         )
-        registry = Registry.connect(Config(redis_url=self.url))
+        registry = Store.connect(Config(redis_url=self.url))
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -177,7 +178,7 @@ class LocalWorkers:
         locations: one list of locations per worker process.
         allow_shell: start them with ``--allow-shell``.
         concurrency: each worker's concurrency.
-        extra_args: more ``python -m workers`` arguments for every worker.
+        extra_args: more ``python -m fleetjobs.workers`` arguments for every worker.
         prefix_cmd: a command to run each worker under (``ip netns exec h1 ...``).
         log_dir: where each worker's output goes (default: discarded).
         stop_timeout: seconds running jobs get to finish when the workers stop.
@@ -217,7 +218,7 @@ class LocalWorkers:
         argv = [
             sys.executable,
             "-m",
-            "workers",
+            "fleetjobs.workers",
             "--redis-url",
             self.config.redis_url,
             "--concurrency",
@@ -295,11 +296,11 @@ def wait_for_hosts(
     Raises:
         RedisUnavailableError: a worker exited, or the time ran out.
     """
-    registry = Registry.connect(config)
+    registry = Store.connect(config)
     deadline = time.monotonic() + timeout
     try:
         while True:
-            online = {h.location for h in registry.hosts() if h.online}
+            online = {h.location for h in Hosts(registry).list() if h.online}
             if set(locations) <= online:
                 return
             dead = [p for p in procs if p.poll() is not None]

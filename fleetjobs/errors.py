@@ -8,8 +8,7 @@
     │   └── RedisUnavailableError (ConnectionError)   Redis cannot be reached
     ├── JobError
     │   ├── JobNotFoundError (LookupError)   no job has that Id, Name or InstanceId
-    │   ├── JobStateError                    the verb does not fit the job's state
-    │   └── JobTimeoutError (TimeoutError)   a blocking wait ran out of time
+    │   └── JobStateError                    the verb does not fit the job's state
     ├── StartError (ValueError)              a start refused before anything was queued
     │   ├── ArgumentError                    an argument JSON cannot carry
     │   ├── UnknownActionError (LookupError) no live host offers that action
@@ -51,10 +50,6 @@ class JobNotFoundError(JobError, LookupError):
 
 class JobStateError(JobError):
     """The verb does not fit the job's state (remove of a running job without force)."""
-
-
-class JobTimeoutError(JobError, TimeoutError):
-    """A blocking wait ran out of time."""
 
 
 class StartError(FleetJobsError, ValueError):

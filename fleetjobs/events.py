@@ -13,17 +13,16 @@ from collections.abc import Iterator, Sequence
 
 import redis.exceptions
 
-from .errors import RedisUnavailableError
-from .registry import Registry
+from .store import Store, translate
 
 
 class JobEvents:
     """A pub/sub subscription to jobs' event channels, to block instead of polling."""
 
-    def __init__(self, registry: Registry, iids: Sequence[str]) -> None:
-        self._pubsub = registry.r.pubsub(ignore_subscribe_messages=True)
-        self._channels = [registry.channel(i) for i in iids]
-        self._url = registry.safe_url
+    def __init__(self, store: Store, iids: Sequence[str]) -> None:
+        self._pubsub = store.r.pubsub(ignore_subscribe_messages=True)
+        self._channels = [store.keys.events(i) for i in iids]
+        self._url = store.safe_url
 
     def __enter__(self) -> JobEvents:
         with self._guard():
@@ -34,9 +33,8 @@ class JobEvents:
     def _guard(self) -> Iterator[None]:
         try:
             yield
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RedisUnavailableError(f"cannot reach Redis at {self._url}: {first}") from None
+        except redis.exceptions.RedisError as exc:
+            raise translate(exc, self._url) from None
 
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):

@@ -2,39 +2,40 @@
 
 A :class:`Fleet` is a console's view of the jobs in one Redis. Any number of consoles may hold
 one at once; they all see the same jobs, because nothing about a job lives in the process.
+
+Every verb takes one job reference or several (:data:`~fleetjobs.job.JobRefs`: a
+:class:`Job`, a :class:`JobInfo`, an Id, or a string that is an Id, an InstanceId or a Name;
+a string is always one reference), resolves them once, and works on the snapshots it read. A
+timeout is ``timeout=`` seconds everywhere (None: for ever).
 """
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import placement
 from .actions import check_action_name
 from .config import Config, default_location
-from .errors import (
-    ArgumentError,
-    JobNotFoundError,
-    JobStateError,
-    NoHostError,
-    RedisUnavailableError,
-    ShellNotAllowedError,
-    UnknownActionError,
-)
+from .dispatch import Dispatcher
+from .errors import ArgumentError, JobNotFoundError, JobStateError, UnknownActionError
 from .events import JobEvents
-from .job import Job, Received
+from .hosts import Hosts
+from .housekeeping import Housekeeping
+from .job import Job, JobRef, JobRefs, Received
+from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, JobInfo, Record, render_command, to_json
-from .registry import JobSpec, NewChild, Registry
-from .routing import TASK_NAME, is_glob, queue_for, select_locations, split_locations
+from .records import Records
+from .registry import Registry
+from .routing import is_glob, split_locations
 from .states import JobState
+from .store import Store
 
 if TYPE_CHECKING:
     from celery import Celery
 
-JobRef = Job | JobInfo | int | str
-SHELL_ACTIONS = frozenset({"run"})
 _SWEEP_EVERY = 1.0
 
 
@@ -45,7 +46,7 @@ class Fleet:
         redis_url: where the fleet lives; default ``FLEETJOBS_REDIS_URL``, then
             ``redis://127.0.0.1:6379/0``.
         config: every setting at once (``redis_url`` then overrides its URL).
-        celery: a Celery app to publish with (a worker passes its own).
+        celery: a Celery app to publish with (made on first use otherwise).
     """
 
     def __init__(
@@ -57,10 +58,15 @@ class Fleet:
     ) -> None:
         base = config or Config.from_env()
         self.config = base.with_(redis_url=redis_url) if redis_url else base
-        self.registry = Registry.connect(self.config)
-        self._celery = celery
-        self._own_celery = celery is None
-        self._last_sweep = 0.0
+        self.store = Store.connect(self.config)
+        self.registry = Registry(self.store)
+        self.lifecycle = Lifecycle(self.store)
+        self.records = Records(self.store)
+        self.host_list = Hosts(self.store)
+        self.dispatcher = Dispatcher(self.config, self.registry, self.lifecycle, celery)
+        self.housekeeping = Housekeeping(
+            self.registry, self.lifecycle, self.dispatcher, _SWEEP_EVERY
+        )
 
     def __enter__(self) -> Fleet:
         return self
@@ -70,19 +76,8 @@ class Fleet:
 
     def close(self) -> None:
         """Release this console's connections (the jobs go on)."""
-        self.registry.close()
-        if self._celery is not None and self._own_celery:
-            self._celery.close()
-
-    @property
-    def celery(self) -> Celery:
-        """The Celery app this console publishes with (imported on first use: the read-only
-        verbs never need it, and Celery takes a good part of a second to import)."""
-        if self._celery is None:
-            from .celery_app import make_celery
-
-            self._celery = make_celery(self.config)
-        return self._celery
+        self.store.close()
+        self.dispatcher.close()
 
     # ---- start --------------------------------------------------------------------------
 
@@ -145,10 +140,10 @@ class Fleet:
         everything = bool(target) or all_hosts or any(is_glob(n) for n in named)
         hosts = {
             h.location: h
-            for h in self.registry.hosts(None if everything else named or [default_location()])
+            for h in self.host_list.list(None if everything else named or [default_location()])
         }
-        locs = self._select(named, target, all_hosts, hosts)
-        warnings = self._check_hosts(action, locs, hosts)
+        locs = placement.select(named, target, all_hosts, hosts)
+        warnings = placement.check(action, locs, hosts)
         spec = JobSpec(
             action=action,
             args=list(args),
@@ -160,98 +155,12 @@ class Fleet:
             start_timeout=start_timeout,
             timeout=timeout,
         )
-        pid, _, children = self.registry.create(spec)
-        self._dispatch([c for c in children if c.queued], name or f"Job{pid}", start_timeout)
-        self._purge_expired()
+        pid, _, children = self.lifecycle.create(spec)
+        self.dispatcher.publish(
+            [c for c in children if c.queued], name or f"Job{pid}", start_timeout
+        )
+        self.housekeeping.purge_expired()
         return Job(self, self.info(pid), tuple(warnings))
-
-    def _select(
-        self,
-        wanted: list[str],
-        target: Sequence[str],
-        all_hosts: bool,
-        hosts: dict[str, HostInfo],
-    ) -> list[str]:
-        online = {loc: h for loc, h in hosts.items() if h.online}
-        if all_hosts:
-            if not online:
-                raise NoHostError("--all selected no host: no worker is online")
-            wanted = [*wanted, *sorted(online)]
-        if not wanted and not target:
-            wanted = [default_location()]
-        tags = {loc: h.tags for loc, h in online.items()}
-        return select_locations(wanted, online, tags, target)
-
-    def _check_hosts(self, action: str, locs: list[str], hosts: dict[str, HostInfo]) -> list[str]:
-        warnings = []
-        for loc in locs:
-            host = hosts.get(loc)
-            if host is None or not host.online:
-                warnings.append(
-                    f"no worker serves location {loc!r} now; its job waits as NotStarted "
-                    f"until one does (start one with: fleetjobs worker --location {loc})"
-                )
-                continue
-            if action in SHELL_ACTIONS and not host.allow_shell:
-                raise ShellNotAllowedError(
-                    f"the worker on {loc} does not allow {action!r}: its operator must start it "
-                    "with --allow-shell"
-                )
-            if action not in host.actions:
-                offers = ", ".join(sorted(host.actions)) or "nothing"
-                raise UnknownActionError(
-                    f"unknown action {action!r}: the worker on {loc} offers {offers}"
-                )
-        return warnings
-
-    def _dispatch(
-        self, children: Sequence[NewChild], name: str, start_timeout: float | None
-    ) -> None:
-        """Publish one Celery task per child, on its location's queue, over one connection.
-
-        Celery's results are not kept (``ignore_result``): the registry is the one record of a
-        job, and a console never waits on a result channel per child.
-        """
-        if not children:
-            return
-        sent = 0
-        try:
-            with self.celery.producer_or_acquire() as producer:
-                for child in children:
-                    self.celery.send_task(
-                        TASK_NAME,
-                        args=[child.id],
-                        queue=queue_for(child.location),
-                        task_id=child.instance_id,
-                        shadow=f"{name}@{child.location}",
-                        expires=start_timeout,
-                        ignore_result=True,
-                        producer=producer,
-                    )
-                    sent += 1
-        except Exception as exc:  # kombu raises many types for a broker it cannot reach
-            # fail what was not queued, and what their ends release (a throttle's next ones):
-            # nothing may wait for ever for a publish that did not happen
-            left = [c.id for c in children[sent:]]
-            while left:
-                left = (
-                    self.registry.finish(left.pop(), JobState.FAILED, f"not queued: {exc}")[1]
-                    + left
-                )
-            raise RedisUnavailableError(
-                f"cannot queue the job on {self.config.safe_url}: {exc}"
-            ) from None
-
-    def dispatch_ids(self, ids: Sequence[int]) -> None:
-        """Publish children the registry released (a throttled parent's next ones)."""
-        for info in self.registry.load(ids, children=False):
-            child = NewChild(info.id, info.instance_id, info.location, True)
-            self._dispatch([child], info.name, None)
-
-    def _purge_expired(self) -> None:
-        expired = self.registry.expired()
-        if expired:
-            self._remove_infos(self.registry.load(expired))
 
     # ---- get ----------------------------------------------------------------------------
 
@@ -266,7 +175,10 @@ class Fleet:
         elif isinstance(ref, int):
             job_id = ref  # load() tells a missing one: no need to ask first
         else:
-            job_id = self._ids(ref)[0]
+            ids = self.registry.resolve(ref)
+            if len(ids) > 1:
+                raise JobNotFoundError(f"{ref!r} names {len(ids)} jobs: use an Id")
+            job_id = ids[0]
         found = self.registry.load([job_id])
         if not found:
             raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")
@@ -274,14 +186,12 @@ class Fleet:
 
     def job(self, ref: JobRef) -> Job:
         """The one job a reference names (an Id, an InstanceId or a unique Name)."""
-        ids = self._ids(ref)
-        if len(ids) > 1:
-            raise JobNotFoundError(f"{ref!r} names {len(ids)} jobs: use an Id")
-        return Job(self, self.info(ids[0]))
+        return Job(self, self.info(ref))
 
     def get(
         self,
-        *refs: JobRef,
+        jobs: JobRefs | None = None,
+        *,
         name: str | None = None,
         state: JobState | str | None = None,
         include_children: bool = False,
@@ -289,7 +199,7 @@ class Fleet:
         """The jobs named, or every top-level job, oldest first (``Get-Job``).
 
         Args:
-            refs: Ids, InstanceIds, Names or handles; none means every job.
+            jobs: one reference or several; None means every job.
             name: only jobs with this Name (globs allowed).
             state: only jobs in this state.
             include_children: list each parent's children after it.
@@ -297,11 +207,11 @@ class Fleet:
         Raises:
             JobNotFoundError: a reference matched no job.
         """
-        self._sweep()
-        want = JobState.parse(state) if isinstance(state, str) else state
+        self.housekeeping.sweep()
+        want = _state(state)
         ids: Iterable[int]
-        if refs:
-            ids = self._many_ids(refs)
+        if jobs is not None:
+            ids = self._ids(_as_list(jobs))
         elif name is not None:
             ids = self.registry.ids_named(name)
         else:
@@ -309,7 +219,11 @@ class Fleet:
         out: list[Job] = []
         for batch in _batches(ids, 500):
             for info in self.registry.load(batch):
-                if name is not None and refs and not fnmatch.fnmatchcase(info.name, name):
+                if (
+                    name is not None
+                    and jobs is not None
+                    and not fnmatch.fnmatchcase(info.name, name)
+                ):
                     continue
                 if want is not None and info.state is not want:
                     continue
@@ -320,35 +234,33 @@ class Fleet:
 
     def hosts(self) -> list[HostInfo]:
         """Every host that has heartbeated, online or not."""
-        return self.registry.hosts()
+        return self.host_list.list()
 
     # ---- wait ---------------------------------------------------------------------------
 
-    def wait(
-        self, jobs: Iterable[JobRef], timeout: float | None = None, any: bool = False
-    ) -> list[Job]:
+    def wait(self, jobs: JobRefs, timeout: float | None = None, *, any: bool = False) -> list[Job]:
         """Block until the jobs finish (``Wait-Job``).
 
         Args:
-            jobs: the jobs to wait for.
+            jobs: one reference or several.
             timeout: seconds; None waits for ever, 0 checks once.
             any: return as soon as one has finished.
 
         Returns:
-            The finished jobs in the order given; ``[]`` if the timeout passed first (no
-            exception, as ``Wait-Job -Timeout`` returns nothing).
+            The finished jobs in the order given, as they are now; ``[]`` if the timeout
+            passed first (no exception, as ``Wait-Job -Timeout`` returns nothing).
         """
-        handles = self._handles(jobs)
-        if not handles:
+        infos = self._snapshots(jobs)
+        if not infos:
             return []
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        with self._events(handles) as events:
+        with self._events(infos) as events:
             while True:
-                self._sweep()
-                states = self._states([h.id for h in handles])
-                done = [h for h, s in zip(handles, states, strict=True) if s.finished]
-                if done and (any or len(done) == len(handles)):
-                    return [h.refresh() for h in done]
+                self.housekeeping.sweep()
+                states = self._states([i.id for i in infos])
+                done = [i for i, s in zip(infos, states, strict=True) if s.finished]
+                if done and (any or len(done) == len(infos)):
+                    return [Job(self, i) for i in self.registry.load([i.id for i in done])]
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []
@@ -358,49 +270,55 @@ class Fleet:
 
     def receive(
         self,
-        jobs: Iterable[JobRef] | JobRef,
+        jobs: JobRefs,
+        *,
         keep: bool = False,
-        wait: bool = False,
+        follow: bool = False,
         auto_remove: bool = False,
         location: str | None = None,
     ) -> Received:
         """Take the jobs' records (``Receive-Job``): output values, with every stream beside.
 
         Args:
-            jobs: the jobs (a parent gives every child's records, tagged with its location).
+            jobs: one reference or several (a parent gives every child's records, tagged
+                with its location).
             keep: leave the records for the next receive (``-Keep``).
-            wait: keep receiving until the jobs finish (``-Wait``).
-            auto_remove: with ``wait``, remove the jobs once all is received.
+            follow: keep receiving as records arrive until the jobs finish (``-Wait``).
+            auto_remove: with ``follow``, remove the jobs once all is received.
             location: only the child on this location.
         """
         return Received(
             list(
-                self.stream(jobs, keep=keep, wait=wait, auto_remove=auto_remove, location=location)
+                self.stream(
+                    jobs, keep=keep, follow=follow, auto_remove=auto_remove, location=location
+                )
             )
         )
 
     def stream(
         self,
-        jobs: Iterable[JobRef] | JobRef,
+        jobs: JobRefs,
+        *,
         keep: bool = False,
-        wait: bool = False,
+        follow: bool = False,
         auto_remove: bool = False,
         location: str | None = None,
     ) -> Iterator[Record]:
-        """Records as they are taken; with ``wait``, as they arrive until the jobs finish."""
-        if auto_remove and not wait:
-            raise ArgumentError("auto_remove needs wait: a job is removed once it has finished")
-        handles = self._handles(_as_list(jobs))
-        if not wait:
-            yield from self._take(handles, keep, location)
+        """Records as they are taken; with ``follow``, as they arrive until the jobs finish."""
+        if auto_remove and not follow:
+            raise ArgumentError("auto_remove needs follow: a job is removed once it has finished")
+        infos = self._snapshots(jobs)
+        children = _children_of(infos, location)
+        if not follow:
+            yield from self.records.take(children, keep=keep)
             return
         shown: dict[int, int] = {}  # with keep, every take returns all: skip what was shown
-        with self._events(handles) as events:
+        with self._events(infos) as events:
             while True:
-                self._sweep()
-                finished = all(s.finished for s in self._states([h.id for h in handles]))
+                self.housekeeping.sweep()
+                finished = all(s.finished for s in self._states([i.id for i in infos]))
                 taken: dict[int, int] = {}
-                for rec in self._take(handles, keep, location):
+                for rec in self.records.take(children, keep=keep):
                     index = taken[rec.job] = taken.get(rec.job, 0) + 1
                     if keep and index <= shown.get(rec.job, 0):
                         continue
@@ -411,65 +329,57 @@ class Fleet:
                     break
                 events.next(_SWEEP_EVERY)
         if auto_remove:
-            self.remove(handles)
-
-    def _take(self, handles: list[Job], keep: bool, location: str | None) -> list[Record]:
-        # a job's children never change, so the snapshots _handles() just read name them all;
-        # a job removed meanwhile has no records left to take (and _states() reports it)
-        children: list[JobInfo] = []
-        for info in (h.info for h in handles):
-            kids = list(info.children) if info.child_ids else [info]
-            if location is not None:
-                kids = [c for c in kids if c.location == location]
-                if not kids:
-                    raise JobNotFoundError(f"job {info.id} has no child on location {location!r}")
-            children.extend(kids)
-        return self.registry.take(children, keep=keep)
+            self.remove(infos)
 
     # ---- stop and remove ----------------------------------------------------------------
 
-    def stop(self, jobs: Iterable[JobRef] | JobRef, wait: float | None = 5.0) -> list[Job]:
+    def stop(self, jobs: JobRefs, *, timeout: float | None = 5.0) -> list[Job]:
         """Stop the jobs (``Stop-Job``): queued ones never run, running ones end (within 2 s).
 
         The stop is a durable flag in the registry, so it holds even for a job whose worker is
         down now and picks it up later.
 
         Args:
-            wait: seconds to wait for the jobs to reach Stopped (None: as long as it takes,
-                0: do not wait).
+            jobs: one reference or several.
+            timeout: seconds to wait for the jobs to reach Stopped (None: as long as it
+                takes, 0: do not wait).
 
         Returns:
-            The jobs, refreshed.
+            The jobs, as they are now.
         """
-        handles = self._handles(_as_list(jobs))
+        infos = self._snapshots(jobs)
         due: list[int] = []
-        unstarted: list[str] = []
-        for h in handles:
-            due.extend(self.registry.stop(h.id)[1])
-            for child in h.refresh().info.children or (h.info,):
-                if child.state is JobState.STOPPED and child.begin_time is None:
-                    unstarted.append(child.instance_id)
-        if unstarted:
-            # lets a live worker drop the messages unseen; the registry's flag holds regardless
-            with contextlib.suppress(Exception):
-                self.celery.control.revoke(unstarted)
+        for info in infos:
+            due.extend(self.lifecycle.stop(info.id)[1])
+        now = self.registry.load([i.id for i in infos])
+        # lets a live worker drop the messages unseen; the registry's flag holds regardless
+        self.dispatcher.revoke(
+            [
+                c.instance_id
+                for info in now
+                for c in info.children or (info,)
+                if c.state is JobState.STOPPED and c.begin_time is None
+            ]
+        )
         if due:
-            self.dispatch_ids(due)
-        if wait != 0:
-            self.wait(handles, timeout=wait)
-        return [h.refresh() for h in handles]
+            self.dispatcher.release(due)
+        if timeout == 0:
+            return [Job(self, i) for i in now]
+        self.wait(now, timeout=timeout)
+        return [Job(self, i) for i in self.registry.load([i.id for i in now])]
 
     def remove(
         self,
-        jobs: Iterable[JobRef] | JobRef | None = None,
+        jobs: JobRefs | None = None,
+        *,
         force: bool = False,
         state: JobState | str | None = None,
     ) -> list[Job]:
         """Remove jobs and everything they own (``Remove-Job``).
 
         Args:
-            jobs: the jobs; None with ``state`` removes every job in that state, None alone
-                removes every job.
+            jobs: one reference or several; None with ``state`` removes every job in that
+                state, None alone removes every job.
             force: stop unfinished jobs first instead of refusing them.
             state: only jobs in this state.
 
@@ -479,14 +389,13 @@ class Fleet:
         Raises:
             JobStateError: a job has not finished and ``force`` is off; nothing was removed.
         """
+        want = _state(state)
         if jobs is None:
-            handles = self.get(state=state)
+            infos = [j.info for j in self.get(state=want)]
         else:
-            handles = self._handles(_as_list(jobs))
-            if state is not None:
-                want = JobState.parse(state) if isinstance(state, str) else state
-                handles = [h for h in handles if h.info.state is want]
-        infos = [h.info for h in handles]  # just read, by get() or _handles()
+            infos = self._snapshots(jobs, fresh=True)
+            if want is not None:
+                infos = [i for i in infos if i.state is want]
         running = [i for i in infos if not i.finished]
         if running and not force:
             first = running[0]
@@ -496,31 +405,12 @@ class Fleet:
                 "or remove with force"
             )
         if running:
-            self.stop([Job(self, i) for i in running], wait=5.0)
+            self.stop(running, timeout=5.0)
             infos = self.registry.load([i.id for i in infos])
-        self._remove_infos(infos)
+        self.lifecycle.remove(infos)
         return [Job(self, i) for i in infos]
 
-    def _remove_infos(self, infos: Sequence[JobInfo]) -> None:
-        backend = self.celery.backend
-        keys = []
-        for info in infos:
-            for child in info.children:
-                key = backend.get_key_for_task(child.instance_id)  # carries the prefix
-                keys.append(key.decode() if isinstance(key, bytes) else str(key))
-        self.registry.remove(infos, keys)
-
     # ---- helpers ------------------------------------------------------------------------
-
-    def _sweep(self) -> None:
-        """Apply deadlines and host liveness now and then, so no state waits for a worker."""
-        now = time.monotonic()
-        if now - self._last_sweep < _SWEEP_EVERY:
-            return
-        self._last_sweep = now
-        _, due = self.registry.sweep()
-        if due:
-            self.dispatch_ids(due)
 
     def _states(self, ids: Sequence[int]) -> list[JobState]:
         out = []
@@ -530,31 +420,54 @@ class Fleet:
             out.append(JobState(state))
         return out
 
-    def _ids(self, ref: JobRef) -> list[int]:
-        if isinstance(ref, (Job, JobInfo)):
-            return [ref.id]
-        return self.registry.resolve(ref)
-
-    def _many_ids(self, refs: Iterable[JobRef]) -> list[int]:
+    def _ids(self, refs: Iterable[JobRef]) -> list[int]:
         seen: dict[int, None] = {}
         for ref in refs:
-            seen.update(dict.fromkeys(self._ids(ref)))
+            if isinstance(ref, (Job, JobInfo)):
+                seen[ref.id] = None
+            else:
+                seen.update(dict.fromkeys(self.registry.resolve(ref)))
         return list(seen)
 
-    def _handles(self, refs: Iterable[JobRef]) -> list[Job]:
-        ids = self._many_ids(refs)
-        infos = {i.id: i for i in self.registry.load(ids)}
-        return [Job(self, infos[i]) for i in ids if i in infos]
+    def _snapshots(self, jobs: JobRefs, fresh: bool = False) -> list[JobInfo]:
+        """The jobs' snapshots, each job once, in the order given: a handle's own snapshot
+        unless ``fresh``, the rest read in one go (jobs removed meanwhile left out)."""
+        refs = _as_list(jobs)
+        given: dict[int, JobInfo] = {}
+        if not fresh:
+            for ref in refs:
+                if isinstance(ref, (Job, JobInfo)):
+                    given[ref.id] = ref.info if isinstance(ref, Job) else ref
+        ids = self._ids(refs)
+        loaded = {i.id: i for i in self.registry.load([i for i in ids if i not in given])}
+        return [given.get(i) or loaded[i] for i in ids if i in given or i in loaded]
 
-    def _events(self, handles: Sequence[Job]) -> JobEvents:
-        return JobEvents(self.registry, [h.instance_id for h in handles])
+    def _events(self, infos: Sequence[JobInfo]) -> JobEvents:
+        return JobEvents(self.store, [i.instance_id for i in infos])
 
 
-def _as_list(value: Iterable[JobRef] | JobRef) -> list[JobRef]:
-    """One job reference or many, as a list."""
-    if isinstance(value, (str, bytes, int, Job, JobInfo)):
-        return [value]  # type: ignore[list-item]
-    return list(value)
+def _children_of(infos: Sequence[JobInfo], location: str | None) -> list[JobInfo]:
+    """The children whose records a receive takes (a job's children never change)."""
+    children: list[JobInfo] = []
+    for info in infos:
+        kids = list(info.children) if info.child_ids else [info]
+        if location is not None:
+            kids = [c for c in kids if c.location == location]
+            if not kids:
+                raise JobNotFoundError(f"job {info.id} has no child on location {location!r}")
+        children.extend(kids)
+    return children
+
+
+def _state(state: JobState | str | None) -> JobState | None:
+    return JobState.parse(state) if isinstance(state, str) else state
+
+
+def _as_list(jobs: JobRefs) -> list[JobRef]:
+    """One job reference or many, as a list (a string is one reference)."""
+    if isinstance(jobs, (str, int, Job, JobInfo)):
+        return [jobs]
+    return list(jobs)
 
 
 def _batches(ids: Iterable[int], size: int) -> Iterator[list[int]]:

@@ -7,13 +7,11 @@ job lives there and not in this process. :class:`Received` is what a receive han
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from .model import JobInfo, Record
 from .states import JobState
-
-if TYPE_CHECKING:
-    from .fleet import Fleet
 
 
 class Received(list[Any]):
@@ -56,10 +54,40 @@ class Received(list[Any]):
         return self._stream("progress")
 
 
+class Verbs(Protocol):
+    """What a handle needs of the facade that made it (:class:`fleetjobs.Fleet` is one)."""
+
+    def info(self, ref: JobRef) -> JobInfo: ...
+
+    def wait(
+        self, jobs: JobRefs, timeout: float | None = None, *, any: bool = False
+    ) -> list[Job]: ...
+
+    def receive(
+        self,
+        jobs: JobRefs,
+        *,
+        keep: bool = False,
+        follow: bool = False,
+        auto_remove: bool = False,
+        location: str | None = None,
+    ) -> Received: ...
+
+    def stop(self, jobs: JobRefs, *, timeout: float | None = 5.0) -> list[Job]: ...
+
+    def remove(
+        self,
+        jobs: JobRefs | None = None,
+        *,
+        force: bool = False,
+        state: JobState | str | None = None,
+    ) -> list[Job]: ...
+
+
 class Job:
     """A handle on one job, like a ``concurrent.futures.Future`` with PowerShell's verbs."""
 
-    def __init__(self, fleet: Fleet, info: JobInfo, warnings: tuple[str, ...] = ()) -> None:
+    def __init__(self, fleet: Verbs, info: JobInfo, warnings: tuple[str, ...] = ()) -> None:
         self._fleet = fleet
         self.info = info
         self.warnings = warnings
@@ -125,20 +153,28 @@ class Job:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job finishes or ``timeout`` seconds pass; True if it finished."""
-        return bool(self._fleet.wait([self], timeout=timeout))
+        return bool(self._fleet.wait(self, timeout=timeout))
 
-    def receive(self, keep: bool = False, wait: bool = False) -> Received:
+    def receive(self, keep: bool = False, follow: bool = False) -> Received:
         """Take this job's records (see :meth:`Fleet.receive`)."""
-        return self._fleet.receive([self], keep=keep, wait=wait)
+        return self._fleet.receive(self, keep=keep, follow=follow)
 
-    def stop(self) -> Job:
+    def stop(self, timeout: float | None = 5.0) -> Job:
         """Stop the job (see :meth:`Fleet.stop`)."""
-        self._fleet.stop([self])
-        return self.refresh()
+        for job in self._fleet.stop(self, timeout=timeout):
+            self.info = job.info
+        return self
 
     def remove(self, force: bool = False) -> None:
         """Remove the job from the registry (see :meth:`Fleet.remove`)."""
-        self._fleet.remove([self], force=force)
+        self._fleet.remove(self, force=force)
 
     def to_dict(self) -> dict[str, Any]:
         return self.info.to_dict()
+
+
+JobRef = Job | JobInfo | int | str
+"""One job: a handle, a snapshot, an Id, or a string (an Id, an InstanceId or a Name; globs
+allowed). A string is always one reference, never a sequence of characters."""
+JobRefs = JobRef | Iterable[JobRef]
+"""One job reference or several."""

@@ -18,6 +18,10 @@ import pytest
 
 from fleetjobs import Config, Fleet
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
+from fleetjobs.lifecycle import Lifecycle
+from fleetjobs.records import Records
+from fleetjobs.registry import Registry
+from fleetjobs.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {"heartbeat_interval": 0.5, "host_ttl": 3.0, "disconnect_grace": 4.0}
@@ -53,6 +57,25 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def config(redis_url: str) -> Config:
     return Config(redis_url=redis_url, prefix="t:", **FAST)  # type: ignore[arg-type]
+
+
+class Layers:
+    """The registry's reads and the write path on one private prefix (no workers)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.registry = Registry(store)
+        self.lifecycle = Lifecycle(store)
+        self.records = Records(store)
+
+
+@pytest.fixture
+def layers(redis_url: str) -> Iterator[Layers]:
+    """A fleet of its own prefix, driven through the scripts by hand."""
+    store = Store.connect(Config(redis_url=redis_url, prefix=f"{uniq('ly')}:", **FAST))  # type: ignore[arg-type]
+    yield Layers(store)
+    store.close()
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ from pathlib import Path
 from fleetjobs import Config
 from fleetjobs.embedded import free_port, redis_server_binary, wait_for_hosts
 from fleetjobs.errors import RedisUnavailableError
-from fleetjobs.registry import Registry
+from fleetjobs.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,7 +172,7 @@ class Fleetnet:
             )
         url = f"redis://{self.address(1)}:{port}/0"
         self.config = self.config.with_(redis_url=url)
-        registry = Registry.connect(self.config)
+        registry = Store.connect(self.config)
         try:
             while self.redis.poll() is None:
                 with contextlib.suppress(RedisUnavailableError):
@@ -214,7 +214,7 @@ class Fleetnet:
         ):
             _ip(*command.split())
         cfg = self.config
-        argv = [sys.executable, "-m", "workers", "--redis-url", cfg.redis_url]
+        argv = [sys.executable, "-m", "fleetjobs.workers", "--redis-url", cfg.redis_url]
         argv += ["--concurrency", str(self.concurrency), *extra_args]
         argv += ["--allow-shell"] if allow_shell else []
         argv += [f"--tag={key}={value}" for key, value in (tags or {}).items()]

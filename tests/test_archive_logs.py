@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from workers.archive import archive_logs
+from fleetjobs.workers.archive import archive_logs
 
 DAY = 86_400.0
 

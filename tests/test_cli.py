@@ -164,7 +164,7 @@ def test_receive_wait_prints_as_records_arrive(cli: CliRunner, fleet: Fleet) -> 
     job = fleet.start("produce", 4, 0.3, locations="beta")
     res = cli("receive", "--wait", "--auto-remove", str(job.id))
     assert res.stdout.split() == ["1", "2", "3", "4"]
-    assert fleet.registry.r.exists(fleet.registry.jk(job.id)) == 0
+    assert fleet.registry.r.exists(fleet.store.keys.job(job.id)) == 0
 
 
 def test_a_job_started_from_one_process_is_seen_by_another(cli: CliRunner, fleet: Fleet) -> None:

@@ -44,6 +44,6 @@ def test_passwords_are_hidden_in_every_message() -> None:
 
 def test_unix_sockets_and_tls_reach_celery_in_its_own_spelling() -> None:
     cfg = Config(redis_url="unix:///tmp/r.sock?db=3")
-    assert cfg.broker_url == cfg.backend_url == "redis+socket:///tmp/r.sock?virtual_host=3"
+    assert cfg.broker_url == "redis+socket:///tmp/r.sock?virtual_host=3"
     tls = Config(redis_url="rediss://u:p@h:6380/1?ssl_cert_reqs=required")
     assert tls.broker_url == "rediss://u:p@h:6380/1?ssl_cert_reqs=required"

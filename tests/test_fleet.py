@@ -140,7 +140,7 @@ def test_stop_and_remove_on_a_parent_act_on_every_child(fl: Fleet) -> None:
     assert {c.state for c in info.children} == {JobState.STOPPED}
     fl.remove(job)
     r = fl.registry.r
-    assert not any(r.exists(fl.registry.jk(i)) for i in (job.id, *info.child_ids))
+    assert not any(r.exists(fl.store.keys.job(i)) for i in (job.id, *info.child_ids))
 
 
 @pytest.fixture

@@ -96,15 +96,15 @@ def test_concurrent_receivers_get_each_record_exactly_once(config: object, fleet
 
 def test_receive_wait_streams_until_the_job_is_done_and_auto_remove_cleans_up(fleet: Fleet) -> None:
     job = fleet.start("produce", 5, 0.2, locations="beta")
-    values = [r.data for r in fleet.stream(job, wait=True) if r.stream == "output"]
+    values = [r.data for r in fleet.stream(job, follow=True) if r.stream == "output"]
     assert values == [1, 2, 3, 4, 5]
     assert job.state is JobState.COMPLETED
     again = fleet.start("produce", 3, 0.1, locations="beta")
-    assert list(fleet.receive(again, wait=True, auto_remove=True)) == [1, 2, 3]
-    assert fleet.registry.r.exists(fleet.registry.jk(again.id)) == 0
+    assert list(fleet.receive(again, follow=True, auto_remove=True)) == [1, 2, 3]
+    assert fleet.registry.r.exists(fleet.store.keys.job(again.id)) == 0
 
 
 def test_receive_keep_with_wait_shows_each_record_once_and_leaves_them(fleet: Fleet) -> None:
     job = fleet.start("produce", 4, 0.2, locations="beta")
-    assert list(fleet.receive(job, wait=True, keep=True)) == [1, 2, 3, 4]
+    assert list(fleet.receive(job, follow=True, keep=True)) == [1, 2, 3, 4]
     assert list(fleet.receive(job)) == [1, 2, 3, 4]

@@ -109,7 +109,7 @@ def test_remove_deletes_every_key_the_job_owns(fleet: Fleet) -> None:
     leftovers = [k for k in r.scan_iter(match=f"{p}*") if any(i in k for i in iids)]
     assert leftovers == []
     assert not any(r.hexists(f"{p}iids", i) for i in iids)
-    assert not any(r.exists(fleet.registry.jk(i)) for i in (job.id, *job.info.child_ids))
+    assert not any(r.exists(fleet.store.keys.job(i)) for i in (job.id, *job.info.child_ids))
     assert r.zscore(f"{p}jobs", job.id) is None
     assert not r.sismember(f"{p}names:{job.name}", job.id)
 

@@ -1,7 +1,11 @@
-"""Checked by mypy only (``make lint``), never run: the public API's types as a user sees them."""
+"""Checked by mypy only (``make lint``), never run: the public API's types as a user sees them.
+
+Every verb takes one job reference or several; a timeout is ``timeout=`` seconds everywhere.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, assert_type
 
 from fleetjobs import Fleet, HostInfo, Job, JobInfo, JobState, Received, Record, parallel
@@ -15,14 +19,31 @@ def api(fleet: Fleet) -> None:
     assert_type(job.info, JobInfo)
     assert_type(job.has_more_data, bool)
     assert_type(job.wait(timeout=1.5), bool)
+    assert_type(job.receive(keep=True, follow=False), Received)
+    assert_type(job.stop(timeout=2.0), Job)
     assert_type(fleet.get(), list[Job])
     assert_type(fleet.get(3, name="Nap", state="Completed"), list[Job])
-    assert_type(fleet.wait([job], timeout=None, any=True), list[Job])
+    assert_type(fleet.get(["Nap", 3, job, job.info]), list[Job])
+    # one reference or several, for every verb; a str is one reference
+    assert_type(fleet.wait(job), list[Job])
+    assert_type(fleet.wait("Nap", timeout=None, any=True), list[Job])
+    assert_type(fleet.wait([job, 3, "Nap"], timeout=5.0), list[Job])
     got = fleet.receive(job, keep=True)
     assert_type(got, Received)
+    assert_type(fleet.receive("Nap", follow=True, auto_remove=True), Received)
     assert_type(got.records, list[Record])
     assert_type(got.errors, list[Any])
+    assert_type(fleet.stream([job], follow=True), Iterator[Record])
     assert_type(fleet.stop(job), list[Job])
+    assert_type(fleet.stop(["Nap", 7], timeout=None), list[Job])
     assert_type(fleet.remove([job], force=True), list[Job])
+    assert_type(fleet.remove(state="Completed"), list[Job])
     assert_type(fleet.hosts(), list[HostInfo])
     assert_type(parallel(len, ["a", "bb"], throttle_limit=2), list[ItemResult[int]])
+
+
+def refused(fleet: Fleet, job: Job) -> None:
+    fleet.wait(job, 5.0, True)  # type: ignore[call-arg]
+    fleet.receive(job, wait=True)  # type: ignore[call-arg]
+    fleet.stop(job, wait=5.0)  # type: ignore[call-arg]
+    fleet.wait(3.5)  # type: ignore[arg-type]

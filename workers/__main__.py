@@ -1,4 +1,4 @@
-"""``python -m workers``: run a fleetjobs worker (``fleetjobs worker`` starts this)."""
+"""``python -m fleetjobs.workers``: run a fleetjobs worker (``fleetjobs worker`` starts this)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 
 from fleetjobs.config import Config, default_location
 from fleetjobs.errors import FleetJobsError
-from fleetjobs.registry import Registry
 from fleetjobs.routing import queue_for, split_locations
+from fleetjobs.store import Store
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -40,16 +40,16 @@ def main(argv: list[str] | None = None) -> int:
         concurrency = ns.concurrency or max(2, os.cpu_count() or 2)
         if concurrency < 1:
             raise FleetJobsError(f"--concurrency must be at least 1, got {concurrency}")
-        import workers.builtins  # noqa: F401  (registers the built-in actions)
+        from . import builtins  # noqa: F401  (registers the built-in actions)
 
         for module in ns.include:
             try:
                 importlib.import_module(module)
             except Exception as exc:
                 raise FleetJobsError(f"cannot load actions from {module!r}: {exc}") from None
-        registry = Registry.connect(config)
-        registry.ping()  # a clear error now beats Celery's retry loop
-        registry.close()
+        store = Store.connect(config)
+        store.ping()  # a clear error now beats Celery's retry loop
+        store.close()
     except FleetJobsError as exc:
         print(f"fleetjobs worker: error: {exc}", file=sys.stderr)
         return 2

@@ -17,12 +17,11 @@ from celery import Celery, signals
 from fleetjobs.celery_app import make_celery
 from fleetjobs.config import Config
 from fleetjobs.errors import FleetJobsError
-from fleetjobs.fleet import Fleet
-from fleetjobs.registry import Registry
 from fleetjobs.routing import TASK_NAME
 from fleetjobs.states import JobState
 
 from .heartbeat import Heartbeat
+from .process import Layers, PerProcess
 from .runtime import Runtime
 
 log = logging.getLogger("fleetjobs.worker")
@@ -42,41 +41,11 @@ class WorkerSettings:
     )
 
 
-class _PerProcess:
-    """A registry and a console facade per process: connections must not cross a fork."""
-
-    def __init__(self, config: Config, app: Celery) -> None:
-        self.config = config
-        self.app = app
-        self._pid = -1
-        self._registry: Registry | None = None
-        self._fleet: Fleet | None = None
-
-    def _check(self) -> None:
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._registry = Registry.connect(self.config)
-            self._fleet = None
-
-    def registry(self) -> Registry:
-        self._check()
-        assert self._registry is not None
-        return self._registry
-
-    def dispatch(self, ids: list[int]) -> None:
-        self._check()
-        if self._fleet is None:
-            self._fleet = Fleet(config=self.config, celery=self.app)
-        self._fleet.dispatch_ids(ids)
-
-
 def create_app(config: Config, settings: WorkerSettings) -> Celery:
     """The worker's Celery app, with the job task and the registry-keeping signals."""
     app = make_celery(config, main="fleetjobs.worker")
-    per_process = _PerProcess(config, app)
-    runtime = Runtime(
-        per_process.registry, settings.worker_id, settings.allow_shell, per_process.dispatch
-    )
+    per_process = PerProcess(config, app)
+    runtime = Runtime(per_process, settings.worker_id, settings.allow_shell)
 
     @app.task(name=TASK_NAME, bind=True)
     def job(self: Any, job_id: int) -> dict[str, Any]:
@@ -93,13 +62,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             "actions": runtime.offered(),
             "allow_shell": settings.allow_shell,
         }
-        hb = Heartbeat(
-            Registry.connect(config),
-            settings.worker_id,
-            settings.locations,
-            info,
-            per_process.dispatch,
-        )
+        hb = Heartbeat(Layers(config, app), settings.worker_id, settings.locations, info)
         hb.beat()
         hb.start()
         heartbeat["hb"] = hb
@@ -114,9 +77,8 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
     def _settle(request_args: Any, state: JobState, reason: str) -> None:
         try:
             job_id = int(request_args[0])
-            _, due = per_process.registry().finish(job_id, state, reason)
-            if due:
-                per_process.dispatch(due)
+            _, due = per_process().lifecycle.finish(job_id, state, reason)
+            per_process.release(due)
         except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
             log.warning("could not record the end of a job: %s", exc)
 

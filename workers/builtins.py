@@ -276,7 +276,7 @@ def archive_logs_action(
     """Move log files older than ``days`` from ``path`` into ``archive_path``, never losing one.
 
     Returns ``{"Server", "Archived", "Bytes", "Skipped"}``; a missing log folder is a warning
-    and zero counts, as in the seed. See :mod:`workers.archive` for how files move.
+    and zero counts, as in the seed. See :mod:`fleetjobs.workers.archive` for how files move.
     """
     from .archive import archive_logs
 

@@ -18,21 +18,23 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from fleetjobs.config import Config
 from fleetjobs.errors import RedisUnavailableError
+from fleetjobs.lifecycle import Lifecycle
 from fleetjobs.model import JobInfo
-from fleetjobs.registry import Registry
+from fleetjobs.records import Records
 
 T = TypeVar("T")
 
 
-def persistently(registry: Registry, call: Callable[[], T]) -> T:
+def persistently(config: Config, call: Callable[[], T]) -> T:
     """``call()``, retried while Redis cannot be reached, for as long as a job on this host
     could still come back from Disconnected (host TTL + grace); then the error stands.
 
     A host cut off from Redis for a few seconds must not fail its jobs: they wait, as a
     write to a slow disk would, and go on when the network does.
     """
-    patience = registry.config.host_ttl + registry.config.disconnect_grace
+    patience = config.host_ttl + config.disconnect_grace
     deadline = time.monotonic() + patience
     delay = 0.1
     while True:
@@ -63,8 +65,16 @@ class JobContext:
         instance_id: the child job's InstanceId.
     """
 
-    def __init__(self, registry: Registry, info: JobInfo, parent_iid: str | None) -> None:
-        self._registry = registry
+    def __init__(
+        self,
+        records: Records,
+        lifecycle: Lifecycle,
+        info: JobInfo,
+        parent_iid: str | None,
+    ) -> None:
+        self._records = records
+        self._lifecycle = lifecycle
+        self._config = records.store.config
         self._info = info
         self._parent_iid = parent_iid
         self.location = info.location
@@ -82,9 +92,10 @@ class JobContext:
     def _write(self, stream: str, data: Any) -> None:
         data = json.loads(json.dumps(data, default=str))  # what JSON cannot carry, as text
         self._seq += 1
-        seq, at, reg = self._seq, time.time(), self._registry
+        seq, at, records = self._seq, time.time(), self._records
         written = persistently(
-            reg, lambda: reg.append(self.instance_id, self._parent_iid, stream, data, seq, at)
+            self._config,
+            lambda: records.append(self.instance_id, self._parent_iid, stream, data, seq, at),
         )
         if not written:
             self.request_stop("the job was removed")
@@ -117,9 +128,7 @@ class JobContext:
     def progress(self, percent: float, status: str = "") -> None:
         """``Write-Progress``: the latest is also kept on the job for ``get``."""
         doc = {"percent": max(0.0, min(100.0, float(percent))), "status": str(status)}
-        persistently(
-            self._registry, lambda: self._registry.set_fields(self.job_id, progress=json.dumps(doc))
-        )
+        persistently(self._config, lambda: self._lifecycle.set_progress(self.job_id, doc))
         self._write("progress", doc)
 
     # ---- stopping -----------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Heartbeats: a worker says it lives, where, and what it offers; and it sweeps the fleet.
 
 Liveness comes from these keys, not from Celery's remote-control ping, which goes silent on
-Redis (celery#5688). Each beat also runs the registry's sweep, so a job whose worker died is
-moved to Disconnected and then Failed by whichever worker is still alive.
+Redis (celery#5688). Each beat also runs the sweep, so a job whose worker died is moved to
+Disconnected and then Failed by whichever worker is still alive, and purges the finished jobs
+past the retention period, so an idle fleet does not keep them.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from fleetjobs import __version__
 from fleetjobs.errors import FleetJobsError
-from fleetjobs.registry import Registry
+from fleetjobs.hosts import Hosts
+from fleetjobs.housekeeping import Housekeeping
+
+from .process import Layers
 
 log = logging.getLogger("fleetjobs.worker")
 
@@ -25,15 +29,12 @@ class Heartbeat(threading.Thread):
     """Beats every ``interval`` seconds until :meth:`close`; the last act is to leave."""
 
     def __init__(
-        self,
-        registry: Registry,
-        worker_id: str,
-        locations: Sequence[str],
-        info: dict[str, Any],
-        dispatch: Callable[[list[int]], None],
+        self, layers: Layers, worker_id: str, locations: Sequence[str], info: dict[str, Any]
     ) -> None:
         super().__init__(name="fleetjobs-heartbeat", daemon=True)
-        self.registry = registry
+        self.config = layers.config
+        self.hosts = Hosts(layers.store)
+        self.housekeeping = Housekeeping(layers.registry, layers.lifecycle, layers.dispatcher)
         self.worker_id = worker_id
         self.locations = list(locations)
         self.info = {
@@ -43,21 +44,19 @@ class Heartbeat(threading.Thread):
             "hostname": socket.gethostname(),
             "version": __version__,
         }
-        self._dispatch = dispatch
         self._stop = threading.Event()
 
     def beat(self) -> None:
-        self.registry.heartbeat(self.worker_id, self.info, self.locations)
+        self.hosts.heartbeat(self.worker_id, self.info, self.locations)
 
     def run(self) -> None:
-        interval = self.registry.config.heartbeat_interval
+        interval = self.config.heartbeat_interval
         warned = False
         while not self._stop.is_set():
             try:
                 self.beat()
-                _, due = self.registry.sweep()
-                if due:
-                    self._dispatch(due)
+                self.housekeeping.sweep(force=True)
+                self.housekeeping.purge_expired()
                 warned = False
             except FleetJobsError as exc:
                 if not warned:
@@ -70,6 +69,6 @@ class Heartbeat(threading.Thread):
     def close(self) -> None:
         self._stop.set()
         try:
-            self.registry.leave(self.worker_id, self.locations)
+            self.hosts.leave(self.worker_id, self.locations)
         except FleetJobsError as exc:
             log.warning("could not say goodbye to the registry: %s", exc)

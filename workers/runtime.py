@@ -26,11 +26,14 @@ from typing import Any
 
 from fleetjobs.actions import get_action, registered
 from fleetjobs.errors import ActionError, FleetJobsError
+from fleetjobs.keys import EVENT_STOP
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
 from fleetjobs.states import JobState
+from fleetjobs.store import Store
 
 from .context import JobContext, JobStopped, persistently
+from .process import Layers
 
 log = logging.getLogger("fleetjobs.worker")
 INTERRUPT_SIGNAL = signal.SIGUSR2  # SIGUSR1 is billiard's soft time limit
@@ -40,54 +43,47 @@ INTERRUPT_GRACE = 0.5  # seconds an action gets to end by itself after the stop 
 class Runtime:
     """Runs child jobs in one worker process.
 
+    Every Redis call here rides out a stall (:func:`persistently`): a host cut off for a few
+    seconds waits, its jobs go on.
+
     Args:
-        registry_factory: gives this process's registry (one per process, made after fork).
+        layers: gives this process's write path (one per process, made after fork).
         worker_id: this worker's identity in the registry, tied to its heartbeats.
         allow_shell: the operator allowed actions that run shell commands.
-        dispatch: publishes children that a finish released (a throttled parent's next).
     """
 
-    def __init__(
-        self,
-        registry_factory: Callable[[], Registry],
-        worker_id: str,
-        allow_shell: bool,
-        dispatch: Callable[[list[int]], None],
-    ) -> None:
-        self._registry_factory = registry_factory
+    def __init__(self, layers: Callable[[], Layers], worker_id: str, allow_shell: bool) -> None:
+        self._layers = layers
         self.worker_id = worker_id
         self.allow_shell = allow_shell
-        self._dispatch = dispatch
-
-    @property
-    def registry(self) -> Registry:
-        return self._registry_factory()
 
     def execute(self, job_id: int) -> dict[str, Any]:
-        """Run one child job from claim to finish; returns what Celery stores as its result."""
-        reg = self.registry
-        state, due = persistently(reg, lambda: reg.claim(job_id, self.worker_id))
-        self._release(due)
+        """Run one child job from claim to finish; returns the task's (unkept) result."""
+        w = self._layers()
+        cfg = w.config
+        state, due = persistently(cfg, lambda: w.lifecycle.claim(job_id, self.worker_id))
+        self._release(w, due)
         if state != JobState.RUNNING.value:
             log.info("job %s not run: it is %s", job_id, state)
             return {"state": state, "ran": False}
-        found = persistently(reg, lambda: reg.load([job_id], children=False))
+        found = persistently(cfg, lambda: w.registry.load([job_id], children=False))
         if not found:
             return {"state": "Missing", "ran": False}
         info = found[0]
-        parent_iid = reg.r.hget(reg.jk(info.parent_id), "iid") if info.parent_id else None
-        ctx = JobContext(reg, info, parent_iid)
-        final, reason = self._run(ctx, info)
+        parent = info.parent_id
+        parent_iid = persistently(cfg, lambda: w.registry.instance_id(parent)) if parent else None
+        ctx = JobContext(w.records, w.lifecycle, info, parent_iid)
+        final, reason = self._run(ctx, info, w)
         ctx.kill_processes()
-        state, due = persistently(reg, lambda: reg.finish(job_id, final, reason))
-        self._release(due)
+        state, due = persistently(cfg, lambda: w.lifecycle.finish(job_id, final, reason))
+        self._release(w, due)
         return {"state": state, "ran": True}
 
-    def _release(self, due: list[int]) -> None:
+    def _release(self, w: Layers, due: list[int]) -> None:
         if due:
-            self._dispatch(due)
+            persistently(w.config, lambda: w.dispatcher.release(due))
 
-    def _run(self, ctx: JobContext, info: JobInfo) -> tuple[JobState, str]:
+    def _run(self, ctx: JobContext, info: JobInfo, w: Layers) -> tuple[JobState, str]:
         spec = get_action(info.action)
         if spec is None:
             offers = ", ".join(sorted(self.offered()))
@@ -104,7 +100,7 @@ class Runtime:
         except TypeError as exc:
             return self._fail_early(ctx, f"bad arguments for {info.action!r}: {exc}")
         timeout = info.timeout
-        watcher = _Watcher(self.registry, ctx, timeout)
+        watcher = _Watcher(w.store, w.registry, ctx, timeout)
         watcher.start()
         try:
             with _interruptible(ctx) as guard:
@@ -153,16 +149,18 @@ def _outputs(result: Any) -> Iterator[Any]:
 class _Watcher(threading.Thread):
     """Listens for the job's stop and its timeout; interrupts the action when either comes."""
 
-    def __init__(self, registry: Registry, ctx: JobContext, timeout: float | None) -> None:
+    def __init__(
+        self, store: Store, registry: Registry, ctx: JobContext, timeout: float | None
+    ) -> None:
         super().__init__(name=f"fleetjobs-watch-{ctx.job_id}", daemon=True)
         self._registry = registry
         self._ctx = ctx
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._closed = threading.Event()
         self.timed_out = False
-        self._pubsub = registry.r.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = store.r.pubsub(ignore_subscribe_messages=True)
         # subscribe before the action starts, so a stop given from now on is heard
-        self._pubsub.subscribe(registry.channel(ctx.instance_id))
+        self._pubsub.subscribe(store.keys.events(ctx.instance_id))
         self._main = threading.main_thread().ident
         self._runner = threading.get_ident()
 
@@ -181,7 +179,7 @@ class _Watcher(threading.Thread):
             try:
                 msg = self._pubsub.get_message(timeout=0.25)
                 now = time.monotonic()
-                stop = msg is not None and msg.get("data") == "stop"
+                stop = msg is not None and msg.get("data") == EVENT_STOP
                 if not stop and now - last_check >= 1.0:  # a missed message is not a lost stop
                     last_check = now
                     stop = self._registry.should_end(self._ctx.job_id)

@@ -47,7 +47,7 @@ class _Demo:
 
     def run(self, *args: str) -> int:
         """Show and run one fleetjobs command in this process; returns its exit code."""
-        from . import run as run_cli
+        from .app import run as run_cli
 
         click.secho("PS> fleetjobs " + " ".join(shlex.quote(a) for a in args), fg="green")
         sys.stdout.flush()

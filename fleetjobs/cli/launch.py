@@ -18,8 +18,8 @@ from ..fleet import Fleet
 from ..job import Job
 from ..model import Record
 from ..states import JobState
-from . import EPILOG, EXIT_FAILED, State, cli, json_option, parse_kw, parse_value, pass_state
 from . import format as fmt
+from .app import EPILOG, EXIT_FAILED, State, cli, json_option, parse_kw, parse_value, pass_state
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTION_CONTEXT = {"ignore_unknown_options": True, "allow_interspersed_args": False}
@@ -176,11 +176,11 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
     try:
         records = _show(fleet, job, as_json)
     except KeyboardInterrupt:
-        fleet.stop([job], wait=5.0)
-        fleet.remove([job], force=True)
+        fleet.stop(job, timeout=5.0)
+        fleet.remove(job, force=True)
         raise
     info = fleet.info(job)
-    fleet.remove([job], force=True)
+    fleet.remove(job, force=True)
     if as_json:
         click.echo(json.dumps({"job": info.to_dict(), "records": records}, indent=2))
     failed = [c for c in info.children if c.state is not JobState.COMPLETED]
@@ -195,7 +195,7 @@ def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:
     multi = len(job.info.child_ids) > 1
     gathered: list[dict[str, Any]] = []
     objects: list[tuple[Record, Any]] = []
-    for rec in fleet.stream([job], wait=True):
+    for rec in fleet.stream(job, follow=True):
         if as_json:
             gathered.append(rec.to_dict())
         elif rec.stream != "output":
@@ -234,12 +234,12 @@ def ping(state: State, servers: tuple[str, ...], timeout: float, as_json: bool) 
         "ping", locations=list(servers), start_timeout=timeout, throttle_limit=len(servers)
     )
     unknown = [s for s in servers if s not in known]
-    fleet.wait([job], timeout=timeout + 5)
+    fleet.wait(job, timeout=timeout + 5)
     answers: dict[str, dict[str, Any]] = {}
     for rec in fleet.receive(job).records:
         if rec.stream == "output" and isinstance(rec.data, dict):
             answers[rec.location] = rec.data
-    fleet.remove([job], force=True)
+    fleet.remove(job, force=True)
     rows = []
     for server in servers:
         got = answers.get(server)

@@ -1,0 +1,162 @@
+"""The ``fleetjobs`` command group: its shared options, error handling and exit codes.
+
+The verbs register themselves on :data:`cli` from their own modules (:mod:`.verbs`,
+:mod:`.launch`); :mod:`fleetjobs.cli` imports them all.
+
+Exit codes: 0 success; 1 a job failed or a verb could not be applied (unknown job, remove of
+a running job); 2 bad input (usage, unknown action, bad JSON, a host that refuses ``run``);
+3 ``wait`` timed out; 4 Redis cannot be reached; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from ..config import Config
+from ..errors import (
+    ConfigError,
+    FleetJobsError,
+    JobNotFoundError,
+    JobStateError,
+    RedisUnavailableError,
+    StartError,
+)
+from ..fleet import Fleet
+from ..states import JobState
+
+EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 1, 2, 3, 4
+F = TypeVar("F", bound=Callable[..., Any])
+EPILOG = (
+    "A JOB is an Id, a Name (globs allowed) or an InstanceId. Exit codes: 0 success, 1 a job "
+    "failed or a verb could not be applied, 2 bad input, 3 wait timed out, 4 Redis unreachable."
+)
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"fleetjobs: error: {message}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns every fleetjobs error into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RedisUnavailableError as exc:
+            fail(str(exc), EXIT_UNREACHABLE)
+        except (StartError, ConfigError) as exc:
+            fail(str(exc), EXIT_USAGE)
+        except (JobNotFoundError, JobStateError, FleetJobsError) as exc:
+            fail(str(exc), EXIT_FAILED)
+        except KeyboardInterrupt:
+            click.echo("fleetjobs: interrupted", err=True)
+            sys.exit(130)
+
+
+class State:
+    """What the group's options give every verb: the settings, and a Fleet made on demand."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._fleet: Fleet | None = None
+
+    @property
+    def fleet(self) -> Fleet:
+        if self._fleet is None:
+            self._fleet = Fleet(config=self.config)
+            self._fleet.store.ping()
+        return self._fleet
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def json_option(fn: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON only (objects with stable keys)."
+    )(fn)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line argument as JSON when it parses (``5``, ``true``, ``[1,2]``), else text."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        if text.lstrip()[:1] in ("{", "["):
+            raise click.BadParameter(f"{text!r} looks like JSON but is not: {exc}") from None
+        return text
+
+
+def parse_kw(items: tuple[str, ...]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--kw")
+        out[key] = parse_value(value)
+    return out
+
+
+def state_type(text: str | None) -> JobState | None:
+    if text is None:
+        return None
+    try:
+        return JobState.parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--state") from None
+
+
+@click.group(cls=_Group, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--redis-url",
+    envvar="FLEETJOBS_REDIS_URL",
+    metavar="URL",
+    help="Where the fleet lives [env FLEETJOBS_REDIS_URL; default "
+    "redis://127.0.0.1:6379/0]. Credentials and TLS go in the URL "
+    "(rediss://user:pass@host:6380/0).",
+)
+@click.option(
+    "--prefix",
+    envvar="FLEETJOBS_PREFIX",
+    metavar="PREFIX",
+    help="Key prefix, so fleets can share one Redis [env FLEETJOBS_PREFIX; default fj:].",
+)
+@click.version_option(package_name="fleetjobs")
+@click.pass_context
+def cli(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
+    """Background jobs for a fleet: start a job on many hosts, get the console back, then
+    list, wait for, receive from, stop and remove it from any console."""
+    try:
+        config = Config.from_env(redis_url=redis_url, prefix=prefix)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    ctx.obj = State(config)
+    ctx.call_on_close(lambda: ctx.obj._fleet and ctx.obj._fleet.close())
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command; every error is one line on stderr. Returns the exit code."""
+    try:
+        cli.main(args=argv, prog_name="fleetjobs", standalone_mode=False)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except click.exceptions.Abort:
+        click.echo("fleetjobs: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see: {exc.ctx.command_path} --help)"
+        click.echo(f"fleetjobs: error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))

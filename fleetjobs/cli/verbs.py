@@ -1,0 +1,253 @@
+"""The verbs that read and manage jobs: get, wait, receive, stop, remove, hosts; and the
+commands that start a worker or the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from ..model import Record
+from . import format as fmt
+from .app import (
+    EPILOG,
+    EXIT_TIMEOUT,
+    State,
+    cli,
+    json_option,
+    pass_state,
+    state_type,
+)
+
+# ---- get / wait -------------------------------------------------------------------------
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("jobs", nargs=-1)
+@click.option("--name", "-n", help="Only jobs with this Name (globs allowed).")
+@click.option("--state", "-s", "state_", help="Only jobs in this state (Completed, Running, ...).")
+@click.option("--children", "-c", is_flag=True, help="Show each job's child jobs under it.")
+@json_option
+@pass_state
+def get(
+    state: State,
+    jobs: tuple[str, ...],
+    name: str | None,
+    state_: str | None,
+    children: bool,
+    as_json: bool,
+) -> None:
+    """List jobs: every job, or the JOBs named (Get-Job)."""
+    found = state.fleet.get(list(jobs) or None, name=name, state=state_type(state_))
+    fmt.print_jobs([j.info for j in found], as_json, children=children)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("jobs", nargs=-1)
+@click.option("--any", "any_", is_flag=True, help="Return as soon as one job finishes.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Give up after SECONDS: print nothing and exit 3 (0 checks once).",
+)
+@json_option
+@pass_state
+def wait(
+    state: State, jobs: tuple[str, ...], any_: bool, timeout: float | None, as_json: bool
+) -> None:
+    """Wait for JOBs (default: every job) to finish, then print them (Wait-Job)."""
+    fleet = state.fleet
+    handles = fleet.get(list(jobs) or None)
+    done = fleet.wait(handles, timeout=timeout, any=any_)
+    if handles and not done:
+        sys.exit(EXIT_TIMEOUT)
+    fmt.print_jobs([j.info for j in done], as_json)
+
+
+# ---- receive ----------------------------------------------------------------------------
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("jobs", nargs=-1)
+@click.option("--keep", "-k", is_flag=True, help="Leave the records for the next receive.")
+@click.option(
+    "--wait",
+    "-w",
+    "wait_",
+    is_flag=True,
+    help="Keep receiving as records arrive until the jobs finish.",
+)
+@click.option("--auto-remove", is_flag=True, help="With --wait: remove the jobs afterwards.")
+@click.option("--location", "-l", help="Only the part of the job that ran on this host.")
+@json_option
+@pass_state
+def receive(
+    state: State,
+    jobs: tuple[str, ...],
+    keep: bool,
+    wait_: bool,
+    auto_remove: bool,
+    location: str | None,
+    as_json: bool,
+) -> None:
+    """Print JOBs' results (Receive-Job): output on stdout, other streams on stderr.
+
+    Records are taken once: a second receive prints only what came after, unless --keep.
+    Objects print as a table; ERROR:, WARNING:, VERBOSE:, DEBUG:, INFO: lines go to stderr.
+    """
+    if auto_remove and not wait_:
+        raise click.UsageError("--auto-remove needs --wait")
+    fleet = state.fleet
+    handles = fleet.get(list(jobs) or None)
+    records = fleet.stream(
+        handles, keep=keep, follow=wait_, auto_remove=auto_remove, location=location
+    )
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    multi = len({loc for h in handles for loc in h.location.split(",")}) > 1
+    pending: list[tuple[Record, Any]] = []
+    for rec in records:
+        if rec.stream == "output":
+            if isinstance(rec.data, dict) or pending:
+                pending.append((rec, rec.data))  # objects wait, to print as one table
+            else:
+                click.echo(fmt.value_text(rec.data))
+                sys.stdout.flush()
+        else:
+            click.echo(fmt.stream_line(rec, multi), err=True)
+    fmt.print_values(pending)
+
+
+# ---- stop / remove ----------------------------------------------------------------------
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("jobs", nargs=-1, required=True)
+@json_option
+@pass_state
+def stop(state: State, jobs: tuple[str, ...], as_json: bool) -> None:
+    """Stop JOBs (Stop-Job): queued ones never run, running ones end, their output kept."""
+    fleet = state.fleet
+    stopped = fleet.stop(fleet.get(list(jobs)))
+    fmt.print_jobs([j.info for j in stopped], as_json)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("jobs", nargs=-1)
+@click.option("--state", "-s", "state_", help="Remove the jobs in this state (Completed, ...).")
+@click.option("--all", "all_", is_flag=True, help="Remove every job.")
+@click.option("--force", "-f", is_flag=True, help="Stop unfinished jobs first instead of refusing.")
+@json_option
+@pass_state
+def remove(
+    state: State, jobs: tuple[str, ...], state_: str | None, all_: bool, force: bool, as_json: bool
+) -> None:
+    """Remove JOBs and all they own (Remove-Job); unfinished ones only with --force."""
+    if not jobs and not all_ and state_ is None:
+        raise click.UsageError("name the jobs to remove, or use --state STATE or --all")
+    if jobs and all_:
+        raise click.UsageError("--all removes every job: do not name jobs with it")
+    fleet = state.fleet
+    removed = fleet.remove(list(jobs) if jobs else None, force=force, state=state_type(state_))
+    if as_json:
+        fmt.print_jobs([j.info for j in removed], True)
+
+
+@cli.command(epilog=EPILOG)
+@json_option
+@pass_state
+def hosts(state: State, as_json: bool) -> None:
+    """List the hosts whose workers have heartbeated: online or not, tags, running jobs."""
+    fmt.print_hosts(state.fleet.hosts(), as_json)
+
+
+# ---- worker / demo ----------------------------------------------------------------------
+
+
+@cli.command(
+    epilog="The worker runs in the foreground; stop it with Ctrl-C or SIGTERM "
+    "(it finishes running jobs first)."
+)
+@click.option(
+    "--location",
+    "-l",
+    "locations",
+    multiple=True,
+    metavar="LOC",
+    help="Location(s) to serve, each its own queue [default: this hostname].",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    help="Jobs run at once [default: CPU count, at least 2].",
+)
+@click.option(
+    "--allow-shell",
+    is_flag=True,
+    help="Offer the run action (command lines on this host). Off unless given.",
+)
+@click.option(
+    "--include",
+    "-I",
+    multiple=True,
+    metavar="MODULE",
+    help="Import MODULE for its @action functions (repeatable).",
+)
+@click.option("--tag", multiple=True, metavar="KEY=VALUE", help="A tag for targeting (role=web).")
+@click.option(
+    "--loglevel",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@pass_state
+def worker(
+    state: State,
+    locations: tuple[str, ...],
+    concurrency: int | None,
+    allow_shell: bool,
+    include: tuple[str, ...],
+    tag: tuple[str, ...],
+    loglevel: str,
+) -> None:
+    """Run a worker serving LOCATIONs' queues on this host."""
+    argv = [
+        sys.executable,
+        "-m",
+        "fleetjobs.workers",
+        "--redis-url",
+        state.config.redis_url,
+        "--loglevel",
+        loglevel.upper(),
+    ]
+    for loc in locations:
+        argv += ["--location", loc]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    if allow_shell:
+        argv.append("--allow-shell")
+    for module in include:
+        argv += ["--include", module]
+    for item in tag:
+        argv += ["--tag", item]
+    env = {**os.environ, "FLEETJOBS_PREFIX": state.config.prefix}
+    os.execve(sys.executable, argv, env)
+
+
+@cli.command()
+@click.option("--fast", is_flag=True, help="Shorter sleeps (for a quick look).")
+def demo(fast: bool) -> None:
+    """Walk through the PowerShell jobs examples on a private Redis and local workers.
+
+    Needs nothing running: with no FLEETJOBS_REDIS_URL it starts its own redis-server on a
+    Unix socket in a temporary folder, and removes every process and file it made.
+    """
+    from .demo import run_demo
+
+    sys.exit(run_demo(fast=fast))

@@ -1,0 +1,59 @@
+"""Housekeeping: the sweep (start deadlines, hosts that went silent) and retention.
+
+No state may wait for a worker that will never come: whichever process is alive applies the
+deadlines and the liveness rules now and then — every worker on each heartbeat, and every
+console while it reads — and releases what a settled child frees. Finished jobs older than
+the retention period are purged with everything they own.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .dispatch import Dispatcher
+from .lifecycle import Lifecycle
+from .registry import Registry
+
+
+class Housekeeping:
+    """Sweeps and purges for one fleet, at most once per ``every`` seconds each.
+
+    Args:
+        registry, lifecycle, dispatcher: the fleet's layers.
+        every: the least time between two sweeps of this process.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        lifecycle: Lifecycle,
+        dispatcher: Dispatcher,
+        every: float = 1.0,
+    ) -> None:
+        self.registry = registry
+        self.lifecycle = lifecycle
+        self.dispatcher = dispatcher
+        self.every = every
+        self._last_sweep = 0.0
+
+    def sweep(self, force: bool = False) -> int:
+        """Apply deadlines and liveness now (unless this process did within ``every`` s).
+
+        Returns:
+            How many children changed state.
+        """
+        now = time.monotonic()
+        if not force and now - self._last_sweep < self.every:
+            return 0
+        self._last_sweep = now
+        changed, due = self.lifecycle.sweep()
+        if due:
+            self.dispatcher.release(due)
+        return changed
+
+    def purge_expired(self) -> int:
+        """Remove finished jobs older than the retention period; returns how many."""
+        expired = self.registry.expired()
+        if expired:
+            self.lifecycle.remove(self.registry.load(expired))
+        return len(expired)

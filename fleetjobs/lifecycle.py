@@ -1,0 +1,196 @@
+"""A job's life in the registry: each change of its state is one function and one Lua script.
+
+::
+
+    create   (a pipeline)   a parent and its children, NotStarted; the first throttle_limit queued
+    claim    claim.lua      NotStarted -> Running, if no stop was asked and its deadline holds
+    finish   finish.lua     Running -> Completed | Failed (Stopped, if a stop was asked)
+    stop     stop.lua       unfinished -> Stopping (running) | Stopped (not started, worker gone)
+    sweep    sweep.lua      Running <-> Disconnected -> Failed; NotStarted past deadline -> Failed
+    remove   (a pipeline)   a finished job and every key it owns, gone
+
+The scripts that settle a child also settle its parent (by PowerShell's rule, from per-state
+counters) and release a throttled parent's next child: such calls return those children's
+ids, which the caller must publish (:class:`fleetjobs.dispatch.Dispatcher`). Both sides use
+this module: a console to create, stop and remove; a worker to claim, finish and sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .model import JobInfo
+from .registry import num
+from .states import JobState
+from .store import Store, guarded
+
+
+@dataclass(frozen=True)
+class NewChild:
+    """A child job just created (or released): what it takes to publish its Celery task."""
+
+    id: int
+    instance_id: str
+    location: str
+    queued: bool
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a start asks for, before any id is given."""
+
+    action: str
+    args: Sequence[Any]
+    kwargs: dict[str, Any]
+    command: str
+    locations: Sequence[str]
+    name: str | None = None
+    throttle_limit: int = 32
+    start_timeout: float | None = None
+    timeout: float | None = None
+
+
+class Lifecycle:
+    """The state changes of one fleet's jobs.
+
+    Args:
+        store: the fleet's Redis (client, keys, scripts).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.r = store.r
+
+    def _run(self, name: str, *args: Any) -> tuple[str, list[int]]:
+        res = self.store.scripts(name, *args)
+        return str(res[0]), [int(x) for x in res[1:]]
+
+    @guarded
+    def create(self, spec: JobSpec) -> tuple[int, str, list[NewChild]]:
+        """Record a parent and one child per location, atomically.
+
+        Returns:
+            The parent's id and instance id, and its children in location order; the first
+            ``throttle_limit`` are marked queued, the rest wait in the parent's pending list.
+        """
+        keys = self.keys
+        n = len(spec.locations)
+        last = int(self.r.incrby(keys.seq, n + 1))
+        pid = last - n
+        now = time.time()
+        piid = str(uuid.uuid4())
+        name = spec.name or f"Job{pid}"
+        common = {
+            "name": name,
+            "command": spec.command,
+            "action": spec.action,
+            "args": json.dumps(list(spec.args)),
+            "kwargs": json.dumps(spec.kwargs),
+            "created": repr(now),
+        }
+        children = [
+            NewChild(pid + 1 + i, str(uuid.uuid4()), loc, i < spec.throttle_limit)
+            for i, loc in enumerate(spec.locations)
+        ]
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(
+            keys.job(pid),
+            mapping={
+                **common,
+                "id": pid,
+                "iid": piid,
+                "location": ",".join(spec.locations),
+                "state": JobState.NOT_STARTED.value,
+                "children": ",".join(str(c.id) for c in children),
+                "throttle": spec.throttle_limit,
+                # the counters the scripts' move() keeps: how many children are in each state
+                "n": n,
+                f"c:{JobState.NOT_STARTED.value}": n,
+            },
+        )
+        for child in children:
+            fields: dict[str, Any] = {
+                **common,
+                "id": child.id,
+                "iid": child.instance_id,
+                "location": child.location,
+                "state": JobState.NOT_STARTED.value,
+                "parent": pid,
+                "queued": "1" if child.queued else "",
+            }
+            if spec.start_timeout is not None:
+                fields["start_timeout"] = num(spec.start_timeout)
+                if child.queued:  # one that waits for a throttle slot gets its deadline then
+                    fields["deadline"] = repr(now + spec.start_timeout)
+                    pipe.zadd(keys.deadlines, {str(child.id): now + spec.start_timeout})
+            if spec.timeout is not None:
+                fields["timeout"] = num(spec.timeout)
+            pipe.hset(keys.job(child.id), mapping=fields)
+            pipe.hset(keys.iids, child.instance_id, child.id)
+        pending = [c.id for c in children if not c.queued]
+        if pending:
+            pipe.rpush(keys.pending(pid), *pending)
+        pipe.hset(keys.iids, piid, pid)
+        pipe.zadd(keys.jobs, {str(pid): pid})
+        pipe.sadd(keys.names(name), pid)
+        pipe.execute()
+        return pid, piid, children
+
+    @guarded
+    def claim(self, job_id: int, worker: str) -> tuple[str, list[int]]:
+        """Mark a NotStarted child Running on ``worker``; any other answer means: do not run it.
+
+        Returns:
+            The child's state after the claim (``Taken`` when another worker runs it), and
+            children of its parent now due to dispatch.
+        """
+        return self._run("claim", job_id, worker)
+
+    @guarded
+    def finish(self, job_id: int, state: JobState, reason: str = "") -> tuple[str, list[int]]:
+        """Settle a child as Completed/Failed (Stopped wins if a stop was asked)."""
+        return self._run("finish", job_id, state.value, reason)
+
+    @guarded
+    def stop(self, job_id: int, reason: str = "stopped by user") -> tuple[str, list[int]]:
+        """Ask a job (a parent: all its children) to stop; durable, whatever the workers do."""
+        return self._run("stop", job_id, reason)
+
+    @guarded
+    def sweep(self) -> tuple[int, list[int]]:
+        """Apply start deadlines and worker liveness to every unfinished child, in one script.
+
+        Returns:
+            How many children changed state, and children now due to dispatch.
+        """
+        changed, due = self._run("sweep", num(self.store.config.disconnect_grace))
+        return int(changed), due
+
+    @guarded
+    def set_progress(self, job_id: int, doc: dict[str, Any]) -> None:
+        """Keep a child's latest progress on its record, for ``get``."""
+        self.r.hset(self.keys.job(job_id), "progress", json.dumps(doc))
+
+    @guarded
+    def remove(self, jobs: Sequence[JobInfo]) -> None:
+        """Delete every key these top-level jobs and their children own, in one transaction."""
+        keys = self.keys
+        pipe = self.r.pipeline(transaction=True)
+        for job in jobs:
+            for member in (job, *job.children):
+                pipe.delete(keys.job(member.id), keys.out(member.instance_id))
+                pipe.hdel(keys.iids, member.instance_id)
+                pipe.srem(keys.active, member.id)
+                pipe.zrem(keys.deadlines, member.id)
+                pipe.srem(keys.running(member.location), member.id)
+            pipe.delete(keys.pending(job.id))
+            pipe.zrem(keys.jobs, job.id)
+            pipe.zrem(keys.ended, job.id)
+            pipe.srem(keys.names(job.name), job.id)
+        pipe.execute()

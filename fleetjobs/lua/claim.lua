@@ -1,0 +1,31 @@
+-- CLAIM: a worker asks to run a child. ARGV[3] = child id, ARGV[4] = worker id.
+-- Returns {state, due...}: 'Running' when this worker may run it; anything else means do not.
+local id, worker = ARGV[3], ARGV[4]
+local k = K.job(id)
+local f = fields(k, 'state', 'stop', 'deadline', 'parent', 'location', 'start_timeout',
+                 'stop_reason', 'worker')
+if not f.state then return result('Missing') end
+if f.state ~= S.NOT_STARTED then
+  -- the same worker asking again (its first answer was lost) may go on; anyone else may not
+  if f.state == S.RUNNING and f.worker == worker then return result(S.RUNNING) end
+  if f.state == S.RUNNING then return result('Taken') end
+  return result(f.state)
+end
+if f.stop == '1' then
+  settle(id, S.STOPPED, f.stop_reason or 'stopped before it started')
+  return result(S.STOPPED)
+end
+if given(f.deadline) and tonumber(NOW) > tonumber(f.deadline) then
+  settle(id, S.FAILED,
+    'no worker on ' .. f.location .. ' started the job within ' .. f.start_timeout .. ' s')
+  return result(S.FAILED)
+end
+move(id, S.RUNNING)
+redis.call('HSET', k, 'begin', NOW, 'worker', worker, 'queued', '1')
+if given(f.parent) then redis.call('HSETNX', K.job(f.parent), 'begin', NOW) end
+redis.call('SADD', K.running(f.location), id)
+redis.call('SADD', K.active, id)
+redis.call('ZREM', K.deadlines, id)
+publish(id, EV.STATE)
+if given(f.parent) then refresh_parent(f.parent) end
+return result(S.RUNNING)

@@ -1,0 +1,136 @@
+-- Shared by every script that changes a job's state (claim, finish, stop, sweep).
+-- The header before this file is generated (fleetjobs/scripts.py): P (the key prefix),
+-- NOW (Unix seconds), S (state names, from fleetjobs/states.py), FIN (finished states),
+-- K (key builders, from fleetjobs/keys.py) and EV (pub/sub messages).
+
+local DISPATCH = {}  -- children a change released (a throttle's next): the caller publishes them
+
+-- HMGET by name: fields(key, 'state', 'parent').state
+local function fields(key, ...)
+  local names = {...}
+  local values = redis.call('HMGET', key, unpack(names))
+  local out = {}
+  for i, name in ipairs(names) do out[name] = values[i] end
+  return out
+end
+
+local function given(v) return v and v ~= '' end
+
+local function publish(id, msg)
+  local iid = redis.call('HGET', K.job(id), 'iid')
+  if iid then redis.call('PUBLISH', K.events(iid), msg) end
+end
+
+-- Every change of a child's state goes through move(), which keeps its parent's counters
+-- ('c:<State>') true, so a parent's state is worked out from counts, whatever its size.
+local function move(id, new)
+  local k = K.job(id)
+  local f = fields(k, 'state', 'parent')
+  if f.state == new then return f.parent end
+  redis.call('HSET', k, 'state', new)
+  if given(f.parent) then
+    local pk = K.job(f.parent)
+    if f.state then redis.call('HINCRBY', pk, 'c:' .. f.state, -1) end
+    redis.call('HINCRBY', pk, 'c:' .. new, 1)
+  end
+  return f.parent
+end
+
+-- a parent's state from its children's counts: the rule of fleetjobs.states.parent_state
+local function refresh_parent(pid)
+  local pk = K.job(pid)
+  local names = {'n', 'state', 'stop', 'stop_reason', 'freasons', 'last_reason'}
+  for _, state in pairs(S) do table.insert(names, 'c:' .. state) end
+  local f = fields(pk, unpack(names))
+  if not f.n then return end
+  local function count(state) return tonumber(f['c:' .. state] or '0') or 0 end
+  local n = tonumber(f.n)
+  local failed, stopped = count(S.FAILED), count(S.STOPPED)
+  local done = count(S.COMPLETED) + failed + stopped
+  local new
+  if done == n then
+    if failed > 0 then new = S.FAILED
+    elseif stopped > 0 then new = S.STOPPED
+    else new = S.COMPLETED end
+  elseif f.stop == '1' then new = S.STOPPING
+  elseif count(S.RUNNING) > 0 then new = S.RUNNING
+  elseif count(S.STOPPING) > 0 then new = S.STOPPING
+  elseif count(S.BLOCKED) > 0 then new = S.BLOCKED
+  elseif count(S.SUSPENDING) > 0 then new = S.SUSPENDING
+  elseif count(S.DISCONNECTED) > 0 then new = S.DISCONNECTED
+  elseif count(S.SUSPENDED) > 0 then new = S.SUSPENDED
+  elseif count(S.NOT_STARTED) == n then new = S.NOT_STARTED
+  else new = S.RUNNING end
+  if new ~= f.state then
+    redis.call('HSET', pk, 'state', new)
+    if FIN[new] then
+      redis.call('HSET', pk, 'end', NOW)
+      local reason = nil
+      if failed > 0 then
+        if n == 1 then reason = f.last_reason
+        else reason = failed .. ' of ' .. n .. ' child jobs failed: ' .. (f.freasons or '') end
+      elseif stopped > 0 then
+        reason = f.stop_reason or f.last_reason
+      end
+      if reason then redis.call('HSET', pk, 'reason', reason) end
+      redis.call('ZADD', K.ended, NOW, pid)
+    end
+    publish(pid, EV.STATE)
+  end
+end
+
+-- the next child of a throttled parent that still waits for a slot, marked as queued
+local function next_pending(pid)
+  while true do
+    local nxt = redis.call('LPOP', K.pending(pid))
+    if not nxt then return end
+    local f = fields(K.job(nxt), 'state', 'start_timeout')
+    if f.state == S.NOT_STARTED then
+      redis.call('HSET', K.job(nxt), 'queued', '1')
+      if given(f.start_timeout) then
+        -- a start timeout counts from when the child is queued, not while it waits its turn
+        local deadline = tonumber(NOW) + tonumber(f.start_timeout)
+        redis.call('HSET', K.job(nxt), 'deadline', deadline)
+        redis.call('ZADD', K.deadlines, deadline, nxt)
+      end
+      table.insert(DISPATCH, nxt)
+      return
+    end
+  end
+end
+
+-- a child reaches a finished state: its record, its host's running set, its parent, its slot
+local function settle(id, state, reason)
+  local k = K.job(id)
+  local f = fields(k, 'parent', 'location', 'queued')
+  move(id, state)
+  redis.call('HSET', k, 'end', NOW)
+  if given(reason) then redis.call('HSET', k, 'reason', reason) end
+  if given(f.parent) and (state == S.FAILED or state == S.STOPPED) then
+    -- what the parent's Reason will say: the first three failures, where, and why
+    local pk = K.job(f.parent)
+    redis.call('HSET', pk, 'last_reason', reason or state)
+    if state == S.FAILED and tonumber(redis.call('HGET', pk, 'c:' .. S.FAILED)) <= 3 then
+      local line = (f.location or '?') .. ': ' .. (reason or 'failed')
+      local prev = redis.call('HGET', pk, 'freasons')
+      redis.call('HSET', pk, 'freasons', prev and (prev .. '; ' .. line) or line)
+    end
+  end
+  redis.call('SREM', K.running(f.location or ''), id)
+  redis.call('SREM', K.active, id)
+  redis.call('ZREM', K.deadlines, id)
+  publish(id, EV.STATE)
+  if given(f.parent) then
+    refresh_parent(f.parent)
+    if f.queued == '1' then next_pending(f.parent) end
+  else
+    redis.call('ZADD', K.ended, NOW, id)
+  end
+end
+
+-- what every state-changing script returns: its answer, then the children to publish
+local function result(head)
+  local out = {head}
+  for _, v in ipairs(DISPATCH) do table.insert(out, v) end
+  return out
+end

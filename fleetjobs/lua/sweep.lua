@@ -1,0 +1,53 @@
+-- SWEEP: ARGV[3] = grace seconds. Over every running child and every child whose start
+-- deadline passed: a child that no worker started in time fails; a running child whose worker
+-- stopped heartbeating becomes Disconnected (Running again if the worker returns), and fails
+-- once it has been gone for the grace period. Returns {count changed, due...}.
+local grace = tonumber(ARGV[3])
+local changed = 0
+local function sweep_one(id)
+  local k = K.job(id)
+  local f = fields(k, 'state', 'deadline', 'location', 'start_timeout', 'worker', 'lost_at',
+                   'parent', 'stop', 'stop_reason')
+  if not f.state or FIN[f.state] then
+    redis.call('SREM', K.active, id)
+    redis.call('ZREM', K.deadlines, id)
+    return
+  end
+  if f.state == S.NOT_STARTED then
+    if given(f.deadline) and tonumber(NOW) > tonumber(f.deadline) then
+      settle(id, S.FAILED,
+        'no worker on ' .. f.location .. ' started the job within ' .. f.start_timeout .. ' s')
+      changed = changed + 1
+    end
+    return
+  end
+  redis.call('ZREM', K.deadlines, id)
+  local alive = given(f.worker) and redis.call('EXISTS', K.worker(f.worker)) == 1
+  if alive then
+    if f.state == S.DISCONNECTED then
+      move(id, f.stop == '1' and S.STOPPING or S.RUNNING)
+      redis.call('HDEL', k, 'lost_at')
+      publish(id, EV.STATE)
+      if given(f.parent) then refresh_parent(f.parent) end
+      changed = changed + 1
+    end
+    return
+  end
+  if f.stop == '1' then
+    settle(id, S.STOPPED, (f.stop_reason or 'stopped') .. ' (its worker is gone)')
+    changed = changed + 1
+  elseif f.state ~= S.DISCONNECTED then
+    move(id, S.DISCONNECTED)
+    redis.call('HSET', k, 'lost_at', NOW)
+    publish(id, EV.STATE)
+    if given(f.parent) then refresh_parent(f.parent) end
+    changed = changed + 1
+  elseif tonumber(NOW) - tonumber(f.lost_at or NOW) >= grace then
+    settle(id, S.FAILED, 'host ' .. f.location .. ' stopped answering while the job ran (worker '
+      .. f.worker .. ' gone for ' .. grace .. ' s); it may have done part of its work')
+    changed = changed + 1
+  end
+end
+for _, id in ipairs(redis.call('SMEMBERS', K.active)) do sweep_one(id) end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.deadlines, '-inf', NOW)) do sweep_one(id) end
+return result(changed)

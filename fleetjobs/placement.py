@@ -1,0 +1,61 @@
+"""Placement: which hosts a start's locations, tags and ``--all`` select, and whether they can
+run the action (checked before anything is queued)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .config import default_location
+from .errors import NoHostError, ShellNotAllowedError, UnknownActionError
+from .model import HostInfo
+from .routing import select_locations
+
+SHELL_ACTIONS = frozenset({"run"})
+
+
+def select(
+    wanted: list[str], target: Sequence[str], all_hosts: bool, hosts: dict[str, HostInfo]
+) -> list[str]:
+    """The locations a start runs on, in order.
+
+    Raises:
+        NoHostError: ``all_hosts`` with no host online, or a glob or target that matched none.
+    """
+    online = {loc: h for loc, h in hosts.items() if h.online}
+    if all_hosts:
+        if not online:
+            raise NoHostError("--all selected no host: no worker is online")
+        wanted = [*wanted, *sorted(online)]
+    if not wanted and not target:
+        wanted = [default_location()]
+    tags = {loc: h.tags for loc, h in online.items()}
+    return select_locations(wanted, online, tags, target)
+
+
+def check(action: str, locations: list[str], hosts: dict[str, HostInfo]) -> list[str]:
+    """Warnings for locations no live worker serves; refuse an action a live host lacks.
+
+    Raises:
+        ShellNotAllowedError: ``run`` on a live host whose operator did not allow it.
+        UnknownActionError: a live host that does not offer ``action``.
+    """
+    warnings = []
+    for loc in locations:
+        host = hosts.get(loc)
+        if host is None or not host.online:
+            warnings.append(
+                f"no worker serves location {loc!r} now; its job waits as NotStarted "
+                f"until one does (start one with: fleetjobs worker --location {loc})"
+            )
+            continue
+        if action in SHELL_ACTIONS and not host.allow_shell:
+            raise ShellNotAllowedError(
+                f"the worker on {loc} does not allow {action!r}: its operator must start it "
+                "with --allow-shell"
+            )
+        if action not in host.actions:
+            offers = ", ".join(sorted(host.actions)) or "nothing"
+            raise UnknownActionError(
+                f"unknown action {action!r}: the worker on {loc} offers {offers}"
+            )
+    return warnings

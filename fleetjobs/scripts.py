@@ -1,0 +1,81 @@
+"""The registry's Lua scripts, loaded by name from ``fleetjobs/lua/*.lua``.
+
+Every change of a job's state is one script run inside Redis, so a state, its parent's state,
+the host's running set, the throttle queue and the event published for waiters change together
+or not at all. Each script is its ``.lua`` file behind a generated header that gives it the
+names it must not spell itself: ``S`` (the state names of :mod:`fleetjobs.states`), ``FIN``
+(the finished ones), ``K`` (the key builders of :mod:`fleetjobs.keys`) and ``EV`` (the pub/sub
+messages). The state-changing scripts also get ``prelude.lua`` (``move``, ``settle``,
+``refresh_parent``...). Every script takes ``ARGV[1]`` = key prefix and ``ARGV[2]`` = now (Unix
+seconds) and computes its keys from them: the fleet lives in one Redis, not a cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .keys import EVENT_RECORD, EVENT_STATE, EVENT_STOP, SCHEMA
+from .states import FINISHED, JobState
+
+# the scripts that change a job's state share prelude.lua; the others need only the header
+STATE_CHANGES = ("claim", "finish", "stop", "sweep")
+RECORDS = ("append", "take")
+
+
+def _lua_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def header() -> str:
+    """The generated names every script starts with."""
+    lines = ["local P = ARGV[1]", "local NOW = ARGV[2]", "local S = {"]
+    lines += [f"  {s.name} = {_lua_string(s.value)}," for s in JobState]
+    lines.append("}")
+    finished = ", ".join(f"[{_lua_string(s.value)}] = true" for s in sorted(FINISHED))
+    lines.append(f"local FIN = {{{finished}}}")
+    lines.append("local K = {}")
+    for name, template in SCHEMA.items():
+        if "{}" in template:
+            head, tail = template.split("{}")
+            tail_lua = f" .. {_lua_string(tail)}" if tail else ""
+            lines.append(f"function K.{name}(x) return P .. {_lua_string(head)} .. x{tail_lua} end")
+        else:
+            lines.append(f"K.{name} = P .. {_lua_string(template)}")
+    lines.append(
+        f"local EV = {{STATE = {_lua_string(EVENT_STATE)}, RECORD = {_lua_string(EVENT_RECORD)}, "
+        f"STOP = {_lua_string(EVENT_STOP)}}}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _read(name: str) -> str:
+    return resources.files("fleetjobs").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+@cache
+def source(name: str) -> str:
+    """The full text of the script ``name`` as Redis runs it."""
+    if name not in STATE_CHANGES + RECORDS:
+        raise KeyError(f"no Lua script named {name!r}")
+    parts = [header()]
+    if name in STATE_CHANGES:
+        parts.append(_read("prelude"))
+    parts.append(_read(name))
+    return "\n".join(parts)
+
+
+class Scripts:
+    """The scripts registered on one client (each sent once, then run by its SHA)."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._prefix = prefix
+        self._scripts = {
+            name: client.register_script(source(name)) for name in STATE_CHANGES + RECORDS
+        }
+
+    def __call__(self, name: str, *args: Any) -> Any:
+        """Run script ``name`` with its own arguments (after the prefix and now)."""
+        return self._scripts[name](args=[self._prefix, repr(time.time()), *args])

@@ -1,0 +1,107 @@
+"""The store: one fleet's Redis connection, its keys and scripts, and its error translation.
+
+Every layer that talks to Redis (the registry's reads, the write path's lifecycle, records
+and hosts) stands on one :class:`Store`, so a console or a worker process holds one connection
+pool however many layers it uses. :func:`guarded` turns redis-py's errors into fleetjobs'
+own, for plain functions and generators alike: no ``redis.exceptions`` type ever reaches a
+user.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import redis
+import redis.exceptions
+
+from .config import Config
+from .errors import RedisUnavailableError, RegistryError
+from .keys import Keys
+from .scripts import Scripts
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def translate(exc: redis.exceptions.RedisError, url: str) -> Exception:
+    """The fleetjobs error for a redis-py error (to raise ``from None``)."""
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return RedisUnavailableError(f"cannot reach Redis at {url}: {_why(exc)}")
+    if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+        return RedisUnavailableError(f"Redis at {url} refused the credentials: {_why(exc)}")
+    if "NOPERM" in str(exc):
+        return RegistryError(f"Redis at {url} refused this user the command: {_why(exc)}")
+    return RegistryError(f"Redis answered an error: {exc}")
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.rstrip(".")
+
+
+def _url_of(args: tuple[Any, ...]) -> str:
+    owner = args[0] if args else None
+    store = getattr(owner, "store", owner)
+    return store.safe_url if isinstance(store, Store) else "Redis"
+
+
+def guarded(fn: Callable[P, T]) -> Callable[P, T]:
+    """Translate redis-py's errors raised by a method of a store's layer (or by iterating the
+    generator it returns) into :class:`RedisUnavailableError` or :class:`RegistryError`."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except redis.exceptions.RedisError as exc:
+                raise translate(exc, _url_of(args)) from None
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except redis.exceptions.RedisError as exc:
+            raise translate(exc, _url_of(args)) from None
+
+    return wrapper
+
+
+class Store:
+    """One fleet's Redis: its client, its keys, its scripts.
+
+    Args:
+        client: a redis-py client with ``decode_responses=True``.
+        config: the fleet's settings (prefix, retention, heartbeat timings).
+    """
+
+    def __init__(self, client: redis.Redis, config: Config) -> None:
+        # Any: redis-py's annotations cannot know that decode_responses makes every reply str
+        self.r: Any = client
+        self.config = config
+        self.keys = Keys(config.prefix)
+        self.safe_url = config.safe_url
+        self.scripts = Scripts(client, config.prefix)
+
+    @classmethod
+    def connect(cls, config: Config) -> Store:
+        """A store on a new connection pool to ``config.redis_url``."""
+        client = redis.Redis.from_url(
+            config.redis_url,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        return cls(client, config)
+
+    def close(self) -> None:
+        self.r.close()
+
+    @guarded
+    def ping(self) -> None:
+        self.r.ping()

@@ -1,0 +1,160 @@
+"""Each Lua script on a real Redis, for each state it can produce (the worker's and the
+console's scripts driven by hand, with no worker running)."""
+
+from __future__ import annotations
+
+import time
+
+from fleetjobs import JobState
+from fleetjobs.lifecycle import JobSpec, NewChild
+
+from .conftest import Layers
+
+S = JobState
+
+
+def _one(w: Layers, **spec: object) -> tuple[int, NewChild]:
+    pid, _, [child] = w.lifecycle.create(JobSpec("echo", [], {}, "echo", ["h1"], **spec))  # type: ignore[arg-type]
+    return pid, child
+
+
+def _state(w: Layers, job_id: int) -> JobState:
+    return JobState(w.store.r.hget(w.keys.job(job_id), "state"))
+
+
+def _alive(w: Layers, worker: str) -> None:
+    w.store.r.set(w.keys.worker(worker), "{}", px=60_000)
+
+
+def test_claim_runs_a_job_once_and_refuses_what_must_not_run(layers: Layers) -> None:
+    w = layers
+    # Running: the first claim; Taken: anyone else's
+    pid, child = _one(w)
+    assert w.lifecycle.claim(child.id, "a")[0] == S.RUNNING
+    assert w.lifecycle.claim(child.id, "b")[0] == "Taken"
+    assert _state(w, pid) is S.RUNNING
+    # Stopped: a stop flag set while no script could settle it (a stop racing the claim)
+    pid, child = _one(w)
+    w.store.r.hset(w.keys.job(child.id), mapping={"stop": "1", "stop_reason": "halt"})
+    assert w.lifecycle.claim(child.id, "a")[0] == S.STOPPED
+    assert _state(w, pid) is S.STOPPED
+    # Failed: its start deadline passed before a worker claimed it
+    pid, child = _one(w, start_timeout=0.01)
+    time.sleep(0.05)
+    assert w.lifecycle.claim(child.id, "a")[0] == S.FAILED
+    [info] = w.registry.load([pid])
+    assert info.state is S.FAILED and "within 0.01 s" in (info.reason or "")
+    # Missing: no such job
+    assert w.lifecycle.claim(999_999, "a")[0] == "Missing"
+
+
+def test_finish_settles_completed_failed_or_stopped(layers: Layers) -> None:
+    w = layers
+    for asked, reason, expected in (
+        (S.COMPLETED, "", S.COMPLETED),
+        (S.FAILED, "disk full", S.FAILED),
+    ):
+        pid, child = _one(w)
+        w.lifecycle.claim(child.id, "a")
+        assert w.lifecycle.finish(child.id, asked, reason)[0] == expected
+        [info] = w.registry.load([pid])
+        assert info.state is expected and info.end_time is not None
+        assert info.reason == (reason or None)
+    # a stop asked while it ran wins: Stopped, with the stop's reason
+    _alive(w, "a")
+    pid, child = _one(w)
+    w.lifecycle.claim(child.id, "a")
+    assert w.lifecycle.stop(pid, "enough")[0] == S.STOPPING
+    assert _state(w, child.id) is S.STOPPING
+    assert w.lifecycle.finish(child.id, S.COMPLETED)[0] == S.STOPPED
+    [info] = w.registry.load([pid])
+    assert info.state is S.STOPPED and info.reason == "enough"
+    # a finished job stays as it is
+    assert w.lifecycle.finish(child.id, S.FAILED, "late")[0] == S.STOPPED
+
+
+def test_stop_of_queued_running_and_orphaned_jobs(layers: Layers) -> None:
+    w = layers
+    # NotStarted -> Stopped at once: it will never run
+    pid, child = _one(w)
+    assert w.lifecycle.stop(pid)[0] == S.STOPPED
+    assert w.lifecycle.claim(child.id, "a")[0] == S.STOPPED
+    # Running on a live worker -> Stopping (its worker ends it)
+    _alive(w, "live")
+    pid, child = _one(w)
+    w.lifecycle.claim(child.id, "live")
+    assert w.lifecycle.stop(child.id)[0] == S.STOPPING
+    assert _state(w, pid) is S.STOPPING
+    # Running on a worker that is gone -> Stopped now
+    pid, child = _one(w)
+    w.lifecycle.claim(child.id, "ghost")
+    assert w.lifecycle.stop(pid)[0] == S.STOPPED
+    [info] = w.registry.load([pid])
+    assert "its worker is gone" in (info.children[0].reason or "")
+
+
+def test_sweep_disconnects_reconnects_and_fails_silent_hosts(layers: Layers) -> None:
+    w = layers
+    _alive(w, "w1")
+    pid, child = _one(w)
+    w.lifecycle.claim(child.id, "w1")
+    # the worker stops heartbeating: Disconnected
+    w.store.r.delete(w.keys.worker("w1"))
+    assert w.lifecycle.sweep()[0] == 1
+    assert _state(w, child.id) is S.DISCONNECTED and _state(w, pid) is S.DISCONNECTED
+    # it comes back within the grace period: Running again
+    _alive(w, "w1")
+    w.lifecycle.sweep()
+    assert _state(w, child.id) is S.RUNNING
+    # it goes silent for longer than the grace period: Failed, saying so
+    w.store.r.delete(w.keys.worker("w1"))
+    w.lifecycle.sweep()
+    w.store.r.hset(w.keys.job(child.id), "lost_at", repr(time.time() - 3600))
+    w.lifecycle.sweep()
+    [info] = w.registry.load([pid])
+    assert info.state is S.FAILED and "stopped answering" in (info.reason or "")
+    # a NotStarted child past its start deadline fails at the sweep, with no worker at all
+    pid, child = _one(w, start_timeout=0.01)
+    time.sleep(0.05)
+    w.lifecycle.sweep()
+    assert _state(w, pid) is S.FAILED
+    # a Stopping child whose worker vanished is Stopped
+    _alive(w, "w2")
+    pid, child = _one(w)
+    w.lifecycle.claim(child.id, "w2")
+    w.lifecycle.stop(pid)
+    w.store.r.delete(w.keys.worker("w2"))
+    w.lifecycle.sweep()
+    assert _state(w, pid) is S.STOPPED
+
+
+def test_a_throttled_parent_releases_its_next_child_when_one_finishes(layers: Layers) -> None:
+    w = layers
+    pid, _, children = w.lifecycle.create(
+        JobSpec("echo", [], {}, "echo", ["h1", "h2", "h3"], throttle_limit=1)
+    )
+    assert [c.queued for c in children] == [True, False, False]
+    w.lifecycle.claim(children[0].id, "a")
+    _, due = w.lifecycle.finish(children[0].id, S.COMPLETED)
+    assert due == [children[1].id]
+    # a stop of the parent drops what still waits: nothing more is released
+    _, due = w.lifecycle.stop(pid)
+    assert due == [] and _state(w, pid) is S.STOPPED
+
+
+def test_the_generated_header_names_every_state_and_key() -> None:
+    from fleetjobs.keys import SCHEMA
+    from fleetjobs.scripts import header, source
+
+    text = header()
+    for state in JobState:
+        assert f"{state.name} = '{state.value}'" in text
+    for name in SCHEMA:
+        assert f"K.{name}" in text
+    # no script spells a state or a key itself: they come from the header
+    for name in ("claim", "finish", "stop", "sweep", "append", "take"):
+        code = [line.split("--")[0] for line in source(name)[len(text) :].splitlines()]
+        body = "\n".join(code)
+        for state in JobState:
+            assert f"'{state.value}'" not in body, (name, state)
+        assert "P .. '" not in body, name
