@@ -18,8 +18,6 @@ from typing import Any
 from .errors import ArgumentError
 from .states import JobState
 
-STREAMS = ("output", "error", "warning", "verbose", "debug", "information", "progress")
-
 
 def iso(ts: float | None) -> str | None:
     """A Unix time as ISO 8601 in UTC, or None."""
@@ -94,10 +92,6 @@ class JobInfo:
     @property
     def finished(self) -> bool:
         return self.state.finished
-
-    @property
-    def is_child(self) -> bool:
-        return self.parent_id is not None
 
     def to_dict(self, children: bool = True) -> dict[str, Any]:
         """The JSON form promised by ``--json``."""

@@ -60,7 +60,6 @@ ACTIVE: frozenset[JobState] = frozenset(
         JobState.SUSPENDING,
     }
 )
-UNFINISHED: frozenset[JobState] = frozenset(JobState) - FINISHED
 
 
 def parent_state(children: Iterable[JobState], stop_requested: bool = False) -> JobState:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from fleetjobs import JobState
 from fleetjobs.lifecycle import JobSpec
 
@@ -51,3 +53,25 @@ def test_a_parent_of_many_children_is_settled_by_counts(layers: Layers) -> None:
     assert (
         parent.reason == "5 of 500 child jobs failed: h0: broke 0; h100: broke 100; h200: broke 200"
     )
+
+
+def test_a_redis_that_is_down_is_one_clear_error_for_every_read_and_write() -> None:
+    # given a fleet whose Redis is not there (a free port nobody listens on)
+    from fleetjobs import Config, Fleet, RedisUnavailableError
+    from fleetjobs.embedded import free_port
+
+    fleet = Fleet(config=Config(redis_url=f"redis://:pw@127.0.0.1:{free_port()}/0"))
+    calls = {
+        "get": lambda: fleet.get(),
+        "iterate the ids": lambda: list(fleet.registry.iter_top_ids()),  # a generator
+        "wait": lambda: fleet.wait(1, timeout=0),
+        "hosts": lambda: fleet.hosts(),
+        "sweep": lambda: fleet.lifecycle.sweep(),
+        "take": lambda: fleet.records.take(fleet.registry.load([1])),
+    }
+    for what, call in calls.items():
+        # then each says so in one line that names the URL without its password
+        with pytest.raises(RedisUnavailableError, match=r"cannot reach Redis at redis://:\*\*\*@"):
+            call()
+        print(what, "-> RedisUnavailableError")
+    fleet.close()

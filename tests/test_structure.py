@@ -5,6 +5,7 @@ an installed wheel that adds no generic top-level package."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -108,23 +109,18 @@ def test_every_module_is_within_its_size_budget() -> None:
 
 @pytest.mark.timeout(120)
 def test_the_wheel_installs_the_host_side_inside_the_projects_namespace(tmp_path: Path) -> None:
+    # built from a copy: setuptools leaves a build/ folder behind in the tree it builds
+    src = tmp_path / "src"
+    out = tmp_path / "wheel"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info"))
+    out.mkdir()
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", src],
         check=True,
         capture_output=True,
+        cwd=out,
     )
-    [wheel] = tmp_path.glob("fleetjobs-*.whl")
+    [wheel] = out.glob("fleetjobs-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"fleetjobs"}

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import WorkerSettings, create_app
 
-    settings = WorkerSettings(locations, concurrency, ns.allow_shell, ns.include, tags)
+    settings = WorkerSettings(locations, concurrency, ns.allow_shell, tags)
     app = create_app(config, settings)
     app.worker_main(
         [

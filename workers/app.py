@@ -34,7 +34,6 @@ class WorkerSettings:
     locations: list[str]
     concurrency: int = 4
     allow_shell: bool = False
-    includes: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
