@@ -20,6 +20,7 @@ from .errors import ConfigError
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "fj:"
 DEFAULT_RETENTION = 7 * 24 * 3600.0
+DEFAULT_MAX_OUTPUT = 256 * 2**20
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -40,6 +41,8 @@ class Config:
         heartbeat_interval: seconds between a worker's heartbeats.
         host_ttl: seconds after the last heartbeat that a host counts as offline.
         disconnect_grace: seconds a job on an offline host stays Disconnected before it fails.
+        max_output: bytes of records one child job may keep in Redis; past it, one warning
+            says the output was truncated and later records are dropped (the job goes on).
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -48,6 +51,7 @@ class Config:
     heartbeat_interval: float = 2.0
     host_ttl: float = 10.0
     disconnect_grace: float = 30.0
+    max_output: int = DEFAULT_MAX_OUTPUT
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.redis_url)
@@ -60,7 +64,13 @@ class Config:
             raise ConfigError(f"a unix:// Redis URL needs a socket path: {self.safe_url}")
         if not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"invalid key prefix {self.prefix!r} (letters, digits, _.:-)")
-        for name in ("retention", "heartbeat_interval", "host_ttl", "disconnect_grace"):
+        for name in (
+            "retention",
+            "heartbeat_interval",
+            "host_ttl",
+            "disconnect_grace",
+            "max_output",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -80,6 +90,7 @@ class Config:
             "heartbeat_interval": ("FLEETJOBS_HEARTBEAT_INTERVAL", float),
             "host_ttl": ("FLEETJOBS_HOST_TTL", float),
             "disconnect_grace": ("FLEETJOBS_DISCONNECT_GRACE", float),
+            "max_output": ("FLEETJOBS_MAX_OUTPUT", int),
         }
         for attr, (var, kind) in names.items():
             raw = env.get(var)

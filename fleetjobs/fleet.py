@@ -309,22 +309,15 @@ class Fleet:
             raise ArgumentError("auto_remove needs follow: a job is removed once it has finished")
         infos = self._snapshots(jobs)
         children = _children_of(infos, location)
+        read: dict[str, int] = {}  # with keep, how far each child's records have been read
         if not follow:
-            yield from self.records.take(children, keep=keep)
+            yield from self.records.drain(children, keep=keep, offsets=read)
             return
-        shown: dict[int, int] = {}  # with keep, every take returns all: skip what was shown
         with self._events(infos) as events:
             while True:
                 self.housekeeping.sweep()
                 finished = all(s.finished for s in self._states([i.id for i in infos]))
-                taken: dict[int, int] = {}
-                for rec in self.records.take(children, keep=keep):
-                    index = taken[rec.job] = taken.get(rec.job, 0) + 1
-                    if keep and index <= shown.get(rec.job, 0):
-                        continue
-                    yield rec
-                if keep:
-                    shown.update(taken)
+                yield from self.records.drain(children, keep=keep, offsets=read)
                 if finished:
                     break
                 events.next(_SWEEP_EVERY)

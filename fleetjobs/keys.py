@@ -13,6 +13,7 @@ so two fleets can share one Redis.
     names:<name>     set of top-level ids carrying that name
     iids             hash: InstanceId -> Id
     out:<iid>        list of a child's stream records, oldest first, taken once
+    held:<iid>       hash: records taken and not yet acknowledged, by take token, with leases
     pending:<id>     list of a throttled parent's children still waiting for a slot
     ended            sorted set: finished top-level ids by end time, for retention
     active           set of children running somewhere, for the liveness sweep
@@ -42,6 +43,7 @@ SCHEMA: dict[str, str] = {
     "names": "names:{}",
     "iids": "iids",
     "out": "out:{}",
+    "held": "held:{}",
     "pending": "pending:{}",
     "ended": "ended",
     "active": "active",
@@ -93,6 +95,9 @@ class Keys:
 
     def out(self, iid: str) -> str:
         return self._key("out", iid)
+
+    def held(self, iid: str) -> str:
+        return self._key("held", iid)
 
     def pending(self, parent_id: int | str) -> str:
         return self._key("pending", parent_id)

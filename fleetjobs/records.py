@@ -2,18 +2,27 @@
 
 Each child's records are a Redis list (``out:<iid>``), oldest first. A worker appends with
 ``append.lua`` (numbered, so a retried write is not doubled, and refused once the job is
-removed); a console takes with ``take.lua`` (one script for many children, so concurrent
-receivers get each record exactly once).
+removed). A console takes them in bounded batches with ``take.lua`` (one script for many
+children, so concurrent receivers get each record exactly once); a batch is held in Redis
+until the receiver acknowledges it (``ack.lua``) once it has handed the records on, so a
+receiver that dies or loses Redis mid-receive loses nothing: what it had not handed on goes
+back in front, at once or when its lease runs out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .errors import FleetJobsError
 from .model import JobInfo, Record
 from .store import Store, guarded
+
+BATCH = 1000  # records per take: bounded console memory, no long Redis call
+LEASE = 60.0  # seconds a receiver holds a taken batch before another may have it back
 
 
 class Records:
@@ -25,6 +34,7 @@ class Records:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.truncated: set[str] = set()  # children whose output reached the cap
 
     @guarded
     def append(
@@ -32,24 +42,105 @@ class Records:
     ) -> bool:
         """Add record number ``seq`` to a child's streams, once, and tell who waits on it.
 
+        Past the configured ``max_output`` bytes, one warning record says the output was
+        truncated and later records are dropped (the child's InstanceId joins ``truncated``).
+
         Returns:
             False when the job no longer exists (it was removed while it ran).
         """
-        rec = json.dumps({"s": stream, "d": data, "t": at}, separators=(",", ":"))
-        return bool(self.store.scripts("append", iid, rec, parent_iid or "", seq))
+        rec = _record(stream, data, at)
+        cap = self.store.config.max_output
+        warning = _record(
+            "warning",
+            f"output truncated: the job wrote more than {_size(cap)} of records; "
+            "later ones were dropped (FLEETJOBS_MAX_OUTPUT)",
+            at,
+        )
+        answer = int(self.store.scripts("append", iid, rec, parent_iid or "", seq, cap, warning))
+        if answer == 2:
+            self.truncated.add(iid)
+        return answer != 0
 
-    @guarded
-    def take(self, children: Sequence[JobInfo], keep: bool = False) -> list[Record]:
-        """The records of these children in the order each wrote them, removed unless ``keep``.
+    def drain(
+        self,
+        children: Sequence[JobInfo],
+        keep: bool = False,
+        offsets: dict[str, int] | None = None,
+        batch: int = BATCH,
+    ) -> Iterator[Record]:
+        """Every record of these children there now, in the order each wrote them.
 
-        One script for all of them: concurrent receivers get each record exactly once.
+        Taken a batch at a time and acknowledged once handed on: a record leaves Redis only
+        after the caller has been given it. With ``keep`` nothing is taken: ``offsets``
+        (InstanceId -> records already read) lets the caller read on from where it was.
         """
         if not children:
-            return []
-        lists = self.store.scripts("take", "1" if keep else "0", *(c.instance_id for c in children))
+            return
+        if keep:
+            seen = {} if offsets is None else offsets
+            while batch_read := self._read(children, seen, batch):
+                yield from batch_read
+            return
+        while True:
+            token, lists = self._take(children, batch)
+            if not any(lists):
+                return
+            handed = {c.instance_id: 0 for c in children}
+            try:
+                for child, records in zip(children, lists, strict=True):
+                    for rec in records:
+                        handed[child.instance_id] += 1
+                        yield rec
+            except BaseException:
+                # the caller stopped part-way (or failed): what it was not given goes back
+                with contextlib.suppress(FleetJobsError):
+                    self._ack(token, handed)
+                raise
+            self._ack(token, handed)
+
+    @guarded
+    def _take(self, children: Sequence[JobInfo], limit: int) -> tuple[str, list[list[Record]]]:
+        token = uuid.uuid4().hex
+        lists = self.store.scripts(
+            "take", "0", limit, token, LEASE, *(c.instance_id for c in children)
+        )
+        return token, [_records(c, items) for c, items in zip(children, lists, strict=True)]
+
+    @guarded
+    def _ack(self, token: str, handed: dict[str, int]) -> None:
+        args = [x for iid, n in handed.items() for x in (iid, n)]
+        self.store.scripts("ack", token, *args)
+
+    @guarded
+    def _read(
+        self, children: Sequence[JobInfo], offsets: dict[str, int], limit: int
+    ) -> list[Record]:
+        pipe = self.store.r.pipeline(transaction=False)
+        for c in children:
+            start = offsets.get(c.instance_id, 0)
+            pipe.lrange(self.store.keys.out(c.instance_id), start, start + limit - 1)
         out: list[Record] = []
-        for child, items in zip(children, lists, strict=True):
-            for item in items:
-                rec = json.loads(item)
-                out.append(Record(child.id, child.location, rec["s"], rec["d"], float(rec["t"])))
+        for child, items in zip(children, pipe.execute(), strict=True):
+            offsets[child.instance_id] = offsets.get(child.instance_id, 0) + len(items)
+            out.extend(_records(child, items))
         return out
+
+    def take(self, children: Sequence[JobInfo], keep: bool = False) -> list[Record]:
+        """Every record of these children there now, as a list (see :meth:`drain`)."""
+        return list(self.drain(children, keep=keep))
+
+
+def _records(child: JobInfo, items: list[str]) -> list[Record]:
+    out = []
+    for item in items:
+        rec = json.loads(item)
+        out.append(Record(child.id, child.location, rec["s"], rec["d"], float(rec["t"])))
+    return out
+
+
+def _record(stream: str, data: Any, at: float) -> str:
+    return json.dumps({"s": stream, "d": data, "t": at}, separators=(",", ":"))
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"

@@ -99,7 +99,9 @@ class Registry:
         lengths_of = [h for h in raw if not h.get("children")] + [h for h in child_raw if h]
         for h in lengths_of:
             pipe.llen(self.keys.out(h["iid"]))
-        unread = dict(zip((h["iid"] for h in lengths_of), pipe.execute(), strict=True))
+            pipe.exists(self.keys.held(h["iid"]))  # taken by a receiver, not yet handed on
+        counts = pipe.execute()
+        unread = {h["iid"]: counts[2 * i] + counts[2 * i + 1] for i, h in enumerate(lengths_of)}
         kids = {int(h["id"]): _info(h, unread.get(h["iid"], 0)) for h in child_raw if h}
         out = []
         for h in raw:

@@ -5,9 +5,10 @@ the host's running set, the throttle queue and the event published for waiters c
 or not at all. Each script is its ``.lua`` file behind a generated header that gives it the
 names it must not spell itself: ``S`` (the state names of :mod:`fleetjobs.states`), ``FIN``
 (the finished ones), ``K`` (the key builders of :mod:`fleetjobs.keys`) and ``EV`` (the pub/sub
-messages). The state-changing scripts also get ``prelude.lua`` (``move``, ``settle``,
-``refresh_parent``...). Every script takes ``ARGV[1]`` = key prefix and ``ARGV[2]`` = now (Unix
-seconds) and computes its keys from them: the fleet lives in one Redis, not a cluster.
+messages), then ``common.lua`` (``fields``: HMGET by name). The state-changing scripts also
+get ``prelude.lua`` (``move``, ``settle``, ``refresh_parent``...). Every script takes
+``ARGV[1]`` = key prefix and ``ARGV[2]`` = now (Unix seconds) and computes its keys from them:
+the fleet lives in one Redis, not a cluster.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .states import FINISHED, JobState
 
 # the scripts that change a job's state share prelude.lua; the others need only the header
 STATE_CHANGES = ("claim", "finish", "stop", "sweep")
-RECORDS = ("append", "take")
+RECORDS = ("append", "take", "ack")
 
 
 def _lua_string(text: str) -> str:
@@ -60,7 +61,7 @@ def source(name: str) -> str:
     """The full text of the script ``name`` as Redis runs it."""
     if name not in STATE_CHANGES + RECORDS:
         raise KeyError(f"no Lua script named {name!r}")
-    parts = [header()]
+    parts = [header(), _read("common")]
     if name in STATE_CHANGES:
         parts.append(_read("prelude"))
     parts.append(_read(name))

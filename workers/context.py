@@ -90,6 +90,8 @@ class JobContext:
     # ---- streams ------------------------------------------------------------------------
 
     def _write(self, stream: str, data: Any) -> None:
+        if self.instance_id in self._records.truncated:
+            return  # past the output cap: the registry said so once, with a warning record
         data = json.loads(json.dumps(data, default=str))  # what JSON cannot carry, as text
         self._seq += 1
         seq, at, records = self._seq, time.time(), self._records

@@ -76,6 +76,7 @@ class Runtime:
         final, reason = self._run(ctx, info, w)
         ctx.kill_processes()
         state, due = persistently(cfg, lambda: w.lifecycle.finish(job_id, final, reason))
+        w.records.truncated.discard(info.instance_id)
         self._release(w, due)
         return {"state": state, "ran": True}
 

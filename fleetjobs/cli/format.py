@@ -168,3 +168,18 @@ def stream_line(rec: Record, tag: bool) -> str:
         text = value_text(data)
     where = f"[{rec.location}] " if tag else ""
     return f"{PREFIXES.get(rec.stream, rec.stream.upper())}: {where}{text}"
+
+
+def print_json_stream(items: Iterable[dict[str, Any]], out: TextIO | None = None) -> None:
+    """A JSON array printed item by item as the items come (flushed each time), so what was
+    printed is never held back; the whole is the same text ``json.dumps(items, indent=2)``
+    prints."""
+    out = out or sys.stdout
+    first = True
+    for item in items:
+        text = json.dumps(item, indent=2).replace("\n", "\n  ")
+        out.write(("[\n  " if first else ",\n  ") + text)
+        out.flush()
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+    out.flush()

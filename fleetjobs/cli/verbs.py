@@ -3,7 +3,6 @@ commands that start a worker or the demo."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -98,6 +97,8 @@ def receive(
 
     Records are taken once: a second receive prints only what came after, unless --keep.
     Objects print as a table; ERROR:, WARNING:, VERBOSE:, DEBUG:, INFO: lines go to stderr.
+    Records print as they are taken (with --json, as a JSON array streamed record by record),
+    and leave Redis only once printed: an interrupted receive loses nothing.
     """
     if auto_remove and not wait_:
         raise click.UsageError("--auto-remove needs --wait")
@@ -107,7 +108,7 @@ def receive(
         handles, keep=keep, follow=wait_, auto_remove=auto_remove, location=location
     )
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        fmt.print_json_stream(r.to_dict() for r in records)
         return
     multi = len({loc for h in handles for loc in h.location.split(",")}) > 1
     pending: list[tuple[Record, Any]] = []

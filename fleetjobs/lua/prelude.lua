@@ -5,17 +5,6 @@
 
 local DISPATCH = {}  -- children a change released (a throttle's next): the caller publishes them
 
--- HMGET by name: fields(key, 'state', 'parent').state
-local function fields(key, ...)
-  local names = {...}
-  local values = redis.call('HMGET', key, unpack(names))
-  local out = {}
-  for i, name in ipairs(names) do out[name] = values[i] end
-  return out
-end
-
-local function given(v) return v and v ~= '' end
-
 local function publish(id, msg)
   local iid = redis.call('HGET', K.job(id), 'iid')
   if iid then redis.call('PUBLISH', K.events(iid), msg) end
