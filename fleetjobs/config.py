@@ -21,6 +21,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "fj:"
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 DEFAULT_MAX_OUTPUT = 256 * 2**20
+DEFAULT_MAX_ARGUMENTS = 2**20
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -43,6 +44,8 @@ class Config:
         disconnect_grace: seconds a job on an offline host stays Disconnected before it fails.
         max_output: bytes of records one child job may keep in Redis; past it, one warning
             says the output was truncated and later records are dropped (the job goes on).
+        max_arguments: bytes of JSON a job's arguments may take (a start asking for more is
+            refused before anything is stored: Redis is no file store).
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -52,6 +55,7 @@ class Config:
     host_ttl: float = 10.0
     disconnect_grace: float = 30.0
     max_output: int = DEFAULT_MAX_OUTPUT
+    max_arguments: int = DEFAULT_MAX_ARGUMENTS
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.redis_url)
@@ -60,6 +64,10 @@ class Config:
                 f"unsupported Redis URL scheme {parts.scheme!r} in {self.safe_url} "
                 "(use redis://, rediss:// or unix://)"
             )
+        try:
+            parts.port  # noqa: B018  (parses the port: a bad one raises here, not deep in redis-py)
+        except ValueError as exc:
+            raise ConfigError(f"invalid Redis URL {self.safe_url}: {exc}") from None
         if parts.scheme == "unix" and not parts.path:
             raise ConfigError(f"a unix:// Redis URL needs a socket path: {self.safe_url}")
         if not _PREFIX_RE.match(self.prefix):
@@ -70,6 +78,7 @@ class Config:
             "host_ttl",
             "disconnect_grace",
             "max_output",
+            "max_arguments",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -91,6 +100,7 @@ class Config:
             "host_ttl": ("FLEETJOBS_HOST_TTL", float),
             "disconnect_grace": ("FLEETJOBS_DISCONNECT_GRACE", float),
             "max_output": ("FLEETJOBS_MAX_OUTPUT", int),
+            "max_arguments": ("FLEETJOBS_MAX_ARGUMENTS", int),
         }
         for attr, (var, kind) in names.items():
             raw = env.get(var)
@@ -123,9 +133,7 @@ def redact_url(url: str) -> str:
     if parts.password is None:
         return url
     user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # as written: a bad port must not raise here
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 

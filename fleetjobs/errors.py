@@ -5,7 +5,8 @@
     FleetJobsError
     ├── ConfigError (ValueError)             a setting or URL that cannot work
     ├── RegistryError                        the registry could not be read or written
-    │   └── RedisUnavailableError (ConnectionError)   Redis cannot be reached
+    │   ├── RedisUnavailableError (ConnectionError)   Redis cannot be reached
+    │   └── PermissionDeniedError (PermissionError)   Redis's ACL refused this user a command
     ├── JobError
     │   ├── JobNotFoundError (LookupError)   no job has that Id, Name or InstanceId
     │   └── JobStateError                    the verb does not fit the job's state
@@ -38,6 +39,10 @@ class RegistryError(FleetJobsError):
 
 class RedisUnavailableError(RegistryError, ConnectionError):
     """Redis cannot be reached; the message names the URL without its password."""
+
+
+class PermissionDeniedError(RegistryError, PermissionError):
+    """Redis's ACL refused this user a command (a read-only console asked to write)."""
 
 
 class JobError(FleetJobsError):

@@ -3,46 +3,101 @@
 Every state change and every record a worker writes is published on the job's channel
 (``ev:<InstanceId>``, its parent's too); a console that waits subscribes first, then reads the
 state, then sleeps on the subscription. A periodic re-read (the caller's timeout) covers a
-message missed while the subscription was being set up or the connection was replaced.
+message missed while the subscription was being set up or the connection was replaced, so the
+subscription is only an accelerator: when Redis goes away for a moment it is set up again on
+the next wait, and meanwhile a wait is a plain sleep.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import redis.exceptions
 
+from .errors import RedisUnavailableError
 from .store import Store, translate
+
+RIDE_OUT = 10.0  # seconds a waiting verb rides out a Redis that went away (a restart, a failover)
+T = TypeVar("T")
 
 
 class JobEvents:
     """A pub/sub subscription to jobs' event channels, to block instead of polling."""
 
     def __init__(self, store: Store, iids: Sequence[str]) -> None:
-        self._pubsub = store.r.pubsub(ignore_subscribe_messages=True)
+        self._store = store
         self._channels = [store.keys.events(i) for i in iids]
-        self._url = store.safe_url
+        self._pubsub: Any = None
 
     def __enter__(self) -> JobEvents:
-        with self._guard():
-            self._pubsub.subscribe(*self._channels)
+        try:
+            self._subscribe()
+        except redis.exceptions.RedisError as exc:
+            raise translate(exc, self._store.safe_url) from None
         return self
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _subscribe(self) -> None:
+        pubsub = self._store.r.pubsub(ignore_subscribe_messages=True)
         try:
-            yield
-        except redis.exceptions.RedisError as exc:
-            raise translate(exc, self._url) from None
+            pubsub.subscribe(*self._channels)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+            raise
+        self._pubsub = pubsub
 
     def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self._pubsub.close()
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                self._pubsub.close()
+            self._pubsub = None
 
     def next(self, timeout: float) -> None:
         """Block until an event arrives or ``timeout`` passes, then drain what else came."""
-        with self._guard():
-            msg = self._pubsub.get_message(timeout=max(0.0, timeout))
+        timeout = max(0.0, timeout)
+        try:
+            if self._pubsub is None:
+                self._subscribe()
+            msg = self._pubsub.get_message(timeout=timeout)
             while msg is not None:
                 msg = self._pubsub.get_message(timeout=0.0)
+        except redis.exceptions.RedisError:
+            # Redis went away: the caller's own reads say whether for long; until the
+            # subscription is back, waiting is sleeping
+            self._drop()
+            time.sleep(timeout)
+
+
+def ride_out(call: Callable[[], T]) -> T:
+    """``call()``; a waiting verb rides out a Redis that is away for a few seconds (a restart,
+    a failover) instead of giving up at once: it retries for ``RIDE_OUT`` seconds, then the
+    error stands."""
+    deadline: float | None = None
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except RedisUnavailableError:
+            now = time.monotonic()
+            deadline = deadline or now + RIDE_OUT
+            if now + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def ride_out_iter(make: Callable[[], Iterator[T]], ping: Callable[[], None]) -> Iterator[T]:
+    """Items of ``make()``, made again once ``ping`` answers if Redis went away mid-way (each
+    new iterator goes on from where the last one was: nothing is handed twice)."""
+    while True:
+        try:
+            yield from make()
+            return
+        except RedisUnavailableError:
+            ride_out(ping)

@@ -20,13 +20,18 @@ from . import placement
 from .actions import check_action_name
 from .config import Config, default_location
 from .dispatch import Dispatcher
-from .errors import ArgumentError, JobNotFoundError, JobStateError, UnknownActionError
-from .events import JobEvents
+from .errors import (
+    ArgumentError,
+    JobNotFoundError,
+    JobStateError,
+    UnknownActionError,
+)
+from .events import JobEvents, ride_out, ride_out_iter
 from .hosts import Hosts
 from .housekeeping import Housekeeping
 from .job import Job, JobRef, JobRefs, Received
 from .lifecycle import JobSpec, Lifecycle
-from .model import HostInfo, JobInfo, Record, render_command, to_json
+from .model import HostInfo, JobInfo, Record, check_arguments, check_name, render_command
 from .records import Records
 from .registry import Registry
 from .routing import is_glob, split_locations
@@ -124,12 +129,9 @@ class Fleet:
         except ValueError as exc:
             raise UnknownActionError(str(exc)) from None
         kwargs = dict(kwargs or {})
-        for i, value in enumerate(args, 1):
-            to_json(value, f"argument {i}")
-        for key, value in kwargs.items():
-            if not isinstance(key, str) or not key.isidentifier():
-                raise ArgumentError(f"keyword argument name {key!r} is not an identifier")
-            to_json(value, f"keyword argument {key!r}")
+        check_arguments(args, kwargs, self.config.max_arguments)
+        if name is not None:
+            check_name(name)
         if throttle_limit < 1:
             raise ArgumentError(f"throttle limit must be at least 1, got {throttle_limit}")
         for what, value in (("start timeout", start_timeout), ("timeout", timeout)):
@@ -250,15 +252,20 @@ class Fleet:
             The finished jobs in the order given, as they are now; ``[]`` if the timeout
             passed first (no exception, as ``Wait-Job -Timeout`` returns nothing).
         """
-        infos = self._snapshots(jobs)
+        return self._wait(self._snapshots(jobs), timeout, any)
+
+    def _wait(
+        self, infos: list[JobInfo], timeout: float | None, any: bool, gone_ok: bool = False
+    ) -> list[Job]:
+        """Wait for these jobs; with ``gone_ok`` a job removed meanwhile counts as finished
+        (a stop or remove racing another console's), else it is an error."""
         if not infos:
             return []
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         with self._events(infos) as events:
             while True:
-                self.housekeeping.sweep()
-                states = self._states([i.id for i in infos])
-                done = [i for i, s in zip(infos, states, strict=True) if s.finished]
+                states = ride_out(lambda: self._poll(infos, gone_ok))
+                done = [i for i, s in zip(infos, states, strict=True) if s is None or s.finished]
                 if done and (any or len(done) == len(infos)):
                     return [Job(self, i) for i in self.registry.load([i.id for i in done])]
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -315,9 +322,11 @@ class Fleet:
             return
         with self._events(infos) as events:
             while True:
-                self.housekeeping.sweep()
-                finished = all(s.finished for s in self._states([i.id for i in infos]))
-                yield from self.records.drain(children, keep=keep, offsets=read)
+                states = ride_out(lambda: self._poll(infos))
+                finished = all(s.finished for s in states if s)
+                yield from ride_out_iter(
+                    lambda: self.records.drain(children, keep=keep, offsets=read), self.store.ping
+                )
                 if finished:
                     break
                 events.next(_SWEEP_EVERY)
@@ -358,7 +367,7 @@ class Fleet:
             self.dispatcher.release(due)
         if timeout == 0:
             return [Job(self, i) for i in now]
-        self.wait(now, timeout=timeout)
+        self._wait(now, timeout, any=False, gone_ok=True)
         return [Job(self, i) for i in self.registry.load([i.id for i in now])]
 
     def remove(
@@ -405,12 +414,16 @@ class Fleet:
 
     # ---- helpers ------------------------------------------------------------------------
 
-    def _states(self, ids: Sequence[int]) -> list[JobState]:
-        out = []
+    def _poll(self, infos: Sequence[JobInfo], gone_ok: bool = False) -> list[JobState | None]:
+        self.housekeeping.sweep()
+        return self._states([i.id for i in infos], gone_ok)
+
+    def _states(self, ids: Sequence[int], gone_ok: bool = False) -> list[JobState | None]:
+        out: list[JobState | None] = []
         for job_id, state in zip(ids, self.registry.states(ids), strict=True):
-            if state is None:
+            if state is None and not gone_ok:
                 raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")
-            out.append(JobState(state))
+            out.append(JobState(state) if state is not None else None)
         return out
 
     def _ids(self, refs: Iterable[JobRef]) -> list[int]:

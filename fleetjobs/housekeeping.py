@@ -2,8 +2,9 @@
 
 No state may wait for a worker that will never come: whichever process is alive applies the
 deadlines and the liveness rules now and then — every worker on each heartbeat, and every
-console while it reads — and releases what a settled child frees. Finished jobs older than
-the retention period are purged with everything they own.
+console while it reads (a console whose Redis user may not write skips it) — and releases what
+a settled child frees. Finished jobs older than the retention period are purged with everything
+they own, by the workers on each heartbeat and by each start.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 
 from .dispatch import Dispatcher
+from .errors import PermissionDeniedError
 from .lifecycle import Lifecycle
 from .registry import Registry
 
@@ -34,6 +36,7 @@ class Housekeeping:
         self.lifecycle = lifecycle
         self.dispatcher = dispatcher
         self.every = every
+        self.writable = True
         self._last_sweep = 0.0
 
     def sweep(self, force: bool = False) -> int:
@@ -43,10 +46,15 @@ class Housekeeping:
             How many children changed state.
         """
         now = time.monotonic()
-        if not force and now - self._last_sweep < self.every:
+        if not self.writable or (not force and now - self._last_sweep < self.every):
             return 0
         self._last_sweep = now
-        changed, due = self.lifecycle.sweep()
+        try:
+            changed, due = self.lifecycle.sweep()
+        except PermissionDeniedError:
+            # a read-only console (a monitoring user): the workers' sweeps keep the fleet true
+            self.writable = False
+            return 0
         if due:
             self.dispatcher.release(due)
         return changed

@@ -23,6 +23,7 @@ so two fleets can share one Redis.
     hosts            hash: location -> its last heartbeat, kept while it is offline
     wk:<worker>      a worker process's liveness (expires with its heartbeats)
     ev:<iid>         pub/sub channel: 'state', 'r' (a record), 'stop'
+    fleetjobs.loc.<loc>  a location's Celery queue (kombu's list, under the same prefix)
 
 Fields of ``job:<id>``: ``id``, ``iid``, ``name``, ``command``, ``action``, ``args``,
 ``kwargs`` (JSON), ``location``, ``state``, ``created``, ``begin``, ``end``, ``reason``,
@@ -34,6 +35,8 @@ the scripts' ``move``), ``freasons`` and ``last_reason`` (what its Reason will s
 """
 
 from __future__ import annotations
+
+from .routing import QUEUE_PREFIX
 
 # name -> the key after the prefix; '{}' is the one variable part
 SCHEMA: dict[str, str] = {
@@ -53,6 +56,7 @@ SCHEMA: dict[str, str] = {
     "hosts": "hosts",
     "worker": "wk:{}",
     "events": "ev:{}",
+    "queue": QUEUE_PREFIX + "{}",  # a location's Celery queue (a list kombu keeps)
 }
 
 # pub/sub messages on a job's ``ev:<iid>`` channel
@@ -129,3 +133,6 @@ class Keys:
 
     def events(self, iid: str) -> str:
         return self._key("events", iid)
+
+    def queue(self, location: str) -> str:
+        return self._key("queue", location)

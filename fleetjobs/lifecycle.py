@@ -90,8 +90,6 @@ class Lifecycle:
             "name": name,
             "command": spec.command,
             "action": spec.action,
-            "args": json.dumps(list(spec.args)),
-            "kwargs": json.dumps(spec.kwargs),
             "created": repr(now),
         }
         children = [
@@ -103,6 +101,9 @@ class Lifecycle:
             keys.job(pid),
             mapping={
                 **common,
+                # the arguments are kept once, on the parent: each child's worker reads them there
+                "args": json.dumps(list(spec.args)),
+                "kwargs": json.dumps(spec.kwargs),
                 "id": pid,
                 "iid": piid,
                 "location": ",".join(spec.locations),
@@ -196,3 +197,11 @@ class Lifecycle:
             pipe.zrem(keys.ended, job.id)
             pipe.srem(keys.names(job.name), job.id)
         pipe.execute()
+        # children that never started may still have a message waiting in their queue
+        unstarted: dict[str, list[str]] = {}
+        for job in jobs:
+            for child in job.children:
+                if child.begin_time is None:
+                    unstarted.setdefault(child.location, []).append(child.instance_id)
+        for location, iids in unstarted.items():
+            self.store.scripts("unqueue", location, *iids)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,12 +146,68 @@ class HostInfo:
         }
 
 
+NAME_CHARS = 200
+
+
+def check_arguments(args: Sequence[Any], kwargs: dict[str, Any], limit: int) -> None:
+    """Refuse a job's arguments before anything is queued.
+
+    Raises:
+        ArgumentError: a value JSON cannot carry, a keyword that is not an identifier, or
+            more than ``limit`` bytes of JSON in all.
+    """
+    size = 0
+    for i, value in enumerate(args, 1):
+        size += len(to_json(value, f"argument {i}").encode())
+    for key, value in kwargs.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ArgumentError(f"keyword argument name {key!r} is not an identifier")
+        size += len(to_json(value, f"keyword argument {key!r}").encode())
+    if size > limit:
+        raise ArgumentError(
+            f"the job's arguments take {size:,} bytes of JSON; the limit is {limit:,} "
+            "(FLEETJOBS_MAX_ARGUMENTS): pass a path or a URL the hosts can read instead"
+        )
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can be a job's Name: printable, at most 200 characters.
+
+    Raises:
+        ArgumentError: it is empty, too long, or holds a control character (a newline or an
+            escape code would rewrite a person's terminal when ``get`` prints it).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ArgumentError(f"a job's name must be non-empty text, got {name!r}")
+    if len(name) > NAME_CHARS:
+        raise ArgumentError(f"a job's name has at most {NAME_CHARS} characters, got {len(name)}")
+    bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
+    if bad:
+        raise ArgumentError(
+            f"a job's name must not hold control characters: {name!r} has {''.join(bad)!r}"
+        )
+    return name
+
+
+COMMAND_VALUE_CHARS = 80  # an argument longer than this shows shortened in Command
+
+
 def render_command(action: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
-    """The job's Command as a person would type it: ``sleep 5``, ``run 'ls -l /tmp'``."""
+    """The job's Command as a person would type it: ``sleep 5``, ``run 'ls -l /tmp'``.
+
+    It is for reading: each long value is shortened (``...`` and its size), so a job with a
+    large argument carries that argument once, not again in its Command.
+    """
     parts = [action]
     for value in args:
-        parts.append(shlex.quote(value) if isinstance(value, str) else to_json(value))
+        parts.append(_shown(value))
     for key, value in kwargs.items():
-        text = value if isinstance(value, str) else to_json(value)
-        parts.append(f"--{key}={shlex.quote(text)}")
+        parts.append(f"--{key}={_shown(value)}")
     return " ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else to_json(value)
+    if len(text) > COMMAND_VALUE_CHARS:
+        text = f"{text[: COMMAND_VALUE_CHARS - 20]}...({len(text)} chars)"
+    return shlex.quote(text) if isinstance(value, str) else text

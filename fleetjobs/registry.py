@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from .errors import JobNotFoundError
 from .model import JobInfo
@@ -37,6 +38,9 @@ class Registry:
     def resolve(self, ref: int | str) -> list[int]:
         """The ids a person means by ``ref``: an Id, an InstanceId, or a Name (globs allowed).
 
+        As in PowerShell, a pattern (``Part*``) that matches no job gives none; an Id, an
+        InstanceId or a plain Name that matches nothing is an error.
+
         Raises:
             JobNotFoundError: nothing matches, with the reference in the message.
         """
@@ -51,7 +55,7 @@ class Registry:
                 raise JobNotFoundError(f"no job with InstanceId {text}")
             return [int(found)]
         ids = self.ids_named(text)
-        if not ids:
+        if not ids and not is_glob(text):  # a pattern that matches nothing is no error
             raise JobNotFoundError(f"no job named {text!r}")
         return ids
 
@@ -118,10 +122,13 @@ class Registry:
         return list(pipe.execute())
 
     @guarded
-    def instance_id(self, job_id: int) -> str | None:
-        """A job's InstanceId (None if it is gone)."""
-        found = self.r.hget(self.keys.job(job_id), "iid")
-        return str(found) if found is not None else None
+    def call(self, parent_id: int) -> tuple[list[Any], dict[str, Any], str] | None:
+        """What a child's worker needs of its parent: the job's arguments (kept once, on the
+        parent) and the parent's InstanceId (where records are announced); None if gone."""
+        args, kwargs, iid = self.r.hmget(self.keys.job(parent_id), "args", "kwargs", "iid")
+        if iid is None:
+            return None
+        return json.loads(args or "[]"), json.loads(kwargs or "{}"), str(iid)
 
     @guarded
     def should_end(self, job_id: int) -> bool:

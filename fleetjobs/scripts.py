@@ -23,7 +23,7 @@ from .states import FINISHED, JobState
 
 # the scripts that change a job's state share prelude.lua; the others need only the header
 STATE_CHANGES = ("claim", "finish", "stop", "sweep")
-RECORDS = ("append", "take", "ack")
+RECORDS = ("append", "take", "ack", "unqueue")
 
 
 def _lua_string(text: str) -> str:

@@ -18,7 +18,7 @@ import redis
 import redis.exceptions
 
 from .config import Config
-from .errors import RedisUnavailableError, RegistryError
+from .errors import PermissionDeniedError, RedisUnavailableError, RegistryError
 from .keys import Keys
 from .scripts import Scripts
 
@@ -32,8 +32,9 @@ def translate(exc: redis.exceptions.RedisError, url: str) -> Exception:
         return RedisUnavailableError(f"cannot reach Redis at {url}: {_why(exc)}")
     if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
         return RedisUnavailableError(f"Redis at {url} refused the credentials: {_why(exc)}")
-    if "NOPERM" in str(exc):
-        return RegistryError(f"Redis at {url} refused this user the command: {_why(exc)}")
+    # NOPERM for a command; inside a script, Redis 7 says the user "can't run this command"
+    if "NOPERM" in str(exc) or "can't run this command" in str(exc):
+        return PermissionDeniedError(f"Redis at {url} refused this user the command: {_why(exc)}")
     return RegistryError(f"Redis answered an error: {exc}")
 
 

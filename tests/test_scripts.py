@@ -144,7 +144,7 @@ def test_a_throttled_parent_releases_its_next_child_when_one_finishes(layers: La
 
 def test_the_generated_header_names_every_state_and_key() -> None:
     from fleetjobs.keys import SCHEMA
-    from fleetjobs.scripts import header, source
+    from fleetjobs.scripts import RECORDS, STATE_CHANGES, header, source
 
     text = header()
     for state in JobState:
@@ -152,7 +152,7 @@ def test_the_generated_header_names_every_state_and_key() -> None:
     for name in SCHEMA:
         assert f"K.{name}" in text
     # no script spells a state or a key itself: they come from the header
-    for name in ("claim", "finish", "stop", "sweep", "append", "take"):
+    for name in STATE_CHANGES + RECORDS:
         code = [line.split("--")[0] for line in source(name)[len(text) :].splitlines()]
         body = "\n".join(code)
         for state in JobState:

@@ -16,6 +16,7 @@ The order matters, and is what makes a stop durable and a job at-most-once:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
 import signal
@@ -69,9 +70,14 @@ class Runtime:
         found = persistently(cfg, lambda: w.registry.load([job_id], children=False))
         if not found:
             return {"state": "Missing", "ran": False}
-        info = found[0]
+        info, parent_iid = found[0], None
         parent = info.parent_id
-        parent_iid = persistently(cfg, lambda: w.registry.instance_id(parent)) if parent else None
+        if parent is not None:
+            call = persistently(cfg, lambda: w.registry.call(parent))
+            if call is None:
+                return {"state": "Missing", "ran": False}  # removed between claim and now
+            args, kwargs, parent_iid = call
+            info = dataclasses.replace(info, args=tuple(args), kwargs=kwargs)
         ctx = JobContext(w.records, w.lifecycle, info, parent_iid)
         final, reason = self._run(ctx, info, w)
         ctx.kill_processes()

@@ -11,6 +11,7 @@ a running job); 2 bad input (usage, unknown action, bad JSON, a host that refuse
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -155,6 +156,15 @@ def run(argv: list[str] | None = None) -> int:
             hint = f" (see: {exc.ctx.command_path} --help)"
         click.echo(f"fleetjobs: error: {exc.format_message()}{hint}", err=True)
         return exc.exit_code
+    except Exception as exc:  # a bug of ours: one line, the traceback on request
+        if os.environ.get("FLEETJOBS_DEBUG"):
+            raise
+        click.echo(
+            f"fleetjobs: internal error: {type(exc).__name__}: {exc} "
+            "(FLEETJOBS_DEBUG=1 shows the traceback)",
+            err=True,
+        )
+        return EXIT_FAILED
     return 0
 
 
