@@ -27,6 +27,7 @@ def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
     """A Celery app for the fleet in ``config`` (not set as Celery's current app)."""
     app = Celery(main, broker=config.broker_url, set_as_current=False)
     transport: dict[str, Any] = {
+        **config.broker_transport_options,
         "global_keyprefix": config.prefix,
         # only prefetched, not-yet-started messages are unacked with acks_late off; a day
         # keeps a worker restart from replaying them while it is down for a short while

@@ -2,8 +2,11 @@
 
 The Redis URL is the one connection setting: credentials and TLS travel in it
 (``rediss://user:secret@host:6380/0?ssl_cert_reqs=required``), Unix sockets as
-``unix:///path/redis.sock?db=0``. Celery's broker URL is derived from it here, so
-the console and the workers can never disagree about where the fleet lives.
+``unix:///path/redis.sock?db=0``, and a Redis kept highly available by Sentinel as
+``redis+sentinel://[user:secret@]sentinel1:26379,sentinel2:26379,sentinel3:26379/SERVICE/DB``
+(``sentinel://`` too; ``?sentinel_password=...`` when the sentinels want one). Celery's broker
+URL is derived from it here, so the console and the workers can never disagree about where the
+fleet lives.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -59,19 +62,28 @@ class Config:
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.redis_url)
-        if parts.scheme not in {"redis", "rediss", "unix"}:
+        if parts.scheme not in {"redis", "rediss", "unix", *SENTINEL_SCHEMES}:
             raise ConfigError(
                 f"unsupported Redis URL scheme {parts.scheme!r} in {self.safe_url} "
-                "(use redis://, rediss:// or unix://)"
+                "(use redis://, rediss://, unix:// or redis+sentinel://)"
             )
-        try:
-            parts.port  # noqa: B018  (parses the port: a bad one raises here, not deep in redis-py)
-        except ValueError as exc:
-            raise ConfigError(f"invalid Redis URL {self.safe_url}: {exc}") from None
+        if parts.scheme in SENTINEL_SCHEMES:
+            parse_sentinel(self.redis_url)  # raises ConfigError for a malformed one
+        else:
+            self._check_port(parts)
         if parts.scheme == "unix" and not parts.path:
             raise ConfigError(f"a unix:// Redis URL needs a socket path: {self.safe_url}")
         if not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"invalid key prefix {self.prefix!r} (letters, digits, _.:-)")
+        self._check_numbers()
+
+    def _check_port(self, parts: SplitResult) -> None:
+        try:
+            parts.port  # noqa: B018  (parses the port: a bad one raises here, not deep in redis-py)
+        except ValueError as exc:
+            raise ConfigError(f"invalid Redis URL {self.safe_url}: {exc}") from None
+
+    def _check_numbers(self) -> None:
         for name in (
             "retention",
             "heartbeat_interval",
@@ -122,14 +134,98 @@ class Config:
         return redact_url(self.redis_url)
 
     @property
+    def sentinel(self) -> SentinelURL | None:
+        """The Sentinel setup the URL names, or None for a plain Redis."""
+        if urlsplit(self.redis_url).scheme in SENTINEL_SCHEMES:
+            return parse_sentinel(self.redis_url)
+        return None
+
+    @property
     def broker_url(self) -> str:
         """The Redis URL in the form kombu's Redis transport reads."""
+        sentinel = self.sentinel
+        if sentinel is not None:
+            return sentinel.broker_url
         return _celery_url(self.redis_url)
+
+    @property
+    def broker_transport_options(self) -> dict[str, object]:
+        """What kombu's transport needs beside the URL (Sentinel's service name)."""
+        sentinel = self.sentinel
+        if sentinel is None:
+            return {}
+        options: dict[str, object] = {"master_name": sentinel.service}
+        if sentinel.sentinel_password:
+            options["sentinel_kwargs"] = {"password": sentinel.sentinel_password}
+        return options
+
+
+SENTINEL_SCHEMES = frozenset({"redis+sentinel", "sentinel"})
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A Redis found through Sentinel: ``redis+sentinel://[user:pw@]h1:p1,h2:p2/SERVICE/DB``."""
+
+    hosts: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+
+    @property
+    def broker_url(self) -> str:
+        """kombu's spelling: one ``sentinel://`` URL per sentinel, joined by ``;``."""
+        auth = ""
+        if self.password is not None:
+            auth = f"{quote(self.username or '')}:{quote(self.password)}@"
+        return ";".join(f"sentinel://{auth}{h}:{p}/{self.db}" for h, p in self.hosts)
+
+
+def parse_sentinel(url: str) -> SentinelURL:
+    """The Sentinel setup of a ``redis+sentinel://`` URL.
+
+    Raises:
+        ConfigError: no sentinel, a bad port, no service name, or a bad database number.
+    """
+    parts = urlsplit(url)
+    auth, _, hostlist = parts.netloc.rpartition("@")
+    username = password = None
+    if auth:
+        user, sep, secret = auth.partition(":")
+        username, password = (unquote(user) or None), (unquote(secret) if sep else None)
+    hosts = []
+    for item in hostlist.split(","):
+        host, sep, port = item.strip().rpartition(":") if ":" in item else (item, "", "26379")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"invalid sentinel {item!r} in {redact_url(url)}")
+        hosts.append((host, int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ConfigError(f"a Sentinel URL names its service: .../SERVICE/DB in {redact_url(url)}")
+    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ConfigError(f"a Sentinel URL ends with /SERVICE or /SERVICE/DB: {redact_url(url)}")
+    query = dict(parse_qsl(parts.query))
+    return SentinelURL(
+        hosts=tuple(hosts),
+        service=path[0],
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=username,
+        password=password,
+        sentinel_password=query.get("sentinel_password"),
+    )
 
 
 def redact_url(url: str) -> str:
     """``url`` with any password hidden."""
     parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    if "sentinel_password" in query:
+        query["sentinel_password"] = "***"
+        parts = parts._replace(query=urlencode(query, safe="*"))
+        url = urlunsplit(parts)
     if parts.password is None:
         return url
     user = parts.username or ""

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis
 import redis.exceptions
+import redis.sentinel
 
 from .config import Config
 from .errors import PermissionDeniedError, RedisUnavailableError, RegistryError
@@ -91,14 +92,35 @@ class Store:
 
     @classmethod
     def connect(cls, config: Config) -> Store:
-        """A store on a new connection pool to ``config.redis_url``."""
-        client = redis.Redis.from_url(
-            config.redis_url,
-            decode_responses=True,
+        """A store on a new connection pool to ``config.redis_url`` (through Sentinel, the
+        primary of the moment: after a failover, the next connection finds the new one)."""
+        sentinel = config.sentinel
+        if sentinel is None:
+            client = redis.Redis.from_url(
+                config.redis_url,
+                decode_responses=True,
+                socket_connect_timeout=5,
+                health_check_interval=30,
+            )
+            return cls(client, config)
+        watchers = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(sentinel.hosts),
+            sentinel_kwargs={
+                "password": sentinel.sentinel_password,
+                "socket_connect_timeout": 5,
+                "socket_timeout": 5,
+            },
             socket_connect_timeout=5,
+        )
+        primary = watchers.master_for(  # type: ignore[no-untyped-call]
+            sentinel.service,
+            db=sentinel.db,
+            username=sentinel.username,
+            password=sentinel.password,
+            decode_responses=True,
             health_check_interval=30,
         )
-        return cls(client, config)
+        return cls(primary, config)
 
     def close(self) -> None:
         self.r.close()

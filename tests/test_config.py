@@ -47,3 +47,17 @@ def test_unix_sockets_and_tls_reach_celery_in_its_own_spelling() -> None:
     assert cfg.broker_url == "redis+socket:///tmp/r.sock?virtual_host=3"
     tls = Config(redis_url="rediss://u:p@h:6380/1?ssl_cert_reqs=required")
     assert tls.broker_url == "rediss://u:p@h:6380/1?ssl_cert_reqs=required"
+
+
+def test_a_sentinel_url_names_the_sentinels_the_service_and_the_database() -> None:
+    cfg = Config(redis_url="redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2/fleet/3")
+    assert cfg.sentinel is not None
+    assert cfg.sentinel.hosts == (("10.0.0.1", 26379), ("10.0.0.2", 26379))
+    assert (cfg.sentinel.service, cfg.sentinel.db, cfg.sentinel.password) == ("fleet", 3, "pw")
+    # Celery's broker gets kombu's spelling, with the service as a transport option
+    assert cfg.broker_url == "sentinel://:pw@10.0.0.1:26379/3;sentinel://:pw@10.0.0.2:26379/3"
+    assert cfg.broker_transport_options == {"master_name": "fleet"}
+    assert cfg.safe_url == "redis+sentinel://:***@10.0.0.1:26379,10.0.0.2/fleet/3"
+    for bad in ("redis+sentinel://h1:26379", "sentinel://h1:999999/fleet", "sentinel://h/a/b/c"):
+        with pytest.raises(ConfigError):
+            Config(redis_url=bad)
