@@ -40,6 +40,10 @@ class Config:
         heartbeat_interval: seconds between a worker's heartbeats.
         host_ttl: seconds after the last heartbeat that a host counts as offline.
         disconnect_grace: seconds a job on an offline host stays Disconnected before it fails.
+        beat_interval: the longest ``fleetjobs beat`` sleeps before it looks at the schedules
+            again (Celery's ``beat_max_loop_interval``); a standby beat tries the lock as often.
+        beat_lock_timeout: seconds RedBeat's lock outlives a beat that stopped ticking (killed):
+            then a standby beat takes over (``redbeat_lock_timeout``).
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -48,6 +52,8 @@ class Config:
     heartbeat_interval: float = 2.0
     host_ttl: float = 10.0
     disconnect_grace: float = 30.0
+    beat_interval: float = 5.0
+    beat_lock_timeout: float = 25.0
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.redis_url)
@@ -60,7 +66,14 @@ class Config:
             raise ConfigError(f"a unix:// Redis URL needs a socket path: {self.safe_url}")
         if not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"invalid key prefix {self.prefix!r} (letters, digits, _.:-)")
-        for name in ("retention", "heartbeat_interval", "host_ttl", "disconnect_grace"):
+        for name in (
+            "retention",
+            "heartbeat_interval",
+            "host_ttl",
+            "disconnect_grace",
+            "beat_interval",
+            "beat_lock_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -80,6 +93,8 @@ class Config:
             "heartbeat_interval": ("FLEETJOBS_HEARTBEAT_INTERVAL", float),
             "host_ttl": ("FLEETJOBS_HOST_TTL", float),
             "disconnect_grace": ("FLEETJOBS_DISCONNECT_GRACE", float),
+            "beat_interval": ("FLEETJOBS_BEAT_INTERVAL", float),
+            "beat_lock_timeout": ("FLEETJOBS_BEAT_LOCK_TIMEOUT", float),
         }
         for attr, (var, kind) in names.items():
             raw = env.get(var)

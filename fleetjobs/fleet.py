@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ from .states import JobState
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from .schedules import Schedules
 
 JobRef = Job | JobInfo | int | str
 SHELL_ACTIONS = frozenset({"run"})
@@ -83,6 +86,14 @@ class Fleet:
 
             self._celery = make_celery(self.config)
         return self._celery
+
+    @functools.cached_property
+    def schedules(self) -> Schedules:
+        """This fleet's schedules (``Register-ScheduledJob``): add, list, show, remove, enable,
+        disable, run; ``fleetjobs beat`` fires them."""
+        from .schedules import Schedules
+
+        return Schedules(self)
 
     # ---- start --------------------------------------------------------------------------
 

@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
-from . import launch  # noqa: E402, F401  (registers start, invoke and ping on the group)
+from . import launch, schedule  # noqa: E402, F401  (register start, invoke, ping; schedule, beat)
 
 __all__ = ["cli", "main", "run"]
 
