@@ -121,7 +121,9 @@ def _loop(scheduler: FleetScheduler, config: Config, stopping: list[bool]) -> No
     while not stopping:
         try:
             if scheduler.lock is None:
-                log.info("beat: waiting for the schedule lock (held while another beat runs)")
+                log.info(
+                    "beat: taking the schedule lock (a standby waits while another beat holds it)"
+                )
                 # RedBeat's own lock, tried every beat_interval seconds
                 acquire_distributed_beat_lock(sender=SimpleNamespace(scheduler=scheduler))
             wait = scheduler.tick()
