@@ -26,7 +26,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from celery import Celery
-from redbeat.decoder import to_timestamp
 from redbeat.schedulers import REDBEAT_REDIS_KEY, ensure_conf
 
 from .actions import check_action_name, registered
@@ -479,8 +478,15 @@ class Schedules:
             skips = tuple(json.loads(s) for s in self.r.lrange(self._skips_key(name), 0, -1))
         next_run = None
         if entry.enabled:
-            due = entry.due_at
-            next_run = float(to_timestamp(due)) if due is not None else None
+            # remaining_estimate counts from now (RedBeat's due_at adds it to the last run,
+            # which is right only at the moment of a firing)
+            last = entry.last_run_at
+            left = entry.schedule.remaining_estimate(last) if last is not None else None
+            now = time.time()  # read after the estimate's own now: never a hair early
+            if last is None:
+                next_run = now
+            elif left is not None:
+                next_run = round(now + max(0.0, left.total_seconds()), 3)
         return ScheduleInfo(
             name=name,
             trigger=Trigger.from_dict(spec["trigger"]),

@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -315,6 +317,31 @@ def test_schedule_list_shows_the_columns_and_fleets_do_not_share_schedules(
     fleet.schedules.remove(name)
 
 
+def test_a_one_shot_fires_once_and_a_cron_reads_its_time_zone(
+    sfleet: tuple[Config, Fleet], beat: Beat
+) -> None:
+    _, fleet = sfleet
+    # a one-shot two seconds from now fires once, then has no next run
+    name = uniq("once")
+    at = datetime.now(UTC) + timedelta(seconds=2)
+    fleet.schedules.add(name, "echo", "once", at=at.isoformat(), locations="s1")
+    eventually(lambda: run_ids(fleet, name), timeout=30)
+    time.sleep(2.5)
+    assert len(run_ids(fleet, name)) == 1
+    assert fleet.schedules.show(name).next_run is None
+    fleet.schedules.remove(name)
+    # a cron's next run is its time in its own zone
+    name = uniq("berlin")
+    info = fleet.schedules.add(
+        name, "echo", cron="30 3 * * *", timezone="Europe/Berlin", locations="s1"
+    )
+    assert info.next_run is not None
+    local = datetime.fromtimestamp(info.next_run, ZoneInfo("Europe/Berlin"))
+    assert (local.hour, local.minute) == (3, 30)
+    assert 0 < info.next_run - time.time() <= 24 * 3600
+    fleet.schedules.remove(name)
+
+
 def test_two_beats_never_fire_a_schedule_twice(redis_url: str, logs: Path) -> None:
     # given a fleet of its own, a schedule every second, and two beats at once
     cfg = Config(redis_url=redis_url, prefix=f"{uniq('two')}:", **FAST)  # type: ignore[arg-type]
@@ -342,6 +369,7 @@ def test_two_beats_never_fire_a_schedule_twice(redis_url: str, logs: Path) -> No
             count = len(run_ids(fleet, name))
             eventually(lambda: len(run_ids(fleet, name)) >= count + 3, timeout=30)
             assert_fired_once(fleet, name)
+            assert standby.stop(signal.SIGTERM) == 0
         finally:
             for b in (first, second):
                 b.stop()
