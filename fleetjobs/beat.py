@@ -132,7 +132,11 @@ def _loop(scheduler: FleetScheduler, config: Config, stopping: list[bool]) -> No
             scheduler.lock = None
             continue
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            log.warning("beat: cannot reach Redis at %s: %s; retrying", config.safe_url, exc)
+            log.warning(
+                "beat: cannot reach Redis at %s: %s; retrying",
+                config.safe_url,
+                str(exc).rstrip("."),
+            )
             wait = config.beat_interval
         except RedisUnavailableError as exc:
             log.warning("beat: %s; retrying", exc)
