@@ -70,6 +70,8 @@ def main() -> int:
                         seen.setdefault(job.id, job.info.created)
                     time.sleep(0.5)
                 final = fleet.get(name=name)
+                for job in final:
+                    seen.setdefault(job.id, job.info.created)
                 info = fleet.schedules.show(name)
             finally:
                 for proc in beats:

@@ -56,6 +56,9 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
             self.busy = False
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **_: Any) -> None:
+        if not self._still_mine():
+            log.warning("schedule %s: not fired: this beat lost the lock", entry.name)
+            return
         # RedBeat moves the schedule's next time first: a firing that fails is not repeated
         entry = self.reserve(entry) if advance else entry
         try:
@@ -69,6 +72,18 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
             log.warning("schedule %s: run %s Failed: %s", entry.name, job.id, job.reason)
         else:
             log.info("schedule %s: started run %s on %s", entry.name, job.id, job.location)
+
+    def _still_mine(self) -> bool:
+        """Extend the lock before each firing: RedBeat extends it once per tick, so a beat that
+        stalled mid-tick (Redis or the network paused) must not fire entries it loaded before
+        a standby took over; and a long tick keeps the lock while it fires."""
+        if self.lock is None:
+            return True  # a scheduler run without a lock (not the beat's way)
+        try:
+            self.lock.extend(int(self.lock_timeout))
+        except redis.exceptions.LockError:
+            return False
+        return True
 
 
 def run_beat(config: Config) -> int:
@@ -92,8 +107,9 @@ def run_beat(config: Config) -> int:
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             stopping.append(True)
-            if not scheduler.busy:
-                raise _Shutdown  # idle: stop now; mid-tick: stop once the tick is done
+            if not scheduler.busy or len(stopping) > 1:
+                # idle: stop now; mid-tick: once the tick is done, or at a second signal
+                raise _Shutdown
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         log.info(
