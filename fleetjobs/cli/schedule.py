@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from ..errors import BadTriggerError, ScheduleError, ScheduleExistsError
-from ..schedules import OVERLAP, ScheduleInfo, Schedules
+from ..schedule_model import ScheduleInfo
+from ..schedules import OVERLAP, Schedules
 from . import EPILOG, EXIT_FAILED, EXIT_USAGE, State, cli, fail, json_option, parse_kw, pass_state
 from . import format as fmt
 from .launch import ACTION_CONTEXT, split_action_args
