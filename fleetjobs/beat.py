@@ -11,6 +11,7 @@ a standby and takes over when the first stops (at once when it exits cleanly, af
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import time
@@ -58,6 +59,11 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **_: Any) -> None:
         if not self._still_mine():
             log.warning("schedule %s: not fired: this beat lost the lock", entry.name)
+            return
+        # the tick loaded its entries a moment ago: a schedule disabled or removed since
+        # then does not fire (a disable takes effect when it returns, not a tick later)
+        current = self.schedules.r.hget(entry.key, "definition")
+        if current is None or not json.loads(current).get("enabled", True):
             return
         # RedBeat moves the schedule's next time first: a firing that fails is not repeated
         entry = self.reserve(entry) if advance else entry
