@@ -20,10 +20,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+import redis.exceptions
 from celery import Celery
 from redbeat.schedulers import REDBEAT_REDIS_KEY, ensure_conf
 
@@ -33,6 +35,7 @@ from .config import Config, default_location
 from .errors import (
     ArgumentError,
     NoHostError,
+    RedisUnavailableError,
     ScheduleExistsError,
     ScheduleNotFoundError,
     ShellNotAllowedError,
@@ -47,6 +50,8 @@ from .schedule_model import RunInfo, ScheduleInfo
 from .states import JobState
 from .triggers import FleetEntry, Trigger, celery_schedule, parse_trigger
 
+P = ParamSpec("P")
+T = TypeVar("T")
 OVERLAP = ("skip", "parallel", "stop-existing")
 TASK = "fleetjobs.schedule"  # the name RedBeat files entries under; nothing is ever sent to it
 SKIPS_KEPT = 20
@@ -103,6 +108,22 @@ def redbeat_app(config: Config, client: Any) -> Celery:
     return app
 
 
+def _guarded(fn: Callable[Concatenate[Schedules, P], T]) -> Callable[Concatenate[Schedules, P], T]:
+    """Redis's connection errors as one :class:`RedisUnavailableError` naming the URL."""
+
+    @wraps(fn)
+    def wrapper(self: Schedules, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(self, *args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            why = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else "no answer"
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {self.fleet.config.safe_url}: {why}"
+            ) from None
+
+    return wrapper
+
+
 class Schedules:
     """The schedules of one fleet (``fleet.schedules``).
 
@@ -134,6 +155,7 @@ class Schedules:
 
     # ---- the verbs ----------------------------------------------------------------------
 
+    @_guarded
     def add(
         self,
         name: str,
@@ -231,6 +253,7 @@ class Schedules:
         entry.save()
         return self.show(name)
 
+    @_guarded
     def list(self) -> list[ScheduleInfo]:
         """Every schedule, by name."""
         base = str(self.app.redbeat_conf.key_prefix)
@@ -243,6 +266,7 @@ class Schedules:
                 out.append(self._info(entry, history=False))
         return out
 
+    @_guarded
     def show(self, name: str) -> ScheduleInfo:
         """One schedule with its runs (oldest first) and its skips (newest first).
 
@@ -253,6 +277,7 @@ class Schedules:
         assert entry is not None
         return self._info(entry, history=True)
 
+    @_guarded
     def remove(self, name: str) -> ScheduleInfo:
         """Unregister a schedule; its runs stay, as ordinary jobs (``fleetjobs remove NAME``)."""
         info = self.show(name)
@@ -260,6 +285,7 @@ class Schedules:
         self.r.delete(self._runs_key(name), self._skips_key(name), self._stats_key(name))
         return info
 
+    @_guarded
     def enable(self, name: str) -> ScheduleInfo:
         """Let a disabled schedule fire again, from its next time on (missed firings are not
         made up)."""
@@ -270,6 +296,7 @@ class Schedules:
         entry.reschedule(self.app.now())
         return self.show(name)
 
+    @_guarded
     def disable(self, name: str) -> ScheduleInfo:
         """Keep a schedule but stop it firing until it is enabled."""
         entry = self._entry(name)
@@ -278,6 +305,7 @@ class Schedules:
         entry.save()
         return self.show(name)
 
+    @_guarded
     def run(self, name: str) -> Job | None:
         """Fire a schedule now, whatever its trigger says (its timing does not move).
 
@@ -290,6 +318,7 @@ class Schedules:
 
     # ---- firing -------------------------------------------------------------------------
 
+    @_guarded
     def fire(self, name: str, spec: dict[str, Any], manual: bool = False) -> Job | None:
         """One firing: apply the overlap policy, start the run (a Failed run when its hosts
         cannot be chosen now), then drop the runs beyond ``max_results``."""
