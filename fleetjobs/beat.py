@@ -49,6 +49,14 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
     def _maybe_due_kwargs(self) -> dict[str, Any]:
         return {}  # Celery would open a broker producer here: this scheduler sends nothing
 
+    def maybe_due(self, entry: Any, **_: Any) -> Any:
+        # RedBeat's logs "Sending due task" and a traceback for any error: here nothing is
+        # sent, apply_async logs the firing, and Redis errors go up to the beat's loop
+        due, next_time_to_run = entry.is_due()
+        if due:
+            self.apply_async(entry)
+        return next_time_to_run
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
         self.busy = True
         try:

@@ -309,6 +309,17 @@ def test_schedule_list_shows_the_columns_and_fleets_do_not_share_schedules(
     assert head.split() == ["Name", "Trigger", "Target", "Enabled", "Last", "run", "Next", "run"]
     row = next(r for r in rows if r.startswith(name))
     assert "every 10m" in row and "role=web" in row and "True" in row
+    # disabled from the command line, it says so
+    cli = make_cli(cfg)
+    assert cli("schedule", "disable", name).returncode == 0
+    row = next(r for r in cli("schedule", "list").stdout.splitlines() if r.startswith(name))
+    assert "False" in row and "(disabled)" in row
+    shown = json.loads(cli("schedule", "enable", name, "--json").stdout)
+    assert shown["enabled"] is True and shown["next_run"] is not None
+    assert set(shown) >= {"name", "trigger", "command", "enabled", "last_run", "next_run"}
+    assert shown["trigger"]["timezone"] == "Europe/Berlin"
+    missing = cli("schedule", "disable", uniq("nope"))
+    assert missing.returncode == 1 and "no schedule named" in missing.stderr
     # another fleet in the same Redis (its own prefix) sees none of them
     other_cfg = cfg.with_(prefix=f"{uniq('other')}:")
     with Fleet(config=other_cfg) as other:
