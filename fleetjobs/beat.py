@@ -25,6 +25,7 @@ from .config import Config
 from .errors import ConfigError, RedisUnavailableError
 from .fleet import Fleet
 from .schedules import Schedules, redbeat_app
+from .states import JobState
 from .triggers import FleetEntry
 
 log = logging.getLogger("fleetjobs.beat")
@@ -52,7 +53,11 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
     def maybe_due(self, entry: Any, **_: Any) -> Any:
         # RedBeat's logs "Sending due task" and a traceback for any error: here nothing is
         # sent, apply_async logs the firing, and Redis errors go up to the beat's loop
-        due, next_time_to_run = entry.is_due()
+        try:
+            due, next_time_to_run = entry.is_due()
+        except Exception as exc:  # a schedule that cannot be read must not stop the others
+            log.error("schedule %s: cannot tell when it is due: %s", entry.name, exc)
+            return None
         if due:
             self.apply_async(entry)
         return next_time_to_run
@@ -82,7 +87,7 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
             return
         if job is None:
             log.info("schedule %s: skipped, its previous run is unfinished", entry.name)
-        elif job.state.value == "Failed":
+        elif job.info.state is JobState.FAILED:
             log.warning("schedule %s: run %s Failed: %s", entry.name, job.id, job.reason)
         else:
             log.info("schedule %s: started run %s on %s", entry.name, job.id, job.location)
@@ -102,6 +107,10 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
 
 def run_beat(config: Config) -> int:
     """Run the scheduler in the foreground until SIGINT or SIGTERM. Returns the exit code."""
+    if config.beat_lock_timeout < 1:
+        raise ConfigError(  # RedBeat extends its lock by whole seconds
+            f"beat_lock_timeout must be at least 1 s, got {config.beat_lock_timeout:g}"
+        )
     if config.beat_lock_timeout <= config.beat_interval:
         raise ConfigError(
             f"beat_lock_timeout ({config.beat_lock_timeout:g} s) must be longer than "
@@ -170,6 +179,9 @@ def _loop(scheduler: FleetScheduler, config: Config, stopping: list[bool]) -> No
             wait = config.beat_interval
         except RedisUnavailableError as exc:
             log.warning("beat: %s; retrying", exc)
+            wait = config.beat_interval
+        except Exception as exc:  # keep firing the other schedules; say what went wrong
+            log.error("beat: %s: %s", type(exc).__name__, exc)
             wait = config.beat_interval
         if not stopping:
             time.sleep(max(0.0, wait))
