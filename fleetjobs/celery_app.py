@@ -37,6 +37,9 @@ def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
+        # no backend, so nothing to clean: without this, beat would add Celery's own
+        # 'celery.backend_cleanup' to the fleet's schedules
+        result_expires=None,
         task_acks_late=False,
         worker_prefetch_multiplier=1,
         task_send_sent_event=True,

@@ -49,6 +49,10 @@ class Config:
             says the output was truncated and later records are dropped (the job goes on).
         max_arguments: bytes of JSON a job's arguments may take (a start asking for more is
             refused before anything is stored: Redis is no file store).
+        beat_interval: the longest ``fleetjobs beat`` sleeps before it looks at the schedules
+            again (Celery's ``beat_max_loop_interval``); a standby beat tries the lock as often.
+        beat_lock_timeout: seconds RedBeat's lock outlives a beat that stopped ticking (killed):
+            then a standby beat takes over (``redbeat_lock_timeout``).
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -59,6 +63,8 @@ class Config:
     disconnect_grace: float = 30.0
     max_output: int = DEFAULT_MAX_OUTPUT
     max_arguments: int = DEFAULT_MAX_ARGUMENTS
+    beat_interval: float = 5.0
+    beat_lock_timeout: float = 25.0
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.redis_url)
@@ -91,6 +97,8 @@ class Config:
             "disconnect_grace",
             "max_output",
             "max_arguments",
+            "beat_interval",
+            "beat_lock_timeout",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -113,6 +121,8 @@ class Config:
             "disconnect_grace": ("FLEETJOBS_DISCONNECT_GRACE", float),
             "max_output": ("FLEETJOBS_MAX_OUTPUT", int),
             "max_arguments": ("FLEETJOBS_MAX_ARGUMENTS", int),
+            "beat_interval": ("FLEETJOBS_BEAT_INTERVAL", float),
+            "beat_lock_timeout": ("FLEETJOBS_BEAT_LOCK_TIMEOUT", float),
         }
         for attr, (var, kind) in names.items():
             raw = env.get(var)

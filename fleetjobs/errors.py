@@ -15,6 +15,10 @@
     │   ├── UnknownActionError (LookupError) no live host offers that action
     │   ├── ShellNotAllowedError             ``run`` on a host whose operator did not allow it
     │   └── NoHostError (LookupError)        a target selected no host
+    ├── ScheduleError                        a schedule verb refused (schedules.py)
+    │   ├── BadTriggerError (ValueError)     a cron, interval or --at time that cannot work
+    │   ├── ScheduleExistsError              add of a name already taken
+    │   └── ScheduleNotFoundError (LookupError)  no schedule has that name
     ├── ActionError                          raised by an action to fail its job with a message
     └── ParallelError                        items of a local parallel() run failed (parallel.py)
 
@@ -75,6 +79,22 @@ class ShellNotAllowedError(StartError):
 
 class NoHostError(StartError, LookupError):
     """A location, glob or tag selected no host."""
+
+
+class ScheduleError(FleetJobsError):
+    """A schedule verb was refused; nothing was stored."""
+
+
+class BadTriggerError(ScheduleError, ValueError):
+    """A cron expression, interval, time or time zone that cannot work."""
+
+
+class ScheduleExistsError(ScheduleError):
+    """A schedule with that name exists already."""
+
+
+class ScheduleNotFoundError(ScheduleError, LookupError):
+    """No schedule has that name."""
 
 
 class ActionError(FleetJobsError):

@@ -12,6 +12,7 @@ timeout is ``timeout=`` seconds everywhere (None: for ever).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,8 @@ from .store import Store
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from .schedules import Schedules
 
 _SWEEP_EVERY = 1.0
 
@@ -83,6 +86,14 @@ class Fleet:
         """Release this console's connections (the jobs go on)."""
         self.store.close()
         self.dispatcher.close()
+
+    @functools.cached_property
+    def schedules(self) -> Schedules:
+        """This fleet's schedules (``Register-ScheduledJob``): add, list, show, remove, enable,
+        disable, run; ``fleetjobs beat`` fires them."""
+        from .schedules import Schedules
+
+        return Schedules(self)
 
     # ---- start --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Any, assert_type
 
 from fleetjobs import Fleet, HostInfo, Job, JobInfo, JobState, Received, Record, parallel
 from fleetjobs.parallel import ItemResult
+from fleetjobs.schedule_model import ScheduleInfo
 
 
 def api(fleet: Fleet) -> None:
@@ -40,6 +41,9 @@ def api(fleet: Fleet) -> None:
     assert_type(fleet.remove(state="Completed"), list[Job])
     assert_type(fleet.hosts(), list[HostInfo])
     assert_type(parallel(len, ["a", "bb"], throttle_limit=2), list[ItemResult[int]])
+    assert_type(fleet.schedules.add("nightly", "echo", 1, cron="0 3 * * *"), ScheduleInfo)
+    assert_type(fleet.schedules.list(), list[ScheduleInfo])
+    assert_type(fleet.schedules.run("nightly"), Job | None)
 
 
 def refused(fleet: Fleet, job: Job) -> None:

@@ -1,0 +1,103 @@
+"""What a schedule is, as every console reads it: :class:`ScheduleInfo` (its definition and
+what it has done) and :class:`RunInfo` (one firing). Plain frozen values with a JSON form whose
+keys ``schedule ... --json`` promises; the verbs live in :mod:`fleetjobs.schedules`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .config import default_location
+from .model import iso, render_command
+from .triggers import Trigger
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run of a schedule: its job's Id, the job's state now, and when it was fired."""
+
+    id: int
+    state: str  # a JobState's value, or "Removed" for a run removed by hand
+    time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state, "time": iso(self.time)}
+
+    @property
+    def text(self) -> str:
+        return f"{self.id} {self.state} {_local(self.time)}"
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A snapshot of one schedule: its definition, and what it has done."""
+
+    name: str
+    trigger: Trigger
+    action: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    locations: tuple[str, ...]
+    target: tuple[str, ...]
+    all_hosts: bool
+    throttle_limit: int
+    start_timeout: float | None
+    timeout: float | None
+    max_results: int
+    overlap: str
+    enabled: bool
+    created: float
+    next_run: float | None
+    runs: tuple[RunInfo, ...] = ()
+    skipped: int = 0
+    skips: tuple[dict[str, Any], ...] = field(default=())
+
+    @property
+    def command(self) -> str:
+        return render_command(self.action, self.args, self.kwargs)
+
+    @property
+    def target_text(self) -> str:
+        """The targeting as the Target column shows it."""
+        parts = []
+        if self.all_hosts:
+            parts.append("--all")
+        parts.extend(self.locations)
+        parts.extend(self.target)
+        return ",".join(parts) or f"{default_location()} (default)"
+
+    @property
+    def last_run(self) -> RunInfo | None:
+        return self.runs[-1] if self.runs else None
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.last_run
+        return {
+            "name": self.name,
+            "trigger": self.trigger.to_dict() | {"text": self.trigger.text},
+            "command": self.command,
+            "action": self.action,
+            "args": list(self.args),
+            "kwargs": dict(self.kwargs),
+            "locations": list(self.locations),
+            "target": list(self.target),
+            "all": self.all_hosts,
+            "throttle_limit": self.throttle_limit,
+            "start_timeout": self.start_timeout,
+            "timeout": self.timeout,
+            "max_results": self.max_results,
+            "overlap": self.overlap,
+            "enabled": self.enabled,
+            "created": iso(self.created),
+            "next_run": iso(self.next_run),
+            "last_run": last.to_dict() if last else None,
+            "runs": [r.to_dict() for r in self.runs],
+            "skipped": self.skipped,
+            "skips": [dict(s, time=iso(s["time"])) for s in self.skips],
+        }
+
+
+def _local(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,492 @@
+"""Schedules: fleet-wide ``Register-ScheduledJob``, kept in Redis by RedBeat.
+
+A schedule is a trigger (:mod:`fleetjobs.triggers`) plus everything a ``start`` takes: the
+action, its arguments, the targeting, the throttle and the timeouts. RedBeat holds it (its
+entry ``<prefix>redbeat:<name>`` and the due-time index ``<prefix>redbeat::schedule``), so it
+survives restarts and can be added, disabled or removed while ``fleetjobs beat`` runs. Each
+firing is an ordinary job named after the schedule, its hosts chosen at that moment. Beside
+RedBeat's keys, a schedule owns::
+
+    sched:<name>:runs    sorted set: the ids of its runs, by firing time (for retention)
+    sched:<name>         hash: how many firings the overlap policy skipped
+    sched:<name>:skips   list: the newest skips, what was still running, newest first
+
+Only the newest ``max_results`` runs are kept: older ones are removed with their output (a run
+still going when it falls out is removed at the first firing after it has finished).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+import redis.exceptions
+from celery import Celery
+from redbeat.schedulers import REDBEAT_REDIS_KEY, ensure_conf
+
+from .actions import check_action_name, registered
+from .celery_app import make_celery
+from .config import Config, default_location
+from .errors import (
+    ArgumentError,
+    NoHostError,
+    RedisUnavailableError,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
+    ShellNotAllowedError,
+    StartError,
+    UnknownActionError,
+)
+from .job import Job
+from .lifecycle import JobSpec, Lifecycle
+from .model import HostInfo, render_command, to_json
+from .registry import Registry
+from .routing import select_locations, split_locations
+from .schedule_model import RunInfo, ScheduleInfo
+from .states import JobState
+from .triggers import FleetEntry, Trigger, celery_schedule, parse_trigger
+
+P = ParamSpec("P")
+T = TypeVar("T")
+OVERLAP = ("skip", "parallel", "stop-existing")
+TASK = "fleetjobs.schedule"  # the name RedBeat files entries under; nothing is ever sent to it
+SKIPS_KEPT = 20
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SHELL_ACTIONS = frozenset({"run"})
+
+
+class FleetVerbs(Protocol):
+    """What schedules need of a :class:`~fleetjobs.Fleet` (kept apart so neither imports the
+    other)."""
+
+    config: Config
+    registry: Registry
+    lifecycle: Lifecycle
+
+    def start(
+        self,
+        action: str,
+        *args: Any,
+        name: str | None = ...,
+        locations: str | Iterable[str] | None = ...,
+        target: Sequence[str] = ...,
+        all_hosts: bool = ...,
+        kwargs: dict[str, Any] | None = ...,
+        throttle_limit: int = ...,
+        start_timeout: float | None = ...,
+        timeout: float | None = ...,
+    ) -> Job: ...
+
+    def job(self, ref: int) -> Job: ...
+
+    def stop(self, jobs: list[int], *, timeout: float | None = ...) -> list[Job]: ...
+
+    def remove(self, jobs: list[int], *, force: bool = ...) -> list[Job]: ...
+
+    def hosts(self) -> list[HostInfo]: ...
+
+
+def redbeat_app(config: Config, client: Any) -> Celery:
+    """A Celery app whose RedBeat settings follow the fleet: keys behind the fleet's prefix
+    (two fleets in one Redis never see each other's schedules), the registry's connection."""
+    app = make_celery(config, main="fleetjobs-beat")
+    app.conf.update(
+        redbeat_redis_url=config.redis_url,
+        redbeat_key_prefix=f"{config.prefix}redbeat:",
+        redbeat_redis_options={},
+        beat_schedule={},
+        beat_max_loop_interval=config.beat_interval,
+        redbeat_lock_timeout=config.beat_lock_timeout,
+    )
+    # RedBeat would open its own connection from the URL; the registry's has the same
+    # URL handling (TLS parameters, Unix sockets) as every other fleetjobs connection
+    setattr(app, REDBEAT_REDIS_KEY, client)
+    ensure_conf(app)
+    return app
+
+
+def _guarded(fn: Callable[Concatenate[Schedules, P], T]) -> Callable[Concatenate[Schedules, P], T]:
+    """Redis's connection errors as one :class:`RedisUnavailableError` naming the URL."""
+
+    @wraps(fn)
+    def wrapper(self: Schedules, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(self, *args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            why = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else "no answer"
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {self.fleet.config.safe_url}: {why}"
+            ) from None
+
+    return wrapper
+
+
+class Schedules:
+    """The schedules of one fleet (``fleet.schedules``).
+
+    Args:
+        fleet: the fleet whose jobs the schedules start.
+        app: a Celery app from :func:`redbeat_app` (the beat passes its own).
+    """
+
+    def __init__(self, fleet: FleetVerbs, app: Celery | None = None) -> None:
+        self.fleet = fleet
+        self.registry = fleet.registry
+        self.lifecycle = fleet.lifecycle
+        self.r: Any = fleet.registry.r
+        self.p = fleet.config.prefix
+        self.app = app or redbeat_app(fleet.config, self.r)
+
+    # ---- keys ---------------------------------------------------------------------------
+
+    def _entry_key(self, name: str) -> str:
+        return str(self.app.redbeat_conf.key_prefix) + name
+
+    def _runs_key(self, name: str) -> str:
+        return f"{self.p}sched:{name}:runs"
+
+    def _skips_key(self, name: str) -> str:
+        return f"{self.p}sched:{name}:skips"
+
+    def _stats_key(self, name: str) -> str:
+        return f"{self.p}sched:{name}"
+
+    # ---- the verbs ----------------------------------------------------------------------
+
+    @_guarded
+    def add(
+        self,
+        name: str,
+        action: str,
+        *args: Any,
+        cron: str | None = None,
+        every: str | float | None = None,
+        at: str | datetime | None = None,
+        timezone: str | None = None,
+        locations: str | Iterable[str] | None = None,
+        target: Sequence[str] = (),
+        all_hosts: bool = False,
+        kwargs: dict[str, Any] | None = None,
+        throttle_limit: int = 32,
+        start_timeout: float | None = None,
+        timeout: float | None = None,
+        max_results: int = 32,
+        overlap: str = "skip",
+    ) -> ScheduleInfo:
+        """Register a schedule (``Register-ScheduledJob``); it fires while ``fleetjobs beat``
+        runs. Everything is checked first: a refused schedule stores nothing.
+
+        Args:
+            name: the schedule's name, and the Name of every job it starts.
+            action, args, kwargs, locations, target, all_hosts, throttle_limit,
+                start_timeout, timeout: what each firing starts, as :meth:`Fleet.start`.
+            cron, every, at, timezone: the trigger, one of three (:func:`parse_trigger`).
+            max_results: keep only the newest this many runs (PowerShell keeps 32).
+            overlap: ``skip`` a firing while a run is unfinished, run in ``parallel``, or
+                ``stop-existing`` runs first.
+
+        Raises:
+            BadTriggerError: a trigger that cannot work.
+            ScheduleExistsError: the name is taken.
+            UnknownActionError: no host the schedule targets offers the action.
+            NoHostError: the targeting matches no host now.
+            ArgumentError: a bad name, value or argument.
+        """
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ArgumentError(
+                f"invalid schedule name {name!r}: letters, digits, '.', '_' and '-', "
+                "at most 100 characters"
+            )
+        try:
+            check_action_name(action)
+        except ValueError as exc:
+            raise UnknownActionError(str(exc)) from None
+        kwargs = dict(kwargs or {})
+        for i, value in enumerate(args, 1):
+            to_json(value, f"argument {i}")
+        for key, value in kwargs.items():
+            if not isinstance(key, str) or not key.isidentifier():
+                raise ArgumentError(f"keyword argument name {key!r} is not an identifier")
+            to_json(value, f"keyword argument {key!r}")
+        if throttle_limit < 1:
+            raise ArgumentError(f"throttle limit must be at least 1, got {throttle_limit}")
+        if max_results < 1:
+            raise ArgumentError(f"max results must be at least 1, got {max_results}")
+        for what, number in (("start timeout", start_timeout), ("timeout", timeout)):
+            if number is not None and number <= 0:
+                raise ArgumentError(f"{what} must be positive, got {number}")
+        if overlap not in OVERLAP:
+            raise ArgumentError(f"overlap must be one of {', '.join(OVERLAP)}, got {overlap!r}")
+        trigger = parse_trigger(cron, every, at, timezone)
+        named = split_locations([locations] if isinstance(locations, str) else locations or [])
+        spec: dict[str, Any] = {
+            "action": action,
+            "args": list(args),
+            "kwargs": kwargs,
+            "locations": named,
+            "target": list(target),
+            "all": all_hosts,
+            "throttle_limit": throttle_limit,
+            "start_timeout": start_timeout,
+            "timeout": timeout,
+            "max_results": max_results,
+            "overlap": overlap,
+            "trigger": trigger.to_dict(),
+            "created": time.time(),
+        }
+        self._check_targets(spec)
+        if self.r.exists(self._entry_key(name)):
+            raise ScheduleExistsError(f"a schedule named {name!r} exists: remove it first")
+        entry = FleetEntry(
+            name=name,
+            task=TASK,
+            schedule=celery_schedule(trigger),
+            args=[],
+            kwargs=spec,
+            enabled=True,
+            app=self.app,
+        )
+        # counted from now: a cron does not fire at once for the times before it was added
+        entry.last_run_at = self.app.now()
+        entry.save()
+        return self.show(name)
+
+    @_guarded
+    def list(self) -> list[ScheduleInfo]:
+        """Every schedule, by name."""
+        base = str(self.app.redbeat_conf.key_prefix)
+        keys = self.r.zrange(self.app.redbeat_conf.schedule_key, 0, -1)
+        names = sorted(k[len(base) :] for k in keys if k.startswith(base))
+        out = []
+        for name in names:
+            entry = self._entry(name, missing_ok=True)
+            if entry is not None:
+                out.append(self._info(entry, history=False))
+        return out
+
+    @_guarded
+    def show(self, name: str) -> ScheduleInfo:
+        """One schedule with its runs (oldest first) and its skips (newest first).
+
+        Raises:
+            ScheduleNotFoundError: no schedule has that name.
+        """
+        entry = self._entry(name)
+        assert entry is not None
+        return self._info(entry, history=True)
+
+    @_guarded
+    def remove(self, name: str) -> ScheduleInfo:
+        """Unregister a schedule; its runs stay, as ordinary jobs (``fleetjobs remove NAME``)."""
+        info = self.show(name)
+        self._entry(name).delete()  # type: ignore[union-attr]
+        self.r.delete(self._runs_key(name), self._skips_key(name), self._stats_key(name))
+        return info
+
+    @_guarded
+    def enable(self, name: str) -> ScheduleInfo:
+        """Let a disabled schedule fire again, from its next time on (missed firings are not
+        made up)."""
+        entry = self._entry(name)
+        assert entry is not None
+        entry.enabled = True
+        entry.save()
+        entry.reschedule(self.app.now())
+        return self.show(name)
+
+    @_guarded
+    def disable(self, name: str) -> ScheduleInfo:
+        """Keep a schedule but stop it firing until it is enabled."""
+        entry = self._entry(name)
+        assert entry is not None
+        entry.enabled = False
+        entry.save()
+        return self.show(name)
+
+    @_guarded
+    def run(self, name: str) -> Job | None:
+        """Fire a schedule now, whatever its trigger says (its timing does not move).
+
+        Returns:
+            The run, or None when the overlap policy skipped it (recorded as a skip).
+        """
+        entry = self._entry(name)
+        assert entry is not None
+        return self.fire(name, dict(entry.kwargs), manual=True)
+
+    # ---- firing -------------------------------------------------------------------------
+
+    @_guarded
+    def fire(self, name: str, spec: dict[str, Any], manual: bool = False) -> Job | None:
+        """One firing: apply the overlap policy, start the run (a Failed run when its hosts
+        cannot be chosen now), then drop the runs beyond ``max_results``."""
+        runs_key = self._runs_key(name)
+        ids = [int(i) for i in self.r.zrange(runs_key, 0, -1)]
+        states = self.registry.states(ids) if ids else []
+        unfinished = [
+            (i, s) for i, s in zip(ids, states, strict=True) if s and not JobState(s).finished
+        ]
+        now = time.time()
+        if unfinished and spec["overlap"] == "skip":
+            run_id, state = unfinished[-1]
+            skip = {"time": now, "reason": f"run {run_id} is still {state}", "manual": manual}
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hincrby(self._stats_key(name), "skipped", 1)
+            pipe.lpush(self._skips_key(name), json.dumps(skip))
+            pipe.ltrim(self._skips_key(name), 0, SKIPS_KEPT - 1)
+            pipe.execute()
+            return None
+        if unfinished and spec["overlap"] == "stop-existing":
+            self.fleet.stop([i for i, _ in unfinished], timeout=0)
+        try:
+            job = self.fleet.start(
+                spec["action"],
+                *spec["args"],
+                name=name,
+                locations=spec["locations"],
+                target=spec["target"],
+                all_hosts=spec["all"],
+                kwargs=spec["kwargs"],
+                throttle_limit=spec["throttle_limit"],
+                start_timeout=spec["start_timeout"],
+                timeout=spec["timeout"],
+            )
+        except StartError as exc:
+            job = self._failed_run(name, spec, str(exc))
+        self.r.zadd(runs_key, {str(job.id): now})
+        self._trim(name, int(spec["max_results"]))
+        return job
+
+    def _failed_run(self, name: str, spec: dict[str, Any], reason: str) -> Job:
+        """A run that could not start (its target matched nothing, say): a Failed job with
+        the reason, listed by ``get`` like any run, rather than a silent skip."""
+        args, kwargs = spec["args"], spec["kwargs"]
+        job_spec = JobSpec(
+            action=spec["action"],
+            args=args,
+            kwargs=kwargs,
+            command=render_command(spec["action"], args, kwargs),
+            locations=[],
+            name=name,
+            throttle_limit=spec["throttle_limit"],
+        )
+        job_id = self.lifecycle.create(job_spec)[0]
+        self.lifecycle.finish(job_id, JobState.FAILED, reason)
+        return self.fleet.job(job_id)
+
+    def _trim(self, name: str, keep: int) -> None:
+        """Remove the runs beyond the newest ``keep``, with their output; an unfinished one
+        stays until it has finished."""
+        runs_key = self._runs_key(name)
+        old = [int(i) for i in self.r.zrange(runs_key, 0, -(keep + 1))]
+        if not old:
+            return
+        states = self.registry.states(old)
+        done = [i for i, s in zip(old, states, strict=True) if s is None or JobState(s).finished]
+        present = [i for i, s in zip(old, states, strict=True) if s is not None and i in done]
+        if present:
+            self.fleet.remove(present)
+        if done:
+            self.r.zrem(runs_key, *done)
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _entry(self, name: str, missing_ok: bool = False) -> FleetEntry | None:
+        try:
+            entry: FleetEntry = FleetEntry.from_key(self._entry_key(name), app=self.app)
+        except KeyError:
+            if missing_ok:
+                return None
+            raise ScheduleNotFoundError(f"no schedule named {name!r}") from None
+        return entry
+
+    def _info(self, entry: FleetEntry, history: bool) -> ScheduleInfo:
+        spec = dict(entry.kwargs)
+        name = str(entry.name)
+        runs_key = self._runs_key(name)
+        if history:
+            pairs = self.r.zrange(runs_key, 0, -1, withscores=True)
+        else:
+            pairs = self.r.zrange(runs_key, -1, -1, withscores=True)
+        ids = [int(i) for i, _ in pairs]
+        states = self.registry.states(ids) if ids else []
+        runs = tuple(
+            RunInfo(i, s or "Removed", float(t))
+            for (i, t), s in zip(zip(ids, (t for _, t in pairs), strict=True), states, strict=True)
+        )
+        skipped = int(self.r.hget(self._stats_key(name), "skipped") or 0)
+        skips: tuple[dict[str, Any], ...] = ()
+        if history:
+            skips = tuple(json.loads(s) for s in self.r.lrange(self._skips_key(name), 0, -1))
+        next_run = None
+        if entry.enabled:
+            # remaining_estimate counts from now (RedBeat's due_at adds it to the last run,
+            # which is right only at the moment of a firing)
+            last = entry.last_run_at
+            left = entry.schedule.remaining_estimate(last) if last is not None else None
+            now = time.time()  # read after the estimate's own now: never a hair early
+            if last is None:
+                next_run = now
+            elif left is not None:
+                next_run = round(now + max(0.0, left.total_seconds()), 3)
+        return ScheduleInfo(
+            name=name,
+            trigger=Trigger.from_dict(spec["trigger"]),
+            action=spec["action"],
+            args=tuple(spec["args"]),
+            kwargs=dict(spec["kwargs"]),
+            locations=tuple(spec["locations"]),
+            target=tuple(spec["target"]),
+            all_hosts=bool(spec["all"]),
+            throttle_limit=int(spec["throttle_limit"]),
+            start_timeout=spec["start_timeout"],
+            timeout=spec["timeout"],
+            max_results=int(spec["max_results"]),
+            overlap=str(spec["overlap"]),
+            enabled=bool(entry.enabled),
+            created=float(spec.get("created", 0.0)),
+            next_run=next_run,
+            runs=runs,
+            skipped=skipped,
+            skips=skips,
+        )
+
+    def _check_targets(self, spec: dict[str, Any]) -> None:
+        """Refuse a schedule whose targeting matches no host now, or whose action no host
+        it targets offers (as ``start`` would)."""
+        hosts = {h.location: h for h in self.fleet.hosts()}
+        online = {loc: h for loc, h in hosts.items() if h.online}
+        wanted = list(spec["locations"])
+        if spec["all"]:
+            if not online:
+                raise NoHostError("--all selects no host now: no worker is online")
+            wanted += sorted(online)
+        if not wanted and not spec["target"]:
+            wanted = [default_location()]
+        tags = {loc: h.tags for loc, h in online.items()}
+        chosen = select_locations(wanted, online, tags, spec["target"])
+        action = spec["action"]
+        live = [online[loc] for loc in chosen if loc in online]
+        for host in live:
+            if action in _SHELL_ACTIONS and not host.allow_shell:
+                raise ShellNotAllowedError(
+                    f"the worker on {host.location} does not allow {action!r}: its operator "
+                    "must start it with --allow-shell"
+                )
+            if action not in host.actions:
+                offers = ", ".join(sorted(host.actions)) or "nothing"
+                raise UnknownActionError(
+                    f"unknown action {action!r}: the worker on {host.location} offers {offers}"
+                )
+        if not live:
+            # no chosen host is online to ask: the action must be one the fleet knows
+            known = {a for h in hosts.values() for a in h.actions} | set(registered())
+            if action not in known:
+                raise UnknownActionError(
+                    f"unknown action {action!r}: no host of this fleet offers it"
+                )

@@ -1,0 +1,228 @@
+"""Triggers: when a schedule fires, and how that time lives in RedBeat.
+
+A trigger is what a person typed (``--cron "0 3 * * *"``, ``--every 10m``, ``--at
+2026-12-01T03:00``) and the time zone it is read in. It becomes the Celery schedule that RedBeat
+stores in Redis: a crontab read in the trigger's own time zone, a fixed interval, or RedBeat's
+rrule with a single occurrence. :class:`FleetEntry` is RedBeat's entry that keeps the time zone:
+RedBeat stores a crontab without one, so the zone travels in the entry's kwargs and the entry
+puts it back whenever it is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from celery.schedules import ParseException, crontab, schedule
+from redbeat.schedulers import RedBeatSchedulerEntry
+from redbeat.schedules import rrule
+
+from .errors import BadTriggerError
+
+KINDS = ("cron", "every", "at")
+# the crontab(5) nicknames Celery's parser does not know
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_EVERY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """When a schedule fires.
+
+    Attributes:
+        kind: ``cron``, ``every`` or ``at``.
+        value: the cron expression, the interval in seconds, or the instant (ISO 8601 with its
+            offset) of a one-shot trigger.
+        timezone: the IANA zone a cron expression (and a naive ``--at``) is read in.
+    """
+
+    kind: str
+    value: str
+    timezone: str = "UTC"
+
+    @property
+    def text(self) -> str:
+        """The trigger as the Trigger column shows it."""
+        if self.kind == "cron":
+            return f"cron {self.value} ({self.timezone})"
+        if self.kind == "every":
+            return f"every {_human(float(self.value))}"
+        at = datetime.fromisoformat(self.value).astimezone(ZoneInfo(self.timezone))
+        return f"at {at.strftime('%Y-%m-%d %H:%M:%S')} ({self.timezone})"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "value": self.value, "timezone": self.timezone}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trigger:
+        return cls(str(data["kind"]), str(data["value"]), str(data.get("timezone") or "UTC"))
+
+
+def parse_trigger(
+    cron: str | None = None,
+    every: str | float | None = None,
+    at: str | datetime | None = None,
+    timezone: str | None = None,
+    now: datetime | None = None,
+) -> Trigger:
+    """The one trigger of ``cron``, ``every`` and ``at``, checked.
+
+    Args:
+        cron: five crontab fields (minute hour day-of-month month day-of-week) or a nickname
+            (``@daily``); read in ``timezone``.
+        every: an interval: seconds, or a number with s, m, h or d (``10m``); at least 1 s.
+        at: a one-shot instant, ISO 8601; without an offset it is read in ``timezone``.
+        timezone: an IANA zone name (``Europe/Berlin``); default UTC.
+
+    Raises:
+        BadTriggerError: none or several given, or one that cannot work; one line saying why.
+    """
+    given = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
+    if len(given) != 1:
+        raise BadTriggerError("give exactly one trigger: --cron, --every or --at")
+    zone_name = timezone or "UTC"
+    zone = _zone(zone_name)
+    if cron is not None:
+        text = " ".join(_MACROS.get(cron.strip().lower(), cron).split())
+        cron_schedule(text, zone_name)
+        return Trigger("cron", text, zone_name)
+    if every is not None:
+        seconds = _seconds(every)
+        return Trigger("every", _num(seconds), zone_name)
+    assert at is not None
+    when = _instant(at, zone)
+    if when <= (now or datetime.now(UTC)):
+        raise BadTriggerError(f"--at {when.isoformat()} is in the past")
+    return Trigger("at", when.isoformat(), zone_name)
+
+
+def celery_schedule(trigger: Trigger) -> Any:
+    """The Celery schedule RedBeat stores for ``trigger``."""
+    if trigger.kind == "cron":
+        return cron_schedule(trigger.value, trigger.timezone)
+    if trigger.kind == "every":
+        return schedule(run_every=timedelta(seconds=float(trigger.value)))
+    # a one-shot: an rrule whose only occurrence is the instant (rrule.after() is then None)
+    return rrule("MINUTELY", dtstart=datetime.fromisoformat(trigger.value), count=1)
+
+
+class ZonedCrontab(crontab):  # type: ignore[misc]
+    """A crontab read in its own time zone rather than the Celery app's."""
+
+    def __init__(self, zone: str, **fields: Any) -> None:
+        self.zone = zone
+        super().__init__(**fields)
+
+    @property
+    def tz(self) -> Any:
+        return ZoneInfo(self.zone)
+
+
+def cron_schedule(expression: str, zone: str) -> ZonedCrontab:
+    """A crontab from five fields, minute hour day-of-month month day-of-week.
+
+    Raises:
+        BadTriggerError: not five fields, or a field Celery's crontab parser refuses.
+    """
+    fields = expression.split()
+    if len(fields) != 5:
+        raise BadTriggerError(
+            f"bad cron expression {expression!r}: five fields are needed "
+            "(minute hour day-of-month month day-of-week), or @hourly, @daily, @weekly, ..."
+        )
+    minute, hour, dom, month, dow = fields
+    try:
+        made = ZonedCrontab(
+            zone,
+            minute=minute,
+            hour=hour,
+            day_of_month=dom,
+            month_of_year=month,
+            day_of_week=dow,
+        )
+        made.remaining_estimate(datetime.now(UTC))
+    except (ValueError, ParseException, IndexError, KeyError) as exc:
+        raise BadTriggerError(f"bad cron expression {expression!r}: {exc}") from None
+    return made
+
+
+class FleetEntry(RedBeatSchedulerEntry):  # type: ignore[misc]
+    """RedBeat's entry, with a crontab read in the time zone kept in its kwargs."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        task: str | None = None,
+        schedule: Any = None,
+        args: Any = None,
+        kwargs: dict[str, Any] | None = None,
+        enabled: bool = True,
+        options: dict[str, Any] | None = None,
+        **clsargs: Any,
+    ) -> None:
+        trigger = (kwargs or {}).get("trigger")
+        if isinstance(schedule, crontab) and not isinstance(schedule, ZonedCrontab) and trigger:
+            schedule = cron_schedule(trigger["value"], trigger.get("timezone") or "UTC")
+        super().__init__(name, task, schedule, args, kwargs, enabled, options, **clsargs)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadTriggerError(
+            f"unknown time zone {name!r} (use an IANA name: Europe/Berlin)"
+        ) from None
+
+
+def _seconds(every: str | float) -> float:
+    if isinstance(every, (int, float)):
+        seconds = float(every)
+    else:
+        match = _EVERY_RE.match(every)
+        if not match:
+            raise BadTriggerError(
+                f"bad interval {every!r}: a number with s, m, h or d (30s, 10m, 2h, 1d)"
+            )
+        seconds = float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+    if seconds < 1:
+        raise BadTriggerError(f"interval {every!r} is under a second")
+    return seconds
+
+
+def _instant(at: str | datetime, zone: ZoneInfo) -> datetime:
+    if isinstance(at, datetime):
+        when = at
+    else:
+        try:
+            when = datetime.fromisoformat(at.strip())
+        except ValueError:
+            raise BadTriggerError(
+                f"bad --at time {at!r}: use ISO 8601 (2026-12-01T03:00)"
+            ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone)
+    return when
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _human(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{_num(seconds)}s"

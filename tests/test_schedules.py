@@ -1,0 +1,401 @@
+"""Schedules: RedBeat keeps them in Redis, real ``fleetjobs beat`` processes fire them.
+
+Every beat here is a real subprocess on the test Redis, with RedBeat's timings made short
+through the fleet's config (``FLEETJOBS_BEAT_INTERVAL=1``: the beat looks at the schedules
+every second and a standby tries the lock as often; ``FLEETJOBS_BEAT_LOCK_TIMEOUT=5``). The
+schedules fire every second, so a story takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from fleetjobs import Config, Fleet, JobState
+from fleetjobs.embedded import LocalWorkers
+from fleetjobs.errors import BadTriggerError, NoHostError, UnknownActionError
+
+from .conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
+
+BEAT_ENV = {"FLEETJOBS_BEAT_INTERVAL": "1", "FLEETJOBS_BEAT_LOCK_TIMEOUT": "5"}
+
+
+class Beat:
+    """A ``fleetjobs beat`` subprocess, its output in a log file."""
+
+    def __init__(self, cfg: Config, log: Path) -> None:
+        self.log = log
+        env = {
+            **os.environ,
+            **BEAT_ENV,
+            "FLEETJOBS_REDIS_URL": cfg.redis_url,
+            "FLEETJOBS_PREFIX": cfg.prefix,
+        }
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fleetjobs", "beat", "--loglevel", "INFO"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def holds_lock(self) -> bool:
+        return "Acquired lock" in self.text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+@pytest.fixture(scope="module")
+def sfleet(redis_url: str, logs: Path) -> Iterator[tuple[Config, Fleet]]:
+    """A fleet of its own with two hosts, s1 and s2 (tag role=web on both)."""
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('sc')}:", **FAST)  # type: ignore[arg-type]
+    with (
+        LocalWorkers(
+            cfg,
+            [["s1"], ["s2"]],
+            concurrency=4,
+            extra_args=[*INCLUDE, "--tag", "role=web"],
+            log_dir=logs,
+        ),
+        Fleet(config=cfg) as f,
+    ):
+        eventually(lambda: len([h for h in f.hosts() if h.online]) == 2, timeout=30)
+        yield cfg, f
+
+
+@pytest.fixture(scope="module")
+def beat(sfleet: tuple[Config, Fleet], logs: Path) -> Iterator[Beat]:
+    """One beat for the module's stories; each adds its schedules while it runs."""
+    b = Beat(sfleet[0], logs / f"{uniq('beat')}.log")
+    eventually(b.holds_lock, timeout=30)
+    yield b
+    assert b.stop() == 0, b.text()
+    assert "beat: stopped" in b.text()
+
+
+def run_ids(fleet: Fleet, name: str) -> list[int]:
+    return [j.id for j in fleet.get(name=name)]
+
+
+def test_a_schedule_fires_runs_that_get_lists_and_receive_reads(
+    sfleet: tuple[Config, Fleet], beat: Beat
+) -> None:
+    # given a schedule added while the beat runs, every second, on the hosts tagged role=web
+    _, fleet = sfleet
+    name = uniq("tick")
+    fleet.schedules.add(name, "echo", "hello", every=1, target=["role=web"])
+
+    # then it fires runs named after it, each an ordinary parent with a child per host
+    eventually(lambda: len(run_ids(fleet, name)) >= 3, timeout=30)
+    fleet.schedules.disable(name)
+    first = fleet.get(name=name)[0]
+    assert sorted(c.location for c in first.children) == ["s1", "s2"]
+    assert first.wait(20)
+    assert first.receive() == ["hello", "hello"]
+    # and the schedule says what it did
+    info = fleet.schedules.show(name)
+    assert info.last_run is not None and info.last_run.id == run_ids(fleet, name)[-1]
+    assert [r.id for r in info.runs] == run_ids(fleet, name)
+    fleet.schedules.remove(name)
+
+
+def test_only_the_newest_max_results_runs_are_kept(
+    sfleet: tuple[Config, Fleet], beat: Beat
+) -> None:
+    # given a schedule that keeps 2 runs
+    _, fleet = sfleet
+    name = uniq("keep2")
+    fleet.schedules.add(name, "echo", "x", every=1, locations="s1", max_results=2)
+    seen: dict[int, str] = {}
+
+    def five_fired() -> bool:
+        for job in fleet.get(name=name):
+            seen.setdefault(job.id, job.info.children[0].instance_id)
+        return len(seen) >= 5
+
+    # when it has fired at least five times
+    eventually(five_fired, timeout=40, every=0.1)
+    fleet.schedules.disable(name)
+    time.sleep(1.5)  # a firing already under way when it was disabled
+    # then two runs are left, the newest, and the older ones are gone with their output
+    left = run_ids(fleet, name)
+    assert len(left) == 2
+    old = [i for i in seen if i < min(left)]
+    assert len(old) >= 3
+    registry = fleet.registry
+    for job_id in old:  # the parent, its one child, the child's records
+        assert not registry.r.exists(registry.keys.job(job_id), registry.keys.job(job_id + 1))
+        assert not registry.r.exists(registry.keys.out(seen[job_id]))
+    assert [r.id for r in fleet.schedules.show(name).runs] == left
+    fleet.schedules.remove(name)
+
+
+def test_overlap_skip_does_not_fire_while_the_previous_run_is_unfinished(
+    sfleet: tuple[Config, Fleet], beat: Beat
+) -> None:
+    # given a schedule every second whose run takes 6 s, with the default policy (skip)
+    _, fleet = sfleet
+    name = uniq("slow")
+    info = fleet.schedules.add(name, "sleep", 6, every=1, locations="s1")
+    assert info.overlap == "skip"
+    eventually(lambda: run_ids(fleet, name), timeout=30)
+    # when it comes due again while that run is going
+    eventually(lambda: fleet.schedules.show(name).skipped >= 2, timeout=20)
+    # then no second run was started, and the skips are recorded with their reason
+    runs = fleet.get(name=name)
+    assert len(runs) == 1 and not runs[0].info.finished
+    shown = fleet.schedules.show(name)
+    assert shown.skips[0]["reason"].startswith(f"run {runs[0].id} is still ")
+    assert shown.skips[0]["manual"] is False
+    # and a run-now is skipped the same way
+    assert fleet.schedules.run(name) is None
+    assert fleet.schedules.show(name).skips[0]["manual"] is True
+    fleet.schedules.remove(name)
+    fleet.stop(runs)
+
+
+def test_overlap_stop_existing_stops_the_previous_run(sfleet: tuple[Config, Fleet]) -> None:
+    _, fleet = sfleet
+    name = uniq("stopper")
+    fleet.schedules.add(
+        name, "sleep", 30, cron="0 0 1 1 *", locations="s1", overlap="stop-existing"
+    )
+    first = fleet.schedules.run(name)
+    assert first is not None
+    eventually(lambda: first.state is JobState.RUNNING, timeout=20)
+    second = fleet.schedules.run(name)
+    assert second is not None
+    assert first.wait(20) and first.state is JobState.STOPPED
+    assert not second.done()
+    fleet.remove([second], force=True)
+    fleet.schedules.remove(name)
+
+
+def test_disable_stops_firing_and_enable_resumes(sfleet: tuple[Config, Fleet], beat: Beat) -> None:
+    _, fleet = sfleet
+    name = uniq("pause")
+    fleet.schedules.add(name, "echo", 1, every=1, locations="s2")
+    eventually(lambda: run_ids(fleet, name), timeout=30)
+    # when it is disabled, it fires no more (a firing under way may still land)
+    assert fleet.schedules.disable(name).enabled is False
+    time.sleep(1.5)
+    before = run_ids(fleet, name)
+    time.sleep(3)
+    assert run_ids(fleet, name) == before
+    assert fleet.schedules.show(name).next_run is None
+    # when it is enabled again, it fires again
+    assert fleet.schedules.enable(name).enabled is True
+    eventually(lambda: len(run_ids(fleet, name)) > len(before), timeout=30)
+    fleet.schedules.remove(name)
+
+
+def test_run_now_starts_a_run_at_once(sfleet: tuple[Config, Fleet]) -> None:
+    # given a yearly schedule (no beat needed for run-now)
+    cfg, fleet = sfleet
+    name = uniq("yearly")
+    cli = make_cli(cfg)
+    done = cli("schedule", "add", name, "--cron", "0 0 1 1 *", "-l", "s1,s2", "echo", "now")
+    assert done.returncode == 0, done.stderr
+    # when it is run now from the command line
+    done = cli("schedule", "run", name, "--json")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)[0]
+    # then that run is a job like any: get lists it, receive reads it
+    job = fleet.job(run["id"])
+    assert job.name == name and job.wait(20)
+    assert job.receive() == ["now", "now"]
+    shown = json.loads(cli("schedule", "show", name, "--json").stdout)
+    assert shown["last_run"]["id"] == run["id"] and shown["last_run"]["state"] == "Completed"
+    assert shown["next_run"] is not None and shown["trigger"]["text"] == "cron 0 0 1 1 * (UTC)"
+    assert cli("schedule", "remove", name).returncode == 0
+    gone = cli("schedule", "show", name)
+    assert gone.returncode == 1 and f"no schedule named {name!r}" in gone.stderr
+
+
+def test_bad_schedules_are_refused_at_add_and_nothing_is_stored(
+    sfleet: tuple[Config, Fleet],
+) -> None:
+    cfg, fleet = sfleet
+    cli = make_cli(cfg)
+    name = uniq("bad")
+    cases = [
+        (["--cron", "61 * * * *", "echo"], "bad cron expression '61 * * * *'"),
+        (["--cron", "0 3 * *", "echo"], "five fields are needed"),
+        (["--every", "10m", "-l", "s1", "no_such_action"], "unknown action 'no_such_action'"),
+        (["--every", "10m", "--target", "role=nope", "echo"], "matched no online host"),
+        (["--every", "10m", "-l", "zz*", "echo"], "matched no known host"),
+        (["--at", "2001-01-01T00:00", "echo"], "is in the past"),
+        (["--every", "10m", "--timezone", "Mars/Base", "echo"], "unknown time zone"),
+        (["--every", "soon", "echo"], "bad interval 'soon'"),
+        (["echo"], "give exactly one trigger"),
+    ]
+    for argv, message in cases:
+        done = cli("schedule", "add", name, *argv)
+        assert done.returncode == 2, (argv, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (argv, done.stderr)
+    listed = cli("schedule", "list", "--json")
+    assert name not in [s["name"] for s in json.loads(listed.stdout)]
+    # the same from Python
+    with pytest.raises(BadTriggerError):
+        fleet.schedules.add(name, "echo", cron="every day")
+    with pytest.raises(UnknownActionError):
+        fleet.schedules.add(name, "nope", every="1h", locations="s1")
+    with pytest.raises(NoHostError):
+        fleet.schedules.add(name, "echo", every="1h", target=["role=nope"])
+    assert name not in [s.name for s in fleet.schedules.list()]
+    # and a name is not taken twice
+    fleet.schedules.add(name, "echo", every="1h", locations="s1")
+    again = cli("schedule", "add", name, "--every", "1h", "-l", "s1", "echo")
+    assert again.returncode == 2 and "exists" in again.stderr
+    fleet.schedules.remove(name)
+
+
+def test_a_firing_whose_target_matches_nothing_is_a_failed_run(
+    sfleet: tuple[Config, Fleet], beat: Beat, logs: Path
+) -> None:
+    # given a schedule on the hosts tmp*, added while one was online
+    cfg, fleet = sfleet
+    name = uniq("gone")
+    with LocalWorkers(cfg, [["tmp1"]], concurrency=1, log_dir=logs):
+        eventually(lambda: any(h.location == "tmp1" and h.online for h in fleet.hosts()), 30)
+        fleet.schedules.add(
+            name, "echo", "x", every=1, locations="tmp*", max_results=3, overlap="parallel"
+        )
+    # when it fires after that host has gone
+    eventually(lambda: not any(h.location == "tmp1" and h.online for h in fleet.hosts()), 30)
+    failed = eventually(lambda: fleet.get(name=name, state="Failed"), timeout=30)
+    # then the firing is a Failed run with the reason, that get lists
+    job = failed[-1]  # type: ignore[index]
+    assert job.reason == "location 'tmp*' matched no known host"
+    assert fleet.job(job.id).state is JobState.FAILED
+    assert fleet.schedules.show(name).last_run is not None
+    fleet.schedules.remove(name)
+    fleet.remove(fleet.get(name=name), force=True)
+
+
+def test_schedule_list_shows_the_columns_and_fleets_do_not_share_schedules(
+    sfleet: tuple[Config, Fleet],
+) -> None:
+    cfg, fleet = sfleet
+    name = uniq("listed")
+    fleet.schedules.add(name, "echo", every="10m", target=["role=web"], timezone="Europe/Berlin")
+    table = make_cli(cfg)("schedule", "list")
+    assert table.returncode == 0, table.stderr
+    head, _, *rows = table.stdout.splitlines()
+    assert head.split() == ["Name", "Trigger", "Target", "Enabled", "Last", "run", "Next", "run"]
+    row = next(r for r in rows if r.startswith(name))
+    assert "every 10m" in row and "role=web" in row and "True" in row
+    # disabled from the command line, it says so
+    cli = make_cli(cfg)
+    assert cli("schedule", "disable", name).returncode == 0
+    row = next(r for r in cli("schedule", "list").stdout.splitlines() if r.startswith(name))
+    assert "False" in row and "(disabled)" in row
+    shown = json.loads(cli("schedule", "enable", name, "--json").stdout)
+    assert shown["enabled"] is True and shown["next_run"] is not None
+    assert set(shown) >= {"name", "trigger", "command", "enabled", "last_run", "next_run"}
+    assert shown["trigger"]["timezone"] == "Europe/Berlin"
+    missing = cli("schedule", "disable", uniq("nope"))
+    assert missing.returncode == 1 and "no schedule named" in missing.stderr
+    # another fleet in the same Redis (its own prefix) sees none of them
+    other_cfg = cfg.with_(prefix=f"{uniq('other')}:")
+    with Fleet(config=other_cfg) as other:
+        assert other.schedules.list() == []
+    assert json.loads(make_cli(other_cfg)("schedule", "list", "--json").stdout) == []
+    fleet.schedules.remove(name)
+
+
+def test_a_one_shot_fires_once_and_a_cron_reads_its_time_zone(
+    sfleet: tuple[Config, Fleet], beat: Beat
+) -> None:
+    _, fleet = sfleet
+    # a one-shot two seconds from now fires once, then has no next run
+    name = uniq("once")
+    at = datetime.now(UTC) + timedelta(seconds=2)
+    fleet.schedules.add(name, "echo", "once", at=at.isoformat(), locations="s1")
+    eventually(lambda: run_ids(fleet, name), timeout=30)
+    time.sleep(2.5)
+    assert len(run_ids(fleet, name)) == 1
+    assert fleet.schedules.show(name).next_run is None
+    fleet.schedules.remove(name)
+    # a cron's next run is its time in its own zone
+    name = uniq("berlin")
+    info = fleet.schedules.add(
+        name, "echo", cron="30 3 * * *", timezone="Europe/Berlin", locations="s1"
+    )
+    assert info.next_run is not None
+    local = datetime.fromtimestamp(info.next_run, ZoneInfo("Europe/Berlin"))
+    assert (local.hour, local.minute) == (3, 30)
+    assert 0 < info.next_run - time.time() <= 24 * 3600
+    fleet.schedules.remove(name)
+
+
+def test_two_beats_never_fire_a_schedule_twice(redis_url: str, logs: Path) -> None:
+    # given a fleet of its own, a schedule every second, and two beats at once
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('two')}:", **FAST)  # type: ignore[arg-type]
+    with (
+        LocalWorkers(cfg, [["b1"]], concurrency=4, log_dir=logs),
+        Fleet(config=cfg) as fleet,
+    ):
+        eventually(lambda: any(h.online for h in fleet.hosts()), timeout=30)
+        name = uniq("once")
+        fleet.schedules.add(name, "echo", 1, every=1, locations="b1", max_results=100)
+        first = Beat(cfg, logs / f"{uniq('beat-a')}.log")
+        second = Beat(cfg, logs / f"{uniq('beat-b')}.log")
+        try:
+            eventually(lambda: first.holds_lock() or second.holds_lock(), timeout=30)
+            # when they run side by side for a while
+            eventually(lambda: len(run_ids(fleet, name)) >= 6, timeout=40)
+            # then only one holds RedBeat's lock, and each firing happened once
+            assert first.holds_lock() != second.holds_lock()
+            active, standby = (first, second) if first.holds_lock() else (second, first)
+            assert_fired_once(fleet, name)
+            # when the active one is stopped (Ctrl-C), the standby takes over, still once
+            assert active.stop(signal.SIGINT) == 0
+            assert "Releasing lock" in active.text()
+            eventually(standby.holds_lock, timeout=30)
+            count = len(run_ids(fleet, name))
+            eventually(lambda: len(run_ids(fleet, name)) >= count + 3, timeout=30)
+            assert_fired_once(fleet, name)
+            assert standby.stop(signal.SIGTERM) == 0
+        finally:
+            for b in (first, second):
+                b.stop()
+        fleet.schedules.remove(name)
+
+
+def assert_fired_once(fleet: Fleet, name: str) -> None:
+    """Each firing is one run: no two runs of an every-1-s schedule less than 0.5 s apart,
+    and no more runs than seconds since the first."""
+    times = [
+        t
+        for _, t in fleet.registry.r.zrange(
+            f"{fleet.config.prefix}sched:{name}:runs", 0, -1, withscores=True
+        )
+    ]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps and min(gaps) > 0.5, gaps
+    assert len(times) <= (times[-1] - times[0]) + 2, times
