@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from .errors import (
 from .events import JobEvents
 from .job import Job, Received
 from .model import HostInfo, JobInfo, Record, render_command, to_json
+from .monitor import announce_lost
 from .registry import JobSpec, NewChild, Registry
 from .routing import TASK_NAME, is_glob, queue_for, select_locations, split_locations
 from .states import JobState
@@ -161,7 +163,9 @@ class Fleet:
             timeout=timeout,
         )
         pid, _, children = self.registry.create(spec)
-        self._dispatch([c for c in children if c.queued], name or f"Job{pid}", start_timeout)
+        self._dispatch(
+            [c for c in children if c.queued], name or f"Job{pid}", start_timeout, action
+        )
         self._purge_expired()
         return Job(self, self.info(pid), tuple(warnings))
 
@@ -205,7 +209,11 @@ class Fleet:
         return warnings
 
     def _dispatch(
-        self, children: Sequence[NewChild], name: str, start_timeout: float | None
+        self,
+        children: Sequence[NewChild],
+        name: str,
+        start_timeout: float | None,
+        action: str = "",
     ) -> None:
         """Publish one Celery task per child, on its location's queue, over one connection.
 
@@ -224,6 +232,8 @@ class Fleet:
                         queue=queue_for(child.location),
                         task_id=child.instance_id,
                         shadow=f"{name}@{child.location}",
+                        # Flower shows it; its metrics label a task by action (flower_app.py)
+                        kwargsrepr=json.dumps({"action": action, "job": child.id}),
                         expires=start_timeout,
                         ignore_result=True,
                         producer=producer,
@@ -246,7 +256,7 @@ class Fleet:
         """Publish children the registry released (a throttled parent's next ones)."""
         for info in self.registry.load(ids, children=False):
             child = NewChild(info.id, info.instance_id, info.location, True)
-            self._dispatch([child], info.name, None)
+            self._dispatch([child], info.name, None, info.action)
 
     def _purge_expired(self) -> None:
         expired = self.registry.expired()
@@ -518,9 +528,11 @@ class Fleet:
         if now - self._last_sweep < _SWEEP_EVERY:
             return
         self._last_sweep = now
-        _, due = self.registry.sweep()
+        changed, due = self.registry.sweep()
         if due:
             self.dispatch_ids(due)
+        if changed:
+            announce_lost(self.registry, self.celery)
 
     def _states(self, ids: Sequence[int]) -> list[JobState]:
         out = []

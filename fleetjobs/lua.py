@@ -231,6 +231,11 @@ SWEEP = (
     + r"""
 local grace = tonumber(ARGV[3])
 local changed = 0
+-- ends no worker will report to Flower: monitor.announce_lost sends them (bounded list)
+local function lost(id)
+  redis.call('RPUSH', P .. 'flower:lost', id)
+  redis.call('LTRIM', P .. 'flower:lost', -10000, -1)
+end
 local function sweep_one(id)
   local k = jk(id)
   local f = redis.call('HMGET', k, 'state', 'deadline', 'location', 'start_timeout', 'worker',
@@ -262,6 +267,7 @@ local function sweep_one(id)
   end
   if f[8] == '1' then
     settle(id, 'Stopped', (f[9] or 'stopped') .. ' (its worker is gone)')
+    lost(id)
     changed = changed + 1
   elseif st ~= 'Disconnected' then
     move(id, 'Disconnected')
@@ -272,6 +278,7 @@ local function sweep_one(id)
   elseif tonumber(NOW) - tonumber(f[6] or NOW) >= grace then
     settle(id, 'Failed', 'host ' .. f[3] .. ' stopped answering while the job ran (worker '
       .. f[5] .. ' gone for ' .. grace .. ' s); it may have done part of its work')
+    lost(id)
     changed = changed + 1
   end
 end

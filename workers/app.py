@@ -18,11 +18,13 @@ from fleetjobs.celery_app import make_celery
 from fleetjobs.config import Config
 from fleetjobs.errors import FleetJobsError
 from fleetjobs.fleet import Fleet
+from fleetjobs.monitor import announce_lost
 from fleetjobs.registry import Registry
 from fleetjobs.routing import TASK_NAME
 from fleetjobs.states import JobState
 
 from .heartbeat import Heartbeat
+from .outcome import STOPPED_FROM_CELERY, JobEnded, JobFailed, celery_terminate_stops, end_task
 from .runtime import Runtime
 
 log = logging.getLogger("fleetjobs.worker")
@@ -78,9 +80,12 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         per_process.registry, settings.worker_id, settings.allow_shell, per_process.dispatch
     )
 
-    @app.task(name=TASK_NAME, bind=True)
+    @app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
     def job(self: Any, job_id: int) -> dict[str, Any]:
-        return runtime.execute(int(job_id))
+        # the task ends as the registry did (Flower shows FAILURE / REVOKED, see outcome.py)
+        with celery_terminate_stops(per_process.registry, int(job_id)):
+            outcome = runtime.execute(int(job_id))
+        return end_task(self, per_process.registry, int(job_id), outcome)
 
     heartbeat: dict[str, Heartbeat] = {}
 
@@ -100,10 +105,14 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             info,
             per_process.dispatch,
         )
+        hb.on_swept = lambda: _announce(hb.registry)
         hb.beat()
         hb.start()
         heartbeat["hb"] = hb
         log.info("fleetjobs worker %s serves %s", settings.worker_id, ", ".join(settings.locations))
+
+    def _announce(registry: Registry) -> None:
+        announce_lost(registry, app)  # Flower hears of the jobs a vanished host left
 
     @signals.worker_shutdown.connect(weak=False)
     def _shutdown(sender: Any = None, **_: Any) -> None:
@@ -120,6 +129,14 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
             log.warning("could not record the end of a job: %s", exc)
 
+    def _stop_from_celery(request_args: Any) -> None:
+        # a terminate (Flower's button, `celery control revoke --terminate`) is a stop: the
+        # pool process turns the signal into the same stop (outcome.celery_terminate_stops)
+        try:
+            per_process.registry().stop(int(request_args[0]), STOPPED_FROM_CELERY)
+        except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
+            log.warning("could not record the stop from Celery: %s", exc)
+
     @signals.task_revoked.connect(weak=False)
     def _revoked(
         sender: Any = None,
@@ -131,7 +148,9 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
     ) -> None:
         if request is None or getattr(request, "name", TASK_NAME) != TASK_NAME:
             return
-        if expired:
+        if terminated:
+            _stop_from_celery(request.args)
+        elif expired:
             _settle(request.args, JobState.FAILED, "no worker started the job before it expired")
         else:
             _settle(request.args, JobState.STOPPED, "stopped before it started")
@@ -148,6 +167,8 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         # the pool process died (WorkerLostError), or a time limit killed it
         if getattr(sender, "name", None) != TASK_NAME or args is None:
             return
+        if isinstance(exception, JobEnded):
+            return  # the job's own end, raised after the registry was settled
         if type(exception).__name__ == "WorkerLostError":
             reason = f"the worker process running the job died: {exception}"
         else:

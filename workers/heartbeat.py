@@ -45,6 +45,7 @@ class Heartbeat(threading.Thread):
         }
         self._dispatch = dispatch
         self._stop = threading.Event()
+        self.on_swept: Callable[[], None] = lambda: None  # after a sweep that changed jobs
 
     def beat(self) -> None:
         self.registry.heartbeat(self.worker_id, self.info, self.locations)
@@ -55,9 +56,11 @@ class Heartbeat(threading.Thread):
         while not self._stop.is_set():
             try:
                 self.beat()
-                _, due = self.registry.sweep()
+                changed, due = self.registry.sweep()
                 if due:
                     self._dispatch(due)
+                if changed:
+                    self.on_swept()
                 warned = False
             except FleetJobsError as exc:
                 if not warned:

@@ -81,7 +81,7 @@ class Runtime:
         ctx.kill_processes()
         state, due = persistently(reg, lambda: reg.finish(job_id, final, reason))
         self._release(due)
-        return {"state": state, "ran": True}
+        return {"state": state, "ran": True, "reason": reason if state == final.value else ""}
 
     def _release(self, due: list[int]) -> None:
         if due:

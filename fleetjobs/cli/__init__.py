@@ -399,3 +399,4 @@ from . import launch  # noqa: E402, F401  (registers start, invoke and ping on t
 __all__ = ["cli", "main", "run"]
 
 _ = functools  # kept for decorators that wrap verbs in later issues
+from . import flower  # noqa: E402, F401  (registers flower)
