@@ -121,9 +121,7 @@ def flower_fleet(
 def fan_out(fleet: Fleet) -> tuple[str, dict[str, Any]]:
     """A job on the three hosts: fl2 fails, fl3 is stopped mid-run, fl1 completes."""
     name = uniq("Fan")
-    job = fleet.start(
-        "fail_on", "fl2", 3, name=name, locations=HOSTS, throttle_limit=len(HOSTS)
-    )
+    job = fleet.start("fail_on", "fl2", 3, name=name, locations=HOSTS, throttle_limit=len(HOSTS))
     child3 = next(c for c in job.info.children if c.location == "fl3")
     eventually(lambda: fleet.info(child3.id).state is JobState.RUNNING)
     fleet.stop([child3.id])
@@ -151,8 +149,7 @@ def test_flower_api_agrees_with_get(
         tasks = flower.tasks()
         ours = {k: v for k, v in tasks.items() if k in children}
         done = all(
-            ours.get(iid, {}).get("state") == FLOWER_STATE[states[iid]["state"]]
-            for iid in children
+            ours.get(iid, {}).get("state") == FLOWER_STATE[states[iid]["state"]] for iid in children
         )
         return ours if done and len(ours) == len(children) else {}
 
