@@ -18,7 +18,17 @@ from ..fleet import Fleet
 from ..job import Job
 from ..model import Record
 from ..states import JobState
-from . import EPILOG, EXIT_FAILED, State, cli, json_option, parse_kw, parse_value, pass_state
+from . import (
+    EPILOG,
+    EXIT_FAILED,
+    State,
+    cli,
+    json_option,
+    parse_kw,
+    parse_value,
+    pass_state,
+    progress,
+)
 from . import format as fmt
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -174,7 +184,10 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
     fleet = state.fleet
     job = _launch(state, action, args, opts)
     try:
-        records = _show(fleet, job, as_json)
+        with progress.watch(fleet, [job], "invoke", as_json) as shown:
+            records, objects = _show(fleet, job, as_json, shown.echo)
+        if objects:
+            fmt.print_values(objects, tag_locations=len(job.info.child_ids) > 1)
     except KeyboardInterrupt:
         fleet.stop([job], wait=5.0)
         fleet.remove([job], force=True)
@@ -190,8 +203,11 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
         sys.exit(EXIT_FAILED)
 
 
-def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:
-    """Print records as they arrive (or gather them for --json); objects as one table."""
+def _show(
+    fleet: Fleet, job: Job, as_json: bool, echo: Callable[..., None]
+) -> tuple[list[dict[str, Any]], list[tuple[Record, Any]]]:
+    """Print records as they arrive (or gather them for --json); objects are returned, to
+    print as one table at the end."""
     multi = len(job.info.child_ids) > 1
     gathered: list[dict[str, Any]] = []
     objects: list[tuple[Record, Any]] = []
@@ -199,16 +215,13 @@ def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:
         if as_json:
             gathered.append(rec.to_dict())
         elif rec.stream != "output":
-            click.echo(fmt.stream_line(rec, multi), err=True)
+            echo(fmt.stream_line(rec, multi), err=True)
         elif isinstance(rec.data, dict):
             objects.append((rec, rec.data))
         else:
             prefix = f"{rec.location}: " if multi else ""
-            click.echo(prefix + fmt.value_text(rec.data))
-            sys.stdout.flush()
-    if objects:
-        fmt.print_values(objects, tag_locations=multi)
-    return gathered
+            echo(prefix + fmt.value_text(rec.data))
+    return gathered, objects
 
 
 @cli.command(epilog=EPILOG)
