@@ -225,7 +225,8 @@ def _show(
 
 
 @cli.command(epilog=EPILOG)
-@click.argument("servers", nargs=-1, required=True)
+@click.argument("servers", nargs=-1)
+@click.option("--all", "all_hosts", is_flag=True, help="Every host that has heartbeated.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -235,14 +236,20 @@ def _show(
 )
 @json_option
 @pass_state
-def ping(state: State, servers: tuple[str, ...], timeout: float, as_json: bool) -> None:
-    """Is each SERVER up? Asks each server's own worker to answer (Test-Connection).
+def ping(
+    state: State, servers: tuple[str, ...], all_hosts: bool, timeout: float, as_json: bool
+) -> None:
+    """Is each SERVER (--all: every host ever seen) up? Asks its own worker (Test-Connection).
 
     Prints the Server / Online table; a server whose worker does not answer within
     --timeout is False. Exits 0 either way: the table is the answer.
     """
+    if bool(servers) == all_hosts:
+        raise click.UsageError("name the SERVERS to ping, or use --all")
     fleet = state.fleet
     known = {h.location for h in fleet.hosts()}
+    if all_hosts:
+        servers = tuple(sorted(known))
     job = fleet.start(
         "ping", locations=list(servers), start_timeout=timeout, throttle_limit=len(servers)
     )
