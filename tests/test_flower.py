@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -254,6 +255,57 @@ def test_a_vanished_host_is_a_failure_in_flower(
     assert isinstance(task, dict)
     assert task["worker"] == "fleetjobs@fl3"
     assert "stopped answering" in task["exception"]
+
+
+def test_a_restarted_worker_is_the_same_worker_in_flower(
+    flower_fleet: tuple[Config, Fleet, LocalWorkers, FlowerProc], tmp_path: Path
+) -> None:
+    cfg, fleet, workers, flower = flower_fleet
+    eventually(lambda: "fleetjobs@fl1" in flower.get("/api/workers?refresh=1"), timeout=15)
+    # when fl1's worker stops (warm shutdown) and a new one starts for the same location
+    os.killpg(workers.procs[0].pid, signal.SIGTERM)
+    workers.procs[0].wait(30)
+    (tmp_path / "again").mkdir()
+    with LocalWorkers(cfg, [["fl1"]], extra_args=INCLUDE, log_dir=tmp_path / "again"):
+        job = fleet.start("echo", "back", name=uniq("Back"), locations=["fl1"])
+        assert fleet.wait([job], timeout=20)
+        iid = job.info.children[0].instance_id
+        eventually(lambda: flower.tasks().get(iid, {}).get("state") == "SUCCESS", timeout=15)
+        # then Flower knows one worker for fl1, and the new job ran on it
+        names = [w for w in flower.get("/api/workers?refresh=1") if "fl1" in w]
+        assert names == ["fleetjobs@fl1"]
+        assert flower.tasks()[iid]["worker"] == "fleetjobs@fl1"
+
+
+def test_every_event_of_a_job_carries_its_display_name(
+    flower_fleet: tuple[Config, Fleet, LocalWorkers, FlowerProc],
+) -> None:
+    cfg, fleet, _, _ = flower_fleet
+    app = make_celery(cfg)
+    seen: list[dict[str, Any]] = []
+    with app.connection_for_read() as conn:
+        receiver = app.events.Receiver(conn, handlers={"*": seen.append})
+        thread = threading.Thread(target=receiver.capture, kwargs={"wakeup": False}, daemon=True)
+        thread.start()
+        time.sleep(1)  # the receiver's queue is bound: it hears what comes next
+        # when a job runs on two hosts
+        name = uniq("Named")
+        job = fleet.start("echo", "hi", name=name, locations=["fl1", "fl2"])
+        fleet.wait([job], timeout=20)
+        locs = {c.instance_id: c.location for c in job.info.children}
+        eventually(
+            lambda: (
+                sum(1 for e in seen if e.get("uuid") in locs and e["type"] == "task-succeeded") == 2
+            ),
+            timeout=15,
+        )
+        receiver.should_stop = True
+        thread.join(10)
+    # then every event that names the task (task-sent from the console included) says Name@host
+    ours = [e for e in seen if e.get("uuid") in locs]
+    named = [(e["type"], e["name"]) for e in ours if e.get("name")]
+    assert {t for t, _ in named} >= {"task-sent", "task-received"}
+    assert all(n == f"{name}@{locs[e['uuid']]}" for e in ours if (n := e.get("name"))), named
 
 
 def test_flower_refuses_to_start_without_credentials(redis_url: str) -> None:
