@@ -114,9 +114,27 @@ def flower_fleet(
     ):
         flower = FlowerProc(cfg, tmp_path / "flower.log")
         try:
+            eventually(lambda: _hears(fleet, flower), timeout=30, every=0.1)
             yield cfg, fleet, workers, flower
         finally:
             flower.close()
+
+
+def _hears(fleet: Fleet, flower: FlowerProc) -> bool:
+    """Whether Flower now hears every event: its web server answers before its event
+    receiver is bound, and events sent before that are lost to it (Celery events are not kept)."""
+    probe = fleet.start("echo", "probe", name="probe", locations=["fl1"])
+    fleet.wait([probe], timeout=10)
+    iid = probe.info.children[0].instance_id
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        task = flower.tasks().get(iid, {})
+        if task.get("state") == "SUCCESS":
+            fleet.remove([probe])
+            return task.get("name") == "probe@fl1"
+        time.sleep(0.1)
+    fleet.remove([probe])
+    return False
 
 
 def fan_out(fleet: Fleet) -> tuple[str, dict[str, Any]]:
