@@ -153,7 +153,9 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         elif expired:
             _settle(request.args, JobState.FAILED, "no worker started the job before it expired")
         else:
-            _settle(request.args, JobState.STOPPED, "stopped before it started")
+            # fleetjobs' own stop settles a queued child before it revokes the message: one
+            # still unsettled here was revoked from Celery (Flower's Revoke button)
+            _settle(request.args, JobState.STOPPED, f"{STOPPED_FROM_CELERY} before it started")
 
     @signals.task_failure.connect(weak=False)
     def _failure(
