@@ -152,10 +152,13 @@ def test_flower_api_agrees_with_get(
     flower_fleet: tuple[Config, Fleet, LocalWorkers, FlowerProc],
 ) -> None:
     cfg, fleet, _, flower = flower_fleet
-    # given Flower on the fleet: its API refuses a request without credentials
+    # given Flower on the fleet: its API refuses a request without credentials, and the
+    # password is on no command line (`ps` shows those to every user of the host)
     with pytest.raises(urllib.error.HTTPError) as refused:
         flower.get("/api/tasks", auth=None)
     assert refused.value.code == 401
+    cmdline = Path(f"/proc/{flower.proc.pid}/cmdline").read_bytes().decode()
+    assert "flower" in cmdline and AUTH.split(":")[1] not in cmdline
     # when a fan-out ends with one failure and one stop
     name, children = fan_out(fleet)
     got = json.loads(make_cli(cfg)("get", "--children", "--json", name).stdout)
@@ -339,6 +342,28 @@ def test_flower_refuses_to_start_without_credentials(redis_url: str) -> None:
     out = run("flower", env={"FLEETJOBS_FLOWER_AUTH": "nopassword"})
     assert out.returncode == 2
     assert "nopassword" not in out.stderr
+    # and --no-auth on loopback starts an open Flower (for a laptop)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetjobs", "flower", "--no-auth", "--port", str(port)],
+        env={**os.environ, "FLEETJOBS_REDIS_URL": cfg.redis_url, "FLEETJOBS_PREFIX": cfg.prefix},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5):
+                    return True
+            except OSError:
+                return False
+
+        eventually(answers, timeout=30, every=0.3)
+    finally:
+        with_suppress_kill(proc)
 
 
 # ---- the browser ---------------------------------------------------------------------------

@@ -86,8 +86,12 @@ def flower(state: State, port: int, address: str, no_auth: bool) -> None:
         "FLEETJOBS_PREFIX": state.config.prefix,
     }
     env.pop("FLOWER_BASIC_AUTH", None)
+    env.pop("FLOWER_UNAUTHENTICATED_API", None)
     if auth:
         env["FLOWER_BASIC_AUTH"] = auth
+    else:
+        # Flower's pages read its API: without auth, the API must be opened too (loopback only)
+        env["FLOWER_UNAUTHENTICATED_API"] = "true"
     argv = [
         sys.executable,
         "-m",
