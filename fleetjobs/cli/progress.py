@@ -85,6 +85,7 @@ class Watch:
         self._began = time.monotonic()
         self._last: Snapshot | None = None
         self._read_at = 0.0
+        self._cost = 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._console = Console(stderr=True, highlight=False)
@@ -94,12 +95,15 @@ class Watch:
     def _snapshot(self) -> Snapshot | None:
         now = time.monotonic()
         with self._lock:
-            if self._last is None or now - self._read_at >= REFRESH:
+            # a read costs more with many jobs: it may take a tenth of the time, no more
+            if self._last is None or now - self._read_at >= max(REFRESH, 10 * self._cost):
                 try:
                     infos = self._fleet.registry.load(self._ids)
                 except Exception:  # a display never breaks the verb it shows
                     return self._last
-                self._last, self._read_at = Snapshot(infos, self._began), now
+                self._last = Snapshot(infos, self._began)
+                self._read_at = time.monotonic()
+                self._cost = self._read_at - now
             return self._last
 
     def render(self) -> RenderableType:
@@ -111,7 +115,7 @@ class Watch:
             Text(f"{self._verb}", style="bold"),
             ProgressBar(total=max(snap.total, 1), completed=snap.done, width=30),
             Text(f"{snap.done}/{snap.total} done"),
-            Text(_clock(snap.elapsed), style="dim"),
+            Text(_clock(time.monotonic() - self._began), style="dim"),
         )
         parts: list[RenderableType] = [head, Text(snap.counts_text())]
         if snap.running:
