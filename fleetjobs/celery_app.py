@@ -18,14 +18,37 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP
 
 from .config import Config
 from .routing import TASK_NAME
 
 
+class _AMQP(AMQP):  # type: ignore[misc]
+    """Celery's messaging, with one fix: the ``task-sent`` event carries the shadow name.
+
+    Celery puts the task's real name (``fleetjobs.job``) in task-sent and the shadow
+    (``Nap@web01``) in the worker's task-received. The console publishes the message before
+    the event, so a worker's task-received can reach Flower first; the late task-sent, of lower
+    precedence and with no merge rule, then overwrites the name: the ``fleetjobs.job`` rows.
+    """
+
+    def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        message = super().as_task_v2(task_id, name, *args, **kwargs)
+        shadow = message.headers.get("shadow")
+        if shadow and message.sent_event is not None:
+            message.sent_event["name"] = shadow
+        return message
+
+
 def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
     """A Celery app for the fleet in ``config`` (not set as Celery's current app)."""
-    app = Celery(main, broker=config.broker_url, set_as_current=False)
+    app = Celery(
+        main,
+        broker=config.broker_url,
+        set_as_current=False,
+        amqp=_AMQP,
+    )
     transport: dict[str, Any] = {
         **config.broker_transport_options,
         "global_keyprefix": config.prefix,

@@ -10,6 +10,7 @@ when a finish (or a sweep) releases a throttled parent's next child.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,13 @@ class Dispatcher:
         if self._celery is not None and self._own_celery:
             self._celery.close()
 
-    def publish(self, children: Sequence[NewChild], name: str, start_timeout: float | None) -> None:
+    def publish(
+        self,
+        children: Sequence[NewChild],
+        name: str,
+        start_timeout: float | None,
+        action: str = "",
+    ) -> None:
         """Publish one task per child, on its location's queue, over one connection.
 
         Raises:
@@ -80,6 +87,8 @@ class Dispatcher:
                         queue=queue_for(child.location),
                         task_id=child.instance_id,
                         shadow=f"{name}@{child.location}",
+                        # Flower shows it; its metrics label a task by action (flower_app.py)
+                        kwargsrepr=json.dumps({"action": action, "job": child.id}),
                         expires=start_timeout,
                         ignore_result=True,
                         producer=producer,
@@ -100,7 +109,7 @@ class Dispatcher:
         """Publish children the registry released (a throttled parent's next ones)."""
         for info in self.registry.load(ids, children=False):
             child = NewChild(info.id, info.instance_id, info.location, True)
-            self.publish([child], info.name, None)
+            self.publish([child], info.name, None, info.action)
 
     def revoke(self, instance_ids: Sequence[str]) -> None:
         """Tell live workers to drop these tasks unseen (best effort: the registry's stop flag

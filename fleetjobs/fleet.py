@@ -170,7 +170,7 @@ class Fleet:
         )
         pid, _, children = self.lifecycle.create(spec)
         self.dispatcher.publish(
-            [c for c in children if c.queued], name or f"Job{pid}", start_timeout
+            [c for c in children if c.queued], name or f"Job{pid}", start_timeout, action
         )
         self.housekeeping.purge_expired()
         return Job(self, self.info(pid), tuple(warnings))

@@ -1,13 +1,59 @@
-"""A Celery app for Flower to watch the fleet: ``celery -A fleetjobs.flower_app flower``.
+"""A Celery app for Flower to watch the fleet: what ``fleetjobs flower`` runs.
 
 Flower must read the broker with the fleet's own settings (its key prefix above all), or it
 sees no events; this module builds that app from ``FLEETJOBS_*`` variables. Workers send task
 events (``-E`` is on), and tasks carry the job's name and host (``Nap@web01``) as their name.
+
+Flower's Prometheus metrics label each task series with the task's name. Here that name is
+per job and host, so every job would add series for ever (about 3,700 after 130 jobs). Loaded
+by Flower, this module makes the ``task`` label the job's *action* (``sleep``, ``run``,
+``archive_logs``): a set fixed by the code the workers run, and the question an operator asks
+of metrics (how long do archive runs take, how many pings failed). The ``worker`` label is the
+worker's stable node name (``fleetjobs@web01``): one per host of the fleet, not per restart.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+from typing import Any
+
 from .celery_app import make_celery
 from .config import Config
+from .routing import TASK_NAME
+
+log = logging.getLogger("fleetjobs")
+_ACTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
 
 app = make_celery(Config.from_env())
+
+
+def action_label(task: Any) -> str:
+    """The metrics label of a job's task: its action, or the task's real name if unknown."""
+    try:
+        action = json.loads(getattr(task, "kwargs", None) or "{}").get("action")
+    except (ValueError, AttributeError):
+        return TASK_NAME
+    return action if isinstance(action, str) and _ACTION_RE.match(action) else TASK_NAME
+
+
+def _bound_metric_labels() -> None:
+    try:
+        from flower.events import PrometheusMetrics
+    except ImportError:  # not running under Flower
+        return
+    observe = getattr(PrometheusMetrics, "observe_task", None)
+    if observe is None or getattr(observe, "_fleetjobs", False):
+        if observe is None:
+            log.warning("this Flower has no observe_task: metrics keep per-job labels")
+        return
+
+    def observe_task(self: Any, worker: str, event: dict[str, Any], task: Any) -> None:
+        observe(self, worker, {**event, "name": action_label(task)}, task)
+
+    observe_task._fleetjobs = True  # type: ignore[attr-defined]
+    PrometheusMetrics.observe_task = observe_task
+
+
+_bound_metric_labels()

@@ -14,6 +14,7 @@ import time
 from .dispatch import Dispatcher
 from .errors import PermissionDeniedError
 from .lifecycle import Lifecycle
+from .monitor import announce_lost
 from .registry import Registry
 
 
@@ -57,6 +58,8 @@ class Housekeeping:
             return 0
         if due:
             self.dispatcher.release(due)
+        if changed:  # Flower hears of the jobs a vanished host left
+            announce_lost(self.registry, self.dispatcher.celery)
         return changed
 
     def purge_expired(self) -> int:

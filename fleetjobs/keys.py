@@ -24,6 +24,8 @@ so two fleets can share one Redis.
     wk:<worker>      a worker process's liveness (expires with its heartbeats)
     ev:<iid>         pub/sub channel: 'state', 'r' (a record), 'stop'
     fleetjobs.loc.<loc>  a location's Celery queue (kombu's list, under the same prefix)
+    flower:lost      list: children the sweep settled for a vanished host, whose end no
+                     worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
 
 Fields of ``job:<id>``: ``id``, ``iid``, ``name``, ``command``, ``action``, ``args``,
 ``kwargs`` (JSON), ``location``, ``state``, ``created``, ``begin``, ``end``, ``reason``,
@@ -57,6 +59,7 @@ SCHEMA: dict[str, str] = {
     "worker": "wk:{}",
     "events": "ev:{}",
     "queue": QUEUE_PREFIX + "{}",  # a location's Celery queue (a list kombu keeps)
+    "lost": "flower:lost",
 }
 
 # pub/sub messages on a job's ``ev:<iid>`` channel
@@ -136,3 +139,7 @@ class Keys:
 
     def queue(self, location: str) -> str:
         return self._key("queue", location)
+
+    @property
+    def lost(self) -> str:
+        return self._key("lost")

@@ -88,3 +88,12 @@ def mark(ctx: Any, folder: str) -> str:
     with open(path, "w") as fh:
         fh.write("ran")
     return path
+
+
+@action
+def steps(ctx: Any, count: int, delay: float = 0.5) -> str:
+    """Reports progress (Write-Progress) through ``count`` steps of ``delay`` seconds each."""
+    for i in range(1, int(count) + 1):
+        ctx.sleep(float(delay))
+        ctx.progress(100.0 * i / int(count), f"step {i} of {count}")
+    return f"{count} steps done"

@@ -9,6 +9,7 @@ import sys
 
 from fleetjobs.config import Config, default_location
 from fleetjobs.errors import FleetJobsError
+from fleetjobs.monitor import node_name
 from fleetjobs.routing import queue_for, split_locations
 from fleetjobs.store import Store
 
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             "--concurrency",
             str(concurrency),
             "--hostname",
-            f"{locations[0]}.{os.getpid()}@%h",
+            # one identity in Flower across restarts: no pid, no machine name
+            node_name(locations),
             "--loglevel",
             ns.loglevel,
             "--pool",

@@ -21,6 +21,7 @@ from fleetjobs.routing import TASK_NAME
 from fleetjobs.states import JobState
 
 from .heartbeat import Heartbeat
+from .outcome import STOPPED_FROM_CELERY, JobEnded, JobFailed, celery_terminate_stops, end_task
 from .process import Layers, PerProcess
 from .runtime import Runtime
 
@@ -46,9 +47,12 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
     per_process = PerProcess(config, app)
     runtime = Runtime(per_process, settings.worker_id, settings.allow_shell)
 
-    @app.task(name=TASK_NAME, bind=True)
+    @app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
     def job(self: Any, job_id: int) -> dict[str, Any]:
-        return runtime.execute(int(job_id))
+        # the task ends as the registry did (Flower shows FAILURE / REVOKED, see outcome.py)
+        with celery_terminate_stops(per_process, int(job_id)):
+            outcome = runtime.execute(int(job_id))
+        return end_task(self, per_process, int(job_id), outcome)
 
     heartbeat: dict[str, Heartbeat] = {}
 
@@ -81,6 +85,14 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
             log.warning("could not record the end of a job: %s", exc)
 
+    def _stop_from_celery(request_args: Any) -> None:
+        # a terminate (Flower's button, `celery control revoke --terminate`) is a stop: the
+        # pool process turns the signal into the same stop (outcome.celery_terminate_stops)
+        try:
+            per_process().lifecycle.stop(int(request_args[0]), STOPPED_FROM_CELERY)
+        except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
+            log.warning("could not record the stop from Celery: %s", exc)
+
     @signals.task_revoked.connect(weak=False)
     def _revoked(
         sender: Any = None,
@@ -92,10 +104,14 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
     ) -> None:
         if request is None or getattr(request, "name", TASK_NAME) != TASK_NAME:
             return
-        if expired:
+        if terminated:
+            _stop_from_celery(request.args)
+        elif expired:
             _settle(request.args, JobState.FAILED, "no worker started the job before it expired")
         else:
-            _settle(request.args, JobState.STOPPED, "stopped before it started")
+            # fleetjobs' own stop settles a queued child before it revokes the message: one
+            # still unsettled here was revoked from Celery (Flower's Revoke button)
+            _settle(request.args, JobState.STOPPED, f"{STOPPED_FROM_CELERY} before it started")
 
     @signals.task_failure.connect(weak=False)
     def _failure(
@@ -109,6 +125,8 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         # the pool process died (WorkerLostError), or a time limit killed it
         if getattr(sender, "name", None) != TASK_NAME or args is None:
             return
+        if isinstance(exception, JobEnded):
+            return  # the job's own end, raised after the registry was settled
         if type(exception).__name__ == "WorkerLostError":
             reason = f"the worker process running the job died: {exception}"
         else:

@@ -84,7 +84,7 @@ class Runtime:
         state, due = persistently(cfg, lambda: w.lifecycle.finish(job_id, final, reason))
         w.records.truncated.discard(info.instance_id)
         self._release(w, due)
-        return {"state": state, "ran": True}
+        return {"state": state, "ran": True, "reason": reason if state == final.value else ""}
 
     def _release(self, w: Layers, due: list[int]) -> None:
         if due:

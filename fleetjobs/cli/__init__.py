@@ -7,7 +7,7 @@ a running job); 2 bad input (usage, unknown action, bad JSON, a host that refuse
 
 from __future__ import annotations
 
-from . import launch, schedule, verbs
+from . import flower, launch, schedule, verbs
 from .app import cli, main, run
 
-__all__ = ["cli", "launch", "main", "run", "schedule", "verbs"]
+__all__ = ["cli", "flower", "launch", "main", "run", "schedule", "verbs"]

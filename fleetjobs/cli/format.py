@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
+
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from ..model import HostInfo, JobInfo, Record
 
@@ -27,30 +33,78 @@ def table(
     headers: Sequence[str],
     out: TextIO | None = None,
     max_width: int | None = None,
+    shrink: Sequence[str] = (),
 ) -> None:
-    """Print rows under headers and dashes, as ``Format-Table`` does; the last column is cut
-    to the terminal's width with ``...``."""
+    """Print rows under headers and dashes, as ``Format-Table`` does, through rich.
+
+    On a terminal (or with ``max_width``) a row never wraps: the columns named in ``shrink``
+    give way first, in that order, then the last column, each cut with an ellipsis. Piped,
+    rows are printed whole, however long. Control characters print escaped (``\\x1b``).
+    """
     out = out or sys.stdout
     if not rows:
         return
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    limit = max_width or shutil.get_terminal_size((120, 24)).columns
-    used = sum(widths[:-1]) + len(widths) - 1
-    widths[-1] = max(len(headers[-1]), min(widths[-1], limit - used))
-
-    def line(values: Sequence[str]) -> str:
-        parts = []
-        for i, (v, w) in enumerate(zip(values, widths, strict=True)):
-            if len(v) > w:
-                v = v[: max(0, w - 3)] + "..."
-            parts.append(v if i == len(widths) - 1 else v.ljust(w))
-        return " ".join(parts).rstrip()
-
-    print(line(headers), file=out)
-    print(line(["-" * len(h) for h in headers]), file=out)
+    cells = [[printable(_cell(v)) for v in row] for row in rows]
+    widths = [max(len(h), *(cell_len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    limit = max_width or (_terminal_width(out) if _is_tty(out) else None)
+    if limit is not None:
+        order = [headers.index(h) for h in shrink if h in headers]
+        order += [len(headers) - 1, *sorted(range(len(headers)), key=lambda i: -widths[i])]
+        _fit(widths, headers, limit, list(dict.fromkeys(order)))
+    grid = Table(box=None, show_header=True, pad_edge=False, padding=(0, 1, 0, 0))
+    for h, w in zip(headers, widths, strict=True):
+        grid.add_column(Text(h), width=w, no_wrap=True, overflow="ellipsis")
+    grid.add_row(*(Text("-" * min(len(h), w)) for h, w in zip(headers, widths, strict=True)))
     for row in cells:
-        print(line(row), file=out)
+        grid.add_row(*(Text(v, no_wrap=True, overflow="ellipsis") for v in row))
+    buf = io.StringIO()
+    total = sum(widths) + len(widths) - 1
+    Console(file=buf, width=total, color_system=None, highlight=False, emoji=False).print(
+        grid, markup=False
+    )
+    for line in buf.getvalue().splitlines():
+        print(line.rstrip(), file=out)
+
+
+def _fit(widths: list[int], headers: Sequence[str], limit: int, order: list[int]) -> None:
+    """Narrow the columns in ``order`` (each to its header, at least 8) until the row fits."""
+    excess = sum(widths) + len(widths) - 1 - limit
+    for i in order:
+        if excess <= 0:
+            return
+        floor = min(widths[i], max(len(headers[i]), 8))
+        cut = min(excess, widths[i] - floor)
+        widths[i] -= cut
+        excess -= cut
+
+
+def _is_tty(out: TextIO) -> bool:
+    return bool(getattr(out, "isatty", lambda: False)())
+
+
+def _terminal_width(out: TextIO) -> int:
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control and bidi-override characters escaped, so a name or command can
+    neither move the cursor, recolour the terminal nor reorder what is shown."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "".join(out)
 
 
 def _cell(value: Any) -> str:
@@ -91,7 +145,7 @@ def print_jobs(
     if as_json:
         print(json.dumps([j.to_dict() for j in jobs], indent=2), file=out)
     else:
-        table(job_rows(jobs, children), JOB_COLUMNS, out)
+        table(job_rows(jobs, children), JOB_COLUMNS, out, shrink=("Command", "Location"))
 
 
 def print_hosts(hosts: Sequence[HostInfo], as_json: bool) -> None:

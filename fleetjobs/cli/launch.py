@@ -19,6 +19,7 @@ from ..job import Job
 from ..model import Record
 from ..states import JobState
 from . import format as fmt
+from . import progress
 from .app import EPILOG, EXIT_FAILED, State, cli, json_option, parse_kw, parse_value, pass_state
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -174,7 +175,10 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
     fleet = state.fleet
     job = _launch(state, action, args, opts)
     try:
-        records = _show(fleet, job, as_json)
+        with progress.watch(fleet, [job], "invoke", as_json) as shown:
+            records, objects = _show(fleet, job, as_json, shown.echo)
+        if objects:
+            fmt.print_values(objects, tag_locations=len(job.info.child_ids) > 1)
     except KeyboardInterrupt:
         fleet.stop(job, timeout=5.0)
         fleet.remove(job, force=True)
@@ -190,8 +194,11 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
         sys.exit(EXIT_FAILED)
 
 
-def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:
-    """Print records as they arrive (or gather them for --json); objects as one table."""
+def _show(
+    fleet: Fleet, job: Job, as_json: bool, echo: Callable[..., None]
+) -> tuple[list[dict[str, Any]], list[tuple[Record, Any]]]:
+    """Print records as they arrive (or gather them for --json); objects are returned, to
+    print as one table at the end."""
     multi = len(job.info.child_ids) > 1
     gathered: list[dict[str, Any]] = []
     objects: list[tuple[Record, Any]] = []
@@ -199,20 +206,18 @@ def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:
         if as_json:
             gathered.append(rec.to_dict())
         elif rec.stream != "output":
-            click.echo(fmt.stream_line(rec, multi), err=True)
+            echo(fmt.stream_line(rec, multi), err=True)
         elif isinstance(rec.data, dict):
             objects.append((rec, rec.data))
         else:
             prefix = f"{rec.location}: " if multi else ""
-            click.echo(prefix + fmt.value_text(rec.data))
-            sys.stdout.flush()
-    if objects:
-        fmt.print_values(objects, tag_locations=multi)
-    return gathered
+            echo(prefix + fmt.value_text(rec.data))
+    return gathered, objects
 
 
 @cli.command(epilog=EPILOG)
-@click.argument("servers", nargs=-1, required=True)
+@click.argument("servers", nargs=-1)
+@click.option("--all", "all_hosts", is_flag=True, help="Every host that has heartbeated.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -222,14 +227,20 @@ def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:
 )
 @json_option
 @pass_state
-def ping(state: State, servers: tuple[str, ...], timeout: float, as_json: bool) -> None:
-    """Is each SERVER up? Asks each server's own worker to answer (Test-Connection).
+def ping(
+    state: State, servers: tuple[str, ...], all_hosts: bool, timeout: float, as_json: bool
+) -> None:
+    """Is each SERVER (--all: every host ever seen) up? Asks its own worker (Test-Connection).
 
     Prints the Server / Online table; a server whose worker does not answer within
     --timeout is False. Exits 0 either way: the table is the answer.
     """
+    if bool(servers) == all_hosts:
+        raise click.UsageError("name the SERVERS to ping, or use --all")
     fleet = state.fleet
     known = {h.location for h in fleet.hosts()}
+    if all_hosts:
+        servers = tuple(sorted(known))
     job = fleet.start(
         "ping", locations=list(servers), start_timeout=timeout, throttle_limit=len(servers)
     )

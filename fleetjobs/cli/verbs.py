@@ -11,6 +11,7 @@ import click
 
 from ..model import Record
 from . import format as fmt
+from . import progress
 from .app import (
     EPILOG,
     EXIT_TIMEOUT,
@@ -61,7 +62,8 @@ def wait(
     """Wait for JOBs (default: every job) to finish, then print them (Wait-Job)."""
     fleet = state.fleet
     handles = fleet.get(list(jobs) or None)
-    done = fleet.wait(handles, timeout=timeout, any=any_)
+    with progress.watch(fleet, handles, "wait", as_json):
+        done = fleet.wait(handles, timeout=timeout, any=any_)
     if handles and not done:
         sys.exit(EXIT_TIMEOUT)
     fmt.print_jobs([j.info for j in done], as_json)
@@ -112,15 +114,18 @@ def receive(
         return
     multi = len({loc for h in handles for loc in h.location.split(",")}) > 1
     pending: list[tuple[Record, Any]] = []
-    for rec in records:
-        if rec.stream == "output":
-            if isinstance(rec.data, dict) or pending:
-                pending.append((rec, rec.data))  # objects wait, to print as one table
+    with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
+        for rec in records:
+            if bars.take(rec):  # ctx.progress as a bar, on a terminal
+                continue
+            if rec.stream == "output":
+                if isinstance(rec.data, dict) or pending:
+                    pending.append((rec, rec.data))  # objects wait, to print as one table
+                else:
+                    bars.echo(fmt.value_text(rec.data))
+                    sys.stdout.flush()
             else:
-                click.echo(fmt.value_text(rec.data))
-                sys.stdout.flush()
-        else:
-            click.echo(fmt.stream_line(rec, multi), err=True)
+                bars.echo(fmt.stream_line(rec, multi), err=True)
     fmt.print_values(pending)
 
 

@@ -4,6 +4,11 @@
 -- once it has been gone for the grace period. Returns {count changed, due...}.
 local grace = tonumber(ARGV[3])
 local changed = 0
+-- ends no worker will report to Flower: monitor.announce_lost sends them (bounded list)
+local function lost(id)
+  redis.call('RPUSH', K.lost, id)
+  redis.call('LTRIM', K.lost, -10000, -1)
+end
 local function sweep_one(id)
   local k = K.job(id)
   local f = fields(k, 'state', 'deadline', 'location', 'start_timeout', 'worker', 'lost_at',
@@ -35,6 +40,7 @@ local function sweep_one(id)
   end
   if f.stop == '1' then
     settle(id, S.STOPPED, (f.stop_reason or 'stopped') .. ' (its worker is gone)')
+    lost(id)
     changed = changed + 1
   elseif f.state ~= S.DISCONNECTED then
     move(id, S.DISCONNECTED)
@@ -45,6 +51,7 @@ local function sweep_one(id)
   elseif tonumber(NOW) - tonumber(f.lost_at or NOW) >= grace then
     settle(id, S.FAILED, 'host ' .. f.location .. ' stopped answering while the job ran (worker '
       .. f.worker .. ' gone for ' .. grace .. ' s); it may have done part of its work')
+    lost(id)
     changed = changed + 1
   end
 end
