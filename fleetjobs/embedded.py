@@ -218,8 +218,6 @@ class LocalWorkers:
             sys.executable,
             "-m",
             "workers",
-            "--redis-url",
-            self.config.redis_url,
             "--concurrency",
             str(self.concurrency),
             *self.extra_args,
@@ -234,6 +232,8 @@ class LocalWorkers:
         """Start every worker and return once each has heartbeated."""
         env = {
             **os.environ,
+            # in the environment, not argv: a password in argv is in every `ps`
+            "FLEETJOBS_REDIS_URL": self.config.redis_url,
             "FLEETJOBS_PREFIX": self.config.prefix,
             "FLEETJOBS_HEARTBEAT_INTERVAL": str(self.config.heartbeat_interval),
             "FLEETJOBS_HOST_TTL": str(self.config.host_ttl),

@@ -15,7 +15,9 @@ from fleetjobs.routing import queue_for, split_locations
 
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fleetjobs worker", description=__doc__)
-    ap.add_argument("--redis-url", default=None)
+    # accepted for old scripts only: argv is in every `ps`, so nothing generates it; the URL
+    # comes from FLEETJOBS_REDIS_URL
+    ap.add_argument("--redis-url", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--location", action="append", default=[])
     ap.add_argument("--concurrency", type=int, default=None)
     ap.add_argument("--allow-shell", action="store_true")

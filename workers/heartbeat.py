@@ -31,6 +31,7 @@ class Heartbeat(threading.Thread):
         locations: Sequence[str],
         info: dict[str, Any],
         dispatch: Callable[[list[int]], None],
+        chores: Sequence[Callable[[Registry], object]] = (),
     ) -> None:
         super().__init__(name="fleetjobs-heartbeat", daemon=True)
         self.registry = registry
@@ -44,6 +45,7 @@ class Heartbeat(threading.Thread):
             "version": __version__,
         }
         self._dispatch = dispatch
+        self._chores = list(chores)  # more upkeep each beat (workers.reaper)
         self._stop = threading.Event()
 
     def beat(self) -> None:
@@ -58,6 +60,8 @@ class Heartbeat(threading.Thread):
                 _, due = self.registry.sweep()
                 if due:
                     self._dispatch(due)
+                for chore in self._chores:
+                    chore(self.registry)
                 warned = False
             except FleetJobsError as exc:
                 if not warned:

@@ -336,15 +336,8 @@ def worker(
     loglevel: str,
 ) -> None:
     """Run a worker serving LOCATIONs' queues on this host."""
-    argv = [
-        sys.executable,
-        "-m",
-        "workers",
-        "--redis-url",
-        state.config.redis_url,
-        "--loglevel",
-        loglevel.upper(),
-    ]
+    # the URL (and its password) travels in the environment, never in argv: `ps` shows argv
+    argv = [sys.executable, "-m", "workers", "--loglevel", loglevel.upper()]
     for loc in locations:
         argv += ["--location", loc]
     if concurrency:
@@ -355,7 +348,11 @@ def worker(
         argv += ["--include", module]
     for item in tag:
         argv += ["--tag", item]
-    env = {**os.environ, "FLEETJOBS_PREFIX": state.config.prefix}
+    env = {
+        **os.environ,
+        "FLEETJOBS_REDIS_URL": state.config.redis_url,
+        "FLEETJOBS_PREFIX": state.config.prefix,
+    }
     os.execve(sys.executable, argv, env)
 
 
@@ -395,6 +392,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 from . import launch  # noqa: E402, F401  (registers start, invoke and ping on the group)
+from .deadletters import deadletters  # noqa: E402
+
+cli.add_command(deadletters)
 
 __all__ = ["cli", "main", "run"]
 
