@@ -87,9 +87,7 @@ def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_se
         workers.stop()
         workers.start()
         again = fleet.start("echo", "after a restart", locations=loc)
-        assert fleet.wait([again], timeout=20) and list(fleet.receive(again)) == [
-            "after a restart"
-        ]
+        assert fleet.wait([again], timeout=20) and list(fleet.receive(again)) == ["after a restart"]
         assert len(deadletters.read(registry)) == len(kinds)
         registry.close()
 
