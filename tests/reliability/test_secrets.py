@@ -26,8 +26,10 @@ def locked_redis(tmp_path: Path) -> Iterator[str]:
     """A redis-server of this test's own that wants a password."""
     port = free_port()
     proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
-        + ["--requirepass", SECRET, "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        [
+            *(redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"),
+            *("--requirepass", SECRET, "--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -62,8 +64,10 @@ def test_no_worker_process_shows_the_password(locked_redis: str, logs: Path) -> 
     # given a worker started as the deploy docs do (`fleetjobs worker`, URL from the env file)
     with open(logs / f"{via_cli}.log", "ab") as out:
         cli_worker = subprocess.Popen(
-            [sys.executable, "-m", "fleetjobs", "worker", "--location", via_cli]
-            + ["--concurrency", "2", "--allow-shell"],
+            [
+                *(sys.executable, "-m", "fleetjobs", "worker", "--location", via_cli),
+                *("--concurrency", "2", "--allow-shell"),
+            ],
             env=env,
             cwd=ROOT,
             stdout=out,
