@@ -17,6 +17,8 @@ Keys (all behind the configured prefix, ``fj:`` by default)::
     hosts            hash: location -> its last heartbeat, kept while it is offline
     wk:<worker>      a worker process's liveness (expires with its heartbeats)
     ev:<iid>         pub/sub channel: 'state', 'r' (a record), 'stop'
+    pgroups:<loc>    hash: child id -> the process groups it started there (workers.reaper)
+    deadletters      list: messages workers refused, newest first (fleetjobs.deadletters)
 
 Every state change is a Lua script (:mod:`fleetjobs.lua`); everything else is a pipeline.
 A console never asks Celery for a job's state: an id with no record here is "not found".
