@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 from fleetjobs import Fleet, JobState
 from fleetjobs.embedded import LocalWorkers
 from fleetjobs.registry import Registry
+from workers import reaper
 
 from ..conftest import INCLUDE, eventually, uniq
 from .support import fleet_with, group, own_config, stat
@@ -84,3 +86,22 @@ def test_a_killed_worker_leaves_no_orphans_once_a_worker_serves_the_host_again(
             f"(bound: host TTL + grace + one heartbeat = {bound:g} s); left: 0"
         )
         registry.close()
+
+
+def test_a_recorded_group_whose_id_was_reused_is_left_alone() -> None:
+    # given a process group that is not the one recorded (same id, another start time)
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        recorded = reaper.group_of(proc.pid)
+        assert recorded is not None and recorded[0] == proc.pid
+        pgid, started = recorded
+        # when the reaper is asked to end the group recorded with another start time
+        # then it leaves it alone; with its own start time it ends it
+        assert reaper.kill_group(pgid, started + 1) == 0 and proc.poll() is None
+        assert reaper.kill_group(pgid, started) == 1
+        assert proc.wait(5) == -signal.SIGKILL
+        print("\na reused process group id: left alone; the recorded one: killed")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
