@@ -34,7 +34,9 @@ log = logging.getLogger("fleetjobs.worker")
 def held_tags() -> list[str]:
     """Delivery tags of the messages this worker has reserved and not acknowledged."""
     tags = []
-    for request in list(worker_state.reserved_requests):
+    held = list(worker_state.reserved_requests)
+    held += list(getattr(worker_state, "scheduled_requests", ()))  # ETA ones, if ever used
+    for request in held:
         message = getattr(request, "message", None)
         tag = getattr(message, "delivery_tag", None)
         if tag is not None and not getattr(message, "acknowledged", False):
