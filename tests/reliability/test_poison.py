@@ -51,11 +51,11 @@ def poison(cfg: Any, location: str) -> list[str]:
 
 
 def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_serving(
-    redis_url: str, logs: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     cfg = own_config(redis_url)
     loc = uniq("poisoned")
-    with fleet_with(cfg, [loc], logs) as (fleet, workers):
+    with fleet_with(cfg, [loc], tmp_path) as (fleet, workers):
         # when every kind of bad message lands on the host's queue
         started = time.monotonic()
         kinds = poison(cfg, loc)
@@ -75,6 +75,9 @@ def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_se
         assert any("envelope is not JSON" in d.reason for d in letters)
         assert any("not Celery's [args, kwargs, embed]" in d.reason for d in letters)
         assert workers.procs[0].poll() is None, "the worker exited"
+        log = (tmp_path / "worker-0.log").read_text()
+        assert log.count("refused a message on queue") == len(kinds), log[-3000:]
+        assert "Unrecoverable error" not in log and "Traceback" not in log, log[-3000:]
         after = fleet.start("echo", "still serving", locations=loc)
         assert fleet.wait([after], timeout=20) and after.state is JobState.COMPLETED
         assert list(fleet.receive(after)) == ["still serving"]
@@ -115,3 +118,19 @@ def test_deadletters_verb_lists_and_clears(redis_url: str, logs: Path) -> None:
     cleared = cli("deadletters", "--clear", "--json")
     assert cleared.returncode == 0 and "removed" in cleared.stderr
     assert json.loads(cli("deadletters", "--json").stdout) == []
+
+
+def test_the_dead_letter_list_keeps_the_newest_thousand(redis_url: str) -> None:
+    registry = Registry.connect(own_config(redis_url))
+    try:
+        for i in range(deadletters.LIMIT + 5):
+            letter = deadletters.DeadLetter(float(i), "fleetjobs.loc.x", "x", f"bad {i}")
+            deadletters.push(registry, letter)
+        kept = deadletters.read(registry)
+        print(f"\npushed {deadletters.LIMIT + 5}, kept {len(kept)}")
+        assert len(kept) == deadletters.LIMIT
+        assert kept[0].reason == f"bad {deadletters.LIMIT + 4}" and kept[-1].reason == "bad 5"
+        assert deadletters.clear(registry) == deadletters.LIMIT
+        assert deadletters.read(registry) == []
+    finally:
+        registry.close()
