@@ -6,6 +6,9 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Any
+
+from celery import signals
 
 from fleetjobs.config import Config, default_location
 from fleetjobs.errors import FleetJobsError
@@ -60,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = WorkerSettings(locations, concurrency, ns.allow_shell, ns.include, tags)
     app = create_app(config, settings)
+    # Celery's worker_main drops the worker's exit code: a worker that ended on an
+    # "Unrecoverable error" exited 0, and Restart=on-failure left the host offline
+    controllers: list[Any] = []
+    signals.worker_init.connect(lambda sender=None, **_: controllers.append(sender), weak=False)
     app.worker_main(
         [
             "worker",
@@ -78,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             "--task-events",
         ]
     )
-    return 0
+    code = getattr(controllers[-1], "exitcode", None) if controllers else None
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
