@@ -11,6 +11,12 @@ runs. The settings here are the answers to Celery's known traps (see DESIGN.md):
 - Each fleet's Celery keys carry the fleet's prefix, so two fleets can share one Redis.
 - No result backend: every publish sets ``ignore_result``, and the registry is the one record
   of a job (Flower learns a task's end from the workers' task events).
+- ``visibility_timeout`` is a short lease (:func:`lease_seconds`), not a day: a message a
+  worker reserved but had not started when it died goes back to its queue within seconds.
+  A live worker renews the lease of every message it holds at each heartbeat
+  (:mod:`workers.leases`), so its own reserved messages are never handed out twice; if one
+  ever is (a worker cut off for longer than the lease), the registry's claim still lets
+  only one copy run.
 """
 
 from __future__ import annotations
@@ -22,6 +28,14 @@ from celery.app.amqp import AMQP
 
 from .config import Config
 from .routing import TASK_NAME
+
+UNACKED_INDEX = "unacked_index"  # kombu's sorted set: unacked delivery tag -> lease start
+
+
+def lease_seconds(config: Config) -> float:
+    """How long a reserved message stays with a worker that no longer renews it: as long as
+    a silent host takes to count as offline, and at least three heartbeats."""
+    return max(config.host_ttl, 3 * config.heartbeat_interval)
 
 
 class _AMQP(AMQP):  # type: ignore[misc]
@@ -52,9 +66,15 @@ def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
     transport: dict[str, Any] = {
         **config.broker_transport_options,
         "global_keyprefix": config.prefix,
-        # only prefetched, not-yet-started messages are unacked with acks_late off; a day
-        # keeps a worker restart from replaying them while it is down for a short while
-        "visibility_timeout": 24 * 3600,
+        # with acks_late off only reserved, not-yet-started messages are unacked: a dead
+        # worker's go back to their queue once their lease is not renewed (kombu restores
+        # them from every worker's event loop, and at a worker's start)
+        "visibility_timeout": lease_seconds(config),
+        "unacked_index_key": UNACKED_INDEX,
+        "unacked_restore_interval": config.heartbeat_interval,
+        "unacked_restore_throttle": 1,
+        # a worker killed while it held the restore mutex must not stall restores for long
+        "unacked_mutex_expire": 60,
     }
     app.conf.update(
         task_serializer="json",

@@ -219,8 +219,6 @@ class LocalWorkers:
             sys.executable,
             "-m",
             "fleetjobs.workers",
-            "--redis-url",
-            self.config.redis_url,
             "--concurrency",
             str(self.concurrency),
             *self.extra_args,
@@ -235,6 +233,8 @@ class LocalWorkers:
         """Start every worker and return once each has heartbeated."""
         env = {
             **os.environ,
+            # in the environment, not argv: a password in argv is in every `ps`
+            "FLEETJOBS_REDIS_URL": self.config.redis_url,
             "FLEETJOBS_PREFIX": self.config.prefix,
             "FLEETJOBS_HEARTBEAT_INTERVAL": str(self.config.heartbeat_interval),
             "FLEETJOBS_HOST_TTL": str(self.config.host_ttl),
@@ -260,21 +260,30 @@ class LocalWorkers:
             self.config, [loc for locs in self.locations for loc in locs], timeout, self.procs
         )
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop every worker (warm shutdown, then kill) with all its pool processes."""
-        stop_process_groups(self.procs, self.stop_timeout if timeout is None else timeout)
+    def stop(self, timeout: float | None = None, warm: bool = False) -> None:
+        """Stop every worker with all its pool processes: running jobs are stopped, or with
+        ``warm`` finish first (up to the timeout); then what is left is killed."""
+        stop_process_groups(self.procs, self.stop_timeout if timeout is None else timeout, warm)
         self.procs.clear()
 
 
-def stop_process_groups(procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
-    """SIGTERM each process's group (Celery's warm shutdown), SIGKILL what is left at timeout.
+def stop_process_groups(
+    procs: Sequence[subprocess.Popen[bytes]], timeout: float, warm: bool = False
+) -> None:
+    """SIGTERM each process's group, SIGKILL what is left at timeout.
 
     Each process must lead its own group (``start_new_session=True``), so its pool processes
-    and anything they started go with it.
+    and anything they started go with it. A SIGTERM in a pool process is Celery's terminate of
+    the job it runs, which fleetjobs turns into a stop: the jobs end now, stopped. With
+    ``warm``, only the worker itself gets the SIGTERM (Celery's warm shutdown: running jobs
+    finish), as systemd's ``KillMode=mixed`` does.
     """
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            if warm:
+                os.kill(proc.pid, signal.SIGTERM)
+            else:
+                os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):

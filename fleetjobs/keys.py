@@ -24,6 +24,8 @@ so two fleets can share one Redis.
     wk:<worker>      a worker process's liveness (expires with its heartbeats)
     ev:<iid>         pub/sub channel: 'state', 'r' (a record), 'stop'
     fleetjobs.loc.<loc>  a location's Celery queue (kombu's list, under the same prefix)
+    pgroups:<loc>    hash: child id -> the process groups it started there (workers.reaper)
+    deadletters      list: messages workers refused, newest first (fleetjobs.deadletters)
     flower:lost      list: children the sweep settled for a vanished host, whose end no
                      worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
 
@@ -60,6 +62,8 @@ SCHEMA: dict[str, str] = {
     "events": "ev:{}",
     "queue": QUEUE_PREFIX + "{}",  # a location's Celery queue (a list kombu keeps)
     "lost": "flower:lost",
+    "pgroups": "pgroups:{}",
+    "deadletters": "deadletters",
 }
 
 # pub/sub messages on a job's ``ev:<iid>`` channel
@@ -143,3 +147,10 @@ class Keys:
     @property
     def lost(self) -> str:
         return self._key("lost")
+
+    def pgroups(self, location: str) -> str:
+        return self._key("pgroups", location)
+
+    @property
+    def deadletters(self) -> str:
+        return self._key("deadletters")

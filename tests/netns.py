@@ -214,7 +214,7 @@ class Fleetnet:
         ):
             _ip(*command.split())
         cfg = self.config
-        argv = [sys.executable, "-m", "fleetjobs.workers", "--redis-url", cfg.redis_url]
+        argv = [sys.executable, "-m", "fleetjobs.workers"]  # the URL goes in env: never in argv
         argv += ["--concurrency", str(self.concurrency), *extra_args]
         argv += ["--allow-shell"] if allow_shell else []
         argv += [f"--tag={key}={value}" for key, value in (tags or {}).items()]
@@ -225,6 +225,7 @@ class Fleetnet:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.getenv("PYTHONPATH")) if p),
+            "FLEETJOBS_REDIS_URL": cfg.redis_url,
             "FLEETJOBS_PREFIX": cfg.prefix,
             "FLEETJOBS_HEARTBEAT_INTERVAL": str(cfg.heartbeat_interval),
             "FLEETJOBS_HOST_TTL": str(cfg.host_ttl),

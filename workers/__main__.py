@@ -6,6 +6,9 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Any
+
+from celery import signals
 
 from fleetjobs.config import Config, default_location
 from fleetjobs.errors import FleetJobsError
@@ -16,7 +19,9 @@ from fleetjobs.store import Store
 
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fleetjobs worker", description=__doc__)
-    ap.add_argument("--redis-url", default=None)
+    # accepted for old scripts only: argv is in every `ps`, so nothing generates it; the URL
+    # comes from FLEETJOBS_REDIS_URL
+    ap.add_argument("--redis-url", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--location", action="append", default=[])
     ap.add_argument("--concurrency", type=int, default=None)
     ap.add_argument("--allow-shell", action="store_true")
@@ -59,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = WorkerSettings(locations, concurrency, ns.allow_shell, tags)
     app = create_app(config, settings)
+    # Celery's worker_main drops the worker's exit code: a worker that ended on an
+    # "Unrecoverable error" exited 0, and Restart=on-failure left the host offline
+    controllers: list[Any] = []
+    signals.worker_init.connect(lambda sender=None, **_: controllers.append(sender), weak=False)
     app.worker_main(
         [
             "worker",
@@ -78,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             "--task-events",
         ]
     )
-    return 0
+    code = getattr(controllers[-1], "exitcode", None) if controllers else None
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ revoked or expired before it ran).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ from fleetjobs.errors import FleetJobsError
 from fleetjobs.routing import TASK_NAME
 from fleetjobs.states import JobState
 
+from . import leases, poison, reaper
 from .heartbeat import Heartbeat
 from .outcome import STOPPED_FROM_CELERY, JobEnded, JobFailed, celery_terminate_stops, end_task
 from .process import Layers, PerProcess
@@ -65,7 +67,13 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             "actions": runtime.offered(),
             "allow_shell": settings.allow_shell,
         }
-        hb = Heartbeat(Layers(config, app), settings.worker_id, settings.locations, info)
+        hb = Heartbeat(
+            Layers(config, app),
+            settings.worker_id,
+            settings.locations,
+            info,
+            chores=[functools.partial(reaper.reap, locations=settings.locations)],
+        )
         hb.beat()
         hb.start()
         heartbeat["hb"] = hb
@@ -133,4 +141,15 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             reason = f"the worker could not run the job: {type(exception).__name__}: {exception}"
         _settle(args, JobState.FAILED, reason)
 
+    _harden(app, config, settings)
     return app
+
+
+def _harden(app: Celery, config: Config, settings: WorkerSettings) -> None:
+    """What keeps a worker serving and no job stranded or orphaned: poison messages are
+    dead-lettered (:mod:`.poison`), reserved messages are leased (:mod:`.leases`), and a dead
+    job's processes are reaped at each heartbeat (:mod:`.reaper`, wired in ``_ready``)."""
+    box = poison.DeadLetterBox(config, settings.worker_id)
+    poison.guard_envelopes(box)
+    app.conf.worker_consumer = poison.consumer_class(box)
+    app.steps["consumer"].add(leases.lease_step(config))

@@ -19,6 +19,7 @@ from fleetjobs.actions import action
 from fleetjobs.errors import ActionError
 
 from .context import JobContext
+from .reaper import die_with_parent
 
 _STREAMS = ("error", "warning", "verbose", "debug", "information")
 
@@ -76,6 +77,8 @@ def run(ctx: JobContext, command: str, *argv: str) -> None:
         stderr=subprocess.PIPE,
         start_new_session=True,
         executable="/bin/sh" if not argv else None,
+        # it dies with the process running the job (the rest of its group: workers.reaper)
+        preexec_fn=die_with_parent(),
     )
     ctx.register_process(proc)
     try:

@@ -19,10 +19,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fleetjobs.config import Config
-from fleetjobs.errors import RedisUnavailableError
+from fleetjobs.errors import FleetJobsError, RedisUnavailableError
 from fleetjobs.lifecycle import Lifecycle
 from fleetjobs.model import JobInfo
 from fleetjobs.records import Records
+
+from . import reaper
 
 T = TypeVar("T")
 
@@ -171,6 +173,7 @@ class JobContext:
         with self._lock:
             self._procs[proc.pid] = proc
             stopped = self.stop_event.is_set()
+        self._record_groups()
         if stopped:
             _signal_group(proc, signal.SIGKILL)
             raise JobStopped(self.stop_reason or "stopped")
@@ -178,6 +181,19 @@ class JobContext:
     def unregister_process(self, proc: subprocess.Popen[Any]) -> None:
         with self._lock:
             self._procs.pop(proc.pid, None)
+        self._record_groups()
+
+    def _record_groups(self) -> None:
+        """Keep the registry's record of this job's process groups true, so that a worker
+        on this host can end them if this process dies (:mod:`workers.reaper`)."""
+        with self._lock:
+            pids = list(self._procs)
+        groups = [g for g in (reaper.group_of(pid) for pid in pids) if g is not None]
+        store = self._records.store
+        with contextlib.suppress(FleetJobsError):
+            persistently(
+                self._config, lambda: reaper.record(store, self.job_id, self.location, groups)
+            )
 
     def kill_processes(self) -> None:
         """Kill what is left of every registered process group (the job is over)."""
@@ -186,6 +202,8 @@ class JobContext:
             self._procs.clear()
         for proc in procs:
             _signal_group(proc, signal.SIGKILL)
+        if procs:
+            self._record_groups()
 
 
 def _signal_group(proc: subprocess.Popen[Any], sig: signal.Signals) -> None:

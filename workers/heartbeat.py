@@ -12,13 +12,14 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fleetjobs import __version__
 from fleetjobs.errors import FleetJobsError
 from fleetjobs.hosts import Hosts
 from fleetjobs.housekeeping import Housekeeping
+from fleetjobs.store import Store
 
 from .process import Layers
 
@@ -29,7 +30,12 @@ class Heartbeat(threading.Thread):
     """Beats every ``interval`` seconds until :meth:`close`; the last act is to leave."""
 
     def __init__(
-        self, layers: Layers, worker_id: str, locations: Sequence[str], info: dict[str, Any]
+        self,
+        layers: Layers,
+        worker_id: str,
+        locations: Sequence[str],
+        info: dict[str, Any],
+        chores: Sequence[Callable[[Store], object]] = (),
     ) -> None:
         super().__init__(name="fleetjobs-heartbeat", daemon=True)
         self.config = layers.config
@@ -44,6 +50,8 @@ class Heartbeat(threading.Thread):
             "hostname": socket.gethostname(),
             "version": __version__,
         }
+        self._store = layers.store
+        self._chores = list(chores)  # more upkeep each beat (workers.reaper)
         self._stop = threading.Event()
 
     def beat(self) -> None:
@@ -57,6 +65,8 @@ class Heartbeat(threading.Thread):
                 self.beat()
                 self.housekeeping.sweep(force=True)
                 self.housekeeping.purge_expired()
+                for chore in self._chores:
+                    chore(self._store)
                 warned = False
             except FleetJobsError as exc:
                 if not warned:

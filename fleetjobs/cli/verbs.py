@@ -223,15 +223,8 @@ def worker(
     loglevel: str,
 ) -> None:
     """Run a worker serving LOCATIONs' queues on this host."""
-    argv = [
-        sys.executable,
-        "-m",
-        "fleetjobs.workers",
-        "--redis-url",
-        state.config.redis_url,
-        "--loglevel",
-        loglevel.upper(),
-    ]
+    # the URL (and its password) travels in the environment, never in argv: `ps` shows argv
+    argv = [sys.executable, "-m", "fleetjobs.workers", "--loglevel", loglevel.upper()]
     for loc in locations:
         argv += ["--location", loc]
     if concurrency:
@@ -242,7 +235,11 @@ def worker(
         argv += ["--include", module]
     for item in tag:
         argv += ["--tag", item]
-    env = {**os.environ, "FLEETJOBS_PREFIX": state.config.prefix}
+    env = {
+        **os.environ,
+        "FLEETJOBS_REDIS_URL": state.config.redis_url,
+        "FLEETJOBS_PREFIX": state.config.prefix,
+    }
     os.execve(sys.executable, argv, env)
 
 

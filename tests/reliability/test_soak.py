@@ -57,7 +57,7 @@ def test_soak(redis_url: str, logs: Path) -> None:
                 removed.append(victim)
                 stopped.discard(victim.id)
             if n == JOBS // 4:
-                pools[0].stop()  # a warm restart
+                pools[0].stop(warm=True)  # a warm restart: running jobs finish
                 pools[0].start()
             if n == JOBS // 2:
                 # a worker killed while it holds reserved and running jobs
@@ -66,7 +66,7 @@ def test_soak(redis_url: str, logs: Path) -> None:
                 pools[1].procs.clear()
                 pools[1].start()
             if n == 3 * JOBS // 4:
-                pools[2].stop()
+                pools[2].stop(warm=True)
                 pools[2].start()
         started_in = time.monotonic() - t0
         # every job finishes

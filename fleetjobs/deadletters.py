@@ -1,0 +1,108 @@
+"""Dead letters: the messages a worker could not take as a job, kept for a person to look at.
+
+A message on a location's queue that is not a fleetjobs job (a body that is not Celery's
+``[args, kwargs, embed]``, JSON that does not parse, a content type other than JSON, missing
+headers, an argument that is not a job Id, an envelope that is not even JSON) is acknowledged,
+logged once and pushed here by the worker that met it, so one bad message never stops a
+worker and nothing disappears without a trace. The list is bounded: the newest
+:data:`LIMIT` are kept under the fleet's prefix (``deadletters``), newest first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .store import Store, guarded
+
+LIMIT = 1000
+BODY_LIMIT = 2000  # characters of a dead message's body kept: enough to recognise it
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message a worker refused.
+
+    Attributes:
+        at: when it was refused (Unix seconds).
+        queue: the queue it came from; ``location`` the host that queue belongs to.
+        reason: why it is not a job, in one line.
+        worker: the worker that refused it.
+        task, task_id: the Celery task name and id its headers claimed, if any.
+        content_type: the content type it declared.
+        body: its body as text, cut to :data:`BODY_LIMIT` characters.
+    """
+
+    at: float
+    queue: str
+    location: str
+    reason: str
+    worker: str = ""
+    task: str = ""
+    task_id: str = ""
+    content_type: str = ""
+    body: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, text: str) -> DeadLetter:
+        doc = json.loads(text)
+        fields = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
+        return cls(**{"at": 0.0, "queue": "", "location": "", "reason": "", **fields})
+
+
+def body_text(body: Any) -> str:
+    """A message body as text for a person: bytes decoded leniently, cut to the limit."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        text = bytes(body).decode("utf-8", errors="replace")
+    elif isinstance(body, str):
+        text = body
+    else:
+        try:
+            text = json.dumps(body, default=repr)
+        except (TypeError, ValueError):
+            text = repr(body)
+    return text if len(text) <= BODY_LIMIT else text[:BODY_LIMIT] + "..."
+
+
+def key(store: Store) -> str:
+    return store.keys.deadletters
+
+
+@guarded
+def push(store: Store, letter: DeadLetter) -> None:
+    """Keep ``letter``, dropping the oldest beyond :data:`LIMIT`."""
+    pipe = store.r.pipeline(transaction=True)
+    pipe.lpush(key(store), json.dumps(letter.to_dict(), separators=(",", ":")))
+    pipe.ltrim(key(store), 0, LIMIT - 1)
+    pipe.execute()
+
+
+@guarded
+def read(store: Store, limit: int = LIMIT) -> list[DeadLetter]:
+    """The dead letters, newest first (at most ``limit``)."""
+    out = []
+    for text in store.r.lrange(key(store), 0, max(0, limit - 1)):
+        try:
+            out.append(DeadLetter.from_json(text))
+        except (ValueError, TypeError):
+            out.append(DeadLetter(0.0, "", "", "unreadable dead letter", body=body_text(text)))
+    return out
+
+
+@guarded
+def clear(store: Store) -> int:
+    """Forget every dead letter; returns how many there were."""
+    pipe = store.r.pipeline(transaction=True)
+    pipe.llen(key(store))
+    pipe.delete(key(store))
+    count, _ = pipe.execute()
+    return int(count)
+
+
+def now() -> float:
+    return time.time()

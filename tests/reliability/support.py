@@ -1,0 +1,84 @@
+"""What the reliability tests need around them: a fleet of their own, and /proc read as ps does."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fleetjobs import Config, Fleet
+from fleetjobs.embedded import LocalWorkers
+
+from ..conftest import FAST, INCLUDE, uniq
+
+
+def own_config(redis_url: str) -> Config:
+    """A fleet of its own on the session's Redis: its own prefix, the fast timings."""
+    return Config(redis_url=redis_url, prefix=f"{uniq('r')}:", **FAST)  # type: ignore[arg-type]
+
+
+@contextmanager
+def fleet_with(
+    cfg: Config, locations: list[str], logs: Path, concurrency: int = 1, allow_shell: bool = False
+) -> Iterator[tuple[Fleet, LocalWorkers]]:
+    with (
+        LocalWorkers(
+            cfg,
+            [locations],
+            concurrency=concurrency,
+            allow_shell=allow_shell,
+            extra_args=INCLUDE,
+            log_dir=logs,
+        ) as workers,
+        Fleet(config=cfg) as fleet,
+    ):
+        yield fleet, workers
+
+
+def stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, process group) of ``pid``, or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    return int(fields[1]), int(fields[2])
+
+
+def pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process under it, walking /proc/*/stat (no psutil)."""
+    parents = {pid: st[0] for pid in pids() if (st := stat(pid)) is not None}
+    found, frontier = [root], [root]
+    while frontier:
+        nxt = [pid for pid, ppid in parents.items() if ppid in frontier]
+        found += nxt
+        frontier = nxt
+    return found
+
+
+def group(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid`` (zombies count as gone)."""
+    out = []
+    for pid in pids():
+        st = stat(pid)
+        if st is None or st[1] != pgid:
+            continue
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.append(pid)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

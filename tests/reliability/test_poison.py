@@ -1,0 +1,136 @@
+"""A poisoned message never stops a worker: it is acknowledged, logged once and dead-lettered."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from kombu import Connection, Producer
+
+from fleetjobs import JobState, deadletters
+from fleetjobs.routing import TASK_NAME, queue_for
+from fleetjobs.store import Store
+
+from ..conftest import eventually, make_cli, uniq
+from .support import fleet_with, own_config
+
+
+def poison(cfg: Any, location: str) -> list[str]:
+    """Publish one of each kind of bad message onto ``location``'s queue; returns their kinds."""
+    queue = queue_for(location)
+    job = {"task": TASK_NAME, "id": uniq("forged")}
+    route = {"routing_key": queue, "exchange": ""}
+    sent = []
+    options = {"global_keyprefix": cfg.prefix}
+    with Connection(cfg.broker_url, transport_options=options) as conn:
+        p = Producer(conn)
+
+        def send(kind: str, body: Any, **kw: Any) -> None:
+            p.publish(body, **{"serializer": "json", "headers": job, **route, **kw})
+            sent.append(kind)
+
+        send("an object, not [args, kwargs, embed]", {"hello": "world"})
+        send("one list", [[1]])
+        send("args not an int", [["x"], {}, {}])
+        send("unknown keyword", [[1], {"force": True}, {}])
+        raw = {"content_type": "application/json", "content_encoding": "utf-8"}
+        send("invalid JSON", b"{not json", serializer=None, **raw)
+        pickled = {"content_type": "application/x-python-serialize", "content_encoding": "binary"}
+        send("pickle", b"\x80\x04K\x01.", serializer=None, **pickled)
+        send("no headers", [[1], {}, {}], headers={})
+        send("no task id", [[1], {}, {}], headers={"task": TASK_NAME})
+        send("another task", [[1], {}, {}], headers={"task": "evil.task", "id": "x"})
+    client = redis.Redis.from_url(cfg.redis_url)
+    client.lpush(f"{cfg.prefix}{queue}", b"not even an envelope")
+    client.close()
+    sent.append("an envelope that is not JSON")
+    return sent
+
+
+def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_serving(
+    redis_url: str, tmp_path: Path
+) -> None:
+    cfg = own_config(redis_url)
+    loc = uniq("poisoned")
+    with fleet_with(cfg, [loc], tmp_path) as (fleet, workers):
+        # when every kind of bad message lands on the host's queue
+        started = time.monotonic()
+        kinds = poison(cfg, loc)
+        registry = Store.connect(cfg)
+        letters = eventually(
+            lambda: len(got := deadletters.read(registry)) >= len(kinds) and got, timeout=20
+        )
+        took = time.monotonic() - started
+        # then each is kept once, with its queue and a reason, and the worker still serves
+        assert isinstance(letters, list)
+        print(f"\npoisoned messages: {len(kinds)}, dead letters: {len(letters)}, in {took:.2f} s")
+        for letter in letters:
+            print(f"  {letter.reason}")
+        assert len(letters) == len(kinds), [d.reason for d in letters]
+        assert {d.location for d in letters} == {loc}
+        assert all(d.reason and d.worker for d in letters)
+        assert any("envelope is not JSON" in d.reason for d in letters)
+        assert any("not Celery's [args, kwargs, embed]" in d.reason for d in letters)
+        assert workers.procs[0].poll() is None, "the worker exited"
+        log = (tmp_path / "worker-0.log").read_text()
+        assert log.count("refused a message on queue") == len(kinds), log[-3000:]
+        assert "Unrecoverable error" not in log and "Traceback" not in log, log[-3000:]
+        after = fleet.start("echo", "still serving", locations=loc)
+        assert fleet.wait([after], timeout=20) and after.state is JobState.COMPLETED
+        assert list(fleet.receive(after)) == ["still serving"]
+        # and nothing of them is left to be redelivered
+        client = redis.Redis.from_url(cfg.redis_url)
+        assert client.llen(f"{cfg.prefix}{queue_for(loc)}") == 0
+        assert client.hlen(f"{cfg.prefix}unacked") == 0
+        client.close()
+        # and a worker restarted on the same queue does not meet them again
+        workers.stop()
+        workers.start()
+        again = fleet.start("echo", "after a restart", locations=loc)
+        assert fleet.wait([again], timeout=20) and list(fleet.receive(again)) == ["after a restart"]
+        assert len(deadletters.read(registry)) == len(kinds)
+        registry.close()
+
+
+def test_deadletters_verb_lists_and_clears(redis_url: str, logs: Path) -> None:
+    cfg = own_config(redis_url)
+    loc = uniq("poisoned")
+    cli = make_cli(cfg)
+    with fleet_with(cfg, [loc], logs):
+        kinds = poison(cfg, loc)[:3]
+        registry = Store.connect(cfg)
+        eventually(lambda: len(deadletters.read(registry)) >= 3, timeout=20)
+        registry.close()
+    shown = cli("deadletters", "--json")
+    assert shown.returncode == 0, shown.stderr
+    docs = json.loads(shown.stdout)
+    assert len(docs) >= len(kinds)
+    assert {"at", "queue", "location", "reason", "worker", "body"} <= set(docs[0])
+    table = cli("deadletters")
+    assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:3] == [
+        "When",
+        "Location",
+        "Worker",
+    ]
+    cleared = cli("deadletters", "--clear", "--json")
+    assert cleared.returncode == 0 and "removed" in cleared.stderr
+    assert json.loads(cli("deadletters", "--json").stdout) == []
+
+
+def test_the_dead_letter_list_keeps_the_newest_thousand(redis_url: str) -> None:
+    registry = Store.connect(own_config(redis_url))
+    try:
+        for i in range(deadletters.LIMIT + 5):
+            letter = deadletters.DeadLetter(float(i), "fleetjobs.loc.x", "x", f"bad {i}")
+            deadletters.push(registry, letter)
+        kept = deadletters.read(registry)
+        print(f"\npushed {deadletters.LIMIT + 5}, kept {len(kept)}")
+        assert len(kept) == deadletters.LIMIT
+        assert kept[0].reason == f"bad {deadletters.LIMIT + 4}" and kept[-1].reason == "bad 5"
+        assert deadletters.clear(registry) == deadletters.LIMIT
+        assert deadletters.read(registry) == []
+    finally:
+        registry.close()

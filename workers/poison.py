@@ -1,0 +1,247 @@
+"""Poison messages: whatever arrives on a location's queue, the worker keeps serving.
+
+Celery trusts what comes off its queues. A message naming our task whose body is not
+``[args, kwargs, embed]`` (``{"hello": "world"}``, ``[[1]]``) raises inside Celery's
+``Request`` and ends the worker as "Unrecoverable error"; a message with no ``id`` header loops
+as a lost connection until the worker gives up; an envelope that is not JSON at all (a stray
+``LPUSH``) ends it inside kombu's Redis transport (celery#4308, celery#7975, still open).
+The message is put back on the way down, so the restarted worker dies on it again.
+
+Two guards, each at the first place the thing can be seen:
+
+- **The envelope** (kombu): the Redis transport's read of a popped message is wrapped so that
+  an envelope kombu cannot make a message of is dead-lettered instead of raised.
+- **The message** (Celery): the worker's consumer (``worker_consumer``, a documented Celery
+  setting) checks each message against the one shape a fleetjobs job has before Celery sees
+  it, and catches whatever Celery's handler still raises. Checking first, in the consumer,
+  rather than in a custom ``Request`` or strategy: those run only for messages that already
+  name a registered task and carry good headers, so they cannot see half of the cases above.
+
+A refused message is acknowledged, logged once (queue and why) and kept in the fleet's
+dead-letter list (:mod:`fleetjobs.deadletters`, ``fleetjobs deadletters``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from queue import Empty
+from typing import Any
+
+from celery.worker.consumer import Consumer
+from kombu.transport import redis as kombu_redis
+from kombu.utils import encoding as kombu_encoding
+from kombu.utils import json as kombu_json
+
+from fleetjobs import deadletters
+from fleetjobs.config import Config
+from fleetjobs.errors import FleetJobsError
+from fleetjobs.routing import TASK_NAME, location_of
+from fleetjobs.store import Store
+
+log = logging.getLogger("fleetjobs.worker")
+bytes_to_str: Any = kombu_encoding.bytes_to_str  # untyped in kombu
+loads: Any = kombu_json.loads
+
+
+def why_not_a_job(message: Any) -> str | None:
+    """Why ``message`` is not a fleetjobs job, in one line; None when it is one."""
+    headers = message.headers
+    if not isinstance(headers, dict):
+        return "it has no headers (not a Celery task message)"
+    task = headers.get("task")
+    if task != TASK_NAME:
+        return f"it names task {_short(task)}, not {TASK_NAME}"
+    if not isinstance(headers.get("id"), str) or not headers["id"]:
+        return "it has no task id header"
+    if message.content_type != "application/json":
+        return f"its content type is {_short(message.content_type)}, not application/json"
+    try:
+        body = message.decode()
+    except Exception as exc:  # kombu's DecodeError, ContentDisallowed, a bad encoding...
+        return f"its body cannot be decoded: {type(exc).__name__}: {_line(exc)}"
+    if not isinstance(body, list) or len(body) != 3:
+        return "its body is not Celery's [args, kwargs, embed]"
+    args, kwargs, embed = body
+    if not isinstance(args, list) or len(args) != 1 or type(args[0]) is not int or args[0] < 1:
+        return f"its arguments are {_short(args)}, not [job id]"
+    if kwargs != {}:
+        return f"its keyword arguments are {_short(kwargs)}, not {{}}"
+    if not isinstance(embed, dict):
+        return f"its options are {_short(embed)}, not an object"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+class DeadLetterBox:
+    """Writes dead letters for one worker process (its own Redis connection, made on use)."""
+
+    def __init__(self, config: Config, worker_id: str) -> None:
+        self.config = config
+        self.worker_id = worker_id
+        self._registry: Store | None = None
+
+    def drop(self, queue: str, reason: str, **fields: Any) -> None:
+        """Log once and keep the message; a Redis that cannot take it is logged, not raised."""
+        log.error("refused a message on queue %s: %s (kept as a dead letter)", queue, reason)
+        letter = deadletters.DeadLetter(
+            at=deadletters.now(),
+            queue=queue,
+            location=location_of(queue) or "",
+            reason=reason,
+            worker=self.worker_id,
+            **fields,
+        )
+        try:
+            if self._registry is None:
+                self._registry = Store.connect(self.config)
+            deadletters.push(self._registry, letter)
+        except FleetJobsError as exc:
+            log.error("could not keep the dead letter: %s", exc)
+
+
+def consumer_class(box: DeadLetterBox) -> type[Consumer]:
+    """Celery's consumer, checking every task message before Celery handles it."""
+
+    class GuardedConsumer(Consumer):  # type: ignore[misc]
+        def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
+            handle = super().create_task_handler(*args, **kwargs)
+            transient = _transient_errors(self)
+
+            def on_task_received(message: Any) -> Any:
+                try:
+                    reason = why_not_a_job(message)
+                except Exception as exc:  # a message odd enough to break the check itself
+                    reason = f"it cannot be read: {type(exc).__name__}: {_line(exc)}"
+                if reason is not None:
+                    return _refuse(message, reason)
+                try:
+                    return handle(message)
+                except transient:
+                    raise  # Redis went away: Celery reconnects, the message is restored
+                except Exception as exc:
+                    return _refuse(
+                        message, f"Celery could not take it: {type(exc).__name__}: {exc}"
+                    )
+
+            def _refuse(message: Any, reason: str) -> None:
+                info = message.delivery_info or {}
+                queue = str(info.get("routing_key") or info.get("queue") or "?")
+                headers = message.headers if isinstance(message.headers, dict) else {}
+                box.drop(
+                    queue,
+                    reason,
+                    task=str(headers.get("task") or ""),
+                    task_id=str(headers.get("id") or ""),
+                    content_type=str(message.content_type or ""),
+                    body=deadletters.body_text(message.body),
+                )
+                if not message.acknowledged:
+                    message.ack_log_error(log, self.connection_errors)
+
+            return on_task_received
+
+    return GuardedConsumer
+
+
+def _transient_errors(consumer: Any) -> tuple[type[BaseException], ...]:
+    # kombu counts KeyError among the Redis transport's channel errors: a message without
+    # an id header then looks like a lost connection. Only real I/O errors pass through.
+    errors = tuple(consumer.connection_errors) + tuple(consumer.channel_errors)
+    return tuple(
+        e
+        for e in errors
+        if isinstance(e, type)
+        and issubclass(e, BaseException)
+        and not issubclass(e, (KeyError, ValueError, TypeError))
+    )
+
+
+# ---- the envelope -------------------------------------------------------------------------
+
+
+def envelope_problem(item: Any) -> str | None:
+    """Why a raw item popped from a queue cannot become a kombu message; None if it can."""
+    try:
+        doc = json.loads(item if isinstance(item, str) else bytes(item).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"its envelope is not JSON: {_line(exc)}"
+    if not isinstance(doc, dict):
+        return "its envelope is not a JSON object"
+    props = doc.get("properties")
+    if not isinstance(props, dict) or "delivery_tag" not in props:
+        return "its envelope has no properties with a delivery tag"
+    if not isinstance(props.get("delivery_info", {}), dict):
+        return "its envelope's delivery info is not an object"
+    if doc.get("headers") is not None and not isinstance(doc["headers"], dict):
+        return "its envelope's headers are not an object"
+    body = doc.get("body")
+    if body is not None and not isinstance(body, str):
+        return "its envelope's body is not a string"
+    if body and props.get("body_encoding") == "base64":
+        try:
+            base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            return f"its body is not valid base64: {_line(exc)}"
+    return None
+
+
+_BOX: list[DeadLetterBox] = []
+
+
+def guard_envelopes(box: DeadLetterBox) -> None:
+    """Make kombu's Redis transport dead-letter envelopes it cannot read (once per process).
+
+    kombu pops the message (BRPOP) and parses its envelope in one private method with no
+    hook; an envelope that is not JSON raises out of the event loop and ends the worker. The
+    wrapper pops the same way, checks the envelope first, and hands good ones to kombu's own
+    delivery. If kombu changes that method's shape, the wrapper is not installed and the
+    consumer's guard still covers every message kombu can parse.
+    """
+    _BOX[:] = [box]
+    channel: Any = kombu_redis.Channel
+    if getattr(channel, "_fleetjobs_guarded", False):
+        return
+    original = getattr(channel, "_brpop_read", None)
+    if original is None:
+        return
+
+    def _brpop_read(self: Any, **options: Any) -> Any:
+        try:
+            try:
+                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if not dest__item:
+                raise Empty()
+            dest, item = dest__item
+            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            problem = envelope_problem(item)
+            if problem is not None:
+                # popped and never put in the unacked set: dropping it here is its ack
+                for keeper in _BOX:
+                    keeper.drop(dest, problem, body=deadletters.body_text(item))
+                return True
+            self.connection._deliver(loads(bytes_to_str(item)), dest)
+            return True
+        finally:
+            self._in_poll = None
+            flush = getattr(self, "_flush_brpop_reauth", None)  # kombu >= 5.7
+            if flush is not None:
+                flush()
+
+    channel._brpop_read = _brpop_read
+    channel._fleetjobs_guarded = True

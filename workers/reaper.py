@@ -1,0 +1,200 @@
+"""The reaper: a job's processes die with the job, even when its worker died first.
+
+A ``run`` job's command runs in its own process group, which a stop kills whole. When the
+pool process running the job, or the whole worker, is killed instead, nothing is left to kill
+that group: the job turns Failed and its command goes on. Two things close that gap:
+
+- **Parent-death signal** (Linux): what ``run`` starts gets ``PR_SET_PDEATHSIG`` = SIGKILL, so
+  the command it started dies the moment the process running the job does.
+- **Recorded groups**: while a job runs, the process groups it started are recorded on the
+  child job's hash (field ``pgids``) and in ``pgroups:<location>`` (job Id -> the same record),
+  with this machine's identity and each group leader's start time. Every worker, at start-up
+  and at each heartbeat, kills the recorded groups of its locations' jobs that have ended
+  (Failed, Stopped, Completed or removed) and were run on this machine, then forgets them.
+  A group is killed only if it is still the same group: its leader, if alive, has the
+  recorded start time; members without a leader started after it (pids are not reused
+  while a process group of that id exists).
+
+The bound: the direct child at once; the rest of the group within one heartbeat interval of
+the job being Failed when a pool process dies (the worker fails the job at once), and within
+one heartbeat interval of the job turning Failed (host TTL + disconnect grace) when the whole
+worker died and a worker serves that location on this machine again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fleetjobs.registry import Registry
+from fleetjobs.states import JobState
+from fleetjobs.store import Store, guarded
+
+log = logging.getLogger("fleetjobs.worker")
+PR_SET_PDEATHSIG = 1
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when the process starting it dies
+    (Linux); None elsewhere. Loaded before the fork: the child only makes one system call."""
+    prctl = getattr(_LIBC, "prctl", None)
+    if prctl is None or not Path("/proc/self/stat").exists():
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(137)
+
+    return preexec
+
+
+def machine() -> str:
+    """This machine (host name and boot) as recorded with a job's process groups."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(process group, start time in clock ticks) of ``pid``, or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    # after the command: state ppid pgrp session ... starttime is field 22 of the whole line
+    try:
+        return int(fields[2]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def group_of(pid: int) -> list[int] | None:
+    """The record for the process group ``pid`` leads: [pgid, its start time]; None if it
+    is gone or leads no group of its own (started without ``start_new_session``)."""
+    found = _stat(pid)
+    return None if found is None or found[0] != pid else [pid, found[1]]
+
+
+def _members(pgid: int) -> list[tuple[int, int]]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            found = _stat(int(entry))
+            if found is not None and found[0] == pgid:
+                out.append((int(entry), found[1]))
+    return out
+
+
+def kill_group(pgid: int, started: int) -> int:
+    """SIGKILL process group ``pgid`` if it is still the one recorded; returns how many
+    processes it had (0: gone, or not ours any more)."""
+    if pgid <= 1 or pgid == os.getpgid(0):
+        return 0
+    members = _members(pgid)
+    if not members:
+        return 0
+    leader = dict(members).get(pgid)
+    if leader is not None and leader != started:
+        return 0  # a new group under a reused id
+    if any(start < started for _, start in members):
+        return 0
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+        return len(members)
+    return 0
+
+
+# ---- the registry's record ----------------------------------------------------------------
+
+
+def _index(store: Store, location: str) -> str:
+    return store.keys.pgroups(location)
+
+
+@guarded
+def record(store: Store, job_id: int, location: str, groups: Sequence[list[int]]) -> None:
+    """Record (or, with no groups, forget) the process groups a running job started."""
+    doc = json.dumps({"machine": machine(), "groups": list(groups)}) if groups else ""
+    store.r.eval(_RECORD, 2, store.keys.job(job_id), _index(store, location), job_id, doc)
+
+
+# the job's field only while the job exists (a job removed meanwhile is not half-recreated);
+# the location's index in any case, so a removed job's leftovers are still found
+_RECORD = """
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], 'pgids')
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return 0
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'pgids', ARGV[2]) end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+@guarded
+def reap(store: Store, locations: Iterable[str]) -> int:
+    """Kill the recorded process groups of these locations' ended jobs run on this machine.
+
+    Returns:
+        How many processes were killed.
+    """
+    here = machine()
+    killed = 0
+    for location in locations:
+        index = _index(store, location)
+        recorded = store.r.hgetall(index)
+        if not recorded:
+            continue
+        ids = list(recorded)
+        states = Registry(store).states([int(i) for i in ids])
+        for job_id, state in zip(ids, states, strict=True):
+            if state is not None and not JobState(state).finished:
+                continue  # still running (or waiting to be failed): its worker owns it
+            try:
+                doc = json.loads(recorded[job_id])
+                mine = doc.get("machine") == here
+                groups = [(int(g[0]), int(g[1])) for g in doc.get("groups", [])]
+            except (ValueError, TypeError, KeyError, IndexError):
+                mine, groups = True, []
+            if not mine:
+                continue
+            for pgid, started in groups:
+                n = kill_group(pgid, started)
+                if n:
+                    log.warning(
+                        "killed %d leftover process(es) of job %s (group %d) on %s",
+                        n,
+                        job_id,
+                        pgid,
+                        location,
+                    )
+                    killed += n
+            pipe = store.r.pipeline(transaction=True)
+            pipe.hdel(index, job_id)
+            pipe.hdel(store.keys.job(job_id), "pgids")
+            pipe.execute()
+    return killed
