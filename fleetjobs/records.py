@@ -86,13 +86,16 @@ class Records:
             if not any(lists):
                 return
             handed = {c.instance_id: 0 for c in children}
+            # the batch is acknowledged once handed on, or as far as it was when the caller
+            # stopped (GeneratorExit); any other end (Ctrl-C inside a Redis call, Redis gone)
+            # leaves it held, to come back when its lease runs out, as a dead receiver's does
             try:
                 for child, records in zip(children, lists, strict=True):
                     for rec in records:
                         handed[child.instance_id] += 1
                         yield rec
-            except BaseException:
-                # the caller stopped part-way (or failed): what it was not given goes back
+            except GeneratorExit:
+                # the caller stopped part-way: what it was not given goes back at once
                 with contextlib.suppress(FleetJobsError):
                     self._ack(token, handed)
                 raise

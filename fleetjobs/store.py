@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import redis
+import redis.connection
 import redis.exceptions
 import redis.sentinel
+from redis._parsers.encoders import Encoder
 
 from .config import Config
 from .errors import PermissionDeniedError, RedisUnavailableError, RegistryError
@@ -101,6 +103,7 @@ class Store:
                 decode_responses=True,
                 socket_connect_timeout=5,
                 health_check_interval=30,
+                command_packer=_packer(),
             )
             return cls(client, config)
         watchers = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
@@ -119,6 +122,7 @@ class Store:
             password=sentinel.password,
             decode_responses=True,
             health_check_interval=30,
+            command_packer=_packer(),
         )
         return cls(primary, config)
 
@@ -128,3 +132,11 @@ class Store:
     @guarded
     def ping(self) -> None:
         self.r.ping()
+
+
+def _packer() -> Any:
+    """redis-py's own command packer. hiredis still parses the replies (where the time goes);
+    its C packer crashed the process (SIGSEGV) when a Ctrl-C landed while it packed a command
+    (seen on `receive --wait`, hiredis 3.5), so commands are packed in Python."""
+    encoder = Encoder("utf-8", "strict", decode_responses=True)  # type: ignore[no-untyped-call]
+    return redis.connection.PythonRespSerializer(6000, encoder.encode)
