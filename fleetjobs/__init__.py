@@ -28,6 +28,7 @@ from .errors import (
     StartError,
     UnknownActionError,
 )
+from .facts import fact
 from .fleet import Fleet
 from .job import Job, JobRef, JobRefs, Received
 from .model import HostInfo, JobInfo, Record
@@ -60,6 +61,7 @@ __all__ = [
     "UnknownActionError",
     "__version__",
     "action",
+    "fact",
     "parallel",
     "parallel_values",
 ]

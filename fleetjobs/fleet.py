@@ -16,12 +16,13 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import placement
+from . import placement, rollouts
 from .actions import check_action_name
 from .config import Config, default_location
 from .dispatch import Dispatcher
 from .errors import ArgumentError, JobNotFoundError, JobStateError, UnknownActionError
 from .events import JobEvents
+from .history import History, parse_time
 from .hosts import Hosts
 from .housekeeping import Housekeeping
 from .job import Job, JobRef, JobRefs, Received
@@ -60,6 +61,7 @@ class Fleet:
         self.config = base.with_(redis_url=redis_url) if redis_url else base
         self.store = Store.connect(self.config)
         self.registry = Registry(self.store)
+        self.history = History(self.store)
         self.lifecycle = Lifecycle(self.store)
         self.records = Records(self.store)
         self.host_list = Hosts(self.store)
@@ -93,6 +95,11 @@ class Fleet:
         throttle_limit: int = 32,
         start_timeout: float | None = None,
         timeout: float | None = None,
+        batch: int | str | None = None,
+        batch_wait: float = 0.0,
+        max_failures: int | None = None,
+        halt_running: bool = False,
+        where: Sequence[str] = (),
     ) -> Job:
         """Start a job and return at once: one parent, one child per location.
 
@@ -108,6 +115,10 @@ class Fleet:
             throttle_limit: at most this many children run at once.
             start_timeout: fail a child that no worker started within this many seconds.
             timeout: stop a child (Failed, "timed out") that runs longer than this.
+            batch, batch_wait, max_failures, halt_running: a rollout in waves of ``batch``
+                hosts (or ``"10%"``), ``batch_wait`` s apart, halted once more than
+                ``max_failures`` failed (:mod:`fleetjobs.rollouts`).
+            where: fact filters (``os=debian``, ``memory_gb>=8``; :mod:`fleetjobs.facts`).
 
         Returns:
             The parent job; ``job.warnings`` says which locations no live worker serves.
@@ -137,13 +148,20 @@ class Fleet:
                 raise ArgumentError(f"{what} must be positive, got {value}")
         named = split_locations([locations] if isinstance(locations, str) else locations or [])
         # plain names need only their own hosts' records; globs, tags and --all need them all
-        everything = bool(target) or all_hosts or any(is_glob(n) for n in named)
+        everything = bool(target) or all_hosts or bool(where) or any(is_glob(n) for n in named)
         hosts = {
             h.location: h
             for h in self.host_list.list(None if everything else named or [default_location()])
         }
-        locs = placement.select(named, target, all_hosts, hosts)
+        locs = placement.select(named, target, all_hosts, hosts, where)
         warnings = placement.check(action, locs, hosts)
+        size = rollouts.batch_size(
+            batch,
+            len(locs),
+            batch_wait=batch_wait,
+            max_failures=max_failures,
+            halt_running=halt_running,
+        )
         spec = JobSpec(
             action=action,
             args=list(args),
@@ -154,6 +172,10 @@ class Fleet:
             throttle_limit=throttle_limit,
             start_timeout=start_timeout,
             timeout=timeout,
+            batch=size,
+            batch_wait=batch_wait,
+            max_failures=max_failures,
+            halt_running=halt_running,
         )
         pid, _, children = self.lifecycle.create(spec)
         self.dispatcher.publish(
@@ -195,6 +217,11 @@ class Fleet:
         name: str | None = None,
         state: JobState | str | None = None,
         include_children: bool = False,
+        action: str | None = None,
+        location: str | None = None,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        failed: bool = False,
     ) -> list[Job]:
         """The jobs named, or every top-level job, oldest first (``Get-Job``).
 
@@ -203,27 +230,39 @@ class Fleet:
             name: only jobs with this Name (globs allowed).
             state: only jobs in this state.
             include_children: list each parent's children after it.
+            action, location, since, until, failed: only jobs of this action, that had a
+                child on this host (globs allowed), started in this span (Unix seconds, ``2h``
+                or an ISO date), that ended Failed: from indexes (:mod:`fleetjobs.history`).
 
         Raises:
             JobNotFoundError: a reference matched no job.
         """
         self.housekeeping.sweep()
         want = _state(state)
+        if failed:
+            want = JobState.FAILED
+        times = [parse_time(t) if isinstance(t, str) else t for t in (since, until)]
+        indexed = action is not None or location is not None or times != [None, None]
         ids: Iterable[int]
         if jobs is not None:
             ids = self._ids(_as_list(jobs))
+        elif indexed or want is JobState.FAILED:
+            ids = self.history.find(
+                action=action,
+                location=location,
+                since=times[0],
+                until=times[1],
+                failed=want is JobState.FAILED,
+            )
         elif name is not None:
             ids = self.registry.ids_named(name)
         else:
             ids = self.registry.iter_top_ids()
+        by_name = name is not None and (jobs is not None or indexed or want is JobState.FAILED)
         out: list[Job] = []
         for batch in _batches(ids, 500):
             for info in self.registry.load(batch):
-                if (
-                    name is not None
-                    and jobs is not None
-                    and not fnmatch.fnmatchcase(info.name, name)
-                ):
+                if by_name and not fnmatch.fnmatchcase(info.name, name or ""):
                     continue
                 if want is not None and info.state is not want:
                     continue

@@ -88,3 +88,12 @@ def mark(ctx: Any, folder: str) -> str:
     with open(path, "w") as fh:
         fh.write("ran")
     return path
+
+
+@action
+def fail_at(ctx: Any, hosts: str, seconds: float = 0.3) -> str:
+    """Fails on the hosts named (comma-separated) after ``seconds``; succeeds elsewhere."""
+    ctx.sleep(float(seconds))
+    if ctx.location in hosts.split(","):
+        raise ActionError(f"failing on purpose on {ctx.location}")
+    return f"done on {ctx.location}"

@@ -20,6 +20,7 @@ from fleetjobs.errors import FleetJobsError
 from fleetjobs.routing import TASK_NAME
 from fleetjobs.states import JobState
 
+from .facts import FactsReporter
 from .heartbeat import Heartbeat
 from .process import Layers, PerProcess
 from .runtime import Runtime
@@ -51,6 +52,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         return runtime.execute(int(job_id))
 
     heartbeat: dict[str, Heartbeat] = {}
+    reporters: dict[str, FactsReporter] = {}
 
     @signals.worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:
@@ -65,10 +67,16 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         hb.beat()
         hb.start()
         heartbeat["hb"] = hb
+        facts = FactsReporter(hb.hosts.store, settings.locations, settings.tags)
+        facts.start()
+        reporters["facts"] = facts
         log.info("fleetjobs worker %s serves %s", settings.worker_id, ", ".join(settings.locations))
 
     @signals.worker_shutdown.connect(weak=False)
     def _shutdown(sender: Any = None, **_: Any) -> None:
+        facts = reporters.pop("facts", None)
+        if facts is not None:
+            facts.close()
         hb = heartbeat.pop("hb", None)
         if hb is not None:
             hb.close()

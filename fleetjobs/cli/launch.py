@@ -103,13 +103,51 @@ def job_options(fn: F) -> F:
             metavar="SECONDS",
             help="Fail a host's part that runs longer than SECONDS.",
         ),
+        *rollout_options,
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
+rollout_options = [
+    click.option(
+        "--where",
+        multiple=True,
+        metavar="FACT=VALUE",
+        help="Only hosts whose facts pass: os=debian, 'memory_gb>=8', 'kernel=6.*' (globs; "
+        "> >= < <= compare numbers and versions); repeat to require several. Alone: every "
+        "online host is a candidate.",
+    ),
+    click.option(
+        "--batch",
+        "-b",
+        metavar="N|P%",
+        help="A rollout: hosts in waves of N (or P% of them), each wave after the last finished.",
+    ),
+    click.option(
+        "--batch-wait",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        metavar="SECONDS",
+        help="Pause between two waves.",
+    ),
+    click.option(
+        "--max-failures",
+        type=click.IntRange(min=0),
+        metavar="K",
+        help="Halt the rollout once more than K hosts failed: the hosts not started never are.",
+    ),
+    click.option("--fail-fast", is_flag=True, help="Halt at the first failure (--max-failures 0)."),
+    click.option(
+        "--halt-running", is_flag=True, help="When a rollout halts, stop the hosts still running."
+    ),
+]
+
+
 def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, Any]) -> Job:
+    if opts["fail_fast"] and opts["max_failures"] not in (None, 0):
+        raise click.UsageError("--fail-fast is --max-failures 0: give one of them")
     args, kwargs = split_action_args(tokens)
     job = state.fleet.start(
         action,
@@ -122,6 +160,11 @@ def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, 
         throttle_limit=opts["throttle_limit"],
         start_timeout=opts["start_timeout"],
         timeout=opts["timeout"],
+        batch=opts["batch"],
+        batch_wait=opts["batch_wait"],
+        max_failures=0 if opts["fail_fast"] else opts["max_failures"],
+        halt_running=opts["halt_running"],
+        where=opts["where"],
     )
     for warning in job.warnings:
         click.echo(f"WARNING: {warning}", err=True)
@@ -186,6 +229,8 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
     failed = [c for c in info.children if c.state is not JobState.COMPLETED]
     for child in failed:
         click.echo(f"fleetjobs: {child.location}: {child.state.value}: {child.reason}", err=True)
+    if info.rollout and info.rollout.halted:
+        click.echo(f"fleetjobs: {info.rollout.halted}", err=True)
     if failed:
         sys.exit(EXIT_FAILED)
 
