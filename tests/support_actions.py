@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from fleetjobs import ActionError, action
+from fleetjobs import ActionError, action, fact
 
 
 @action
@@ -97,3 +97,15 @@ def fail_at(ctx: Any, hosts: str, seconds: float = 0.3) -> str:
     if ctx.location in hosts.split(","):
         raise ActionError(f"failing on purpose on {ctx.location}")
     return f"done on {ctx.location}"
+
+
+@fact
+def rack() -> str:
+    """A custom fact (Salt's custom grain): one value under the function's name."""
+    return "r12"
+
+
+@fact
+def disks() -> dict[str, Any]:
+    """A custom fact function giving several facts at once."""
+    return {"disk_count": 2, "disk_kind": "nvme"}
