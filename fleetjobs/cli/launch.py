@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -240,7 +241,9 @@ def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:
     multi = len(job.info.child_ids) > 1
     gathered: list[dict[str, Any]] = []
     objects: list[tuple[Record, Any]] = []
+    waves = _WaveReport(fleet, job, as_json)
     for rec in fleet.stream(job, follow=True):
+        waves.check()
         if as_json:
             gathered.append(rec.to_dict())
         elif rec.stream != "output":
@@ -253,7 +256,31 @@ def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:
             sys.stdout.flush()
     if objects:
         fmt.print_values(objects, tag_locations=multi)
+    waves.check(force=True)
     return gathered
+
+
+class _WaveReport:
+    """A rollout's progress on stderr (``PROGRESS: wave 2 of 3 running ...``), read at most
+    once a second while records arrive, and once at the end."""
+
+    def __init__(self, fleet: Fleet, job: Job, quiet: bool) -> None:
+        self.fleet, self.job = fleet, job
+        self.on = job.info.rollout is not None and not quiet
+        self.last = ""
+        self.read_at = 0.0
+        if self.on:
+            self.check(force=True)
+
+    def check(self, force: bool = False) -> None:
+        if not self.on or (not force and time.monotonic() - self.read_at < 1.0):
+            return
+        self.read_at = time.monotonic()
+        info = self.fleet.info(self.job)
+        text = info.rollout.describe(info.finished) if info.rollout else ""
+        if text != self.last:
+            self.last = text
+            click.echo(f"PROGRESS: {text}", err=True)
 
 
 @cli.command(epilog=EPILOG)
