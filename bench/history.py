@@ -55,7 +55,11 @@ def fill(fleet: Fleet, n: int) -> float:
         _, _, [child] = life.create(JobSpec(action, [], {}, action, [loc]))
         life.claim(child.id, "bench")
         failed = i % 20 == 0
-        life.finish(child.id, JobState.FAILED if failed else JobState.COMPLETED, "x" * failed)
+        life.finish(
+            child.id,
+            JobState.FAILED if failed else JobState.COMPLETED,
+            "archive disk full" if failed else "",
+        )
         if i and i % 20_000 == 0:
             print(f"  {i:,} jobs in {time.perf_counter() - t:.1f} s", flush=True)
     return time.perf_counter() - t

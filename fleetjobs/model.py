@@ -79,7 +79,8 @@ class Rollout:
     halted: str | None = None
 
     def describe(self, finished: bool) -> str:
-        """One line: ``wave 2 of 3 running (batch 2, max failures 0)``, or why it halted."""
+        """One line: ``rollout wave 2 of 3 running (batch 2, max failures 0)``, or why it
+        halted."""
         if self.halted:
             return self.halted
         limits = f"batch {self.batch}"

@@ -176,7 +176,7 @@ def test_a_rolling_run_on_six_hosts_halts_at_a_failure_of_the_second_wave(six: o
     assert all(c["begin_time"] is None and c["reason"] == why for c in doc["children"][4:])
     # the table says why it halted; receive names the failed hosts
     table = cli("get", str(job_id), "--children")
-    assert f"Rollout {job_id}: {why}" in table.stdout
+    assert f"Job {job_id}: {why}" in table.stdout
     received = cli("receive", str(job_id))
     assert why in received.stderr
 

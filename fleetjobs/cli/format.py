@@ -95,7 +95,7 @@ def print_jobs(
         if children:  # a rollout says where it is, or why it halted
             for job in jobs:
                 if job.rollout:
-                    print(f"Rollout {job.id}: {job.rollout.describe(job.finished)}", file=out)
+                    print(f"Job {job.id}: {job.rollout.describe(job.finished)}", file=out)
 
 
 def print_hosts(hosts: Sequence[HostInfo], as_json: bool) -> None:
