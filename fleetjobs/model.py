@@ -89,10 +89,9 @@ class Rollout:
         if finished:
             return f"rollout done: {self.wave} of {self.waves} waves ({limits})"
         if self.next_wave_at is not None:
-            return (
-                f"wave {self.wave + 1} of {self.waves} due at {iso(self.next_wave_at)} ({limits})"
-            )
-        return f"wave {self.wave} of {self.waves} running ({limits})"
+            due = iso(self.next_wave_at)
+            return f"rollout wave {self.wave + 1} of {self.waves} due at {due} ({limits})"
+        return f"rollout wave {self.wave} of {self.waves} running ({limits})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
