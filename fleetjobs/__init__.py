@@ -29,6 +29,7 @@ from .errors import (
     StartError,
     UnknownActionError,
 )
+from .facts import fact
 from .fleet import Fleet
 from .job import Job, JobRef, JobRefs, Received
 from .model import HostInfo, JobInfo, Record
@@ -62,6 +63,7 @@ __all__ = [
     "UnknownActionError",
     "__version__",
     "action",
+    "fact",
     "parallel",
     "parallel_values",
 ]

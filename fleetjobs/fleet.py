@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import placement
+from . import placement, rollouts
 from .actions import check_action_name
 from .config import Config, default_location
 from .dispatch import Dispatcher
@@ -28,12 +28,14 @@ from .errors import (
     UnknownActionError,
 )
 from .events import JobEvents, ride_out, ride_out_iter
+from .history import History, parse_time
 from .hosts import Hosts
 from .housekeeping import Housekeeping
 from .job import Job, JobRef, JobRefs, Received
 from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, JobInfo, Record, check_arguments, check_name, render_command
 from .records import Records
+from .refs import as_list, batches, children_of, parse_state
 from .registry import Registry
 from .routing import is_glob, split_locations
 from .states import JobState
@@ -68,6 +70,7 @@ class Fleet:
         self.config = base.with_(redis_url=redis_url) if redis_url else base
         self.store = Store.connect(self.config)
         self.registry = Registry(self.store)
+        self.history = History(self.store)
         self.lifecycle = Lifecycle(self.store)
         self.records = Records(self.store)
         self.host_list = Hosts(self.store)
@@ -109,6 +112,11 @@ class Fleet:
         throttle_limit: int = 32,
         start_timeout: float | None = None,
         timeout: float | None = None,
+        batch: int | str | None = None,
+        batch_wait: float = 0.0,
+        max_failures: int | None = None,
+        halt_running: bool = False,
+        where: Sequence[str] = (),
     ) -> Job:
         """Start a job and return at once: one parent, one child per location.
 
@@ -124,6 +132,10 @@ class Fleet:
             throttle_limit: at most this many children run at once.
             start_timeout: fail a child that no worker started within this many seconds.
             timeout: stop a child (Failed, "timed out") that runs longer than this.
+            batch, batch_wait, max_failures, halt_running: a rollout in waves of ``batch``
+                hosts (or ``"10%"``), ``batch_wait`` s apart, halted once more than
+                ``max_failures`` failed (:mod:`fleetjobs.rollouts`).
+            where: fact filters (``os=debian``, ``memory_gb>=8``; :mod:`fleetjobs.facts`).
 
         Returns:
             The parent job; ``job.warnings`` says which locations no live worker serves.
@@ -150,13 +162,20 @@ class Fleet:
                 raise ArgumentError(f"{what} must be positive, got {value}")
         named = split_locations([locations] if isinstance(locations, str) else locations or [])
         # plain names need only their own hosts' records; globs, tags and --all need them all
-        everything = bool(target) or all_hosts or any(is_glob(n) for n in named)
+        everything = bool(target) or all_hosts or bool(where) or any(is_glob(n) for n in named)
         hosts = {
             h.location: h
             for h in self.host_list.list(None if everything else named or [default_location()])
         }
-        locs = placement.select(named, target, all_hosts, hosts)
+        locs = placement.select(named, target, all_hosts, hosts, where)
         warnings = placement.check(action, locs, hosts)
+        size = rollouts.batch_size(
+            batch,
+            len(locs),
+            batch_wait=batch_wait,
+            max_failures=max_failures,
+            halt_running=halt_running,
+        )
         spec = JobSpec(
             action=action,
             args=list(args),
@@ -167,6 +186,10 @@ class Fleet:
             throttle_limit=throttle_limit,
             start_timeout=start_timeout,
             timeout=timeout,
+            batch=size,
+            batch_wait=batch_wait,
+            max_failures=max_failures,
+            halt_running=halt_running,
         )
         pid, _, children = self.lifecycle.create(spec)
         self.dispatcher.publish(
@@ -208,6 +231,11 @@ class Fleet:
         name: str | None = None,
         state: JobState | str | None = None,
         include_children: bool = False,
+        action: str | None = None,
+        location: str | None = None,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        failed: bool = False,
     ) -> list[Job]:
         """The jobs named, or every top-level job, oldest first (``Get-Job``).
 
@@ -216,27 +244,39 @@ class Fleet:
             name: only jobs with this Name (globs allowed).
             state: only jobs in this state.
             include_children: list each parent's children after it.
+            action, location, since, until, failed: only jobs of this action, that had a
+                child on this host (globs allowed), started in this span (Unix seconds, ``2h``
+                or an ISO date), that ended Failed: from indexes (:mod:`fleetjobs.history`).
 
         Raises:
             JobNotFoundError: a reference matched no job.
         """
         self.housekeeping.sweep()
-        want = _state(state)
+        want = parse_state(state)
+        if failed:
+            want = JobState.FAILED
+        times = [parse_time(t) if isinstance(t, str) else t for t in (since, until)]
+        indexed = action is not None or location is not None or times != [None, None]
         ids: Iterable[int]
         if jobs is not None:
-            ids = self._ids(_as_list(jobs))
+            ids = self._ids(as_list(jobs))
+        elif indexed or want is JobState.FAILED:
+            ids = self.history.find(
+                action=action,
+                location=location,
+                since=times[0],
+                until=times[1],
+                failed=want is JobState.FAILED,
+            )
         elif name is not None:
             ids = self.registry.ids_named(name)
         else:
             ids = self.registry.iter_top_ids()
+        by_name = name is not None and (jobs is not None or indexed or want is JobState.FAILED)
         out: list[Job] = []
-        for batch in _batches(ids, 500):
+        for batch in batches(ids, 500):
             for info in self.registry.load(batch):
-                if (
-                    name is not None
-                    and jobs is not None
-                    and not fnmatch.fnmatchcase(info.name, name)
-                ):
+                if by_name and not fnmatch.fnmatchcase(info.name, name or ""):
                     continue
                 if want is not None and info.state is not want:
                     continue
@@ -326,7 +366,7 @@ class Fleet:
         if auto_remove and not follow:
             raise ArgumentError("auto_remove needs follow: a job is removed once it has finished")
         infos = self._snapshots(jobs)
-        children = _children_of(infos, location)
+        children = children_of(infos, location)
         read: dict[str, int] = {}  # with keep, how far each child's records have been read
         if not follow:
             yield from self.records.drain(children, keep=keep, offsets=read)
@@ -402,7 +442,7 @@ class Fleet:
         Raises:
             JobStateError: a job has not finished and ``force`` is off; nothing was removed.
         """
-        want = _state(state)
+        want = parse_state(state)
         if jobs is None:
             infos = [j.info for j in self.get(state=want)]
         else:
@@ -449,7 +489,7 @@ class Fleet:
     def _snapshots(self, jobs: JobRefs, fresh: bool = False) -> list[JobInfo]:
         """The jobs' snapshots, each job once, in the order given: a handle's own snapshot
         unless ``fresh``, the rest read in one go (jobs removed meanwhile left out)."""
-        refs = _as_list(jobs)
+        refs = as_list(jobs)
         given: dict[int, JobInfo] = {}
         if not fresh:
             for ref in refs:
@@ -461,38 +501,3 @@ class Fleet:
 
     def _events(self, infos: Sequence[JobInfo]) -> JobEvents:
         return JobEvents(self.store, [i.instance_id for i in infos])
-
-
-def _children_of(infos: Sequence[JobInfo], location: str | None) -> list[JobInfo]:
-    """The children whose records a receive takes (a job's children never change)."""
-    children: list[JobInfo] = []
-    for info in infos:
-        kids = list(info.children) if info.child_ids else [info]
-        if location is not None:
-            kids = [c for c in kids if c.location == location]
-            if not kids:
-                raise JobNotFoundError(f"job {info.id} has no child on location {location!r}")
-        children.extend(kids)
-    return children
-
-
-def _state(state: JobState | str | None) -> JobState | None:
-    return JobState.parse(state) if isinstance(state, str) else state
-
-
-def _as_list(jobs: JobRefs) -> list[JobRef]:
-    """One job reference or many, as a list (a string is one reference)."""
-    if isinstance(jobs, (str, int, Job, JobInfo)):
-        return [jobs]
-    return list(jobs)
-
-
-def _batches(ids: Iterable[int], size: int) -> Iterator[list[int]]:
-    batch: list[int] = []
-    for i in ids:
-        batch.append(i)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

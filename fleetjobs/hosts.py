@@ -48,6 +48,16 @@ class Hosts:
         pipe.execute()
 
     @guarded
+    def publish_facts(self, facts: dict[str, Any], locations: Sequence[str]) -> bool:
+        """Record the facts of the host behind ``locations`` where Redis holds other ones
+        (one read when nothing changed). Returns whether it wrote."""
+        doc = json.dumps(facts, sort_keys=True)
+        if all(held == doc for held in self.r.hmget(self.keys.facts, list(locations))):
+            return False
+        self.r.hset(self.keys.facts, mapping=dict.fromkeys(locations, doc))
+        return True
+
+    @guarded
     def leave(self, worker: str, locations: Sequence[str]) -> None:
         """A worker's clean shutdown: its locations go offline now rather than at expiry."""
         pipe = self.r.pipeline(transaction=False)
@@ -71,7 +81,9 @@ class Hosts:
         for loc in locs:
             pipe.exists(self.keys.host(loc))
             pipe.scard(self.keys.running(loc))
+        pipe.hmget(self.keys.facts, locs)
         answers = pipe.execute()
+        facts = answers.pop()
         out = []
         for i, loc in enumerate(locs):
             doc = json.loads(docs[loc])
@@ -88,6 +100,7 @@ class Hosts:
                     hostname=str(doc.get("hostname", "")),
                     actions=tuple(doc.get("actions", ())),
                     allow_shell=bool(doc.get("allow_shell", False)),
+                    facts=json.loads(facts[i]) if facts[i] else {},
                 )
             )
         return out

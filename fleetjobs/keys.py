@@ -28,6 +28,12 @@ so two fleets can share one Redis.
     deadletters      list: messages workers refused, newest first (fleetjobs.deadletters)
     flower:lost      list: children the sweep settled for a vanished host, whose end no
                      worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
+    waves            sorted set: rollout parents by the time their next wave is due (--batch-wait)
+    created          sorted set: top-level ids by creation time (get --since/--until)
+    by-action:<a>    sorted set: top-level ids running action <a>, by creation time
+    by-loc:<loc>     sorted set: top-level ids with a child on <loc>, by creation time
+    failed           sorted set: top-level ids that ended Failed, by creation time
+    facts            hash: location -> its facts (JSON), written when they change
 
 Fields of ``job:<id>``: ``id``, ``iid``, ``name``, ``command``, ``action``, ``args``,
 ``kwargs`` (JSON), ``location``, ``state``, ``created``, ``begin``, ``end``, ``reason``,
@@ -35,7 +41,11 @@ Fields of ``job:<id>``: ``id``, ``iid``, ``name``, ``command``, ``action``, ``ar
 ``stop_reason``, ``lost_at``, ``wseq`` (last record number written); a child also has
 ``parent`` and ``queued``; a parent has ``children`` (ids, comma-separated), ``throttle``,
 ``n`` (its number of children), ``c:<State>`` (how many children are in each state, kept by
-the scripts' ``move``), ``freasons`` and ``last_reason`` (what its Reason will say).
+the scripts' ``move``), ``freasons`` and ``last_reason`` (what its Reason will say); a
+rollout's parent (``--batch``) also has ``batch`` (children per wave), ``wave`` (the wave
+released last), ``wave_left`` (its children not yet settled), ``max_fail`` (failures allowed,
+absent: any), ``halt_running``, ``batch_wait``, ``wave_due`` (when a delayed wave is due),
+``failed_hosts`` and ``halted`` (why it halted).
 """
 
 from __future__ import annotations
@@ -64,6 +74,12 @@ SCHEMA: dict[str, str] = {
     "lost": "flower:lost",
     "pgroups": "pgroups:{}",
     "deadletters": "deadletters",
+    "waves": "waves",
+    "created": "created",
+    "by_action": "by-action:{}",
+    "by_location": "by-loc:{}",
+    "failed": "failed",
+    "facts": "facts",
 }
 
 # pub/sub messages on a job's ``ev:<iid>`` channel
@@ -154,3 +170,25 @@ class Keys:
     @property
     def deadletters(self) -> str:
         return self._key("deadletters")
+
+    @property
+    def waves(self) -> str:
+        return self._key("waves")
+
+    @property
+    def created(self) -> str:
+        return self._key("created")
+
+    def by_action(self, action: str) -> str:
+        return self._key("by_action", action)
+
+    def by_location(self, location: str) -> str:
+        return self._key("by_location", location)
+
+    @property
+    def failed(self) -> str:
+        return self._key("failed")
+
+    @property
+    def facts(self) -> str:
+        return self._key("facts")

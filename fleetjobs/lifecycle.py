@@ -2,7 +2,8 @@
 
 ::
 
-    create   (a pipeline)   a parent and its children, NotStarted; the first throttle_limit queued
+    create   (a pipeline)   a parent and its children, NotStarted; the first throttle_limit (a
+                            rollout: the first wave) queued; the history indexes
     claim    claim.lua      NotStarted -> Running, if no stop was asked and its deadline holds
     finish   finish.lua     Running -> Completed | Failed (Stopped, if a stop was asked)
     stop     stop.lua       unfinished -> Stopping (running) | Stopped (not started, worker gone)
@@ -53,6 +54,12 @@ class JobSpec:
     throttle_limit: int = 32
     start_timeout: float | None = None
     timeout: float | None = None
+    # a rollout (start --batch): waves of ``batch`` children, the next released ``batch_wait``
+    # s after the last one settled; halted once more than ``max_failures`` children failed
+    batch: int | None = None
+    batch_wait: float = 0.0
+    max_failures: int | None = None
+    halt_running: bool = False
 
 
 class Lifecycle:
@@ -92,8 +99,9 @@ class Lifecycle:
             "action": spec.action,
             "created": repr(now),
         }
+        first = spec.throttle_limit if spec.batch is None else spec.batch
         children = [
-            NewChild(pid + 1 + i, str(uuid.uuid4()), loc, i < spec.throttle_limit)
+            NewChild(pid + 1 + i, str(uuid.uuid4()), loc, i < first)
             for i, loc in enumerate(spec.locations)
         ]
         pipe = self.r.pipeline(transaction=True)
@@ -113,6 +121,7 @@ class Lifecycle:
                 # the counters the scripts' move() keeps: how many children are in each state
                 "n": n,
                 f"c:{JobState.NOT_STARTED.value}": n,
+                **_rollout_fields(spec, n),
             },
         )
         for child in children:
@@ -140,6 +149,11 @@ class Lifecycle:
         pipe.hset(keys.iids, piid, pid)
         pipe.zadd(keys.jobs, {str(pid): pid})
         pipe.sadd(keys.names(name), pid)
+        # the history indexes get --action/--location/--since read instead of every job
+        pipe.zadd(keys.created, {str(pid): now})
+        pipe.zadd(keys.by_action(spec.action), {str(pid): now})
+        for loc in dict.fromkeys(spec.locations):
+            pipe.zadd(keys.by_location(loc), {str(pid): now})
         pipe.execute()
         return pid, piid, children
 
@@ -196,6 +210,10 @@ class Lifecycle:
             pipe.zrem(keys.jobs, job.id)
             pipe.zrem(keys.ended, job.id)
             pipe.srem(keys.names(job.name), job.id)
+            for index in (keys.waves, keys.created, keys.failed, keys.by_action(job.action)):
+                pipe.zrem(index, job.id)
+            for loc in {c.location for c in job.children} | set(job.location.split(",")):
+                pipe.zrem(keys.by_location(loc), job.id)
         pipe.execute()
         # children that never started may still have a message waiting in their queue
         unstarted: dict[str, list[str]] = {}
@@ -205,3 +223,20 @@ class Lifecycle:
                     unstarted.setdefault(child.location, []).append(child.instance_id)
         for location, iids in unstarted.items():
             self.store.scripts("unqueue", location, *iids)
+
+
+def _rollout_fields(spec: JobSpec, n: int) -> dict[str, Any]:
+    """A rollout parent's fields (none for a plain job): its first wave is queued now."""
+    if spec.batch is None:
+        return {}
+    fields: dict[str, Any] = {
+        "batch": spec.batch,
+        "wave": 1,
+        "wave_left": min(spec.batch, n),
+        "batch_wait": num(spec.batch_wait),
+    }
+    if spec.max_failures is not None:
+        fields["max_fail"] = spec.max_failures
+    if spec.halt_running:
+        fields["halt_running"] = "1"
+    return fields

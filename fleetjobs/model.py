@@ -66,6 +66,49 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """A rollout parent's waves (``start --batch``): where it is, and why it halted."""
+
+    batch: int
+    wave: int
+    waves: int
+    max_failures: int | None = None
+    halt_running: bool = False
+    batch_wait: float = 0.0
+    next_wave_at: float | None = None
+    failed_hosts: tuple[str, ...] = ()
+    halted: str | None = None
+
+    def describe(self, finished: bool) -> str:
+        """One line: ``rollout wave 2 of 3 running (batch 2, max failures 0)``, or why it
+        halted."""
+        if self.halted:
+            return self.halted
+        limits = f"batch {self.batch}"
+        if self.max_failures is not None:
+            limits += f", max failures {self.max_failures}"
+        if finished:
+            return f"rollout done: {self.wave} of {self.waves} waves ({limits})"
+        if self.next_wave_at is not None:
+            due = iso(self.next_wave_at)
+            return f"rollout wave {self.wave + 1} of {self.waves} due at {due} ({limits})"
+        return f"rollout wave {self.wave} of {self.waves} running ({limits})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "wave": self.wave,
+            "waves": self.waves,
+            "max_failures": self.max_failures,
+            "halt_running": self.halt_running,
+            "batch_wait": self.batch_wait,
+            "next_wave_at": iso(self.next_wave_at),
+            "failed_hosts": list(self.failed_hosts),
+            "halted": self.halted,
+        }
+
+
+@dataclass(frozen=True)
 class JobInfo:
     """A snapshot of one job as the registry holds it."""
 
@@ -89,6 +132,7 @@ class JobInfo:
     worker: str | None = None
     progress: dict[str, Any] | None = None
     timeout: float | None = None
+    rollout: Rollout | None = None
 
     @property
     def finished(self) -> bool:
@@ -111,6 +155,10 @@ class JobInfo:
         }
         if children:
             out["children"] = [c.to_dict(children=False) for c in self.children]
+            out["rollout"] = self.rollout.to_dict() if self.rollout else None
+            if self.rollout:  # children go in waves, in location order
+                for i, child in enumerate(out["children"]):
+                    child["wave"] = i // self.rollout.batch + 1
         return out
 
 
@@ -129,6 +177,7 @@ class HostInfo:
     hostname: str = ""
     actions: tuple[str, ...] = ()
     allow_shell: bool = False
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +192,7 @@ class HostInfo:
             "hostname": self.hostname,
             "actions": list(self.actions),
             "allow_shell": self.allow_shell,
+            "facts": dict(self.facts),
         }
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from .config import default_location
 from .errors import NoHostError, ShellNotAllowedError, UnknownActionError
+from .facts import Where
 from .model import HostInfo
 from .routing import select_locations
 
@@ -14,22 +15,45 @@ SHELL_ACTIONS = frozenset({"run"})
 
 
 def select(
-    wanted: list[str], target: Sequence[str], all_hosts: bool, hosts: dict[str, HostInfo]
+    wanted: list[str],
+    target: Sequence[str],
+    all_hosts: bool,
+    hosts: dict[str, HostInfo],
+    where: Sequence[str] = (),
 ) -> list[str]:
     """The locations a start runs on, in order.
 
+    ``where`` filters what the locations, target and ``all_hosts`` selected by the hosts'
+    facts; alone, it filters every online host.
+
     Raises:
-        NoHostError: ``all_hosts`` with no host online, or a glob or target that matched none.
+        NoHostError: ``all_hosts`` with no host online, or a glob, target or fact filter that
+            matched none.
+        ArgumentError: a fact filter that is not ``NAME OP VALUE``.
     """
+    filters = [Where.parse(w) for w in where]
+    if filters and not wanted and not target and not all_hosts:
+        all_hosts = True
     online = {loc: h for loc, h in hosts.items() if h.online}
     if all_hosts:
         if not online:
-            raise NoHostError("--all selected no host: no worker is online")
+            what = "--where " + repr(where[0]) if filters and not wanted else "--all"
+            raise NoHostError(f"{what} selected no host: no worker is online")
         wanted = [*wanted, *sorted(online)]
     if not wanted and not target:
         wanted = [default_location()]
     tags = {loc: h.tags for loc, h in online.items()}
-    return select_locations(wanted, online, tags, target)
+    chosen = select_locations(wanted, online, tags, target)
+    for flt in filters:
+        before = len(chosen)
+        chosen = [
+            loc
+            for loc in chosen
+            if loc in hosts and flt.matches({**hosts[loc].facts, "tags": hosts[loc].tags})
+        ]
+        if not chosen:
+            raise NoHostError(f"--where {flt.text!r} matched none of the {before} hosts selected")
+    return chosen
 
 
 def check(action: str, locations: list[str], hosts: dict[str, HostInfo]) -> list[str]:

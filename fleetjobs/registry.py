@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import JobNotFoundError
-from .model import JobInfo
+from .model import JobInfo, Rollout
 from .routing import is_glob
 from .states import JobState
 from .store import Store, guarded
@@ -194,4 +194,22 @@ def _info(h: dict[str, str], unread: int, children: tuple[JobInfo, ...] = ()) ->
         worker=h.get("worker") or None,
         progress=json.loads(progress) if progress else None,
         timeout=_float(h.get("timeout")),
+        rollout=_rollout(h),
+    )
+
+
+def _rollout(h: dict[str, str]) -> Rollout | None:
+    if not h.get("batch"):
+        return None
+    batch, n = int(h["batch"]), int(h.get("n", "0"))
+    return Rollout(
+        batch=batch,
+        wave=int(h.get("wave", "1")),
+        waves=max(1, -(-n // batch)),
+        max_failures=int(h["max_fail"]) if h.get("max_fail") else None,
+        halt_running=h.get("halt_running") == "1",
+        batch_wait=float(h.get("batch_wait") or 0),
+        next_wave_at=_float(h.get("wave_due")),
+        failed_hosts=tuple(x for x in h.get("failed_hosts", "").split(", ") if x),
+        halted=h.get("halted") or None,
     )

@@ -6,9 +6,10 @@ or not at all. Each script is its ``.lua`` file behind a generated header that g
 names it must not spell itself: ``S`` (the state names of :mod:`fleetjobs.states`), ``FIN``
 (the finished ones), ``K`` (the key builders of :mod:`fleetjobs.keys`) and ``EV`` (the pub/sub
 messages), then ``common.lua`` (``fields``: HMGET by name). The state-changing scripts also
-get ``prelude.lua`` (``move``, ``settle``, ``refresh_parent``...). Every script takes
-``ARGV[1]`` = key prefix and ``ARGV[2]`` = now (Unix seconds) and computes its keys from them:
-the fleet lives in one Redis, not a cluster.
+get ``prelude.lua`` (``move``, ``settle``, ``refresh_parent``...) and ``rollout.lua`` (a
+rollout's waves and halts, the failed index). Every script takes ``ARGV[1]`` = key prefix and
+``ARGV[2]`` = now (Unix seconds) and computes its keys from them: the fleet lives in one Redis,
+not a cluster.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def source(name: str) -> str:
         raise KeyError(f"no Lua script named {name!r}")
     parts = [header(), _read("common")]
     if name in STATE_CHANGES:
-        parts.append(_read("prelude"))
+        parts += [_read("prelude"), _read("rollout")]
     parts.append(_read(name))
     return "\n".join(parts)
 

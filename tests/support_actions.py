@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from fleetjobs import ActionError, action
+from fleetjobs import ActionError, action, fact
 
 
 @action
@@ -97,3 +97,24 @@ def steps(ctx: Any, count: int, delay: float = 0.5) -> str:
         ctx.sleep(float(delay))
         ctx.progress(100.0 * i / int(count), f"step {i} of {count}")
     return f"{count} steps done"
+
+
+@action
+def fail_at(ctx: Any, hosts: str, seconds: float = 0.3) -> str:
+    """Fails on the hosts named (comma-separated) after ``seconds``; succeeds elsewhere."""
+    ctx.sleep(float(seconds))
+    if ctx.location in hosts.split(","):
+        raise ActionError(f"failing on purpose on {ctx.location}")
+    return f"done on {ctx.location}"
+
+
+@fact
+def rack() -> str:
+    """A custom fact (Salt's custom grain): one value under the function's name."""
+    return "r12"
+
+
+@fact
+def disks() -> dict[str, Any]:
+    """A custom fact function giving several facts at once."""
+    return {"disk_count": 2, "disk_kind": "nvme"}

@@ -377,3 +377,34 @@ def test_archive_logs_moves_each_servers_old_logs_into_its_own_archive_and_loses
     ]
     for host in HOSTS:
         assert sorted(os.listdir(servers.own(host) / "archive")) == old_logs
+
+
+def test_facts_tell_real_hosts_apart_and_a_rolling_run_over_them_halts_at_a_failure(
+    servers: Servers, fleet: Fleet
+) -> None:
+    # given three servers, each reporting the facts of its own namespace
+    eventually(lambda: all(h.facts for h in fleet.hosts() if h.location in HOSTS), timeout=15)
+    facts = {h.location: h.facts for h in fleet.hosts() if h.location in HOSTS}
+    assert {loc: f["hostname"] for loc, f in facts.items()} == {h: h for h in HOSTS}
+    web02 = servers.net.hosts["web02"].address
+    assert web02 in facts["web02"]["addresses"] and web02 not in facts["web01"]["addresses"]
+    # when hosts are picked by their facts: by hostname glob, by address
+    by_name = fleet.start("echo", 1, where=["hostname=web*"])
+    by_addr = fleet.start("echo", 1, where=[f"addresses={web02}"])
+    assert sorted(by_name.info.location.split(",")) == ["web01", "web02"]
+    assert by_addr.info.location == "web02"
+    assert fleet.wait([by_name, by_addr], timeout=30)
+    # and a rolling run, one server at a time, fails on web02 (its second wave)
+    job = fleet.start(
+        "fail_at", "web02", locations=["web01", "web02", "db01"], batch=1, max_failures=0
+    )
+    assert fleet.wait([job], timeout=30)
+    # then db01 never started, and the parent says why
+    kids = {c.location: c for c in job.refresh().info.children}
+    assert [kids[h].state for h in ("web01", "web02", "db01")] == [
+        JobState.COMPLETED,
+        JobState.FAILED,
+        JobState.STOPPED,
+    ]
+    assert kids["db01"].begin_time is None
+    assert (job.reason or "").startswith("rollout halted after 1 failure: hosts web02")

@@ -101,6 +101,7 @@ def test_remove_deletes_every_key_the_job_owns(fleet: Fleet) -> None:
     iids = [job.instance_id, *(c.instance_id for c in job.refresh().info.children)]
     owned = [k for k in r.scan_iter(match=f"{p}*") if any(i in k for i in iids)]
     assert sorted(owned) == sorted(f"{p}out:{c.instance_id}" for c in job.info.children)
+    assert r.zscore(fleet.store.keys.by_action("echo"), job.id) is not None  # indexed
     # Celery keeps no result of its own: the registry is the one record of a job
     assert not [k for k in r.scan_iter(match=f"{p}celery-task-meta-*") if k[-36:] in iids]
     # when it is removed
@@ -112,6 +113,11 @@ def test_remove_deletes_every_key_the_job_owns(fleet: Fleet) -> None:
     assert not any(r.exists(fleet.store.keys.job(i)) for i in (job.id, *job.info.child_ids))
     assert r.zscore(f"{p}jobs", job.id) is None
     assert not r.sismember(f"{p}names:{job.name}", job.id)
+    # nor any history index (get --action/--location/--since/--failed)
+    k = fleet.store.keys
+    for index in (k.created, k.failed, k.waves, k.by_action("echo"), k.by_location("alpha")):
+        assert r.zscore(index, job.id) is None, index
+    assert r.zscore(k.by_location("beta"), job.id) is None
 
 
 def test_remove_by_state_and_remove_all(private: tuple[object, Fleet]) -> None:

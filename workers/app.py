@@ -22,6 +22,7 @@ from fleetjobs.routing import TASK_NAME
 from fleetjobs.states import JobState
 
 from . import leases, poison, reaper
+from .facts import FactsReporter
 from .heartbeat import Heartbeat
 from .outcome import STOPPED_FROM_CELERY, JobEnded, JobFailed, celery_terminate_stops, end_task
 from .process import Layers, PerProcess
@@ -57,6 +58,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         return end_task(self, per_process, int(job_id), outcome)
 
     heartbeat: dict[str, Heartbeat] = {}
+    reporters: dict[str, FactsReporter] = {}
 
     @signals.worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:
@@ -77,10 +79,16 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         hb.beat()
         hb.start()
         heartbeat["hb"] = hb
+        facts = FactsReporter(hb.hosts.store, settings.locations, settings.tags)
+        facts.start()
+        reporters["facts"] = facts
         log.info("fleetjobs worker %s serves %s", settings.worker_id, ", ".join(settings.locations))
 
     @signals.worker_shutdown.connect(weak=False)
     def _shutdown(sender: Any = None, **_: Any) -> None:
+        facts = reporters.pop("facts", None)
+        if facts is not None:
+            facts.close()
         hb = heartbeat.pop("hb", None)
         if hb is not None:
             hb.close()

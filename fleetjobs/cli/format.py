@@ -146,6 +146,10 @@ def print_jobs(
         print(json.dumps([j.to_dict() for j in jobs], indent=2), file=out)
     else:
         table(job_rows(jobs, children), JOB_COLUMNS, out, shrink=("Command", "Location"))
+        if children:  # a rollout says where it is, or why it halted
+            for job in jobs:
+                if job.rollout:
+                    print(f"Job {job.id}: {job.rollout.describe(job.finished)}", file=out)
 
 
 def print_hosts(hosts: Sequence[HostInfo], as_json: bool) -> None:
@@ -163,6 +167,31 @@ def print_hosts(hosts: Sequence[HostInfo], as_json: bool) -> None:
         for h in hosts
     ]
     table(rows, ("Location", "Online", "Tags", "Running", "Last seen"))
+
+
+FACT_COLUMNS = ("Location", "Online", "OS", "Kernel", "Arch", "CPUs", "MemGB", "Addresses", "Tags")
+
+
+def print_facts(hosts: Sequence[HostInfo]) -> None:
+    """The hosts' facts as a table (``hosts --facts``)."""
+    rows = []
+    for h in hosts:
+        f = h.facts
+        os_text = " ".join(str(f[k]) for k in ("os", "os_version") if f.get(k))
+        rows.append(
+            [
+                h.location,
+                h.online,
+                os_text,
+                f.get("kernel"),
+                f.get("arch"),
+                f.get("cpu_count"),
+                f.get("memory_gb"),
+                " ".join(f.get("addresses") or []),
+                " ".join(f"{k}={v}" for k, v in sorted(h.tags.items())),
+            ]
+        )
+    table(rows, FACT_COLUMNS)
 
 
 def _ago(ts: float) -> str:

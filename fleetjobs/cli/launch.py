@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -104,13 +105,51 @@ def job_options(fn: F) -> F:
             metavar="SECONDS",
             help="Fail a host's part that runs longer than SECONDS.",
         ),
+        *rollout_options,
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
+rollout_options = [
+    click.option(
+        "--where",
+        multiple=True,
+        metavar="FACT=VALUE",
+        help="Only hosts whose facts pass: os=debian, 'memory_gb>=8', 'kernel=6.*' (globs; "
+        "> >= < <= compare numbers and versions); repeat to require several. Alone: every "
+        "online host is a candidate.",
+    ),
+    click.option(
+        "--batch",
+        "-b",
+        metavar="N|P%",
+        help="A rollout: hosts in waves of N (or P% of them), each wave after the last finished.",
+    ),
+    click.option(
+        "--batch-wait",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        metavar="SECONDS",
+        help="Pause between two waves.",
+    ),
+    click.option(
+        "--max-failures",
+        type=click.IntRange(min=0),
+        metavar="K",
+        help="Halt the rollout once more than K hosts failed: the hosts not started never are.",
+    ),
+    click.option("--fail-fast", is_flag=True, help="Halt at the first failure (--max-failures 0)."),
+    click.option(
+        "--halt-running", is_flag=True, help="When a rollout halts, stop the hosts still running."
+    ),
+]
+
+
 def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, Any]) -> Job:
+    if opts["fail_fast"] and opts["max_failures"] not in (None, 0):
+        raise click.UsageError("--fail-fast is --max-failures 0: give one of them")
     args, kwargs = split_action_args(tokens)
     job = state.fleet.start(
         action,
@@ -123,6 +162,11 @@ def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, 
         throttle_limit=opts["throttle_limit"],
         start_timeout=opts["start_timeout"],
         timeout=opts["timeout"],
+        batch=opts["batch"],
+        batch_wait=opts["batch_wait"],
+        max_failures=0 if opts["fail_fast"] else opts["max_failures"],
+        halt_running=opts["halt_running"],
+        where=opts["where"],
     )
     for warning in job.warnings:
         click.echo(f"WARNING: {warning}", err=True)
@@ -190,6 +234,8 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
     failed = [c for c in info.children if c.state is not JobState.COMPLETED]
     for child in failed:
         click.echo(f"fleetjobs: {child.location}: {child.state.value}: {child.reason}", err=True)
+    if info.rollout and info.rollout.halted:
+        click.echo(f"fleetjobs: {info.rollout.halted}", err=True)
     if failed:
         sys.exit(EXIT_FAILED)
 
@@ -202,7 +248,9 @@ def _show(
     multi = len(job.info.child_ids) > 1
     gathered: list[dict[str, Any]] = []
     objects: list[tuple[Record, Any]] = []
+    waves = _WaveReport(fleet, job, as_json, echo)
     for rec in fleet.stream(job, follow=True):
+        waves.check()
         if as_json:
             gathered.append(rec.to_dict())
         elif rec.stream != "output":
@@ -212,7 +260,31 @@ def _show(
         else:
             prefix = f"{rec.location}: " if multi else ""
             echo(prefix + fmt.value_text(rec.data))
+    waves.check(force=True)
     return gathered, objects
+
+
+class _WaveReport:
+    """A rollout's progress on stderr (``PROGRESS: wave 2 of 3 running ...``), read at most
+    once a second while records arrive, and once at the end."""
+
+    def __init__(self, fleet: Fleet, job: Job, quiet: bool, echo: Callable[..., None]) -> None:
+        self.fleet, self.job, self.echo = fleet, job, echo
+        self.on = job.info.rollout is not None and not quiet
+        self.last = ""
+        self.read_at = 0.0
+        if self.on:
+            self.check(force=True)
+
+    def check(self, force: bool = False) -> None:
+        if not self.on or (not force and time.monotonic() - self.read_at < 1.0):
+            return
+        self.read_at = time.monotonic()
+        info = self.fleet.info(self.job)
+        text = info.rollout.describe(info.finished) if info.rollout else ""
+        if text != self.last:
+            self.last = text
+            self.echo(f"PROGRESS: {text}", err=True)
 
 
 @cli.command(epilog=EPILOG)

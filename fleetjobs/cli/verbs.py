@@ -3,12 +3,14 @@ commands that start a worker or the demo."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import sys
 from typing import Any
 
 import click
 
+from ..errors import JobNotFoundError
 from ..model import Record
 from . import format as fmt
 from . import progress
@@ -30,18 +32,31 @@ from .app import (
 @click.option("--name", "-n", help="Only jobs with this Name (globs allowed).")
 @click.option("--state", "-s", "state_", help="Only jobs in this state (Completed, Running, ...).")
 @click.option("--children", "-c", is_flag=True, help="Show each job's child jobs under it.")
+@click.option("--action", "-a", help="Only jobs of this action (globs allowed).")
+@click.option("--location", "-l", help="Only jobs that ran on this host (globs allowed).")
+@click.option(
+    "--since", metavar="AGE|TIME", help="Only jobs started since: 2h, 1d, 2026-11-28T22:00."
+)
+@click.option("--until", metavar="AGE|TIME", help="Only jobs started until: 30m, an ISO date.")
+@click.option("--failed", is_flag=True, help="Only jobs that failed (--state Failed).")
 @json_option
 @pass_state
 def get(
     state: State,
+    /,
     jobs: tuple[str, ...],
     name: str | None,
     state_: str | None,
     children: bool,
     as_json: bool,
+    **found_by: Any,
 ) -> None:
-    """List jobs: every job, or the JOBs named (Get-Job)."""
-    found = state.fleet.get(list(jobs) or None, name=name, state=state_type(state_))
+    """List jobs: every job, or the JOBs named (Get-Job).
+
+    --action, --location, --since, --until and --failed combine, and are read from indexes:
+    they stay fast however many jobs the fleet keeps.
+    """
+    found = state.fleet.get(list(jobs) or None, name=name, state=state_type(state_), **found_by)
     fmt.print_jobs([j.info for j in found], as_json, children=children)
 
 
@@ -127,6 +142,9 @@ def receive(
             else:
                 bars.echo(fmt.stream_line(rec, multi), err=True)
     fmt.print_values(pending)
+    for handle in handles:  # a halted rollout: which hosts failed
+        if handle.info.rollout and handle.info.rollout.halted:
+            click.echo(f"WARNING: job {handle.id}: {handle.info.rollout.halted}", err=True)
 
 
 # ---- stop / remove ----------------------------------------------------------------------
@@ -165,11 +183,27 @@ def remove(
 
 
 @cli.command(epilog=EPILOG)
+@click.argument("locations", nargs=-1)
+@click.option(
+    "--facts", "-f", "facts", is_flag=True, help="Show what each host reported of itself."
+)
 @json_option
 @pass_state
-def hosts(state: State, as_json: bool) -> None:
-    """List the hosts whose workers have heartbeated: online or not, tags, running jobs."""
-    fmt.print_hosts(state.fleet.hosts(), as_json)
+def hosts(state: State, locations: tuple[str, ...], facts: bool, as_json: bool) -> None:
+    """List the hosts whose workers have heartbeated: online or not, tags, running jobs.
+
+    LOCATIONs (globs allowed) narrow the list; --json gives each host's facts too (hostname,
+    FQDN, addresses, OS, kernel, arch, CPUs, memory, versions, boot time, custom facts).
+    """
+    found = state.fleet.hosts()
+    if locations:
+        found = [h for h in found if any(fnmatch.fnmatchcase(h.location, p) for p in locations)]
+        if not found:
+            raise JobNotFoundError(f"no host matches {' '.join(locations)!r}")
+    if facts and not as_json:
+        fmt.print_facts(found)
+    else:
+        fmt.print_hosts(found, as_json)
 
 
 # ---- worker / demo ----------------------------------------------------------------------

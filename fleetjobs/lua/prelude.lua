@@ -4,6 +4,9 @@
 -- K (key builders, from fleetjobs/keys.py) and EV (pub/sub messages).
 
 local DISPATCH = {}  -- children a change released (a throttle's next): the caller publishes them
+-- defined by rollout.lua, which follows this file: a rollout's waves and halts (--batch), and
+-- the indexes of finished jobs (get --failed)
+local rollout_settled, index_settled
 
 local function publish(id, msg)
   local iid = redis.call('HGET', K.job(id), 'iid')
@@ -111,7 +114,9 @@ local function settle(id, state, reason)
   publish(id, EV.STATE)
   if given(f.parent) then
     refresh_parent(f.parent)
-    if f.queued == '1' then next_pending(f.parent) end
+    local rollout = rollout_settled(f.parent, id, state, f.location, f.queued == '1')
+    if f.queued == '1' and not rollout then next_pending(f.parent) end
+    index_settled(f.parent)
   else
     redis.call('ZADD', K.ended, NOW, id)
   end

@@ -57,4 +57,5 @@ local function sweep_one(id)
 end
 for _, id in ipairs(redis.call('SMEMBERS', K.active)) do sweep_one(id) end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.deadlines, '-inf', NOW)) do sweep_one(id) end
+release_due_waves()  -- rollout.lua: delayed waves (--batch-wait)
 return result(changed)

@@ -1,0 +1,46 @@
+"""References to jobs as the verbs take them: one or many, a state by name, ids in batches,
+and the children a receive reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+from .errors import JobNotFoundError
+from .job import Job, JobRef, JobRefs
+from .model import JobInfo
+from .states import JobState
+
+
+def children_of(infos: Sequence[JobInfo], location: str | None) -> list[JobInfo]:
+    """The children whose records a receive takes (a job's children never change)."""
+    children: list[JobInfo] = []
+    for info in infos:
+        kids = list(info.children) if info.child_ids else [info]
+        if location is not None:
+            kids = [c for c in kids if c.location == location]
+            if not kids:
+                raise JobNotFoundError(f"job {info.id} has no child on location {location!r}")
+        children.extend(kids)
+    return children
+
+
+def parse_state(state: JobState | str | None) -> JobState | None:
+    return JobState.parse(state) if isinstance(state, str) else state
+
+
+def as_list(jobs: JobRefs) -> list[JobRef]:
+    """One job reference or many, as a list (a string is one reference)."""
+    if isinstance(jobs, (str, int, Job, JobInfo)):
+        return [jobs]
+    return list(jobs)
+
+
+def batches(ids: Iterable[int], size: int) -> Iterator[list[int]]:
+    batch: list[int] = []
+    for i in ids:
+        batch.append(i)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
