@@ -9,6 +9,7 @@
     ├── JobError
     │   ├── JobNotFoundError (LookupError)   no job has that Id, Name or InstanceId
     │   └── JobStateError                    the verb does not fit the job's state
+    │       └── JobBlockedError              a wait on a job that can only go on with an answer
     ├── StartError (ValueError)              a start refused before anything was queued
     │   ├── ArgumentError                    an argument JSON cannot carry
     │   ├── UnknownActionError (LookupError) no live host offers that action
@@ -50,6 +51,10 @@ class JobNotFoundError(JobError, LookupError):
 
 class JobStateError(JobError):
     """The verb does not fit the job's state (remove of a running job without force)."""
+
+
+class JobBlockedError(JobStateError):
+    """A wait on jobs that can only go on with an answer (PowerShell's deadlock error)."""
 
 
 class StartError(FleetJobsError, ValueError):

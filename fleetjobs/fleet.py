@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import placement
 from .actions import check_action_name
 from .config import Config, default_location
+from .control import HELD, Control, ControlVerbs, deadlocked
 from .dispatch import Dispatcher
 from .errors import ArgumentError, JobNotFoundError, JobStateError, UnknownActionError
 from .events import JobEvents
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 _SWEEP_EVERY = 1.0
 
 
-class Fleet:
+class Fleet(ControlVerbs):
     """The jobs of one fleet, as seen from a console.
 
     Args:
@@ -67,6 +68,7 @@ class Fleet:
         self.housekeeping = Housekeeping(
             self.registry, self.lifecycle, self.dispatcher, _SWEEP_EVERY
         )
+        self.control = Control(self.lifecycle, self.host_list)
 
     def __enter__(self) -> Fleet:
         return self
@@ -93,6 +95,8 @@ class Fleet:
         throttle_limit: int = 32,
         start_timeout: float | None = None,
         timeout: float | None = None,
+        prompt_timeout: float | None = None,
+        default_answer: str | None = None,
     ) -> Job:
         """Start a job and return at once: one parent, one child per location.
 
@@ -108,6 +112,9 @@ class Fleet:
             throttle_limit: at most this many children run at once.
             start_timeout: fail a child that no worker started within this many seconds.
             timeout: stop a child (Failed, "timed out") that runs longer than this.
+            prompt_timeout: a question (``ctx.ask``) nobody answers within this many seconds
+                takes ``default_answer``, else the question's own default, else fails the child.
+            default_answer: the answer a prompt timeout gives.
 
         Returns:
             The parent job; ``job.warnings`` says which locations no live worker serves.
@@ -132,7 +139,11 @@ class Fleet:
             to_json(value, f"keyword argument {key!r}")
         if throttle_limit < 1:
             raise ArgumentError(f"throttle limit must be at least 1, got {throttle_limit}")
-        for what, value in (("start timeout", start_timeout), ("timeout", timeout)):
+        for what, value in (
+            ("start timeout", start_timeout),
+            ("timeout", timeout),
+            ("prompt timeout", prompt_timeout),
+        ):
             if value is not None and value <= 0:
                 raise ArgumentError(f"{what} must be positive, got {value}")
         named = split_locations([locations] if isinstance(locations, str) else locations or [])
@@ -154,6 +165,8 @@ class Fleet:
             throttle_limit=throttle_limit,
             start_timeout=start_timeout,
             timeout=timeout,
+            prompt_timeout=prompt_timeout,
+            default_answer=default_answer,
         )
         pid, _, children = self.lifecycle.create(spec)
         self.dispatcher.publish(
@@ -238,17 +251,30 @@ class Fleet:
 
     # ---- wait ---------------------------------------------------------------------------
 
-    def wait(self, jobs: JobRefs, timeout: float | None = None, *, any: bool = False) -> list[Job]:
+    def wait(
+        self,
+        jobs: JobRefs,
+        timeout: float | None = None,
+        *,
+        any: bool = False,
+        force: bool = False,
+    ) -> list[Job]:
         """Block until the jobs finish (``Wait-Job``).
 
         Args:
             jobs: one reference or several.
             timeout: seconds; None waits for ever, 0 checks once.
             any: return as soon as one has finished.
+            force: keep waiting through Suspended and Disconnected (``-Force``); without it
+                a job in either state ends the wait as if finished (it has not).
 
         Returns:
-            The finished jobs in the order given, as they are now; ``[]`` if the timeout
-            passed first (no exception, as ``Wait-Job -Timeout`` returns nothing).
+            The finished (or held) jobs in the order given, as they are now; ``[]`` if the
+            timeout passed first (no exception, as ``Wait-Job -Timeout`` returns nothing).
+
+        Raises:
+            JobBlockedError: a job can only go on with an answer (it is Blocked); the
+                message names the job and its question.
         """
         infos = self._snapshots(jobs)
         if not infos:
@@ -258,9 +284,13 @@ class Fleet:
             while True:
                 self.housekeeping.sweep()
                 states = self._states([i.id for i in infos])
-                done = [i for i, s in zip(infos, states, strict=True) if s.finished]
+                pairs = list(zip(infos, states, strict=True))
+                done = [i for i, s in pairs if s.finished or (not force and s in HELD)]
                 if done and (any or len(done) == len(infos)):
                     return [Job(self, i) for i in self.registry.load([i.id for i in done])]
+                stuck = [i.id for i, s in pairs if s is JobState.BLOCKED]
+                if stuck and (not any or len(stuck) == len(infos)):
+                    deadlocked(self.registry.load(stuck), len(infos) if any else 1)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []
@@ -316,7 +346,9 @@ class Fleet:
         with self._events(infos) as events:
             while True:
                 self.housekeeping.sweep()
-                finished = all(s.finished for s in self._states([i.id for i in infos]))
+                states = self._states([i.id for i in infos])
+                # a job that waits on a person (an answer, a resume) ends the follow too
+                finished = all(s.finished or s in HELD or s is JobState.BLOCKED for s in states)
                 taken: dict[int, int] = {}
                 for rec in self.records.take(children, keep=keep):
                     index = taken[rec.job] = taken.get(rec.job, 0) + 1
@@ -444,6 +476,9 @@ class Fleet:
 
     def _events(self, infos: Sequence[JobInfo]) -> JobEvents:
         return JobEvents(self.store, [i.instance_id for i in infos])
+
+    def _handles(self, infos: Sequence[JobInfo]) -> list[Job]:
+        return [Job(self, i) for i in infos]
 
 
 def _children_of(infos: Sequence[JobInfo], location: str | None) -> list[JobInfo]:

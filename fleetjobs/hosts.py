@@ -88,6 +88,7 @@ class Hosts:
                     hostname=str(doc.get("hostname", "")),
                     actions=tuple(doc.get("actions", ())),
                     allow_shell=bool(doc.get("allow_shell", False)),
+                    suspendable=tuple(doc.get("suspendable", ())),
                 )
             )
         return out

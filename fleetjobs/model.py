@@ -88,10 +88,18 @@ class JobInfo:
     worker: str | None = None
     progress: dict[str, Any] | None = None
     timeout: float | None = None
+    prompt: dict[str, Any] | None = None
+    prompt_timeout: float | None = None
+    default_answer: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.state.finished
+
+    @property
+    def asking(self) -> list[JobInfo]:
+        """The Blocked children of a parent (or the job itself) with their questions."""
+        return [c for c in (self.children if self.child_ids else (self,)) if c.prompt]
 
     def to_dict(self, children: bool = True) -> dict[str, Any]:
         """The JSON form promised by ``--json``."""
@@ -107,10 +115,20 @@ class JobInfo:
             "end_time": iso(self.end_time),
             "reason": self.reason,
             "parent_id": self.parent_id,
+            "prompt": self._prompt_dict(),
         }
         if children:
             out["children"] = [c.to_dict(children=False) for c in self.children]
         return out
+
+    def _prompt_dict(self) -> dict[str, Any] | None:
+        """The question a Blocked job waits on (a parent: its first asking child's), or None."""
+        asking = self.asking
+        if not asking:
+            return None
+        first = asking[0]
+        assert first.prompt is not None
+        return {**first.prompt, "job": first.id, "location": first.location}
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,7 @@ class HostInfo:
     hostname: str = ""
     actions: tuple[str, ...] = ()
     allow_shell: bool = False
+    suspendable: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +161,7 @@ class HostInfo:
             "hostname": self.hostname,
             "actions": list(self.actions),
             "allow_shell": self.allow_shell,
+            "suspendable": list(self.suspendable),
         }
 
 

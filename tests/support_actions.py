@@ -88,3 +88,41 @@ def mark(ctx: Any, folder: str) -> str:
     with open(path, "w") as fh:
         fh.write("ran")
     return path
+
+
+@action
+def confirm_delete(ctx: Any, count: int = 40) -> str:
+    """Asks before it acts: the job is Blocked until someone answers."""
+    ctx.output("found the files")
+    if ctx.confirm(f"Delete {count} archived files on {ctx.location}?"):
+        return f"deleted {count}"
+    return "kept them"
+
+
+@action
+def ask_on(ctx: Any, location: str, question: str = "Go on?") -> str:
+    """Asks (yes/no) on one location only; the others finish at once."""
+    if ctx.location == location and not ctx.confirm(question):
+        return f"{ctx.location}: declined"
+    return f"{ctx.location}: done"
+
+
+@action
+def pick(ctx: Any, default: str | None = None) -> str:
+    """Asks with choices; ``default`` is the question's own default."""
+    return "picked " + ctx.ask("Which disk?", choices=["sda", "sdb"], default=default)
+
+
+@action
+def ask_where(ctx: Any) -> str:
+    """Each host asks its own question (they differ)."""
+    return ctx.ask(f"Reboot {ctx.location}?", choices=["yes", "no"])
+
+
+@action(suspendable=True)
+def steps(ctx: Any, count: int, delay: float = 0.2) -> None:
+    """Outputs 1..count with a checkpoint (a safe point) before each."""
+    for i in range(1, int(count) + 1):
+        ctx.checkpoint()
+        ctx.output(i)
+        time.sleep(float(delay))

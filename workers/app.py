@@ -59,6 +59,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             "tags": settings.tags,
             "concurrency": settings.concurrency,
             "actions": runtime.offered(),
+            "suspendable": runtime.suspendable(),
             "allow_shell": settings.allow_shell,
         }
         hb = Heartbeat(Layers(config, app), settings.worker_id, settings.locations, info)

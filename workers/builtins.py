@@ -48,7 +48,7 @@ def echo(
             getattr(ctx, stream)(messages[stream])
 
 
-@action
+@action(suspendable=True)
 def sleep(ctx: JobContext, seconds: float, message: Any = None) -> Any:
     """Sleep (``Start-Sleep``), then output ``message`` if one is given ("Backup done")."""
     seconds = float(seconds)
@@ -264,7 +264,7 @@ def ping(
     }
 
 
-@action(name="archive_logs")
+@action(name="archive_logs", suspendable=True)
 def archive_logs_action(
     ctx: JobContext,
     path: str,

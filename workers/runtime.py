@@ -73,6 +73,7 @@ class Runtime:
         parent = info.parent_id
         parent_iid = persistently(cfg, lambda: w.registry.instance_id(parent)) if parent else None
         ctx = JobContext(w.records, w.lifecycle, info, parent_iid)
+        ctx.release_due = lambda due: self._release(w, due)
         final, reason = self._run(ctx, info, w)
         ctx.kill_processes()
         state, due = persistently(cfg, lambda: w.lifecycle.finish(job_id, final, reason))
@@ -134,6 +135,10 @@ class Runtime:
         return sorted(
             name for name, spec in registered().items() if self.allow_shell or not spec.shell
         )
+
+    def suspendable(self) -> list[str]:
+        """The offered actions that mark checkpoints (a suspend can take hold in them)."""
+        return [n for n in self.offered() if (spec := get_action(n)) and spec.suspendable]
 
 
 def _outputs(result: Any) -> Iterator[Any]:

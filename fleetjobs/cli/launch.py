@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from ..model import Record
 from ..states import JobState
 from . import format as fmt
 from .app import EPILOG, EXIT_FAILED, State, cli, json_option, parse_kw, parse_value, pass_state
+from .control import ask_on_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTION_CONTEXT = {"ignore_unknown_options": True, "allow_interspersed_args": False}
@@ -103,6 +105,18 @@ def job_options(fn: F) -> F:
             metavar="SECONDS",
             help="Fail a host's part that runs longer than SECONDS.",
         ),
+        click.option(
+            "--prompt-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="A question nobody answers within SECONDS takes --default-answer (else the "
+            "question's own default, else the host's part fails).",
+        ),
+        click.option(
+            "--default-answer",
+            metavar="ANSWER",
+            help="The answer a --prompt-timeout gives.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -122,6 +136,8 @@ def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, 
         throttle_limit=opts["throttle_limit"],
         start_timeout=opts["start_timeout"],
         timeout=opts["timeout"],
+        prompt_timeout=opts["prompt_timeout"],
+        default_answer=opts["default_answer"],
     )
     for warning in job.warnings:
         click.echo(f"WARNING: {warning}", err=True)
@@ -164,7 +180,8 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
     """Run ACTION on the hosts and print what each returns as it comes (Invoke-Command).
 
     The job is removed afterwards; the exit code is 1 if any host's part failed. Ctrl-C
-    stops the job on every host.
+    stops the job on every host. A question the action asks (ctx.ask) is printed and, on a
+    terminal, asked here; otherwise any console may answer it (fleetjobs answer).
 
     \b
     Examples:
@@ -175,6 +192,10 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
     job = _launch(state, action, args, opts)
     try:
         records = _show(fleet, job, as_json)
+        while not fleet.info(job).finished:  # it waits on a person: ask, or wait for them
+            if not ask_on_terminal(fleet, job):
+                _wait_while_held(fleet, job)
+            records += _show(fleet, job, as_json)
     except KeyboardInterrupt:
         fleet.stop(job, timeout=5.0)
         fleet.remove(job, force=True)
@@ -188,6 +209,16 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
         click.echo(f"fleetjobs: {child.location}: {child.state.value}: {child.reason}", err=True)
     if failed:
         sys.exit(EXIT_FAILED)
+
+
+def _wait_while_held(fleet: Fleet, job: Job) -> None:
+    """Until the job no longer waits on someone else (an answer, a resume, its host)."""
+    while fleet.info(job).state in (
+        JobState.BLOCKED,
+        JobState.SUSPENDED,
+        JobState.DISCONNECTED,
+    ):
+        time.sleep(0.25)
 
 
 def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:

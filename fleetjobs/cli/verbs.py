@@ -10,10 +10,15 @@ from typing import Any
 
 import click
 
+from ..control import HELD
+from ..fleet import Fleet
+from ..job import Job
 from ..model import Record
+from ..states import JobState
 from . import format as fmt
 from .app import (
     EPILOG,
+    EXIT_FAILED,
     EXIT_TIMEOUT,
     State,
     cli,
@@ -21,6 +26,7 @@ from .app import (
     pass_state,
     state_type,
 )
+from .control import print_questions
 
 # ---- get / wait -------------------------------------------------------------------------
 
@@ -43,6 +49,8 @@ def get(
     """List jobs: every job, or the JOBs named (Get-Job)."""
     found = state.fleet.get(list(jobs) or None, name=name, state=state_type(state_))
     fmt.print_jobs([j.info for j in found], as_json, children=children)
+    if not as_json:
+        print_questions([j.info for j in found])
 
 
 @cli.command(epilog=EPILOG)
@@ -54,18 +62,43 @@ def get(
     metavar="SECONDS",
     help="Give up after SECONDS: print nothing and exit 3 (0 checks once).",
 )
+@click.option(
+    "--force",
+    "-f",
+    is_flag=True,
+    help="Keep waiting through Suspended and Disconnected (else they end the wait).",
+)
 @json_option
 @pass_state
 def wait(
-    state: State, jobs: tuple[str, ...], any_: bool, timeout: float | None, as_json: bool
+    state: State,
+    jobs: tuple[str, ...],
+    any_: bool,
+    timeout: float | None,
+    force: bool,
+    as_json: bool,
 ) -> None:
-    """Wait for JOBs (default: every job) to finish, then print them (Wait-Job)."""
+    """Wait for JOBs (default: every job) to finish, then print them (Wait-Job).
+
+    Exits 0 when every job returned Completed, 1 when one Failed, 3 on timeout. A Suspended
+    or Disconnected job ends the wait with a warning unless --force; a Blocked one (it can
+    only go on with an answer) is an error at once.
+    """
     fleet = state.fleet
     handles = fleet.get(list(jobs) or None)
-    done = fleet.wait(handles, timeout=timeout, any=any_)
+    done = fleet.wait(handles, timeout=timeout, any=any_, force=force)
     if handles and not done:
         sys.exit(EXIT_TIMEOUT)
     fmt.print_jobs([j.info for j in done], as_json)
+    for job in done:
+        if job.info.state in HELD:
+            click.echo(
+                f"WARNING: job {job.id} ({job.name}) is {job.info.state.value}: it has not "
+                "finished (wait --force waits on)",
+                err=True,
+            )
+    if any(j.info.state is JobState.FAILED for j in done):
+        sys.exit(EXIT_FAILED)
 
 
 # ---- receive ----------------------------------------------------------------------------
@@ -98,6 +131,9 @@ def receive(
 
     Records are taken once: a second receive prints only what came after, unless --keep.
     Objects print as a table; ERROR:, WARNING:, VERBOSE:, DEBUG:, INFO: lines go to stderr.
+    A Failed job's Reason prints as an ERROR: line and the exit code is 1; what a Blocked
+    job asks prints as a Blocked: line. --wait stops at a job that waits on a person
+    (Blocked, Suspended) or a host (Disconnected).
     """
     if auto_remove and not wait_:
         raise click.UsageError("--auto-remove needs --wait")
@@ -108,10 +144,14 @@ def receive(
     )
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        _after_receive(fleet, handles, set(), False, quiet=True)
         return
     multi = len({loc for h in handles for loc in h.location.split(",")}) > 1
     pending: list[tuple[Record, Any]] = []
+    errors: set[str] = set()
     for rec in records:
+        if rec.stream == "error":
+            errors.add(str(rec.data))
         if rec.stream == "output":
             if isinstance(rec.data, dict) or pending:
                 pending.append((rec, rec.data))  # objects wait, to print as one table
@@ -121,6 +161,24 @@ def receive(
         else:
             click.echo(fmt.stream_line(rec, multi), err=True)
     fmt.print_values(pending)
+    _after_receive(fleet, handles, errors, multi)
+
+
+def _after_receive(
+    fleet: Fleet, handles: list[Job], errors: set[str], multi: bool, quiet: bool = False
+) -> None:
+    """Show a Failed child's Reason (unless its own ERROR: record said it) and what a Blocked
+    one asks; exit 1 if any received job Failed."""
+    infos = fleet.registry.load([h.id for h in handles])
+    failed = [c for i in infos for c in (i.children or (i,)) if c.state is JobState.FAILED]
+    if not quiet:
+        for child in failed:
+            if child.reason and child.reason not in errors:
+                where = f"[{child.location}] " if multi else ""
+                click.echo(f"ERROR: {where}{child.reason}", err=True)
+        print_questions(infos, err=True)
+    if failed:
+        sys.exit(EXIT_FAILED)
 
 
 # ---- stop / remove ----------------------------------------------------------------------
