@@ -40,6 +40,8 @@ class Config:
         heartbeat_interval: seconds between a worker's heartbeats.
         host_ttl: seconds after the last heartbeat that a host counts as offline.
         disconnect_grace: seconds a job on an offline host stays Disconnected before it fails.
+        stop_grace: seconds an action gets to end after its stop or timeout before its worker
+            kills and replaces the pool process that runs it.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -48,6 +50,7 @@ class Config:
     heartbeat_interval: float = 2.0
     host_ttl: float = 10.0
     disconnect_grace: float = 30.0
+    stop_grace: float = 2.0
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.redis_url)
@@ -60,7 +63,13 @@ class Config:
             raise ConfigError(f"a unix:// Redis URL needs a socket path: {self.safe_url}")
         if not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"invalid key prefix {self.prefix!r} (letters, digits, _.:-)")
-        for name in ("retention", "heartbeat_interval", "host_ttl", "disconnect_grace"):
+        for name in (
+            "retention",
+            "heartbeat_interval",
+            "host_ttl",
+            "disconnect_grace",
+            "stop_grace",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -80,6 +89,7 @@ class Config:
             "heartbeat_interval": ("FLEETJOBS_HEARTBEAT_INTERVAL", float),
             "host_ttl": ("FLEETJOBS_HOST_TTL", float),
             "disconnect_grace": ("FLEETJOBS_DISCONNECT_GRACE", float),
+            "stop_grace": ("FLEETJOBS_STOP_GRACE", float),
         }
         for attr, (var, kind) in names.items():
             raw = env.get(var)

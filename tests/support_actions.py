@@ -126,3 +126,25 @@ def steps(ctx: Any, count: int, delay: float = 0.2) -> None:
         ctx.checkpoint()
         ctx.output(i)
         time.sleep(float(delay))
+
+
+@action
+def hog(ctx: Any, seconds: int) -> str:
+    """Stuck in C code that holds the GIL (libc's sleep through ctypes.PyDLL): nothing in its
+    process, not even its own watcher thread, runs until it returns."""
+    import ctypes
+
+    ctx.output(os.getpid())
+    ctypes.PyDLL(None).sleep(int(seconds))
+    ctx.output("woke up")
+    return "finished anyway"
+
+
+_CALLS = [0]
+
+
+@action
+def count_calls(ctx: Any) -> int:
+    """A module global that leaks from job to job in a long-lived pool process."""
+    _CALLS[0] += 1
+    return _CALLS[0]

@@ -209,7 +209,7 @@ def test_a_frozen_worker_is_disconnected_and_running_again_when_it_thaws(fl: Fle
         eventually(lambda: fl.get(job.id)[0].info.state is JobState.DISCONNECTED, timeout=15)
         os.killpg(workers.procs[0].pid, signal.SIGCONT)
         eventually(lambda: fl.get(job.id)[0].info.state is not JobState.DISCONNECTED, timeout=15)
-        assert fl.wait([job], timeout=30)
+        assert fl.wait([job], timeout=30, force=True)
         assert job.state is JobState.COMPLETED
         assert list(fl.receive(job)) == list(range(1, 31))
     finally:

@@ -20,6 +20,7 @@ from fleetjobs.errors import FleetJobsError
 from fleetjobs.routing import TASK_NAME
 from fleetjobs.states import JobState
 
+from .enforcer import Enforcer
 from .heartbeat import Heartbeat
 from .process import Layers, PerProcess
 from .runtime import Runtime
@@ -51,6 +52,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         return runtime.execute(int(job_id))
 
     heartbeat: dict[str, Heartbeat] = {}
+    enforcers: list[Enforcer] = []
 
     @signals.worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:
@@ -66,10 +68,15 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         hb.beat()
         hb.start()
         heartbeat["hb"] = hb
+        enforcer = Enforcer(Layers(config, app), config.stop_grace)
+        enforcer.start()
+        enforcers.append(enforcer)
         log.info("fleetjobs worker %s serves %s", settings.worker_id, ", ".join(settings.locations))
 
     @signals.worker_shutdown.connect(weak=False)
     def _shutdown(sender: Any = None, **_: Any) -> None:
+        for enforcer in enforcers:
+            enforcer.close()
         hb = heartbeat.pop("hb", None)
         if hb is not None:
             hb.close()

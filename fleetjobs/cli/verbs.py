@@ -259,6 +259,11 @@ def hosts(state: State, as_json: bool) -> None:
 )
 @click.option("--tag", multiple=True, metavar="KEY=VALUE", help="A tag for targeting (role=web).")
 @click.option(
+    "--fresh-process",
+    is_flag=True,
+    help="Run each job in a new pool process, as Start-Job does (costs start latency).",
+)
+@click.option(
     "--loglevel",
     default="WARNING",
     show_default=True,
@@ -272,6 +277,7 @@ def worker(
     allow_shell: bool,
     include: tuple[str, ...],
     tag: tuple[str, ...],
+    fresh_process: bool,
     loglevel: str,
 ) -> None:
     """Run a worker serving LOCATIONs' queues on this host."""
@@ -294,6 +300,8 @@ def worker(
         argv += ["--include", module]
     for item in tag:
         argv += ["--tag", item]
+    if fresh_process:
+        argv.append("--fresh-process")
     env = {**os.environ, "FLEETJOBS_PREFIX": state.config.prefix}
     os.execve(sys.executable, argv, env)
 
