@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .errors import ArgumentError, JobBlockedError, JobStateError
+from .errors import ArgumentError, JobBlockedError, JobStateError, NotRemovedError
 from .hosts import Hosts
 from .lifecycle import Lifecycle
 from .model import JobInfo
@@ -182,6 +182,13 @@ class ControlVerbs:
 
     control: Control
     registry: Registry
+    lifecycle: Lifecycle
+
+    def get(self, jobs: JobRefs | None = None, *, state: JobState | str | None = None) -> list[Job]:
+        raise NotImplementedError
+
+    def stop(self, jobs: JobRefs, *, timeout: float | None = 5.0) -> list[Job]:
+        raise NotImplementedError
 
     def _snapshots(self, jobs: JobRefs, fresh: bool = False) -> list[JobInfo]:
         raise NotImplementedError
@@ -233,3 +240,64 @@ class ControlVerbs:
                     break
                 events.next(min(1.0, left or 1.0))
         return self._handles(self._snapshots(jobs, fresh=True))
+
+    # ---- remove -------------------------------------------------------------------------
+
+    def remove(
+        self,
+        jobs: JobRefs | None = None,
+        *,
+        force: bool = False,
+        state: JobState | str | None = None,
+    ) -> list[Job]:
+        """Remove jobs and everything they own (``Remove-Job``).
+
+        Args:
+            jobs: one reference or several; None with ``state`` removes every job in that
+                state, None alone removes every job.
+            force: stop unfinished jobs first instead of refusing them.
+            state: only jobs in this state.
+
+        Returns:
+            The jobs removed.
+
+        Raises:
+            NotRemovedError: some jobs have not finished and ``force`` is off: the finished
+                ones were removed (``.removed``), those not (``.kept``), as ``Get-Job |
+                Remove-Job`` does.
+            JobStateError: a child job named on its own while its parent exists (nothing
+                was removed): a child goes with its parent.
+        """
+        want = JobState.parse(state) if isinstance(state, str) else state
+        if jobs is None:
+            infos = [j.info for j in self.get(state=want)]
+        else:
+            infos = self._snapshots(jobs, fresh=True)
+            if want is not None:
+                infos = [i for i in infos if i.state is want]
+            children = [i for i in infos if i.parent_id is not None]
+            parents = self.registry.states([c.parent_id or 0 for c in children])
+            for child, parent in zip(children, parents, strict=True):
+                if parent is not None:
+                    raise JobStateError(
+                        f"job {child.id} is the part of job {child.parent_id} on "
+                        f"{child.location}: a child job goes with its parent (remove job "
+                        f"{child.parent_id})"
+                    )
+        running = [i for i in infos if not i.finished]
+        if running and not force:
+            done = [i for i in infos if i.finished]
+            self.lifecycle.remove(done)
+            first = running[0]
+            more = f" and {len(running) - 1} more" if len(running) > 1 else ""
+            raise NotRemovedError(
+                f"job {first.id} ({first.name}) is {first.state.value}{more}: stop it first, "
+                "or remove with force",
+                done,
+                running,
+            )
+        if running:
+            self.stop(running, timeout=5.0)
+            infos = self.registry.load([i.id for i in infos])
+        self.lifecycle.remove(infos)
+        return self._handles(infos)

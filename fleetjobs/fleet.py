@@ -21,7 +21,7 @@ from .actions import check_action_name
 from .config import Config, default_location
 from .control import HELD, Control, ControlVerbs, deadlocked
 from .dispatch import Dispatcher
-from .errors import ArgumentError, JobNotFoundError, JobStateError, UnknownActionError
+from .errors import ArgumentError, JobNotFoundError, UnknownActionError
 from .events import JobEvents
 from .hosts import Hosts
 from .housekeeping import Housekeeping
@@ -31,6 +31,7 @@ from .model import HostInfo, JobInfo, Record, render_command, to_json
 from .records import Records
 from .registry import Registry
 from .routing import is_glob, split_locations
+from .signatures import check_call
 from .states import JobState
 from .store import Store
 
@@ -97,8 +98,13 @@ class Fleet(ControlVerbs):
         timeout: float | None = None,
         prompt_timeout: float | None = None,
         default_answer: str | None = None,
+        **action_kwargs: Any,
     ) -> Job:
         """Start a job and return at once: one parent, one child per location.
+
+        ``fleet.start("processes", top=3)``: a keyword that is not one of start's own options
+        goes to the action. An action parameter named like one of start's options (``name``,
+        ``timeout``...) goes in ``kwargs={...}``, which is merged with the rest.
 
         Args:
             action: the registered action to run (``echo``, ``sleep``, ``run``, ...).
@@ -108,7 +114,7 @@ class Fleet(ControlVerbs):
                 this machine's hostname, PowerShell's localhost).
             target: ``key=value`` tags a host must carry to be selected.
             all_hosts: select every online host.
-            kwargs: keyword arguments, JSON values.
+            kwargs: keyword arguments, JSON values (also: as keywords of this call).
             throttle_limit: at most this many children run at once.
             start_timeout: fail a child that no worker started within this many seconds.
             timeout: stop a child (Failed, "timed out") that runs longer than this.
@@ -130,7 +136,7 @@ class Fleet(ControlVerbs):
             check_action_name(action)
         except ValueError as exc:
             raise UnknownActionError(str(exc)) from None
-        kwargs = dict(kwargs or {})
+        kwargs = {**(kwargs or {}), **action_kwargs}
         for i, value in enumerate(args, 1):
             to_json(value, f"argument {i}")
         for key, value in kwargs.items():
@@ -155,6 +161,9 @@ class Fleet(ControlVerbs):
         }
         locs = placement.select(named, target, all_hosts, hosts)
         warnings = placement.check(action, locs, hosts)
+        params = placement.params_for(action, hosts, locs)
+        if params is not None:  # refused here, before anything is queued, not on the worker
+            check_call(action, params, args, kwargs)
         spec = JobSpec(
             action=action,
             args=list(args),
@@ -363,7 +372,7 @@ class Fleet(ControlVerbs):
         if auto_remove:
             self.remove(infos)
 
-    # ---- stop and remove ----------------------------------------------------------------
+    # ---- stop (remove is ControlVerbs.remove) ---------------------------------------------
 
     def stop(self, jobs: JobRefs, *, timeout: float | None = 5.0) -> list[Job]:
         """Stop the jobs (``Stop-Job``): queued ones never run, running ones end (within 2 s).
@@ -399,48 +408,6 @@ class Fleet(ControlVerbs):
             return [Job(self, i) for i in now]
         self.wait(now, timeout=timeout)
         return [Job(self, i) for i in self.registry.load([i.id for i in now])]
-
-    def remove(
-        self,
-        jobs: JobRefs | None = None,
-        *,
-        force: bool = False,
-        state: JobState | str | None = None,
-    ) -> list[Job]:
-        """Remove jobs and everything they own (``Remove-Job``).
-
-        Args:
-            jobs: one reference or several; None with ``state`` removes every job in that
-                state, None alone removes every job.
-            force: stop unfinished jobs first instead of refusing them.
-            state: only jobs in this state.
-
-        Returns:
-            The jobs removed.
-
-        Raises:
-            JobStateError: a job has not finished and ``force`` is off; nothing was removed.
-        """
-        want = _state(state)
-        if jobs is None:
-            infos = [j.info for j in self.get(state=want)]
-        else:
-            infos = self._snapshots(jobs, fresh=True)
-            if want is not None:
-                infos = [i for i in infos if i.state is want]
-        running = [i for i in infos if not i.finished]
-        if running and not force:
-            first = running[0]
-            more = f" and {len(running) - 1} more" if len(running) > 1 else ""
-            raise JobStateError(
-                f"job {first.id} ({first.name}) is {first.state.value}{more}: stop it first, "
-                "or remove with force"
-            )
-        if running:
-            self.stop(running, timeout=5.0)
-            infos = self.registry.load([i.id for i in infos])
-        self.lifecycle.remove(infos)
-        return [Job(self, i) for i in infos]
 
     # ---- helpers ------------------------------------------------------------------------
 

@@ -89,6 +89,7 @@ class Hosts:
                     actions=tuple(doc.get("actions", ())),
                     allow_shell=bool(doc.get("allow_shell", False)),
                     suspendable=tuple(doc.get("suspendable", ())),
+                    signatures=dict(doc.get("signatures", {})),
                 )
             )
         return out

@@ -147,6 +147,7 @@ class HostInfo:
     actions: tuple[str, ...] = ()
     allow_shell: bool = False
     suspendable: tuple[str, ...] = ()
+    signatures: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -162,6 +163,7 @@ class HostInfo:
             "actions": list(self.actions),
             "allow_shell": self.allow_shell,
             "suspendable": list(self.suspendable),
+            "signatures": self.signatures,
         }
 
 

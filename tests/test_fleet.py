@@ -240,7 +240,7 @@ def test_invoke_exits_non_zero_if_any_host_failed(fl: Fleet, flcli: CliRunner) -
 def test_ping_prints_the_seeds_table_with_false_for_a_host_with_no_worker(
     flcli: CliRunner, fl: Fleet
 ) -> None:
-    res = flcli("ping", "web01", "web02", "Server03", "db01", "--timeout", "1")
+    res = flcli("ping", "--worker", "web01", "web02", "Server03", "db01", "--timeout", "1")
     assert res.returncode == 0, res.stderr
     assert [line.split() for line in res.stdout.splitlines()] == [
         ["Server", "Online"],

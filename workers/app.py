@@ -62,6 +62,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             "concurrency": settings.concurrency,
             "actions": runtime.offered(),
             "suspendable": runtime.suspendable(),
+            "signatures": runtime.signatures(),
             "allow_shell": settings.allow_shell,
         }
         hb = Heartbeat(Layers(config, app), settings.worker_id, settings.locations, info)

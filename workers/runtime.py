@@ -29,6 +29,7 @@ from fleetjobs.errors import ActionError, FleetJobsError
 from fleetjobs.keys import EVENT_STOP
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
+from fleetjobs.signatures import describe
 from fleetjobs.states import JobState
 from fleetjobs.store import Store
 
@@ -135,6 +136,10 @@ class Runtime:
         return sorted(
             name for name, spec in registered().items() if self.allow_shell or not spec.shell
         )
+
+    def signatures(self) -> dict[str, list[dict[str, Any]]]:
+        """The offered actions' parameters, for consoles to bind arguments to (Get-Command)."""
+        return {n: describe(spec.fn) for n in self.offered() if (spec := get_action(n))}
 
     def suspendable(self) -> list[str]:
         """The offered actions that mark checkpoints (a suspend can take hold in them)."""

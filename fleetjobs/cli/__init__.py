@@ -7,7 +7,7 @@ a running job); 2 bad input (usage, unknown action, bad JSON, a host that refuse
 
 from __future__ import annotations
 
-from . import control, launch, verbs
+from . import catalog, control, launch, verbs
 from .app import cli, main, run
 
-__all__ = ["cli", "control", "launch", "main", "run", "verbs"]
+__all__ = ["catalog", "cli", "control", "launch", "main", "run", "verbs"]

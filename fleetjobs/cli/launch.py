@@ -2,7 +2,10 @@
 
 Options of the verb come before ACTION; everything after ACTION belongs to the action:
 positional arguments, and ``--key value`` / ``--key=value`` / ``--flag`` keyword arguments
-(``fleetjobs start -l web01 archive_logs /var/log /var/log/archive --days 3 --dry-run``).
+(``fleetjobs start -l web01 archive_logs /var/log /var/log/archive --days 3 --dry-run``),
+bound to the parameters the workers publish for it (:mod:`fleetjobs.signatures`): a ``str``
+parameter stays text, an option it does not take is refused before anything is queued, and
+``run`` takes every word after its first as the command's own.
 """
 
 from __future__ import annotations
@@ -11,13 +14,18 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import click
 
+from .. import placement
 from ..fleet import Fleet
 from ..job import Job
 from ..model import Record
+from ..netcheck import reach
+from ..routing import split_locations
+from ..signatures import bind_words
 from ..states import JobState
 from . import format as fmt
 from .app import EPILOG, EXIT_FAILED, State, cli, json_option, parse_kw, parse_value, pass_state
@@ -124,7 +132,12 @@ def job_options(fn: F) -> F:
 
 
 def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, Any]) -> Job:
-    args, kwargs = split_action_args(tokens)
+    hosts = {h.location: h for h in state.fleet.hosts()}
+    params = placement.params_for(action, hosts, split_locations(list(opts["locations"])))
+    if params is None:  # no worker has said what it takes: guess JSON, as before
+        args, kwargs = split_action_args(tokens)
+    else:
+        args, kwargs = bind_words(action, params, tokens)
     job = state.fleet.start(
         action,
         *args,
@@ -245,45 +258,109 @@ def _show(fleet: Fleet, job: Job, as_json: bool) -> list[dict[str, Any]]:
 @cli.command(epilog=EPILOG)
 @click.argument("servers", nargs=-1, required=True)
 @click.option(
+    "--from",
+    "from_",
+    metavar="HOST",
+    help="Check from HOST (its worker runs the ping action) instead of from this machine.",
+)
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="Instead: is each SERVER's own fleetjobs worker alive (a job on it answers)?",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=5.0,
     show_default=True,
-    help="Seconds to wait for a server's worker to answer; no answer prints False.",
+    help="Seconds to wait for each answer; no answer prints False.",
 )
+@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), help="Check a TCP port instead of ICMP.")
 @json_option
 @pass_state
-def ping(state: State, servers: tuple[str, ...], timeout: float, as_json: bool) -> None:
-    """Is each SERVER up? Asks each server's own worker to answer (Test-Connection).
+def ping(
+    state: State,
+    servers: tuple[str, ...],
+    from_: str | None,
+    worker: bool,
+    timeout: float,
+    count: int,
+    port: int | None,
+    as_json: bool,
+) -> None:
+    """Is each SERVER reachable (Test-Connection)? From this machine unless --from HOST.
 
-    Prints the Server / Online table; a server whose worker does not answer within
-    --timeout is False. Exits 0 either way: the table is the answer.
+    ICMP where this machine permits it, else (or with --port) a TCP connect (port 22); a
+    refused connection still proves the server is up. --worker asks each SERVER's own
+    worker instead (a location no worker ever served is False at once). Prints the Server /
+    Online table and exits 0 either way: the table is the answer.
     """
-    fleet = state.fleet
-    known = {h.location for h in fleet.hosts()}
-    job = fleet.start(
-        "ping", locations=list(servers), start_timeout=timeout, throttle_limit=len(servers)
-    )
-    unknown = [s for s in servers if s not in known]
-    fleet.wait(job, timeout=timeout + 5)
-    answers: dict[str, dict[str, Any]] = {}
-    for rec in fleet.receive(job).records:
-        if rec.stream == "output" and isinstance(rec.data, dict):
-            answers[rec.location] = rec.data
-    fleet.remove(job, force=True)
-    rows = []
-    for server in servers:
-        got = answers.get(server)
-        rows.append(
-            {
-                "Server": server,
-                "Online": bool(got and got.get("Online")),
-                "RttMs": got.get("RttMs") if got else None,
-            }
-        )
+    if worker and from_:
+        raise click.UsageError("--worker asks each server's own worker: not with --from")
+    if worker:
+        rows = _ping_workers(state.fleet, servers, timeout)
+    elif from_:
+        rows = _ping_from(state.fleet, from_, servers, timeout, count, port)
+    else:
+        with ThreadPoolExecutor(max_workers=min(32, len(servers))) as pool:
+            rows = list(pool.map(lambda s: reach(s, count, timeout, port), servers))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     fmt.table([[r["Server"], r["Online"]] for r in rows], ("Server", "Online"))
-    for server in unknown:
-        click.echo(f"VERBOSE: {server}: no worker has ever served this location", err=True)
+
+
+def _ping_workers(fleet: Fleet, servers: tuple[str, ...], timeout: float) -> list[dict[str, Any]]:
+    """Today's liveness check: a ping job on each server's own worker."""
+    known = {h.location for h in fleet.hosts()}
+    served = [s for s in servers if s in known]
+    answers: dict[str, dict[str, Any]] = {}
+    if served:
+        job = fleet.start(
+            "ping", locations=served, start_timeout=timeout, throttle_limit=len(served)
+        )
+        fleet.wait(job, timeout=timeout + 5, force=True)
+        for rec in fleet.receive(job).records:
+            if rec.stream == "output" and isinstance(rec.data, dict):
+                answers[rec.location] = rec.data
+        fleet.remove(job, force=True)
+    for server in servers:
+        if server not in known:
+            click.echo(f"VERBOSE: {server}: no worker has ever served this location", err=True)
+    return [_row(s, answers.get(s)) for s in servers]
+
+
+def _ping_from(
+    fleet: Fleet,
+    host: str,
+    servers: tuple[str, ...],
+    timeout: float,
+    count: int,
+    port: int | None,
+) -> list[dict[str, Any]]:
+    """Each SERVER checked from ``host`` by its worker's ping action (one job per server)."""
+    options: dict[str, Any] = {"count": count, "timeout": timeout}
+    if port is not None:
+        options["port"] = port
+    jobs = [
+        fleet.start("ping", server, locations=host, start_timeout=timeout, kwargs=options)
+        for server in servers
+    ]
+    for warning in jobs[0].warnings if jobs else ():
+        click.echo(f"WARNING: {warning}", err=True)
+    fleet.wait(jobs, timeout=(timeout + 1) * count + 5, force=True)
+    rows = []
+    for server, job in zip(servers, jobs, strict=True):
+        got = [v for v in fleet.receive(job) if isinstance(v, dict)]
+        rows.append(_row(server, got[0] if got else None))
+    fleet.remove(jobs, force=True)
+    return rows
+
+
+def _row(server: str, got: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "Server": server,
+        "Online": bool(got and got.get("Online")),
+        "RttMs": got.get("RttMs") if got else None,
+    }

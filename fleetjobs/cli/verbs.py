@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ..control import HELD
+from ..errors import NotRemovedError
 from ..fleet import Fleet
 from ..job import Job
 from ..model import Record
@@ -211,7 +212,18 @@ def remove(
     if jobs and all_:
         raise click.UsageError("--all removes every job: do not name jobs with it")
     fleet = state.fleet
-    removed = fleet.remove(list(jobs) if jobs else None, force=force, state=state_type(state_))
+    try:
+        removed = fleet.remove(list(jobs) if jobs else None, force=force, state=state_type(state_))
+    except NotRemovedError as exc:  # the finished ones went; one line per job that did not
+        if as_json:
+            fmt.print_jobs(exc.removed, True)
+        for info in exc.kept:
+            click.echo(
+                f"fleetjobs: error: job {info.id} ({info.name}) is {info.state.value}: not "
+                "removed (stop it first, or remove with --force)",
+                err=True,
+            )
+        sys.exit(EXIT_FAILED)
     if as_json:
         fmt.print_jobs([j.info for j in removed], True)
 
