@@ -92,11 +92,16 @@ def convert(raw: str, kind: str, what: str) -> Any:
         return raw
     if kind in ("int", "float"):
         try:
-            return int(raw) if kind == "int" else float(raw)
+            return int(raw)  # an int is a float too, and reads as typed: `sleep 5`
         except ValueError:
-            raise ArgumentError(
-                f"{what} must be a{'n' if kind == 'int' else ''} {kind}, got {raw!r}"
-            ) from None
+            pass
+        try:
+            if kind == "float":
+                return float(raw)
+        except ValueError:
+            pass
+        article = "an" if kind == "int" else "a"
+        raise ArgumentError(f"{what} must be {article} {kind}, got {raw!r}")
     if kind == "bool":
         if raw.lower() in _TRUE:
             return True

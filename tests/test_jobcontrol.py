@@ -236,3 +236,17 @@ def test_suspend_and_resume_a_parent_from_the_cli(fleet: Fleet, cli: CliRunner) 
     assert res.returncode == 0, res.stderr
     assert fleet.info(job.id).state is S.RUNNING
     fleet.stop(job)
+
+
+def test_suspending_shows_until_the_next_checkpoint(fleet: Fleet, second_console: Fleet) -> None:
+    # given a job whose checkpoints are 3 s apart
+    job = fleet.start("steps", 3, 3.0, locations="alpha")
+    eventually(lambda: len(fleet.receive(job, keep=True)) >= 1)
+    # when suspended without waiting, it shows Suspending until its next checkpoint
+    [asked] = second_console.suspend(job.id, timeout=0)
+    assert asked.info.state is S.SUSPENDING
+    eventually(lambda: _state_is(fleet, job.id, S.SUSPENDED), timeout=15)
+    second_console.resume(job.id)
+    [done] = fleet.wait(job, timeout=30)
+    assert done.info.state is S.COMPLETED
+    assert list(fleet.receive(job)) == [1, 2, 3]

@@ -39,6 +39,11 @@ def api(fleet: Fleet) -> None:
     assert_type(fleet.remove([job], force=True), list[Job])
     assert_type(fleet.remove(state="Completed"), list[Job])
     assert_type(fleet.hosts(), list[HostInfo])
+    assert_type(fleet.start("processes", locations="web01", top=3), Job)
+    assert_type(fleet.answer(job, "yes"), list[Job])
+    assert_type(fleet.suspend([job, 3], timeout=None), list[Job])
+    assert_type(fleet.resume("Nap"), list[Job])
+    assert_type(fleet.wait(job, force=True), list[Job])
     assert_type(parallel(len, ["a", "bb"], throttle_limit=2), list[ItemResult[int]])
 
 
