@@ -250,3 +250,50 @@ def test_suspending_shows_until_the_next_checkpoint(fleet: Fleet, second_console
     [done] = fleet.wait(job, timeout=30)
     assert done.info.state is S.COMPLETED
     assert list(fleet.receive(job)) == [1, 2, 3]
+
+
+def test_invoke_prints_the_question_and_goes_on_when_another_console_answers(
+    fleet: Fleet, config: object
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    env = {
+        **os.environ,
+        "FLEETJOBS_REDIS_URL": fleet.config.redis_url,
+        "FLEETJOBS_PREFIX": fleet.config.prefix,
+    }
+    name = f"inv-{time.monotonic_ns()}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fleetjobs",
+            "invoke",
+            "-n",
+            name,
+            "-l",
+            "beta",
+            "confirm_delete",
+            "5",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        eventually(lambda: any(j.info.state is S.BLOCKED for j in fleet.get(name=name)), 30)
+        fleet.answer(name, "yes")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["found the files", "deleted 5"]
+    assert "Blocked: job" in err and "Delete 5 archived files on beta?" in err
+    assert fleet.get(name=name) == []  # invoke removed it

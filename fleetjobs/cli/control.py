@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Sequence
 
 import click
 
 from ..control import question_line
+from ..errors import ArgumentError, JobStateError
 from ..fleet import Fleet
 from ..job import Job
 from ..model import JobInfo
@@ -84,18 +86,20 @@ def ask_on_terminal(fleet: Fleet, job: Job) -> bool:
     print_questions([info], err=True)
     if not sys.stdin.isatty():
         return False
-    questions = {(c.prompt or {}).get("question") for c in asking}
-    targets = [info] if len(questions) == 1 else asking
-    for target in targets:
-        prompt = (target.asking[0].prompt if target.asking else None) or {}
-        default = prompt.get("default")
-        text = click.prompt(
-            prompt.get("question", "answer"),
-            default=default,
-            type=click.Choice(prompt["choices"], case_sensitive=False)
-            if prompt.get("choices")
-            else str,
-            err=True,
-        )
-        fleet.answer(target, str(text))
+    by_question: dict[str, list[JobInfo]] = {}
+    for child in asking:  # one question asked once, its answer given to each child asking it
+        by_question.setdefault(str((child.prompt or {}).get("question", "")), []).append(child)
+    for question, children in by_question.items():
+        prompt = children[0].prompt or {}
+        choices = prompt.get("choices")
+        label = question + (f" [{'/'.join(choices)}]" if choices else "")
+        while True:
+            text = click.prompt(label, default=prompt.get("default"), err=True)
+            try:
+                for child in children:
+                    with contextlib.suppress(JobStateError):  # answered meanwhile elsewhere
+                        fleet.answer(child.id, str(text))
+                break
+            except ArgumentError as exc:  # not one of its answers: ask again
+                click.echo(f"fleetjobs: {exc}", err=True)
     return True
