@@ -57,7 +57,9 @@ def deadlocked(blocked: Sequence[JobInfo], needed: int) -> None:
     stuck = [
         i
         for i in blocked
-        if i.state is JobState.BLOCKED and all(c.prompt_timeout is None for c in i.asking)
+        if i.state is JobState.BLOCKED
+        and i.asking  # read apart from its parent: a child answered meanwhile asks nothing
+        and all(c.prompt_timeout is None for c in i.asking)
     ]
     if stuck and len(stuck) >= needed:
         raise blocked_error(stuck[0])

@@ -30,8 +30,8 @@ def test_ask_blocks_and_an_answer_for_the_question_asked_runs_it_again(layers: L
     pid, a, b = _running_pair(w)
     state, seq = w.lifecycle.ask(a, {"question": "Go?", "choices": ["yes", "no"], "default": None})
     assert (state, seq) == (S.BLOCKED, 1)
-    # a child Blocked and one Running: the parent runs; both asking: Blocked
-    assert _state(w, pid) is S.RUNNING
+    # one child asking makes the parent Blocked, even while another runs
+    assert _state(w, pid) is S.BLOCKED
     assert w.lifecycle.ask(b, {"question": "Go?"})[0] == S.BLOCKED
     assert _state(w, pid) is S.BLOCKED
     [parent] = w.registry.load([pid])
@@ -42,6 +42,8 @@ def test_ask_blocks_and_an_answer_for_the_question_asked_runs_it_again(layers: L
     assert w.lifecycle.answer(a, "yes", seq) == S.RUNNING
     assert w.lifecycle.answer(a, "no", seq) == S.RUNNING  # not Blocked now: nothing taken
     assert w.registry.control(a)["answer"] == "yes"
+    assert _state(w, pid) is S.BLOCKED  # b still asks
+    assert w.lifecycle.answer(b, "no") == S.RUNNING
     assert _state(w, pid) is S.RUNNING
 
 
