@@ -295,5 +295,5 @@ def test_invoke_prints_the_question_and_goes_on_when_another_console_answers(
         proc.kill()
     assert proc.returncode == 0, err
     assert out.splitlines() == ["found the files", "deleted 5"]
-    assert "Blocked: job" in err and "Delete 5 archived files on beta?" in err
+    assert "QUESTION: Delete 5 archived files on beta? [yes/no]" in err
     assert fleet.get(name=name) == []  # invoke removed it
