@@ -4,8 +4,8 @@ pool process whose action ignored its job's stop (or timeout) for longer than th
 An action stuck in C code that holds the GIL cannot be interrupted from inside its process:
 its own watcher thread never gets to run. The main process can. Every quarter second it
 looks at the jobs its pool processes run (Celery's active requests, each with its pool
-process's pid); one whose stop was asked, whose timeout passed, or that was settled or
-removed without its action ending, is given ``stop_grace`` seconds (default 2). Then the
+process's pid); one whose stop was asked or whose timeout passed, and that is still not
+settled, is given ``stop_grace`` seconds (default 2). Then the
 enforcer settles it first — Stopped, or Failed "timed out" — so nothing the action might
 still write counts (a finished job takes no more records), and kills the pool process with
 SIGKILL; Celery's pool replaces it, and the job's Celery failure (WorkerLostError) finds the
@@ -89,28 +89,30 @@ class Enforcer(threading.Thread):
         ):
             if pids.count(req.worker_pid) > 1:
                 continue  # its process already runs the next job: this one has ended
+            # a job settled (or removed) is left alone: its runtime finished it, and its pool
+            # process may be on to the next job before the main process hears of it
+            if state is None or JobState(state).finished:
+                continue
             timed_out = bool(timeout and begin and now > float(begin) + float(timeout))
-            ended = state is None or JobState(state).finished
-            if not (ended or stop == "1" or timed_out):
+            if not (stop == "1" or timed_out):
                 continue
             first = self._overdue.setdefault(req.id, mono)
             if mono - first >= self.grace:
-                self._end(req, job_id, ended, stop == "1", timeout)
+                self._end(req, job_id, stop == "1", timeout)
                 self._overdue.pop(req.id, None)
 
-    def _end(self, req: Any, job_id: int, ended: bool, stopped: bool, timeout: str | None) -> None:
+    def _end(self, req: Any, job_id: int, stopped: bool, timeout: str | None) -> None:
         lifecycle = self.layers.lifecycle
-        if not ended:
-            if stopped:  # finish with a stop asked settles Stopped, with the stop's reason
-                _, due = lifecycle.finish(job_id, JobState.STOPPED, "stopped")
-            else:
-                reason = (
-                    f"timed out after {timeout} s (its action did not end within "
-                    f"{self.grace:g} s: its process was killed)"
-                )
-                _, due = lifecycle.finish(job_id, JobState.FAILED, reason)
-            if due:
-                self.layers.dispatcher.release(due)
+        if stopped:  # finish with a stop asked settles Stopped, with the stop's reason
+            _, due = lifecycle.finish(job_id, JobState.STOPPED, "stopped")
+        else:
+            reason = (
+                f"timed out after {timeout} s (its action did not end within "
+                f"{self.grace:g} s: its process was killed)"
+            )
+            _, due = lifecycle.finish(job_id, JobState.FAILED, reason)
+        if due:
+            self.layers.dispatcher.release(due)
         log.warning(
             "job %s ignored its stop for %.1f s: killing pool process %s",
             job_id,
