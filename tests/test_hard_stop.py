@@ -120,3 +120,27 @@ def test_fresh_process_gives_each_job_its_own_process(redis_url: str, logs: Path
             fleet.wait(job, timeout=30)
             counts.extend(fleet.receive(job))
         assert counts == [1, 1, 1]
+
+
+def test_a_warm_shutdown_ends_a_suspended_job_instead_of_waiting_for_it(
+    redis_url: str, logs: Path
+) -> None:
+    import signal
+
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('ws')}:", heartbeat_interval=0.5)
+    workers = LocalWorkers(cfg, [["held"]], concurrency=1, extra_args=INCLUDE, log_dir=logs)
+    workers.start()
+    try:
+        with Fleet(config=cfg) as fleet:
+            job = fleet.start("sleep", 600, locations="held")
+            eventually(lambda: fleet.info(job.id).state is JobState.RUNNING, timeout=30)
+            assert fleet.suspend(job, timeout=15)[0].info.state is JobState.SUSPENDED
+            # when its worker is asked to shut down warmly (SIGTERM to the worker alone)
+            os.kill(workers.procs[0].pid, signal.SIGTERM)
+            # then the worker exits instead of waiting for a resume, and the job says why
+            workers.procs[0].wait(timeout=60)
+            child = fleet.info(job.id).children[0]
+            assert child.state is JobState.FAILED
+            assert "shut down while the job was suspended" in (child.reason or "")
+    finally:
+        workers.stop()

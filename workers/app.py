@@ -74,6 +74,18 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         enforcers.append(enforcer)
         log.info("fleetjobs worker %s serves %s", settings.worker_id, ", ".join(settings.locations))
 
+    @signals.worker_shutting_down.connect(weak=False)
+    def _shutting_down(sender: Any = None, **_: Any) -> None:
+        # a suspended job would hold a warm shutdown for ever: end it first
+        for enforcer in enforcers:
+            try:
+                ended = enforcer.release_suspended()
+            except FleetJobsError as exc:
+                log.warning("could not end the suspended jobs: %s", exc)
+                continue
+            if ended:
+                log.warning("shutting down: ended suspended job(s) %s", ended)
+
     @signals.worker_shutdown.connect(weak=False)
     def _shutdown(sender: Any = None, **_: Any) -> None:
         for enforcer in enforcers:

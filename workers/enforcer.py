@@ -68,13 +68,7 @@ class Enforcer(threading.Thread):
         self._closed.set()
 
     def check(self) -> None:
-        running: list[tuple[Any, int]] = []
-        for req in self._requests():
-            task = getattr(getattr(req, "task", None), "name", None)  # req.name is the shadow
-            if task != TASK_NAME or not getattr(req, "worker_pid", None):
-                continue
-            with contextlib.suppress(IndexError, TypeError, ValueError):
-                running.append((req, int(req.args[0])))
+        running = self._running()
         self._overdue = {k: v for k, v in self._overdue.items() if k in {r.id for r, _ in running}}
         if not running:
             return
@@ -100,6 +94,49 @@ class Enforcer(threading.Thread):
             if mono - first >= self.grace:
                 self._end(req, job_id, stop == "1", timeout)
                 self._overdue.pop(req.id, None)
+
+    def release_suspended(self) -> list[int]:
+        """At a warm shutdown: end the jobs held Suspended in this worker's pool, which would
+        otherwise keep the shutdown waiting until someone resumed them. Each is settled
+        Failed with a Reason that says so (its records stay; it is not run again: at most
+        once), then its pool process is killed.
+
+        Returns:
+            The ids of the jobs ended.
+        """
+        running = self._running()
+        if not running:
+            return []
+        r, keys = self.layers.store.r, self.layers.store.keys
+        pipe = r.pipeline(transaction=False)
+        for _, job_id in running:
+            pipe.hget(keys.job(job_id), "state")
+        ended = []
+        for (req, job_id), state in zip(running, pipe.execute(), strict=True):
+            if state != JobState.SUSPENDED.value:
+                continue
+            _, due = self.layers.lifecycle.finish(
+                job_id,
+                JobState.FAILED,
+                "its worker shut down while the job was suspended at a checkpoint; what it "
+                "did and wrote before is kept",
+            )
+            if due:
+                self.layers.dispatcher.release(due)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(req.worker_pid), signal.SIGKILL)
+            ended.append(job_id)
+        return ended
+
+    def _running(self) -> list[tuple[Any, int]]:
+        running: list[tuple[Any, int]] = []
+        for req in self._requests():
+            task = getattr(getattr(req, "task", None), "name", None)  # req.name is the shadow
+            if task != TASK_NAME or not getattr(req, "worker_pid", None):
+                continue
+            with contextlib.suppress(IndexError, TypeError, ValueError):
+                running.append((req, int(req.args[0])))
+        return running
 
     def _end(self, req: Any, job_id: int, stopped: bool, timeout: str | None) -> None:
         lifecycle = self.layers.lifecycle
