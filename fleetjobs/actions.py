@@ -30,11 +30,13 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """A registered action: its name, its function, and whether it runs shell commands."""
+    """A registered action: its name, its function, whether it runs shell commands, and
+    whether it marks checkpoints (``ctx.checkpoint()``) where its job may be suspended."""
 
     name: str
     fn: Callable[..., Any]
     shell: bool = False
+    suspendable: bool = False
 
     @property
     def signature(self) -> str:
@@ -60,21 +62,30 @@ def check_action_name(name: str) -> str:
 @overload
 def action(fn: F, /) -> F: ...
 @overload
-def action(*, name: str | None = None, shell: bool = False) -> Callable[[F], F]: ...
+def action(
+    *, name: str | None = None, shell: bool = False, suspendable: bool = False
+) -> Callable[[F], F]: ...
 
 
 def action(
-    fn: F | None = None, /, *, name: str | None = None, shell: bool = False
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    shell: bool = False,
+    suspendable: bool = False,
 ) -> F | Callable[[F], F]:
     """Register a function as an action, under its own name or ``name``.
 
     Args:
         name: the name jobs call it by (default: the function's name).
         shell: it runs shell commands, so a worker offers it only with ``--allow-shell``.
+        suspendable: it calls ``ctx.checkpoint()`` (or ``ctx.sleep``) often enough that a
+            suspend takes hold soon; a suspend of a job whose action is not is refused.
     """
 
     def register(f: F) -> F:
-        spec = ActionSpec(check_action_name(name or f.__name__), f, shell)
+        spec = ActionSpec(check_action_name(name or f.__name__), f, shell, suspendable)
         _REGISTRY[spec.name] = spec
         return f
 

@@ -53,6 +53,8 @@ class Config:
             again (Celery's ``beat_max_loop_interval``); a standby beat tries the lock as often.
         beat_lock_timeout: seconds RedBeat's lock outlives a beat that stopped ticking (killed):
             then a standby beat takes over (``redbeat_lock_timeout``).
+        stop_grace: seconds an action gets to end after its stop or timeout before its worker
+            kills and replaces the pool process that runs it.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -65,6 +67,7 @@ class Config:
     max_arguments: int = DEFAULT_MAX_ARGUMENTS
     beat_interval: float = 5.0
     beat_lock_timeout: float = 25.0
+    stop_grace: float = 2.0
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.redis_url)
@@ -99,6 +102,7 @@ class Config:
             "max_arguments",
             "beat_interval",
             "beat_lock_timeout",
+            "stop_grace",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -123,6 +127,7 @@ class Config:
             "max_arguments": ("FLEETJOBS_MAX_ARGUMENTS", int),
             "beat_interval": ("FLEETJOBS_BEAT_INTERVAL", float),
             "beat_lock_timeout": ("FLEETJOBS_BEAT_LOCK_TIMEOUT", float),
+            "stop_grace": ("FLEETJOBS_STOP_GRACE", float),
         }
         for attr, (var, kind) in names.items():
             raw = env.get(var)

@@ -239,6 +239,7 @@ class LocalWorkers:
             "FLEETJOBS_HEARTBEAT_INTERVAL": str(self.config.heartbeat_interval),
             "FLEETJOBS_HOST_TTL": str(self.config.host_ttl),
             "FLEETJOBS_DISCONNECT_GRACE": str(self.config.disconnect_grace),
+            "FLEETJOBS_STOP_GRACE": str(self.config.stop_grace),
         }
         for i, locs in enumerate(self.locations):
             out: int | IO[bytes] = subprocess.DEVNULL

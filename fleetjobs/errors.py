@@ -10,6 +10,8 @@
     ├── JobError
     │   ├── JobNotFoundError (LookupError)   no job has that Id, Name or InstanceId
     │   └── JobStateError                    the verb does not fit the job's state
+    │       ├── JobBlockedError              a wait on a job that can only go on with an answer
+    │       └── NotRemovedError              a remove left unfinished jobs (the rest went)
     ├── StartError (ValueError)              a start refused before anything was queued
     │   ├── ArgumentError                    an argument JSON cannot carry
     │   ├── UnknownActionError (LookupError) no live host offers that action
@@ -27,6 +29,8 @@ registry (its type and message), never an unpickled exception.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class FleetJobsError(Exception):
@@ -59,6 +63,24 @@ class JobNotFoundError(JobError, LookupError):
 
 class JobStateError(JobError):
     """The verb does not fit the job's state (remove of a running job without force)."""
+
+
+class JobBlockedError(JobStateError):
+    """A wait on jobs that can only go on with an answer (PowerShell's deadlock error)."""
+
+
+class NotRemovedError(JobStateError):
+    """A remove without force left the unfinished jobs; the finished ones were removed.
+
+    Attributes:
+        removed: the jobs' snapshots that were removed.
+        kept: the unfinished ones, left as they are.
+    """
+
+    def __init__(self, message: str, removed: list[Any], kept: list[Any]) -> None:
+        super().__init__(message)
+        self.removed = removed
+        self.kept = kept
 
 
 class StartError(FleetJobsError, ValueError):

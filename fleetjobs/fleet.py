@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from . import placement, rollouts
 from .actions import check_action_name
 from .config import Config, default_location
+from .control import HELD, Control, ControlVerbs, deadlocked
 from .dispatch import Dispatcher
 from .errors import (
     ArgumentError,
     JobNotFoundError,
-    JobStateError,
     UnknownActionError,
 )
 from .events import JobEvents, ride_out, ride_out_iter
@@ -38,6 +38,7 @@ from .records import Records
 from .refs import as_list, batches, children_of, parse_state
 from .registry import Registry
 from .routing import is_glob, split_locations
+from .signatures import check_call
 from .states import JobState
 from .store import Store
 
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 _SWEEP_EVERY = 1.0
 
 
-class Fleet:
+class Fleet(ControlVerbs):
     """The jobs of one fleet, as seen from a console.
 
     Args:
@@ -78,6 +79,7 @@ class Fleet:
         self.housekeeping = Housekeeping(
             self.registry, self.lifecycle, self.dispatcher, _SWEEP_EVERY
         )
+        self.control = Control(self.lifecycle, self.host_list)
 
     def __enter__(self) -> Fleet:
         return self
@@ -117,8 +119,15 @@ class Fleet:
         max_failures: int | None = None,
         halt_running: bool = False,
         where: Sequence[str] = (),
+        prompt_timeout: float | None = None,
+        default_answer: str | None = None,
+        **action_kwargs: Any,
     ) -> Job:
         """Start a job and return at once: one parent, one child per location.
+
+        ``fleet.start("processes", top=3)``: a keyword that is not one of start's own options
+        goes to the action. An action parameter named like one of start's options (``name``,
+        ``timeout``...) goes in ``kwargs={...}``, which is merged with the rest.
 
         Args:
             action: the registered action to run (``echo``, ``sleep``, ``run``, ...).
@@ -128,7 +137,7 @@ class Fleet:
                 this machine's hostname, PowerShell's localhost).
             target: ``key=value`` tags a host must carry to be selected.
             all_hosts: select every online host.
-            kwargs: keyword arguments, JSON values.
+            kwargs: keyword arguments, JSON values (also: as keywords of this call).
             throttle_limit: at most this many children run at once.
             start_timeout: fail a child that no worker started within this many seconds.
             timeout: stop a child (Failed, "timed out") that runs longer than this.
@@ -136,6 +145,9 @@ class Fleet:
                 hosts (or ``"10%"``), ``batch_wait`` s apart, halted once more than
                 ``max_failures`` failed (:mod:`fleetjobs.rollouts`).
             where: fact filters (``os=debian``, ``memory_gb>=8``; :mod:`fleetjobs.facts`).
+            prompt_timeout: a question (``ctx.ask``) nobody answers within this many seconds
+                takes ``default_answer``, else the question's own default, else fails the child.
+            default_answer: the answer a prompt timeout gives.
 
         Returns:
             The parent job; ``job.warnings`` says which locations no live worker serves.
@@ -151,13 +163,17 @@ class Fleet:
             check_action_name(action)
         except ValueError as exc:
             raise UnknownActionError(str(exc)) from None
-        kwargs = dict(kwargs or {})
+        kwargs = {**(kwargs or {}), **action_kwargs}
         check_arguments(args, kwargs, self.config.max_arguments)
         if name is not None:
             check_name(name)
         if throttle_limit < 1:
             raise ArgumentError(f"throttle limit must be at least 1, got {throttle_limit}")
-        for what, value in (("start timeout", start_timeout), ("timeout", timeout)):
+        for what, value in (
+            ("start timeout", start_timeout),
+            ("timeout", timeout),
+            ("prompt timeout", prompt_timeout),
+        ):
             if value is not None and value <= 0:
                 raise ArgumentError(f"{what} must be positive, got {value}")
         named = split_locations([locations] if isinstance(locations, str) else locations or [])
@@ -176,6 +192,9 @@ class Fleet:
             max_failures=max_failures,
             halt_running=halt_running,
         )
+        params = placement.params_for(action, hosts, locs)
+        if params is not None:  # refused here, before anything is queued, not on the worker
+            check_call(action, params, args, kwargs)
         spec = JobSpec(
             action=action,
             args=list(args),
@@ -190,6 +209,8 @@ class Fleet:
             batch_wait=batch_wait,
             max_failures=max_failures,
             halt_running=halt_running,
+            prompt_timeout=prompt_timeout,
+            default_answer=default_answer,
         )
         pid, _, children = self.lifecycle.create(spec)
         self.dispatcher.publish(
@@ -291,22 +312,40 @@ class Fleet:
 
     # ---- wait ---------------------------------------------------------------------------
 
-    def wait(self, jobs: JobRefs, timeout: float | None = None, *, any: bool = False) -> list[Job]:
+    def wait(
+        self,
+        jobs: JobRefs,
+        timeout: float | None = None,
+        *,
+        any: bool = False,
+        force: bool = False,
+    ) -> list[Job]:
         """Block until the jobs finish (``Wait-Job``).
 
         Args:
             jobs: one reference or several.
             timeout: seconds; None waits for ever, 0 checks once.
             any: return as soon as one has finished.
+            force: keep waiting through Suspended and Disconnected (``-Force``); without it
+                a job in either state ends the wait as if finished (it has not).
 
         Returns:
-            The finished jobs in the order given, as they are now; ``[]`` if the timeout
-            passed first (no exception, as ``Wait-Job -Timeout`` returns nothing).
+            The finished (or held) jobs in the order given, as they are now; ``[]`` if the
+            timeout passed first (no exception, as ``Wait-Job -Timeout`` returns nothing).
+
+        Raises:
+            JobBlockedError: a job can only go on with an answer (it is Blocked); the
+                message names the job and its question.
         """
-        return self._wait(self._snapshots(jobs), timeout, any)
+        return self._wait(self._snapshots(jobs), timeout, any, force=force)
 
     def _wait(
-        self, infos: list[JobInfo], timeout: float | None, any: bool, gone_ok: bool = False
+        self,
+        infos: list[JobInfo],
+        timeout: float | None,
+        any: bool,
+        gone_ok: bool = False,
+        force: bool = False,
     ) -> list[Job]:
         """Wait for these jobs; with ``gone_ok`` a job removed meanwhile counts as finished
         (a stop or remove racing another console's), else it is an error."""
@@ -316,9 +355,13 @@ class Fleet:
         with self._events(infos) as events:
             while True:
                 states = ride_out(lambda: self._poll(infos, gone_ok))
-                done = [i for i, s in zip(infos, states, strict=True) if s is None or s.finished]
+                pairs = list(zip(infos, states, strict=True))
+                done = [i for i, s in pairs if s is None or s.finished or (not force and s in HELD)]
                 if done and (any or len(done) == len(infos)):
                     return [Job(self, i) for i in self.registry.load([i.id for i in done])]
+                stuck = [i.id for i, s in pairs if s is JobState.BLOCKED]
+                if stuck and (not any or len(stuck) == len(infos)):
+                    deadlocked(self.registry.load(stuck), len(infos) if any else 1)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []
@@ -374,7 +417,10 @@ class Fleet:
         with self._events(infos) as events:
             while True:
                 states = ride_out(lambda: self._poll(infos))
-                finished = all(s.finished for s in states if s)
+                # a job that waits on a person (an answer, a resume) ends the follow too
+                finished = all(
+                    s.finished or s in HELD or s is JobState.BLOCKED for s in states if s
+                )
                 yield from ride_out_iter(
                     lambda: self.records.drain(children, keep=keep, offsets=read), self.store.ping
                 )
@@ -384,7 +430,7 @@ class Fleet:
         if auto_remove:
             self.remove(infos)
 
-    # ---- stop and remove ----------------------------------------------------------------
+    # ---- stop (remove is ControlVerbs.remove) ---------------------------------------------
 
     def stop(self, jobs: JobRefs, *, timeout: float | None = 5.0) -> list[Job]:
         """Stop the jobs (``Stop-Job``): queued ones never run, running ones end (within 2 s).
@@ -418,50 +464,8 @@ class Fleet:
             self.dispatcher.release(due)
         if timeout == 0:
             return [Job(self, i) for i in now]
-        self._wait(now, timeout, any=False, gone_ok=True)
+        self._wait(now, timeout, any=False, gone_ok=True, force=True)
         return [Job(self, i) for i in self.registry.load([i.id for i in now])]
-
-    def remove(
-        self,
-        jobs: JobRefs | None = None,
-        *,
-        force: bool = False,
-        state: JobState | str | None = None,
-    ) -> list[Job]:
-        """Remove jobs and everything they own (``Remove-Job``).
-
-        Args:
-            jobs: one reference or several; None with ``state`` removes every job in that
-                state, None alone removes every job.
-            force: stop unfinished jobs first instead of refusing them.
-            state: only jobs in this state.
-
-        Returns:
-            The jobs removed.
-
-        Raises:
-            JobStateError: a job has not finished and ``force`` is off; nothing was removed.
-        """
-        want = parse_state(state)
-        if jobs is None:
-            infos = [j.info for j in self.get(state=want)]
-        else:
-            infos = self._snapshots(jobs, fresh=True)
-            if want is not None:
-                infos = [i for i in infos if i.state is want]
-        running = [i for i in infos if not i.finished]
-        if running and not force:
-            first = running[0]
-            more = f" and {len(running) - 1} more" if len(running) > 1 else ""
-            raise JobStateError(
-                f"job {first.id} ({first.name}) is {first.state.value}{more}: stop it first, "
-                "or remove with force"
-            )
-        if running:
-            self.stop(running, timeout=5.0)
-            infos = self.registry.load([i.id for i in infos])
-        self.lifecycle.remove(infos)
-        return [Job(self, i) for i in infos]
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -501,3 +505,6 @@ class Fleet:
 
     def _events(self, infos: Sequence[JobInfo]) -> JobEvents:
         return JobEvents(self.store, [i.instance_id for i in infos])
+
+    def _handles(self, infos: Sequence[JobInfo]) -> list[Job]:
+        return [Job(self, i) for i in infos]

@@ -39,8 +39,9 @@ class Hosts:
         pipe.set(
             self.keys.worker(worker), json.dumps({**info, "locations": list(locations)}), px=ttl
         )
-        # each location's record leaves the worker's list out: a worker may serve thousands
-        common = {k: v for k, v in info.items() if k != "locations"}
+        # each location's record leaves the worker's list and its actions' signatures out (in
+        # its worker key, read once per worker): a worker may serve thousands
+        common = {k: v for k, v in info.items() if k not in ("locations", "signatures")}
         for loc in locations:
             doc = json.dumps({**common, "location": loc, "last_seen": now})
             pipe.set(self.keys.host(loc), worker, px=ttl)
@@ -84,9 +85,13 @@ class Hosts:
         pipe.hmget(self.keys.facts, locs)
         answers = pipe.execute()
         facts = answers.pop()
+        parsed = {loc: json.loads(docs[loc]) for loc in locs}
+        signatures = self._signatures(
+            {str(parsed[loc].get("worker", "")) for i, loc in enumerate(locs) if answers[2 * i]}
+        )
         out = []
         for i, loc in enumerate(locs):
-            doc = json.loads(docs[loc])
+            doc = parsed[loc]
             out.append(
                 HostInfo(
                     location=loc,
@@ -101,6 +106,22 @@ class Hosts:
                     actions=tuple(doc.get("actions", ())),
                     allow_shell=bool(doc.get("allow_shell", False)),
                     facts=json.loads(facts[i]) if facts[i] else {},
+                    suspendable=tuple(doc.get("suspendable", ())),
+                    signatures=signatures.get(str(doc.get("worker", "")), {}),
                 )
             )
+        return out
+
+    def _signatures(self, workers: set[str]) -> dict[str, dict[str, Any]]:
+        """The actions' parameters each live worker published (one read per worker)."""
+        names = sorted(w for w in workers if w)
+        if not names:
+            return {}
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            pipe.get(self.keys.worker(name))
+        out = {}
+        for name, doc in zip(names, pipe.execute(), strict=True):
+            if doc:
+                out[name] = dict(json.loads(doc).get("signatures", {}))
         return out

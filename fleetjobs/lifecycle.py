@@ -8,6 +8,11 @@
     finish   finish.lua     Running -> Completed | Failed (Stopped, if a stop was asked)
     stop     stop.lua       unfinished -> Stopping (running) | Stopped (not started, worker gone)
     sweep    sweep.lua      Running <-> Disconnected -> Failed; NotStarted past deadline -> Failed
+    ask      ask.lua        Running -> Blocked (a question waits for an answer)
+    answer   answer.lua     Blocked -> Running (or Suspending, if a suspend waits)
+    suspend  suspend.lua    Running -> Suspending (a request; other unfinished ones keep it)
+    park     park.lua       Suspending -> Suspended (its action reached a checkpoint)
+    resume   resume.lua     Suspending | Suspended -> Running
     remove   (a pipeline)   a finished job and every key it owns, gone
 
 The scripts that settle a child also settle its parent (by PowerShell's rule, from per-state
@@ -60,6 +65,8 @@ class JobSpec:
     batch_wait: float = 0.0
     max_failures: int | None = None
     halt_running: bool = False
+    prompt_timeout: float | None = None
+    default_answer: str | None = None
 
 
 class Lifecycle:
@@ -141,6 +148,10 @@ class Lifecycle:
                     pipe.zadd(keys.deadlines, {str(child.id): now + spec.start_timeout})
             if spec.timeout is not None:
                 fields["timeout"] = num(spec.timeout)
+            if spec.prompt_timeout is not None:
+                fields["prompt_timeout"] = num(spec.prompt_timeout)
+            if spec.default_answer is not None:
+                fields["default_answer"] = spec.default_answer
             pipe.hset(keys.job(child.id), mapping=fields)
             pipe.hset(keys.iids, child.instance_id, child.id)
         pending = [c.id for c in children if not c.queued]
@@ -186,6 +197,48 @@ class Lifecycle:
         """
         changed, due = self._run("sweep", num(self.store.config.disconnect_grace))
         return int(changed), due
+
+    @guarded
+    def ask(self, job_id: int, prompt: dict[str, Any]) -> tuple[str, int]:
+        """A running child asks ``prompt`` and turns Blocked.
+
+        Returns:
+            ``Blocked`` and the prompt's number (what an answer must name), or the state that
+            kept it from asking (Stopping: end instead).
+        """
+        state, seq = self.store.scripts("ask", job_id, json.dumps(prompt))
+        return str(state), int(seq)
+
+    @guarded
+    def answer(self, job_id: int, answer: str, seq: int | None = None) -> str:
+        """Answer a Blocked child (prompt number ``seq``, or whatever it asks now).
+
+        Returns:
+            ``Running`` (or ``Suspending``) when the answer was taken; ``Stale`` when the
+            child asks another question now; else the state it is in (it was not asking).
+        """
+        res = self.store.scripts("answer", job_id, answer, "" if seq is None else seq)
+        return str(res[0])
+
+    @guarded
+    def suspend(self, job_id: int) -> str:
+        """Ask a job (a parent: every child) to hold at its next checkpoint."""
+        return str(self.store.scripts("suspend", job_id)[0])
+
+    @guarded
+    def park(self, job_id: int) -> tuple[str, list[int]]:
+        """A child at a checkpoint with a suspend asked: Suspended, its throttle slot given on.
+
+        Returns:
+            ``Suspended`` when it must hold (anything else: go on, or end if Stopping), and
+            children now due to dispatch.
+        """
+        return self._run("park", job_id)
+
+    @guarded
+    def resume(self, job_id: int) -> str:
+        """Let a suspended job (a parent: every child) go on."""
+        return str(self.store.scripts("resume", job_id)[0])
 
     @guarded
     def set_progress(self, job_id: int, doc: dict[str, Any]) -> None:

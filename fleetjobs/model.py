@@ -133,10 +133,18 @@ class JobInfo:
     progress: dict[str, Any] | None = None
     timeout: float | None = None
     rollout: Rollout | None = None
+    prompt: dict[str, Any] | None = None
+    prompt_timeout: float | None = None
+    default_answer: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.state.finished
+
+    @property
+    def asking(self) -> list[JobInfo]:
+        """The Blocked children of a parent (or the job itself) with their questions."""
+        return [c for c in (self.children if self.child_ids else (self,)) if c.prompt]
 
     def to_dict(self, children: bool = True) -> dict[str, Any]:
         """The JSON form promised by ``--json``."""
@@ -152,6 +160,7 @@ class JobInfo:
             "end_time": iso(self.end_time),
             "reason": self.reason,
             "parent_id": self.parent_id,
+            "prompt": self._prompt_dict(),
         }
         if children:
             out["children"] = [c.to_dict(children=False) for c in self.children]
@@ -160,6 +169,15 @@ class JobInfo:
                 for i, child in enumerate(out["children"]):
                     child["wave"] = i // self.rollout.batch + 1
         return out
+
+    def _prompt_dict(self) -> dict[str, Any] | None:
+        """The question a Blocked job waits on (a parent: its first asking child's), or None."""
+        asking = self.asking
+        if not asking:
+            return None
+        first = asking[0]
+        assert first.prompt is not None
+        return {**first.prompt, "job": first.id, "location": first.location}
 
 
 @dataclass(frozen=True)
@@ -178,6 +196,8 @@ class HostInfo:
     actions: tuple[str, ...] = ()
     allow_shell: bool = False
     facts: dict[str, Any] = field(default_factory=dict)
+    suspendable: tuple[str, ...] = ()
+    signatures: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,6 +213,8 @@ class HostInfo:
             "actions": list(self.actions),
             "allow_shell": self.allow_shell,
             "facts": dict(self.facts),
+            "suspendable": list(self.suspendable),
+            "signatures": self.signatures,
         }
 
 

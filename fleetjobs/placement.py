@@ -4,6 +4,7 @@ run the action (checked before anything is queued)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .config import default_location
 from .errors import NoHostError, ShellNotAllowedError, UnknownActionError
@@ -83,3 +84,17 @@ def check(action: str, locations: list[str], hosts: dict[str, HostInfo]) -> list
                 f"unknown action {action!r}: the worker on {loc} offers {offers}"
             )
     return warnings
+
+
+def params_for(
+    action: str, hosts: dict[str, HostInfo], locations: Sequence[str] | None = None
+) -> list[dict[str, Any]] | None:
+    """The action's parameters as the hosts (those at ``locations`` first, online first)
+    publish them; None when no host has said (the call is then not checked here)."""
+    order = sorted(
+        hosts.values(), key=lambda h: (h.location not in (locations or ()), not h.online)
+    )
+    for host in order:
+        if action in host.signatures:
+            return list(host.signatures[action])
+    return None

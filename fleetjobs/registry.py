@@ -138,6 +138,13 @@ class Registry:
         return state is None or stop == "1" or JobState(state).finished
 
     @guarded
+    def control(self, job_id: int) -> dict[str, str | None]:
+        """What a running child's worker must know at a question or a checkpoint: its
+        ``state``, ``answer``, ``stop`` and ``suspend`` flags, and ``pseq`` (its prompt number)."""
+        names = ("state", "answer", "stop", "suspend", "pseq")
+        return dict(zip(names, self.r.hmget(self.keys.job(job_id), *names), strict=True))
+
+    @guarded
     def expired(self, limit: int = 200) -> list[int]:
         """Top-level ids that finished longer ago than the retention period."""
         cutoff = time.time() - self.store.config.retention
@@ -173,6 +180,7 @@ def _info(h: dict[str, str], unread: int, children: tuple[JobInfo, ...] = ()) ->
     else:
         more = not state.finished or unread > 0
     progress = h.get("progress")
+    prompt = h.get("prompt") if state is JobState.BLOCKED else None
     return JobInfo(
         id=int(h["id"]),
         instance_id=h["iid"],
@@ -195,6 +203,9 @@ def _info(h: dict[str, str], unread: int, children: tuple[JobInfo, ...] = ()) ->
         progress=json.loads(progress) if progress else None,
         timeout=_float(h.get("timeout")),
         rollout=_rollout(h),
+        prompt=json.loads(prompt) if prompt else None,
+        prompt_timeout=_float(h.get("prompt_timeout")),
+        default_answer=h.get("default_answer"),
     )
 
 

@@ -23,7 +23,7 @@ from .keys import EVENT_RECORD, EVENT_STATE, EVENT_STOP, SCHEMA
 from .states import FINISHED, JobState
 
 # the scripts that change a job's state share prelude.lua; the others need only the header
-STATE_CHANGES = ("claim", "finish", "stop", "sweep")
+STATE_CHANGES = ("claim", "finish", "stop", "sweep", "ask", "answer", "suspend", "park", "resume")
 RECORDS = ("append", "take", "ack", "unqueue")
 
 

@@ -65,8 +65,9 @@ ACTIVE: frozenset[JobState] = frozenset(
 def parent_state(children: Iterable[JobState], stop_requested: bool = False) -> JobState:
     """A parent job's state from its children's, by PowerShell's rules.
 
-    Running while any child is active or some have finished and others wait; when all have
-    finished: Failed if any failed, else Stopped if any was stopped, else Completed.
+    Blocked while any child asks a question; else Running while any child is active or some
+    have finished and others wait; when all have finished: Failed if any failed, else Stopped
+    if any was stopped, else Completed.
     """
     states = list(children)
     if not states:
@@ -79,7 +80,8 @@ def parent_state(children: Iterable[JobState], stop_requested: bool = False) -> 
         return JobState.COMPLETED
     if stop_requested:
         return JobState.STOPPING
-    for state in (JobState.RUNNING, JobState.STOPPING, JobState.BLOCKED, JobState.SUSPENDING):
+    # a child that asks holds the whole job: Blocked wins over Running (PowerShell's rule)
+    for state in (JobState.BLOCKED, JobState.RUNNING, JobState.STOPPING, JobState.SUSPENDING):
         if state in states:
             return state
     if JobState.DISCONNECTED in states:

@@ -91,7 +91,7 @@ def mark(ctx: Any, folder: str) -> str:
 
 
 @action
-def steps(ctx: Any, count: int, delay: float = 0.5) -> str:
+def progress_steps(ctx: Any, count: int, delay: float = 0.5) -> str:
     """Reports progress (Write-Progress) through ``count`` steps of ``delay`` seconds each."""
     for i in range(1, int(count) + 1):
         ctx.sleep(float(delay))
@@ -118,3 +118,63 @@ def rack() -> str:
 def disks() -> dict[str, Any]:
     """A custom fact function giving several facts at once."""
     return {"disk_count": 2, "disk_kind": "nvme"}
+
+
+@action
+def confirm_delete(ctx: Any, count: int = 40) -> str:
+    """Asks before it acts: the job is Blocked until someone answers."""
+    ctx.output("found the files")
+    if ctx.confirm(f"Delete {count} archived files on {ctx.location}?"):
+        return f"deleted {count}"
+    return "kept them"
+
+
+@action
+def ask_on(ctx: Any, location: str, question: str = "Go on?") -> str:
+    """Asks (yes/no) on one location only; the others finish at once."""
+    if ctx.location == location and not ctx.confirm(question):
+        return f"{ctx.location}: declined"
+    return f"{ctx.location}: done"
+
+
+@action
+def pick(ctx: Any, default: str | None = None) -> str:
+    """Asks with choices; ``default`` is the question's own default."""
+    return "picked " + ctx.ask("Which disk?", choices=["sda", "sdb"], default=default)
+
+
+@action
+def ask_where(ctx: Any) -> str:
+    """Each host asks its own question (they differ)."""
+    return ctx.ask(f"Reboot {ctx.location}?", choices=["yes", "no"])
+
+
+@action(suspendable=True)
+def steps(ctx: Any, count: int, delay: float = 0.2) -> None:
+    """Outputs 1..count with a checkpoint (a safe point) before each."""
+    for i in range(1, int(count) + 1):
+        ctx.checkpoint()
+        ctx.output(i)
+        time.sleep(float(delay))
+
+
+@action
+def hog(ctx: Any, seconds: int) -> str:
+    """Stuck in C code that holds the GIL (libc's sleep through ctypes.PyDLL): nothing in its
+    process, not even its own watcher thread, runs until it returns."""
+    import ctypes
+
+    ctx.output(os.getpid())
+    ctypes.PyDLL(None).sleep(int(seconds))
+    ctx.output("woke up")
+    return "finished anyway"
+
+
+_CALLS = [0]
+
+
+@action
+def count_calls(ctx: Any) -> int:
+    """A module global that leaks from job to job in a long-lived pool process."""
+    _CALLS[0] += 1
+    return _CALLS[0]

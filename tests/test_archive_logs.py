@@ -50,6 +50,9 @@ class RecordingContext:
         if self.on_verbose is not None:
             self.on_verbose(message)
 
+    def checkpoint(self) -> float:
+        return 0.0
+
 
 def make_log(folder: Path, name: str, *, age_days: float, content: bytes = b"log line\n") -> Path:
     """Write a file and backdate its modification time by ``age_days``."""

@@ -129,7 +129,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(cli: CliRunner) -> None:
         (("receive", "no-such"), 1, "no job named 'no-such'"),
         (("start", "-l", "alpha", "nope"), 2, "unknown action 'nope'"),
         (("start", "-l", "alpha", "--kw", "novalue", "echo"), 2, "is not KEY=VALUE"),
-        (("start", "-l", "alpha", "echo", "--no.such", "1"), 2, "is not an option name"),
+        (("start", "-l", "alpha", "echo", "--no.such", "1"), 2, "takes no option --no.such"),
         (("start", "-l", "alpha", "echo", '{"a":'), 2, "looks like JSON but is not"),
         (("get", "--state", "Sleeping"), 2, "unknown state 'Sleeping'"),
         (("remove",), 2, "--state STATE or --all"),

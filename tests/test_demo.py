@@ -42,7 +42,7 @@ def test_the_demo_walks_the_seed_and_cleans_up(tmp_path: Path) -> None:
     assert "ERROR: Error output" in res.stderr and "WARNING: Warning output" in res.stderr
     assert "Name" in out and "CPU" in out  # the Get-Process table
     # the fleet part: the ping table with the offline server, and the archiving lines
-    table = out[out.index("PS> fleetjobs ping Server01") :]
+    table = out[out.index("PS> fleetjobs ping --worker Server01") :]
     rows = [line.split() for line in table.splitlines()[3:7]]
     assert rows == [
         ["Server01", "True"],

@@ -209,7 +209,7 @@ def test_a_frozen_worker_is_disconnected_and_running_again_when_it_thaws(fl: Fle
         eventually(lambda: fl.get(job.id)[0].info.state is JobState.DISCONNECTED, timeout=15)
         os.killpg(workers.procs[0].pid, signal.SIGCONT)
         eventually(lambda: fl.get(job.id)[0].info.state is not JobState.DISCONNECTED, timeout=15)
-        assert fl.wait([job], timeout=30)
+        assert fl.wait([job], timeout=30, force=True)
         assert job.state is JobState.COMPLETED
         assert list(fl.receive(job)) == list(range(1, 31))
     finally:
@@ -240,7 +240,7 @@ def test_invoke_exits_non_zero_if_any_host_failed(fl: Fleet, flcli: CliRunner) -
 def test_ping_prints_the_seeds_table_with_false_for_a_host_with_no_worker(
     flcli: CliRunner, fl: Fleet
 ) -> None:
-    res = flcli("ping", "web01", "web02", "Server03", "db01", "--timeout", "1")
+    res = flcli("ping", "--worker", "web01", "web02", "Server03", "db01", "--timeout", "1")
     assert res.returncode == 0, res.stderr
     assert [line.split() for line in res.stdout.splitlines()] == [
         ["Server", "Online"],

@@ -146,7 +146,7 @@ def test_plain_progress_lines_when_piped(cli: CliRunner, fleet: Fleet) -> None:
 def test_receive_wait_shows_progress_records_as_bars(config: Config, fleet: Fleet) -> None:
     # given a job on two hosts that reports its progress in steps
     name = uniq("Steps")
-    job = fleet.start("steps", 4, 0.5, name=name, locations=["alpha", "beta"])
+    job = fleet.start("progress_steps", 4, 0.5, name=name, locations=["alpha", "beta"])
     # when a person receives from it in a terminal until it ends
     code, shown = in_terminal(config, "receive", "--wait", name)
     text = ANSI.sub("", shown)

@@ -130,11 +130,11 @@ def test_a_worker_refuses_run_it_was_not_allowed_even_if_the_console_could_not_c
     assert list(got) == [] and "--allow-shell" in got.errors[0]
 
 
-def test_bad_arguments_fail_the_job_with_a_clear_reason(fleet: Fleet) -> None:
-    job = fleet.start("sleep", locations="alpha")  # seconds missing
-    fleet.wait([job], timeout=15)
-    assert job.state is JobState.FAILED
-    assert "bad arguments for 'sleep'" in (job.reason or "")
+def test_bad_arguments_are_refused_at_start_with_the_actions_parameters(fleet: Fleet) -> None:
+    before = len(fleet.get())
+    with pytest.raises(ArgumentError, match=r"sleep: missing a required argument: 'seconds'"):
+        fleet.start("sleep", locations="alpha")  # seconds missing
+    assert len(fleet.get()) == before  # nothing was queued
 
 
 def test_an_action_that_raises_fails_its_job_and_keeps_what_it_wrote(fleet: Fleet) -> None:

@@ -14,7 +14,7 @@ def test_hosts_and_ping_all_show_the_fleet(private: tuple[Config, Fleet]) -> Non
     hosts = run("hosts")
     assert hosts.returncode == 0 and "solo" in hosts.stdout and "True" in hosts.stdout
     # when every host is pinged through its own worker
-    pinged = run("ping", "--all")
+    pinged = run("ping", "--worker", "--all")
     # then each answers Online
     assert pinged.returncode == 0, pinged.stderr
     assert pinged.stdout.splitlines()[2].split() == ["solo", "True"]

@@ -30,12 +30,12 @@ def test_a_worker_killed_mid_job_leaves_it_disconnected_then_failed_never_rerun(
     workers.start()
     try:
         job = fleet.start("produce", 1000, 0.1, locations=loc)
-        eventually(lambda: job.state is JobState.RUNNING)
+        eventually(lambda: fleet.receive(job, keep=True))  # it has written something
         # when the whole worker is killed (no warm shutdown, no goodbye)
         os.killpg(workers.procs[0].pid, signal.SIGKILL)
         # then the job turns Disconnected once its heartbeats expire, and Failed after grace
         eventually(lambda: fleet.get(job.id)[0].info.state is JobState.DISCONNECTED, timeout=20)
-        assert fleet.wait([job], timeout=30)
+        assert fleet.wait([job], timeout=30, force=True)  # waits through Disconnected
         assert job.state is JobState.FAILED
         assert "stopped answering" in (job.reason or "")
         written = list(fleet.receive(job))

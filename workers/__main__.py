@@ -28,6 +28,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--include", action="append", default=[])
     ap.add_argument("--tag", action="append", default=[])
     ap.add_argument("--loglevel", default="WARNING")
+    ap.add_argument("--fresh-process", action="store_true")
     return ap.parse_args(argv)
 
 
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             "--without-mingle",
             "--without-gossip",
             "--task-events",
+            # a new pool process for every job: no module state leaks from job to job
+            *(["--max-tasks-per-child", "1"] if ns.fresh_process else []),
         ]
     )
     code = getattr(controllers[-1], "exitcode", None) if controllers else None

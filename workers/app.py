@@ -22,6 +22,7 @@ from fleetjobs.routing import TASK_NAME
 from fleetjobs.states import JobState
 
 from . import leases, poison, reaper
+from .enforcer import Enforcer
 from .facts import FactsReporter
 from .heartbeat import Heartbeat
 from .outcome import STOPPED_FROM_CELERY, JobEnded, JobFailed, celery_terminate_stops, end_task
@@ -59,6 +60,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
 
     heartbeat: dict[str, Heartbeat] = {}
     reporters: dict[str, FactsReporter] = {}
+    enforcers: list[Enforcer] = []
 
     @signals.worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:
@@ -67,6 +69,8 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             "tags": settings.tags,
             "concurrency": settings.concurrency,
             "actions": runtime.offered(),
+            "suspendable": runtime.suspendable(),
+            "signatures": runtime.signatures(),
             "allow_shell": settings.allow_shell,
         }
         hb = Heartbeat(
@@ -82,13 +86,30 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         facts = FactsReporter(hb.hosts.store, settings.locations, settings.tags)
         facts.start()
         reporters["facts"] = facts
+        enforcer = Enforcer(Layers(config, app), config.stop_grace)
+        enforcer.start()
+        enforcers.append(enforcer)
         log.info("fleetjobs worker %s serves %s", settings.worker_id, ", ".join(settings.locations))
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def _shutting_down(sender: Any = None, **_: Any) -> None:
+        # a suspended job would hold a warm shutdown for ever: end it first
+        for enforcer in enforcers:
+            try:
+                ended = enforcer.release_suspended()
+            except FleetJobsError as exc:
+                log.warning("could not end the suspended jobs: %s", exc)
+                continue
+            if ended:
+                log.warning("shutting down: ended suspended job(s) %s", ended)
 
     @signals.worker_shutdown.connect(weak=False)
     def _shutdown(sender: Any = None, **_: Any) -> None:
         facts = reporters.pop("facts", None)
         if facts is not None:
             facts.close()
+        for enforcer in enforcers:
+            enforcer.close()
         hb = heartbeat.pop("hb", None)
         if hb is not None:
             hb.close()

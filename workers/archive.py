@@ -58,6 +58,9 @@ class ActionContext(Protocol):
     def verbose(self, message: str) -> None:
         """Write a line to the job's verbose stream."""
 
+    def checkpoint(self) -> float:
+        """A safe point between files: holds while the job is suspended."""
+
 
 class _CrossDevice(Exception):
     """The same-file-system move was refused with EXDEV (e.g. two mounts of one file system)."""
@@ -124,6 +127,7 @@ def archive_logs(
     archived = skipped = moved_bytes = 0
     planned: set[str] = set()  # dry run: names this run would already have taken
     for name in names:
+        ctx.checkpoint()  # a safe point between files: a suspend holds here
         if ctx.should_stop:
             ctx.verbose(f"stop requested: archived {archived} file(s) before stopping")
             break

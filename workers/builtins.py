@@ -6,8 +6,10 @@ allowed it (``--allow-shell``). The others run no external program.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
+import signal
 import socket
 import stat
 import subprocess
@@ -22,6 +24,7 @@ from .context import JobContext
 from .reaper import die_with_parent
 
 _STREAMS = ("error", "warning", "verbose", "debug", "information")
+_DRAIN = 1.0  # at most this many seconds a run job reads its pipes after its command exited
 
 
 @action
@@ -49,7 +52,7 @@ def echo(
             getattr(ctx, stream)(messages[stream])
 
 
-@action
+@action(suspendable=True)
 def sleep(ctx: JobContext, seconds: float, message: Any = None) -> Any:
     """Sleep (``Start-Sleep``), then output ``message`` if one is given ("Backup done")."""
     seconds = float(seconds)
@@ -61,12 +64,14 @@ def sleep(ctx: JobContext, seconds: float, message: Any = None) -> Any:
 
 
 @action(shell=True)
-def run(ctx: JobContext, command: str, *argv: str) -> None:
+def run(ctx: JobContext, command: str, *argv: str, keep_children: bool = False) -> None:
     """Run a command on the host: stdout lines to output, stderr lines to error, as they come.
 
     One argument is a shell command line (``sh -c``: pipes, globs, ``$(date)``); more than one
     is a program and its arguments, run without a shell. A non-zero exit fails the job. The
-    command runs in its own process group, which a stop kills whole.
+    command runs in its own process group, which a stop kills whole. The job ends when the
+    command exits: what is left of its group (a background child) is killed then, unless
+    ``keep_children``.
     """
     args: list[str] | str = [command, *argv] if argv else command
     proc = subprocess.Popen(
@@ -84,6 +89,9 @@ def run(ctx: JobContext, command: str, *argv: str) -> None:
     try:
         _pump(ctx, proc)
         code = proc.wait()
+        if not keep_children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # what the command left behind
     finally:
         ctx.unregister_process(proc)
     ctx.check()
@@ -93,14 +101,27 @@ def run(ctx: JobContext, command: str, *argv: str) -> None:
 
 
 def _pump(ctx: JobContext, proc: subprocess.Popen[bytes]) -> None:
-    """Relay both pipes line by line in the order the lines come."""
+    """Relay both pipes line by line in the order the lines come, until both close or the
+    command has exited (a background child may hold a pipe open: what it wrote within a
+    moment of the exit is relayed, then the job no longer waits for it)."""
     assert proc.stdout is not None and proc.stderr is not None
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ, "output")
     sel.register(proc.stderr, selectors.EVENT_READ, "error")
     partial = {"output": b"", "error": b""}
+    exited_at: float | None = None
     while sel.get_map():
-        for key, _ in sel.select(timeout=0.5):
+        if exited_at is None and proc.poll() is not None:
+            exited_at = time.monotonic()
+        ready = sel.select(timeout=0.0 if exited_at is not None else 0.5)
+        if exited_at is not None and (not ready or time.monotonic() - exited_at > _DRAIN):
+            # the command's own output is all in the pipes by now; what still flows after
+            # is a background child's
+            for stream, rest in partial.items():
+                if rest:
+                    _emit(ctx, stream, rest)
+            break
+        for key, _ in ready:
             stream = key.data
             chunk = os.read(key.fd, 65536)
             if not chunk:
@@ -267,7 +288,7 @@ def ping(
     }
 
 
-@action(name="archive_logs")
+@action(name="archive_logs", suspendable=True)
 def archive_logs_action(
     ctx: JobContext,
     path: str,

@@ -25,6 +25,7 @@ from fleetjobs.model import JobInfo
 from fleetjobs.records import Records
 
 from . import reaper
+from .control import Interaction
 
 T = TypeVar("T")
 
@@ -57,7 +58,7 @@ class JobStopped(BaseException):
     """
 
 
-class JobContext:
+class JobContext(Interaction):
     """The first argument of every action.
 
     Attributes:
@@ -148,9 +149,18 @@ class JobContext:
             raise JobStopped(self.stop_reason or "stopped")
 
     def sleep(self, seconds: float) -> None:
-        """Sleep, but wake and raise :class:`JobStopped` the moment the job is stopped."""
-        if self.stop_event.wait(max(0.0, float(seconds))):
-            raise JobStopped(self.stop_reason or "stopped")
+        """Sleep, but wake and raise :class:`JobStopped` the moment the job is stopped; a
+        checkpoint every half second, so a suspend holds it (the time held does not count)."""
+        end = time.monotonic() + max(0.0, float(seconds))
+        while True:
+            if self.stop_event.wait(max(0.0, min(0.5, end - time.monotonic()))):
+                raise JobStopped(self.stop_reason or "stopped")
+            end += self.checkpoint()
+            if time.monotonic() >= end:
+                return
+
+    def _persist(self, call: Callable[[], T]) -> T:
+        return persistently(self._config, call)
 
     def request_stop(self, reason: str) -> None:
         """Set the stop flag and kill every registered process group (term, then kill)."""

@@ -52,7 +52,7 @@ class Heartbeat(threading.Thread):
         }
         self._store = layers.store
         self._chores = list(chores)  # more upkeep each beat (workers.reaper)
-        self._stop = threading.Event()
+        self._closing = threading.Event()
 
     def beat(self) -> None:
         self.hosts.heartbeat(self.worker_id, self.info, self.locations)
@@ -60,7 +60,7 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         interval = self.config.heartbeat_interval
         warned = False
-        while not self._stop.is_set():
+        while not self._closing.is_set():
             try:
                 self.beat()
                 self.housekeeping.sweep(force=True)
@@ -74,10 +74,10 @@ class Heartbeat(threading.Thread):
                     warned = True
             except Exception:
                 log.exception("heartbeat failed")
-            self._stop.wait(interval)
+            self._closing.wait(interval)
 
     def close(self) -> None:
-        self._stop.set()
+        self._closing.set()
         try:
             self.hosts.leave(self.worker_id, self.locations)
         except FleetJobsError as exc:

@@ -30,6 +30,7 @@ from fleetjobs.errors import ActionError, FleetJobsError
 from fleetjobs.keys import EVENT_STOP
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
+from fleetjobs.signatures import describe
 from fleetjobs.states import JobState
 from fleetjobs.store import Store
 
@@ -79,6 +80,7 @@ class Runtime:
             args, kwargs, parent_iid = call
             info = dataclasses.replace(info, args=tuple(args), kwargs=kwargs)
         ctx = JobContext(w.records, w.lifecycle, info, parent_iid)
+        ctx.release_due = lambda due: self._release(w, due)
         final, reason = self._run(ctx, info, w)
         ctx.kill_processes()
         state, due = persistently(cfg, lambda: w.lifecycle.finish(job_id, final, reason))
@@ -141,6 +143,14 @@ class Runtime:
         return sorted(
             name for name, spec in registered().items() if self.allow_shell or not spec.shell
         )
+
+    def signatures(self) -> dict[str, list[dict[str, Any]]]:
+        """The offered actions' parameters, for consoles to bind arguments to (Get-Command)."""
+        return {n: describe(spec.fn) for n in self.offered() if (spec := get_action(n))}
+
+    def suspendable(self) -> list[str]:
+        """The offered actions that mark checkpoints (a suspend can take hold in them)."""
+        return [n for n in self.offered() if (spec := get_action(n)) and spec.suspendable]
 
 
 def _outputs(result: Any) -> Iterator[Any]:

@@ -7,7 +7,18 @@ a running job); 2 bad input (usage, unknown action, bad JSON, a host that refuse
 
 from __future__ import annotations
 
-from . import deadletters, flower, launch, schedule, verbs
+from . import catalog, control, deadletters, flower, launch, schedule, verbs
 from .app import cli, main, run
 
-__all__ = ["cli", "deadletters", "flower", "launch", "main", "run", "schedule", "verbs"]
+__all__ = [
+    "catalog",
+    "cli",
+    "control",
+    "deadletters",
+    "flower",
+    "launch",
+    "main",
+    "run",
+    "schedule",
+    "verbs",
+]

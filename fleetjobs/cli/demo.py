@@ -168,7 +168,9 @@ class _Demo:
             "Running multiple parallel jobs: is every server up?",
             "$servers | ForEach { Start-Job { Test-Connection $srv -Count 1 -Quiet } }",
         )
-        self.run("ping", "Server01", "Server02", "Server03", "Server04", "--timeout", "2")
+        self.run(
+            "ping", "--worker", "Server01", "Server02", "Server03", "Server04", "--timeout", "2"
+        )
         self.say("The same as one fan-out job, one child per server, results tagged by host:")
         self.run("start", "--name", "Reach", "-l", "Server01,Server02,Server04", "ping")
         self.run("wait", "Reach")

@@ -25,6 +25,7 @@ PREFIXES = {
     "debug": "DEBUG",
     "information": "INFO",
     "progress": "PROGRESS",
+    "question": "QUESTION",
 }
 
 
@@ -247,6 +248,9 @@ def stream_line(rec: Record, tag: bool) -> str:
     data = rec.data
     if rec.stream == "progress" and isinstance(data, dict):
         text = f"{data.get('percent', 0):g}% {data.get('status', '')}".rstrip()
+    elif rec.stream == "question" and isinstance(data, dict):
+        choices = data.get("choices")
+        text = f"{data.get('question', '')}" + (f" [{'/'.join(choices)}]" if choices else "")
     else:
         text = value_text(data)
     where = f"[{rec.location}] " if tag else ""

@@ -2,7 +2,10 @@
 
 Options of the verb come before ACTION; everything after ACTION belongs to the action:
 positional arguments, and ``--key value`` / ``--key=value`` / ``--flag`` keyword arguments
-(``fleetjobs start -l web01 archive_logs /var/log /var/log/archive --days 3 --dry-run``).
+(``fleetjobs start -l web01 archive_logs /var/log /var/log/archive --days 3 --dry-run``),
+bound to the parameters the workers publish for it (:mod:`fleetjobs.signatures`): a ``str``
+parameter stays text, an option it does not take is refused before anything is queued, and
+``run`` takes every word after its first as the command's own.
 """
 
 from __future__ import annotations
@@ -11,17 +14,23 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import click
 
+from .. import placement
 from ..fleet import Fleet
 from ..job import Job
 from ..model import Record
+from ..netcheck import reach
+from ..routing import split_locations
+from ..signatures import bind_words
 from ..states import JobState
 from . import format as fmt
 from . import progress
 from .app import EPILOG, EXIT_FAILED, State, cli, json_option, parse_kw, parse_value, pass_state
+from .control import ask_on_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTION_CONTEXT = {"ignore_unknown_options": True, "allow_interspersed_args": False}
@@ -105,6 +114,18 @@ def job_options(fn: F) -> F:
             metavar="SECONDS",
             help="Fail a host's part that runs longer than SECONDS.",
         ),
+        click.option(
+            "--prompt-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="A question nobody answers within SECONDS takes --default-answer (else the "
+            "question's own default, else the host's part fails).",
+        ),
+        click.option(
+            "--default-answer",
+            metavar="ANSWER",
+            help="The answer a --prompt-timeout gives.",
+        ),
         *rollout_options,
     ]
     for option in reversed(options):
@@ -150,7 +171,12 @@ rollout_options = [
 def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, Any]) -> Job:
     if opts["fail_fast"] and opts["max_failures"] not in (None, 0):
         raise click.UsageError("--fail-fast is --max-failures 0: give one of them")
-    args, kwargs = split_action_args(tokens)
+    hosts = {h.location: h for h in state.fleet.hosts()}
+    params = placement.params_for(action, hosts, split_locations(list(opts["locations"])))
+    if params is None:  # no worker has said what it takes: guess JSON, as before
+        args, kwargs = split_action_args(tokens)
+    else:
+        args, kwargs = bind_words(action, params, tokens)
     job = state.fleet.start(
         action,
         *args,
@@ -162,6 +188,8 @@ def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, 
         throttle_limit=opts["throttle_limit"],
         start_timeout=opts["start_timeout"],
         timeout=opts["timeout"],
+        prompt_timeout=opts["prompt_timeout"],
+        default_answer=opts["default_answer"],
         batch=opts["batch"],
         batch_wait=opts["batch_wait"],
         max_failures=0 if opts["fail_fast"] else opts["max_failures"],
@@ -209,7 +237,8 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
     """Run ACTION on the hosts and print what each returns as it comes (Invoke-Command).
 
     The job is removed afterwards; the exit code is 1 if any host's part failed. Ctrl-C
-    stops the job on every host.
+    stops the job on every host. A question the action asks (ctx.ask) is printed and, on a
+    terminal, asked here; otherwise any console may answer it (fleetjobs answer).
 
     \b
     Examples:
@@ -219,8 +248,12 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
     fleet = state.fleet
     job = _launch(state, action, args, opts)
     try:
-        with progress.watch(fleet, [job], "invoke", as_json) as shown:
-            records, objects = _show(fleet, job, as_json, shown.echo)
+        records, objects = _watch(fleet, job, as_json)
+        while not fleet.info(job).finished:  # it waits on a person: ask, or wait for them
+            if not ask_on_terminal(fleet, job):
+                _wait_while_held(fleet, job)
+            more, extra = _watch(fleet, job, as_json)
+            records, objects = records + more, objects + extra
         if objects:
             fmt.print_values(objects, tag_locations=len(job.info.child_ids) > 1)
     except KeyboardInterrupt:
@@ -238,6 +271,25 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
         click.echo(f"fleetjobs: {info.rollout.halted}", err=True)
     if failed:
         sys.exit(EXIT_FAILED)
+
+
+def _wait_while_held(fleet: Fleet, job: Job) -> None:
+    """Until the job no longer waits on someone else (an answer, a resume, its host)."""
+    while fleet.info(job).state in (
+        JobState.BLOCKED,
+        JobState.SUSPENDED,
+        JobState.DISCONNECTED,
+    ):
+        time.sleep(0.25)
+
+
+def _watch(
+    fleet: Fleet, job: Job, as_json: bool
+) -> tuple[list[dict[str, Any]], list[tuple[Record, Any]]]:
+    """Show the job's records until it finishes or waits on a person, under the live progress
+    display on a terminal (which is gone again before anyone is asked anything)."""
+    with progress.watch(fleet, [job], "invoke", as_json) as shown:
+        return _show(fleet, job, as_json, shown.echo)
 
 
 def _show(
@@ -291,51 +343,117 @@ class _WaveReport:
 @click.argument("servers", nargs=-1)
 @click.option("--all", "all_hosts", is_flag=True, help="Every host that has heartbeated.")
 @click.option(
+    "--from",
+    "from_",
+    metavar="HOST",
+    help="Check from HOST (its worker runs the ping action) instead of from this machine.",
+)
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="Instead: is each SERVER's own fleetjobs worker alive (a job on it answers)?",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=5.0,
     show_default=True,
-    help="Seconds to wait for a server's worker to answer; no answer prints False.",
+    help="Seconds to wait for each answer; no answer prints False.",
 )
+@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), help="Check a TCP port instead of ICMP.")
 @json_option
 @pass_state
 def ping(
-    state: State, servers: tuple[str, ...], all_hosts: bool, timeout: float, as_json: bool
+    state: State,
+    servers: tuple[str, ...],
+    all_hosts: bool,
+    from_: str | None,
+    worker: bool,
+    timeout: float,
+    count: int,
+    port: int | None,
+    as_json: bool,
 ) -> None:
-    """Is each SERVER (--all: every host ever seen) up? Asks its own worker (Test-Connection).
+    """Is each SERVER reachable (Test-Connection)? From this machine unless --from HOST.
 
-    Prints the Server / Online table; a server whose worker does not answer within
-    --timeout is False. Exits 0 either way: the table is the answer.
+    ICMP where this machine permits it, else (or with --port) a TCP connect (port 22); a
+    refused connection still proves the server is up. --worker asks each SERVER's own
+    worker instead (a location no worker ever served is False at once). Prints the Server /
+    Online table and exits 0 either way: the table is the answer.
     """
+    if worker and from_:
+        raise click.UsageError("--worker asks each server's own worker: not with --from")
     if bool(servers) == all_hosts:
         raise click.UsageError("name the SERVERS to ping, or use --all")
-    fleet = state.fleet
-    known = {h.location for h in fleet.hosts()}
     if all_hosts:
-        servers = tuple(sorted(known))
-    job = fleet.start(
-        "ping", locations=list(servers), start_timeout=timeout, throttle_limit=len(servers)
-    )
-    unknown = [s for s in servers if s not in known]
-    fleet.wait(job, timeout=timeout + 5)
-    answers: dict[str, dict[str, Any]] = {}
-    for rec in fleet.receive(job).records:
-        if rec.stream == "output" and isinstance(rec.data, dict):
-            answers[rec.location] = rec.data
-    fleet.remove(job, force=True)
-    rows = []
-    for server in servers:
-        got = answers.get(server)
-        rows.append(
-            {
-                "Server": server,
-                "Online": bool(got and got.get("Online")),
-                "RttMs": got.get("RttMs") if got else None,
-            }
-        )
+        servers = tuple(sorted(h.location for h in state.fleet.hosts()))
+        if not servers:
+            click.echo("fleetjobs: no host has heartbeated yet", err=True)
+            return
+    if worker:
+        rows = _ping_workers(state.fleet, servers, timeout)
+    elif from_:
+        rows = _ping_from(state.fleet, from_, servers, timeout, count, port)
+    else:
+        with ThreadPoolExecutor(max_workers=min(32, len(servers))) as pool:
+            rows = list(pool.map(lambda s: reach(s, count, timeout, port), servers))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     fmt.table([[r["Server"], r["Online"]] for r in rows], ("Server", "Online"))
-    for server in unknown:
-        click.echo(f"VERBOSE: {server}: no worker has ever served this location", err=True)
+
+
+def _ping_workers(fleet: Fleet, servers: tuple[str, ...], timeout: float) -> list[dict[str, Any]]:
+    """Today's liveness check: a ping job on each server's own worker."""
+    known = {h.location for h in fleet.hosts()}
+    served = [s for s in servers if s in known]
+    answers: dict[str, dict[str, Any]] = {}
+    if served:
+        job = fleet.start(
+            "ping", locations=served, start_timeout=timeout, throttle_limit=len(served)
+        )
+        fleet.wait(job, timeout=timeout + 5, force=True)
+        for rec in fleet.receive(job).records:
+            if rec.stream == "output" and isinstance(rec.data, dict):
+                answers[rec.location] = rec.data
+        fleet.remove(job, force=True)
+    for server in servers:
+        if server not in known:
+            click.echo(f"VERBOSE: {server}: no worker has ever served this location", err=True)
+    return [_row(s, answers.get(s)) for s in servers]
+
+
+def _ping_from(
+    fleet: Fleet,
+    host: str,
+    servers: tuple[str, ...],
+    timeout: float,
+    count: int,
+    port: int | None,
+) -> list[dict[str, Any]]:
+    """Each SERVER checked from ``host`` by its worker's ping action (one job per server)."""
+    options: dict[str, Any] = {"count": count, "timeout": timeout}
+    if port is not None:
+        options["port"] = port
+    jobs = [
+        fleet.start("ping", server, locations=host, start_timeout=timeout, kwargs=options)
+        for server in servers
+    ]
+    for warning in jobs[0].warnings if jobs else ():
+        click.echo(f"WARNING: {warning}", err=True)
+    fleet.wait(jobs, timeout=(timeout + 1) * count + 5, force=True)
+    rows = []
+    for server, job in zip(servers, jobs, strict=True):
+        got = [v for v in fleet.receive(job) if isinstance(v, dict)]
+        rows.append(_row(server, got[0] if got else None))
+    fleet.remove(jobs, force=True)
+    return rows
+
+
+def _row(server: str, got: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "Server": server,
+        "Online": bool(got and got.get("Online")),
+        "RttMs": got.get("RttMs") if got else None,
+    }

@@ -10,12 +10,17 @@ from typing import Any
 
 import click
 
-from ..errors import JobNotFoundError
+from ..control import HELD
+from ..errors import JobNotFoundError, NotRemovedError
+from ..fleet import Fleet
+from ..job import Job
 from ..model import Record
+from ..states import JobState
 from . import format as fmt
 from . import progress
 from .app import (
     EPILOG,
+    EXIT_FAILED,
     EXIT_TIMEOUT,
     State,
     cli,
@@ -23,6 +28,7 @@ from .app import (
     pass_state,
     state_type,
 )
+from .control import print_questions
 
 # ---- get / wait -------------------------------------------------------------------------
 
@@ -58,6 +64,8 @@ def get(
     """
     found = state.fleet.get(list(jobs) or None, name=name, state=state_type(state_), **found_by)
     fmt.print_jobs([j.info for j in found], as_json, children=children)
+    if not as_json:
+        print_questions([j.info for j in found])
 
 
 @cli.command(epilog=EPILOG)
@@ -69,19 +77,44 @@ def get(
     metavar="SECONDS",
     help="Give up after SECONDS: print nothing and exit 3 (0 checks once).",
 )
+@click.option(
+    "--force",
+    "-f",
+    is_flag=True,
+    help="Keep waiting through Suspended and Disconnected (else they end the wait).",
+)
 @json_option
 @pass_state
 def wait(
-    state: State, jobs: tuple[str, ...], any_: bool, timeout: float | None, as_json: bool
+    state: State,
+    jobs: tuple[str, ...],
+    any_: bool,
+    timeout: float | None,
+    force: bool,
+    as_json: bool,
 ) -> None:
-    """Wait for JOBs (default: every job) to finish, then print them (Wait-Job)."""
+    """Wait for JOBs (default: every job) to finish, then print them (Wait-Job).
+
+    Exits 0 when every job returned Completed, 1 when one Failed, 3 on timeout. A Suspended
+    or Disconnected job ends the wait with a warning unless --force; a Blocked one (it can
+    only go on with an answer) is an error at once.
+    """
     fleet = state.fleet
     handles = fleet.get(list(jobs) or None)
     with progress.watch(fleet, handles, "wait", as_json):
-        done = fleet.wait(handles, timeout=timeout, any=any_)
+        done = fleet.wait(handles, timeout=timeout, any=any_, force=force)
     if handles and not done:
         sys.exit(EXIT_TIMEOUT)
     fmt.print_jobs([j.info for j in done], as_json)
+    for job in done:
+        if job.info.state in HELD:
+            click.echo(
+                f"WARNING: job {job.id} ({job.name}) is {job.info.state.value}: it has not "
+                "finished (wait --force waits on)",
+                err=True,
+            )
+    if any(j.info.state is JobState.FAILED for j in done):
+        sys.exit(EXIT_FAILED)
 
 
 # ---- receive ----------------------------------------------------------------------------
@@ -114,8 +147,11 @@ def receive(
 
     Records are taken once: a second receive prints only what came after, unless --keep.
     Objects print as a table; ERROR:, WARNING:, VERBOSE:, DEBUG:, INFO: lines go to stderr.
-    Records print as they are taken (with --json, as a JSON array streamed record by record),
-    and leave Redis only once printed: an interrupted receive loses nothing.
+    A Failed job's Reason prints as an ERROR: line and the exit code is 1; what a Blocked
+    job asks prints as a Blocked: line. --wait stops at a job that waits on a person
+    (Blocked, Suspended) or a host (Disconnected). Records print as they are taken (with
+    --json, as a JSON array streamed record by record), and leave Redis only once printed:
+    an interrupted receive loses nothing.
     """
     if auto_remove and not wait_:
         raise click.UsageError("--auto-remove needs --wait")
@@ -126,13 +162,17 @@ def receive(
     )
     if as_json:
         fmt.print_json_stream(r.to_dict() for r in records)
+        _after_receive(fleet, handles, set(), False, quiet=True)
         return
     multi = len({loc for h in handles for loc in h.location.split(",")}) > 1
     pending: list[tuple[Record, Any]] = []
+    errors: set[str] = set()
     with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
         for rec in records:
             if bars.take(rec):  # ctx.progress as a bar, on a terminal
                 continue
+            if rec.stream == "error":
+                errors.add(str(rec.data))
             if rec.stream == "output":
                 if isinstance(rec.data, dict) or pending:
                     pending.append((rec, rec.data))  # objects wait, to print as one table
@@ -145,6 +185,24 @@ def receive(
     for handle in handles:  # a halted rollout: which hosts failed
         if handle.info.rollout and handle.info.rollout.halted:
             click.echo(f"WARNING: job {handle.id}: {handle.info.rollout.halted}", err=True)
+    _after_receive(fleet, handles, errors, multi)
+
+
+def _after_receive(
+    fleet: Fleet, handles: list[Job], errors: set[str], multi: bool, quiet: bool = False
+) -> None:
+    """Show a Failed child's Reason (unless its own ERROR: record said it) and what a Blocked
+    one asks; exit 1 if any received job Failed."""
+    infos = fleet.registry.load([h.id for h in handles])
+    failed = [c for i in infos for c in (i.children or (i,)) if c.state is JobState.FAILED]
+    if not quiet:
+        for child in failed:
+            if child.reason and child.reason not in errors:
+                where = f"[{child.location}] " if multi else ""
+                click.echo(f"ERROR: {where}{child.reason}", err=True)
+        print_questions(infos, err=True)
+    if failed:
+        sys.exit(EXIT_FAILED)
 
 
 # ---- stop / remove ----------------------------------------------------------------------
@@ -177,7 +235,18 @@ def remove(
     if jobs and all_:
         raise click.UsageError("--all removes every job: do not name jobs with it")
     fleet = state.fleet
-    removed = fleet.remove(list(jobs) if jobs else None, force=force, state=state_type(state_))
+    try:
+        removed = fleet.remove(list(jobs) if jobs else None, force=force, state=state_type(state_))
+    except NotRemovedError as exc:  # the finished ones went; one line per job that did not
+        if as_json:
+            fmt.print_jobs(exc.removed, True)
+        for info in exc.kept:
+            click.echo(
+                f"fleetjobs: error: job {info.id} ({info.name}) is {info.state.value}: not "
+                "removed (stop it first, or remove with --force)",
+                err=True,
+            )
+        sys.exit(EXIT_FAILED)
     if as_json:
         fmt.print_jobs([j.info for j in removed], True)
 
@@ -241,6 +310,11 @@ def hosts(state: State, locations: tuple[str, ...], facts: bool, as_json: bool) 
 )
 @click.option("--tag", multiple=True, metavar="KEY=VALUE", help="A tag for targeting (role=web).")
 @click.option(
+    "--fresh-process",
+    is_flag=True,
+    help="Run each job in a new pool process, as Start-Job does (costs start latency).",
+)
+@click.option(
     "--loglevel",
     default="WARNING",
     show_default=True,
@@ -254,6 +328,7 @@ def worker(
     allow_shell: bool,
     include: tuple[str, ...],
     tag: tuple[str, ...],
+    fresh_process: bool,
     loglevel: str,
 ) -> None:
     """Run a worker serving LOCATIONs' queues on this host."""
@@ -269,6 +344,8 @@ def worker(
         argv += ["--include", module]
     for item in tag:
         argv += ["--tag", item]
+    if fresh_process:
+        argv.append("--fresh-process")
     env = {
         **os.environ,
         "FLEETJOBS_REDIS_URL": state.config.redis_url,

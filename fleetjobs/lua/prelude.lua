@@ -45,9 +45,9 @@ local function refresh_parent(pid)
     elseif stopped > 0 then new = S.STOPPED
     else new = S.COMPLETED end
   elseif f.stop == '1' then new = S.STOPPING
+  elseif count(S.BLOCKED) > 0 then new = S.BLOCKED  -- a child that asks holds the whole job
   elseif count(S.RUNNING) > 0 then new = S.RUNNING
   elseif count(S.STOPPING) > 0 then new = S.STOPPING
-  elseif count(S.BLOCKED) > 0 then new = S.BLOCKED
   elseif count(S.SUSPENDING) > 0 then new = S.SUSPENDING
   elseif count(S.DISCONNECTED) > 0 then new = S.DISCONNECTED
   elseif count(S.SUSPENDED) > 0 then new = S.SUSPENDED

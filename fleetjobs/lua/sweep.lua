@@ -9,10 +9,18 @@ local function lost(id)
   redis.call('RPUSH', K.lost, id)
   redis.call('LTRIM', K.lost, -10000, -1)
 end
+-- the state a child whose worker came back returns to: what it was doing when it went
+local function back_from_disconnected(f)
+  if f.stop == '1' then return S.STOPPING end
+  if f.suspend == '2' then return S.SUSPENDED end
+  if given(f.prompt) then return S.BLOCKED end
+  if f.suspend == '1' then return S.SUSPENDING end
+  return S.RUNNING
+end
 local function sweep_one(id)
   local k = K.job(id)
   local f = fields(k, 'state', 'deadline', 'location', 'start_timeout', 'worker', 'lost_at',
-                   'parent', 'stop', 'stop_reason')
+                   'parent', 'stop', 'stop_reason', 'prompt', 'suspend')
   if not f.state or FIN[f.state] then
     redis.call('SREM', K.active, id)
     redis.call('ZREM', K.deadlines, id)
@@ -30,7 +38,7 @@ local function sweep_one(id)
   local alive = given(f.worker) and redis.call('EXISTS', K.worker(f.worker)) == 1
   if alive then
     if f.state == S.DISCONNECTED then
-      move(id, f.stop == '1' and S.STOPPING or S.RUNNING)
+      move(id, back_from_disconnected(f))
       redis.call('HDEL', k, 'lost_at')
       publish(id, EV.STATE)
       if given(f.parent) then refresh_parent(f.parent) end

@@ -1,0 +1,57 @@
+"""``fleetjobs actions`` (Get-Command): the actions the workers offer and their parameters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .. import signatures
+from . import format as fmt
+from .app import EPILOG, State, cli, json_option, pass_state
+
+
+@cli.command(epilog=EPILOG)
+@click.option(
+    "--location", "-l", "locations", multiple=True, metavar="LOC", help="Only these hosts."
+)
+@json_option
+@pass_state
+def actions(state: State, locations: tuple[str, ...], as_json: bool) -> None:
+    """List the actions the online workers offer, with their parameters (Get-Command).
+
+    A start binds the words after ACTION to these parameters, and refuses what they do not
+    take before anything is queued.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for host in state.fleet.hosts():
+        if not host.online or (locations and host.location not in locations):
+            continue
+        for name in host.actions:
+            entry = found.setdefault(
+                name,
+                {
+                    "action": name,
+                    "parameters": host.signatures.get(name),
+                    "suspendable": name in host.suspendable,
+                    "locations": [],
+                },
+            )
+            entry["locations"].append(host.location)
+    rows = [found[n] for n in sorted(found)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    fmt.table(
+        [
+            [
+                r["action"],
+                signatures.text(r["parameters"]) if r["parameters"] is not None else "?",
+                r["suspendable"],
+                ",".join(r["locations"]),
+            ]
+            for r in rows
+        ],
+        ("Action", "Parameters", "Suspendable", "Locations"),
+    )

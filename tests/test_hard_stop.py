@@ -1,0 +1,146 @@
+"""A stop that always ends: a GIL-holding action killed after the grace with its pool process
+replaced; run jobs end when their command does; --fresh-process isolates jobs."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetjobs import Config, Fleet, JobState
+from fleetjobs.embedded import LocalWorkers
+
+from .conftest import INCLUDE, eventually, uniq
+from .test_stop_remove import processes_with
+
+
+@pytest.fixture(scope="module")
+def stuck(redis_url: str, logs: Path) -> Iterator[Fleet]:
+    """A fleet of its own with one host, 'stuck', whose worker has one pool process."""
+    cfg = Config(
+        redis_url=redis_url,
+        prefix=f"{uniq('hs')}:",
+        heartbeat_interval=0.5,
+        host_ttl=3.0,
+        disconnect_grace=4.0,
+        stop_grace=2.0,
+    )
+    with (
+        LocalWorkers(cfg, [["stuck"]], concurrency=1, extra_args=INCLUDE, log_dir=logs),
+        Fleet(config=cfg) as f,
+    ):
+        yield f
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_gil_holding_action_is_stopped_after_the_grace_and_its_process_replaced(
+    stuck: Fleet,
+) -> None:
+    # given an action stuck in C code holding the GIL for a minute
+    job = stuck.start("hog", 60, locations="stuck")
+    [pid] = eventually(lambda: list(stuck.receive(job, keep=True)), timeout=30)  # type: ignore[misc]
+    # when it is stopped
+    began = time.monotonic()
+    [stopped] = stuck.stop(job, timeout=30)
+    took = time.monotonic() - began
+    # then it is Stopped long before the action could end, its process is gone
+    assert stopped.info.state is JobState.STOPPED
+    assert took < 30, took
+    eventually(lambda: not _alive(pid))
+    # and nothing it would write after the stop point counts
+    assert list(stuck.receive(job)) == [pid]
+    # and the host runs the next job, in a new pool process
+    nxt = stuck.start("where", locations="stuck")
+    [done] = stuck.wait(nxt, timeout=30)
+    assert done.info.state is JobState.COMPLETED
+    assert stuck.receive(nxt)[0]["Pid"] != pid
+
+
+def test_a_timeout_ends_a_gil_holding_action_too(stuck: Fleet) -> None:
+    job = stuck.start("hog", 60, locations="stuck", timeout=1)
+    [done] = stuck.wait(job, timeout=40)
+    assert done.info.state is JobState.FAILED
+    assert done.info.children[0].reason is not None
+    assert done.info.children[0].reason.startswith("timed out after 1 s")
+
+
+def test_a_run_job_ends_when_its_command_exits_and_its_leftovers_are_killed(
+    fleet: Fleet,
+) -> None:
+    secs = random.randint(5000, 9000)
+    job = fleet.start("run", f"echo hi; sleep {secs} & echo bye", locations="alpha")
+    [done] = fleet.wait(job, timeout=30)
+    assert done.info.state is JobState.COMPLETED
+    assert list(fleet.receive(job)) == ["hi", "bye"]
+    eventually(lambda: processes_with(f"sleep {secs}") == [])
+
+
+def test_run_keep_children_leaves_the_background_child(fleet: Fleet) -> None:
+    secs = random.randint(5000, 9000)
+    job = fleet.start(
+        "run",
+        f"sleep {secs} >/dev/null 2>&1 & echo started",
+        locations="alpha",
+        kwargs={"keep_children": True},
+    )
+    [done] = fleet.wait(job, timeout=30)
+    assert done.info.state is JobState.COMPLETED
+    left = processes_with(f"sleep {secs}")
+    assert left
+    for pid in left:
+        os.kill(pid, 9)
+
+
+def test_fresh_process_gives_each_job_its_own_process(redis_url: str, logs: Path) -> None:
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('fp')}:", heartbeat_interval=0.5)
+    with (
+        LocalWorkers(
+            cfg,
+            [["fresh"]],
+            concurrency=1,
+            extra_args=[*INCLUDE, "--fresh-process"],
+            log_dir=logs,
+        ),
+        Fleet(config=cfg) as fleet,
+    ):
+        counts = []
+        for _ in range(3):
+            job = fleet.start("count_calls", locations="fresh")
+            fleet.wait(job, timeout=30)
+            counts.extend(fleet.receive(job))
+        assert counts == [1, 1, 1]
+
+
+def test_a_warm_shutdown_ends_a_suspended_job_instead_of_waiting_for_it(
+    redis_url: str, logs: Path
+) -> None:
+    import signal
+
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('ws')}:", heartbeat_interval=0.5)
+    workers = LocalWorkers(cfg, [["held"]], concurrency=1, extra_args=INCLUDE, log_dir=logs)
+    workers.start()
+    try:
+        with Fleet(config=cfg) as fleet:
+            job = fleet.start("sleep", 600, locations="held")
+            eventually(lambda: fleet.info(job.id).state is JobState.RUNNING, timeout=30)
+            assert fleet.suspend(job, timeout=15)[0].info.state is JobState.SUSPENDED
+            # when its worker is asked to shut down warmly (SIGTERM to the worker alone)
+            os.kill(workers.procs[0].pid, signal.SIGTERM)
+            # then the worker exits instead of waiting for a resume, and the job says why
+            workers.procs[0].wait(timeout=60)
+            child = fleet.info(job.id).children[0]
+            assert child.state is JobState.FAILED
+            assert "shut down while the job was suspended" in (child.reason or "")
+    finally:
+        workers.stop()

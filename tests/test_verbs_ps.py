@@ -1,0 +1,135 @@
+"""PowerShell's verbs where they used to differ: remove of several jobs, children, failures
+made visible, arguments bound to the action's parameters, keyword calls, ping."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from fleetjobs import ArgumentError, Config, Fleet, JobState, JobStateError
+from fleetjobs.embedded import LocalWorkers
+
+from .conftest import CliRunner, make_cli, uniq
+
+
+def test_remove_all_without_force_removes_the_finished_and_names_each_unfinished(
+    private: tuple[Config, Fleet],
+) -> None:
+    cfg, fleet = private
+    cli = make_cli(cfg)
+    done = fleet.start("echo", 1, locations="solo")
+    fleet.wait(done, timeout=15)
+    a = fleet.start("sleep", 60, locations="solo")
+    b = fleet.start("sleep", 60, locations="solo")
+    res = cli("remove", "--all")
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert f"job {a.id} " in lines[0] and "not removed" in lines[0]
+    assert f"job {b.id} " in lines[1]
+    assert sorted(j.id for j in fleet.get()) == [a.id, b.id]
+    fleet.remove(force=True)
+
+
+def test_a_child_cannot_be_removed_on_its_own_while_its_parent_exists(fleet: Fleet) -> None:
+    job = fleet.start("echo", 1, locations="alpha,beta")
+    fleet.wait(job, timeout=15)
+    child = job.children[0]
+    with pytest.raises(JobStateError, match=f"remove job {job.id}"):
+        fleet.remove(child.id)
+    assert [c.id for c in fleet.info(job.id).children] == list(job.info.child_ids)
+    fleet.remove(job)
+
+
+def test_receive_of_a_failed_job_prints_its_reason_and_exits_1(
+    fleet: Fleet, cli: CliRunner
+) -> None:
+    # a job no worker started in time has no records: its Reason is what tells
+    job = fleet.start("echo", 1, locations=uniq("nobody"), start_timeout=0.3)
+    fleet.wait(job, timeout=15)
+    res = cli("receive", str(job.id))
+    assert res.returncode == 1
+    assert res.stderr.startswith("ERROR: no worker on nobody-")
+    # and wait says so too: 1 when a job it returns Failed, 0 when all Completed
+    assert cli("wait", str(job.id)).returncode == 1
+    ok = fleet.start("echo", 1, locations="alpha")
+    assert cli("wait", str(ok.id)).returncode == 0
+
+
+def test_an_action_failure_prints_its_reason_once(fleet: Fleet, cli: CliRunner) -> None:
+    job = fleet.start("fail_with", "no disk", locations="alpha")
+    fleet.wait(job, timeout=15)
+    res = cli("receive", str(job.id))
+    assert res.returncode == 1
+    assert res.stderr.count("no disk") == 1
+
+
+def test_arguments_follow_the_actions_parameters(fleet: Fleet, cli: CliRunner) -> None:
+    # a str parameter stays a string: the command `true`
+    res = cli("start", "--json", "-l", "alpha", "run", "true")
+    assert res.returncode == 0, res.stderr
+    job = json.loads(res.stdout)
+    [done] = fleet.wait(job["id"], timeout=15)
+    assert done.info.state is JobState.COMPLETED
+    # run takes every word after ACTION, options included, without --
+    res = cli("invoke", "-l", "alpha", "run", "grep", "--count", "root", "/etc/passwd")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().isdigit()
+    # an option the action does not take is refused before anything is queued
+    before = len(fleet.get())
+    res = cli("start", "-l", "alpha", "echo", "x", "--json")
+    assert res.returncode == 2
+    assert "echo takes no option --json" in res.stderr
+    assert "options of the verb go before ACTION" in res.stderr
+    assert len(fleet.get()) == before
+    # a number where the action wants one
+    res = cli("start", "-l", "alpha", "sleep", "soon")
+    assert res.returncode == 2 and "SECONDS must be a float" in res.stderr
+
+
+def test_action_keywords_are_python_keywords(fleet: Fleet) -> None:
+    job = fleet.start("processes", locations="alpha", top=3)
+    fleet.wait(job, timeout=15)
+    assert len(fleet.receive(job)) == 3
+    with pytest.raises(ArgumentError, match=r"processes: .*'bogus'.*its parameters: \[TOP=10\]"):
+        fleet.start("processes", locations="alpha", bogus=1)
+
+
+def test_actions_lists_what_the_workers_offer(cli: CliRunner) -> None:
+    res = cli("actions", "--location", "alpha", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = {r["action"]: r for r in json.loads(res.stdout)}
+    assert rows["sleep"]["suspendable"] is True and rows["echo"]["suspendable"] is False
+    assert [p["name"] for p in rows["run"]["parameters"]] == ["command", "argv", "keep_children"]
+    assert rows["sleep"]["locations"] == ["alpha"]
+    table = cli("actions")
+    assert "run" in table.stdout and "COMMAND [ARGV ...] [--keep-children]" in table.stdout
+
+
+def test_ping_answers_from_this_machine_from_a_host_or_by_worker(
+    config: Config, cli: CliRunner
+) -> None:
+    port = str(urlsplit(config.redis_url).port)
+    res = cli("ping", "127.0.0.1", "no-such-host.invalid", "--port", port, "--json")
+    assert res.returncode == 0, res.stderr
+    assert [r["Online"] for r in json.loads(res.stdout)] == [True, False]
+    res = cli("ping", "--from", "alpha", "127.0.0.1", "--port", port, "--json")
+    assert [r["Online"] for r in json.loads(res.stdout)] == [True]
+    # a location no worker ever served is False at once, not after the timeout
+    began = time.monotonic()
+    res = cli("ping", "--worker", "alpha", uniq("never"), "--timeout", "60")
+    assert time.monotonic() - began < 30
+    assert [line.split()[1] for line in res.stdout.splitlines()[2:]] == ["True", "False"]
+
+
+def test_start_options_and_action_keywords_coexist(
+    redis_url: str, fleet: Fleet, workers: LocalWorkers
+) -> None:
+    # start's own options stay start's; an action parameter of the same name goes in kwargs
+    job = fleet.start("echo", "x", name=uniq("n"), locations="alpha", kwargs={"warning": "w"})
+    fleet.wait(job, timeout=15)
+    got = fleet.receive(job)
+    assert list(got) == ["x"] and got.warnings == ["w"]

@@ -1,0 +1,160 @@
+"""The stop that always ends: in a worker's main process, a thread that kills and replaces a
+pool process whose action ignored its job's stop (or timeout) for longer than the grace.
+
+An action stuck in C code that holds the GIL cannot be interrupted from inside its process:
+its own watcher thread never gets to run. The main process can. Every quarter second it
+looks at the jobs its pool processes run (Celery's active requests, each with its pool
+process's pid); one whose stop was asked or whose timeout passed, and that is still not
+settled, is given ``stop_grace`` seconds (default 2). Then the
+enforcer settles it first — Stopped, or Failed "timed out" — so nothing the action might
+still write counts (a finished job takes no more records), and kills the pool process with
+SIGKILL; Celery's pool replaces it, and the job's Celery failure (WorkerLostError) finds the
+job already settled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fleetjobs.errors import FleetJobsError
+from fleetjobs.routing import TASK_NAME
+from fleetjobs.states import JobState
+
+from .process import Layers
+
+log = logging.getLogger("fleetjobs.worker")
+POLL = 0.25
+
+
+def _active_requests() -> list[Any]:
+    from celery.worker import state as worker_state
+
+    return list(worker_state.active_requests)
+
+
+class Enforcer(threading.Thread):
+    """Ends for real the jobs whose actions outlive their stop or timeout by ``grace`` s."""
+
+    def __init__(
+        self,
+        layers: Layers,
+        grace: float,
+        requests: Callable[[], list[Any]] = _active_requests,
+    ) -> None:
+        super().__init__(name="fleetjobs-enforcer", daemon=True)
+        self.layers = layers
+        self.grace = grace
+        self._requests = requests
+        self._overdue: dict[str, float] = {}  # task id -> when first seen overdue (monotonic)
+        self._closed = threading.Event()
+
+    def run(self) -> None:
+        while not self._closed.wait(POLL):
+            try:
+                self.check()
+            except FleetJobsError:
+                continue  # Redis away for a moment: look again
+            except Exception:
+                log.exception("the stop enforcer failed to look at its jobs")
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def check(self) -> None:
+        running = self._running()
+        self._overdue = {k: v for k, v in self._overdue.items() if k in {r.id for r, _ in running}}
+        if not running:
+            return
+        r, keys = self.layers.store.r, self.layers.store.keys
+        pipe = r.pipeline(transaction=False)
+        for _, job_id in running:
+            pipe.hmget(keys.job(job_id), "state", "stop", "begin", "timeout")
+        now, mono = time.time(), time.monotonic()
+        pids = [req.worker_pid for req, _ in running]
+        for (req, job_id), (state, stop, begin, timeout) in zip(
+            running, pipe.execute(), strict=True
+        ):
+            if pids.count(req.worker_pid) > 1:
+                continue  # its process already runs the next job: this one has ended
+            # a job settled (or removed) is left alone: its runtime finished it, and its pool
+            # process may be on to the next job before the main process hears of it
+            if state is None or JobState(state).finished:
+                continue
+            timed_out = bool(timeout and begin and now > float(begin) + float(timeout))
+            if not (stop == "1" or timed_out):
+                continue
+            first = self._overdue.setdefault(req.id, mono)
+            if mono - first >= self.grace:
+                self._end(req, job_id, stop == "1", timeout)
+                self._overdue.pop(req.id, None)
+
+    def release_suspended(self) -> list[int]:
+        """At a warm shutdown: end the jobs held Suspended in this worker's pool, which would
+        otherwise keep the shutdown waiting until someone resumed them. Each is settled
+        Failed with a Reason that says so (its records stay; it is not run again: at most
+        once), then its pool process is killed.
+
+        Returns:
+            The ids of the jobs ended.
+        """
+        running = self._running()
+        if not running:
+            return []
+        r, keys = self.layers.store.r, self.layers.store.keys
+        pipe = r.pipeline(transaction=False)
+        for _, job_id in running:
+            pipe.hget(keys.job(job_id), "state")
+        ended = []
+        for (req, job_id), state in zip(running, pipe.execute(), strict=True):
+            if state != JobState.SUSPENDED.value:
+                continue
+            _, due = self.layers.lifecycle.finish(
+                job_id,
+                JobState.FAILED,
+                "its worker shut down while the job was suspended at a checkpoint; what it "
+                "did and wrote before is kept",
+            )
+            if due:
+                self.layers.dispatcher.release(due)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(req.worker_pid), signal.SIGKILL)
+            ended.append(job_id)
+        return ended
+
+    def _running(self) -> list[tuple[Any, int]]:
+        running: list[tuple[Any, int]] = []
+        for req in self._requests():
+            task = getattr(getattr(req, "task", None), "name", None)  # req.name is the shadow
+            if task != TASK_NAME or not getattr(req, "worker_pid", None):
+                continue
+            with contextlib.suppress(IndexError, TypeError, ValueError):
+                running.append((req, int(req.args[0])))
+        return running
+
+    def _end(self, req: Any, job_id: int, stopped: bool, timeout: str | None) -> None:
+        lifecycle = self.layers.lifecycle
+        if stopped:  # finish with a stop asked settles Stopped, with the stop's reason
+            _, due = lifecycle.finish(job_id, JobState.STOPPED, "stopped")
+        else:
+            reason = (
+                f"timed out after {timeout} s (its action did not end within "
+                f"{self.grace:g} s: its process was killed)"
+            )
+            _, due = lifecycle.finish(job_id, JobState.FAILED, reason)
+        if due:
+            self.layers.dispatcher.release(due)
+        log.warning(
+            "job %s ignored its stop for %.1f s: killing pool process %s",
+            job_id,
+            self.grace,
+            req.worker_pid,
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(req.worker_pid), signal.SIGKILL)
