@@ -148,7 +148,7 @@ def row_line(r: Row) -> str:
 
 
 def ratio_of(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+    if a is None or b is None or math.isnan(a) or math.isnan(b) or abs(b) < 0.05:
         return None
     return a / b
 
