@@ -49,11 +49,23 @@ def run_measured(
     timeout: float = 600.0,
     keep_stdout: bool = False,
 ) -> Measured:
-    """Run ``argv`` to its end; its wall time and peak RSS (killed after ``timeout``)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run ``argv`` to its end; its wall time and peak RSS (killed after ``timeout``).
+
+    The peak comes from GNU time (``/usr/bin/time -f %M``), which forks the command from a
+    small process: a child forked from this big Python would carry this process's own RSS
+    into its ``ru_maxrss`` (Linux keeps the pre-exec peak). Without GNU time, ``wait4``'s
+    figure is returned, an overestimate by this process's size.
+    """
+    gnu_time = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else "")
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile(mode="r", suffix=".rss") as rss,
+    ):
+        cmd = [gnu_time, "-f", "%M", "-o", rss.name, "--", *argv] if gnu_time else list(argv)
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            list(argv),
+            cmd,
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
             stdout=out if keep_stdout else subprocess.DEVNULL,
@@ -72,8 +84,11 @@ def run_measured(
         err.seek(0)
         stdout = out.read().decode(errors="replace") if keep_stdout else ""
         stderr = err.read().decode(errors="replace")
-    # ru_maxrss is in KiB on Linux
-    return Measured(seconds, int(usage.ru_maxrss) * 1024, proc.returncode, stdout, stderr)
+        maxrss = int(usage.ru_maxrss) * 1024  # KiB on Linux
+        if gnu_time:
+            lines = rss.read().split()
+            maxrss = int(lines[-1]) * 1024 if lines and lines[-1].isdigit() else 0
+    return Measured(seconds, maxrss, proc.returncode, stdout, stderr)
 
 
 def _kill_group(pid: int) -> None:
