@@ -113,7 +113,9 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.0f} {unit}".strip()
     if abs(value) >= 10:
         return f"{value:.1f} {unit}".strip()
-    return f"{value:.2f} {unit}".strip()
+    if abs(value) >= 0.1 or value == 0:
+        return f"{value:.2f} {unit}".strip()
+    return f"{value:.2g} {unit}".strip()
 
 
 def _bytes(value: float) -> str:
@@ -148,7 +150,7 @@ def row_line(r: Row) -> str:
 
 
 def ratio_of(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or math.isnan(a) or math.isnan(b) or abs(b) < 0.05:
+    if a is None or b is None or math.isnan(a) or math.isnan(b) or b <= 0:
         return None
     return a / b
 
