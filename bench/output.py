@@ -55,9 +55,7 @@ def bench_output(ctx: Ctx) -> None:
 
 def one_size(ctx: Ctx, url: str, r: object, n: int) -> int:
     config = Config(redis_url=url)
-    workers = LocalWorkers(
-        config, [[LOC]], allow_shell=True, concurrency=1, log_dir=ctx.log_dir
-    )
+    workers = LocalWorkers(config, [[LOC]], allow_shell=True, concurrency=1, log_dir=ctx.log_dir)
     try:
         workers.start()
         argv = [sys.executable, "-m", "bench.console_task", "output", url, LOC, str(n)]

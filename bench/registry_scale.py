@@ -117,12 +117,14 @@ def bench_registry(ctx: Ctx) -> None:
         r: Any = redis.Redis.from_url(server.url, decode_responses=True)
         env = {**os.environ, "FLEETJOBS_REDIS_URL": server.url}
         try:
-            with LocalWorkers(config, [[LOC]], concurrency=1, log_dir=ctx.log_dir):
-                with Fleet(config=config) as fleet:
-                    job = fleet.start("echo", "x", locations=LOC)
-                    if not fleet.wait([job], timeout=30):
-                        raise BenchError("the template job did not finish")
-                    info = fleet.info(job.id)
+            with (
+                LocalWorkers(config, [[LOC]], concurrency=1, log_dir=ctx.log_dir),
+                Fleet(config=config) as fleet,
+            ):
+                job = fleet.start("echo", "x", locations=LOC)
+                if not fleet.wait([job], timeout=30):
+                    raise BenchError("the template job did not finish")
+                info = fleet.info(job.id)
             child = info.children[0]
             tpl = Template(r, config.prefix, info.id, info.instance_id, child.id, child.instance_id)
             for key in tpl.unknown_keys():

@@ -75,6 +75,7 @@ class Ctx:
     notes: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)  # read as it starts
 
     def pick(self, quick: Any, full: Any) -> Any:
         return quick if self.quick else full
@@ -196,12 +197,12 @@ def _hiredis() -> str:
         return "no"
 
 
-def machine_line(m: dict[str, Any]) -> str:
+def machine_line(m: dict[str, Any], load: bool = True) -> str:
     return (
         f"{m['cores']} cores ({m['arch']}, {m['kernel']}), Python {m['python']}, "
         f"Celery {m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']} "
-        f"(hiredis {m['hiredis']}), redis-server {m['redis_server']}, "
-        f"load average at start {' '.join(str(x) for x in m['loadavg'])}"
+        f"(hiredis {m['hiredis']}), redis-server {m['redis_server']}"
+        + (f", load average {' '.join(str(x) for x in m['loadavg'])}" if load else "")
     )
 
 
@@ -215,7 +216,7 @@ def section(ctx: Ctx, status: str, seconds: float, error: str = "") -> dict[str,
         "status": status,
         "error": error,
         "seconds": round(seconds, 1),
-        "machine": machine(),
+        "machine": ctx.machine or machine(),
         "params": ctx.params,
         "rows": [asdict(r) for r in ctx.rows],
         "notes": ctx.notes,
@@ -257,7 +258,7 @@ def render(data: dict[str, Any]) -> str:
         "(full) or `make bench-quick`; `bench/results.json` holds every figure.",
         "",
     ]
-    machines = {machine_line(s["machine"]) for s in benches.values() if "machine" in s}
+    machines = {machine_line(s["machine"], False) for s in benches.values() if "machine" in s}
     for m in sorted(machines):
         lines.append(f"Machine: {m}.")
     lines.append("")
@@ -267,7 +268,8 @@ def render(data: dict[str, Any]) -> str:
             continue
         lines += [f"## {TITLES.get(name, name)}", ""]
         lines.append(
-            f"{s['mode']} run, {s['ran_at']}, {s['seconds']:g} s, status: **{s['status']}**"
+            f"{s['mode']} run, {s['ran_at']}, {s['seconds']:g} s, load average before "
+            f"{' '.join(str(x) for x in s['machine']['loadavg'])}, status: **{s['status']}**"
             + (f" ({s['error']})" if s.get("error") else "")
         )
         if s.get("params"):

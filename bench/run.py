@@ -89,7 +89,7 @@ def run_one(name: str, ns: argparse.Namespace) -> tuple[str, float]:
     print(f"\n=== {TITLES[name]} ({'quick' if ns.quick else 'full'}) ===", flush=True)
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"fleetjobs-bench-{name}-") as tmp:
-        ctx = Ctx(name, ns.quick, Path(tmp), overrides=dict(ns.overrides))
+        ctx = Ctx(name, ns.quick, Path(tmp), overrides=dict(ns.overrides), machine=machine())
         status, error = "ok", ""
         try:
             load(name)(ctx)
