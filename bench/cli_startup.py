@@ -83,6 +83,11 @@ def bench_cli(ctx: Ctx) -> None:
             }
         finally:
             workers.stop()
+    ctx.note(
+        "the private Redis holds a few finished jobs, and each timed `start` adds one, so "
+        "`get` lists some 5 to 50 jobs; a read verb should import neither Celery nor every "
+        "subcommand, and --help no Redis client"
+    )
     ctx.params["timed_by"] = tool
     ctx.params["samples_per_command"] = rounds * runs
     ms = {k: [t * 1000 for t in v] for k, v in times.items()}

@@ -240,6 +240,11 @@ def bench_commands(ctx: Ctx) -> None:
             note="an upper bound: single commands, no Lua, no pipelining",
         )
     )
+    ctx.note(
+        "each phase is counted by the server over N jobs in a row; 'wait' is measured on jobs "
+        "already finished (a wait on a running job adds its pub/sub wake-ups); 'run' is what "
+        "the worker did, less its idle rate and this console's own polling"
+    )
     ctx.params["idle_commands_per_s"] = {
         "fleetjobs worker": round(idle_fj.commands / idle_fj.seconds, 1),
         "raw worker": round(idle_raw.commands / idle_raw.seconds, 1),

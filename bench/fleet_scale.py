@@ -45,6 +45,11 @@ def bench_fleet(ctx: Ctx) -> None:
     total = n_workers * per
     groups = [[location(w * per + i + 1) for i in range(per)] for w in range(n_workers)]
     fj = fleetjobs_argv()
+    ctx.note(
+        "idle target: issue 9 asks one heartbeat write per worker per beat, whatever its "
+        f"locations; counted as at most {PER_WORKER_BEAT:g} commands per worker per beat, "
+        "room for the sweep script and Celery's own BRPOP timeouts and event heartbeats"
+    )
     with EmbeddedRedis(tcp=True) as server:
         config = Config(redis_url=server.url)
         env = {**os.environ, "FLEETJOBS_REDIS_URL": server.url}

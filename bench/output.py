@@ -26,6 +26,10 @@ LOC = "bench01"
 
 def bench_output(ctx: Ctx) -> None:
     sizes = ctx.param("sizes", [10000, 50000], [100000, 1000000])
+    ctx.note(
+        'one output record per line (`run "seq N"`); the console streams with '
+        "fleet.stream(job, wait=True) in a process of its own"
+    )
     consoles: list[tuple[int, int]] = []
     with EmbeddedRedis(tcp=True) as server:
         import redis

@@ -166,6 +166,14 @@ def bench_registry(ctx: Ctx) -> None:
                     )
         finally:
             r.close()
+    ctx.note(
+        "fleetjobs get has no 'newest 50' form today: `get` lists every job; "
+        "`get <newest 50 Ids>` names the newest 50, the closest a user can come"
+    )
+    ctx.note(
+        "the stored jobs are copies of one real finished echo job (output unread), "
+        "written with pipelines in the registry's layout and read back through the API"
+    )
     flatness(ctx, sizes)
 
 

@@ -150,6 +150,27 @@ def row_line(r: Row) -> str:
     return f"{r.metric}: {_pair(r.value, r.p99, r.unit)}{base}{tail}{note}"
 
 
+def print_table(rows: list[Row]) -> None:
+    """The rows again as one aligned table: figure, fleetjobs, baseline, ratio, target, met."""
+    if not rows:
+        return
+    cells = [("figure", "fleetjobs", "baseline", "ratio", "target", "met")]
+    for r in rows:
+        cells.append(
+            (
+                r.metric[:70],
+                _pair(r.value, r.p99, r.unit),
+                _pair(r.base, r.base_p99, r.unit) if r.base_name else "",
+                _ratio(r.ratio),
+                r.target,
+                _met(r.met),
+            )
+        )
+    widths = [max(len(c[i]) for c in cells) for i in range(6)]
+    for c in cells:
+        print("  " + "  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+
+
 def ratio_of(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or math.isnan(a) or math.isnan(b) or b <= 0:
         return None

@@ -28,7 +28,16 @@ if str(ROOT) not in sys.path:  # run as a script: make the `bench` package impor
     sys.path.insert(0, str(ROOT))
 
 from bench.common import exit_cleanly_on_sigterm, log_tail  # noqa: E402
-from bench.report import ORDER, TITLES, Ctx, machine, machine_line, save, section  # noqa: E402
+from bench.report import (  # noqa: E402
+    ORDER,
+    TITLES,
+    Ctx,
+    machine,
+    machine_line,
+    print_table,
+    save,
+    section,
+)
 
 # benchmark name -> "module:function"; imported only when run
 BENCHES = {
@@ -104,6 +113,8 @@ def run_one(name: str, ns: argparse.Namespace) -> tuple[str, float]:
             seconds = time.perf_counter() - t
             if ctx.rows or status != "ok" or ctx.notes:
                 save(ns.out_dir, {name: section(ctx, status, seconds, error)})
+    print()
+    print_table(ctx.rows)
     print(f"--- {name}: {status} in {seconds:.1f} s", flush=True)
     return status, seconds
 

@@ -58,6 +58,10 @@ def bench_throughput(ctx: Ctx) -> None:
     rounds = ctx.param("rounds", 2, 3)
     pools = ctx.param("pools", ["prefork", "threads"], ["prefork", "threads"])
     concurrency = ctx.param("concurrency", 2, 2)
+    ctx.note(
+        "fleetjobs receives each job with wait([job]) then receive(job); raw Celery with "
+        "AsyncResult.get(); one worker per side, alternated round by round"
+    )
     for pool in pools:
         try:
             one_pool(ctx, pool, n, rounds, concurrency)

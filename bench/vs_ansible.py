@@ -94,6 +94,10 @@ def bench_ansible(ctx: Ctx) -> None:
         ctx.note(f"skipped: {version}")
         return
     ctx.params["ansible"] = version
+    ctx.note(
+        "Ansible's hosts name the venv's Python as ansible_python_interpreter (no interpreter "
+        "discovery); both commands start a process per host and print its output"
+    )
     fj = fleetjobs_argv()
     groups = [HOSTS[i : i + 5] for i in range(0, len(HOSTS), 5)]
     with (
