@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.cli_startup import fleetjobs_argv
 from bench.common import ROOT, BenchError, median, percentile
-from bench.measure import run_measured
+from bench.measure import Measured, run_measured
 from bench.report import Ctx, Row, ratio_of
 from fleetjobs import Config
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
@@ -80,10 +80,14 @@ def ansible_env(folder: Path) -> tuple[dict[str, str], Path]:
     return env, inventory
 
 
-def check(name: str, m: object, output: str, rc: int) -> None:
-    his = sum(1 for line in output.splitlines() if line.strip().endswith("hi"))
-    if rc != 0 or his < len(HOSTS):
-        raise BenchError(f"{name} exited {rc} with {his} 'hi' of {len(HOSTS)}: {output[-400:]}")
+def check(name: str, m: Measured) -> None:
+    """Exit 0 and one "hi" per host, or the benchmark measured something else."""
+    his = sum(1 for line in m.stdout.splitlines() if line.strip().endswith("hi"))
+    if m.returncode != 0 or his < len(HOSTS):
+        raise BenchError(
+            f"{name} exited {m.returncode} with {his} 'hi' of {len(HOSTS)}: "
+            f"{(m.stdout + m.stderr)[-400:]}"
+        )
 
 
 def bench_ansible(ctx: Ctx) -> None:
@@ -122,9 +126,9 @@ def bench_ansible(ctx: Ctx) -> None:
             workers.start()
             for r in range(rounds + 1):  # the first round is a warm-up
                 m = run_measured(f_argv, f_env, timeout=300, keep_stdout=True)
-                check("fleetjobs invoke", m, m.stdout, m.returncode)
+                check("fleetjobs invoke", m)
                 a = run_measured(a_argv, a_env, timeout=600, keep_stdout=True)
-                check("ansible", a, a.stdout, a.returncode)
+                check("ansible", a)
                 if r:
                     fj_times.append(m.seconds)
                     an_times.append(a.seconds)
