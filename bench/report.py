@@ -298,7 +298,7 @@ def render(data: dict[str, Any]) -> str:
         lines.append("")
         if s["rows"]:
             lines += [
-                "| figure | fleetjobs: median (p99) | baseline | baseline: median (p99) "
+                "| figure | measured: median (p99) | baseline | baseline: median (p99) "
                 "| ratio | target | met |",
                 "| --- | --- | --- | --- | --- | --- | --- |",
             ]
