@@ -103,7 +103,7 @@ def test_a_job_fans_out_to_three_real_hosts_and_each_answers_as_itself(
     assert all(hosts[h].online and hosts[h].hostname == h for h in HOSTS)
     # when one job runs `hostname` on all of them
     job = fleet.start("run", "hostname", locations=list(HOSTS))
-    assert fleet.wait([job], timeout=30)
+    assert fleet.wait([job], timeout=30, force=True)
     # then each child printed the name of the host it ran on, which is its location
     got = fleet.receive(job)
     assert sorted(got) == sorted(HOSTS)
@@ -121,20 +121,20 @@ def test_ping_answers_for_each_host_and_reaches_a_neighbour_but_not_an_empty_add
 ) -> None:
     # when each host is asked whether it is up
     job = fleet.start("ping", locations=list(HOSTS))
-    assert fleet.wait([job], timeout=30)
+    assert fleet.wait([job], timeout=30, force=True)
     # then each answers for itself
     answers = {a["Server"]: (a["Online"], a["Method"]) for a in fleet.receive(job)}
     assert answers == {h: (True, "worker") for h in HOSTS}
     # when web01 pings web02's address over the bridge, then web02 answers ICMP
     web02 = servers.net.hosts["web02"].address
     job = fleet.start("ping", web02, locations="web01", kwargs={"timeout": 2.0})
-    assert fleet.wait([job], timeout=30)
+    assert fleet.wait([job], timeout=30, force=True)
     [answer] = fleet.receive(job)
     assert answer["Server"] == web02 and answer["Online"] is True and answer["Method"] == "icmp"
     # when web01 pings an address of the subnet that no host has, then nothing answers
     nobody = servers.net.address(250)
     job = fleet.start("ping", nobody, locations="web01", kwargs={"timeout": 0.5, "port": None})
-    assert fleet.wait([job], timeout=30)
+    assert fleet.wait([job], timeout=30, force=True)
     assert list(fleet.receive(job)) == [
         {"Server": nobody, "Online": False, "RttMs": None, "Method": "icmp"}
     ]
@@ -212,7 +212,7 @@ def test_a_location_with_no_worker_fails_at_the_start_timeout_and_never_runs_lat
     # when it is started with a 2 s start timeout on a host no worker serves
     job = fleet.start("run", mark, locations=locations, start_timeout=2)
     assert any("ghost01" in w for w in job.warnings)
-    assert fleet.wait([job], timeout=15)
+    assert fleet.wait([job], timeout=15, force=True)
     # then that child fails with the reason, the others complete, and the parent fails
     kids = {k.location: k for k in children(fleet, job.id)}
     assert kids["ghost01"].state is JobState.FAILED
@@ -224,7 +224,7 @@ def test_a_location_with_no_worker_fails_at_the_start_timeout_and_never_runs_lat
     servers.net.add_host("ghost01", extra_args=INCLUDE)
     try:
         probe = fleet.start("run", f"{mark}-probe", locations="ghost01")
-        assert fleet.wait([probe], timeout=30) and probe.state is JobState.COMPLETED
+        assert fleet.wait([probe], timeout=30, force=True) and probe.state is JobState.COMPLETED
         # then the timed-out child never ran there
         assert sorted(os.listdir(tmp_path)) == ["ghost01-probe", "web01", "web02"]
         ghost = fleet.info(kids["ghost01"].id)
@@ -275,7 +275,7 @@ def test_a_host_cut_off_mid_job_is_disconnected_and_running_again_once_it_is_bac
         servers.net.restore("web02")
     # then the child is Running again, and ends Completed with every value once, in order
     assert_back_from_disconnected(fleet, job_id)
-    [job] = fleet.wait([job_id], timeout=60)
+    [job] = fleet.wait([job_id], timeout=60, force=True)
     assert job.state is JobState.COMPLETED, f"the job {job.state}: {job.reason}"
     assert list(fleet.receive(job)) == list(range(1, 201))
 
@@ -292,7 +292,7 @@ def test_a_job_survives_its_host_being_off_the_network_for_most_of_the_grace_per
         servers.net.restore("web02")
     # then the job goes on as it did after a short cut: Running, then Completed, nothing lost
     assert_back_from_disconnected(fleet, job_id)
-    [job] = fleet.wait([job_id], timeout=60)
+    [job] = fleet.wait([job_id], timeout=60, force=True)
     assert job.state is JobState.COMPLETED, f"the job {job.state}: {job.reason}"
     assert list(fleet.receive(job)) == list(range(1, 201))
 
@@ -308,7 +308,7 @@ def test_a_host_left_cut_off_fails_its_job_after_the_grace_period(
         job = fleet.job(cut_mid_job(fleet, net, "web03"))
         lost = time.monotonic()
         # then the job fails once the grace period is over, not before, with the reason why
-        assert fleet.wait([job], timeout=GRACE + 4)
+        assert fleet.wait([job], timeout=GRACE + 4, force=True)
         assert time.monotonic() - lost >= GRACE - 0.5
         assert job.state is JobState.FAILED
         [kid] = children(fleet, job.id)
@@ -351,7 +351,7 @@ def test_archive_logs_moves_each_servers_old_logs_into_its_own_archive_and_loses
     # when one job archives srv/logs into srv/archive on every server at once
     logs, archive = str(servers.srv / "logs"), str(servers.srv / "archive")
     job = fleet.start("archive_logs", logs, archive, locations=list(HOSTS))
-    assert fleet.wait([job], timeout=30)
+    assert fleet.wait([job], timeout=30, force=True)
     # then each server moved its own two old logs and says so
     assert job.state is JobState.COMPLETED
     summaries = {s["Server"]: s for s in fleet.receive(job)}
@@ -371,7 +371,7 @@ def test_archive_logs_moves_each_servers_old_logs_into_its_own_archive_and_loses
     assert os.listdir(servers.srv) == []  # the shared path itself was never written
     # when it runs again, then nothing new is archived and nothing moves
     again = fleet.start("archive_logs", logs, archive, locations=list(HOSTS))
-    assert fleet.wait([again], timeout=30)
+    assert fleet.wait([again], timeout=30, force=True)
     assert sorted((s["Server"], s["Archived"], s["Skipped"]) for s in fleet.receive(again)) == [
         (h, 0, 0) for h in sorted(HOSTS)
     ]
@@ -393,12 +393,12 @@ def test_facts_tell_real_hosts_apart_and_a_rolling_run_over_them_halts_at_a_fail
     by_addr = fleet.start("echo", 1, where=[f"addresses={web02}"])
     assert sorted(by_name.info.location.split(",")) == ["web01", "web02"]
     assert by_addr.info.location == "web02"
-    assert fleet.wait([by_name, by_addr], timeout=30)
+    assert fleet.wait([by_name, by_addr], timeout=30, force=True)
     # and a rolling run, one server at a time, fails on web02 (its second wave)
     job = fleet.start(
         "fail_at", "web02", locations=["web01", "web02", "db01"], batch=1, max_failures=0
     )
-    assert fleet.wait([job], timeout=30)
+    assert fleet.wait([job], timeout=30, force=True)
     # then db01 never started, and the parent says why
     kids = {c.location: c for c in job.refresh().info.children}
     assert [kids[h].state for h in ("web01", "web02", "db01")] == [

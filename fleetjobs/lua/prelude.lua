@@ -118,7 +118,9 @@ local function settle(id, state, reason)
     if f.queued == '1' and not rollout then next_pending(f.parent) end
     index_settled(f.parent)
   else
+    -- a top-level job settled itself (a run that could not start: no child to settle)
     redis.call('ZADD', K.ended, NOW, id)
+    index_settled(id)
   end
 end
 

@@ -44,7 +44,7 @@ def test_a_killed_pool_process_takes_its_commands_group_along(redis_url: str, lo
         killed = time.monotonic()
         os.kill(pool_process, signal.SIGKILL)
         # then the job fails, and no process of its group is left
-        assert fleet.wait([job], timeout=20) and job.state is JobState.FAILED
+        assert fleet.wait([job], timeout=20, force=True) and job.state is JobState.FAILED
         failed = time.monotonic() - killed
         eventually(lambda: not group(pgid), timeout=10)
         gone = time.monotonic() - killed
@@ -78,7 +78,7 @@ def test_a_killed_worker_leaves_no_orphans_once_a_worker_serves_the_host_again(
         shell_gone = time.monotonic() - killed
         # and once a worker serves the host again, the job fails and its group is ended
         with LocalWorkers(cfg, [[loc]], concurrency=1, extra_args=INCLUDE, log_dir=logs):
-            assert fleet.wait([job], timeout=30) and job.state is JobState.FAILED
+            assert fleet.wait([job], timeout=30, force=True) and job.state is JobState.FAILED
             failed = time.monotonic() - killed
             eventually(lambda: not group(pgid), timeout=10)
             gone = time.monotonic() - killed

@@ -82,7 +82,7 @@ def test_a_job_reserved_across_a_redis_restart_runs_once(server: Server, logs: P
         server.start()
         restarted = time.monotonic()
         # then the reserved job runs once the busy one is done, within the lease after that
-        assert fleet.wait([busy, reserved], timeout=40)
+        assert fleet.wait([busy, reserved], timeout=40, force=True)
         took = time.monotonic() - restarted
         runs = list(fleet.receive(reserved))
         print(

@@ -134,13 +134,13 @@ def test_jobs_go_on_after_the_primary_is_killed(sentinels: Sentinels, logs: Path
         # then every job started after the failover runs to completion on both hosts
         after = [j for j in started if j.info.created > failed_over_at]
         assert len(after) >= 10
-        done = fleet.wait(after, timeout=60)
+        done = fleet.wait(after, timeout=60, force=True)
         assert [j.info.state for j in done] == [JobState.COMPLETED] * len(after)
         # and of the jobs started before it, each either completed or is gone with the writes
         # the replica had not received when the primary died (asynchronous replication)
         before_jobs = [j for j in started if j.info.created <= failed_over_at]
         existing = fleet.get([j.id for j in before_jobs if _exists(fleet, j.id)])
-        fleet.wait(existing, timeout=60)
+        fleet.wait(existing, timeout=60, force=True)
         states = [j.state for j in existing]
         lost = len(before_jobs) - len(existing)
         print(

@@ -50,7 +50,7 @@ def test_jobs_reserved_by_a_killed_worker_run_on_its_successor_within_the_lease(
             pid = new.procs[0].pid
             eventually(lambda: any(h.pid == pid for h in fleet.hosts()), timeout=20)
             back = time.monotonic()
-            assert fleet.wait([reserved, queued], timeout=30)
+            assert fleet.wait([reserved, queued], timeout=30, force=True)
             ran = time.monotonic()
             # then the reserved job ran, once, within the lease and a restore interval
             bound = lease_seconds(cfg) + cfg.heartbeat_interval
@@ -66,7 +66,7 @@ def test_jobs_reserved_by_a_killed_worker_run_on_its_successor_within_the_lease(
             assert list(fleet.receive(queued)) == ["queued"]
             assert after_kill <= bound + 5.0, f"stranded {after_kill:.1f} s (bound {bound:g} s)"
             # and the long job, which died with the worker, is failed, not run again
-            assert fleet.wait([long], timeout=20)
+            assert fleet.wait([long], timeout=20, force=True)
             assert long.state is JobState.FAILED
             assert client.zcard(f"{cfg.prefix}{UNACKED_INDEX}") == 0
     client.close()
