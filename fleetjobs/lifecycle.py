@@ -169,14 +169,29 @@ class Lifecycle:
         return pid, piid, children
 
     @guarded
-    def claim(self, job_id: int, worker: str) -> tuple[str, list[int]]:
+    def claim(
+        self,
+        job_id: int,
+        worker: str,
+        locations: Sequence[str] = (),
+        task_id: str = "",
+    ) -> tuple[str, list[int]]:
         """Mark a NotStarted child Running on ``worker``; any other answer means: do not run it.
 
+        Args:
+            locations: where the message may be for: the location whose queue delivered it
+                (or every location the worker serves, when the queue is not known); none: not
+                checked (a test driving the scripts by hand).
+            task_id: the message's task id, which must be the child's InstanceId (the one the
+                fleet published); '': not checked.
+
         Returns:
-            The child's state after the claim (``Taken`` when another worker runs it), and
-            children of its parent now due to dispatch.
+            The child's state after the claim (``Taken`` when another worker runs it;
+            ``Refused: why`` when the message is not addressed to this worker: a parent's id,
+            another location's child, a task id the fleet never sent), and children of its
+            parent now due to dispatch.
         """
-        return self._run("claim", job_id, worker)
+        return self._run("claim", job_id, worker, ",".join(locations), task_id)
 
     @guarded
     def finish(self, job_id: int, state: JobState, reason: str = "") -> tuple[str, list[int]]:

@@ -158,3 +158,17 @@ def test_the_generated_header_names_every_state_and_key() -> None:
         for state in JobState:
             assert f"'{state.value}'" not in body, (name, state)
         assert "P .. '" not in body, name
+
+
+def test_claim_refuses_a_message_not_addressed_to_the_worker(layers: Layers) -> None:
+    w = layers
+    pid, child = _one(w)
+    # a parent never runs; another location's child does not run here; a task id the fleet
+    # never sent does not run it either
+    assert w.lifecycle.claim(pid, "a")[0].startswith("Refused: job")
+    assert "belongs to location h1, not to h2" in w.lifecycle.claim(child.id, "a", ["h2"])[0]
+    assert "not the one the fleet sent" in w.lifecycle.claim(child.id, "a", ["h1"], "x")[0]
+    # and none of it changed anything
+    assert _state(w, child.id) is S.NOT_STARTED and _state(w, pid) is S.NOT_STARTED
+    # the message the fleet sent runs it
+    assert w.lifecycle.claim(child.id, "a", ["h1"], child.instance_id)[0] == S.RUNNING

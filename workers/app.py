@@ -18,7 +18,7 @@ from celery import Celery, signals
 from fleetjobs.celery_app import make_celery
 from fleetjobs.config import Config
 from fleetjobs.errors import FleetJobsError
-from fleetjobs.routing import TASK_NAME
+from fleetjobs.routing import TASK_NAME, location_of
 from fleetjobs.states import JobState
 
 from . import leases, poison, reaper
@@ -49,13 +49,16 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
     """The worker's Celery app, with the job task and the registry-keeping signals."""
     app = make_celery(config, main="fleetjobs.worker")
     per_process = PerProcess(config, app)
-    runtime = Runtime(per_process, settings.worker_id, settings.allow_shell)
+    runtime = Runtime(per_process, settings.worker_id, settings.allow_shell, settings.locations)
 
     @app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
     def job(self: Any, job_id: int) -> dict[str, Any]:
+        # only what is addressed to this worker runs: the claim checks the queue the message
+        # came through and its task id against the job (a forged or stray message is refused)
+        via = location_of(str((self.request.delivery_info or {}).get("routing_key") or ""))
         # the task ends as the registry did (Flower shows FAILURE / REVOKED, see outcome.py)
         with celery_terminate_stops(per_process, int(job_id)):
-            outcome = runtime.execute(int(job_id))
+            outcome = runtime.execute(int(job_id), via, str(self.request.id or ""))
         return end_task(self, per_process, int(job_id), outcome)
 
     heartbeat: dict[str, Heartbeat] = {}

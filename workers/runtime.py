@@ -18,24 +18,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import json
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from fleetjobs import deadletters
 from fleetjobs.actions import get_action, registered
+from fleetjobs.deadletters import DeadLetter
 from fleetjobs.errors import ActionError, FleetJobsError
 from fleetjobs.keys import EVENT_STOP
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
+from fleetjobs.routing import TASK_NAME, queue_for
 from fleetjobs.signatures import describe
 from fleetjobs.states import JobState
 from fleetjobs.store import Store
 
 from .context import JobContext, JobStopped, persistently
 from .process import Layers
+
+REFUSED = "Refused:"  # the claim's answer to a message not addressed to this worker
 
 log = logging.getLogger("fleetjobs.worker")
 INTERRUPT_SIGNAL = signal.SIGUSR2  # SIGUSR1 is billiard's soft time limit
@@ -54,17 +60,41 @@ class Runtime:
         allow_shell: the operator allowed actions that run shell commands.
     """
 
-    def __init__(self, layers: Callable[[], Layers], worker_id: str, allow_shell: bool) -> None:
+    def __init__(
+        self,
+        layers: Callable[[], Layers],
+        worker_id: str,
+        allow_shell: bool,
+        locations: Sequence[str] = (),
+    ) -> None:
         self._layers = layers
         self.worker_id = worker_id
         self.allow_shell = allow_shell
+        self.locations = list(locations)  # the ones this worker serves
 
-    def execute(self, job_id: int) -> dict[str, Any]:
-        """Run one child job from claim to finish; returns the task's (unkept) result."""
+    def execute(
+        self, job_id: int, via: str | None = None, task_id: str | None = None
+    ) -> dict[str, Any]:
+        """Run one child job from claim to finish; returns the task's (unkept) result.
+
+        Args:
+            via: the location whose queue delivered the message (None: not known).
+            task_id: the message's task id.
+        """
         w = self._layers()
         cfg = w.config
-        state, due = persistently(cfg, lambda: w.lifecycle.claim(job_id, self.worker_id))
+        locations = [via] if via else self.locations
+        state, due = persistently(
+            cfg,
+            lambda: w.lifecycle.claim(job_id, self.worker_id, locations, task_id or "?"),
+        )
         self._release(w, due)
+        if state.startswith(REFUSED):
+            # a message that is not addressed to this worker: logged, kept, nothing runs
+            reason = state[len(REFUSED) :].strip()
+            log.warning("refused a message on %s: %s", ",".join(locations), reason)
+            self._refused(w, job_id, via, task_id, reason)
+            return {"state": "Refused", "ran": False}
         if state != JobState.RUNNING.value:
             log.info("job %s not run: it is %s", job_id, state)
             return {"state": state, "ran": False}
@@ -87,6 +117,23 @@ class Runtime:
         w.records.truncated.discard(info.instance_id)
         self._release(w, due)
         return {"state": state, "ran": True, "reason": reason if state == final.value else ""}
+
+    def _refused(
+        self, w: Layers, job_id: int, via: str | None, task_id: str | None, reason: str
+    ) -> None:
+        letter = DeadLetter(
+            at=time.time(),
+            queue=queue_for(via) if via else "",
+            location=via or "",
+            reason=reason,
+            worker=self.worker_id,
+            task=TASK_NAME,
+            task_id=task_id or "",
+            content_type="application/json",
+            body=json.dumps([[job_id], {}, {}]),
+        )
+        with contextlib.suppress(FleetJobsError):
+            deadletters.push(w.store, letter)
 
     def _release(self, w: Layers, due: list[int]) -> None:
         if due:

@@ -1,10 +1,25 @@
--- CLAIM: a worker asks to run a child. ARGV[3] = child id, ARGV[4] = worker id.
+-- CLAIM: a worker asks to run a child. ARGV[3] = child id, ARGV[4] = worker id, ARGV[5] = the
+-- locations the message may be for (the one whose queue delivered it, or every location the
+-- worker serves, comma-separated), ARGV[6] = the message's task id ('' for either: not checked,
+-- for a caller that is no worker).
 -- Returns {state, due...}: 'Running' when this worker may run it; anything else means do not.
-local id, worker = ARGV[3], ARGV[4]
+-- 'Refused: why' is a message that is not addressed to this worker: nothing changes.
+local id, worker, via, task_id = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local k = K.job(id)
 local f = fields(k, 'state', 'stop', 'deadline', 'parent', 'location', 'start_timeout',
-                 'stop_reason', 'worker')
+                 'stop_reason', 'worker', 'iid')
 if not f.state then return result('Missing') end
+if not given(f.parent) then
+  return result('Refused: job ' .. id .. ' is a parent job; only its children run')
+end
+if via ~= '' and not string.find(',' .. via .. ',', ',' .. f.location .. ',', 1, true) then
+  return result('Refused: job ' .. id .. ' belongs to location ' .. f.location
+    .. ', not to ' .. via)
+end
+if task_id ~= '' and task_id ~= f.iid then
+  return result('Refused: the message for job ' .. id .. ' is not the one the fleet sent'
+    .. ' (task id ' .. task_id .. ')')
+end
 if f.state ~= S.NOT_STARTED then
   -- the same worker asking again (its first answer was lost) may go on; anyone else may not
   if f.state == S.RUNNING and f.worker == worker then return result(S.RUNNING) end
