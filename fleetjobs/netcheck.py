@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 
 def _checksum(data: bytes) -> int:
@@ -79,10 +80,16 @@ def tcp_ping(address: str, port: int, timeout: float) -> float | None:
 
 
 def reach(
-    target: str, count: int = 1, timeout: float = 2.0, port: int | None = None
+    target: str,
+    count: int = 1,
+    timeout: float = 2.0,
+    port: int | None = None,
+    before_try: Callable[[], None] = lambda: None,
+    unresolved: Callable[[str], None] = lambda target: None,
 ) -> dict[str, object]:
     """Is ``target`` reachable from this machine: ICMP where permitted, else (or with
-    ``port``) a TCP connect (default port 22). The ``ping`` action's answer, computed here.
+    ``port``) a TCP connect (default port 22). A console's ``ping`` and the ``ping`` action
+    (with its job's stop check and warning as ``before_try`` and ``unresolved``) both ask this.
 
     Returns:
         ``{"Server", "Online", "RttMs", "Method"}``; RttMs is the best of ``count`` tries.
@@ -90,10 +97,12 @@ def reach(
     try:
         address = socket.gethostbyname(target)
     except OSError:
+        unresolved(target)
         return {"Server": target, "Online": False, "RttMs": None, "Method": "dns"}
     best: float | None = None
     method = "tcp"
     for _ in range(max(1, int(count))):
+        before_try()
         rtt: float | bool | None = False
         if port is None:
             rtt = icmp_ping(address, float(timeout))

@@ -10,7 +10,6 @@ import contextlib
 import os
 import selectors
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 from fleetjobs.actions import action
 from fleetjobs.errors import ActionError
+from fleetjobs.netcheck import reach
 
 from .context import JobContext
 from .reaper import die_with_parent
@@ -250,8 +250,6 @@ def ping(
     Returns:
         ``{"Server", "Online", "RttMs", "Method"}``; RttMs is the best of ``count`` tries.
     """
-    from .netcheck import icmp_ping, tcp_ping
-
     if target is None:
         began = time.monotonic()
         ctx.verbose(f"{ctx.location} answers for itself")
@@ -263,29 +261,14 @@ def ping(
         }
     if int(count) < 1 or float(timeout) <= 0:
         raise ActionError("count must be at least 1 and timeout positive")
-    try:
-        address = socket.gethostbyname(target)
-    except OSError:
-        ctx.warning(f"{target}: name not resolved on {ctx.location}")
-        return {"Server": target, "Online": False, "RttMs": None, "Method": "dns"}
-    best: float | None = None
-    method = "tcp"
-    for _ in range(int(count)):
-        ctx.check()
-        rtt: float | bool | None = False
-        if port is None:
-            rtt = icmp_ping(address, float(timeout))
-            method = "icmp" if rtt is not False else "tcp"
-        if rtt is False:
-            rtt = tcp_ping(address, int(port or 22), float(timeout))
-        if isinstance(rtt, float) and (best is None or rtt < best):
-            best = rtt
-    return {
-        "Server": target,
-        "Online": best is not None,
-        "RttMs": None if best is None else round(best, 3),
-        "Method": method,
-    }
+    return reach(
+        target,
+        int(count),
+        float(timeout),
+        port,
+        before_try=ctx.check,
+        unresolved=lambda t: ctx.warning(f"{t}: name not resolved on {ctx.location}"),
+    )
 
 
 @action(name="archive_logs", suspendable=True)
