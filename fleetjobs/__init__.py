@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .actions import action
 from .config import Config
 from .errors import (
@@ -37,6 +35,7 @@ from .job import Job, JobRef, JobRefs, Received
 from .model import HostInfo, JobInfo, Record
 from .parallel import ItemResult, ParallelError, parallel, parallel_values
 from .states import JobState
+from .version import __version__
 
 __all__ = [
     "ActionError",

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fleetjobs import __version__
 from fleetjobs.errors import FleetJobsError
 from fleetjobs.facts import registered_facts
 from fleetjobs.hosts import Hosts
 from fleetjobs.store import Store
+from fleetjobs.version import __version__
 
 REFRESH = 30.0
 log = logging.getLogger("fleetjobs.worker")

@@ -15,11 +15,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fleetjobs import __version__
 from fleetjobs.errors import FleetJobsError
 from fleetjobs.hosts import Hosts
 from fleetjobs.housekeeping import Housekeeping
 from fleetjobs.store import Store
+from fleetjobs.version import __version__
 
 from .process import Layers
 

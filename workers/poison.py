@@ -35,7 +35,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils import encoding as kombu_encoding
 from kombu.utils import json as kombu_json
 
-from fleetjobs import deadletters
+import fleetjobs.deadletters as deadletters
 from fleetjobs.config import Config
 from fleetjobs.errors import FleetJobsError
 from fleetjobs.routing import TASK_NAME, location_of

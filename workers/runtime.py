@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from fleetjobs import deadletters
+import fleetjobs.deadletters as deadletters
 from fleetjobs.actions import get_action, registered
 from fleetjobs.deadletters import DeadLetter
 from fleetjobs.errors import ActionError, FleetJobsError
