@@ -55,6 +55,10 @@ class Config:
             then a standby beat takes over (``redbeat_lock_timeout``).
         stop_grace: seconds an action gets to end after its stop or timeout before its worker
             kills and replaces the pool process that runs it.
+        signing_key, signing_cert, cert_store: signed messages (all three or none): this
+            process's private key and certificate (PEM files), and the folder (or glob) of
+            the certificates it trusts. Consoles sign what they publish, workers refuse any
+            job message not signed by a trusted certificate (Celery's ``auth`` serializer).
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -68,6 +72,9 @@ class Config:
     beat_interval: float = 5.0
     beat_lock_timeout: float = 25.0
     stop_grace: float = 2.0
+    signing_key: str = ""
+    signing_cert: str = ""
+    cert_store: str = ""
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.redis_url)
@@ -85,6 +92,24 @@ class Config:
         if not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"invalid key prefix {self.prefix!r} (letters, digits, _.:-)")
         self._check_numbers()
+        self._check_signing()
+
+    def _check_signing(self) -> None:
+        given = [bool(self.signing_key), bool(self.signing_cert), bool(self.cert_store)]
+        if any(given) and not all(given):
+            raise ConfigError(
+                "signed messages need FLEETJOBS_SIGNING_KEY, FLEETJOBS_SIGNING_CERT and "
+                "FLEETJOBS_CERT_STORE together"
+            )
+        for name in ("signing_key", "signing_cert"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{name.replace('_', ' ')} {path!r} is not a readable file")
+
+    @property
+    def signed(self) -> bool:
+        """Whether job messages are signed (and only signed ones are run)."""
+        return bool(self.signing_key)
 
     def _check_port(self, parts: SplitResult) -> None:
         try:
@@ -128,6 +153,9 @@ class Config:
             "beat_interval": ("FLEETJOBS_BEAT_INTERVAL", float),
             "beat_lock_timeout": ("FLEETJOBS_BEAT_LOCK_TIMEOUT", float),
             "stop_grace": ("FLEETJOBS_STOP_GRACE", float),
+            "signing_key": ("FLEETJOBS_SIGNING_KEY", str),
+            "signing_cert": ("FLEETJOBS_SIGNING_CERT", str),
+            "cert_store": ("FLEETJOBS_CERT_STORE", str),
         }
         for attr, (var, kind) in names.items():
             raw = env.get(var)

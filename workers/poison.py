@@ -46,8 +46,14 @@ bytes_to_str: Any = kombu_encoding.bytes_to_str  # untyped in kombu
 loads: Any = kombu_json.loads
 
 
-def why_not_a_job(message: Any) -> str | None:
-    """Why ``message`` is not a fleetjobs job, in one line; None when it is one."""
+JSON, SIGNED = "application/json", "application/data"  # plain, and Celery's auth serializer
+
+
+def why_not_a_job(message: Any, content_type: str = JSON) -> str | None:
+    """Why ``message`` is not a fleetjobs job, in one line; None when it is one.
+
+    ``content_type`` is what this fleet sends: signed messages are verified as they are
+    decoded (a bad or unknown signature cannot be decoded)."""
     headers = message.headers
     if not isinstance(headers, dict):
         return "it has no headers (not a Celery task message)"
@@ -56,8 +62,9 @@ def why_not_a_job(message: Any) -> str | None:
         return f"it names task {_short(task)}, not {TASK_NAME}"
     if not isinstance(headers.get("id"), str) or not headers["id"]:
         return "it has no task id header"
-    if message.content_type != "application/json":
-        return f"its content type is {_short(message.content_type)}, not application/json"
+    if message.content_type != content_type:
+        what = "a signed message" if content_type == SIGNED else content_type
+        return f"its content type is {_short(message.content_type)}, not {what}"
     try:
         body = message.decode()
     except Exception as exc:  # kombu's DecodeError, ContentDisallowed, a bad encoding...
@@ -121,7 +128,7 @@ def consumer_class(box: DeadLetterBox) -> type[Consumer]:
 
             def on_task_received(message: Any) -> Any:
                 try:
-                    reason = why_not_a_job(message)
+                    reason = why_not_a_job(message, SIGNED if box.config.signed else JSON)
                 except Exception as exc:  # a message odd enough to break the check itself
                     reason = f"it cannot be read: {type(exc).__name__}: {_line(exc)}"
                 if reason is not None:

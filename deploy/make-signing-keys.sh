@@ -1,0 +1,27 @@
+#!/usr/bin/env sh
+# Make the keys and certificates for signed messages (README: "Signed messages").
+#
+#   deploy/make-signing-keys.sh DIR NAME...     e.g. deploy/make-signing-keys.sh /etc/fleetjobs/signing ops web01 web02
+#
+# For each NAME (a console, a worker, a beat): DIR/NAME.key (its private key: keep it on that
+# machine only, mode 0600) and DIR/trusted/NAME.pem (its certificate). Every process trusts the
+# certificates in DIR/trusted (FLEETJOBS_CERT_STORE); copy that folder to every machine, and
+# each machine's own key and certificate:
+#
+#   FLEETJOBS_SIGNING_KEY=DIR/NAME.key
+#   FLEETJOBS_SIGNING_CERT=DIR/trusted/NAME.pem
+#   FLEETJOBS_CERT_STORE=DIR/trusted
+#
+# To revoke a machine, delete its certificate from every trusted folder and restart.
+set -eu
+[ $# -ge 2 ] || { echo "usage: $0 DIR NAME..." >&2; exit 2; }
+dir=$1; shift
+umask 077
+mkdir -p "$dir/trusted"
+for name in "$@"; do
+    openssl req -x509 -newkey rsa:3072 -sha256 -days 825 -nodes \
+        -keyout "$dir/$name.key" -out "$dir/trusted/$name.pem" \
+        -subj "/CN=fleetjobs $name" 2>/dev/null
+    chmod 0644 "$dir/trusted/$name.pem"
+    echo "$dir/$name.key  $dir/trusted/$name.pem"
+done
