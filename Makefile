@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench bench-quick clean
+.PHONY: demo test lint bench bench-quick soak clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
+
+# the soak's long form, by hand (CI runs its short form with the tests): 20,000 jobs over 50
+# locations with random stops and removes, workers restarted and one SIGKILLed mid-way
+soak: $(STAMP)
+	SOAK_JOBS=20000 SOAK_LOCATIONS=50 SOAK_TIMEOUT=3600 $(BIN)/pytest -q -s -p no:cacheprovider tests/reliability/test_soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
