@@ -89,20 +89,8 @@ def test_a_read_only_console_lists_and_waits_while_a_host_is_dead(
     cfg = Config(redis_url=redis_url, prefix=f"{uniq('ro')}:", **FAST)  # type: ignore[arg-type]
     admin = redis.Redis.from_url(redis_url)
     user = uniq("viewer")
-    admin.execute_command(
-        "ACL",
-        "SETUSER",
-        user,
-        "on",
-        ">viewpw",
-        f"~{cfg.prefix}*",
-        "&*",
-        "+@read",
-        "+@connection",
-        "+subscribe",
-        "+evalsha",
-        "+eval",
-    )
+    # the read-only rule deploy/redis-acl.conf ships, on this test's prefix
+    admin.execute_command("ACL", "SETUSER", user, *acl_rule("fleet-viewer", cfg.prefix, "viewpw"))
     try:
         # given a job on a host whose worker then dies (a sweep would now write)
         with (
@@ -193,3 +181,45 @@ def _answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url).ping())
     except redis.exceptions.ConnectionError:
         return False
+
+
+def acl_rule(user: str, prefix: str, password: str) -> list[str]:
+    """The rules of ``user`` in deploy/redis-acl.conf, for this prefix and password."""
+    for line in (ROOT / "deploy" / "redis-acl.conf").read_text().splitlines():
+        words = line.split()
+        if words[:2] == ["user", user]:
+            rules = [w for w in words[2:] if not w.startswith(">")] + [f">{password}"]
+            return [f"~{prefix}*" if w == "~fj:*" else w for w in rules]
+    raise AssertionError(f"no user {user} in deploy/redis-acl.conf")
+
+
+def test_the_shipped_console_and_worker_acl_users_run_a_fleet(redis_url: str, logs: Path) -> None:
+    # given the console and worker users deploy/redis-acl.conf ships, on this test's prefix
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('acl')}:", **FAST)  # type: ignore[arg-type]
+    admin = redis.Redis.from_url(redis_url)
+    users = {role: uniq(role) for role in ("fleet-console", "fleet-worker")}
+    for role, name in users.items():
+        admin.execute_command("ACL", "SETUSER", name, *acl_rule(role, cfg.prefix, "pw"))
+    as_user = {
+        role: cfg.with_(redis_url=redis_url.replace("redis://", f"redis://{name}:pw@"))
+        for role, name in users.items()
+    }
+    try:
+        # when a worker runs as the worker user and a console as the console user
+        with (
+            LocalWorkers(as_user["fleet-worker"], [["acl-host"]], extra_args=INCLUDE, log_dir=logs),
+            Fleet(config=as_user["fleet-console"]) as fleet,
+        ):
+            job = fleet.start("produce", 3, locations="acl-host")
+            # then jobs run, and are waited for, received and removed
+            assert fleet.wait(job, timeout=30)
+            assert job.state is JobState.COMPLETED and list(fleet.receive(job)) == [1, 2, 3]
+            fleet.remove(job)
+        # and the users reach nothing outside their fleet's prefix
+        console = redis.Redis.from_url(as_user["fleet-console"].redis_url)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            console.get("other-fleet:seq")
+        console.close()
+    finally:
+        for name in users.values():
+            admin.execute_command("ACL", "DELUSER", name)
