@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,9 +23,12 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# the benchmark suite, run by hand (never by the tests): bench/RESULTS.md, bench/results.json
 bench: $(STAMP)
-	$(BIN)/python bench/roundtrip.py
-	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

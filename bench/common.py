@@ -27,7 +27,13 @@ import redis
 import redis.connection
 from celery import Celery
 
-from fleetjobs.embedded import redis_server_binary, stop_process_groups
+from fleetjobs import Config, Fleet
+from fleetjobs.embedded import (
+    EmbeddedRedis,
+    LocalWorkers,
+    redis_server_binary,
+    stop_process_groups,
+)
 from fleetjobs.errors import FleetJobsError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,11 +143,13 @@ class RawWorkers:
         queues: Sequence[Sequence[str]],
         concurrency: int = 1,
         log_dir: Path | None = None,
+        pool: str = "prefork",
     ) -> None:
         self.url = url
         self.queues = [list(q) for q in queues]
         self.concurrency = concurrency
         self.log_dir = log_dir
+        self.pool = pool
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> RawWorkers:
@@ -168,7 +176,7 @@ class RawWorkers:
             "-c",
             str(self.concurrency),
             "--pool",
-            "prefork",
+            self.pool,
             "--without-mingle",
             "--without-gossip",
             "-E",
@@ -240,6 +248,21 @@ class RawWorkers:
         """Warm shutdown, then kill, of every worker with all its pool processes."""
         stop_process_groups(self.procs, timeout)
         self.procs.clear()
+
+
+class PoolWorkers(LocalWorkers):
+    """fleetjobs workers (``LocalWorkers``) on another Celery pool (``bench/fj_worker.py``)."""
+
+    def __init__(self, *args: Any, pool: str = "prefork", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool = pool
+
+    def command(self, locations: Sequence[str]) -> list[str]:
+        argv = super().command(locations)
+        if self.pool == "prefork":
+            return argv
+        at = argv.index("-m")
+        return [*argv[:at], "-m", "bench.fj_worker", "--pool", self.pool, *argv[at + 2 :]]
 
 
 def log_tail(log_dir: Path, limit: int = 1500) -> str:
@@ -367,6 +390,65 @@ class ClientRequests:
             yield
         finally:
             self.label = previous
+
+
+@dataclass
+class Sides:
+    """Both sides of a benchmark on one private Redis: fleetjobs' and raw Celery's."""
+
+    server: EmbeddedRedis
+    config: Config
+    fleet: Fleet
+    app: Celery
+    workers: LocalWorkers
+    raw: RawWorkers
+    counter: ServerCounter
+
+
+@contextlib.contextmanager
+def both_sides(
+    log_dir: Path,
+    locations: Sequence[Sequence[str]] = (("bench01",),),
+    raw_queues: Sequence[Sequence[str]] = (("raw",),),
+    concurrency: int = 2,
+    pool: str = "prefork",
+    allow_shell: bool = False,
+) -> Iterator[Sides]:
+    """A private redis-server, fleetjobs workers and raw Celery workers with the same pool
+    and concurrency, a Fleet and the raw app; everything stopped when the block ends."""
+    from bench.raw_celery import make_app
+
+    with EmbeddedRedis(tcp=True) as server:
+        config = Config(redis_url=server.url)
+        app = make_app(server.url)
+        workers = PoolWorkers(
+            config,
+            locations,
+            concurrency=concurrency,
+            log_dir=log_dir,
+            pool=pool,
+            allow_shell=allow_shell,
+        )
+        raw = RawWorkers(server.url, raw_queues, concurrency, log_dir, pool)
+        counter = ServerCounter(server.url)
+        try:
+            t = time.perf_counter()
+            workers.start()
+            raw.start()
+            raw.wait_ready(app, timeout=90.0)
+            print(
+                f"  private redis {server.url}; {len(locations)} fleetjobs and {len(raw_queues)} "
+                f"raw Celery worker(s), {pool} pool, concurrency {concurrency}, up in "
+                f"{time.perf_counter() - t:.1f} s",
+                flush=True,
+            )
+            with Fleet(config=config) as fleet:
+                yield Sides(server, config, fleet, app, workers, raw, counter)
+        finally:
+            raw.stop()
+            workers.stop()
+            counter.close()
+            app.close()
 
 
 def bench_main(title: str, run: Callable[[Any, Path], None], ns: Any) -> int:

@@ -59,6 +59,7 @@ from bench.common import (  # noqa: E402
     ratio,
 )
 from bench.raw_celery import ECHO, make_app  # noqa: E402
+from bench.report import Ctx, Row, ratio_of  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -378,6 +379,48 @@ def run(ns: argparse.Namespace, log_dir: Path) -> None:
             b.app.close()
             if sizes:
                 report(sizes)
+
+
+def bench_fanout(ctx: Ctx) -> None:
+    """The suite's form: the sizes in turn, fleetjobs' phase then raw Celery's at each."""
+    sizes = ctx.param("sizes", [10, 100], [10, 100, 1000])
+    repeats = ctx.param("repeats", 2, 3)
+    ns = parse(["--sizes", ",".join(map(str, sizes)), "--repeats", str(repeats)])
+    ctx.params["workers"] = f"{ns.workers} per side, concurrency {ns.concurrency}"
+    with EmbeddedRedis(tcp=True) as server:
+        b = Bench(server.url, make_app(server.url), ServerCounter(server.url), ctx.log_dir)
+        try:
+            for n in sizes:
+                fj = guarded(fleetjobs_phase, Phase("fleetjobs", n), ns, b)
+                raw = guarded(raw_phase, Phase("raw group", n), ns, b)
+                add_rows(ctx, fj[0], raw)
+        finally:
+            b.counter.close()
+            b.app.close()
+
+
+def add_rows(ctx: Ctx, fj: Phase, raws: list[Phase]) -> None:
+    for raw in raws:
+        if fj.skipped or raw.skipped or not fj.total or not raw.total:
+            ctx.note(f"{fj.size} locations vs {raw.side}: {fj.skipped or raw.skipped or 'no runs'}")
+            continue
+        a, b = median(fj.total), median(raw.total)
+        r = ratio_of(a, b)
+        ctx.add(
+            Row(
+                f"fan-out to {fj.size:,} locations, start -> all received vs {raw.side}",
+                "s",
+                a,
+                base=b,
+                base_name=f"raw Celery ({raw.side})",
+                ratio=r,
+                target="<= 1.2x" if fj.size >= 1000 and raw.side == "raw group" else "",
+                met=(r <= 1.2) if (r is not None and fj.size >= 1000) else None,
+                note=f"commands per child: fleetjobs {median(fj.commands):.1f}, "
+                f"raw {median(raw.commands):.1f}",
+                n=len(fj.total),
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,11 +51,13 @@ from bench.common import (  # noqa: E402
     RawWorkers,
     ServerCounter,
     bench_main,
+    both_sides,
     median,
     percentile,
     ratio,
 )
 from bench.raw_celery import ECHO, make_app  # noqa: E402
+from bench.report import Ctx, Row, ratio_of  # noqa: E402
 
 LOCATION = "bench01"
 RAW_QUEUE = "raw"
@@ -335,6 +337,41 @@ def measure(ns: argparse.Namespace, fleet: Fleet, app: Celery, counter: ServerCo
         res.forget()
     print()
     print_commands(idle, fj_batch, raw_batch, rm_batch)
+
+
+def bench_roundtrip(ctx: Ctx) -> None:
+    """The suite's form: latency only, one worker per side (prefork, concurrency 2), the two
+    sides alternated job by job; Redis commands per verb are ``bench/commands.py``'s."""
+    n = ctx.param("n", 30, 200)
+    warmup = ctx.param("warmup", 5, 20)
+    ctx.params["workers"] = "1 per side, prefork, concurrency 2"
+    timeout = 30.0
+    with both_sides(ctx.log_dir, locations=[[LOCATION]], raw_queues=[[RAW_QUEUE]]) as s:
+
+        def fj() -> tuple[float, float]:
+            a, b, job = fj_round_trip(s.fleet, timeout)
+            s.fleet.remove([job])
+            return a, b
+
+        def raw() -> tuple[float, float]:
+            a, b, res = raw_round_trip(s.app, timeout)
+            res.forget()
+            return a, b
+
+        fj_times, raw_times = timed(n, warmup, fj, raw)
+    figures = [
+        ("start returns (vs send_task returns)", 0, ""),
+        ("round trip start -> wait -> receive of echo (vs send_task().get())", 1, "<= 1.2x"),
+    ]
+    for label, col, target in figures:
+        a = [t[col] * 1000 for t in fj_times]
+        b = [t[col] * 1000 for t in raw_times]
+        r = ratio_of(median(a), median(b))
+        met = (r <= 1.2) if (target and r is not None) else None
+        ctx.add(
+            Row(label, "ms", median(a), percentile(a, 99), median(b), percentile(b, 99),
+                "raw Celery", r, target, met, n=n)
+        )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

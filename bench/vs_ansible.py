@@ -1,0 +1,160 @@
+"""Against Ansible: ``echo hi`` on 20 hosts, whole command, wall time.
+
+fleetjobs: ``fleetjobs invoke --location h01,...,h20 run "echo hi"`` with 20 locations served
+by 4 workers (5 each, ``--allow-shell``, concurrency 1) on a private Redis: the command starts
+a process on each host, as Ansible's does. Ansible: ``ansible all -i INVENTORY -m command -a
+"echo hi" -f 20`` with 20 hosts ``ansible_connection=local``, from ansible-core installed by
+pip into ``bench/.ansible-venv`` (made on first use; if it cannot be made, the row is skipped
+and the reason printed). Both outputs are checked for 20 "hi"; the two alternate, round by
+round, after one untimed run of each.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.cli_startup import fleetjobs_argv
+from bench.common import ROOT, BenchError, median, percentile
+from bench.measure import Measured, run_measured
+from bench.report import Ctx, Row, ratio_of
+from fleetjobs import Config
+from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
+
+VENV = ROOT / "bench" / ".ansible-venv"
+HOSTS = [f"h{i:02d}" for i in range(1, 21)]
+
+
+def ensure_ansible() -> tuple[Path | None, str]:
+    """The ``ansible`` program in bench/.ansible-venv, installed if missing; else (None, why)."""
+    program = VENV / "bin" / "ansible"
+    if not program.exists():
+        print("    installing ansible-core into bench/.ansible-venv (once)...", flush=True)
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "venv", "--clear", str(VENV)],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+            subprocess.run(
+                [*pip, "--disable-pip-version-check", "ansible-core"],
+                check=True,
+                capture_output=True,
+                timeout=900,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", b"") or b""
+            why = f"{exc} {detail.decode(errors='replace')[-300:]}".strip()
+            return None, f"ansible-core could not be installed into {VENV}: {why}"
+    if not program.exists():
+        return None, f"{program} is missing after pip install ansible-core"
+    out = subprocess.run([str(program), "--version"], capture_output=True, text=True, check=False)
+    return program, (out.stdout.splitlines() or ["?"])[0]
+
+
+def ansible_env(folder: Path) -> tuple[dict[str, str], Path]:
+    """An environment with Ansible's state in ``folder``, and the inventory file."""
+    python = VENV / "bin" / "python"
+    inventory = folder / "hosts.ini"
+    lines = ["[all]"] + [
+        f"{h} ansible_connection=local ansible_python_interpreter={python}" for h in HOSTS
+    ]
+    inventory.write_text("\n".join(lines) + "\n")
+    (folder / "ansible.cfg").write_text("[defaults]\n")
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(folder / "ansible.cfg"),
+        "ANSIBLE_HOME": str(folder / "home"),
+        "ANSIBLE_LOCAL_TEMP": str(folder / "tmp"),
+        "ANSIBLE_REMOTE_TEMP": str(folder / "remote"),
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    }
+    env.pop("PYTHONPATH", None)
+    return env, inventory
+
+
+def check(name: str, m: Measured) -> None:
+    """Exit 0 and one "hi" per host, or the benchmark measured something else."""
+    his = sum(1 for line in m.stdout.splitlines() if line.strip().endswith("hi"))
+    if m.returncode != 0 or his < len(HOSTS):
+        raise BenchError(
+            f"{name} exited {m.returncode} with {his} 'hi' of {len(HOSTS)}: "
+            f"{(m.stdout + m.stderr)[-400:]}"
+        )
+
+
+def bench_ansible(ctx: Ctx) -> None:
+    rounds = ctx.param("rounds", 2, 5)
+    program, version = ensure_ansible()
+    if program is None:
+        print(f"  Ansible row skipped: {version}", flush=True)
+        ctx.note(f"skipped: {version}")
+        return
+    ctx.params["ansible"] = version
+    ctx.note(
+        "Ansible's hosts name the venv's Python as ansible_python_interpreter (no interpreter "
+        "discovery); both commands start a process per host and print its output"
+    )
+    fj = fleetjobs_argv()
+    groups = [HOSTS[i : i + 5] for i in range(0, len(HOSTS), 5)]
+    with (
+        EmbeddedRedis(tcp=True) as server,
+        tempfile.TemporaryDirectory(prefix="bench-ansible-") as tmp,
+    ):
+        a_env, inventory = ansible_env(Path(tmp))
+        a_argv = [str(program), "all", "-i", str(inventory), "-m", "command", "-a", "echo hi"]
+        a_argv += ["-f", str(len(HOSTS))]
+        f_env = {**os.environ, "FLEETJOBS_REDIS_URL": server.url}
+        f_argv = [*fj, "invoke", "--location", ",".join(HOSTS), "run", "echo hi"]
+        workers = LocalWorkers(
+            Config(redis_url=server.url),
+            groups,
+            allow_shell=True,
+            concurrency=1,
+            log_dir=ctx.log_dir,
+        )
+        fj_times: list[float] = []
+        an_times: list[float] = []
+        try:
+            workers.start()
+            for r in range(rounds + 1):  # the first round is a warm-up
+                m = run_measured(f_argv, f_env, timeout=300, keep_stdout=True)
+                check("fleetjobs invoke", m)
+                a = run_measured(a_argv, a_env, timeout=600, keep_stdout=True)
+                check("ansible", a)
+                if r:
+                    fj_times.append(m.seconds)
+                    an_times.append(a.seconds)
+                    print(
+                        f"    round {r}: fleetjobs invoke {m.seconds:.2f} s, "
+                        f"ansible {a.seconds:.2f} s",
+                        flush=True,
+                    )
+        finally:
+            workers.stop()
+    fm, am = median(fj_times), median(an_times)
+    faster = ratio_of(am, fm)
+    ctx.add(
+        Row(
+            f'"echo hi" on {len(HOSTS)} hosts, whole command',
+            "s",
+            fm,
+            percentile(fj_times, 99),
+            am,
+            percentile(an_times, 99),
+            f"ansible -m command -f {len(HOSTS)} (connection local)",
+            faster,
+            ">= 20x faster",
+            faster is not None and faster >= 20,
+            note="ratio = Ansible's time / fleetjobs' (times faster); fleetjobs invoke ... "
+            'run "echo hi" on 4 workers x 5 locations',
+            n=rounds,
+        )
+    )

@@ -1,0 +1,35 @@
+"""The benchmark suite still runs: one cheap benchmark, tiny counts, no timing asserted.
+
+Benchmarks are run by hand (``make bench``); this only keeps their code from rotting: the
+commands-per-job benchmark starts its private Redis and both sides' workers, measures, and
+writes its section of results.json and RESULTS.md where it is told.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_commands_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
+    argv = [sys.executable, str(ROOT / "bench" / "run.py"), "commands", "--quick"]
+    argv += ["--set", "n=3", "--set", "idle=1", "--set", "redis_benchmark_n=1000"]
+    argv += ["--out-dir", str(tmp_path)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    section = json.loads((tmp_path / "results.json").read_text())["benchmarks"]["commands"]
+    assert section["status"] == "ok"
+    assert section["mode"] == "quick"
+    assert section["params"]["n"] == 3
+    rows = {row["metric"]: row for row in section["rows"]}
+    total = rows["per job: start + run + wait + receive"]
+    assert total["value"] > 0 and total["base"] > 0  # both sides did Redis work per job
+    assert total["base_name"] == "raw Celery"
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert markdown.startswith("# fleetjobs benchmark results")
+    assert "Redis commands per job" in markdown
