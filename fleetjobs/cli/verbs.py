@@ -6,18 +6,15 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..control import HELD
 from ..errors import JobNotFoundError, NotRemovedError
-from ..fleet import Fleet
-from ..job import Job
 from ..model import Record
 from ..states import JobState
 from . import format as fmt
-from . import progress
 from .app import (
     EPILOG,
     EXIT_FAILED,
@@ -29,6 +26,10 @@ from .app import (
     state_type,
 )
 from .control import print_questions
+
+if TYPE_CHECKING:
+    from ..fleet import Fleet
+    from ..job import Job
 
 # ---- get / wait -------------------------------------------------------------------------
 
@@ -101,6 +102,8 @@ def wait(
     """
     fleet = state.fleet
     handles = fleet.get(list(jobs) or None)
+    from . import progress  # rich's live display: imported by the verbs that show it
+
     with progress.watch(fleet, handles, "wait", as_json):
         done = fleet.wait(handles, timeout=timeout, any=any_, force=force)
     if handles and not done:
@@ -167,6 +170,8 @@ def receive(
     multi = len({loc for h in handles for loc in h.location.split(",")}) > 1
     pending: list[tuple[Record, Any]] = []
     errors: set[str] = set()
+    from . import progress
+
     with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
         for rec in records:
             if bars.take(rec):  # ctx.progress as a bar, on a terminal
