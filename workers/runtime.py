@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fleetjobs.actions import get_action, registered
-from fleetjobs.errors import ActionError, FleetJobsError
+from fleetjobs.errors import ActionError, FleetJobsError, JobNotFoundError
 from fleetjobs.keys import EVENT_STOP
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
@@ -68,16 +68,15 @@ class Runtime:
         if state != JobState.RUNNING.value:
             log.info("job %s not run: it is %s", job_id, state)
             return {"state": state, "ran": False}
-        found = persistently(cfg, lambda: w.registry.load([job_id], children=False))
-        if not found:
+        try:  # the child's snapshot and its parent's call, in one round trip
+            info, call = persistently(cfg, lambda: w.registry.running(job_id))
+        except JobNotFoundError:
             return {"state": "Missing", "ran": False}
-        info, parent_iid = found[0], None
-        parent = info.parent_id
-        if parent is not None:
-            call = persistently(cfg, lambda: w.registry.call(parent))
+        parent_iid = None
+        if info.parent_id is not None:
             if call is None:
                 return {"state": "Missing", "ran": False}  # removed between claim and now
-            args, kwargs, parent_iid = call
+            parent_iid, args, kwargs = call
             info = dataclasses.replace(info, args=tuple(args), kwargs=kwargs)
         ctx = JobContext(w.records, w.lifecycle, info, parent_iid)
         ctx.release_due = lambda due: self._release(w, due)
