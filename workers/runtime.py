@@ -190,7 +190,9 @@ class _Watcher(threading.Thread):
                 self._pubsub.close()
 
     def _watch(self) -> None:
-        last_check = 0.0
+        # the claim has just read the stop flag, and finish settles a job stopped meanwhile
+        # as Stopped: the first check of the registry can wait its second
+        last_check = time.monotonic()
         while not self._closed.is_set():
             try:
                 msg = self._pubsub.get_message(timeout=0.25)
