@@ -26,6 +26,7 @@ from .states import FINISHED, JobState
 STATE_CHANGES = ("claim", "finish", "stop", "sweep", "ask", "answer", "suspend", "park", "resume")
 RECORDS = ("append", "take", "ack", "unqueue")
 READS = ("load",)  # read only: snapshots in one round trip
+HOSTS = ("beat",)  # heartbeats: one script per worker per beat
 
 
 def _lua_string(text: str) -> str:
@@ -61,7 +62,7 @@ def _read(name: str) -> str:
 @cache
 def source(name: str) -> str:
     """The full text of the script ``name`` as Redis runs it."""
-    if name not in STATE_CHANGES + RECORDS + READS:
+    if name not in STATE_CHANGES + RECORDS + READS + HOSTS:
         raise KeyError(f"no Lua script named {name!r}")
     parts = [header(), _read("common")]
     if name in STATE_CHANGES:
@@ -76,7 +77,8 @@ class Scripts:
     def __init__(self, client: Any, prefix: str) -> None:
         self._prefix = prefix
         self._scripts = {
-            name: client.register_script(source(name)) for name in STATE_CHANGES + RECORDS + READS
+            name: client.register_script(source(name))
+            for name in STATE_CHANGES + RECORDS + READS + HOSTS
         }
 
     def __call__(self, name: str, *args: Any) -> Any:
