@@ -26,7 +26,7 @@ from .states import FINISHED, JobState
 STATE_CHANGES = ("claim", "finish", "stop", "sweep", "ask", "answer", "suspend", "park", "resume")
 RECORDS = ("append", "take", "ack", "unqueue")
 READS = ("load",)  # read only: snapshots in one round trip
-HOSTS = ("beat",)  # heartbeats: one script per worker per beat
+WRITES = ("create", "beat")  # a job created in one command; a heartbeat per worker
 
 
 def _lua_string(text: str) -> str:
@@ -62,7 +62,7 @@ def _read(name: str) -> str:
 @cache
 def source(name: str) -> str:
     """The full text of the script ``name`` as Redis runs it."""
-    if name not in STATE_CHANGES + RECORDS + READS + HOSTS:
+    if name not in STATE_CHANGES + RECORDS + READS + WRITES:
         raise KeyError(f"no Lua script named {name!r}")
     parts = [header(), _read("common")]
     if name in STATE_CHANGES:
@@ -78,7 +78,7 @@ class Scripts:
         self._prefix = prefix
         self._scripts = {
             name: client.register_script(source(name))
-            for name in STATE_CHANGES + RECORDS + READS + HOSTS
+            for name in STATE_CHANGES + RECORDS + READS + WRITES
         }
 
     def __call__(self, name: str, *args: Any) -> Any:
