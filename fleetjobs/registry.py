@@ -72,11 +72,11 @@ class Registry:
         return sorted(ids)
 
     @guarded
-    def iter_top_ids(self, batch: int = 500) -> Iterator[int]:
-        """Every top-level job id, oldest first, read ``batch`` at a time."""
+    def iter_top_ids(self, batch: int = 500, newest_first: bool = False) -> Iterator[int]:
+        """Every top-level job id, oldest first (or newest first), read ``batch`` at a time."""
         start = 0
         while True:
-            chunk = self.r.zrange(self.keys.jobs, start, start + batch - 1)
+            chunk = self.r.zrange(self.keys.jobs, start, start + batch - 1, desc=newest_first)
             if not chunk:
                 return
             yield from (int(i) for i in chunk)

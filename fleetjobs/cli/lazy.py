@@ -38,7 +38,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "flower",
         "Run Flower on the fleet's broker: tasks named Name@location, workers by location.",
     ),
-    "get": ("verbs", "List jobs: every job, or the JOBs named (Get-Job)."),
+    "get": ("verbs", "List jobs: the newest 50, or the JOBs named (Get-Job)."),
     "hosts": (
         "verbs",
         "List the hosts whose workers have heartbeated: online or not, tags, running jobs.",

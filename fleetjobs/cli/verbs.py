@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from ..fleet import Fleet
     from ..job import Job
 
+NEWEST = 50  # jobs get lists by default (Get-Job -Newest)
+
 # ---- get / wait -------------------------------------------------------------------------
 
 
@@ -46,6 +48,17 @@ if TYPE_CHECKING:
 )
 @click.option("--until", metavar="AGE|TIME", help="Only jobs started until: 30m, an ISO date.")
 @click.option("--failed", is_flag=True, help="Only jobs that failed (--state Failed).")
+@click.option(
+    "--newest",
+    "-N",
+    type=click.IntRange(min=1),
+    default=NEWEST,
+    show_default=True,
+    metavar="N",
+    help="Only the newest N jobs selected (Get-Job -Newest); a note on stderr when older "
+    "ones exist.",
+)
+@click.option("--all", "all_", is_flag=True, help="Every job selected, however many.")
 @json_option
 @pass_state
 def get(
@@ -56,14 +69,31 @@ def get(
     state_: str | None,
     children: bool,
     as_json: bool,
+    newest: int,
+    all_: bool,
     **found_by: Any,
 ) -> None:
-    """List jobs: every job, or the JOBs named (Get-Job).
+    """List jobs: the newest 50, or the JOBs named (Get-Job).
 
     --action, --location, --since, --until and --failed combine, and are read from indexes:
-    they stay fast however many jobs the fleet keeps.
+    they stay fast however many jobs the fleet keeps. Without JOBs, the newest --newest N (50)
+    of the jobs selected are listed, oldest first, so a fleet that keeps 100,000 jobs answers
+    as fast as one that keeps 50; --all lists every one.
     """
-    found = state.fleet.get(list(jobs) or None, name=name, state=state_type(state_), **found_by)
+    limit = None if all_ or jobs else newest
+    found = state.fleet.get(
+        list(jobs) or None,
+        name=name,
+        state=state_type(state_),
+        newest=None if limit is None else limit + 1,  # one more: are older ones left out?
+        **found_by,
+    )
+    if limit is not None and len(found) > limit:
+        found = found[1:]
+        click.echo(
+            f"fleetjobs: the newest {limit} jobs; older ones exist (--all, or --newest N)",
+            err=True,
+        )
     fmt.print_jobs([j.info for j in found], as_json, children=children)
     if not as_json:
         print_questions([j.info for j in found])
