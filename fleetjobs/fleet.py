@@ -212,12 +212,12 @@ class Fleet(ControlVerbs):
             prompt_timeout=prompt_timeout,
             default_answer=default_answer,
         )
-        pid, _, children = self.lifecycle.create(spec)
+        info, children = self.lifecycle.create_job(spec)  # its snapshot as written: no re-read
         self.dispatcher.publish(
-            [c for c in children if c.queued], name or f"Job{pid}", start_timeout, action
+            [c for c in children if c.queued], name or f"Job{info.id}", start_timeout, action
         )
         self.housekeeping.purge_expired()
-        return Job(self, self.info(pid), tuple(warnings))
+        return Job(self, info, tuple(warnings))
 
     # ---- get ----------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import JobInfo
-from .registry import num
+from .registry import num, snapshot
 from .states import JobState
 from .store import Store, guarded
 
@@ -85,7 +85,6 @@ class Lifecycle:
         res = self.store.scripts(name, *args)
         return str(res[0]), [int(x) for x in res[1:]]
 
-    @guarded
     def create(self, spec: JobSpec) -> tuple[int, str, list[NewChild]]:
         """Record a parent and one child per location, atomically.
 
@@ -93,6 +92,12 @@ class Lifecycle:
             The parent's id and instance id, and its children in location order; the first
             ``throttle_limit`` are marked queued, the rest wait in the parent's pending list.
         """
+        info, children = self.create_job(spec)
+        return info.id, info.instance_id, children
+
+    @guarded
+    def create_job(self, spec: JobSpec) -> tuple[JobInfo, list[NewChild]]:
+        """:meth:`create`, giving the job's snapshot as written (no read back)."""
         keys = self.keys
         n = len(spec.locations)
         last = int(self.r.incrby(keys.seq, n + 1))
@@ -158,7 +163,7 @@ class Lifecycle:
             "name": name,
             "action": spec.action,
             "now": repr(now),
-            "parent": _text(parent),
+            "parent": (parent_row := _text(parent)),
             "children": rows,
             "deadlines": deadlines,
             "pending": [str(c.id) for c in children if not c.queued],
@@ -167,7 +172,7 @@ class Lifecycle:
             "iids": iids,
         }
         self.store.scripts("create", json.dumps(doc, separators=(",", ":")))
-        return pid, piid, children
+        return snapshot(parent_row, rows), children
 
     @guarded
     def claim(self, job_id: int, worker: str) -> tuple[str, list[int]]:

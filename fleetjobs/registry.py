@@ -174,6 +174,11 @@ def _hash(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def snapshot(parent: dict[str, str], children: Sequence[dict[str, str]]) -> JobInfo:
+    """The snapshot of a job from its hashes as just written (no record read yet)."""
+    return _info(parent, 0, tuple(_info(c, 0) for c in children))
+
+
 def num(value: float) -> str:
     """A number as the registry stores it: ``5`` or ``2.5``."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
