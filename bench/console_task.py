@@ -45,7 +45,7 @@ def output(url: str, loc: str, lines: int) -> dict[str, float | int]:
         job = fleet.start("run", f"seq {lines}", locations=loc)
         t1 = time.perf_counter()
         count, first = 0, 0.0
-        for rec in fleet.stream(job, wait=True):
+        for rec in fleet.stream(job, follow=True):
             if rec.stream == "output":
                 count += 1
                 if count == 1:

@@ -3,7 +3,7 @@
 For each size (quick: 10,000 and 50,000; full: 100,000 and 1,000,000), a fresh worker
 (``--allow-shell``, concurrency 1) so that its peak is this size's, and a console in a
 process of its own (``bench/console_task.py``) that starts the job and streams every record
-back (``fleet.stream(job, wait=True)``, the API under ``receive --wait``): time to the last
+back (``fleet.stream(job, follow=True)``, the API under ``receive --wait``): time to the last
 line received, the console's peak RSS (it streams, so it should stay flat from one size to
 the next), the worker's peak RSS and Redis's peak memory over the job. The floor: ``seq N``
 itself to /dev/null.
@@ -28,7 +28,7 @@ def bench_output(ctx: Ctx) -> None:
     sizes = ctx.param("sizes", [10000, 50000], [100000, 1000000])
     ctx.note(
         'one output record per line (`run "seq N"`); the console streams with '
-        "fleet.stream(job, wait=True) in a process of its own"
+        "fleet.stream(job, follow=True) in a process of its own"
     )
     consoles: list[tuple[int, int]] = []
     with EmbeddedRedis(tcp=True) as server:

@@ -147,6 +147,7 @@ def bench_registry(ctx: Ctx) -> None:
                     ("fleetjobs get", ["get"]),
                     ("fleetjobs get --json", ["get", "--json"]),
                     ("fleetjobs get <newest 50 Ids>", ["get", *newest]),
+                    ("fleetjobs get --all --json", ["get", "--all", "--json"]),
                 ):
                     runs = [run_measured([*fj, *args], env, timeout=1800) for _ in range(repeats)]
                     bad = [m for m in runs if m.returncode != 0]
@@ -167,8 +168,8 @@ def bench_registry(ctx: Ctx) -> None:
         finally:
             r.close()
     ctx.note(
-        "fleetjobs get has no 'newest 50' form today: `get` lists every job; "
-        "`get <newest 50 Ids>` names the newest 50, the closest a user can come"
+        "`get` and `get --json` list the newest 50 (get --newest, default 50); "
+        "`get --all --json` every job (not flat by nature: it prints them all)"
     )
     ctx.note(
         "the stored jobs are copies of one real finished echo job (output unread), "
@@ -188,7 +189,7 @@ def check_copy(ctx: Ctx, config: Config, pid: int, fj: list[str], env: Any, size
             raise BenchError(f"a copied job's output reads back as {kept!r}")
     import json
 
-    m = run_measured([*fj, "get", "--json"], env, timeout=600, keep_stdout=True)
+    m = run_measured([*fj, "get", "--json", "--all"], env, timeout=600, keep_stdout=True)
     listed = len(json.loads(m.stdout or "[]"))
     if listed != size:
         raise BenchError(f"fleetjobs get --json listed {listed} jobs, {size} are stored")
@@ -235,8 +236,8 @@ def flatness(ctx: Ctx, sizes: list[int]) -> None:
                 base=t0 * 1000,
                 base_name=f"same at {s0:,}",
                 ratio=rt,
-                target="flat (<= 1.2x)",
-                met=rt is not None and rt <= 1.2,
+                target="" if "--all" in label else "flat (<= 1.2x)",
+                met=None if "--all" in label else (rt is not None and rt <= 1.2),
             )
         )
         ctx.add(
@@ -247,8 +248,8 @@ def flatness(ctx: Ctx, sizes: list[int]) -> None:
                 base=float(m0),
                 base_name=f"same at {s0:,}",
                 ratio=rm,
-                target="flat (<= 1.2x)",
-                met=rm is not None and rm <= 1.2,
+                target="" if "--all" in label else "flat (<= 1.2x)",
+                met=None if "--all" in label else (rm is not None and rm <= 1.2),
             )
         )
     ctx.params["sizes"] = sizes

@@ -11,31 +11,82 @@
 
 from __future__ import annotations
 
-from .actions import action
-from .config import Config
-from .errors import (
-    ActionError,
-    ArgumentError,
-    ConfigError,
-    FleetJobsError,
-    JobBlockedError,
-    JobNotFoundError,
-    JobStateError,
-    NoHostError,
-    NotRemovedError,
-    PermissionDeniedError,
-    RedisUnavailableError,
-    ShellNotAllowedError,
-    StartError,
-    UnknownActionError,
-)
-from .facts import fact
-from .fleet import Fleet
-from .job import Job, JobRef, JobRefs, Received
-from .model import HostInfo, JobInfo, Record
-from .parallel import ItemResult, ParallelError, parallel, parallel_values
-from .states import JobState
+from typing import TYPE_CHECKING, Any
+
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .actions import action
+    from .config import Config
+    from .errors import (
+        ActionError,
+        ArgumentError,
+        ConfigError,
+        FleetJobsError,
+        JobBlockedError,
+        JobNotFoundError,
+        JobStateError,
+        NoHostError,
+        NotRemovedError,
+        PermissionDeniedError,
+        RedisUnavailableError,
+        ShellNotAllowedError,
+        StartError,
+        UnknownActionError,
+    )
+    from .facts import fact
+    from .fleet import Fleet
+    from .job import Job, JobRef, JobRefs, Received
+    from .model import HostInfo, JobInfo, Record
+    from .parallel import ItemResult, ParallelError, parallel, parallel_values
+    from .states import JobState
+
+# Imported on first use (PEP 562): ``import fleetjobs.cli`` or a worker's import of one
+# module does not pay for the whole facade (Redis client, Celery) before it needs it.
+_LAZY = {
+    "action": "actions",
+    "Config": "config",
+    "ActionError": "errors",
+    "ArgumentError": "errors",
+    "ConfigError": "errors",
+    "FleetJobsError": "errors",
+    "JobBlockedError": "errors",
+    "JobNotFoundError": "errors",
+    "JobStateError": "errors",
+    "NoHostError": "errors",
+    "NotRemovedError": "errors",
+    "PermissionDeniedError": "errors",
+    "RedisUnavailableError": "errors",
+    "ShellNotAllowedError": "errors",
+    "StartError": "errors",
+    "UnknownActionError": "errors",
+    "fact": "facts",
+    "Fleet": "fleet",
+    "Job": "job",
+    "JobRef": "job",
+    "JobRefs": "job",
+    "Received": "job",
+    "HostInfo": "model",
+    "JobInfo": "model",
+    "Record": "model",
+    "ItemResult": "parallel",
+    "ParallelError": "parallel",
+    "parallel": "parallel",
+    "parallel_values": "parallel",
+    "JobState": "states",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ActionError",

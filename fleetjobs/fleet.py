@@ -212,12 +212,12 @@ class Fleet(ControlVerbs):
             prompt_timeout=prompt_timeout,
             default_answer=default_answer,
         )
-        pid, _, children = self.lifecycle.create(spec)
+        info, children = self.lifecycle.create_job(spec)  # its snapshot as written: no re-read
         self.dispatcher.publish(
-            [c for c in children if c.queued], name or f"Job{pid}", start_timeout, action
+            [c for c in children if c.queued], name or f"Job{info.id}", start_timeout, action
         )
         self.housekeeping.purge_expired()
-        return Job(self, self.info(pid), tuple(warnings))
+        return Job(self, info, tuple(warnings))
 
     # ---- get ----------------------------------------------------------------------------
 
@@ -257,6 +257,7 @@ class Fleet(ControlVerbs):
         since: float | str | None = None,
         until: float | str | None = None,
         failed: bool = False,
+        newest: int | None = None,
     ) -> list[Job]:
         """The jobs named, or every top-level job, oldest first (``Get-Job``).
 
@@ -268,6 +269,8 @@ class Fleet(ControlVerbs):
             action, location, since, until, failed: only jobs of this action, that had a
                 child on this host (globs allowed), started in this span (Unix seconds, ``2h``
                 or an ISO date), that ended Failed: from indexes (:mod:`fleetjobs.history`).
+            newest: only the newest N of the jobs selected (``-Newest``; by creation),
+                read newest first: what it costs does not grow with the jobs kept.
 
         Raises:
             JobNotFoundError: a reference matched no job.
@@ -292,7 +295,9 @@ class Fleet(ControlVerbs):
         elif name is not None:
             ids = self.registry.ids_named(name)
         else:
-            ids = self.registry.iter_top_ids()
+            ids = self.registry.iter_top_ids(newest_first=newest is not None)
+        if newest is not None and not isinstance(ids, Iterator):
+            ids = sorted(ids, reverse=True)  # a list read whole: newest (highest Id) first
         by_name = name is not None and (jobs is not None or indexed or want is JobState.FAILED)
         out: list[Job] = []
         for batch in batches(ids, 500):
@@ -302,8 +307,12 @@ class Fleet(ControlVerbs):
                 if want is not None and info.state is not want:
                     continue
                 out.append(Job(self, info))
-                if include_children:
-                    out.extend(Job(self, c) for c in info.children)
+            if newest is not None and len(out) >= newest:
+                break
+        if newest is not None:
+            out = out[:newest][::-1]
+        if include_children:
+            out = [x for j in out for x in (j, *(Job(self, c) for c in j.info.children))]
         return out
 
     def hosts(self) -> list[HostInfo]:

@@ -1,21 +1,24 @@
 """Hosts: workers' heartbeats, the host list, and liveness.
 
-A worker heartbeats into Redis every ``heartbeat_interval`` seconds: a key per worker process
-(``wk:<worker>``) and per location (``host:<loc>``) that expire ``host_ttl`` after the last
-beat, and a document per location in the ``hosts`` hash that stays while the host is offline.
-Liveness comes from these keys, not from Celery's remote-control ping, which goes silent on
-Redis (celery#5688).
+A worker heartbeats into Redis every ``heartbeat_interval`` seconds with one script
+(``beat.lua``), whatever its number of locations: its key (``wk:<worker>``, expiring
+``host_ttl`` after the beat) and, in one ZADD, when each of its locations' liveness runs out
+(``seen``, by Redis's clock). A document per location in the ``hosts`` hash (what the worker
+offers, its tags) is written when it changes, and stays while the host is offline. Liveness
+comes from these, not from Celery's remote-control ping, which goes silent on Redis
+(celery#5688).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from .model import HostInfo
 from .store import Store, guarded
+
+REWRITE_EVERY = 15  # beats between two writes of unchanged host documents (one HSET)
 
 
 class Hosts:
@@ -29,24 +32,29 @@ class Hosts:
         self.store = store
         self.keys = store.keys
         self.r = store.r
+        self._written: dict[str, str] = {}  # the hosts documents this process last wrote
+        self._beats = 0
 
     @guarded
     def heartbeat(self, worker: str, info: dict[str, Any], locations: Sequence[str]) -> None:
         """Say that ``worker`` lives and serves ``locations``; it is offline ``host_ttl`` after."""
         ttl = max(1, round(self.store.config.host_ttl * 1000))
-        now = time.time()
-        pipe = self.r.pipeline(transaction=False)
-        pipe.set(
-            self.keys.worker(worker), json.dumps({**info, "locations": list(locations)}), px=ttl
-        )
+        doc = json.dumps({**info, "locations": list(locations)})
+        added = self.store.scripts("beat", "beat", worker, doc, ttl, *locations)
         # each location's record leaves the worker's list and its actions' signatures out (in
         # its worker key, read once per worker): a worker may serve thousands
         common = {k: v for k, v in info.items() if k not in ("locations", "signatures")}
-        for loc in locations:
-            doc = json.dumps({**common, "location": loc, "last_seen": now})
-            pipe.set(self.keys.host(loc), worker, px=ttl)
-            pipe.hset(self.keys.hosts, loc, doc)
-        pipe.execute()
+        common["ttl"] = ttl / 1000
+        docs = {loc: json.dumps({**common, "location": loc}) for loc in locations}
+        self._beats += 1
+        if int(added) > 0 or self._beats % REWRITE_EVERY == 0:
+            # a location new to seen (first beat, Redis lost its data), or now and then in
+            # case another worker serving one of these locations wrote its own document
+            self._written.clear()
+        changed = {loc: d for loc, d in docs.items() if self._written.get(loc) != d}
+        if changed:
+            self.r.hset(self.keys.hosts, mapping=changed)
+            self._written.update(changed)
 
     @guarded
     def publish_facts(self, facts: dict[str, Any], locations: Sequence[str]) -> bool:
@@ -61,11 +69,8 @@ class Hosts:
     @guarded
     def leave(self, worker: str, locations: Sequence[str]) -> None:
         """A worker's clean shutdown: its locations go offline now rather than at expiry."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.delete(self.keys.worker(worker))
-        for loc in locations:
-            pipe.delete(self.keys.host(loc))
-        pipe.execute()
+        self.store.scripts("beat", "leave", worker, "", 0, *locations)
+        self._written.clear()
 
     @guarded
     def list(self, only: Sequence[str] | None = None) -> list[HostInfo]:
@@ -79,26 +84,33 @@ class Hosts:
         if not locs:
             return []
         pipe = self.r.pipeline(transaction=False)
+        pipe.time()
+        pipe.zmscore(self.keys.seen, locs)
         for loc in locs:
-            pipe.exists(self.keys.host(loc))
             pipe.scard(self.keys.running(loc))
         pipe.hmget(self.keys.facts, locs)
         answers = pipe.execute()
         facts = answers.pop()
+        secs, micros = answers.pop(0)
+        now = secs + micros / 1e6
+        due = [float(s) if s is not None else 0.0 for s in answers.pop(0)]
+        online = [d > now for d in due]
         parsed = {loc: json.loads(docs[loc]) for loc in locs}
         signatures = self._signatures(
-            {str(parsed[loc].get("worker", "")) for i, loc in enumerate(locs) if answers[2 * i]}
+            {str(parsed[loc].get("worker", "")) for i, loc in enumerate(locs) if online[i]}
         )
         out = []
         for i, loc in enumerate(locs):
             doc = parsed[loc]
+            # the last beat: when its liveness runs out, less the TTL of the worker that beat
+            seen = abs(due[i]) - float(doc.get("ttl", 0.0)) if due[i] else None
             out.append(
                 HostInfo(
                     location=loc,
-                    online=bool(answers[2 * i]),
-                    last_seen=float(doc.get("last_seen", 0.0)),
+                    online=online[i],
+                    last_seen=seen if seen is not None else float(doc.get("last_seen", 0.0)),
                     tags=dict(doc.get("tags", {})),
-                    running=int(answers[2 * i + 1]),
+                    running=int(answers[i]),
                     concurrency=int(doc.get("concurrency", 0)),
                     version=str(doc.get("version", "")),
                     pid=int(doc.get("pid", 0)),

@@ -39,6 +39,7 @@ class Housekeeping:
         self.every = every
         self.writable = True
         self._last_sweep = 0.0
+        self._last_purge = -float("inf")
 
     def sweep(self, force: bool = False) -> int:
         """Apply deadlines and liveness now (unless this process did within ``every`` s).
@@ -62,8 +63,13 @@ class Housekeeping:
             announce_lost(self.registry, self.dispatcher.celery)
         return changed
 
-    def purge_expired(self) -> int:
-        """Remove finished jobs older than the retention period; returns how many."""
+    def purge_expired(self, force: bool = False) -> int:
+        """Remove finished jobs older than the retention period (unless this process looked
+        within ``every`` s: a start does not pay a read for it each time); returns how many."""
+        now = time.monotonic()
+        if not force and now - self._last_purge < self.every:
+            return 0
+        self._last_purge = now
         expired = self.registry.expired()
         if expired:
             self.lifecycle.remove(self.registry.load(expired))

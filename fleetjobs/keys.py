@@ -19,12 +19,14 @@ so two fleets can share one Redis.
     active           set of children running somewhere, for the liveness sweep
     deadlines        sorted set: NotStarted children by the time they must have started
     running:<loc>    set of children running on a location
-    host:<loc>       a location's liveness (expires with its heartbeats)
-    hosts            hash: location -> its last heartbeat, kept while it is offline
+    seen             sorted set: location -> when its liveness runs out (its last beat + the
+                     TTL), negated once its worker left cleanly; one write per worker per beat
+    hosts            hash: location -> its worker's document, written when it changes
     wk:<worker>      a worker process's liveness (expires with its heartbeats)
     ev:<iid>         pub/sub channel: 'state', 'r' (a record), 'stop'
     fleetjobs.loc.<loc>  a location's Celery queue (kombu's list, under the same prefix)
     pgroups:<loc>    hash: child id -> the process groups it started there (workers.reaper)
+    pglocs           set of the locations whose pgroups hash has entries (one read per beat)
     deadletters      list: messages workers refused, newest first (fleetjobs.deadletters)
     flower:lost      list: children the sweep settled for a vanished host, whose end no
                      worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
@@ -66,13 +68,14 @@ SCHEMA: dict[str, str] = {
     "active": "active",
     "deadlines": "deadlines",
     "running": "running:{}",
-    "host": "host:{}",
     "hosts": "hosts",
+    "seen": "seen",
     "worker": "wk:{}",
     "events": "ev:{}",
     "queue": QUEUE_PREFIX + "{}",  # a location's Celery queue (a list kombu keeps)
     "lost": "flower:lost",
     "pgroups": "pgroups:{}",
+    "pglocs": "pglocs",
     "deadletters": "deadletters",
     "waves": "waves",
     "created": "created",
@@ -144,8 +147,9 @@ class Keys:
     def running(self, location: str) -> str:
         return self._key("running", location)
 
-    def host(self, location: str) -> str:
-        return self._key("host", location)
+    @property
+    def seen(self) -> str:
+        return self._key("seen")
 
     @property
     def hosts(self) -> str:
@@ -166,6 +170,10 @@ class Keys:
 
     def pgroups(self, location: str) -> str:
         return self._key("pgroups", location)
+
+    @property
+    def pglocs(self) -> str:
+        return self._key("pglocs")
 
     @property
     def deadletters(self) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import JobInfo
-from .registry import num
+from .registry import num, snapshot
 from .states import JobState
 from .store import Store, guarded
 
@@ -85,7 +85,6 @@ class Lifecycle:
         res = self.store.scripts(name, *args)
         return str(res[0]), [int(x) for x in res[1:]]
 
-    @guarded
     def create(self, spec: JobSpec) -> tuple[int, str, list[NewChild]]:
         """Record a parent and one child per location, atomically.
 
@@ -93,6 +92,12 @@ class Lifecycle:
             The parent's id and instance id, and its children in location order; the first
             ``throttle_limit`` are marked queued, the rest wait in the parent's pending list.
         """
+        info, children = self.create_job(spec)
+        return info.id, info.instance_id, children
+
+    @guarded
+    def create_job(self, spec: JobSpec) -> tuple[JobInfo, list[NewChild]]:
+        """:meth:`create`, giving the job's snapshot as written (no read back)."""
         keys = self.keys
         n = len(spec.locations)
         last = int(self.r.incrby(keys.seq, n + 1))
@@ -111,26 +116,23 @@ class Lifecycle:
             NewChild(pid + 1 + i, str(uuid.uuid4()), loc, i < first)
             for i, loc in enumerate(spec.locations)
         ]
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
-            keys.job(pid),
-            mapping={
-                **common,
-                # the arguments are kept once, on the parent: each child's worker reads them there
-                "args": json.dumps(list(spec.args)),
-                "kwargs": json.dumps(spec.kwargs),
-                "id": pid,
-                "iid": piid,
-                "location": ",".join(spec.locations),
-                "state": JobState.NOT_STARTED.value,
-                "children": ",".join(str(c.id) for c in children),
-                "throttle": spec.throttle_limit,
-                # the counters the scripts' move() keeps: how many children are in each state
-                "n": n,
-                f"c:{JobState.NOT_STARTED.value}": n,
-                **_rollout_fields(spec, n),
-            },
-        )
+        parent = {
+            **common,
+            # the arguments are kept once, on the parent: each child's worker reads them there
+            "args": json.dumps(list(spec.args)),
+            "kwargs": json.dumps(spec.kwargs),
+            "id": pid,
+            "iid": piid,
+            "location": ",".join(spec.locations),
+            "state": JobState.NOT_STARTED.value,
+            "children": ",".join(str(c.id) for c in children),
+            "throttle": spec.throttle_limit,
+            # the counters the scripts' move() keeps: how many children are in each state
+            "n": n,
+            f"c:{JobState.NOT_STARTED.value}": n,
+            **_rollout_fields(spec, n),
+        }
+        rows, deadlines = [], []
         for child in children:
             fields: dict[str, Any] = {
                 **common,
@@ -145,28 +147,32 @@ class Lifecycle:
                 fields["start_timeout"] = num(spec.start_timeout)
                 if child.queued:  # one that waits for a throttle slot gets its deadline then
                     fields["deadline"] = repr(now + spec.start_timeout)
-                    pipe.zadd(keys.deadlines, {str(child.id): now + spec.start_timeout})
+                    deadlines.append([fields["deadline"], str(child.id)])
             if spec.timeout is not None:
                 fields["timeout"] = num(spec.timeout)
             if spec.prompt_timeout is not None:
                 fields["prompt_timeout"] = num(spec.prompt_timeout)
             if spec.default_answer is not None:
                 fields["default_answer"] = spec.default_answer
-            pipe.hset(keys.job(child.id), mapping=fields)
-            pipe.hset(keys.iids, child.instance_id, child.id)
-        pending = [c.id for c in children if not c.queued]
-        if pending:
-            pipe.rpush(keys.pending(pid), *pending)
-        pipe.hset(keys.iids, piid, pid)
-        pipe.zadd(keys.jobs, {str(pid): pid})
-        pipe.sadd(keys.names(name), pid)
-        # the history indexes get --action/--location/--since read instead of every job
-        pipe.zadd(keys.created, {str(pid): now})
-        pipe.zadd(keys.by_action(spec.action), {str(pid): now})
-        for loc in dict.fromkeys(spec.locations):
-            pipe.zadd(keys.by_location(loc), {str(pid): now})
-        pipe.execute()
-        return pid, piid, children
+            rows.append(_text(fields))
+        iids = [piid, str(pid)]
+        for c in children:
+            iids += (c.instance_id, str(c.id))
+        doc = {
+            "pid": str(pid),
+            "name": name,
+            "action": spec.action,
+            "now": repr(now),
+            "parent": (parent_row := _text(parent)),
+            "children": rows,
+            "deadlines": deadlines,
+            "pending": [str(c.id) for c in children if not c.queued],
+            # the history indexes get --action/--location/--since read instead of every job
+            "locations": list(dict.fromkeys(spec.locations)),
+            "iids": iids,
+        }
+        self.store.scripts("create", json.dumps(doc, separators=(",", ":")))
+        return snapshot(parent_row, rows), children
 
     @guarded
     def claim(
@@ -291,6 +297,11 @@ class Lifecycle:
                     unstarted.setdefault(child.location, []).append(child.instance_id)
         for location, iids in unstarted.items():
             self.store.scripts("unqueue", location, *iids)
+
+
+def _text(fields: dict[str, Any]) -> dict[str, str]:
+    """Field values as Redis stores them (what redis-py would send: floats by repr)."""
+    return {k: repr(v) if isinstance(v, float) else str(v) for k, v in fields.items()}
 
 
 def _rollout_fields(spec: JobSpec, n: int) -> dict[str, Any]:

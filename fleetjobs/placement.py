@@ -91,9 +91,8 @@ def params_for(
 ) -> list[dict[str, Any]] | None:
     """The action's parameters as the hosts (those at ``locations`` first, online first)
     publish them; None when no host has said (the call is then not checked here)."""
-    order = sorted(
-        hosts.values(), key=lambda h: (h.location not in (locations or ()), not h.online)
-    )
+    wanted = set(locations or ())  # a set: a fan-out to 10,000 is no 10,000 x 10,000 scan
+    order = sorted(hosts.values(), key=lambda h: (h.location not in wanted, not h.online))
     for host in order:
         if action in host.signatures:
             return list(host.signatures[action])

@@ -100,6 +100,8 @@ class Records:
                     self._ack(token, handed)
                 raise
             self._ack(token, handed)
+            if sum(map(len, lists)) < batch:
+                return  # the take had room left: it emptied every list (no empty take more)
 
     @guarded
     def _take(self, children: Sequence[JobInfo], limit: int) -> tuple[str, list[list[Record]]]:

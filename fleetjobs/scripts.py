@@ -25,6 +25,8 @@ from .states import FINISHED, JobState
 # the scripts that change a job's state share prelude.lua; the others need only the header
 STATE_CHANGES = ("claim", "finish", "stop", "sweep", "ask", "answer", "suspend", "park", "resume")
 RECORDS = ("append", "take", "ack", "unqueue")
+READS = ("load",)  # read only: snapshots in one round trip
+WRITES = ("create", "beat")  # a job created in one command; a heartbeat per worker
 
 
 def _lua_string(text: str) -> str:
@@ -60,7 +62,7 @@ def _read(name: str) -> str:
 @cache
 def source(name: str) -> str:
     """The full text of the script ``name`` as Redis runs it."""
-    if name not in STATE_CHANGES + RECORDS:
+    if name not in STATE_CHANGES + RECORDS + READS + WRITES:
         raise KeyError(f"no Lua script named {name!r}")
     parts = [header(), _read("common")]
     if name in STATE_CHANGES:
@@ -75,7 +77,8 @@ class Scripts:
     def __init__(self, client: Any, prefix: str) -> None:
         self._prefix = prefix
         self._scripts = {
-            name: client.register_script(source(name)) for name in STATE_CHANGES + RECORDS
+            name: client.register_script(source(name))
+            for name in STATE_CHANGES + RECORDS + READS + WRITES
         }
 
     def __call__(self, name: str, *args: Any) -> Any:

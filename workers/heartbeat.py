@@ -40,7 +40,10 @@ class Heartbeat(threading.Thread):
         super().__init__(name="fleetjobs-heartbeat", daemon=True)
         self.config = layers.config
         self.hosts = Hosts(layers.store)
-        self.housekeeping = Housekeeping(layers.registry, layers.lifecycle, layers.dispatcher)
+        # every beat sweeps (forced); the retention purge, every 10 s at most (a read saved)
+        self.housekeeping = Housekeeping(
+            layers.registry, layers.lifecycle, layers.dispatcher, every=10.0
+        )
         self.worker_id = worker_id
         self.locations = list(locations)
         self.info = {

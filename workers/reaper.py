@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,8 @@ def _index(store: Store, location: str) -> str:
 def record(store: Store, job_id: int, location: str, groups: Sequence[list[int]]) -> None:
     """Record (or, with no groups, forget) the process groups a running job started."""
     doc = json.dumps({"machine": machine(), "groups": list(groups)}) if groups else ""
-    store.r.eval(_RECORD, 2, store.keys.job(job_id), _index(store, location), job_id, doc)
+    keys = (store.keys.job(job_id), _index(store, location), store.keys.pglocs)
+    store.r.eval(_RECORD, 3, *keys, job_id, doc, location)
 
 
 # the job's field only while the job exists (a job removed meanwhile is not half-recreated);
@@ -147,11 +149,20 @@ _RECORD = """
 if ARGV[2] == '' then
   redis.call('HDEL', KEYS[1], 'pgids')
   redis.call('HDEL', KEYS[2], ARGV[1])
+  if redis.call('HLEN', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
   return 0
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'pgids', ARGV[2]) end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
 return 1
+"""
+
+# a reaped entry leaves the location's index, and the location leaves pglocs once it is empty
+_FORGET = """
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], 'pgids')
+if redis.call('HLEN', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[2]) end
 """
 
 
@@ -164,11 +175,18 @@ def reap(store: Store, locations: Iterable[str]) -> int:
     """
     here = machine()
     killed = 0
+    locations = list(locations)
+    if store in _scanned and locations:
+        # only the locations pglocs names: one read per beat, not one per location
+        marked = store.r.smismember(store.keys.pglocs, locations)
+        locations = [loc for loc, m in zip(locations, marked, strict=True) if m]
     for location in locations:
         index = _index(store, location)
         recorded = store.r.hgetall(index)
         if not recorded:
             continue
+        if store not in _scanned:
+            store.r.sadd(store.keys.pglocs, location)  # an index from before pglocs existed
         ids = list(recorded)
         states = Registry(store).states([int(i) for i in ids])
         for job_id, state in zip(ids, states, strict=True):
@@ -193,8 +211,11 @@ def reap(store: Store, locations: Iterable[str]) -> int:
                         location,
                     )
                     killed += n
-            pipe = store.r.pipeline(transaction=True)
-            pipe.hdel(index, job_id)
-            pipe.hdel(store.keys.job(job_id), "pgids")
-            pipe.execute()
+            keys = (store.keys.job(job_id), index, store.keys.pglocs)
+            store.r.eval(_FORGET, 3, *keys, job_id, location)
+    _scanned.add(store)
     return killed
+
+
+# the stores whose every location this process reaped once (from then on, pglocs says which)
+_scanned: weakref.WeakSet[Store] = weakref.WeakSet()

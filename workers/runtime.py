@@ -29,7 +29,7 @@ from typing import Any
 import fleetjobs.deadletters as deadletters
 from fleetjobs.actions import get_action, registered
 from fleetjobs.deadletters import DeadLetter
-from fleetjobs.errors import ActionError, FleetJobsError
+from fleetjobs.errors import ActionError, FleetJobsError, JobNotFoundError
 from fleetjobs.keys import EVENT_STOP
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
@@ -98,16 +98,15 @@ class Runtime:
         if state != JobState.RUNNING.value:
             log.info("job %s not run: it is %s", job_id, state)
             return {"state": state, "ran": False}
-        found = persistently(cfg, lambda: w.registry.load([job_id], children=False))
-        if not found:
+        try:  # the child's snapshot and its parent's call, in one round trip
+            info, call = persistently(cfg, lambda: w.registry.running(job_id))
+        except JobNotFoundError:
             return {"state": "Missing", "ran": False}
-        info, parent_iid = found[0], None
-        parent = info.parent_id
-        if parent is not None:
-            call = persistently(cfg, lambda: w.registry.call(parent))
+        parent_iid = None
+        if info.parent_id is not None:
             if call is None:
                 return {"state": "Missing", "ran": False}  # removed between claim and now
-            args, kwargs, parent_iid = call
+            parent_iid, args, kwargs = call
             info = dataclasses.replace(info, args=tuple(args), kwargs=kwargs)
         ctx = JobContext(w.records, w.lifecycle, info, parent_iid)
         ctx.release_due = lambda due: self._release(w, due)
@@ -238,7 +237,9 @@ class _Watcher(threading.Thread):
                 self._pubsub.close()
 
     def _watch(self) -> None:
-        last_check = 0.0
+        # the claim has just read the stop flag, and finish settles a job stopped meanwhile
+        # as Stopped: the first check of the registry can wait its second
+        last_check = time.monotonic()
         while not self._closed.is_set():
             try:
                 msg = self._pubsub.get_message(timeout=0.25)

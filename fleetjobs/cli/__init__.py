@@ -7,18 +7,8 @@ a running job); 2 bad input (usage, unknown action, bad JSON, a host that refuse
 
 from __future__ import annotations
 
-from . import catalog, control, deadletters, flower, launch, schedule, verbs
 from .app import cli, main, run
 
-__all__ = [
-    "catalog",
-    "cli",
-    "control",
-    "deadletters",
-    "flower",
-    "launch",
-    "main",
-    "run",
-    "schedule",
-    "verbs",
-]
+# the verbs' modules (verbs, launch, control, catalog, schedule, flower, deadletters) are
+# imported when their verb is used (.lazy): a read verb or --help pays for no other
+__all__ = ["cli", "main", "run"]

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -27,8 +27,11 @@ from ..errors import (
     RedisUnavailableError,
     StartError,
 )
-from ..fleet import Fleet
 from ..states import JobState
+from .lazy import LazyGroup
+
+if TYPE_CHECKING:
+    from ..fleet import Fleet
 
 EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 1, 2, 3, 4
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,7 +46,7 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
-class _Group(click.Group):
+class _Group(LazyGroup):
     """Turns every fleetjobs error into one line on stderr and its exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -70,6 +73,8 @@ class State:
     @property
     def fleet(self) -> Fleet:
         if self._fleet is None:
+            from ..fleet import Fleet  # imported by the verbs that use it (start-up time)
+
             self._fleet = Fleet(config=self.config)
             self._fleet.store.ping()
         return self._fleet

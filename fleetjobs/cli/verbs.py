@@ -6,18 +6,15 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..control import HELD
 from ..errors import JobNotFoundError, NotRemovedError
-from ..fleet import Fleet
-from ..job import Job
 from ..model import Record
 from ..states import JobState
 from . import format as fmt
-from . import progress
 from .app import (
     EPILOG,
     EXIT_FAILED,
@@ -29,6 +26,12 @@ from .app import (
     state_type,
 )
 from .control import print_questions
+
+if TYPE_CHECKING:
+    from ..fleet import Fleet
+    from ..job import Job
+
+NEWEST = 50  # jobs get lists by default (Get-Job -Newest)
 
 # ---- get / wait -------------------------------------------------------------------------
 
@@ -45,6 +48,17 @@ from .control import print_questions
 )
 @click.option("--until", metavar="AGE|TIME", help="Only jobs started until: 30m, an ISO date.")
 @click.option("--failed", is_flag=True, help="Only jobs that failed (--state Failed).")
+@click.option(
+    "--newest",
+    "-N",
+    type=click.IntRange(min=1),
+    default=NEWEST,
+    show_default=True,
+    metavar="N",
+    help="Only the newest N jobs selected (Get-Job -Newest); a note on stderr when older "
+    "ones exist.",
+)
+@click.option("--all", "all_", is_flag=True, help="Every job selected, however many.")
 @json_option
 @pass_state
 def get(
@@ -55,14 +69,31 @@ def get(
     state_: str | None,
     children: bool,
     as_json: bool,
+    newest: int,
+    all_: bool,
     **found_by: Any,
 ) -> None:
-    """List jobs: every job, or the JOBs named (Get-Job).
+    """List jobs: the newest 50, or the JOBs named (Get-Job).
 
     --action, --location, --since, --until and --failed combine, and are read from indexes:
-    they stay fast however many jobs the fleet keeps.
+    they stay fast however many jobs the fleet keeps. Without JOBs, the newest --newest N (50)
+    of the jobs selected are listed, oldest first, so a fleet that keeps 100,000 jobs answers
+    as fast as one that keeps 50; --all lists every one.
     """
-    found = state.fleet.get(list(jobs) or None, name=name, state=state_type(state_), **found_by)
+    limit = None if all_ or jobs else newest
+    found = state.fleet.get(
+        list(jobs) or None,
+        name=name,
+        state=state_type(state_),
+        newest=None if limit is None else limit + 1,  # one more: are older ones left out?
+        **found_by,
+    )
+    if limit is not None and len(found) > limit:
+        found = found[1:]
+        click.echo(
+            f"fleetjobs: the newest {limit} jobs; older ones exist (--all, or --newest N)",
+            err=True,
+        )
     fmt.print_jobs([j.info for j in found], as_json, children=children)
     if not as_json:
         print_questions([j.info for j in found])
@@ -101,6 +132,8 @@ def wait(
     """
     fleet = state.fleet
     handles = fleet.get(list(jobs) or None)
+    from . import progress  # rich's live display: imported by the verbs that show it
+
     with progress.watch(fleet, handles, "wait", as_json):
         done = fleet.wait(handles, timeout=timeout, any=any_, force=force)
     if handles and not done:
@@ -167,6 +200,8 @@ def receive(
     multi = len({loc for h in handles for loc in h.location.split(",")}) > 1
     pending: list[tuple[Record, Any]] = []
     errors: set[str] = set()
+    from . import progress
+
     with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
         for rec in records:
             if bars.take(rec):  # ctx.progress as a bar, on a terminal

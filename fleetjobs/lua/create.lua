@@ -1,0 +1,31 @@
+-- CREATE: a parent and its children, atomically, from one JSON document (ARGV[3]), so a
+-- fan-out to 10,000 locations is one command to pack and send, not 30,000. Every value in it
+-- is already text, as the registry stores it. The document: pid, name, action, now (text),
+-- parent (its fields), children (each one's fields), deadlines ({id, deadline} of the queued
+-- children with a start timeout), pending (ids waiting for a throttle slot), locations
+-- (distinct), iids (InstanceId, Id, ...).
+local d = cjson.decode(ARGV[3])
+local CHUNK = 500  -- arguments per call: Lua's stack is bounded
+local function hset(key, t)
+  local a = {}
+  for k, v in pairs(t) do a[#a + 1] = k; a[#a + 1] = v end
+  redis.call('HSET', key, unpack(a))
+end
+local function chunked(cmd, key, list, step)
+  for i = 1, #list, CHUNK * step do
+    redis.call(cmd, key, unpack(list, i, math.min(i + CHUNK * step - 1, #list)))
+  end
+end
+hset(K.job(d.pid), d.parent)
+for _, child in ipairs(d.children) do hset(K.job(child.id), child) end
+local zd = {}
+for _, pair in ipairs(d.deadlines) do zd[#zd + 1] = pair[1]; zd[#zd + 1] = pair[2] end
+if #zd > 0 then chunked('ZADD', K.deadlines, zd, 2) end
+if #d.pending > 0 then chunked('RPUSH', K.pending(d.pid), d.pending, 1) end
+chunked('HSET', K.iids, d.iids, 2)
+redis.call('ZADD', K.jobs, d.pid, d.pid)
+redis.call('SADD', K.names(d.name), d.pid)
+redis.call('ZADD', K.created, d.now, d.pid)
+redis.call('ZADD', K.by_action(d.action), d.now, d.pid)
+for _, loc in ipairs(d.locations) do redis.call('ZADD', K.by_location(loc), d.now, d.pid) end
+return 1
