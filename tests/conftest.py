@@ -6,6 +6,7 @@ prefix, so tests never see each other's jobs where that matters (``get`` of ever
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -179,3 +180,25 @@ def eventually(check: Callable[[], object], timeout: float = 10.0, every: float 
         value = check()
     assert value, f"condition not met within {timeout} s (last value {value!r})"
     return value
+
+
+@contextlib.contextmanager
+def fleet_with_worker_settings(
+    redis_url: str, logs: Path, location: str, settings: dict[str, str]
+) -> Iterator[Fleet]:
+    """A fleet of its own with one worker serving ``location``, started with these
+    ``FLEETJOBS_*`` settings in its environment (settings only a worker reads)."""
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq(location)}:", **FAST)  # type: ignore[arg-type]
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        workers = LocalWorkers(cfg, [[location]], extra_args=INCLUDE, log_dir=logs)
+        workers.start()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+    with workers, Fleet(config=cfg) as fleet:
+        yield fleet

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetjobs import Config, Fleet, JobState
-from fleetjobs.embedded import LocalWorkers
+from fleetjobs import Fleet, JobState
 from fleetjobs.records import BATCH
 
-from ..conftest import FAST, INCLUDE, ROOT, uniq
+from ..conftest import ROOT, fleet_with_worker_settings
 
 DYING_CONSOLE = """
 import os, sys
@@ -113,15 +112,9 @@ def test_receive_json_prints_each_record_as_it_is_taken(fleet: Fleet) -> None:
 @pytest.fixture
 def capped(redis_url: str, logs: Path) -> Iterator[Fleet]:
     """A fleet whose worker keeps at most 2,000 bytes of records per job."""
-    cfg = Config(redis_url=redis_url, prefix=f"{uniq('cap')}:", **FAST)  # type: ignore[arg-type]
-    os.environ["FLEETJOBS_MAX_OUTPUT"] = "2000"
-    try:
-        workers = LocalWorkers(cfg, [["capped"]], extra_args=INCLUDE, log_dir=logs)
-        workers.start()
-    finally:
-        del os.environ["FLEETJOBS_MAX_OUTPUT"]
-    with workers, Fleet(config=cfg) as f:
-        yield f
+    settings = {"FLEETJOBS_MAX_OUTPUT": "2000"}
+    with fleet_with_worker_settings(redis_url, logs, "capped", settings) as fleet:
+        yield fleet
 
 
 def test_output_past_the_cap_ends_with_a_truncated_warning(capped: Fleet) -> None:

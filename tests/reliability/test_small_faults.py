@@ -18,7 +18,16 @@ import redis
 from fleetjobs import ArgumentError, Config, Fleet, JobState
 from fleetjobs.embedded import LocalWorkers, free_port, redis_server_binary
 
-from ..conftest import FAST, INCLUDE, ROOT, CliRunner, eventually, make_cli, uniq
+from ..conftest import (
+    FAST,
+    INCLUDE,
+    ROOT,
+    CliRunner,
+    eventually,
+    fleet_with_worker_settings,
+    make_cli,
+    uniq,
+)
 
 
 def test_a_malformed_url_is_one_line_and_exit_2(cli: CliRunner) -> None:
@@ -116,15 +125,10 @@ def test_a_read_only_console_lists_and_waits_while_a_host_is_dead(
 
 @pytest.fixture
 def short_retention(redis_url: str, logs: Path) -> Iterator[Fleet]:
-    cfg = Config(redis_url=redis_url, prefix=f"{uniq('ret')}:", **FAST)  # type: ignore[arg-type]
-    os.environ["FLEETJOBS_RETENTION"] = "1"
-    try:
-        workers = LocalWorkers(cfg, [["keeper"]], extra_args=INCLUDE, log_dir=logs)
-        workers.start()
-    finally:
-        del os.environ["FLEETJOBS_RETENTION"]
-    with workers, Fleet(config=cfg) as f:
-        yield f
+    """A fleet whose worker keeps a finished job one second."""
+    settings = {"FLEETJOBS_RETENTION": "1"}
+    with fleet_with_worker_settings(redis_url, logs, "keeper", settings) as fleet:
+        yield fleet
 
 
 def test_an_idle_fleets_workers_purge_jobs_past_retention(short_retention: Fleet) -> None:
