@@ -29,16 +29,15 @@ import redis.exceptions
 from celery import Celery
 from redbeat.schedulers import REDBEAT_REDIS_KEY, ensure_conf
 
+from . import placement
 from .actions import check_action_name, registered
 from .celery_app import make_celery
-from .config import Config, default_location
+from .config import Config
 from .errors import (
     ArgumentError,
-    NoHostError,
     RedisUnavailableError,
     ScheduleExistsError,
     ScheduleNotFoundError,
-    ShellNotAllowedError,
     StartError,
     UnknownActionError,
 )
@@ -46,7 +45,7 @@ from .job import Job
 from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, render_command, to_json
 from .registry import Registry
-from .routing import select_locations, split_locations
+from .routing import split_locations
 from .schedule_model import RunInfo, ScheduleInfo
 from .states import JobState
 from .triggers import FleetEntry, Trigger, celery_schedule, parse_trigger
@@ -460,29 +459,11 @@ class Schedules:
         """Refuse a schedule whose targeting matches no host now, or whose action no host
         it targets offers (as ``start`` would)."""
         hosts = {h.location: h for h in self.fleet.hosts()}
-        online = {loc: h for loc, h in hosts.items() if h.online}
-        wanted = list(spec["locations"])
-        if spec["all"]:
-            if not online:
-                raise NoHostError("--all selects no host now: no worker is online")
-            wanted += sorted(online)
-        if not wanted and not spec["target"]:
-            wanted = [default_location()]
-        tags = {loc: h.tags for loc, h in online.items()}
-        chosen = select_locations(wanted, online, tags, spec["target"])
+        # chosen as start chooses them, and refused for what start refuses
+        chosen = placement.select(list(spec["locations"]), spec["target"], spec["all"], hosts)
         action = spec["action"]
-        live = [online[loc] for loc in chosen if loc in online]
-        for host in live:
-            if action in _SHELL_ACTIONS and not host.allow_shell:
-                raise ShellNotAllowedError(
-                    f"the worker on {host.location} does not allow {action!r}: its operator "
-                    "must start it with --allow-shell"
-                )
-            if action not in host.actions:
-                offers = ", ".join(sorted(host.actions)) or "nothing"
-                raise UnknownActionError(
-                    f"unknown action {action!r}: the worker on {host.location} offers {offers}"
-                )
+        placement.check(action, chosen, hosts)
+        live = [loc for loc in chosen if loc in hosts and hosts[loc].online]
         if not live:
             # no chosen host is online to ask: the action must be one the fleet knows
             known = {a for h in hosts.values() for a in h.actions} | set(registered())
