@@ -130,3 +130,21 @@ local function result(head)
   for _, v in ipairs(DISPATCH) do table.insert(out, v) end
   return out
 end
+
+-- a verb on a job: on a child, on_child(id); on a parent, on_parent(key) and then on_child on
+-- each child, and the parent's state worked out again. Returns the job's state after it
+-- ('Missing' for no job; a finished job is left as it is).
+local function on_job(id, on_child, on_parent)
+  local k = K.job(id)
+  local f = fields(k, 'state', 'children')
+  if not f.state then return 'Missing' end
+  if FIN[f.state] then return f.state end
+  if given(f.children) then
+    on_parent(k)
+    for cid in string.gmatch(f.children, '[^,]+') do on_child(cid) end
+    refresh_parent(id)
+  else
+    on_child(id)
+  end
+  return redis.call('HGET', k, 'state')
+end

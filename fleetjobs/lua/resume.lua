@@ -14,16 +14,4 @@ local function resume_child(cid)
   end
 end
 
-local id = ARGV[3]
-local k = K.job(id)
-local f = fields(k, 'state', 'children')
-if not f.state then return {'Missing'} end
-if FIN[f.state] then return {f.state} end
-if given(f.children) then
-  redis.call('HDEL', k, 'suspend')
-  for cid in string.gmatch(f.children, '[^,]+') do resume_child(cid) end
-  refresh_parent(id)
-else
-  resume_child(id)
-end
-return {redis.call('HGET', k, 'state')}
+return {on_job(ARGV[3], resume_child, function(k) redis.call('HDEL', k, 'suspend') end)}

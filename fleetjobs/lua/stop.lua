@@ -19,16 +19,7 @@ local function stop_child(cid, reason)
 end
 
 local id, reason = ARGV[3], ARGV[4]
-local k = K.job(id)
-local f = fields(k, 'state', 'children')
-if not f.state then return result('Missing') end
-if FIN[f.state] then return result(f.state) end
-if given(f.children) then
+return result(on_job(id, function(cid) stop_child(cid, reason) end, function(k)
   redis.call('HSET', k, 'stop', '1', 'stop_reason', reason)
   redis.call('DEL', K.pending(id))
-  for cid in string.gmatch(f.children, '[^,]+') do stop_child(cid, reason) end
-  refresh_parent(id)
-else
-  stop_child(id, reason)
-end
-return result(redis.call('HGET', k, 'state'))
+end))

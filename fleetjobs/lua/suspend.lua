@@ -15,16 +15,4 @@ local function suspend_child(cid)
   end
 end
 
-local id = ARGV[3]
-local k = K.job(id)
-local f = fields(k, 'state', 'children')
-if not f.state then return {'Missing'} end
-if FIN[f.state] then return {f.state} end
-if given(f.children) then
-  redis.call('HSET', k, 'suspend', '1')
-  for cid in string.gmatch(f.children, '[^,]+') do suspend_child(cid) end
-  refresh_parent(id)
-else
-  suspend_child(id)
-end
-return {redis.call('HGET', k, 'state')}
+return {on_job(ARGV[3], suspend_child, function(k) redis.call('HSET', k, 'suspend', '1') end)}
