@@ -399,3 +399,17 @@ def assert_fired_once(fleet: Fleet, name: str) -> None:
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps and min(gaps) > 0.5, gaps
     assert len(times) <= (times[-1] - times[0]) + 2, times
+
+
+def test_a_schedules_arguments_are_bound_to_the_actions_parameters(
+    sfleet: tuple[Config, Fleet],
+) -> None:
+    # given fail_on's LOCATION parameter, a str
+    cfg, fleet = sfleet
+    name = uniq("bound")
+    # when a schedule is added with a location that would parse as JSON
+    done = make_cli(cfg)("schedule", "add", name, "--every", "10m", "-l", "s1", "fail_on", "123")
+    assert done.returncode == 0, done.stderr
+    # then it is kept as start would keep it: text, not the number 123
+    assert fleet.schedules.show(name).args == ("123",)
+    fleet.schedules.remove(name)

@@ -168,15 +168,23 @@ rollout_options = [
 ]
 
 
+def action_arguments(
+    state: State, action: str, tokens: tuple[str, ...], locations: tuple[str, ...]
+) -> tuple[list[Any], dict[str, Any]]:
+    """The action's arguments from the words after ACTION, bound to the parameters the
+    workers publish for it (those at ``locations`` first); a guess from JSON when no worker
+    has said what it takes."""
+    hosts = {h.location: h for h in state.fleet.hosts()}
+    params = placement.params_for(action, hosts, split_locations(list(locations)))
+    if params is None:
+        return split_action_args(tokens)
+    return bind_words(action, params, tokens)
+
+
 def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, Any]) -> Job:
     if opts["fail_fast"] and opts["max_failures"] not in (None, 0):
         raise click.UsageError("--fail-fast is --max-failures 0: give one of them")
-    hosts = {h.location: h for h in state.fleet.hosts()}
-    params = placement.params_for(action, hosts, split_locations(list(opts["locations"])))
-    if params is None:  # no worker has said what it takes: guess JSON, as before
-        args, kwargs = split_action_args(tokens)
-    else:
-        args, kwargs = bind_words(action, params, tokens)
+    args, kwargs = action_arguments(state, action, tokens, opts["locations"])
     job = state.fleet.start(
         action,
         *args,

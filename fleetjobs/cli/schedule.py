@@ -29,7 +29,7 @@ from .app import (
     parse_kw,
     pass_state,
 )
-from .launch import ACTION_CONTEXT, split_action_args
+from .launch import ACTION_CONTEXT, action_arguments
 
 SCHEDULE_COLUMNS = ("Name", "Trigger", "Target", "Enabled", "Last run", "Next run")
 
@@ -146,7 +146,8 @@ def add(
         raise click.UsageError("name the schedule first: schedule add NAME [OPTIONS] ACTION")
     state = ctx.find_object(State)
     assert state is not None
-    pos, kwargs = split_action_args(args)
+    # bound to the action's parameters as start binds them (a str parameter stays text)
+    pos, kwargs = action_arguments(state, action, args, opts["locations"])
     info = _schedules(state).add(
         name,
         action,
