@@ -39,9 +39,21 @@ class Sentinels:
 
     def start(self) -> None:
         common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self._server("primary", "--port", str(self.primary_port), *common)
+        # each in a folder of its own: a replica's full sync writes dump.rdb to its --dir
+        for name in ("primary", "replica"):
+            (self.folder / name).mkdir(exist_ok=True)
+        self._server(
+            "primary",
+            "--port",
+            str(self.primary_port),
+            "--dir",
+            str(self.folder / "primary"),
+            *common,
+        )
         self._server(
             "replica",
+            "--dir",
+            str(self.folder / "replica"),
             "--port",
             str(self.replica_port),
             "--replicaof",
@@ -56,15 +68,25 @@ class Sentinels:
                 f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary_port} 2\n"
                 f"sentinel down-after-milliseconds {SERVICE} 1000\n"
                 f"sentinel failover-timeout {SERVICE} 5000\n"
+                f"sentinel known-replica {SERVICE} 127.0.0.1 {self.replica_port}\n"
             )
             self._server(f"sentinel{i}", str(conf), "--sentinel")
         replica = redis.Redis(port=self.replica_port)
         eventually(lambda: _try(lambda: replica.info("replication")["master_link_status"] == "up"))
-        watcher = redis.Redis(port=self.sentinel_ports[0])
-        eventually(
-            lambda: _try(lambda: watcher.sentinel_master(SERVICE)["num-other-sentinels"] == 2),
-            timeout=20,
-        )
+        # every sentinel must know the others and the replica before the primary may die: a
+        # sentinel learns of a replica from the primary's INFO, every 10 s, and with none known
+        # it aborts the failover ("-failover-abort-no-good-slave")
+        for port in self.sentinel_ports:
+            watcher = redis.Redis(port=port)
+            eventually(
+                lambda w=watcher: _try(
+                    lambda: (
+                        w.sentinel_master(SERVICE)["num-other-sentinels"] == 2
+                        and w.sentinel_master(SERVICE)["num-slaves"] == 1
+                    )
+                ),
+                timeout=30,
+            )
 
     @property
     def url(self) -> str:

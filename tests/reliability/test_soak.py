@@ -27,6 +27,15 @@ WORKERS = 4  # each serves LOCATIONS / WORKERS locations
 RECORDS = 3  # each job outputs 1, 2, 3
 
 
+def tail_logs(logs: Path, lines: int = 30) -> str:
+    """The end of each worker's log, for a failure's message."""
+    out = []
+    for log in sorted(logs.glob("*.log")):
+        out.append(f"--- {log.name}")
+        out += log.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(out)
+
+
 @pytest.mark.timeout(int(os.environ.get("SOAK_TIMEOUT", "600")))
 def test_soak(redis_url: str, logs: Path) -> None:
     rnd = random.Random(int(os.environ.get("SOAK_SEED", "7")))
@@ -71,7 +80,17 @@ def test_soak(redis_url: str, logs: Path) -> None:
         started_in = time.monotonic() - t0
         # every job finishes
         done = fleet.wait(jobs, timeout=max(120, JOBS / 10), force=True)
-        assert len(done) == len(jobs), "jobs left unfinished"
+        if len(done) != len(jobs):
+            left_over = [j for j in fleet.get(jobs) if not j.info.state.finished]
+            pytest.fail(
+                f"{len(left_over)} jobs left unfinished: "
+                + "; ".join(
+                    f"{j.id} {j.info.state.value} at {j.info.location} ({j.info.reason})"
+                    for j in left_over[:20]
+                )
+                + "\n"
+                + tail_logs(logs)
+            )
         states = Counter(j.info.state for j in done)
         # every record is received exactly once, and no job ran twice
         twice = []
