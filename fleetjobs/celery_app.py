@@ -28,9 +28,7 @@ from celery.app.amqp import AMQP
 
 from .config import Config
 from .errors import ConfigError
-from .routing import TASK_NAME
-
-UNACKED_INDEX = "unacked_index"  # kombu's sorted set: unacked delivery tag -> lease start
+from .routing import TASK_NAME, UNACKED, UNACKED_INDEX
 
 
 def lease_seconds(config: Config) -> float:
@@ -71,6 +69,7 @@ def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
         # worker's go back to their queue once their lease is not renewed (kombu restores
         # them from every worker's event loop, and at a worker's start)
         "visibility_timeout": lease_seconds(config),
+        "unacked_key": UNACKED,
         "unacked_index_key": UNACKED_INDEX,
         "unacked_restore_interval": config.heartbeat_interval,
         "unacked_restore_throttle": 1,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -18,8 +19,9 @@ from .config import Config
 from .errors import RedisUnavailableError
 from .lifecycle import Lifecycle, NewChild
 from .registry import Registry
-from .routing import TASK_NAME, queue_for
+from .routing import TASK_NAME, UNACKED, queue_for
 from .states import JobState
+from .store import guarded
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -108,6 +110,43 @@ class Dispatcher:
     def release(self, ids: Sequence[int]) -> None:
         """Publish children the registry released (a throttled parent's next ones)."""
         for info in self.registry.load(ids, children=False):
+            child = NewChild(info.id, info.instance_id, info.location, True)
+            self.publish([child], info.name, None, info.action)
+
+    @guarded
+    def overdue(self, locations: Sequence[str], limit: int = 100) -> dict[str, int]:
+        """Children sent to these locations whose message waits on no queue and is reserved
+        by no worker, by InstanceId: lost, or in a worker claiming it this very moment (a
+        caller asks again later before it re-sends, :mod:`fleetjobs.workers.redeliver`)."""
+        flat = self.registry.store.scripts("overdue", ",".join(locations), limit)
+        found = {str(flat[i + 1]): int(flat[i]) for i in range(0, len(flat), 2)}
+        if found:
+            for iid in self._reserved():
+                found.pop(iid, None)
+        return found
+
+    @guarded
+    def _reserved(self) -> set[str]:
+        """The task ids of the messages workers hold reserved (kombu's unacked hash)."""
+        held = set()
+        for raw in self.registry.r.hvals(self.config.prefix + UNACKED):
+            try:
+                held.add(str(json.loads(raw)[0]["headers"]["id"]))
+            except (ValueError, LookupError, TypeError):
+                continue  # not a message the fleet sent: it holds nothing of ours
+        return held
+
+    @guarded
+    def resend(self, ids: Sequence[int]) -> None:
+        """Send these children's messages again (their first was lost). A copy that turns out
+        not lost after all is harmless: the claim runs a child once."""
+        infos = self.registry.load(ids, children=False)
+        keys = self.registry.keys
+        with self.registry.r.pipeline(transaction=False) as pipe:
+            for info in infos:  # sent again now: not overdue until the queue has moved past it
+                pipe.zadd(keys.inq(info.location), {info.instance_id: time.time()}, xx=True)
+            pipe.execute()
+        for info in infos:
             child = NewChild(info.id, info.instance_id, info.location, True)
             self.publish([child], info.name, None, info.action)
 

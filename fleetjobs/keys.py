@@ -25,6 +25,9 @@ so two fleets can share one Redis.
     wk:<worker>      a worker process's liveness (expires with its heartbeats)
     ev:<iid>         pub/sub channel: 'state', 'r' (a record), 'stop'
     fleetjobs.loc.<loc>  a location's Celery queue (kombu's list, under the same prefix)
+    inq:<loc>        sorted set: InstanceIds of the children sent to a location's queue and not
+                     yet claimed, by when they were sent; the location's worker re-sends one
+                     whose message was lost (workers.redeliver)
     pgroups:<loc>    hash: child id -> the process groups it started there (workers.reaper)
     pglocs           set of the locations whose pgroups hash has entries (one read per beat)
     deadletters      list: messages workers refused, newest first (fleetjobs.deadletters)
@@ -73,6 +76,7 @@ SCHEMA: dict[str, str] = {
     "worker": "wk:{}",
     "events": "ev:{}",
     "queue": QUEUE_PREFIX + "{}",  # a location's Celery queue (a list kombu keeps)
+    "inq": "inq:{}",
     "lost": "flower:lost",
     "pgroups": "pgroups:{}",
     "pglocs": "pglocs",
@@ -163,6 +167,9 @@ class Keys:
 
     def queue(self, location: str) -> str:
         return self._key("queue", location)
+
+    def inq(self, location: str) -> str:
+        return self._key("inq", location)
 
     @property
     def lost(self) -> str:

@@ -280,6 +280,7 @@ class Lifecycle:
                 pipe.srem(keys.active, member.id)
                 pipe.zrem(keys.deadlines, member.id)
                 pipe.srem(keys.running(member.location), member.id)
+                pipe.zrem(keys.inq(member.location), member.instance_id)
             pipe.delete(keys.pending(job.id))
             pipe.zrem(keys.jobs, job.id)
             pipe.zrem(keys.ended, job.id)

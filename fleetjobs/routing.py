@@ -14,6 +14,10 @@ from .errors import NoHostError
 
 QUEUE_PREFIX = "fleetjobs.loc."
 TASK_NAME = "fleetjobs.job"
+# kombu's Redis transport keeps each reserved, unacknowledged message here (under the prefix):
+# delivery tag -> [message, exchange, routing key], and their lease starts in the index
+UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
 _LOCATION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _GLOB_CHARS = set("*?[")
 

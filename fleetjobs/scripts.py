@@ -26,7 +26,8 @@ from .states import FINISHED, JobState
 STATE_CHANGES = ("claim", "finish", "stop", "sweep", "ask", "answer", "suspend", "park", "resume")
 RECORDS = ("append", "take", "ack", "unqueue")
 READS = ("load",)  # read only: snapshots in one round trip
-WRITES = ("create", "beat")  # a job created in one command; a heartbeat per worker
+# a job created in one command; a heartbeat per worker; the messages a worker may re-send
+WRITES = ("create", "beat", "overdue")
 
 
 def _lua_string(text: str) -> str:

@@ -27,6 +27,7 @@ from .facts import FactsReporter
 from .heartbeat import Heartbeat
 from .outcome import STOPPED_FROM_CELERY, JobEnded, JobFailed, celery_terminate_stops, end_task
 from .process import Layers, PerProcess
+from .redeliver import Redelivery
 from .runtime import Runtime
 
 log = logging.getLogger("fleetjobs.worker")
@@ -76,12 +77,16 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             "signatures": runtime.signatures(),
             "allow_shell": settings.allow_shell,
         }
+        layers = Layers(config, app)
         hb = Heartbeat(
-            Layers(config, app),
+            layers,
             settings.worker_id,
             settings.locations,
             info,
-            chores=[functools.partial(reaper.reap, locations=settings.locations)],
+            chores=[
+                functools.partial(reaper.reap, locations=settings.locations),
+                Redelivery(layers.dispatcher, settings.locations),
+            ],
         )
         hb.beat()
         hb.start()

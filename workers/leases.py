@@ -24,8 +24,8 @@ from typing import Any
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from fleetjobs.celery_app import UNACKED_INDEX
 from fleetjobs.config import Config
+from fleetjobs.routing import UNACKED_INDEX
 from fleetjobs.store import Store
 
 log = logging.getLogger("fleetjobs.worker")

@@ -17,7 +17,11 @@ local function chunked(cmd, key, list, step)
   end
 end
 hset(K.job(d.pid), d.parent)
-for _, child in ipairs(d.children) do hset(K.job(child.id), child) end
+for _, child in ipairs(d.children) do
+  hset(K.job(child.id), child)
+  -- sent now: on its location's list of messages out (workers.redeliver re-sends a lost one)
+  if child.queued == '1' then redis.call('ZADD', K.inq(child.location), d.now, child.iid) end
+end
 local zd = {}
 for _, pair in ipairs(d.deadlines) do zd[#zd + 1] = pair[1]; zd[#zd + 1] = pair[2] end
 if #zd > 0 then chunked('ZADD', K.deadlines, zd, 2) end

@@ -76,9 +76,11 @@ local function next_pending(pid)
   while true do
     local nxt = redis.call('LPOP', K.pending(pid))
     if not nxt then return end
-    local f = fields(K.job(nxt), 'state', 'start_timeout')
+    local f = fields(K.job(nxt), 'state', 'start_timeout', 'location', 'iid')
     if f.state == S.NOT_STARTED then
       redis.call('HSET', K.job(nxt), 'queued', '1')
+      -- the caller sends it; if it dies first, the location's worker re-sends it
+      redis.call('ZADD', K.inq(f.location), NOW, f.iid)
       if given(f.start_timeout) then
         -- a start timeout counts from when the child is queued, not while it waits its turn
         local deadline = tonumber(NOW) + tonumber(f.start_timeout)

@@ -11,8 +11,9 @@ import pytest
 import redis
 
 from fleetjobs import Config, JobState
-from fleetjobs.celery_app import UNACKED_INDEX, lease_seconds
+from fleetjobs.celery_app import lease_seconds
 from fleetjobs.embedded import free_port, redis_server_binary
+from fleetjobs.routing import UNACKED_INDEX
 
 from ..conftest import FAST, eventually, uniq
 from .support import fleet_with

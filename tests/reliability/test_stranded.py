@@ -10,9 +10,9 @@ from pathlib import Path
 import redis
 
 from fleetjobs import JobState
-from fleetjobs.celery_app import UNACKED_INDEX, lease_seconds
+from fleetjobs.celery_app import lease_seconds
 from fleetjobs.embedded import LocalWorkers
-from fleetjobs.routing import queue_for
+from fleetjobs.routing import UNACKED_INDEX, queue_for
 
 from ..conftest import INCLUDE, eventually, uniq
 from .support import fleet_with, own_config
