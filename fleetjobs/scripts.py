@@ -76,12 +76,13 @@ class Scripts:
     """The scripts registered on one client (each sent once, then run by its SHA)."""
 
     def __init__(self, client: Any, prefix: str) -> None:
+        self._client = client
         self._prefix = prefix
-        self._scripts = {
-            name: client.register_script(source(name))
-            for name in STATE_CHANGES + RECORDS + READS + WRITES
-        }
+        self._scripts: dict[str, Any] = {}  # registered on first use: a CLI verb runs one or two
 
     def __call__(self, name: str, *args: Any) -> Any:
         """Run script ``name`` with its own arguments (after the prefix and now)."""
-        return self._scripts[name](args=[self._prefix, repr(time.time()), *args])
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self._client.register_script(source(name))
+        return script(args=[self._prefix, repr(time.time()), *args])
