@@ -3,16 +3,17 @@
 #
 #   deploy/make-signing-keys.sh DIR NAME...     e.g. deploy/make-signing-keys.sh /etc/fleetjobs/signing ops web01 web02
 #
-# For each NAME (a console, a worker, a beat): DIR/NAME.key (its private key: keep it on that
-# machine only, mode 0600) and DIR/trusted/NAME.pem (its certificate). Every process trusts the
-# certificates in DIR/trusted (FLEETJOBS_CERT_STORE); copy that folder to every machine, and
-# each machine's own key and certificate:
+# For each NAME (a console or a beat: what starts jobs): DIR/NAME.key (its private key: keep it
+# on that machine only, mode 0600) and DIR/trusted/NAME.pem (its certificate). Every process
+# trusts the certificates in DIR/trusted (FLEETJOBS_CERT_STORE); copy that folder to every
+# machine. A console or beat also gets its own key and certificate:
 #
 #   FLEETJOBS_SIGNING_KEY=DIR/NAME.key
 #   FLEETJOBS_SIGNING_CERT=DIR/trusted/NAME.pem
 #   FLEETJOBS_CERT_STORE=DIR/trusted
 #
-# To revoke a machine, delete its certificate from every trusted folder and restart.
+# A worker gets FLEETJOBS_CERT_STORE only: it verifies and signs nothing (no key to steal).
+# To revoke a console, delete its certificate from every trusted folder and restart.
 set -eu
 [ $# -ge 2 ] || { echo "usage: $0 DIR NAME..." >&2; exit 2; }
 dir=$1; shift

@@ -116,6 +116,18 @@ def _sign(app: Celery, config: Config) -> None:
         event_serializer="json",
     )
     try:
-        app.setup_security(allowed_serializers=["json"], serializer="json")
+        if config.can_sign:
+            app.setup_security(allowed_serializers=["json"], serializer="json")
+        else:
+            # a worker verifies with the trusted certificates and holds no key: it cannot
+            # sign, so a stolen worker's secrets sign nothing (Celery's setup_security wants
+            # a key, so the same steps by hand)
+            from celery.security import disable_untrusted_serializers
+            from celery.security.serialization import register_auth
+            from kombu.serialization import registry
+
+            disable_untrusted_serializers(["json"])
+            register_auth(store=config.cert_store, digest="sha256", serializer="json")
+            registry._set_default_serializer("auth")  # type: ignore[no-untyped-call]
     except Exception as exc:  # Celery's ImproperlyConfigured, cryptography's errors
         raise ConfigError(f"cannot set up signed messages: {exc}") from None

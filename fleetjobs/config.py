@@ -95,11 +95,14 @@ class Config:
         self._check_signing()
 
     def _check_signing(self) -> None:
-        given = [bool(self.signing_key), bool(self.signing_cert), bool(self.cert_store)]
-        if any(given) and not all(given):
+        # a console signs: key, certificate and the store; a worker only verifies: the store
+        if bool(self.signing_key) != bool(self.signing_cert) or (
+            self.signing_key and not self.cert_store
+        ):
             raise ConfigError(
                 "signed messages need FLEETJOBS_SIGNING_KEY, FLEETJOBS_SIGNING_CERT and "
-                "FLEETJOBS_CERT_STORE together"
+                "FLEETJOBS_CERT_STORE together (a console), or FLEETJOBS_CERT_STORE alone "
+                "(a worker, which verifies and signs nothing)"
             )
         for name in ("signing_key", "signing_cert"):
             path = getattr(self, name)
@@ -109,6 +112,11 @@ class Config:
     @property
     def signed(self) -> bool:
         """Whether job messages are signed (and only signed ones are run)."""
+        return bool(self.cert_store)
+
+    @property
+    def can_sign(self) -> bool:
+        """Whether this process holds a signing key (a console; a worker needs none)."""
         return bool(self.signing_key)
 
     def _check_port(self, parts: SplitResult) -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
-from .errors import RedisUnavailableError
+from .errors import ConfigError, RedisUnavailableError
 from .lifecycle import Lifecycle, NewChild
 from .registry import Registry
 from .routing import TASK_NAME, UNACKED, queue_for
@@ -25,6 +24,9 @@ from .store import guarded
 
 if TYPE_CHECKING:
     from celery import Celery
+
+# what a child runs: action, positional arguments, keyword arguments
+Call = tuple[str, Sequence[Any], dict[str, Any]]
 
 
 class Dispatcher:
@@ -83,18 +85,7 @@ class Dispatcher:
         try:
             with self.celery.producer_or_acquire() as producer:
                 for child in children:
-                    self.celery.send_task(
-                        TASK_NAME,
-                        args=[child.id],
-                        queue=queue_for(child.location),
-                        task_id=child.instance_id,
-                        shadow=f"{name}@{child.location}",
-                        # Flower shows it; its metrics label a task by action (flower_app.py)
-                        kwargsrepr=json.dumps({"action": action, "job": child.id}),
-                        expires=start_timeout,
-                        ignore_result=True,
-                        producer=producer,
-                    )
+                    self._send(producer, child, name, start_timeout, action, None)
                     sent += 1
         except Exception as exc:  # kombu raises many types for a broker it cannot reach
             left = [c.id for c in children[sent:]]
@@ -106,6 +97,93 @@ class Dispatcher:
             raise RedisUnavailableError(
                 f"cannot queue the job on {self.config.safe_url}: {exc}"
             ) from None
+
+    def compose(
+        self,
+        children: Sequence[NewChild],
+        name: str,
+        start_timeout: float | None,
+        call: Call,
+    ) -> list[str]:
+        """Each child's Celery message, exactly as Celery would put it on the broker (signed,
+        when the fleet signs), without sending it: the registry keeps it and pushes it onto
+        its queue, with the job (queued children) or when the child is released or its
+        message was lost. So the console that starts a job makes every message of it, and a
+        worker never makes or signs one.
+
+        A signed message also carries what runs (action, arguments): a worker runs only what
+        a console signed, whatever the registry's records say.
+
+        Raises:
+            ConfigError: the fleet signs and this process has no key (a worker's settings).
+            RedisUnavailableError: Celery could not prepare the messages (its broker
+                connection, where the queues are declared, is down).
+        """
+        if self.config.signed and not self.config.can_sign:
+            raise ConfigError(
+                "this process verifies signed messages but holds no key to sign them "
+                "(FLEETJOBS_CERT_STORE alone, a worker's setting): a console that starts jobs "
+                "needs FLEETJOBS_SIGNING_KEY and FLEETJOBS_SIGNING_CERT too"
+            )
+        from kombu.utils import json as kombu_json  # what the transport encodes with
+
+        out: list[str] = []
+        action, args, kwargs = call
+
+        def keep(queue: str, message: dict[str, Any], **_: Any) -> None:
+            out.append(str(kombu_json.dumps(message)))  # type: ignore[no-untyped-call]
+
+        try:
+            with self.celery.producer_or_acquire() as producer:
+                channel = producer.channel
+                channel._put = keep  # the one place a message would reach Redis
+                try:
+                    for child in children:
+                        spec = None
+                        if self.config.signed:
+                            spec = {
+                                "action": action,
+                                "args": list(args),
+                                "kwargs": dict(kwargs),
+                                "location": child.location,
+                                "iid": child.instance_id,
+                            }
+                        timeout = start_timeout if child.queued else None  # counted from release
+                        self._send(producer, child, name, timeout, action, spec)
+                finally:
+                    del channel._put
+        except Exception as exc:  # kombu raises many types for a broker it cannot reach
+            raise RedisUnavailableError(
+                f"cannot prepare the job's messages on {self.config.safe_url}: {exc}"
+            ) from None
+        if len(out) != len(children):
+            raise RedisUnavailableError(
+                f"Celery made {len(out)} messages for {len(children)} children"
+            )
+        return out
+
+    def _send(
+        self,
+        producer: Any,
+        child: NewChild,
+        name: str,
+        start_timeout: float | None,
+        action: str,
+        spec: dict[str, Any] | None,
+    ) -> None:
+        self.celery.send_task(
+            TASK_NAME,
+            args=[child.id],
+            kwargs={"spec": spec} if spec is not None else None,
+            queue=queue_for(child.location),
+            task_id=child.instance_id,
+            shadow=f"{name}@{child.location}",
+            # Flower shows it; its metrics label a task by action (flower_app.py)
+            kwargsrepr=json.dumps({"action": action, "job": child.id}),
+            expires=start_timeout,
+            ignore_result=True,
+            producer=producer,
+        )
 
     def release(self, ids: Sequence[int]) -> None:
         """Publish children the registry released (a throttled parent's next ones)."""
@@ -137,18 +215,12 @@ class Dispatcher:
         return held
 
     @guarded
-    def resend(self, ids: Sequence[int]) -> None:
-        """Send these children's messages again (their first was lost). A copy that turns out
-        not lost after all is harmless: the claim runs a child once."""
-        infos = self.registry.load(ids, children=False)
-        keys = self.registry.keys
-        with self.registry.r.pipeline(transaction=False) as pipe:
-            for info in infos:  # sent again now: not overdue until the queue has moved past it
-                pipe.zadd(keys.inq(info.location), {info.instance_id: time.time()}, xx=True)
-            pipe.execute()
-        for info in infos:
-            child = NewChild(info.id, info.instance_id, info.location, True)
-            self.publish([child], info.name, None, info.action)
+    def resend(self, iids: Sequence[str]) -> None:
+        """Push these children's kept messages onto their queues again (the first was lost).
+        A copy that turns out not lost after all is harmless: the claim runs a child once."""
+        made_before = self.registry.store.scripts("resend", *iids)
+        if made_before:  # no message kept (started by an older fleetjobs): make one here
+            self.release([int(x) for x in made_before])
 
     def revoke(self, instance_ids: Sequence[str]) -> None:
         """Tell live workers to drop these tasks unseen (best effort: the registry's stop flag

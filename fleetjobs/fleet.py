@@ -212,9 +212,11 @@ class Fleet(ControlVerbs):
             prompt_timeout=prompt_timeout,
             default_answer=default_answer,
         )
-        info, children = self.lifecycle.create_job(spec)  # its snapshot as written: no re-read
-        self.dispatcher.publish(
-            [c for c in children if c.queued], name or f"Job{info.id}", start_timeout, action
+        # one script writes the job and queues its messages; its snapshot as written, no re-read
+        call = (action, list(args), kwargs)
+        info, _ = self.lifecycle.create_job(
+            spec,
+            lambda kids, job_name: self.dispatcher.compose(kids, job_name, start_timeout, call),
         )
         self.housekeeping.purge_expired()
         return Job(self, info, tuple(warnings))

@@ -25,6 +25,10 @@ so two fleets can share one Redis.
     wk:<worker>      a worker process's liveness (expires with its heartbeats)
     ev:<iid>         pub/sub channel: 'state', 'r' (a record), 'stop'
     fleetjobs.loc.<loc>  a location's Celery queue (kombu's list, under the same prefix)
+    msg:<iid>        string: a child's Celery message as its console made it (signed, when the
+                     fleet signs), from its start until it is claimed: what the registry pushes
+                     onto the queue when a throttle or rollout releases the child, or again
+                     when its message was lost; so no worker ever makes (or signs) a message
     inq:<loc>        sorted set: InstanceIds of the children sent to a location's queue and not
                      yet claimed, by when they were sent; the location's worker re-sends one
                      whose message was lost (workers.redeliver)
@@ -77,6 +81,7 @@ SCHEMA: dict[str, str] = {
     "events": "ev:{}",
     "queue": QUEUE_PREFIX + "{}",  # a location's Celery queue (a list kombu keeps)
     "inq": "inq:{}",
+    "msg": "msg:{}",
     "lost": "flower:lost",
     "pgroups": "pgroups:{}",
     "pglocs": "pglocs",
@@ -170,6 +175,9 @@ class Keys:
 
     def inq(self, location: str) -> str:
         return self._key("inq", location)
+
+    def msg(self, iid: str) -> str:
+        return self._key("msg", iid)
 
     @property
     def lost(self) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,9 @@ from .model import JobInfo
 from .registry import num, snapshot
 from .states import JobState
 from .store import Store, guarded
+
+# makes the Celery messages of a job's children (given the children and the job's Name)
+Compose = Callable[[list["NewChild"], str], list[str]]
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,16 @@ class Lifecycle:
         return info.id, info.instance_id, children
 
     @guarded
-    def create_job(self, spec: JobSpec) -> tuple[JobInfo, list[NewChild]]:
-        """:meth:`create`, giving the job's snapshot as written (no read back)."""
+    def create_job(
+        self, spec: JobSpec, compose: Compose | None = None
+    ) -> tuple[JobInfo, list[NewChild]]:
+        """:meth:`create`, giving the job's snapshot as written (no read back).
+
+        Args:
+            compose: makes each child's Celery message (:meth:`Dispatcher.compose`); the
+                messages are kept with the job and the queued children's pushed onto their
+                queues in the same script. Without it, the caller sends the messages.
+        """
         keys = self.keys
         n = len(spec.locations)
         last = int(self.r.incrby(keys.seq, n + 1))
@@ -171,6 +182,8 @@ class Lifecycle:
             "locations": list(dict.fromkeys(spec.locations)),
             "iids": iids,
         }
+        if compose is not None and children:
+            doc["msgs"] = compose(children, name)
         self.store.scripts("create", json.dumps(doc, separators=(",", ":")))
         return snapshot(parent_row, rows), children
 

@@ -27,7 +27,7 @@ STATE_CHANGES = ("claim", "finish", "stop", "sweep", "ask", "answer", "suspend",
 RECORDS = ("append", "take", "ack", "unqueue")
 READS = ("load",)  # read only: snapshots in one round trip
 # a job created in one command; a heartbeat per worker; the messages a worker may re-send
-WRITES = ("create", "beat", "overdue")
+WRITES = ("create", "beat", "overdue", "resend")
 
 
 def _lua_string(text: str) -> str:

@@ -53,13 +53,13 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
     runtime = Runtime(per_process, settings.worker_id, settings.allow_shell, settings.locations)
 
     @app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
-    def job(self: Any, job_id: int) -> dict[str, Any]:
+    def job(self: Any, job_id: int, spec: dict[str, Any] | None = None) -> dict[str, Any]:
         # only what is addressed to this worker runs: the claim checks the queue the message
         # came through and its task id against the job (a forged or stray message is refused)
         via = location_of(str((self.request.delivery_info or {}).get("routing_key") or ""))
         # the task ends as the registry did (Flower shows FAILURE / REVOKED, see outcome.py)
         with celery_terminate_stops(per_process, int(job_id)):
-            outcome = runtime.execute(int(job_id), via, str(self.request.id or ""))
+            outcome = runtime.execute(int(job_id), via, str(self.request.id or ""), spec)
         return end_task(self, per_process, int(job_id), outcome)
 
     heartbeat: dict[str, Heartbeat] = {}

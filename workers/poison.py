@@ -74,8 +74,8 @@ def why_not_a_job(message: Any, content_type: str = JSON) -> str | None:
     args, kwargs, embed = body
     if not isinstance(args, list) or len(args) != 1 or type(args[0]) is not int or args[0] < 1:
         return f"its arguments are {_short(args)}, not [job id]"
-    if kwargs != {}:
-        return f"its keyword arguments are {_short(kwargs)}, not {{}}"
+    if kwargs != {} and not (list(kwargs) == ["spec"] and isinstance(kwargs["spec"], dict)):
+        return f"its keyword arguments are {_short(kwargs)}, not {{}} or {{'spec': ...}}"
     if not isinstance(embed, dict):
         return f"its options are {_short(embed)}, not an object"
     return None
@@ -114,6 +114,10 @@ class DeadLetterBox:
             if self._registry is None:
                 self._registry = Store.connect(self.config)
             deadletters.push(self._registry, letter)
+            task_id, location = fields.get("task_id"), location_of(queue)
+            if task_id and location:
+                # its job's message came and was refused: not one to re-send as lost
+                self._registry.r.zrem(self._registry.keys.inq(location), task_id)
         except FleetJobsError as exc:
             log.error("could not keep the dead letter: %s", exc)
 

@@ -12,8 +12,9 @@ when they were sent). At each heartbeat, at most every half lease, the worker se
 location asks which of them were sent before the oldest message still on its queue (or the
 queue is empty) and are reserved by no worker (:meth:`Dispatcher.overdue`). One still
 overdue a whole lease later (:func:`fleetjobs.celery_app.lease_seconds`; a claim takes
-milliseconds) is lost: its message is sent again. Were it not lost after all, the copy does
-no harm, since the registry's claim lets a child run once.
+milliseconds) is lost: the message its console made, kept until the claim (``msg:<iid>``), is
+pushed onto its queue again; the worker makes (and signs) nothing. Were it not lost after
+all, the copy does no harm, since the registry's claim lets a child run once.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Redelivery:
         self.locations = list(locations)
         self.grace = lease_seconds(dispatcher.config) if grace is None else grace
         self._suspects: dict[str, float] = {}  # InstanceId -> when first seen overdue
+        self._resent: dict[str, tuple[int, float]] = {}  # InstanceId -> (times, not before)
         self._next = 0.0
 
     def __call__(self, store: Store) -> list[int]:
@@ -58,17 +60,22 @@ class Redelivery:
         overdue = self.dispatcher.overdue(self.locations)
         # one no longer overdue arrived (or was stopped): it is no suspect any more
         self._suspects = {iid: t for iid, t in self._suspects.items() if iid in overdue}
-        lost = []
+        self._resent = {iid: r for iid, r in self._resent.items() if iid in overdue}
+        lost: dict[str, int] = {}
         for iid, job_id in overdue.items():
+            times, not_before = self._resent.get(iid, (0, 0.0))
+            if now < not_before:
+                continue  # sent again already: lost again, maybe, but not every few seconds
             if now - self._suspects.setdefault(iid, now) >= self.grace:
-                lost.append(job_id)
+                lost[iid] = job_id
                 del self._suspects[iid]
+                self._resent[iid] = (times + 1, now + min(600.0, self.grace * 2 ** (times + 1)))
         if lost:
             log.warning(
                 "re-sending %d job(s) whose message was lost (a worker or console killed "
                 "while it held it): %s",
                 len(lost),
-                ", ".join(map(str, sorted(lost))),
+                ", ".join(map(str, sorted(lost.values()))),
             )
-            self.dispatcher.resend(lost)
-        return lost
+            self.dispatcher.resend(list(lost))
+        return sorted(lost.values())

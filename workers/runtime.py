@@ -73,13 +73,19 @@ class Runtime:
         self.locations = list(locations)  # the ones this worker serves
 
     def execute(
-        self, job_id: int, via: str | None = None, task_id: str | None = None
+        self,
+        job_id: int,
+        via: str | None = None,
+        task_id: str | None = None,
+        spec: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Run one child job from claim to finish; returns the task's (unkept) result.
 
         Args:
             via: the location whose queue delivered the message (None: not known).
             task_id: the message's task id.
+            spec: what the message says runs (a signed fleet's messages carry it); the job
+                fails, unrun, when its record says otherwise.
         """
         w = self._layers()
         cfg = w.config
@@ -108,6 +114,15 @@ class Runtime:
                 return {"state": "Missing", "ran": False}  # removed between claim and now
             parent_iid, args, kwargs = call
             info = dataclasses.replace(info, args=tuple(args), kwargs=kwargs)
+        if cfg.signed:
+            tampered = differs(spec, info)
+            if tampered:
+                log.error("job %s not run: %s", job_id, tampered)
+                state, due = persistently(
+                    cfg, lambda: w.lifecycle.finish(job_id, JobState.FAILED, tampered)
+                )
+                self._release(w, due)
+                return {"state": state, "ran": False, "reason": tampered}
         ctx = JobContext(w.records, w.lifecycle, info, parent_iid)
         ctx.release_due = lambda due: self._release(w, due)
         final, reason = self._run(ctx, info, w)
@@ -315,3 +330,21 @@ def _secs(value: float | None) -> str:
     if value is None:
         return "?"
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def differs(spec: dict[str, Any] | None, info: JobInfo) -> str:
+    """Why a signed fleet must not run this child: its message carries no job, or another
+    one than its record says (a record changed in Redis after its console signed the
+    message). '' when they agree."""
+    if not isinstance(spec, dict):
+        return "refused: its signed message does not say what to run (made by no console)"
+    said = (spec.get("action"), spec.get("args"), spec.get("kwargs"), spec.get("location"))
+    said_iid = spec.get("iid")
+    have = (info.action, list(info.args), dict(info.kwargs), info.location)
+    if said != have or said_iid != info.instance_id:
+        return (
+            "refused: its record in Redis differs from what its console signed "
+            f"(signed {said[0]!r} {said[1]!r} {said[2]!r} on {said[3]}, "
+            f"recorded {have[0]!r} {have[1]!r} {have[2]!r} on {have[3]})"
+        )
+    return ""

@@ -22,6 +22,7 @@ if task_id ~= '' and task_id ~= f.iid then
 end
 -- its message has arrived: nothing to re-send, whatever the answer
 redis.call('ZREM', K.inq(f.location), f.iid)
+redis.call('DEL', K.msg(f.iid))
 if f.state ~= S.NOT_STARTED then
   -- the same worker asking again (its first answer was lost) may go on; anyone else may not
   if f.state == S.RUNNING and f.worker == worker then return result(S.RUNNING) end

@@ -3,7 +3,9 @@
 -- is already text, as the registry stores it. The document: pid, name, action, now (text),
 -- parent (its fields), children (each one's fields), deadlines ({id, deadline} of the queued
 -- children with a start timeout), pending (ids waiting for a throttle slot), locations
--- (distinct), iids (InstanceId, Id, ...).
+-- (distinct), iids (InstanceId, Id, ...), msgs (each child's Celery message, in the children's
+-- order, or none: the caller sends them itself). A queued child's message goes onto its
+-- location's queue here, with the job: no job without its message, no message without its job.
 local d = cjson.decode(ARGV[3])
 local CHUNK = 500  -- arguments per call: Lua's stack is bounded
 local function hset(key, t)
@@ -17,10 +19,16 @@ local function chunked(cmd, key, list, step)
   end
 end
 hset(K.job(d.pid), d.parent)
-for _, child in ipairs(d.children) do
+local msgs = d.msgs or {}
+for i, child in ipairs(d.children) do
   hset(K.job(child.id), child)
-  -- sent now: on its location's list of messages out (workers.redeliver re-sends a lost one)
-  if child.queued == '1' then redis.call('ZADD', K.inq(child.location), d.now, child.iid) end
+  local msg = msgs[i]
+  if msg then redis.call('SET', K.msg(child.iid), msg) end
+  if child.queued == '1' then
+    if msg then redis.call('LPUSH', K.queue(child.location), msg) end
+    -- sent now: on its location's list of messages out (workers.redeliver re-sends a lost one)
+    redis.call('ZADD', K.inq(child.location), d.now, child.iid)
+  end
 end
 local zd = {}
 for _, pair in ipairs(d.deadlines) do zd[#zd + 1] = pair[1]; zd[#zd + 1] = pair[2] end

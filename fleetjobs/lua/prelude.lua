@@ -71,6 +71,14 @@ local function refresh_parent(pid)
   end
 end
 
+-- push a child's kept message onto its location's queue; false when none is kept
+local function send(iid, location)
+  local msg = redis.call('GET', K.msg(iid))
+  if not msg then return false end
+  redis.call('LPUSH', K.queue(location), msg)
+  return true
+end
+
 -- the next child of a throttled parent that still waits for a slot, marked as queued
 local function next_pending(pid)
   while true do
@@ -79,7 +87,6 @@ local function next_pending(pid)
     local f = fields(K.job(nxt), 'state', 'start_timeout', 'location', 'iid')
     if f.state == S.NOT_STARTED then
       redis.call('HSET', K.job(nxt), 'queued', '1')
-      -- the caller sends it; if it dies first, the location's worker re-sends it
       redis.call('ZADD', K.inq(f.location), NOW, f.iid)
       if given(f.start_timeout) then
         -- a start timeout counts from when the child is queued, not while it waits its turn
@@ -87,8 +94,9 @@ local function next_pending(pid)
         redis.call('HSET', K.job(nxt), 'deadline', deadline)
         redis.call('ZADD', K.deadlines, deadline, nxt)
       end
-      table.insert(DISPATCH, nxt)
-      return
+      -- its kept message onto its queue, here; with none kept, the caller makes and sends one
+      if not send(f.iid, f.location) then table.insert(DISPATCH, nxt) end
+      return true
     end
   end
 end
@@ -96,8 +104,9 @@ end
 -- a child reaches a finished state: its record, its host's running set, its parent, its slot
 local function settle(id, state, reason)
   local k = K.job(id)
-  local f = fields(k, 'parent', 'location', 'queued')
+  local f = fields(k, 'parent', 'location', 'queued', 'iid')
   move(id, state)
+  if f.iid then redis.call('DEL', K.msg(f.iid)) end
   redis.call('HSET', k, 'end', NOW)
   if given(reason) then redis.call('HSET', k, 'reason', reason) end
   if given(f.parent) and (state == S.FAILED or state == S.STOPPED) then

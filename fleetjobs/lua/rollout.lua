@@ -10,9 +10,10 @@
 local function next_wave(pid)
   local pk = K.job(pid)
   local batch = tonumber(redis.call('HGET', pk, 'batch'))
-  local before = #DISPATCH
-  for _ = 1, batch do next_pending(pid) end
-  local released = #DISPATCH - before
+  local released = 0
+  for _ = 1, batch do
+    if next_pending(pid) then released = released + 1 end
+  end
   redis.call('HDEL', pk, 'wave_due')
   if released > 0 then
     redis.call('HINCRBY', pk, 'wave', 1)

@@ -80,21 +80,49 @@ def test_a_lost_message_is_sent_again_and_its_job_runs_once(redis_url: str, logs
     client.close()
 
 
-def test_a_released_child_its_sender_never_sent_runs(redis_url: str, logs: Path) -> None:
+def test_a_release_queues_the_kept_message_itself(redis_url: str, logs: Path) -> None:
     cfg = own_config(redis_url)
     first, second = uniq("rel"), uniq("rel")
+    client = redis.Redis.from_url(cfg.redis_url)
     with fleet_with(cfg, [first], logs) as (fleet, _):
         # given a throttled job over two locations: its child on `second` (no worker serves
-        # it) holds the one slot, its child on `first` waits for it
+        # it) holds the one slot, its child on `first` waits, its message kept, not queued
         job = fleet.start("echo", "hi", locations=[second, first], throttle_limit=1)
         child = {c.location: c for c in job.info.children}
-        # when the child on `second` ends (the script a finishing worker runs), which releases
-        # the other, and the process that ran it dies before it sends the released message
+        assert client.exists(f"{cfg.prefix}msg:{child[first].instance_id}")
+        # when the child on `second` ends (the script a finishing worker runs)
+        _, due = fleet.lifecycle.finish(child[second].id, JobState.COMPLETED)
+        # then the same script queued the released child's message: no process has to live
+        # on to send it, and none makes (or signs) one
+        assert due == []
+        # and it runs, once; its kept message is gone with the claim
+        assert fleet.wait(job, timeout=20)
+        got = {c.location: c.state for c in fleet.get(job)[0].info.children}
+        assert got == {second: JobState.COMPLETED, first: JobState.COMPLETED}
+        assert list(fleet.receive(job)) == ["hi"]
+        assert not client.exists(f"{cfg.prefix}msg:{child[first].instance_id}")
+    client.close()
+
+
+def test_a_released_child_with_no_kept_message_its_sender_never_sent_runs(
+    redis_url: str, logs: Path
+) -> None:
+    cfg = own_config(redis_url)
+    first, second = uniq("rel"), uniq("rel")
+    client = redis.Redis.from_url(cfg.redis_url)
+    with fleet_with(cfg, [first], logs) as (fleet, _):
+        # given a throttled job whose waiting child has no kept message (as one started by an
+        # older fleetjobs)
+        job = fleet.start("echo", "hi", locations=[second, first], throttle_limit=1)
+        child = {c.location: c for c in job.info.children}
+        assert client.delete(f"{cfg.prefix}msg:{child[first].instance_id}") == 1
+        # when its sibling's end releases it and the process that ran that end dies before
+        # it makes and sends the message
         _, due = fleet.lifecycle.finish(child[second].id, JobState.COMPLETED)
         assert due == [child[first].id]
-        assert fleet.get(job)[0].info.children[1].state is JobState.NOT_STARTED
-        # then the worker serving `first` sends it itself, and it runs, once
+        # then the worker serving `first` makes and sends it itself, and it runs, once
         assert fleet.wait(job, timeout=lease_seconds(cfg) * 3 + 10)
         got = {c.location: c.state for c in fleet.get(job)[0].info.children}
         assert got == {second: JobState.COMPLETED, first: JobState.COMPLETED}
         assert list(fleet.receive(job)) == ["hi"]
+    client.close()

@@ -67,7 +67,8 @@ def make_identity(folder: Path, name: str) -> tuple[Path, Path]:
 
 @pytest.fixture
 def signed(redis_url: str, logs: Path, tmp_path: Path) -> Iterator[tuple[Config, Fleet, Path]]:
-    """A fleet whose console and worker sign and verify (one trusted identity, 'fleet')."""
+    """A fleet whose console signs and whose worker verifies (one trusted identity, 'fleet'):
+    the worker is given the trusted certificates and no key, as deploy/ sets one up."""
     store = tmp_path / "trusted"
     store.mkdir()
     key, cert = make_identity(store, "fleet")
@@ -85,13 +86,12 @@ def signed(redis_url: str, logs: Path, tmp_path: Path) -> Iterator[tuple[Config,
         cert_store=signing["FLEETJOBS_CERT_STORE"],
         **FAST,  # type: ignore[arg-type]
     )
-    os.environ.update(signing)
+    os.environ["FLEETJOBS_CERT_STORE"] = str(store)
     try:
-        workers = LocalWorkers(cfg, [["signed"]], extra_args=INCLUDE, log_dir=logs)
+        workers = LocalWorkers(cfg, [["signed", "signed2"]], extra_args=INCLUDE, log_dir=logs)
         workers.start()
     finally:
-        for name in signing:
-            del os.environ[name]
+        del os.environ["FLEETJOBS_CERT_STORE"]
     with workers, Fleet(config=cfg) as fleet:
         yield cfg, fleet, tmp_path
 
@@ -107,6 +107,41 @@ def test_signed_jobs_run(signed: tuple[Config, Fleet, Path]) -> None:
     assert fleet.wait(job, timeout=30)
     assert job.state is JobState.COMPLETED
     assert list(fleet.receive(job)) == ["signed and verified"]
+    # a throttled child, released by its sibling's end on a worker that holds no key, runs:
+    # its message is the one its console signed, kept until the release
+    job = fleet.start("echo", "released", locations="signed,signed2", throttle_limit=1)
+    [done] = fleet.wait(job, timeout=30)
+    assert [c.state for c in done.info.children] == [JobState.COMPLETED] * 2
+    assert list(fleet.receive(job)) == ["released", "released"]
+
+
+def test_a_worker_holds_nothing_that_signs(signed: tuple[Config, Fleet, Path]) -> None:
+    cfg, _, _ = signed
+    # given a worker's settings: the trusted certificates, no key
+    worker = Config(redis_url=cfg.redis_url, prefix=cfg.prefix, cert_store=cfg.cert_store)
+    assert worker.signed and not worker.can_sign
+    # when code with those settings tries to send a job message, it cannot sign it
+    argv = [sys.executable, "-c", FORGE, cfg.redis_url, cfg.prefix, "1", "x", "signed"]
+    done = subprocess.run(
+        [*argv, "", "", cfg.cert_store], cwd=ROOT, timeout=60, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "sign" in done.stderr.lower() or "key" in done.stderr.lower(), done.stderr[-500:]
+
+
+def test_a_record_changed_after_signing_does_not_run(signed: tuple[Config, Fleet, Path]) -> None:
+    _, fleet, _ = signed
+    # given a throttled job whose second child waits for the first (asleep for 2 s)
+    job = fleet.start("sleep", 2, locations="signed2,signed", throttle_limit=1)
+    waiting = job.info.children[1]
+    # when someone with Redis access changes what the job runs while the child waits
+    fleet.store.r.hset(fleet.store.keys.job(job.id), "args", "[600]")
+    # then the worker refuses the child's changed record: it fails, saying why, unrun
+    assert fleet.wait(job, timeout=30)
+    child = fleet.get(waiting.id)[0].info
+    assert child.state is JobState.FAILED
+    assert "differs from what its console signed" in (child.reason or ""), child.reason
+    assert "600" in (child.reason or "")
 
 
 @pytest.mark.parametrize("who", ["unsigned", "a stranger"])
