@@ -15,10 +15,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import fleetjobs
 from bench.common import BenchError, median, percentile
 from bench.measure import MiB, hyperfine, run_measured
 from bench.report import Ctx, Row, ratio_of
-import fleetjobs
 from fleetjobs import Config, Fleet
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 
@@ -66,9 +66,9 @@ def bench_cli(ctx: Ctx) -> None:
                         raise BenchError("a set-up job did not finish")
             # timed as installed: with the bytecode cached (pip compiles what it installs; an
             # editable checkout under PYTHONDONTWRITEBYTECODE would compile fleetjobs each run)
-            env = {
-                k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"
-            } | {"FLEETJOBS_REDIS_URL": server.url}
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {
+                "FLEETJOBS_REDIS_URL": server.url
+            }
             compileall.compile_dir(
                 str(Path(fleetjobs.__file__).parent), quiet=1, workers=0, force=False
             )

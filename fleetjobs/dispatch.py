@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import ConfigError, RedisUnavailableError
-from .lifecycle import Lifecycle, NewChild
+from .lifecycle import JobSpec, Lifecycle, NewChild
 from .registry import Registry
 from .routing import TASK_NAME, UNACKED, queue_for
 from .states import JobState
@@ -24,9 +25,6 @@ from .store import guarded
 
 if TYPE_CHECKING:
     from celery import Celery
-
-# what a child runs: action, positional arguments, keyword arguments
-Call = tuple[str, Sequence[Any], dict[str, Any]]
 
 
 class Dispatcher:
@@ -98,13 +96,7 @@ class Dispatcher:
                 f"cannot queue the job on {self.config.safe_url}: {exc}"
             ) from None
 
-    def compose(
-        self,
-        children: Sequence[NewChild],
-        name: str,
-        start_timeout: float | None,
-        call: Call,
-    ) -> list[str]:
+    def compose(self, spec: JobSpec, children: Sequence[NewChild], name: str) -> list[str]:
         """Each child's Celery message, exactly as Celery would put it on the broker (signed,
         when the fleet signs), without sending it: the registry keeps it and pushes it onto
         its queue, with the job (queued children) or when the child is released or its
@@ -128,7 +120,7 @@ class Dispatcher:
         from kombu.utils import json as kombu_json  # what the transport encodes with
 
         out: list[str] = []
-        action, args, kwargs = call
+        action, start_timeout = spec.action, spec.start_timeout
 
         def keep(queue: str, message: dict[str, Any], **_: Any) -> None:
             out.append(str(kombu_json.dumps(message)))  # type: ignore[no-untyped-call]
@@ -139,17 +131,18 @@ class Dispatcher:
                 channel._put = keep  # the one place a message would reach Redis
                 try:
                     for child in children:
-                        spec = None
+                        said = None
                         if self.config.signed:
-                            spec = {
+                            said = {
                                 "action": action,
-                                "args": list(args),
-                                "kwargs": dict(kwargs),
+                                "args": list(spec.args),
+                                "kwargs": dict(spec.kwargs),
                                 "location": child.location,
                                 "iid": child.instance_id,
+                                "signed_at": time.time(),
                             }
                         timeout = start_timeout if child.queued else None  # counted from release
-                        self._send(producer, child, name, timeout, action, spec)
+                        self._send(producer, child, name, timeout, action, said)
                 finally:
                     del channel._put
         except Exception as exc:  # kombu raises many types for a broker it cannot reach

@@ -213,11 +213,7 @@ class Fleet(ControlVerbs):
             default_answer=default_answer,
         )
         # one script writes the job and queues its messages; its snapshot as written, no re-read
-        call = (action, list(args), kwargs)
-        info, _ = self.lifecycle.create_job(
-            spec,
-            lambda kids, job_name: self.dispatcher.compose(kids, job_name, start_timeout, call),
-        )
+        info, _ = self.lifecycle.create_job(spec, self.dispatcher.compose)
         self.housekeeping.purge_expired()
         return Job(self, info, tuple(warnings))
 

@@ -35,8 +35,8 @@ from .registry import num, snapshot
 from .states import JobState
 from .store import Store, guarded
 
-# makes the Celery messages of a job's children (given the children and the job's Name)
-Compose = Callable[[list["NewChild"], str], list[str]]
+# makes the Celery messages of a job's children (given the job, its children and its Name)
+Compose = Callable[["JobSpec", list["NewChild"], str], list[str]]
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ class Lifecycle:
             "iids": iids,
         }
         if compose is not None and children:
-            doc["msgs"] = compose(children, name)
+            doc["msgs"] = compose(spec, children, name)
         self.store.scripts("create", json.dumps(doc, separators=(",", ":")))
         return snapshot(parent_row, rows), children
 

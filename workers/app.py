@@ -27,6 +27,7 @@ from .facts import FactsReporter
 from .heartbeat import Heartbeat
 from .outcome import STOPPED_FROM_CELERY, JobEnded, JobFailed, celery_terminate_stops, end_task
 from .process import Layers, PerProcess
+from .provenance import Journal, default_state_dir
 from .redeliver import Redelivery
 from .runtime import Runtime
 
@@ -50,7 +51,12 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
     """The worker's Celery app, with the job task and the registry-keeping signals."""
     app = make_celery(config, main="fleetjobs.worker")
     per_process = PerProcess(config, app)
-    runtime = Runtime(per_process, settings.worker_id, settings.allow_shell, settings.locations)
+    journal = None
+    if config.signed:  # a machine-local record of what ran: a signed message runs once, ever
+        journal = Journal(default_state_dir(), keep=config.retention * 2)
+    runtime = Runtime(
+        per_process, settings.worker_id, settings.allow_shell, settings.locations, journal
+    )
 
     @app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
     def job(self: Any, job_id: int, spec: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from fleetjobs.store import Store
 
 from .context import JobContext, JobStopped, persistently
 from .process import Layers
+from .provenance import Journal, refusal
 
 REFUSED = "Refused:"  # the claim's answer to a message not addressed to this worker
 
@@ -66,11 +67,13 @@ class Runtime:
         worker_id: str,
         allow_shell: bool,
         locations: Sequence[str] = (),
+        journal: Journal | None = None,
     ) -> None:
         self._layers = layers
         self.worker_id = worker_id
         self.allow_shell = allow_shell
         self.locations = list(locations)  # the ones this worker serves
+        self.journal = journal  # what this machine ran (signed fleets: no replay runs)
 
     def execute(
         self,
@@ -115,14 +118,19 @@ class Runtime:
             parent_iid, args, kwargs = call
             info = dataclasses.replace(info, args=tuple(args), kwargs=kwargs)
         if cfg.signed:
-            tampered = differs(spec, info)
-            if tampered:
-                log.error("job %s not run: %s", job_id, tampered)
+            refused = refusal(spec, info, cfg.retention)
+            if not refused and self.journal is not None:
+                ran_at = self.journal.first_run(info.instance_id)
+                if ran_at is not None:
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ran_at))
+                    refused = f"refused: a replay; this machine ran this job at {when}"
+            if refused:
+                log.error("job %s not run: %s", job_id, refused)
                 state, due = persistently(
-                    cfg, lambda: w.lifecycle.finish(job_id, JobState.FAILED, tampered)
+                    cfg, lambda: w.lifecycle.finish(job_id, JobState.FAILED, refused)
                 )
                 self._release(w, due)
-                return {"state": state, "ran": False, "reason": tampered}
+                return {"state": state, "ran": False, "reason": refused}
         ctx = JobContext(w.records, w.lifecycle, info, parent_iid)
         ctx.release_due = lambda due: self._release(w, due)
         final, reason = self._run(ctx, info, w)
@@ -330,21 +338,3 @@ def _secs(value: float | None) -> str:
     if value is None:
         return "?"
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def differs(spec: dict[str, Any] | None, info: JobInfo) -> str:
-    """Why a signed fleet must not run this child: its message carries no job, or another
-    one than its record says (a record changed in Redis after its console signed the
-    message). '' when they agree."""
-    if not isinstance(spec, dict):
-        return "refused: its signed message does not say what to run (made by no console)"
-    said = (spec.get("action"), spec.get("args"), spec.get("kwargs"), spec.get("location"))
-    said_iid = spec.get("iid")
-    have = (info.action, list(info.args), dict(info.kwargs), info.location)
-    if said != have or said_iid != info.instance_id:
-        return (
-            "refused: its record in Redis differs from what its console signed "
-            f"(signed {said[0]!r} {said[1]!r} {said[2]!r} on {said[3]}, "
-            f"recorded {have[0]!r} {have[1]!r} {have[2]!r} on {have[3]})"
-        )
-    return ""

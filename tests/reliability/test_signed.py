@@ -87,11 +87,12 @@ def signed(redis_url: str, logs: Path, tmp_path: Path) -> Iterator[tuple[Config,
         **FAST,  # type: ignore[arg-type]
     )
     os.environ["FLEETJOBS_CERT_STORE"] = str(store)
+    os.environ["FLEETJOBS_STATE_DIR"] = str(tmp_path / "state")  # the machine's journal
     try:
         workers = LocalWorkers(cfg, [["signed", "signed2"]], extra_args=INCLUDE, log_dir=logs)
         workers.start()
     finally:
-        del os.environ["FLEETJOBS_CERT_STORE"]
+        del os.environ["FLEETJOBS_CERT_STORE"], os.environ["FLEETJOBS_STATE_DIR"]
     with workers, Fleet(config=cfg) as fleet:
         yield cfg, fleet, tmp_path
 
@@ -167,6 +168,30 @@ def test_a_message_not_signed_by_a_trusted_certificate_is_refused(
     # and the worker goes on serving signed jobs
     job = fleet.start("echo", "still serving", locations="signed")
     assert fleet.wait(job, timeout=30) and list(fleet.receive(job)) == ["still serving"]
+
+
+def test_a_replayed_message_does_not_run_again(signed: tuple[Config, Fleet, Path]) -> None:
+    _, fleet, folder = signed
+    r, keys = fleet.store.r, fleet.store.keys
+    # given a signed job's kept message, copied by someone with Redis access while it waited
+    job = fleet.start("echo", "once", locations="signed2,signed", throttle_limit=1)
+    child = job.info.children[1]
+    copy = r.get(keys.msg(child.instance_id))
+    assert copy
+    [done] = fleet.wait(job, timeout=30)
+    assert [c.state for c in done.info.children] == [JobState.COMPLETED] * 2
+    # when they reset the finished child to NotStarted and push the copy onto its queue
+    r.hset(keys.job(child.id), mapping={"state": "NotStarted", "queued": "1"})
+    r.hdel(keys.job(child.id), "end", "begin", "worker")
+    r.lpush(keys.queue("signed"), copy)
+    # then the worker claims it but does not run it: this machine ran it already
+    replayed = eventually(
+        lambda: (i := fleet.get(child.id)[0].info).state is JobState.FAILED and i, timeout=20
+    )
+    assert "a replay" in (replayed.reason or ""), replayed.reason  # type: ignore[union-attr]
+    # and the job's output is the one run's
+    assert list(fleet.receive(job)) == ["once", "once"]
+    assert (folder / "state" / "ran.sqlite3").exists()
 
 
 def test_the_deploy_script_makes_keys_a_fleet_signs_and_verifies_with(tmp_path: Path) -> None:
