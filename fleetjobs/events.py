@@ -30,6 +30,7 @@ class JobEvents:
     def __init__(self, store: Store, iids: Sequence[str]) -> None:
         self._store = store
         self._channels = [store.keys.events(i) for i in iids]
+        self._mine = set(self._channels)
         self._pubsub: Any = None
 
     def __enter__(self) -> JobEvents:
@@ -40,17 +41,12 @@ class JobEvents:
         return self
 
     def _subscribe(self) -> None:
-        pubsub = self._store.r.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(*self._channels)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                pubsub.close()
-            raise
-        self._pubsub = pubsub
+        self._pubsub = self._store.subscribe(self._channels)
 
     def __exit__(self, *exc: object) -> None:
-        self._drop()
+        if self._pubsub is not None:
+            self._store.unsubscribe(self._pubsub)  # its connection serves the next wait
+            self._pubsub = None
 
     def _drop(self) -> None:
         if self._pubsub is not None:
@@ -64,7 +60,11 @@ class JobEvents:
         try:
             if self._pubsub is None:
                 self._subscribe()
+            deadline = time.monotonic() + timeout
             msg = self._pubsub.get_message(timeout=timeout)
+            # a reused connection may still bring its former subscription's messages
+            while msg is not None and msg.get("channel") not in self._mine:
+                msg = self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
             while msg is not None:
                 msg = self._pubsub.get_message(timeout=0.0)
         except redis.exceptions.RedisError:

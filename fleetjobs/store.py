@@ -9,9 +9,12 @@ user.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+import os
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import redis
@@ -99,6 +102,9 @@ class Store:
         self.keys = Keys(config.prefix)
         self.safe_url = config.safe_url
         self.scripts = Scripts(client, config.prefix)
+        self._idle_pubsubs: list[Any] = []  # subscriptions ended, kept for the next one
+        self._pubsub_lock = threading.Lock()
+        self._pid = os.getpid()
 
     @classmethod
     def connect(cls, config: Config) -> Store:
@@ -137,7 +143,49 @@ class Store:
         return cls(primary, config)
 
     def close(self) -> None:
+        with self._pubsub_lock:
+            idle, self._idle_pubsubs = self._idle_pubsubs, []
+        for pubsub in idle:
+            with contextlib.suppress(Exception):
+                pubsub.close()
         self.r.close()
+
+    def subscribe(self, channels: Sequence[str]) -> Any:
+        """A pub/sub subscription to ``channels``, on a connection a finished subscription
+        left (a new connection costs a connect and a handshake, some 2 ms, for each job a
+        worker runs and each wait). Hand it back with :meth:`unsubscribe`. A reused one may
+        still deliver a message of its former channels: readers check the channel.
+
+        Raises:
+            redis.exceptions.RedisError: Redis could not be reached.
+        """
+        pubsub = None
+        with self._pubsub_lock:
+            if self._pid == os.getpid() and self._idle_pubsubs:
+                pubsub = self._idle_pubsubs.pop()
+        if pubsub is None:
+            pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(*channels)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+            raise
+        return pubsub
+
+    def unsubscribe(self, pubsub: Any) -> None:
+        """End a subscription from :meth:`subscribe` and keep its connection for the next
+        (at most a few: one per thread that waits at once); a broken one is closed."""
+        try:
+            pubsub.unsubscribe()
+            with self._pubsub_lock:
+                if self._pid == os.getpid() and len(self._idle_pubsubs) < 8:
+                    self._idle_pubsubs.append(pubsub)
+                    return
+        except Exception:
+            pass
+        with contextlib.suppress(Exception):
+            pubsub.close()
 
     @guarded
     def ping(self) -> None:

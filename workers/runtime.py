@@ -244,9 +244,11 @@ class _Watcher(threading.Thread):
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._closed = threading.Event()
         self.timed_out = False
-        self._pubsub = store.r.pubsub(ignore_subscribe_messages=True)
-        # subscribe before the action starts, so a stop given from now on is heard
-        self._pubsub.subscribe(store.keys.events(ctx.instance_id))
+        self._store = store
+        self._channel = store.keys.events(ctx.instance_id)
+        # subscribe before the action starts, so a stop given from now on is heard (on a
+        # connection the process's last job left: a new one costs some 2 ms a job)
+        self._pubsub = store.subscribe([self._channel])
         self._main = threading.main_thread().ident
         self._runner = threading.get_ident()
 
@@ -254,10 +256,9 @@ class _Watcher(threading.Thread):
         try:
             self._watch()
         finally:
-            # only this thread touches the subscription: closing it from the runtime's thread
-            # while this one reads would hand a half-read connection back to the pool
-            with contextlib.suppress(Exception):
-                self._pubsub.close()
+            # only this thread touches the subscription: ending it from the runtime's thread
+            # while this one reads would hand a half-read connection on
+            self._store.unsubscribe(self._pubsub)
 
     def _watch(self) -> None:
         # the claim has just read the stop flag, and finish settles a job stopped meanwhile
@@ -267,7 +268,11 @@ class _Watcher(threading.Thread):
             try:
                 msg = self._pubsub.get_message(timeout=0.25)
                 now = time.monotonic()
-                stop = msg is not None and msg.get("data") == EVENT_STOP
+                stop = (
+                    msg is not None
+                    and msg.get("channel") == self._channel  # not a former job's, on reuse
+                    and msg.get("data") == EVENT_STOP
+                )
                 if not stop and now - last_check >= 1.0:  # a missed message is not a lost stop
                     last_check = now
                     stop = self._registry.should_end(self._ctx.job_id)
