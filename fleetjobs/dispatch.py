@@ -19,7 +19,7 @@ from .config import Config
 from .errors import ConfigError, RedisUnavailableError
 from .lifecycle import JobSpec, Lifecycle, NewChild
 from .registry import Registry
-from .routing import TASK_NAME, UNACKED, queue_for
+from .routing import TASK_NAME, queue_for
 from .states import JobState
 from .store import guarded
 
@@ -179,41 +179,34 @@ class Dispatcher:
         )
 
     def release(self, ids: Sequence[int]) -> None:
-        """Publish children the registry released (a throttled parent's next ones)."""
+        """Publish children the registry released with no kept message (started by a
+        fleetjobs older than kept messages: the registry pushes a kept one itself)."""
+        if self.config.signed and not self.config.can_sign:
+            why = (
+                "released with no kept message (started by an older fleetjobs), and this "
+                "worker signs nothing: start the job again"
+            )
+            left = list(ids)
+            while left:
+                left = self.lifecycle.finish(left.pop(), JobState.FAILED, why)[1] + left
+            return
         for info in self.registry.load(ids, children=False):
             child = NewChild(info.id, info.instance_id, info.location, True)
             self.publish([child], info.name, None, info.action)
 
     @guarded
     def overdue(self, locations: Sequence[str], limit: int = 100) -> dict[str, int]:
-        """Children sent to these locations whose message waits on no queue and is reserved
-        by no worker, by InstanceId: lost, or in a worker claiming it this very moment (a
-        caller asks again later before it re-sends, :mod:`fleetjobs.workers.redeliver`)."""
+        """Children sent to these locations whose message is on no queue and reserved by no
+        worker, by InstanceId: lost, or in a worker claiming it this very moment (a caller
+        asks again later before it re-sends, :mod:`fleetjobs.workers.redeliver`)."""
         flat = self.registry.store.scripts("overdue", ",".join(locations), limit)
-        found = {str(flat[i + 1]): int(flat[i]) for i in range(0, len(flat), 2)}
-        if found:
-            for iid in self._reserved():
-                found.pop(iid, None)
-        return found
-
-    @guarded
-    def _reserved(self) -> set[str]:
-        """The task ids of the messages workers hold reserved (kombu's unacked hash)."""
-        held = set()
-        for raw in self.registry.r.hvals(self.config.prefix + UNACKED):
-            try:
-                held.add(str(json.loads(raw)[0]["headers"]["id"]))
-            except (ValueError, LookupError, TypeError):
-                continue  # not a message the fleet sent: it holds nothing of ours
-        return held
+        return {str(flat[i + 1]): int(flat[i]) for i in range(0, len(flat), 2)}
 
     @guarded
     def resend(self, iids: Sequence[str]) -> None:
         """Push these children's kept messages onto their queues again (the first was lost).
         A copy that turns out not lost after all is harmless: the claim runs a child once."""
-        made_before = self.registry.store.scripts("resend", *iids)
-        if made_before:  # no message kept (started by an older fleetjobs): make one here
-            self.release([int(x) for x in made_before])
+        self.registry.store.scripts("resend", *iids)
 
     def revoke(self, instance_ids: Sequence[str]) -> None:
         """Tell live workers to drop these tasks unseen (best effort: the registry's stop flag

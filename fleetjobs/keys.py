@@ -29,6 +29,7 @@ so two fleets can share one Redis.
                      fleet signs), from its start until it is claimed: what the registry pushes
                      onto the queue when a throttle or rollout releases the child, or again
                      when its message was lost; so no worker ever makes (or signs) a message
+    unacked          kombu's hash: reserved (unacknowledged) messages by delivery tag
     inq:<loc>        sorted set: InstanceIds of the children sent to a location's queue and not
                      yet claimed, by when they were sent; the location's worker re-sends one
                      whose message was lost (workers.redeliver)
@@ -59,7 +60,7 @@ absent: any), ``halt_running``, ``batch_wait``, ``wave_due`` (when a delayed wav
 
 from __future__ import annotations
 
-from .routing import QUEUE_PREFIX
+from .routing import QUEUE_PREFIX, UNACKED
 
 # name -> the key after the prefix; '{}' is the one variable part
 SCHEMA: dict[str, str] = {
@@ -81,6 +82,7 @@ SCHEMA: dict[str, str] = {
     "events": "ev:{}",
     "queue": QUEUE_PREFIX + "{}",  # a location's Celery queue (a list kombu keeps)
     "inq": "inq:{}",
+    "unacked": UNACKED,  # kombu's: a reserved message by delivery tag (workers.leases)
     "msg": "msg:{}",
     "lost": "flower:lost",
     "pgroups": "pgroups:{}",
@@ -175,6 +177,10 @@ class Keys:
 
     def inq(self, location: str) -> str:
         return self._key("inq", location)
+
+    @property
+    def unacked(self) -> str:
+        return self._key("unacked")
 
     def msg(self, iid: str) -> str:
         return self._key("msg", iid)

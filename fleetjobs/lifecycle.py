@@ -194,6 +194,7 @@ class Lifecycle:
         worker: str,
         locations: Sequence[str] = (),
         task_id: str = "",
+        attempt: str = "",
     ) -> tuple[str, list[int]]:
         """Mark a NotStarted child Running on ``worker``; any other answer means: do not run it.
 
@@ -203,6 +204,9 @@ class Lifecycle:
                 checked (a test driving the scripts by hand).
             task_id: the message's task id, which must be the child's InstanceId (the one the
                 fleet published); '': not checked.
+            attempt: this delivery's own token: asking again with it (the first answer was
+                lost) gets ``Running`` again; another delivery of the same message, even to the
+                same worker (a copy), gets ``Taken``.
 
         Returns:
             The child's state after the claim (``Taken`` when another worker runs it;
@@ -210,7 +214,7 @@ class Lifecycle:
             another location's child, a task id the fleet never sent), and children of its
             parent now due to dispatch.
         """
-        return self._run("claim", job_id, worker, ",".join(locations), task_id)
+        return self._run("claim", job_id, worker, ",".join(locations), task_id, attempt)
 
     @guarded
     def finish(self, job_id: int, state: JobState, reason: str = "") -> tuple[str, list[int]]:
@@ -294,6 +298,7 @@ class Lifecycle:
                 pipe.zrem(keys.deadlines, member.id)
                 pipe.srem(keys.running(member.location), member.id)
                 pipe.zrem(keys.inq(member.location), member.instance_id)
+                pipe.unlink(keys.msg(member.instance_id))
             pipe.delete(keys.pending(job.id))
             pipe.zrem(keys.jobs, job.id)
             pipe.zrem(keys.ended, job.id)

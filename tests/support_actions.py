@@ -189,3 +189,13 @@ def tally(ctx: Any, folder: str) -> int:
         fh.write(f"{ctx.job_id}\n")
     with open(path) as fh:
         return sum(1 for _ in fh)
+
+
+@action
+def tally_slowly(ctx: Any, folder: str, seconds: float) -> str:
+    """:func:`tally`, then a sleep: each line of the file is one run."""
+    path = os.path.join(folder, str(ctx.location))
+    with open(path, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return path

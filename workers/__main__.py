@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     from .app import WorkerSettings, create_app
 
     settings = WorkerSettings(locations, concurrency, ns.allow_shell, tags)
-    app = create_app(config, settings)
+    try:
+        app = create_app(config, settings)
+    except FleetJobsError as exc:  # its journal folder, its signing settings
+        print(f"fleetjobs worker: error: {exc}", file=sys.stderr)
+        return 2
     # Celery's worker_main drops the worker's exit code: a worker that ended on an
     # "Unrecoverable error" exited 0, and Restart=on-failure left the host offline
     controllers: list[Any] = []

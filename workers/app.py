@@ -27,7 +27,7 @@ from .facts import FactsReporter
 from .heartbeat import Heartbeat
 from .outcome import STOPPED_FROM_CELERY, JobEnded, JobFailed, celery_terminate_stops, end_task
 from .process import Layers, PerProcess
-from .provenance import Journal, default_state_dir
+from .provenance import Journal, default_state_dir, max_message_age
 from .redeliver import Redelivery
 from .runtime import Runtime
 
@@ -53,7 +53,8 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
     per_process = PerProcess(config, app)
     journal = None
     if config.signed:  # a machine-local record of what ran: a signed message runs once, ever
-        journal = Journal(default_state_dir(), keep=config.retention * 2)
+        journal = Journal(default_state_dir(), keep=2 * max_message_age(config.retention))
+        journal.check()
     runtime = Runtime(
         per_process, settings.worker_id, settings.allow_shell, settings.locations, journal
     )

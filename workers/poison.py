@@ -212,7 +212,8 @@ _BOX: list[DeadLetterBox] = []
 
 
 def guard_envelopes(box: DeadLetterBox) -> None:
-    """Make kombu's Redis transport dead-letter envelopes it cannot read (once per process).
+    """Make kombu's Redis transport dead-letter envelopes it cannot read, and say truly which
+    queue a message came from (once per process).
 
     kombu pops the message (BRPOP) and parses its envelope in one private method with no
     hook; an envelope that is not JSON raises out of the event loop and ends the worker. The
@@ -246,7 +247,12 @@ def guard_envelopes(box: DeadLetterBox) -> None:
                 for keeper in _BOX:
                     keeper.drop(dest, problem, body=deadletters.body_text(item))
                 return True
-            self.connection._deliver(loads(bytes_to_str(item)), dest)
+            message = loads(bytes_to_str(item))
+            # where it came from is the queue it was popped from, not what its envelope says
+            # (unsigned, anyone's to write): the claim checks the location against this
+            info = message["properties"].setdefault("delivery_info", {})
+            info["routing_key"] = info["exchange"] = dest
+            self.connection._deliver(message, dest)
             return True
         finally:
             self._in_poll = None

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fleetjobs.errors import ConfigError
 from fleetjobs.model import JobInfo
 
 
@@ -34,11 +35,27 @@ def default_state_dir() -> Path:
     return Path(base) / "fleetjobs"
 
 
-def refusal(spec: dict[str, Any] | None, info: JobInfo, max_age: float) -> str:
+MIN_MESSAGE_AGE = 30 * 86400.0  # a long rollout's last wave may wait this long at least
+
+
+def max_message_age(retention: float) -> float:
+    """How old a signed message may be when it runs: the retention, and at least 30 days."""
+    return max(retention, MIN_MESSAGE_AGE)
+
+
+def refusal(
+    spec: dict[str, Any] | None, info: JobInfo, max_age: float, via: str | None = None
+) -> str:
     """Why a signed fleet must not run this child ('' when it may): its message carries no
-    job, another one than its record says, or is older than ``max_age`` seconds."""
+    job, another one than its record says, came through another location's queue than the
+    one it was signed for, or is older than ``max_age`` seconds."""
     if not isinstance(spec, dict):
         return "refused: its signed message does not say what to run (made by no console)"
+    if via is not None and spec.get("location") != via:
+        return (
+            f"refused: its signed message is for {spec.get('location')!r}, and it came "
+            f"through the queue of {via!r}"
+        )
     said = (spec.get("action"), spec.get("args"), spec.get("kwargs"), spec.get("location"))
     have = (info.action, list(info.args), dict(info.kwargs), info.location)
     if said != have or spec.get("iid") != info.instance_id:
@@ -53,8 +70,8 @@ def refusal(spec: dict[str, Any] | None, info: JobInfo, max_age: float) -> str:
     age = time.time() - signed_at
     if age > max_age:
         return (
-            f"refused: its signed message is {age / 86400:.1f} days old, older than the "
-            f"fleet's retention ({max_age / 86400:g} days)"
+            f"refused: its signed message is {age / 86400:.1f} days old, older than "
+            f"{max_age / 86400:g} days (the fleet's retention, and at least 30 days)"
         )
     return ""
 
@@ -72,6 +89,22 @@ class Journal:
         self._local = threading.local()
         self._pid = -1
         self._count = 0
+
+    def check(self) -> None:
+        """Open (or make) the journal now, so a folder the worker cannot write is a clear
+        error at its start, not a failure of every signed job.
+
+        Raises:
+            ConfigError: the folder or file cannot be made or written.
+        """
+        try:
+            self._db().execute("BEGIN IMMEDIATE")
+            self._db().execute("ROLLBACK")
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot keep the journal of what this machine ran in {self.path} "
+                f"(FLEETJOBS_STATE_DIR): {exc}"
+            ) from None
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)

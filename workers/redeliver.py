@@ -60,7 +60,8 @@ class Redelivery:
         overdue = self.dispatcher.overdue(self.locations)
         # one no longer overdue arrived (or was stopped): it is no suspect any more
         self._suspects = {iid: t for iid, t in self._suspects.items() if iid in overdue}
-        self._resent = {iid: r for iid, r in self._resent.items() if iid in overdue}
+        # a re-sent one is remembered past its back-off: lost again, it waits longer each time
+        self._resent = {iid: r for iid, r in self._resent.items() if r[1] + 1800 > now}
         lost: dict[str, int] = {}
         for iid, job_id in overdue.items():
             times, not_before = self._resent.get(iid, (0, 0.0))

@@ -23,6 +23,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ from fleetjobs.store import Store
 
 from .context import JobContext, JobStopped, persistently
 from .process import Layers
-from .provenance import Journal, refusal
+from .provenance import Journal, max_message_age, refusal
 
 REFUSED = "Refused:"  # the claim's answer to a message not addressed to this worker
 
@@ -93,9 +94,10 @@ class Runtime:
         w = self._layers()
         cfg = w.config
         locations = [via] if via else self.locations
+        attempt = uuid.uuid4().hex  # this delivery's: a retry of the claim may go on, a copy not
         state, due = persistently(
             cfg,
-            lambda: w.lifecycle.claim(job_id, self.worker_id, locations, task_id or "?"),
+            lambda: w.lifecycle.claim(job_id, self.worker_id, locations, task_id or "?", attempt),
         )
         self._release(w, due)
         if state.startswith(REFUSED):
@@ -118,7 +120,7 @@ class Runtime:
             parent_iid, args, kwargs = call
             info = dataclasses.replace(info, args=tuple(args), kwargs=kwargs)
         if cfg.signed:
-            refused = refusal(spec, info, cfg.retention)
+            refused = refusal(spec, info, max_message_age(cfg.retention), via)
             if not refused and self.journal is not None:
                 ran_at = self.journal.first_run(info.instance_id)
                 if ran_at is not None:

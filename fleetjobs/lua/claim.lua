@@ -1,13 +1,15 @@
 -- CLAIM: a worker asks to run a child. ARGV[3] = child id, ARGV[4] = worker id, ARGV[5] = the
 -- locations the message may be for (the one whose queue delivered it, or every location the
 -- worker serves, comma-separated), ARGV[6] = the message's task id ('' for either: not checked,
--- for a caller that is no worker).
+-- for a caller that is no worker), ARGV[7] = this delivery's token (a retry of the same claim
+-- carries the same one; a copy of the message, even on the same worker, another).
 -- Returns {state, due...}: 'Running' when this worker may run it; anything else means do not.
 -- 'Refused: why' is a message that is not addressed to this worker: nothing changes.
-local id, worker, via, task_id = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local id, worker, via, task_id, attempt = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7] or ''
+
 local k = K.job(id)
 local f = fields(k, 'state', 'stop', 'deadline', 'parent', 'location', 'start_timeout',
-                 'stop_reason', 'worker', 'iid')
+                 'stop_reason', 'worker', 'iid', 'attempt')
 if not f.state then return result('Missing') end
 if not given(f.parent) then
   return result('Refused: job ' .. id .. ' is a parent job; only its children run')
@@ -24,8 +26,10 @@ end
 redis.call('ZREM', K.inq(f.location), f.iid)
 redis.call('DEL', K.msg(f.iid))
 if f.state ~= S.NOT_STARTED then
-  -- the same worker asking again (its first answer was lost) may go on; anyone else may not
-  if f.state == S.RUNNING and f.worker == worker then return result(S.RUNNING) end
+  -- the same delivery asking again (its first answer was lost) may go on; no other may
+  if f.state == S.RUNNING and f.worker == worker and (f.attempt or '') == attempt then
+    return result(S.RUNNING)
+  end
   if f.state == S.RUNNING then return result('Taken') end
   return result(f.state)
 end
@@ -39,7 +43,7 @@ if given(f.deadline) and tonumber(NOW) > tonumber(f.deadline) then
   return result(S.FAILED)
 end
 move(id, S.RUNNING)
-redis.call('HSET', k, 'begin', NOW, 'worker', worker, 'queued', '1')
+redis.call('HSET', k, 'begin', NOW, 'worker', worker, 'queued', '1', 'attempt', attempt)
 if given(f.parent) then redis.call('HSETNX', K.job(f.parent), 'begin', NOW) end
 redis.call('SADD', K.running(f.location), id)
 redis.call('SADD', K.active, id)

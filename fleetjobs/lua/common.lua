@@ -10,3 +10,9 @@ local function fields(key, ...)
 end
 
 local function given(v) return v and v ~= '' end
+
+-- Redis's own clock, in seconds: one clock for what every host's scripts order by time
+local function server_time()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end

@@ -20,6 +20,7 @@ local function chunked(cmd, key, list, step)
 end
 hset(K.job(d.pid), d.parent)
 local msgs = d.msgs or {}
+local sent = server_time()  -- the order of inq: the order messages go onto queues
 for i, child in ipairs(d.children) do
   hset(K.job(child.id), child)
   local msg = msgs[i]
@@ -27,7 +28,7 @@ for i, child in ipairs(d.children) do
   if child.queued == '1' then
     if msg then redis.call('LPUSH', K.queue(child.location), msg) end
     -- sent now: on its location's list of messages out (workers.redeliver re-sends a lost one)
-    redis.call('ZADD', K.inq(child.location), d.now, child.iid)
+    redis.call('ZADD', K.inq(child.location), sent, child.iid)
   end
 end
 local zd = {}

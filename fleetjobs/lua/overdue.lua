@@ -1,17 +1,19 @@
--- OVERDUE: the children sent to these locations (ARGV[3], comma-separated) that no worker has
--- claimed although their message waits on no queue: each was sent before the oldest message
--- still waiting on its location's queue, or that queue is empty. Such a message is reserved
--- by a live worker (kombu's unacked hash, leased), in a worker that is claiming it right now,
--- or lost: a worker killed between taking it off the queue and claiming it, a sender killed
--- between marking a child sent and sending it. workers.redeliver tells these apart and
--- re-sends the lost. An entry whose child no longer waits for its message is dropped.
+-- OVERDUE: the children sent to these locations (ARGV[3], comma-separated) whose message is
+-- lost: sent before the oldest message still waiting on the location's queue (or that queue
+-- is empty; inq's scores are Redis's clock at the push, so in queue order), reserved by no
+-- worker (its delivery tag is not in kombu's unacked hash) and not on the queue (its kept
+-- message, byte for byte, is not in the list: a message kombu restored after a worker's
+-- death is re-encoded, so it may be taken for lost and pushed again; the claim runs it once).
+-- A worker can hold a message a moment between taking it and claiming its job: the caller
+-- re-sends only what stays overdue for a lease (workers.redeliver). An entry whose child no
+-- longer waits for its message, or has no kept message to push, is dropped.
 -- ARGV[4] = at most this many per location. Returns {id, iid, id, iid, ...}.
 local out = {}
 local limit = tonumber(ARGV[4])
 for loc in string.gmatch(ARGV[3], '[^,]+') do
-  local inq = K.inq(loc)
+  local inq, queue = K.inq(loc), K.queue(loc)
   local ceiling = '+inf'
-  local tail = redis.call('LINDEX', K.queue(loc), -1)  -- the next message out (kombu BRPOPs)
+  local tail = redis.call('LINDEX', queue, -1)  -- the next message out (kombu BRPOPs)
   if tail then
     local ok, msg = pcall(cjson.decode, tail)
     local tid = ok and type(msg) == 'table' and type(msg.headers) == 'table' and msg.headers.id
@@ -24,9 +26,16 @@ for loc in string.gmatch(ARGV[3], '[^,]+') do
     for _, iid in ipairs(redis.call('ZRANGEBYSCORE', inq, '-inf', ceiling, 'LIMIT', 0, limit)) do
       local id = redis.call('HGET', K.iids, iid)
       local f = id and fields(K.job(id), 'state', 'queued', 'location')
-      if f and f.state == S.NOT_STARTED and f.queued == '1' and f.location == loc then
-        out[#out + 1] = id
-        out[#out + 1] = iid
+      local kept = redis.call('GET', K.msg(iid))
+      if f and f.state == S.NOT_STARTED and f.queued == '1' and f.location == loc and kept then
+        local ok, doc = pcall(cjson.decode, kept)
+        local tag = ok and type(doc) == 'table' and type(doc.properties) == 'table'
+          and doc.properties.delivery_tag
+        local reserved = tag and redis.call('HEXISTS', K.unacked, tostring(tag)) == 1
+        if not reserved and not redis.call('LPOS', queue, kept) then
+          out[#out + 1] = id
+          out[#out + 1] = iid
+        end
       else
         redis.call('ZREM', inq, iid)
       end

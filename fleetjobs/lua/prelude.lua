@@ -87,7 +87,7 @@ local function next_pending(pid)
     local f = fields(K.job(nxt), 'state', 'start_timeout', 'location', 'iid')
     if f.state == S.NOT_STARTED then
       redis.call('HSET', K.job(nxt), 'queued', '1')
-      redis.call('ZADD', K.inq(f.location), NOW, f.iid)
+      redis.call('ZADD', K.inq(f.location), server_time(), f.iid)
       if given(f.start_timeout) then
         -- a start timeout counts from when the child is queued, not while it waits its turn
         local deadline = tonumber(NOW) + tonumber(f.start_timeout)

@@ -194,6 +194,26 @@ def test_a_replayed_message_does_not_run_again(signed: tuple[Config, Fleet, Path
     assert (folder / "state" / "ran.sqlite3").exists()
 
 
+def test_a_kept_message_pushed_onto_another_hosts_queue_is_refused(
+    signed: tuple[Config, Fleet, Path],
+) -> None:
+    _, fleet, _ = signed
+    r, keys = fleet.store.r, fleet.store.keys
+    # given a signed job for a host no worker serves now: its message waits on its queue
+    job = fleet.start("echo", "meant for elsewhere", locations="elsewhere")
+    child = job.info.children[0]
+    message = r.get(keys.msg(child.instance_id))
+    assert message and r.lrem(keys.queue("elsewhere"), 1, message) == 1
+    # when someone with Redis access moves it, byte for byte, onto this worker's queue
+    r.lpush(keys.queue("signed"), message)
+    # then the worker refuses it (it came through the queue of 'signed'), keeps it as a dead
+    # letter, and nothing runs
+    found = eventually(lambda: letters.read(fleet.store), timeout=20)
+    assert any("belongs to location elsewhere" in x.reason for x in found), found  # type: ignore[attr-defined]
+    assert fleet.get(child.id)[0].info.state is JobState.NOT_STARTED
+    assert list(fleet.receive(job)) == []
+
+
 def test_the_deploy_script_makes_keys_a_fleet_signs_and_verifies_with(tmp_path: Path) -> None:
     made = subprocess.run(
         ["sh", str(ROOT / "deploy" / "make-signing-keys.sh"), str(tmp_path), "ops", "web01"],
