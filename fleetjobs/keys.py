@@ -29,6 +29,7 @@ so two fleets can share one Redis.
                      fleet signs), from its start until it is claimed: what the registry pushes
                      onto the queue when a throttle or rollout releases the child, or again
                      when its message was lost; so no worker ever makes (or signs) a message
+    inqlocs          set of the locations whose inq may have entries (one read per look)
     unacked          kombu's hash: reserved (unacknowledged) messages by delivery tag
     inq:<loc>        sorted set: InstanceIds of the children sent to a location's queue and not
                      yet claimed, by when they were sent; the location's worker re-sends one
@@ -82,6 +83,7 @@ SCHEMA: dict[str, str] = {
     "events": "ev:{}",
     "queue": QUEUE_PREFIX + "{}",  # a location's Celery queue (a list kombu keeps)
     "inq": "inq:{}",
+    "inqlocs": "inqlocs",
     "unacked": UNACKED,  # kombu's: a reserved message by delivery tag (workers.leases)
     "msg": "msg:{}",
     "lost": "flower:lost",
@@ -181,6 +183,10 @@ class Keys:
     @property
     def unacked(self) -> str:
         return self._key("unacked")
+
+    @property
+    def inqlocs(self) -> str:
+        return self._key("inqlocs")
 
     def msg(self, iid: str) -> str:
         return self._key("msg", iid)

@@ -29,6 +29,7 @@ for i, child in ipairs(d.children) do
     if msg then redis.call('LPUSH', K.queue(child.location), msg) end
     -- sent now: on its location's list of messages out (workers.redeliver re-sends a lost one)
     redis.call('ZADD', K.inq(child.location), sent, child.iid)
+    redis.call('SADD', K.inqlocs, child.location)
   end
 end
 local zd = {}

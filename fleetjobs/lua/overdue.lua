@@ -8,9 +8,21 @@
 -- re-sends only what stays overdue for a lease (workers.redeliver). An entry whose child no
 -- longer waits for its message, or has no kept message to push, is dropped.
 -- ARGV[4] = at most this many per location. Returns {id, iid, id, iid, ...}.
+-- Only the locations in inqlocs are looked at: an idle worker's look is one command, however
+-- many locations it serves; a location whose inq is empty leaves inqlocs.
 local out = {}
 local limit = tonumber(ARGV[4])
-for loc in string.gmatch(ARGV[3], '[^,]+') do
+local all = {}
+for loc in string.gmatch(ARGV[3], '[^,]+') do all[#all + 1] = loc end
+local busy = {}
+for i = 1, #all, 500 do
+  local part = {unpack(all, i, math.min(i + 499, #all))}
+  local member = redis.call('SMISMEMBER', K.inqlocs, unpack(part))
+  for j, loc in ipairs(part) do
+    if member[j] == 1 then busy[#busy + 1] = loc end
+  end
+end
+for _, loc in ipairs(busy) do
   local inq, queue = K.inq(loc), K.queue(loc)
   local ceiling = '+inf'
   local tail = redis.call('LINDEX', queue, -1)  -- the next message out (kombu BRPOPs)
@@ -21,6 +33,10 @@ for loc in string.gmatch(ARGV[3], '[^,]+') do
     -- a message of a child no longer waiting (stopped, a copy already claimed) or not the
     -- fleet's tells nothing of when it was sent: look again once it has gone
     ceiling = score and ('(' .. score) or nil
+  end
+  if redis.call('ZCARD', inq) == 0 then
+    redis.call('SREM', K.inqlocs, loc)  -- (a send meanwhile cannot race: scripts are atomic)
+    ceiling = nil
   end
   if ceiling then
     for _, iid in ipairs(redis.call('ZRANGEBYSCORE', inq, '-inf', ceiling, 'LIMIT', 0, limit)) do

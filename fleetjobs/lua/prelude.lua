@@ -88,6 +88,7 @@ local function next_pending(pid)
     if f.state == S.NOT_STARTED then
       redis.call('HSET', K.job(nxt), 'queued', '1')
       redis.call('ZADD', K.inq(f.location), server_time(), f.iid)
+      redis.call('SADD', K.inqlocs, f.location)
       if given(f.start_timeout) then
         -- a start timeout counts from when the child is queued, not while it waits its turn
         local deadline = tonumber(NOW) + tonumber(f.start_timeout)

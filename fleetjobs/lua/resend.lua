@@ -11,6 +11,7 @@ for i = 3, #ARGV do
   if f and f.state == S.NOT_STARTED and f.queued == '1' and msg
       and not redis.call('LPOS', K.queue(f.location), msg) then
     redis.call('ZADD', K.inq(f.location), server_time(), iid)
+    redis.call('SADD', K.inqlocs, f.location)
     redis.call('LPUSH', K.queue(f.location), msg)
     pushed = pushed + 1
   end
