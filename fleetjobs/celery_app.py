@@ -21,6 +21,7 @@ runs. The settings here are the answers to Celery's known traps (see DESIGN.md):
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from celery import Celery
@@ -29,6 +30,10 @@ from celery.app.amqp import AMQP
 from .config import Config
 from .errors import ConfigError
 from .routing import TASK_NAME, UNACKED, UNACKED_INDEX
+
+# set while a message is made to be kept for a later release (Dispatcher.compose): Celery
+# sends no task-sent event for it (Flower lists it when a worker receives it)
+UNSENT: ContextVar[bool] = ContextVar("fleetjobs_unsent", default=False)
 
 
 def lease_seconds(config: Config) -> float:
@@ -48,6 +53,8 @@ class _AMQP(AMQP):  # type: ignore[misc]
 
     def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
         message = super().as_task_v2(task_id, name, *args, **kwargs)
+        if UNSENT.get():  # made to be kept, not sent now: no task-sent event
+            return message._replace(sent_event=None)
         shadow = message.headers.get("shadow")
         if shadow and message.sent_event is not None:
             message.sent_event["name"] = shadow

@@ -119,6 +119,8 @@ class Dispatcher:
             )
         from kombu.utils import json as kombu_json  # what the transport encodes with
 
+        from .celery_app import UNSENT
+
         out: list[str] = []
         action, start_timeout = spec.action, spec.start_timeout
 
@@ -142,7 +144,11 @@ class Dispatcher:
                                 "signed_at": time.time(),
                             }
                         timeout = start_timeout if child.queued else None  # counted from release
-                        self._send(producer, child, name, timeout, action, said)
+                        unsent = UNSENT.set(not child.queued)  # its task-sent: none for now
+                        try:
+                            self._send(producer, child, name, timeout, action, said, declare=False)
+                        finally:
+                            UNSENT.reset(unsent)
                 finally:
                     del channel._put
         except Exception as exc:  # kombu raises many types for a broker it cannot reach
@@ -163,7 +169,11 @@ class Dispatcher:
         start_timeout: float | None,
         action: str,
         spec: dict[str, Any] | None,
+        declare: bool = True,
     ) -> None:
+        # a kept message is pushed by the registry, not by kombu: no queue to declare for it
+        # (a worker declares its own queues; declaring each of 10,000 took 2 round trips each)
+        options: dict[str, Any] = {} if declare else {"declare": []}
         self.celery.send_task(
             TASK_NAME,
             args=[child.id],
@@ -176,6 +186,7 @@ class Dispatcher:
             expires=start_timeout,
             ignore_result=True,
             producer=producer,
+            **options,
         )
 
     def release(self, ids: Sequence[int]) -> None:

@@ -251,7 +251,7 @@ def guard_envelopes(box: DeadLetterBox) -> None:
             # where it came from is the queue it was popped from, not what its envelope says
             # (unsigned, anyone's to write): the claim checks the location against this
             info = message["properties"].setdefault("delivery_info", {})
-            info["routing_key"] = info["exchange"] = dest
+            info["exchange"], info["routing_key"] = "", dest  # a restore goes back to dest
             self.connection._deliver(message, dest)
             return True
         finally:
