@@ -43,10 +43,11 @@ class JobEvents:
     def _subscribe(self) -> None:
         self._pubsub = self._store.subscribe(self._channels)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._pubsub is not None:
+    def __exit__(self, kind: object, *_: object) -> None:
+        if self._pubsub is not None and kind is None:
             self._store.unsubscribe(self._pubsub)  # its connection serves the next wait
             self._pubsub = None
+        self._drop()  # ended by an exception (Ctrl-C mid-read): not a connection to reuse
 
     def _drop(self) -> None:
         if self._pubsub is not None:

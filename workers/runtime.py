@@ -255,12 +255,18 @@ class _Watcher(threading.Thread):
         self._runner = threading.get_ident()
 
     def run(self) -> None:
+        ended = False
         try:
             self._watch()
+            ended = True
         finally:
             # only this thread touches the subscription: ending it from the runtime's thread
             # while this one reads would hand a half-read connection on
-            self._store.unsubscribe(self._pubsub)
+            if ended:
+                self._store.unsubscribe(self._pubsub)
+            else:
+                with contextlib.suppress(Exception):
+                    self._pubsub.close()
 
     def _watch(self) -> None:
         # the claim has just read the stop flag, and finish settles a job stopped meanwhile
