@@ -86,12 +86,7 @@ class Dispatcher:
                     self._send(producer, child, name, start_timeout, action, None)
                     sent += 1
         except Exception as exc:  # kombu raises many types for a broker it cannot reach
-            left = [c.id for c in children[sent:]]
-            while left:
-                left = (
-                    self.lifecycle.finish(left.pop(), JobState.FAILED, f"not queued: {exc}")[1]
-                    + left
-                )
+            self._fail([c.id for c in children[sent:]], f"not queued: {exc}")
             raise RedisUnavailableError(
                 f"cannot queue the job on {self.config.safe_url}: {exc}"
             ) from None
@@ -193,17 +188,22 @@ class Dispatcher:
         """Publish children the registry released with no kept message (started by a
         fleetjobs older than kept messages: the registry pushes a kept one itself)."""
         if self.config.signed and not self.config.can_sign:
-            why = (
+            self._fail(
+                ids,
                 "released with no kept message (started by an older fleetjobs), and this "
-                "worker signs nothing: start the job again"
+                "worker signs nothing: start the job again",
             )
-            left = list(ids)
-            while left:
-                left = self.lifecycle.finish(left.pop(), JobState.FAILED, why)[1] + left
             return
         for info in self.registry.load(ids, children=False):
             child = NewChild(info.id, info.instance_id, info.location, True)
             self.publish([child], info.name, None, info.action)
+
+    def _fail(self, ids: Sequence[int], why: str) -> None:
+        """Fail children that will not be sent, and the ones their ends release in turn, so
+        nothing waits for ever for a message that was never sent."""
+        left = list(ids)
+        while left:
+            left = self.lifecycle.finish(left.pop(), JobState.FAILED, why)[1] + left
 
     @guarded
     def overdue(self, locations: Sequence[str], limit: int = 100) -> dict[str, int]:

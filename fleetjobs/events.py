@@ -10,7 +10,6 @@ the next wait, and meanwhile a wait is a plain sleep.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -44,15 +43,12 @@ class JobEvents:
         self._pubsub = self._store.subscribe(self._channels)
 
     def __exit__(self, kind: object, *_: object) -> None:
-        if self._pubsub is not None and kind is None:
-            self._store.unsubscribe(self._pubsub)  # its connection serves the next wait
-            self._pubsub = None
-        self._drop()  # ended by an exception (Ctrl-C mid-read): not a connection to reuse
+        # its connection serves the next wait, unless an exception (a Ctrl-C mid-read) ended it
+        self._drop(reuse=kind is None)
 
-    def _drop(self) -> None:
+    def _drop(self, reuse: bool = False) -> None:
         if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                self._pubsub.close()
+            self._store.unsubscribe(self._pubsub, reuse=reuse)
             self._pubsub = None
 
     def next(self, timeout: float) -> None:

@@ -31,6 +31,7 @@ so two fleets can share one Redis.
                      when its message was lost; so no worker ever makes (or signs) a message
     inqlocs          set of the locations whose inq may have entries (one read per look)
     unacked          kombu's hash: reserved (unacknowledged) messages by delivery tag
+    unacked_index    kombu's sorted set: their delivery tags by lease start
     inq:<loc>        sorted set: InstanceIds of the children sent to a location's queue and not
                      yet claimed, by when they were sent; the location's worker re-sends one
                      whose message was lost (workers.redeliver)
@@ -61,7 +62,7 @@ absent: any), ``halt_running``, ``batch_wait``, ``wave_due`` (when a delayed wav
 
 from __future__ import annotations
 
-from .routing import QUEUE_PREFIX, UNACKED
+from .routing import QUEUE_PREFIX, UNACKED, UNACKED_INDEX
 
 # name -> the key after the prefix; '{}' is the one variable part
 SCHEMA: dict[str, str] = {
@@ -84,7 +85,8 @@ SCHEMA: dict[str, str] = {
     "queue": QUEUE_PREFIX + "{}",  # a location's Celery queue (a list kombu keeps)
     "inq": "inq:{}",
     "inqlocs": "inqlocs",
-    "unacked": UNACKED,  # kombu's: a reserved message by delivery tag (workers.leases)
+    "unacked": UNACKED,  # kombu's: a reserved message by delivery tag
+    "unacked_index": UNACKED_INDEX,  # kombu's: its lease start (workers.leases)
     "msg": "msg:{}",
     "lost": "flower:lost",
     "pgroups": "pgroups:{}",
@@ -183,6 +185,10 @@ class Keys:
     @property
     def unacked(self) -> str:
         return self._key("unacked")
+
+    @property
+    def unacked_index(self) -> str:
+        return self._key("unacked_index")
 
     @property
     def inqlocs(self) -> str:

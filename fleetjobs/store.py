@@ -168,22 +168,24 @@ class Store:
         try:
             pubsub.subscribe(*channels)
         except BaseException:
-            with contextlib.suppress(Exception):
-                pubsub.close()
+            self.unsubscribe(pubsub, reuse=False)
             raise
         return pubsub
 
-    def unsubscribe(self, pubsub: Any) -> None:
+    def unsubscribe(self, pubsub: Any, reuse: bool = True) -> None:
         """End a subscription from :meth:`subscribe` and keep its connection for the next
-        (at most a few: one per thread that waits at once); a broken one is closed."""
-        try:
-            pubsub.unsubscribe()
-            with self._pubsub_lock:
-                if self._pid == os.getpid() and len(self._idle_pubsubs) < 8:
-                    self._idle_pubsubs.append(pubsub)
-                    return
-        except Exception:
-            pass
+        (at most a few: one per thread that waits at once). Without ``reuse`` (a read broken
+        off by an error or a Ctrl-C, in an unknown state), or when it cannot even
+        unsubscribe, its connection is closed."""
+        if reuse:
+            try:
+                pubsub.unsubscribe()
+                with self._pubsub_lock:
+                    if self._pid == os.getpid() and len(self._idle_pubsubs) < 8:
+                        self._idle_pubsubs.append(pubsub)
+                        return
+            except Exception:  # it cannot even unsubscribe: closed below
+                pass
         with contextlib.suppress(Exception):
             pubsub.close()
 

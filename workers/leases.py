@@ -25,7 +25,6 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 
 from fleetjobs.config import Config
-from fleetjobs.routing import UNACKED_INDEX
 from fleetjobs.store import Store
 
 log = logging.getLogger("fleetjobs.worker")
@@ -50,8 +49,8 @@ def renew(registry: Store, tags: list[str], now: float | None = None) -> int:
     if not tags:
         return 0
     at = time.time() if now is None else now
-    key = registry.keys.prefix + UNACKED_INDEX  # kombu's key, under the fleet's prefix
-    return int(registry.r.zadd(key, dict.fromkeys(tags, at), xx=True, ch=True) or 0)
+    index = registry.keys.unacked_index
+    return int(registry.r.zadd(index, dict.fromkeys(tags, at), xx=True, ch=True) or 0)
 
 
 def lease_step(config: Config) -> type[bootsteps.StartStopStep]:

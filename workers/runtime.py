@@ -262,11 +262,7 @@ class _Watcher(threading.Thread):
         finally:
             # only this thread touches the subscription: ending it from the runtime's thread
             # while this one reads would hand a half-read connection on
-            if ended:
-                self._store.unsubscribe(self._pubsub)
-            else:
-                with contextlib.suppress(Exception):
-                    self._pubsub.close()
+            self._store.unsubscribe(self._pubsub, reuse=ended)
 
     def _watch(self) -> None:
         # the claim has just read the stop flag, and finish settles a job stopped meanwhile
