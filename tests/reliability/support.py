@@ -6,11 +6,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from fleetjobs import Config, Fleet
+from fleetjobs import Config, Fleet, Job, JobState
 from fleetjobs.embedded import LocalWorkers
 
-from ..conftest import FAST, INCLUDE, uniq
+from ..conftest import FAST, INCLUDE, eventually, uniq
 
 
 def own_config(redis_url: str) -> Config:
@@ -34,6 +35,16 @@ def fleet_with(
         Fleet(config=cfg) as fleet,
     ):
         yield fleet, workers
+
+
+def busy_holding_one(fleet: Fleet, client: Any, loc: str) -> tuple[Job, Job]:
+    """Make the worker of ``loc`` (concurrency 1) busy with a long job, holding the next one
+    reserved (prefetched, unacknowledged). Returns (the long job, the reserved one)."""
+    long = fleet.start("sleep", 300, locations=loc)
+    eventually(lambda: long.state is JobState.RUNNING, timeout=15)
+    reserved = fleet.start("echo", "reserved", locations=loc)
+    eventually(lambda: client.zcard(fleet.store.keys.unacked_index) == 1, timeout=10)
+    return long, reserved
 
 
 def stat(pid: int) -> tuple[int, int] | None:

@@ -18,10 +18,10 @@ import redis
 
 from fleetjobs import Job, JobState
 from fleetjobs.celery_app import lease_seconds
-from fleetjobs.routing import UNACKED_INDEX, queue_for
+from fleetjobs.routing import queue_for
 
 from ..conftest import eventually, uniq
-from .support import fleet_with, own_config
+from .support import busy_holding_one, fleet_with, own_config
 
 
 def _message_of(client: redis.Redis, queue_key: str, job: Job) -> bytes:
@@ -48,10 +48,7 @@ def test_a_lost_message_is_sent_again_and_its_job_runs_once(redis_url: str, logs
     queue_key = f"{cfg.prefix}{queue_for(loc)}"
     with fleet_with(cfg, [loc], logs, concurrency=1) as (fleet, _):
         # given a worker of concurrency 1 busy with a long job, holding the next one reserved
-        long = fleet.start("sleep", 300, locations=loc)
-        eventually(lambda: long.state is JobState.RUNNING, timeout=15)
-        reserved = fleet.start("echo", "reserved", locations=loc)
-        eventually(lambda: client.zcard(f"{cfg.prefix}{UNACKED_INDEX}") == 1, timeout=10)
+        long, reserved = busy_holding_one(fleet, client, loc)
         # and two more waiting on its queue, the older of which loses its message
         lost = fleet.start("echo", "lost", locations=loc)
         waiting = fleet.start("echo", "waiting", locations=loc)

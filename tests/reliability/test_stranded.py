@@ -15,7 +15,7 @@ from fleetjobs.embedded import LocalWorkers
 from fleetjobs.routing import UNACKED_INDEX, queue_for
 
 from ..conftest import INCLUDE, eventually, uniq
-from .support import fleet_with, own_config
+from .support import busy_holding_one, fleet_with, own_config
 
 
 def test_jobs_reserved_by_a_killed_worker_run_on_its_successor_within_the_lease(
@@ -26,12 +26,9 @@ def test_jobs_reserved_by_a_killed_worker_run_on_its_successor_within_the_lease(
     client = redis.Redis.from_url(cfg.redis_url)
     queue_key = f"{cfg.prefix}{queue_for(loc)}"
     with fleet_with(cfg, [loc], logs, concurrency=1) as (fleet, workers):
-        # given a worker of concurrency 1 busy with a long job
-        long = fleet.start("sleep", 300, locations=loc)
-        eventually(lambda: long.state is JobState.RUNNING, timeout=15)
-        # holding the next job reserved (prefetched, unacknowledged), with one more queued
-        reserved = fleet.start("echo", "reserved", locations=loc)
-        eventually(lambda: client.zcard(f"{cfg.prefix}{UNACKED_INDEX}") == 1, timeout=10)
+        # given a worker of concurrency 1 busy with a long job, holding the next job reserved
+        # (prefetched, unacknowledged), with one more queued
+        long, reserved = busy_holding_one(fleet, client, loc)
         queued = fleet.start("echo", "queued", locations=loc)
         eventually(lambda: client.llen(queue_key) == 1, timeout=10)
         # and holding it for longer than the lease: a live worker's lease is renewed
