@@ -11,6 +11,18 @@ end
 
 local function given(v) return v and v ~= '' end
 
+-- a child sent to its queue that still waits for its message, which is kept for it: its id,
+-- location and message; nil otherwise (claimed, stopped, removed, made before kept messages)
+local function awaiting(iid)
+  local id = redis.call('HGET', K.iids, iid)
+  if not id then return nil end
+  local f = fields(K.job(id), 'state', 'queued', 'location')
+  if f.state ~= S.NOT_STARTED or f.queued ~= '1' then return nil end
+  local msg = redis.call('GET', K.msg(iid))
+  if not msg then return nil end
+  return id, f.location, msg
+end
+
 -- Redis's own clock, in seconds: one clock for what every host's scripts order by time
 local function server_time()
   local t = redis.call('TIME')

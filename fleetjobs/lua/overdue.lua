@@ -40,10 +40,8 @@ for _, loc in ipairs(busy) do
   end
   if ceiling then
     for _, iid in ipairs(redis.call('ZRANGEBYSCORE', inq, '-inf', ceiling, 'LIMIT', 0, limit)) do
-      local id = redis.call('HGET', K.iids, iid)
-      local f = id and fields(K.job(id), 'state', 'queued', 'location')
-      local kept = redis.call('GET', K.msg(iid))
-      if f and f.state == S.NOT_STARTED and f.queued == '1' and f.location == loc and kept then
+      local id, where, kept = awaiting(iid)
+      if id and where == loc then
         local ok, doc = pcall(cjson.decode, kept)
         local tag = ok and type(doc) == 'table' and type(doc.properties) == 'table'
           and doc.properties.delivery_tag

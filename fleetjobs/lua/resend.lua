@@ -5,14 +5,11 @@
 local pushed = 0
 for i = 3, #ARGV do
   local iid = ARGV[i]
-  local id = redis.call('HGET', K.iids, iid)
-  local f = id and fields(K.job(id), 'state', 'queued', 'location')
-  local msg = redis.call('GET', K.msg(iid))
-  if f and f.state == S.NOT_STARTED and f.queued == '1' and msg
-      and not redis.call('LPOS', K.queue(f.location), msg) then
-    redis.call('ZADD', K.inq(f.location), server_time(), iid)
-    redis.call('SADD', K.inqlocs, f.location)
-    redis.call('LPUSH', K.queue(f.location), msg)
+  local id, where, msg = awaiting(iid)
+  if id and not redis.call('LPOS', K.queue(where), msg) then
+    redis.call('ZADD', K.inq(where), server_time(), iid)
+    redis.call('SADD', K.inqlocs, where)
+    redis.call('LPUSH', K.queue(where), msg)
     pushed = pushed + 1
   end
 end
