@@ -118,6 +118,13 @@ class Dispatcher:
 
         out: list[str] = []
         action, start_timeout = spec.action, spec.start_timeout
+        # what a signed message says runs; each child's adds its location and InstanceId
+        call = {
+            "action": action,
+            "args": list(spec.args),
+            "kwargs": dict(spec.kwargs),
+            "signed_at": time.time(),
+        }
 
         def keep(queue: str, message: dict[str, Any], **_: Any) -> None:
             out.append(str(kombu_json.dumps(message)))  # type: ignore[no-untyped-call]
@@ -130,14 +137,7 @@ class Dispatcher:
                     for child in children:
                         said = None
                         if self.config.signed:
-                            said = {
-                                "action": action,
-                                "args": list(spec.args),
-                                "kwargs": dict(spec.kwargs),
-                                "location": child.location,
-                                "iid": child.instance_id,
-                                "signed_at": time.time(),
-                            }
+                            said = {**call, "location": child.location, "iid": child.instance_id}
                         timeout = start_timeout if child.queued else None  # counted from release
                         unsent = UNSENT.set(not child.queued)  # its task-sent: none for now
                         try:
