@@ -198,7 +198,7 @@ class ControlVerbs:
     def _states(self, ids: Sequence[int], gone_ok: bool = False) -> list[JobState | None]:
         raise NotImplementedError
 
-    def _events(self, infos: Sequence[JobInfo]) -> JobEvents:
+    def _events(self, infos: Sequence[JobInfo], only: str | None = None) -> JobEvents:
         raise NotImplementedError
 
     def _handles(self, infos: Sequence[JobInfo]) -> list[Job]:

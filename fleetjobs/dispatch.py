@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import ConfigError, RedisUnavailableError
-from .lifecycle import JobSpec, Lifecycle, NewChild
+from .lifecycle import Composed, JobSpec, Lifecycle, NewChild
 from .registry import Registry
 from .routing import TASK_NAME, queue_for
 from .states import JobState
@@ -91,12 +91,13 @@ class Dispatcher:
                 f"cannot queue the job on {self.config.safe_url}: {exc}"
             ) from None
 
-    def compose(self, spec: JobSpec, children: Sequence[NewChild], name: str) -> list[str]:
+    def compose(self, spec: JobSpec, children: Sequence[NewChild], name: str) -> Composed:
         """Each child's Celery message, exactly as Celery would put it on the broker (signed,
         when the fleet signs), without sending it: the registry keeps it and pushes it onto
         its queue, with the job (queued children) or when the child is released or its
         message was lost. So the console that starts a job makes every message of it, and a
-        worker never makes or signs one.
+        worker never makes or signs one. The queued children's ``task-sent`` events (Flower's)
+        are made too, for the same script to publish: no round trip of their own.
 
         A signed message also carries what runs (action, arguments): a worker runs only what
         a console signed, whatever the registry's records say.
@@ -117,6 +118,7 @@ class Dispatcher:
         from .celery_app import UNSENT
 
         out: list[str] = []
+        events: list[list[str]] = []  # [channel, payload] of each task-sent event
         action, start_timeout = spec.action, spec.start_timeout
         # what a signed message says runs; each child's adds its location and InstanceId
         call = {
@@ -129,10 +131,16 @@ class Dispatcher:
         def keep(queue: str, message: dict[str, Any], **_: Any) -> None:
             out.append(str(kombu_json.dumps(message)))  # type: ignore[no-untyped-call]
 
+        def keep_event(exchange: str, message: dict[str, Any], routing_key: str, **_: Any) -> None:
+            payload = str(kombu_json.dumps(message))  # type: ignore[no-untyped-call]
+            for topic in channel._get_publish_topics(exchange, routing_key):
+                events.append([topic, payload])  # the script adds the fleet's key prefix
+
         try:
             with self.celery.producer_or_acquire() as producer:
                 channel = producer.channel
                 channel._put = keep  # the one place a message would reach Redis
+                channel._put_fanout = keep_event  # and an event (task-sent)
                 try:
                     for child in children:
                         said = None
@@ -145,7 +153,7 @@ class Dispatcher:
                         finally:
                             UNSENT.reset(unsent)
                 finally:
-                    del channel._put
+                    del channel._put, channel._put_fanout
         except Exception as exc:  # kombu raises many types for a broker it cannot reach
             raise RedisUnavailableError(
                 f"cannot prepare the job's messages on {self.config.safe_url}: {exc}"
@@ -154,7 +162,7 @@ class Dispatcher:
             raise RedisUnavailableError(
                 f"Celery made {len(out)} messages for {len(children)} children"
             )
-        return out
+        return Composed(out, events)
 
     def _send(
         self,

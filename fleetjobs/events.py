@@ -26,10 +26,11 @@ T = TypeVar("T")
 class JobEvents:
     """A pub/sub subscription to jobs' event channels, to block instead of polling."""
 
-    def __init__(self, store: Store, iids: Sequence[str]) -> None:
+    def __init__(self, store: Store, iids: Sequence[str], only: str | None = None) -> None:
         self._store = store
         self._channels = [store.keys.events(i) for i in iids]
         self._mine = set(self._channels)
+        self._only = only  # wake only for this kind of event ('state': a wait, not a record)
         self._pubsub: Any = None
 
     def __enter__(self) -> JobEvents:
@@ -60,7 +61,7 @@ class JobEvents:
             deadline = time.monotonic() + timeout
             msg = self._pubsub.get_message(timeout=timeout)
             # a reused connection may still bring its former subscription's messages
-            while msg is not None and msg.get("channel") not in self._mine:
+            while msg is not None and not self._wanted(msg):
                 msg = self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
             while msg is not None:
                 msg = self._pubsub.get_message(timeout=0.0)
@@ -69,6 +70,11 @@ class JobEvents:
             # subscription is back, waiting is sleeping
             self._drop()
             time.sleep(timeout)
+
+    def _wanted(self, msg: dict[str, Any]) -> bool:
+        if msg.get("channel") not in self._mine:
+            return False
+        return self._only is None or msg.get("type") != "message" or msg["data"] == self._only
 
 
 def ride_out(call: Callable[[], T]) -> T:

@@ -32,6 +32,7 @@ from .history import History, parse_time
 from .hosts import Hosts
 from .housekeeping import Housekeeping
 from .job import Job, JobRef, JobRefs, Received
+from .keys import EVENT_STATE
 from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, JobInfo, Record, check_arguments, check_name, render_command
 from .records import Records
@@ -359,13 +360,18 @@ class Fleet(ControlVerbs):
         if not infos:
             return []
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        with self._events(infos) as events:
+        ids = [i.id for i in infos]
+        ends = {s for s in JobState if s.finished or (not force and s in HELD)}
+        with self._events(infos, only=EVENT_STATE) as events:
             while True:
-                states = ride_out(lambda: self._poll(infos, gone_ok))
+                # the states and, once the wait is over, the snapshots it returns: one call
+                self.housekeeping.sweep()
+                raw, ended = ride_out(lambda: self.registry.poll(ids, ends, any, gone_ok))
+                states = self._checked(ids, raw, gone_ok)
+                over = sum(s is None or s in ends for s in states)
+                if over and (any or over == len(states)):
+                    return [Job(self, i) for i in ended]
                 pairs = list(zip(infos, states, strict=True))
-                done = [i for i, s in pairs if s is None or s.finished or (not force and s in HELD)]
-                if done and (any or len(done) == len(infos)):
-                    return [Job(self, i) for i in self.registry.load([i.id for i in done])]
                 stuck = [i.id for i, s in pairs if s is JobState.BLOCKED]
                 if stuck and (not any or len(stuck) == len(infos)):
                     deadlocked(self.registry.load(stuck), len(infos) if any else 1)
@@ -396,11 +402,7 @@ class Fleet(ControlVerbs):
             location: only the child on this location.
         """
         return Received(
-            list(
-                self.stream(
-                    jobs, keep=keep, follow=follow, auto_remove=auto_remove, location=location
-                )
-            )
+            list(self._stream(jobs, keep, follow, auto_remove, location, whole=not follow))
         )
 
     def stream(
@@ -413,13 +415,24 @@ class Fleet(ControlVerbs):
         location: str | None = None,
     ) -> Iterator[Record]:
         """Records as they are taken; with ``follow``, as they arrive until the jobs finish."""
+        return self._stream(jobs, keep, follow, auto_remove, location)
+
+    def _stream(
+        self,
+        jobs: JobRefs,
+        keep: bool,
+        follow: bool,
+        auto_remove: bool,
+        location: str | None,
+        whole: bool = False,
+    ) -> Iterator[Record]:
         if auto_remove and not follow:
             raise ArgumentError("auto_remove needs follow: a job is removed once it has finished")
         infos = self._snapshots(jobs)
         children = children_of(infos, location)
         read: dict[str, int] = {}  # with keep, how far each child's records have been read
         if not follow:
-            yield from self.records.drain(children, keep=keep, offsets=read)
+            yield from self.records.drain(children, keep=keep, offsets=read, whole=whole)
             return
         with self._events(infos) as events:
             while True:
@@ -481,8 +494,13 @@ class Fleet(ControlVerbs):
         return self._states([i.id for i in infos], gone_ok)
 
     def _states(self, ids: Sequence[int], gone_ok: bool = False) -> list[JobState | None]:
+        return self._checked(ids, self.registry.states(ids), gone_ok)
+
+    def _checked(
+        self, ids: Sequence[int], states: Sequence[str | None], gone_ok: bool
+    ) -> list[JobState | None]:
         out: list[JobState | None] = []
-        for job_id, state in zip(ids, self.registry.states(ids), strict=True):
+        for job_id, state in zip(ids, states, strict=True):
             if state is None and not gone_ok:
                 raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")
             out.append(JobState(state) if state is not None else None)
@@ -510,8 +528,8 @@ class Fleet(ControlVerbs):
         loaded = {i.id: i for i in self.registry.load([i for i in ids if i not in given])}
         return [given.get(i) or loaded[i] for i in ids if i in given or i in loaded]
 
-    def _events(self, infos: Sequence[JobInfo]) -> JobEvents:
-        return JobEvents(self.store, [i.instance_id for i in infos])
+    def _events(self, infos: Sequence[JobInfo], only: str | None = None) -> JobEvents:
+        return JobEvents(self.store, [i.instance_id for i in infos], only)
 
     def _handles(self, infos: Sequence[JobInfo]) -> list[Job]:
         return [Job(self, i) for i in infos]

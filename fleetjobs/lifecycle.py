@@ -31,12 +31,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import JobInfo
-from .registry import num, snapshot
+from .registry import Call, num, running_of, snapshot
 from .states import JobState
 from .store import Store, guarded
 
+
+@dataclass(frozen=True)
+class Composed:
+    """A job's Celery messages, made and not sent: each child's, in order, and the events
+    (channel after the key prefix, payload) to publish once they are on their queues."""
+
+    messages: list[str]
+    events: list[list[str]]
+
+
 # makes the Celery messages of a job's children (given the job, its children and its Name)
-Compose = Callable[["JobSpec", list["NewChild"], str], list[str]]
+Compose = Callable[["JobSpec", list["NewChild"], str], Composed]
 
 
 @dataclass(frozen=True)
@@ -183,7 +193,8 @@ class Lifecycle:
             "iids": iids,
         }
         if compose is not None and children:
-            doc["msgs"] = compose(spec, children, name)
+            made = compose(spec, children, name)
+            doc["msgs"], doc["events"] = made.messages, made.events
         self.store.scripts("create", json.dumps(doc, separators=(",", ":")))
         return snapshot(parent_row, rows), children
 
@@ -195,7 +206,7 @@ class Lifecycle:
         locations: Sequence[str] = (),
         task_id: str = "",
         attempt: str = "",
-    ) -> tuple[str, list[int]]:
+    ) -> tuple[str, list[int], tuple[JobInfo, Call | None] | None]:
         """Mark a NotStarted child Running on ``worker``; any other answer means: do not run it.
 
         Args:
@@ -211,10 +222,16 @@ class Lifecycle:
         Returns:
             The child's state after the claim (``Taken`` when another worker runs it;
             ``Refused: why`` when the message is not addressed to this worker: a parent's id,
-            another location's child, a task id the fleet never sent), and children of its
-            parent now due to dispatch.
+            another location's child, a task id the fleet never sent), the children of its
+            parent now due to dispatch, and with ``Running`` what the worker runs (read by
+            the same script: the child as it now is and its parent's call, None when the
+            parent is gone).
         """
-        return self._run("claim", job_id, worker, ",".join(locations), task_id, attempt)
+        head, child, call = self.store.scripts(
+            "claim", job_id, worker, ",".join(locations), task_id, attempt
+        )
+        state, due = str(head[0]), [int(x) for x in head[1:]]
+        return state, due, running_of(child, call) if child else None
 
     @guarded
     def finish(self, job_id: int, state: JobState, reason: str = "") -> tuple[str, list[int]]:

@@ -12,7 +12,7 @@ import fnmatch
 import json
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import JobNotFoundError
@@ -90,43 +90,21 @@ class Registry:
         """
         out: list[JobInfo] = []
         for at in range(0, len(ids), LOAD_BATCH):
-            tops, _ = self._load(ids[at : at + LOAD_BATCH], children, call=False)
-            out.extend(tops)
+            batch = ids[at : at + LOAD_BATCH]
+            tops, kids = self.store.scripts("load", "1" if children else "0", *batch)
+            out.extend(_parse(tops, kids))
         return out
 
     @guarded
-    def running(self, job_id: int) -> tuple[JobInfo, tuple[str, list[Any], dict[str, Any]] | None]:
-        """What a worker needs of the child it claimed, in one round trip: its snapshot and
-        its parent's call (InstanceId, arguments); raises JobNotFoundError if it is gone, and
-        gives None for the call when its parent is."""
-        tops, call = self._load([job_id], children=False, call=True)
-        if not tops:
-            raise JobNotFoundError(f"no job with Id {job_id}")
-        return tops[0], call
-
-    def _load(
-        self, ids: Sequence[int], children: bool, call: bool
-    ) -> tuple[list[JobInfo], tuple[str, list[Any], dict[str, Any]] | None]:
-        if not ids:
-            return [], None
-        flags = ("1" if children else "0", "1" if call else "0")
-        tops, kids_raw, parent = self.store.scripts("load", *flags, *ids)
-        kids = {}
-        for flat, unread in kids_raw:
-            h = _hash(flat)
-            kids[int(h["id"])] = _info(h, int(unread))
-        out = []
-        for item in tops:
-            if not item:
-                continue
-            h = _hash(item[0])
-            mine = tuple(kids[c] for c in _ids(h.get("children", "")) if c in kids)
-            out.append(_info(h, int(item[1]), mine))
-        found = None
-        if parent and parent[2] is not None:
-            args, kwargs, iid = parent
-            found = (str(iid), json.loads(args or "[]"), json.loads(kwargs or "{}"))
-        return out, found
+    def poll(
+        self, ids: Sequence[int], ends: Iterable[JobState], any: bool, gone_ends: bool
+    ) -> tuple[list[str | None], list[JobInfo]]:
+        """A wait's look, in one round trip: the jobs' states (None: gone) and, once the
+        wait is over (one of them in ``ends`` with ``any``, else all of them; a gone one
+        counting with ``gone_ends``), the snapshots of those that ended it."""
+        flags = ("1" if any else "0", ",".join(s.value for s in ends), "1" if gone_ends else "0")
+        states, tops, kids = self.store.scripts("poll", *flags, *ids)
+        return [s or None for s in states], _parse(tops, kids)
 
     @guarded
     def states(self, ids: Sequence[int]) -> list[str | None]:
@@ -167,7 +145,41 @@ class Registry:
         return [int(i) for i in found]
 
 
+# a child's parent's call, as its worker runs it: the parent's InstanceId, args, kwargs
+Call = tuple[str, list[Any], dict[str, Any]]
+
+
+def call_of(fields: Sequence[str | None]) -> Call | None:
+    """The call from a parent's HMGET args, kwargs, iid (None: the parent is gone)."""
+    if not fields or fields[2] is None:
+        return None
+    args, kwargs, iid = fields
+    return (str(iid), json.loads(args or "[]"), json.loads(kwargs or "{}"))
+
+
+def running_of(flat: list[str], call: Sequence[str | None]) -> tuple[JobInfo, Call | None]:
+    """What a claim gives a worker: the child as it is now (its records not counted) and its
+    parent's call."""
+    return _info(_hash(flat), 0), call_of(call)
+
+
 LOAD_BATCH = 200  # ids per load script: one short Redis call each
+
+
+def _parse(tops: list[Any], kids_raw: list[Any]) -> list[JobInfo]:
+    """Snapshots from load_jobs' {HGETALL, unread} lists (common.lua), jobs gone left out."""
+    kids = {}
+    for flat, unread in kids_raw:
+        h = _hash(flat)
+        kids[int(h["id"])] = _info(h, int(unread))
+    out = []
+    for item in tops:
+        if not item:
+            continue
+        h = _hash(item[0])
+        mine = tuple(kids[c] for c in _ids(h.get("children", "")) if c in kids)
+        out.append(_info(h, int(item[1]), mine))
+    return out
 
 
 def _hash(flat: list[str]) -> dict[str, str]:

@@ -30,7 +30,7 @@ from typing import Any
 import fleetjobs.deadletters as deadletters
 from fleetjobs.actions import get_action, registered
 from fleetjobs.deadletters import DeadLetter
-from fleetjobs.errors import ActionError, FleetJobsError, JobNotFoundError
+from fleetjobs.errors import ActionError, FleetJobsError
 from fleetjobs.keys import EVENT_STOP
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
@@ -95,7 +95,7 @@ class Runtime:
         cfg = w.config
         locations = [via] if via else self.locations
         attempt = uuid.uuid4().hex  # this delivery's: a retry of the claim may go on, a copy not
-        state, due = persistently(
+        state, due, running = persistently(
             cfg,
             lambda: w.lifecycle.claim(job_id, self.worker_id, locations, task_id or "?", attempt),
         )
@@ -106,13 +106,10 @@ class Runtime:
             log.warning("refused a message on %s: %s", ",".join(locations), reason)
             self._refused(w, job_id, via, task_id, reason)
             return {"state": "Refused", "ran": False}
-        if state != JobState.RUNNING.value:
+        if state != JobState.RUNNING.value or running is None:
             log.info("job %s not run: it is %s", job_id, state)
             return {"state": state, "ran": False}
-        try:  # the child's snapshot and its parent's call, in one round trip
-            info, call = persistently(cfg, lambda: w.registry.running(job_id))
-        except JobNotFoundError:
-            return {"state": "Missing", "ran": False}
+        info, call = running  # the child and its parent's call, read by the claim itself
         parent_iid = None
         if info.parent_id is not None:
             if call is None:

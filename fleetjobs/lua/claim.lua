@@ -3,23 +3,30 @@
 -- worker serves, comma-separated), ARGV[6] = the message's task id ('' for either: not checked,
 -- for a caller that is no worker), ARGV[7] = this delivery's token (a retry of the same claim
 -- carries the same one; a copy of the message, even on the same worker, another).
--- Returns {state, due...}: 'Running' when this worker may run it; anything else means do not.
--- 'Refused: why' is a message that is not addressed to this worker: nothing changes.
+-- Returns {{state, due...}, child, call}: 'Running' when this worker may run it, with the
+-- child's HGETALL and its parent's call (HMGET args, kwargs, iid), so the worker reads nothing
+-- more before it runs; anything else means do not (child and call empty). 'Refused: why' is
+-- a message that is not addressed to this worker: nothing changes.
 local id, worker, via, task_id, attempt = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7] or ''
 
 local k = K.job(id)
 local f = fields(k, 'state', 'stop', 'deadline', 'parent', 'location', 'start_timeout',
                  'stop_reason', 'worker', 'iid', 'attempt')
-if not f.state then return result('Missing') end
+local function answer(head)
+  if head ~= S.RUNNING then return {result(head), {}, {}} end
+  return {result(head), redis.call('HGETALL', k),
+          redis.call('HMGET', K.job(f.parent), 'args', 'kwargs', 'iid')}
+end
+if not f.state then return answer('Missing') end
 if not given(f.parent) then
-  return result('Refused: job ' .. id .. ' is a parent job; only its children run')
+  return answer('Refused: job ' .. id .. ' is a parent job; only its children run')
 end
 if via ~= '' and not string.find(',' .. via .. ',', ',' .. f.location .. ',', 1, true) then
-  return result('Refused: job ' .. id .. ' belongs to location ' .. f.location
+  return answer('Refused: job ' .. id .. ' belongs to location ' .. f.location
     .. ', not to ' .. via)
 end
 if task_id ~= '' and task_id ~= f.iid then
-  return result('Refused: the message for job ' .. id .. ' is not the one the fleet sent'
+  return answer('Refused: the message for job ' .. id .. ' is not the one the fleet sent'
     .. ' (task id ' .. task_id .. ')')
 end
 -- its message has arrived: nothing to re-send, whatever the answer
@@ -28,19 +35,19 @@ redis.call('DEL', K.msg(f.iid))
 if f.state ~= S.NOT_STARTED then
   -- the same delivery asking again (its first answer was lost) may go on; no other may
   if f.state == S.RUNNING and f.worker == worker and (f.attempt or '') == attempt then
-    return result(S.RUNNING)
+    return answer(S.RUNNING)
   end
-  if f.state == S.RUNNING then return result('Taken') end
-  return result(f.state)
+  if f.state == S.RUNNING then return answer('Taken') end
+  return answer(f.state)
 end
 if f.stop == '1' then
   settle(id, S.STOPPED, f.stop_reason or 'stopped before it started')
-  return result(S.STOPPED)
+  return answer(S.STOPPED)
 end
 if given(f.deadline) and tonumber(NOW) > tonumber(f.deadline) then
   settle(id, S.FAILED,
     'no worker on ' .. f.location .. ' started the job within ' .. f.start_timeout .. ' s')
-  return result(S.FAILED)
+  return answer(S.FAILED)
 end
 move(id, S.RUNNING)
 redis.call('HSET', k, 'begin', NOW, 'worker', worker, 'queued', '1', 'attempt', attempt)
@@ -50,4 +57,4 @@ redis.call('SADD', K.active, id)
 redis.call('ZREM', K.deadlines, id)
 publish(id, EV.STATE)
 if given(f.parent) then refresh_parent(f.parent) end
-return result(S.RUNNING)
+return answer(S.RUNNING)

@@ -28,3 +28,36 @@ local function server_time()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+
+-- The snapshots of jobs, their children and their unread counts (load.lua, poll.lua): tops
+-- and kids are lists of {HGETALL, unread} (an empty list for a job that is gone); unread
+-- counts a leaf's records (LLEN out + a batch held).
+local function unread(h)
+  local f = {}
+  for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
+  if given(f.children) or not f.iid then return 0, f end
+  return redis.call('LLEN', K.out(f.iid)) + redis.call('EXISTS', K.held(f.iid)), f
+end
+
+local function load_jobs(ids, with_children)
+  local tops, kids = {}, {}
+  for _, id in ipairs(ids) do
+    local h = redis.call('HGETALL', K.job(id))
+    if #h == 0 then
+      table.insert(tops, {})
+    else
+      local n, f = unread(h)
+      table.insert(tops, {h, n})
+      if with_children and given(f.children) then
+        for cid in string.gmatch(f.children, '[^,]+') do
+          local ch = redis.call('HGETALL', K.job(cid))
+          if #ch > 0 then
+            local cn = unread(ch)
+            table.insert(kids, {ch, cn})
+          end
+        end
+      end
+    end
+  end
+  return tops, kids
+end

@@ -4,8 +4,10 @@
 -- parent (its fields), children (each one's fields), deadlines ({id, deadline} of the queued
 -- children with a start timeout), pending (ids waiting for a throttle slot), locations
 -- (distinct), iids (InstanceId, Id, ...), msgs (each child's Celery message, in the children's
--- order, or none: the caller sends them itself). A queued child's message goes onto its
--- location's queue here, with the job: no job without its message, no message without its job.
+-- order, or none: the caller sends them itself), events ({channel, payload} to publish once
+-- the messages are on their queues: Celery's task-sent, for Flower). A queued child's message
+-- goes onto its location's queue here, with the job: no job without its message, no message
+-- without its job.
 local d = cjson.decode(ARGV[3])
 local CHUNK = 500  -- arguments per call: Lua's stack is bounded
 local function hset(key, t)
@@ -42,4 +44,5 @@ redis.call('SADD', K.names(d.name), d.pid)
 redis.call('ZADD', K.created, d.now, d.pid)
 redis.call('ZADD', K.by_action(d.action), d.now, d.pid)
 for _, loc in ipairs(d.locations) do redis.call('ZADD', K.by_location(loc), d.now, d.pid) end
+for _, ev in ipairs(d.events or {}) do redis.call('PUBLISH', P .. ev[1], ev[2]) end
 return 1

@@ -1,6 +1,8 @@
--- TAKE: ARGV[3] = keep ('1' reads without taking), ARGV[4] = at most this many records in
--- all, ARGV[5] = token of this take, ARGV[6] = lease seconds, ARGV[7...] = child iids.
--- Returns one list of records per iid, oldest first.
+-- TAKE: ARGV[3] = mode: '0' takes, '1' reads without taking (keep), '2' takes and, when the
+-- take empties every list, deletes them at once (the caller hands them on with no Redis call
+-- between: Fleet.receive returning its list); ARGV[4] = at most this many records in all,
+-- ARGV[5] = token of this take, ARGV[6] = lease seconds, ARGV[7...] = child iids.
+-- Returns one list of records per iid, oldest first, then '1' when they are held (ack them).
 --
 -- Taken records do not leave Redis yet: they move to the child's held hash under the token
 -- ('r:<token>' the records, 'd:<token>' the lease's end) until the receiver acknowledges
@@ -23,6 +25,7 @@ local function restore_expired(iid)
   end
 end
 
+local taken = {}
 for i = 7, #ARGV do
   local iid = ARGV[i]
   local key = K.out(iid)
@@ -35,12 +38,20 @@ for i = 7, #ARGV do
       items = redis.call('LRANGE', key, 0, room - 1)
       if #items > 0 then
         redis.call('LTRIM', key, #items, -1)
-        redis.call('HSET', K.held(iid), 'r:' .. token, cjson.encode(items),
-                   'd:' .. token, tonumber(NOW) + lease)
+        taken[iid] = items
       end
     end
     room = room - #items
   end
   out[#out + 1] = items
 end
+-- a full take may leave more behind: the caller takes again, so this batch is held
+local held = keep ~= '2' or room <= 0
+for iid, items in pairs(taken) do
+  if held then
+    redis.call('HSET', K.held(iid), 'r:' .. token, cjson.encode(items),
+               'd:' .. token, tonumber(NOW) + lease)
+  end
+end
+out[#out + 1] = held and '1' or '0'
 return out
