@@ -75,30 +75,29 @@ class Hosts:
     @guarded
     def list(self, only: Sequence[str] | None = None) -> list[HostInfo]:
         """Every location that ever heartbeated (or just ``only``), and whether it is online."""
-        if only is None:
-            docs = self.r.hgetall(self.keys.hosts)
-        else:
-            found = self.r.hmget(self.keys.hosts, list(only)) if only else []
-            docs = {loc: doc for loc, doc in zip(only, found, strict=True) if doc}
-        locs = sorted(docs)
+        if only is not None and not only:
+            return []
+        # one read-only script: the documents, liveness, running counts, facts and the live
+        # workers' published signatures (three round trips before)
+        scope = ["1"] if only is None else ["0", *only]
+        locs, docs, now_text, due_text, running, facts, workers, wdocs = self.store.scripts(
+            "hosts", *scope
+        )
         if not locs:
             return []
-        pipe = self.r.pipeline(transaction=False)
-        pipe.time()
-        pipe.zmscore(self.keys.seen, locs)
-        for loc in locs:
-            pipe.scard(self.keys.running(loc))
-        pipe.hmget(self.keys.facts, locs)
-        answers = pipe.execute()
-        facts = answers.pop()
-        secs, micros = answers.pop(0)
-        now = secs + micros / 1e6
-        due = [float(s) if s is not None else 0.0 for s in answers.pop(0)]
+        order = sorted(range(len(locs)), key=lambda i: locs[i])
+        locs, docs = [locs[i] for i in order], [docs[i] for i in order]
+        due = [float(due_text[i]) for i in order]
+        answers = [running[i] for i in order]
+        facts = [facts[i] for i in order]
+        now = float(now_text)
         online = [d > now for d in due]
-        parsed = {loc: json.loads(docs[loc]) for loc in locs}
-        signatures = self._signatures(
-            {str(parsed[loc].get("worker", "")) for i, loc in enumerate(locs) if online[i]}
-        )
+        parsed = {loc: json.loads(docs[i]) for i, loc in enumerate(locs)}
+        signatures = {
+            w: dict(json.loads(doc).get("signatures", {}))
+            for w, doc in zip(workers, wdocs, strict=True)
+            if doc
+        }
         out = []
         for i, loc in enumerate(locs):
             doc = parsed[loc]
@@ -122,18 +121,4 @@ class Hosts:
                     signatures=signatures.get(str(doc.get("worker", "")), {}),
                 )
             )
-        return out
-
-    def _signatures(self, workers: set[str]) -> dict[str, dict[str, Any]]:
-        """The actions' parameters each live worker published (one read per worker)."""
-        names = sorted(w for w in workers if w)
-        if not names:
-            return {}
-        pipe = self.r.pipeline(transaction=False)
-        for name in names:
-            pipe.get(self.keys.worker(name))
-        out = {}
-        for name, doc in zip(names, pipe.execute(), strict=True):
-            if doc:
-                out[name] = dict(json.loads(doc).get("signatures", {}))
         return out

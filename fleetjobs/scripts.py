@@ -14,10 +14,13 @@ not a cluster.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from functools import cache
 from importlib import resources
 from typing import Any
+
+import redis.exceptions
 
 from .keys import EVENT_RECORD, EVENT_STATE, EVENT_STOP, SCHEMA
 from .states import FINISHED, JobState
@@ -25,7 +28,7 @@ from .states import FINISHED, JobState
 # the scripts that change a job's state share prelude.lua; the others need only the header
 STATE_CHANGES = ("claim", "finish", "stop", "sweep", "ask", "answer", "suspend", "park", "resume")
 RECORDS = ("append", "take", "ack", "unqueue")
-READS = ("load",)  # read only: snapshots in one round trip
+READS = ("load", "poll", "hosts")  # read only: snapshots (and a wait's look) in one round trip
 # a job created in one command; a heartbeat per worker; the messages a worker may re-send
 WRITES = ("create", "beat", "overdue", "resend")
 
@@ -73,16 +76,24 @@ def source(name: str) -> str:
 
 
 class Scripts:
-    """The scripts registered on one client (each sent once, then run by its SHA)."""
+    """The scripts run on one client: by SHA, and sent whole (EVAL, which caches it in Redis)
+    only when Redis does not know it yet. Never SCRIPT LOAD: a read-only user may run EVAL
+    and EVALSHA but not SCRIPT."""
 
     def __init__(self, client: Any, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._scripts: dict[str, Any] = {}  # registered on first use: a CLI verb runs one or two
+        self._scripts: dict[str, tuple[str, str]] = {}  # name -> (sha, source), on first use
 
     def __call__(self, name: str, *args: Any) -> Any:
         """Run script ``name`` with its own arguments (after the prefix and now)."""
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self._client.register_script(source(name))
-        return script(args=[self._prefix, repr(time.time()), *args])
+        found = self._scripts.get(name)
+        if found is None:
+            text = source(name)
+            found = self._scripts[name] = (hashlib.sha1(text.encode()).hexdigest(), text)
+        sha, text = found
+        argv = [self._prefix, repr(time.time()), *args]
+        try:
+            return self._client.evalsha(sha, 0, *argv)
+        except redis.exceptions.NoScriptError:
+            return self._client.eval(text, 0, *argv)

@@ -119,6 +119,13 @@ def test_a_read_only_console_lists_and_waits_while_a_host_is_dead(
         assert cli("wait", str(job.id), "--timeout", "0").returncode == 3
         with Fleet(config=ro) as viewer:
             assert viewer.get(job.id)[0].state in (JobState.RUNNING, JobState.DISCONNECTED)
+            # and the host list, whose dead host shows offline once its liveness runs out
+            eventually(
+                lambda: [(h.location, h.online) for h in viewer.hosts()] == [("ro-host", False)]
+            )
+        hosts = cli("hosts", "--json")
+        assert hosts.returncode == 0, hosts.stderr
+        assert '"ro-host"' in hosts.stdout
     finally:
         admin.execute_command("ACL", "DELUSER", user)
 
