@@ -36,7 +36,7 @@ from .keys import EVENT_STATE
 from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, JobInfo, Record, check_arguments, check_name, render_command
 from .records import Records
-from .refs import as_list, batches, children_of, parse_state
+from .refs import as_list, batches, checked, children_of, parse_state
 from .registry import Registry
 from .routing import is_glob, split_locations
 from .signatures import check_call
@@ -355,24 +355,26 @@ class Fleet(ControlVerbs):
         gone_ok: bool = False,
         force: bool = False,
     ) -> list[Job]:
-        """Wait for these jobs; with ``gone_ok`` a job removed meanwhile counts as finished
-        (a stop or remove racing another console's), else it is an error."""
+        """Wait for these jobs; with ``gone_ok`` one removed meanwhile (a stop or remove
+        racing another console's) counts as finished, else it is an error."""
         if not infos:
             return []
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         ids = [i.id for i in infos]
         ends = {s for s in JobState if s.finished or (not force and s in HELD)}
+
+        def look() -> tuple[list[str | None], list[JobInfo]]:
+            self.housekeeping.sweep()
+            return self.registry.poll(ids, ends, any, gone_ok)  # once over, the snapshots too
+
         with self._events(infos, only=EVENT_STATE) as events:
             while True:
-                # the states and, once the wait is over, the snapshots it returns: one call
-                self.housekeeping.sweep()
-                raw, ended = ride_out(lambda: self.registry.poll(ids, ends, any, gone_ok))
-                states = self._checked(ids, raw, gone_ok)
+                raw, ended = ride_out(look)
+                states = checked(ids, raw, gone_ok)
                 over = sum(s is None or s in ends for s in states)
                 if over and (any or over == len(states)):
                     return [Job(self, i) for i in ended]
-                pairs = list(zip(infos, states, strict=True))
-                stuck = [i.id for i, s in pairs if s is JobState.BLOCKED]
+                stuck = [i for i, s in zip(ids, states, strict=True) if s is JobState.BLOCKED]
                 if stuck and (not any or len(stuck) == len(infos)):
                     deadlocked(self.registry.load(stuck), len(infos) if any else 1)
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -401,9 +403,13 @@ class Fleet(ControlVerbs):
             auto_remove: with ``follow``, remove the jobs once all is received.
             location: only the child on this location.
         """
-        return Received(
-            list(self._stream(jobs, keep, follow, auto_remove, location, whole=not follow))
+        if not (follow or auto_remove):  # handed over whole: no Redis call after the last take
+            kids = children_of(self._snapshots(jobs), location)
+            return Received(list(self.records.drain(kids, keep=keep, whole=True)))
+        got = self.stream(
+            jobs, keep=keep, follow=follow, auto_remove=auto_remove, location=location
         )
+        return Received(list(got))
 
     def stream(
         self,
@@ -415,24 +421,13 @@ class Fleet(ControlVerbs):
         location: str | None = None,
     ) -> Iterator[Record]:
         """Records as they are taken; with ``follow``, as they arrive until the jobs finish."""
-        return self._stream(jobs, keep, follow, auto_remove, location)
-
-    def _stream(
-        self,
-        jobs: JobRefs,
-        keep: bool,
-        follow: bool,
-        auto_remove: bool,
-        location: str | None,
-        whole: bool = False,
-    ) -> Iterator[Record]:
         if auto_remove and not follow:
             raise ArgumentError("auto_remove needs follow: a job is removed once it has finished")
         infos = self._snapshots(jobs)
         children = children_of(infos, location)
         read: dict[str, int] = {}  # with keep, how far each child's records have been read
         if not follow:
-            yield from self.records.drain(children, keep=keep, offsets=read, whole=whole)
+            yield from self.records.drain(children, keep=keep, offsets=read)
             return
         with self._events(infos) as events:
             while True:
@@ -494,17 +489,7 @@ class Fleet(ControlVerbs):
         return self._states([i.id for i in infos], gone_ok)
 
     def _states(self, ids: Sequence[int], gone_ok: bool = False) -> list[JobState | None]:
-        return self._checked(ids, self.registry.states(ids), gone_ok)
-
-    def _checked(
-        self, ids: Sequence[int], states: Sequence[str | None], gone_ok: bool
-    ) -> list[JobState | None]:
-        out: list[JobState | None] = []
-        for job_id, state in zip(ids, states, strict=True):
-            if state is None and not gone_ok:
-                raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")
-            out.append(JobState(state) if state is not None else None)
-        return out
+        return checked(ids, self.registry.states(ids), gone_ok)
 
     def _ids(self, refs: Iterable[JobRef]) -> list[int]:
         seen: dict[int, None] = {}

@@ -234,9 +234,16 @@ class Lifecycle:
         return state, due, running_of(child, call) if child else None
 
     @guarded
-    def finish(self, job_id: int, state: JobState, reason: str = "") -> tuple[str, list[int]]:
-        """Settle a child as Completed/Failed (Stopped wins if a stop was asked)."""
-        return self._run("finish", job_id, state.value, reason)
+    def finish(
+        self, job_id: int, state: JobState, reason: str = "", tail: Sequence[Any] = ()
+    ) -> tuple[str, list[int]]:
+        """Settle a child as Completed/Failed (Stopped wins if a stop was asked).
+
+        Args:
+            tail: records its action wrote that are not in Redis yet, written first by the
+                same script (:meth:`Records.tail`'s arguments).
+        """
+        return self._run("finish", job_id, state.value, reason, *tail)
 
     @guarded
     def stop(self, job_id: int, reason: str = "stopped by user") -> tuple[str, list[int]]:

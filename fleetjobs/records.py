@@ -15,6 +15,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import FleetJobsError
@@ -23,6 +24,16 @@ from .store import Store, guarded
 
 BATCH = 1000  # records per take: bounded console memory, no long Redis call
 LEASE = 60.0  # seconds a receiver holds a taken batch before another may have it back
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A record an action wrote, on its way to Redis: its stream, value, number and time."""
+
+    stream: str
+    data: Any
+    seq: int
+    at: float
 
 
 class Records:
@@ -48,18 +59,31 @@ class Records:
         Returns:
             False when the job no longer exists (it was removed while it ran).
         """
-        rec = _record(stream, data, at)
+        return self.append_many(iid, parent_iid, [Pending(stream, data, seq, at)]) != 0
+
+    @guarded
+    def append_many(self, iid: str, parent_iid: str | None, batch: Sequence[Pending]) -> int:
+        """:meth:`append` for several records in one call (a worker's outbox); returns 0 when
+        the job is gone or settled, 2 once its output is truncated, else 1."""
+        answer = int(self.store.scripts("append", *self.tail(iid, parent_iid, batch)))
+        if answer == 2:
+            self.truncated.add(iid)
+        return answer
+
+    def tail(self, iid: str, parent_iid: str | None, batch: Sequence[Pending]) -> list[Any]:
+        """The arguments that write ``batch`` (append.lua's, and the end of finish.lua's)."""
         cap = self.store.config.max_output
+        at = batch[-1].at if batch else 0.0
         warning = _record(
             "warning",
             f"output truncated: the job wrote more than {_size(cap)} of records; "
             "later ones were dropped (FLEETJOBS_MAX_OUTPUT)",
             at,
         )
-        answer = int(self.store.scripts("append", iid, rec, parent_iid or "", seq, cap, warning))
-        if answer == 2:
-            self.truncated.add(iid)
-        return answer != 0
+        out: list[Any] = [iid, parent_iid or "", cap, warning]
+        for p in batch:
+            out += (p.seq, _record(p.stream, p.data, p.at))
+        return out
 
     def drain(
         self,

@@ -44,3 +44,15 @@ def batches(ids: Iterable[int], size: int) -> Iterator[list[int]]:
             batch = []
     if batch:
         yield batch
+
+
+def checked(
+    ids: Sequence[int], states: Sequence[str | None], gone_ok: bool
+) -> list[JobState | None]:
+    """The jobs' states read from Redis; a job gone (None) is an error unless ``gone_ok``."""
+    out: list[JobState | None] = []
+    for job_id, state in zip(ids, states, strict=True):
+        if state is None and not gone_ok:
+            raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")
+        out.append(JobState(state) if state is not None else None)
+    return out

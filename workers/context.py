@@ -1,9 +1,11 @@
 """The job context: what an action sees of its job — its streams, its host, its stop flag.
 
-Every record an action writes lands in Redis as it is made, so a receive from a running job
-gets what is there so far. A stop (or a timeout) sets the stop flag; long actions check
-``ctx.should_stop`` or sleep through ``ctx.sleep``, and processes they start through
-``ctx.register_process`` are killed with their whole process group.
+Every record an action writes while it runs lands in Redis as it is made, so a receive from a
+running job gets what is there so far; what is written once it has ended (the values it
+returned, why it failed) goes with the job's finish, in one script. A stop (or a timeout)
+sets the stop flag; long actions check ``ctx.should_stop`` or sleep through ``ctx.sleep``,
+and processes they start through ``ctx.register_process`` are killed with their whole
+process group.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from fleetjobs.config import Config
 from fleetjobs.errors import FleetJobsError, RedisUnavailableError
 from fleetjobs.lifecycle import Lifecycle
 from fleetjobs.model import JobInfo
-from fleetjobs.records import Records
+from fleetjobs.records import Pending, Records
 
 from . import reaper
 from .control import Interaction
@@ -89,6 +91,7 @@ class JobContext(Interaction):
         self._procs: dict[int, subprocess.Popen[Any]] = {}
         self._lock = threading.Lock()
         self._seq = 0  # record numbers: a retried write is recognised, not doubled
+        self._tail: list[Pending] | None = None  # once the action has ended: for the finish
 
     # ---- streams ------------------------------------------------------------------------
 
@@ -98,6 +101,9 @@ class JobContext(Interaction):
         data = json.loads(json.dumps(data, default=str))  # what JSON cannot carry, as text
         self._seq += 1
         seq, at, records = self._seq, time.time(), self._records
+        if self._tail is not None:
+            self._tail.append(Pending(stream, data, seq, at))
+            return
         written = persistently(
             self._config,
             lambda: records.append(self.instance_id, self._parent_iid, stream, data, seq, at),
@@ -105,6 +111,19 @@ class JobContext(Interaction):
         if not written:
             self.request_stop("the job was removed")
             raise JobStopped("the job was removed while it ran")
+
+    def defer(self) -> None:
+        """The action has ended: what is written from now on (the values it returned, why it
+        failed) goes into Redis with the job's finish, in the same script, not one by one.
+        What an action writes while it runs is in Redis when the write returns, so it
+        survives the action's process dying next."""
+        if self._tail is None:
+            self._tail = []
+
+    def take_tail(self) -> list[Pending]:
+        """The records written since :meth:`defer`, for the finish."""
+        tail, self._tail = self._tail or [], []
+        return tail
 
     def output(self, value: Any) -> None:
         """Write one value to the output stream (``Write-Output``)."""

@@ -134,7 +134,9 @@ class Runtime:
         ctx.release_due = lambda due: self._release(w, due)
         final, reason = self._run(ctx, info, w)
         ctx.kill_processes()
-        state, due = persistently(cfg, lambda: w.lifecycle.finish(job_id, final, reason))
+        # what was written once the action ended goes with the finish, in the same script
+        tail = w.records.tail(info.instance_id, parent_iid, ctx.take_tail())
+        state, due = persistently(cfg, lambda: w.lifecycle.finish(job_id, final, reason, tail))
         w.records.truncated.discard(info.instance_id)
         self._release(w, due)
         return {"state": state, "ran": True, "reason": reason if state == final.value else ""}
@@ -182,6 +184,8 @@ class Runtime:
         try:
             with _interruptible(ctx) as guard:
                 result = spec.fn(ctx, *info.args, **info.kwargs)
+                if not inspect.isgenerator(result):  # its values are all made: the action ended
+                    ctx.defer()
                 for value in _outputs(result):
                     ctx.output(value)
                 guard.done()
@@ -189,21 +193,21 @@ class Runtime:
         except JobStopped as exc:
             if watcher.timed_out:
                 reason = f"timed out after {_secs(timeout)} s"
-                _quiet(ctx.error, reason)
+                _quiet(ctx, reason)
                 return JobState.FAILED, reason
             return JobState.STOPPED, ctx.stop_reason or str(exc) or "stopped"
         except ActionError as exc:
-            _quiet(ctx.error, str(exc))
+            _quiet(ctx, str(exc))
             return JobState.FAILED, str(exc)
         except Exception as exc:  # an action's failure is data, never a crash of the worker
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            _quiet(ctx.error, reason)
+            _quiet(ctx, reason)
             return JobState.FAILED, reason
         finally:
             watcher.close()
 
     def _fail_early(self, ctx: JobContext, reason: str) -> tuple[JobState, str]:
-        _quiet(ctx.error, reason)
+        _quiet(ctx, reason)
         return JobState.FAILED, reason
 
     def offered(self) -> list[str]:
@@ -334,10 +338,11 @@ def _interruptible(ctx: JobContext) -> Iterator[_Guard]:
         signal.signal(INTERRUPT_SIGNAL, previous)
 
 
-def _quiet(write: Callable[[str], None], text: str) -> None:
-    """Write a record about the job's end; a job removed meanwhile has nowhere to write."""
+def _quiet(ctx: JobContext, text: str) -> None:
+    """Write the error record of the job's end, to go with its finish."""
+    ctx.defer()
     with contextlib.suppress(JobStopped, FleetJobsError):
-        write(text)
+        ctx.error(text)
 
 
 def _secs(value: float | None) -> str:

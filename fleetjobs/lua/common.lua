@@ -61,3 +61,44 @@ local function load_jobs(ids, with_children)
   end
   return tops, kids
 end
+
+-- APPEND (append.lua, finish.lua): records onto a child's output, each once by its number (a
+-- call whose answer was lost is retried, and must not write twice), and a wake-up for who
+-- waits on the child or its parent. recs = {number, record JSON, number, record JSON...}.
+-- Past cap bytes of records, the one record that crosses it becomes the warning record and
+-- later ones are dropped. Returns 0 when the job is gone or settled (an action writing
+-- after its stop point writes into nothing), 2 once truncated, else 1.
+local function append_records(iid, parent_iid, cap, warning, recs)
+  local id = redis.call('HGET', K.iids, iid)
+  if not id then return 0 end
+  local k = K.job(id)
+  local f = fields(k, 'wseq', 'wbytes', 'truncated', 'state')
+  local last = tonumber(f.wseq or '0')
+  local wseq, bytes, truncated = last, tonumber(f.wbytes or '0'), f.truncated == '1'
+  local new = {}
+  for i = 1, #recs, 2 do
+    local seq, rec = tonumber(recs[i]), recs[i + 1]
+    if seq > wseq then
+      if FIN[f.state or ''] then return 0 end
+      wseq = seq
+      if not truncated then
+        bytes = bytes + #rec
+        if bytes > cap then
+          rec, truncated = warning, true
+          redis.call('HSET', k, 'truncated', '1')
+        end
+        new[#new + 1] = rec
+      end
+    end
+  end
+  if wseq == last then return truncated and 2 or 1 end
+  redis.call('HSET', k, 'wseq', wseq, 'wbytes', bytes)
+  if #new > 0 then
+    for i = 1, #new, 500 do
+      redis.call('RPUSH', K.out(iid), unpack(new, i, math.min(i + 499, #new)))
+    end
+    redis.call('PUBLISH', K.events(iid), EV.RECORD)
+    if parent_iid ~= '' then redis.call('PUBLISH', K.events(parent_iid), EV.RECORD) end
+  end
+  return truncated and 2 or 1
+end

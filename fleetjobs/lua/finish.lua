@@ -1,7 +1,14 @@
 -- FINISH: a worker settles the child it ran. ARGV[3] = child id, ARGV[4] = Completed or
--- Failed, ARGV[5] = reason. A stop asked meanwhile wins: the child is Stopped.
--- Returns {final state, due...}.
+-- Failed, ARGV[5] = reason; with the records its action wrote that are not in Redis yet:
+-- ARGV[6] = child iid, ARGV[7] = parent iid or '', ARGV[8] = cap, ARGV[9] = warning record,
+-- ARGV[10..] = pairs of record number and record JSON (append.lua's), written first.
+-- A stop asked meanwhile wins: the child is Stopped. Returns {final state, due...}.
 local id = ARGV[3]
+if ARGV[6] then
+  local recs = {}
+  for i = 10, #ARGV do recs[#recs + 1] = ARGV[i] end
+  append_records(ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], recs)
+end
 local f = fields(K.job(id), 'state', 'stop', 'stop_reason')
 if not f.state then return result('Missing') end
 if FIN[f.state] then return result(f.state) end

@@ -117,9 +117,18 @@ def capped(redis_url: str, logs: Path) -> Iterator[Fleet]:
         yield fleet
 
 
-def test_output_past_the_cap_ends_with_a_truncated_warning(capped: Fleet) -> None:
+@pytest.mark.parametrize(
+    "action, args",
+    [
+        ("produce", [1000]),  # written one by one while it runs
+        ("echo", list(range(1, 1001))),  # returned whole: written with the job's finish
+    ],
+)
+def test_output_past_the_cap_ends_with_a_truncated_warning(
+    capped: Fleet, action: str, args: list[int]
+) -> None:
     # given a job writing far more than the worker's 2,000-byte output cap
-    job = capped.start("produce", 1000, locations="capped")
+    job = capped.start(action, *args, locations="capped")
     assert capped.wait(job, timeout=60)
     # then it completes, its output stops short, and one warning says why
     got = capped.receive(job)
