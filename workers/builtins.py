@@ -38,6 +38,7 @@ def echo(
     information: str | None = None,
 ) -> None:
     """Write each value to output, and each given message to its stream, in stream order."""
+    ctx.defer()  # nothing to run, only to write: the records go with the job's finish
     for value in values:
         ctx.output(value)
     messages = {

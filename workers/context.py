@@ -113,10 +113,11 @@ class JobContext(Interaction):
             raise JobStopped("the job was removed while it ran")
 
     def defer(self) -> None:
-        """The action has ended: what is written from now on (the values it returned, why it
-        failed) goes into Redis with the job's finish, in the same script, not one by one.
-        What an action writes while it runs is in Redis when the write returns, so it
-        survives the action's process dying next."""
+        """What is written from now on goes into Redis with the job's finish, in the same
+        script, not one record per call. The runtime calls it once the action has ended (for
+        the values it returned, or why it failed); an action that has nothing left to do but
+        write (``echo``) may call it first. Until then, what an action writes is in Redis when
+        the write returns, so it survives the action's process dying next."""
         if self._tail is None:
             self._tail = []
 
