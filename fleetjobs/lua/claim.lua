@@ -11,7 +11,7 @@ local id, worker, via, task_id, attempt = ARGV[3], ARGV[4], ARGV[5], ARGV[6], AR
 
 local k = K.job(id)
 local f = fields(k, 'state', 'stop', 'deadline', 'parent', 'location', 'start_timeout',
-                 'stop_reason', 'worker', 'iid', 'attempt')
+                 'stop_reason', 'worker', 'iid', 'attempt', 'queued')
 local function answer(head)
   if head ~= S.RUNNING then return {result(head), {}, {}} end
   return {result(head), redis.call('HGETALL', k),
@@ -41,20 +41,19 @@ if f.state ~= S.NOT_STARTED then
   return answer(f.state)
 end
 if f.stop == '1' then
-  settle(id, S.STOPPED, f.stop_reason or 'stopped before it started')
+  settle(id, S.STOPPED, f.stop_reason or 'stopped before it started', f)
   return answer(S.STOPPED)
 end
 if given(f.deadline) and tonumber(NOW) > tonumber(f.deadline) then
   settle(id, S.FAILED,
-    'no worker on ' .. f.location .. ' started the job within ' .. f.start_timeout .. ' s')
+    'no worker on ' .. f.location .. ' started the job within ' .. f.start_timeout .. ' s', f)
   return answer(S.FAILED)
 end
-move(id, S.RUNNING)
-redis.call('HSET', k, 'begin', NOW, 'worker', worker, 'queued', '1', 'attempt', attempt)
+move(id, S.RUNNING, f, {'begin', NOW, 'worker', worker, 'queued', '1', 'attempt', attempt})
 if given(f.parent) then redis.call('HSETNX', K.job(f.parent), 'begin', NOW) end
 redis.call('SADD', K.running(f.location), id)
 redis.call('SADD', K.active, id)
 redis.call('ZREM', K.deadlines, id)
-publish(id, EV.STATE)
+publish(id, EV.STATE, f.iid)
 if given(f.parent) then refresh_parent(f.parent) end
 return answer(S.RUNNING)

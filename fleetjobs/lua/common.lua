@@ -66,13 +66,15 @@ end
 -- call whose answer was lost is retried, and must not write twice), and a wake-up for who
 -- waits on the child or its parent. recs = {number, record JSON, number, record JSON...}.
 -- Past cap bytes of records, the one record that crosses it becomes the warning record and
--- later ones are dropped. Returns 0 when the job is gone or settled (an action writing
--- after its stop point writes into nothing), 2 once truncated, else 1.
-local function append_records(iid, parent_iid, cap, warning, recs)
-  local id = redis.call('HGET', K.iids, iid)
+-- later ones are dropped. id: the child's, when the caller knows it. Returns 0 when the job
+-- is gone or settled (an action writing after its stop point writes into nothing), 2 once
+-- truncated, else 1.
+local function append_records(iid, parent_iid, cap, warning, recs, id)
+  id = id or redis.call('HGET', K.iids, iid)  -- the caller may know the child's id
   if not id then return 0 end
   local k = K.job(id)
   local f = fields(k, 'wseq', 'wbytes', 'truncated', 'state')
+  if not f.state then return 0 end
   local last = tonumber(f.wseq or '0')
   local wseq, bytes, truncated = last, tonumber(f.wbytes or '0'), f.truncated == '1'
   local new = {}

@@ -7,12 +7,12 @@ local id = ARGV[3]
 if ARGV[6] then
   local recs = {}
   for i = 10, #ARGV do recs[#recs + 1] = ARGV[i] end
-  append_records(ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], recs)
+  append_records(ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], recs, id)
 end
-local f = fields(K.job(id), 'state', 'stop', 'stop_reason')
+local f = fields(K.job(id), 'state', 'stop', 'stop_reason', 'parent', 'location', 'queued', 'iid')
 if not f.state then return result('Missing') end
 if FIN[f.state] then return result(f.state) end
 local state, reason = ARGV[4], ARGV[5]
 if f.stop == '1' then state, reason = S.STOPPED, f.stop_reason end
-settle(id, state, reason)
+settle(id, state, reason, f)
 return result(state)

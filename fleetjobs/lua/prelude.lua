@@ -8,18 +8,24 @@ local DISPATCH = {}  -- children a change released (a throttle's next): the call
 -- the indexes of finished jobs (get --failed)
 local rollout_settled, index_settled
 
-local function publish(id, msg)
-  local iid = redis.call('HGET', K.job(id), 'iid')
+-- a message on a job's channel; iid: the job's InstanceId when the caller has it already
+local function publish(id, msg, iid)
+  iid = iid or redis.call('HGET', K.job(id), 'iid')
   if iid then redis.call('PUBLISH', K.events(iid), msg) end
 end
 
 -- Every change of a child's state goes through move(), which keeps its parent's counters
 -- ('c:<State>') true, so a parent's state is worked out from counts, whatever its size.
-local function move(id, new)
+-- known: the child's state and parent when the caller has read them already; extra: more
+-- fields (name, value, ...) to set with the state, in the same HSET.
+local function move(id, new, known, extra)
   local k = K.job(id)
-  local f = fields(k, 'state', 'parent')
-  if f.state == new then return f.parent end
-  redis.call('HSET', k, 'state', new)
+  local f = known or fields(k, 'state', 'parent')
+  if f.state == new then
+    if extra and #extra > 0 then redis.call('HSET', k, unpack(extra)) end
+    return f.parent
+  end
+  redis.call('HSET', k, 'state', new, unpack(extra or {}))
   if given(f.parent) then
     local pk = K.job(f.parent)
     if f.state then redis.call('HINCRBY', pk, 'c:' .. f.state, -1) end
@@ -28,13 +34,15 @@ local function move(id, new)
   return f.parent
 end
 
--- a parent's state from its children's counts: the rule of fleetjobs.states.parent_state
+-- a parent's state from its children's counts: the rule of fleetjobs.states.parent_state.
+-- Returns its fields as read (with 'state' as it now is), for the caller's next steps.
 local function refresh_parent(pid)
   local pk = K.job(pid)
-  local names = {'n', 'state', 'stop', 'stop_reason', 'freasons', 'last_reason'}
+  local names = {'n', 'state', 'stop', 'stop_reason', 'freasons', 'last_reason', 'iid',
+                 'batch', 'created'}
   for _, state in pairs(S) do table.insert(names, 'c:' .. state) end
   local f = fields(pk, unpack(names))
-  if not f.n then return end
+  if not f.n then return f end
   local function count(state) return tonumber(f['c:' .. state] or '0') or 0 end
   local n = tonumber(f.n)
   local failed, stopped = count(S.FAILED), count(S.STOPPED)
@@ -54,9 +62,9 @@ local function refresh_parent(pid)
   elseif count(S.NOT_STARTED) == n then new = S.NOT_STARTED
   else new = S.RUNNING end
   if new ~= f.state then
-    redis.call('HSET', pk, 'state', new)
+    local set = {'state', new}
     if FIN[new] then
-      redis.call('HSET', pk, 'end', NOW)
+      set[#set + 1] = 'end'; set[#set + 1] = NOW
       local reason = nil
       if failed > 0 then
         if n == 1 then reason = f.last_reason
@@ -64,11 +72,14 @@ local function refresh_parent(pid)
       elseif stopped > 0 then
         reason = f.stop_reason or f.last_reason
       end
-      if reason then redis.call('HSET', pk, 'reason', reason) end
+      if reason then set[#set + 1] = 'reason'; set[#set + 1] = reason end
       redis.call('ZADD', K.ended, NOW, pid)
     end
-    publish(pid, EV.STATE)
+    redis.call('HSET', pk, unpack(set))
+    publish(pid, EV.STATE, f.iid)
+    f.state = new
   end
+  return f
 end
 
 -- push a child's kept message onto its location's queue; false when none is kept
@@ -102,14 +113,16 @@ local function next_pending(pid)
   end
 end
 
--- a child reaches a finished state: its record, its host's running set, its parent, its slot
-local function settle(id, state, reason)
+-- a child reaches a finished state: its record, its host's running set, its parent, its slot.
+-- known: the child's parent, location, queued, iid and state, when the caller has read them.
+local function settle(id, state, reason, known)
   local k = K.job(id)
-  local f = fields(k, 'parent', 'location', 'queued', 'iid')
-  move(id, state)
-  if f.iid then redis.call('DEL', K.msg(f.iid)) end
-  redis.call('HSET', k, 'end', NOW)
-  if given(reason) then redis.call('HSET', k, 'reason', reason) end
+  local f = known or fields(k, 'parent', 'location', 'queued', 'iid', 'state')
+  local extra = {'end', NOW}
+  if given(reason) then extra[3] = 'reason'; extra[4] = reason end
+  local waited = f.state == S.NOT_STARTED  -- never claimed: its kept message, its deadline
+  move(id, state, f, extra)
+  if waited and f.iid then redis.call('DEL', K.msg(f.iid)) end
   if given(f.parent) and (state == S.FAILED or state == S.STOPPED) then
     -- what the parent's Reason will say: the first three failures, where, and why
     local pk = K.job(f.parent)
@@ -122,13 +135,15 @@ local function settle(id, state, reason)
   end
   redis.call('SREM', K.running(f.location or ''), id)
   redis.call('SREM', K.active, id)
-  redis.call('ZREM', K.deadlines, id)
-  publish(id, EV.STATE)
+  if waited then redis.call('ZREM', K.deadlines, id) end  -- a claim took it off the list
+  publish(id, EV.STATE, f.iid)
   if given(f.parent) then
-    refresh_parent(f.parent)
-    local rollout = rollout_settled(f.parent, id, state, f.location, f.queued == '1')
+    local p = refresh_parent(f.parent)
+    local rollout = given(p.batch)
+      and rollout_settled(f.parent, id, state, f.location, f.queued == '1')
     if f.queued == '1' and not rollout then next_pending(f.parent) end
-    index_settled(f.parent)
+    -- a rollout may have changed the parent since: read again; else as refresh left it
+    if rollout then index_settled(f.parent) else index_settled(f.parent, p.state, p.created) end
   else
     -- a top-level job settled itself (a run that could not start: no child to settle)
     redis.call('ZADD', K.ended, NOW, id)
