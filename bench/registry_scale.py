@@ -96,6 +96,12 @@ class Template:
                 pipe.hset(f"{p}iids", mapping={new["piid"]: pid, new["ciid"]: pid + 1})
                 pipe.zadd(f"{p}jobs", {str(pid): pid})
                 pipe.zadd(f"{p}ended", {str(pid): self.ended})
+                # the history indexes every start writes (get --since/--action/--location)
+                created = float(parent.get("created", self.ended))
+                pipe.zadd(f"{p}created", {str(pid): created})
+                pipe.zadd(f"{p}by-action:{parent.get('action', '')}", {str(pid): created})
+                for loc in parent.get("location", "").split(","):
+                    pipe.zadd(f"{p}by-loc:{loc}", {str(pid): created})
                 pipe.sadd(f"{p}names:{parent.get('name', self.name)}", pid)
                 pid += 2
             pipe.execute()
@@ -217,6 +223,28 @@ def memory_rows(ctx: Ctx, r: Any, prefix: str, pid: int, per_job: float) -> None
             float(hashes),
             note=f"{len(parent)} + {len(child)} fields; indexes (iids, jobs, ended, names) "
             "are in the delta above",
+        )
+    )
+    # what each index costs per job: its MEMORY USAGE over the jobs it holds
+    per: dict[str, float] = {}
+    for name, key, size in (
+        ("iids (2 per job)", f"{prefix}iids", lambda k: r.hlen(k) / 2),
+        ("jobs", f"{prefix}jobs", r.zcard),
+        ("ended", f"{prefix}ended", r.zcard),
+        ("created", f"{prefix}created", r.zcard),
+        ("by-action", f"{prefix}by-action:{parent.get('action', '')}", r.zcard),
+        ("by-loc", f"{prefix}by-loc:{parent.get('location', '').split(',')[0]}", r.zcard),
+    ):
+        n = size(key)
+        if n:
+            per[name] = usage(r, key) / n
+    per["names (a key per Name)"] = float(usage(r, f"{prefix}names:{parent.get('name', '')}"))
+    ctx.add(
+        Row(
+            "of which the indexes, per job (MEMORY USAGE / entries)",
+            "B",
+            sum(per.values()),
+            note=", ".join(f"{k} {v:.0f} B" for k, v in per.items()),
         )
     )
 
