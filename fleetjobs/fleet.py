@@ -180,12 +180,12 @@ class Fleet(ControlVerbs):
         named = split_locations([locations] if isinstance(locations, str) else locations or [])
         # plain names need only their own hosts' records; globs, tags and --all need them all
         everything = bool(target) or all_hosts or bool(where) or any(is_glob(n) for n in named)
-        hosts = {
-            h.location: h
-            for h in self.host_list.list(None if everything else named or [default_location()])
-        }
-        locs = placement.select(named, target, all_hosts, hosts, where)
-        warnings = placement.check(action, locs, hosts)
+        scope = None if everything else named or [default_location()]
+
+        def lookup(fresh: bool) -> dict[str, HostInfo]:  # fresh, or as read a moment ago
+            return {h.location: h for h in self.host_list.recent(scope, 0 if fresh else 1.0)}
+
+        locs, warnings, hosts = placement.place(action, named, target, all_hosts, where, lookup)
         size = rollouts.batch_size(
             batch,
             len(locs),

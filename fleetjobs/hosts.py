@@ -12,6 +12,7 @@ comes from these, not from Celery's remote-control ping, which goes silent on Re
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,9 @@ from .model import HostInfo
 from .store import Store, guarded
 
 REWRITE_EVERY = 15  # beats between two writes of unchanged host documents (one HSET)
+
+
+CACHE_SECONDS = 1.0  # how long a start may use the host records it read
 
 
 class Hosts:
@@ -34,6 +38,23 @@ class Hosts:
         self.r = store.r
         self._written: dict[str, str] = {}  # the hosts documents this process last wrote
         self._beats = 0
+        self._seen: dict[tuple[str, ...] | None, tuple[float, list[HostInfo]]] = {}
+
+    def recent(self, only: Sequence[str] | None, max_age: float = CACHE_SECONDS) -> list[HostInfo]:
+        """:meth:`list`, or what it gave this process for the same ``only`` less than
+        ``max_age`` seconds ago, and never longer than a quarter of the hosts' TTL (a start
+        in a loop reads the host records about once a second, and sees a host that died no
+        later than the TTL says anyway)."""
+        key = None if only is None else tuple(only)
+        now = time.monotonic()
+        hit = self._seen.get(key)
+        if hit is not None and now - hit[0] < min(max_age, self.store.config.host_ttl / 4):
+            return hit[1]
+        found = self.list(only)
+        if len(self._seen) > 64:
+            self._seen.clear()
+        self._seen[key] = (now, found)
+        return found
 
     @guarded
     def heartbeat(self, worker: str, info: dict[str, Any], locations: Sequence[str]) -> None:

@@ -3,11 +3,11 @@ run the action (checked before anything is queued)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .config import default_location
-from .errors import NoHostError, ShellNotAllowedError, UnknownActionError
+from .errors import FleetJobsError, NoHostError, ShellNotAllowedError, UnknownActionError
 from .facts import Where
 from .model import HostInfo
 from .routing import select_locations
@@ -97,3 +97,31 @@ def params_for(
         if action in host.signatures:
             return list(host.signatures[action])
     return None
+
+
+def place(
+    action: str,
+    wanted: list[str],
+    target: Sequence[str],
+    all_hosts: bool,
+    where: Sequence[str],
+    lookup: Callable[[bool], dict[str, HostInfo]],
+) -> tuple[list[str], list[str], dict[str, HostInfo]]:
+    """:func:`select` and :func:`check` on the hosts ``lookup(fresh)`` gives: first as this
+    process saw them a moment ago (a start in a loop reads no host records), and again on
+    fresh ones at any doubt (an error, a warning), so what a start says is never stale.
+
+    Returns:
+        The locations, the warnings and the hosts they were chosen from.
+    """
+    hosts = lookup(False)
+    try:
+        locs = select(wanted, target, all_hosts, hosts, where)
+        warnings = check(action, locs, hosts)
+        if not warnings:
+            return locs, warnings, hosts
+    except FleetJobsError:
+        pass
+    hosts = lookup(True)
+    locs = select(wanted, target, all_hosts, hosts, where)
+    return locs, check(action, locs, hosts), hosts
