@@ -52,7 +52,10 @@ class Housekeeping:
             return 0
         self._last_sweep = now
         try:
-            changed, due = self.lifecycle.sweep()
+            # one sweep per half heartbeat for the whole fleet, whoever asks: with a worker
+            # per host each sweeping every running child, 10 workers swept it 10 times a beat
+            shared = self.lifecycle.store.config.heartbeat_interval / 2
+            changed, due = self.lifecycle.sweep(every=shared)
         except PermissionDeniedError:
             # a read-only console (a monitoring user): the workers' sweeps keep the fleet true
             self.writable = False

@@ -98,6 +98,7 @@ SCHEMA: dict[str, str] = {
     "by_location": "by-loc:{}",
     "failed": "failed",
     "facts": "facts",
+    "swept": "swept",
 }
 
 # pub/sub messages on a job's ``ev:<iid>`` channel
@@ -233,3 +234,7 @@ class Keys:
     @property
     def facts(self) -> str:
         return self._key("facts")
+
+    @property
+    def swept(self) -> str:
+        return self._key("swept")

@@ -251,13 +251,18 @@ class Lifecycle:
         return self._run("stop", job_id, reason)
 
     @guarded
-    def sweep(self) -> tuple[int, list[int]]:
+    def sweep(self, every: float = 0.0) -> tuple[int, list[int]]:
         """Apply start deadlines and worker liveness to every unfinished child, in one script.
+
+        Args:
+            every: skip it (one command) when anyone swept the fleet less than ``every``
+                seconds ago; 0 sweeps regardless.
 
         Returns:
             How many children changed state, and children now due to dispatch.
         """
-        changed, due = self._run("sweep", num(self.store.config.disconnect_grace))
+        grace = num(self.store.config.disconnect_grace)
+        changed, due = self._run("sweep", grace, max(0, round(every * 1000)))
         return int(changed), due
 
     @guarded

@@ -93,6 +93,22 @@ def test_stop_of_queued_running_and_orphaned_jobs(layers: Layers) -> None:
     assert "its worker is gone" in (info.children[0].reason or "")
 
 
+def test_the_fleet_is_swept_once_per_interval_whoever_asks(layers: Layers) -> None:
+    w = layers
+    _alive(w, "w1")
+    pid, child = _one(w)
+    w.lifecycle.claim(child.id, "w1")
+    # given a sweep by anyone a moment ago (every worker and console sweeps)
+    assert w.lifecycle.sweep(every=60) == (0, [])
+    # when the worker stops heartbeating, a sweep asked within the interval does nothing
+    w.store.r.delete(w.keys.worker("w1"))
+    assert w.lifecycle.sweep(every=60)[0] == 0
+    assert _state(w, child.id) is S.RUNNING
+    # and one that is not bound by it settles the child
+    assert w.lifecycle.sweep()[0] == 1
+    assert _state(w, child.id) is S.DISCONNECTED
+
+
 def test_sweep_disconnects_reconnects_and_fails_silent_hosts(layers: Layers) -> None:
     w = layers
     _alive(w, "w1")

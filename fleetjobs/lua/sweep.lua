@@ -1,9 +1,20 @@
--- SWEEP: ARGV[3] = grace seconds. Over every running child and every child whose start
--- deadline passed: a child that no worker started in time fails; a running child whose worker
--- stopped heartbeating becomes Disconnected (Running again if the worker returns), and fails
--- once it has been gone for the grace period. Returns {count changed, due...}.
+-- SWEEP: ARGV[3] = grace seconds, ARGV[4] = milliseconds within which a sweep by anyone
+-- (every worker and console sweeps) makes this one needless ('0' or none: sweep regardless).
+-- Over every running child and every child whose start deadline passed: a child that no
+-- worker started in time fails; a running child whose worker stopped heartbeating becomes
+-- Disconnected (Running again if the worker returns), and fails once it has been gone for
+-- the grace period. Returns {count changed, due...}.
 local grace = tonumber(ARGV[3])
+local every = tonumber(ARGV[4] or '0') or 0
+if every > 0 and not redis.call('SET', K.swept, '1', 'NX', 'PX', every) then
+  return result(0)  -- the fleet was swept a moment ago, by this process or another
+end
 local changed = 0
+local living = {}  -- worker id -> whether its liveness key exists, read once per sweep
+local function alive_worker(w)
+  if living[w] == nil then living[w] = redis.call('EXISTS', K.worker(w)) == 1 end
+  return living[w]
+end
 -- ends no worker will report to Flower: monitor.announce_lost sends them (bounded list)
 local function lost(id)
   redis.call('RPUSH', K.lost, id)
@@ -35,7 +46,7 @@ local function sweep_one(id)
     return
   end
   redis.call('ZREM', K.deadlines, id)
-  local alive = given(f.worker) and redis.call('EXISTS', K.worker(f.worker)) == 1
+  local alive = given(f.worker) and alive_worker(f.worker)
   if alive then
     if f.state == S.DISCONNECTED then
       move(id, back_from_disconnected(f))
