@@ -96,7 +96,7 @@ def test_stop_of_queued_running_and_orphaned_jobs(layers: Layers) -> None:
 def test_the_fleet_is_swept_once_per_interval_whoever_asks(layers: Layers) -> None:
     w = layers
     _alive(w, "w1")
-    pid, child = _one(w)
+    _, child = _one(w)
     w.lifecycle.claim(child.id, "w1")
     # given a sweep by anyone a moment ago (every worker and console sweeps)
     assert w.lifecycle.sweep(every=60) == (0, [])
