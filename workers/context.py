@@ -92,6 +92,8 @@ class JobContext(Interaction):
         self._lock = threading.Lock()
         self._seq = 0  # record numbers: a retried write is recognised, not doubled
         self._tail: list[Pending] | None = None  # once the action has ended: for the finish
+        self._poked = threading.Event()
+        self._poked.set()  # the first checkpoint reads the registry
 
     # ---- streams ------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ from fleetjobs.states import JobState
 
 T = TypeVar("T")
 HOLD_POLL = 0.25  # seconds between looks at the registry while Blocked or Suspended
+# a checkpoint reads the registry when the job's watcher heard its state change (a suspend
+# asked), else at most this often (a message missed): not twice a second for every sleep
+CHECK_EVERY = 5.0
 YES, NO = "yes", "no"
 
 
@@ -40,6 +43,8 @@ class Interaction:
     _info: JobInfo
     _lifecycle: Lifecycle
     _registry: Registry | None = None
+    _poked: threading.Event  # the job's state changed since the last checkpoint read it
+    _looked: float = 0.0  # when a checkpoint last read the registry (monotonic)
     # set by the runtime: publishes children a state change released (a throttle's next)
     release_due: Callable[[list[int]], None] = staticmethod(lambda due: None)
 
@@ -125,6 +130,10 @@ class Interaction:
 
     # ---- Suspended ----------------------------------------------------------------------
 
+    def poke(self) -> None:
+        """The job's state changed (its watcher heard it): the next checkpoint looks."""
+        self._poked.set()
+
     def checkpoint(self) -> float:
         """A safe point: end here if stopped; hold here while the job is suspended.
 
@@ -132,6 +141,10 @@ class Interaction:
             The seconds it held (0.0 when no suspend was asked).
         """
         self.check()
+        if not self._poked.is_set() and time.monotonic() - self._looked < CHECK_EVERY:
+            return 0.0
+        self._poked.clear()  # before the read: a change during it is looked at next time
+        self._looked = time.monotonic()
         now = self._control()
         self._end_if_stopped(now["state"])
         if now["suspend"] not in ("1", "2"):

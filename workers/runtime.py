@@ -33,7 +33,7 @@ import fleetjobs.deadletters as deadletters
 from fleetjobs.actions import get_action, registered
 from fleetjobs.deadletters import DeadLetter
 from fleetjobs.errors import ActionError, FleetJobsError
-from fleetjobs.keys import EVENT_STOP
+from fleetjobs.keys import EVENT_STATE, EVENT_STOP
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
 from fleetjobs.routing import TASK_NAME, queue_for
@@ -296,11 +296,10 @@ class _Watcher:
                 young = last_check - began < 1.0
                 msg = self._pubsub.get_message(timeout=0.02 if young else 0.25)
                 now = time.monotonic()
-                stop = (
-                    msg is not None
-                    and msg.get("channel") == self._channel  # not a former job's, on reuse
-                    and msg.get("data") == EVENT_STOP
-                )
+                mine = msg is not None and msg.get("channel") == self._channel  # not a former job's
+                stop = mine and msg is not None and msg.get("data") == EVENT_STOP
+                if mine and msg is not None and msg.get("data") == EVENT_STATE:
+                    self._ctx.poke()  # a suspend asked: the next checkpoint looks
                 if not stop and now - last_check >= 1.0:  # a missed message is not a lost stop
                     last_check = now
                     stop = self._registry.should_end(self._ctx.job_id)
