@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .keys import EVENT_STOP
 from .model import JobInfo
 from .registry import Call, num, running_of, snapshot
 from .states import JobState
@@ -328,6 +329,9 @@ class Lifecycle:
                 pipe.srem(keys.running(member.location), member.id)
                 pipe.zrem(keys.inq(member.location), member.instance_id)
                 pipe.unlink(keys.msg(member.instance_id))
+                if member is not job and not member.finished:
+                    # its worker hears it at once and ends the action (no record to write to)
+                    pipe.publish(keys.events(member.instance_id), EVENT_STOP)
             pipe.delete(keys.pending(job.id))
             pipe.zrem(keys.jobs, job.id)
             pipe.zrem(keys.ended, job.id)

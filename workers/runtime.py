@@ -238,6 +238,9 @@ def _outputs(result: Any) -> Iterator[Any]:
 
 
 _watch_threads: tuple[int, ThreadPoolExecutor] | None = None
+# seconds between a watcher's reads of its job's stop flag, for a message it missed (a stop
+# and a remove are published on the job's channel, and heard at once)
+RECHECK = 5.0
 
 
 def _watch_pool() -> ThreadPoolExecutor:
@@ -287,20 +290,23 @@ class _Watcher:
 
     def _watch(self) -> None:
         # the claim has just read the stop flag, and finish settles a job stopped meanwhile
-        # as Stopped: the first check of the registry can wait its second
+        # as Stopped: the first check of the registry can wait. A stop and a remove say so on
+        # the job's channel; a state change (a suspend, a settle by the sweep) makes it look;
+        # the registry is read besides only every RECHECK s, for a message that was missed
         began = last_check = time.monotonic()
         while not self._closed.is_set():
             try:
                 # short reads while the job is young: most jobs end within a second, and
                 # their thread and connection are free for the next one within 20 ms
-                young = last_check - began < 1.0
+                young = time.monotonic() - began < 1.0
                 msg = self._pubsub.get_message(timeout=0.02 if young else 0.25)
                 now = time.monotonic()
                 mine = msg is not None and msg.get("channel") == self._channel  # not a former job's
-                stop = mine and msg is not None and msg.get("data") == EVENT_STOP
-                if mine and msg is not None and msg.get("data") == EVENT_STATE:
+                data = msg.get("data") if mine and msg is not None else None
+                stop = data == EVENT_STOP
+                if data == EVENT_STATE:
                     self._ctx.poke()  # a suspend asked: the next checkpoint looks
-                if not stop and now - last_check >= 1.0:  # a missed message is not a lost stop
+                if not stop and (data == EVENT_STATE or now - last_check >= RECHECK):
                     last_check = now
                     stop = self._registry.should_end(self._ctx.job_id)
             except FleetJobsError:
