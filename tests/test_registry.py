@@ -7,6 +7,7 @@ import time
 import pytest
 
 from fleetjobs import JobState
+from fleetjobs.hosts import Hosts
 from fleetjobs.lifecycle import JobSpec
 
 from .conftest import Layers
@@ -75,3 +76,14 @@ def test_a_redis_that_is_down_is_one_clear_error_for_every_read_and_write() -> N
             call()
         print(what, "-> RedisUnavailableError")
     fleet.close()
+
+
+def test_the_host_list_takes_a_fleet_of_any_size(layers: Layers) -> None:
+    # given one worker serving 10,000 locations (more than a Lua unpack takes at once)
+    hosts = Hosts(layers.store)
+    names = [f"h{i:05d}" for i in range(10_000)]
+    hosts.heartbeat("w1", {"actions": ["echo"]}, names)
+    # then a start naming them all finds each one online, as does the whole list
+    named = hosts.list(names)
+    assert [h.location for h in named] == names and all(h.online for h in named)
+    assert len(hosts.list()) == 10_000

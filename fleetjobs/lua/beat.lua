@@ -14,16 +14,15 @@ if mode == 'leave' then
   end
   return 0
 end
-local t = redis.call('TIME')
-local due = tonumber(t[1]) + tonumber(t[2]) / 1e6 + ttl / 1000
+local due = server_time() + ttl / 1000
 redis.call('SET', K.worker(worker), ARGV[5], 'PX', ttl)
-local added, args = 0, {}
+local args = {}
 for i = 7, #ARGV do
   args[#args + 1] = due
   args[#args + 1] = ARGV[i]
-  if #args >= 1000 or i == #ARGV then
-    added = added + redis.call('ZADD', K.seen, unpack(args))
-    args = {}
-  end
 end
+local added = 0
+each_chunk(args, function(part)
+  added = added + redis.call('ZADD', K.seen, unpack(part))
+end, CHUNK * 2)
 return added

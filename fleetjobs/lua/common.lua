@@ -11,6 +11,19 @@ end
 
 local function given(v) return v and v ~= '' end
 
+-- Long lists go to Redis in runs: Lua's stack is bounded (unpack of some 8,000 fails).
+local CHUNK = 500
+-- fn(part, offset) for each run of at most size (CHUNK) items of list, in order; offset is
+-- the index in list of part's first item, less one
+local function each_chunk(list, fn, size)
+  size = size or CHUNK
+  for i = 1, #list, size do fn({unpack(list, i, math.min(i + size - 1, #list))}, i - 1) end
+end
+-- redis.call(cmd, key, ...list) in runs; step: items per member (2 for name, value pairs)
+local function call_chunked(cmd, key, list, step)
+  each_chunk(list, function(part) redis.call(cmd, key, unpack(part)) end, CHUNK * (step or 1))
+end
+
 -- a child sent to its queue that still waits for its message, which is kept for it: its id,
 -- location and message; nil otherwise (claimed, stopped, removed, made before kept messages)
 local function awaiting(iid)
@@ -81,7 +94,7 @@ local function append_records(iid, parent_iid, cap, warning, recs, id)
   for i = 1, #recs, 2 do
     local seq, rec = tonumber(recs[i]), recs[i + 1]
     if seq > wseq then
-      if FIN[f.state or ''] then return 0 end
+      if FIN[f.state] then return 0 end
       wseq = seq
       if not truncated then
         bytes = bytes + #rec
@@ -96,9 +109,7 @@ local function append_records(iid, parent_iid, cap, warning, recs, id)
   if wseq == last then return truncated and 2 or 1 end
   redis.call('HSET', k, 'wseq', wseq, 'wbytes', bytes)
   if #new > 0 then
-    for i = 1, #new, 500 do
-      redis.call('RPUSH', K.out(iid), unpack(new, i, math.min(i + 499, #new)))
-    end
+    call_chunked('RPUSH', K.out(iid), new)
     redis.call('PUBLISH', K.events(iid), EV.RECORD)
     if parent_iid ~= '' then redis.call('PUBLISH', K.events(parent_iid), EV.RECORD) end
   end

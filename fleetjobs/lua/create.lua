@@ -9,16 +9,10 @@
 -- goes onto its location's queue here, with the job: no job without its message, no message
 -- without its job.
 local d = cjson.decode(ARGV[3])
-local CHUNK = 500  -- arguments per call: Lua's stack is bounded
 local function hset(key, t)
   local a = {}
   for k, v in pairs(t) do a[#a + 1] = k; a[#a + 1] = v end
   redis.call('HSET', key, unpack(a))
-end
-local function chunked(cmd, key, list, step)
-  for i = 1, #list, CHUNK * step do
-    redis.call(cmd, key, unpack(list, i, math.min(i + CHUNK * step - 1, #list)))
-  end
 end
 hset(K.job(d.pid), d.parent)
 local msgs = d.msgs or {}
@@ -36,9 +30,9 @@ for i, child in ipairs(d.children) do
 end
 local zd = {}
 for _, pair in ipairs(d.deadlines) do zd[#zd + 1] = pair[1]; zd[#zd + 1] = pair[2] end
-if #zd > 0 then chunked('ZADD', K.deadlines, zd, 2) end
-if #d.pending > 0 then chunked('RPUSH', K.pending(d.pid), d.pending, 1) end
-chunked('HSET', K.iids, d.iids, 2)
+if #zd > 0 then call_chunked('ZADD', K.deadlines, zd, 2) end
+if #d.pending > 0 then call_chunked('RPUSH', K.pending(d.pid), d.pending, 1) end
+call_chunked('HSET', K.iids, d.iids, 2)
 redis.call('ZADD', K.jobs, d.pid, d.pid)
 redis.call('SADD', K.names(d.name), d.pid)
 redis.call('ZADD', K.created, d.now, d.pid)

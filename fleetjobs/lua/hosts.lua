@@ -11,27 +11,25 @@ if ARGV[3] == '1' then
 else
   local wanted = {}
   for i = 4, #ARGV do wanted[#wanted + 1] = ARGV[i] end
-  if #wanted > 0 then
-    local found = redis.call('HMGET', K.hosts, unpack(wanted))
-    for i, loc in ipairs(wanted) do
+  each_chunk(wanted, function(part)
+    local found = redis.call('HMGET', K.hosts, unpack(part))
+    for i, loc in ipairs(part) do
       if found[i] then locs[#locs + 1] = loc; docs[#docs + 1] = found[i] end
     end
-  end
+  end)
 end
 if #locs == 0 then return {{}, {}, '0', {}, {}, {}, {}, {}} end
 local now = server_time()
 local due, running, facts = {}, {}, {}
 local workers, wdocs, asked = {}, {}, {}
-local CHUNK = 500  -- arguments per call: Lua's stack is bounded
-for i = 1, #locs, CHUNK do
-  local part = {unpack(locs, i, math.min(i + CHUNK - 1, #locs))}
+each_chunk(locs, function(part, at)
   local scores = redis.call('ZMSCORE', K.seen, unpack(part))
   local fs = redis.call('HMGET', K.facts, unpack(part))
   for j = 1, #part do
-    due[i + j - 1] = scores[j] or '0'
-    facts[i + j - 1] = fs[j] or ''
+    due[at + j] = scores[j] or '0'
+    facts[at + j] = fs[j] or ''
   end
-end
+end)
 for i, loc in ipairs(locs) do
   running[i] = redis.call('SCARD', K.running(loc))
   if tonumber(due[i]) > now then

@@ -15,13 +15,12 @@ local limit = tonumber(ARGV[4])
 local all = {}
 for loc in string.gmatch(ARGV[3], '[^,]+') do all[#all + 1] = loc end
 local busy = {}
-for i = 1, #all, 500 do
-  local part = {unpack(all, i, math.min(i + 499, #all))}
+each_chunk(all, function(part)
   local member = redis.call('SMISMEMBER', K.inqlocs, unpack(part))
   for j, loc in ipairs(part) do
     if member[j] == 1 then busy[#busy + 1] = loc end
   end
-end
+end)
 for _, loc in ipairs(busy) do
   local inq, queue = K.inq(loc), K.queue(loc)
   local ceiling = '+inf'
