@@ -183,7 +183,7 @@ class Fleet(ControlVerbs):
         scope = None if everything else named or [default_location()]
 
         def lookup(fresh: bool) -> dict[str, HostInfo]:  # fresh, or as read a moment ago
-            return {h.location: h for h in self.host_list.recent(scope, 0 if fresh else 1.0)}
+            return {h.location: h for h in self.host_list.recent(scope, fresh)}
 
         locs, warnings, hosts = placement.place(action, named, target, all_hosts, where, lookup)
         size = rollouts.batch_size(
@@ -363,7 +363,7 @@ class Fleet(ControlVerbs):
         ids = [i.id for i in infos]
         ends = {s for s in JobState if s.finished or (not force and s in HELD)}
 
-        def look() -> tuple[list[str | None], list[JobInfo]]:
+        def look() -> tuple[list[str | None], list[JobInfo] | None]:
             self.housekeeping.sweep()
             return self.registry.poll(ids, ends, any, gone_ok)  # once over, the snapshots too
 
@@ -371,8 +371,7 @@ class Fleet(ControlVerbs):
             while True:
                 raw, ended = ride_out(look)
                 states = checked(ids, raw, gone_ok)
-                over = sum(s is None or s in ends for s in states)
-                if over and (any or over == len(states)):
+                if ended is not None:
                     return [Job(self, i) for i in ended]
                 stuck = [i for i, s in zip(ids, states, strict=True) if s is JobState.BLOCKED]
                 if stuck and (not any or len(stuck) == len(infos)):

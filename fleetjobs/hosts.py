@@ -40,15 +40,16 @@ class Hosts:
         self._beats = 0
         self._seen: dict[tuple[str, ...] | None, tuple[float, list[HostInfo]]] = {}
 
-    def recent(self, only: Sequence[str] | None, max_age: float = CACHE_SECONDS) -> list[HostInfo]:
+    def recent(self, only: Sequence[str] | None, fresh: bool = False) -> list[HostInfo]:
         """:meth:`list`, or what it gave this process for the same ``only`` less than
-        ``max_age`` seconds ago, and never longer than a quarter of the hosts' TTL (a start
-        in a loop reads the host records about once a second, and sees a host that died no
-        later than the TTL says anyway)."""
+        ``CACHE_SECONDS`` ago, and never longer than a quarter of the hosts' TTL (a start in
+        a loop reads the host records about once a second, and sees a host that died no later
+        than the TTL says anyway). ``fresh`` reads them now, and keeps what it read."""
         key = None if only is None else tuple(only)
         now = time.monotonic()
         hit = self._seen.get(key)
-        if hit is not None and now - hit[0] < min(max_age, self.store.config.host_ttl / 4):
+        max_age = min(CACHE_SECONDS, self.store.config.host_ttl / 4)
+        if not fresh and hit is not None and now - hit[0] < max_age:
             return hit[1]
         found = self.list(only)
         if len(self._seen) > 64:

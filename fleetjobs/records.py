@@ -59,16 +59,11 @@ class Records:
         Returns:
             False when the job no longer exists (it was removed while it ran).
         """
-        return self.append_many(iid, parent_iid, [Pending(stream, data, seq, at)]) != 0
-
-    @guarded
-    def append_many(self, iid: str, parent_iid: str | None, batch: Sequence[Pending]) -> int:
-        """:meth:`append` for several records in one call (a worker's outbox); returns 0 when
-        the job is gone or settled, 2 once its output is truncated, else 1."""
+        batch = [Pending(stream, data, seq, at)]
         answer = int(self.store.scripts("append", *self.tail(iid, parent_iid, batch)))
         if answer == 2:
             self.truncated.add(iid)
-        return answer
+        return answer != 0
 
     def tail(self, iid: str, parent_iid: str | None, batch: Sequence[Pending]) -> list[Any]:
         """The arguments that write ``batch`` (append.lua's, and the end of finish.lua's)."""

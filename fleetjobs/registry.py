@@ -98,13 +98,13 @@ class Registry:
     @guarded
     def poll(
         self, ids: Sequence[int], ends: Iterable[JobState], any: bool, gone_ends: bool
-    ) -> tuple[list[str | None], list[JobInfo]]:
+    ) -> tuple[list[str | None], list[JobInfo] | None]:
         """A wait's look, in one round trip: the jobs' states (None: gone) and, once the
         wait is over (one of them in ``ends`` with ``any``, else all of them; a gone one
-        counting with ``gone_ends``), the snapshots of those that ended it."""
+        counting with ``gone_ends``), the snapshots of those that ended it (None: not over)."""
         flags = ("1" if any else "0", ",".join(s.value for s in ends), "1" if gone_ends else "0")
-        states, tops, kids = self.store.scripts("poll", *flags, *ids)
-        return [s or None for s in states], _parse(tops, kids)
+        states, over, tops, kids = self.store.scripts("poll", *flags, *ids)
+        return [s or None for s in states], _parse(tops, kids) if int(over) else None
 
     @guarded
     def states(self, ids: Sequence[int]) -> list[str | None]:

@@ -74,8 +74,9 @@ class Enforcer(threading.Thread):
 
     def check(self) -> None:
         running = self._running()
-        self._overdue = {k: v for k, v in self._overdue.items() if k in {r.id for r, _ in running}}
-        self._times = {j: t for j, t in self._times.items() if j in {j for _, j in running}}
+        tasks, jobs = {r.id for r, _ in running}, {j for _, j in running}
+        self._overdue = {k: v for k, v in self._overdue.items() if k in tasks}
+        self._times = {j: t for j, t in self._times.items() if j in jobs}
         if not running:
             return
         now, mono = time.time(), time.monotonic()

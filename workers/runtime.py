@@ -301,8 +301,9 @@ class _Watcher:
                 young = time.monotonic() - began < 1.0
                 msg = self._pubsub.get_message(timeout=0.02 if young else 0.25)
                 now = time.monotonic()
-                mine = msg is not None and msg.get("channel") == self._channel  # not a former job's
-                data = msg.get("data") if mine and msg is not None else None
+                # a reused connection may bring a former job's message: only this channel's count
+                mine = msg is not None and msg.get("channel") == self._channel
+                data = msg.get("data") if msg is not None and mine else None
                 stop = data == EVENT_STOP
                 if data == EVENT_STATE:
                     self._ctx.poke()  # a suspend asked: the next checkpoint looks
@@ -367,10 +368,10 @@ def _interruptible(ctx: JobContext) -> Iterator[_Guard]:
 
 
 def _quiet(ctx: JobContext, text: str) -> None:
-    """Write the error record of the job's end, to go with its finish."""
+    """Write the error record of the job's end, to go with its finish (deferred: it cannot
+    fail here, whether the job was removed or Redis is away)."""
     ctx.defer()
-    with contextlib.suppress(JobStopped, FleetJobsError):
-        ctx.error(text)
+    ctx.error(text)
 
 
 def _secs(value: float | None) -> str:

@@ -47,8 +47,8 @@ for i = 7, #ARGV do
 end
 -- a full take may leave more behind: the caller takes again, so this batch is held
 local held = keep ~= '2' or room <= 0
-for iid, items in pairs(taken) do
-  if held then
+if held then
+  for iid, items in pairs(taken) do
     redis.call('HSET', K.held(iid), 'r:' .. token, cjson.encode(items),
                'd:' .. token, tonumber(NOW) + lease)
   end
