@@ -60,9 +60,14 @@ class JobEvents:
                 self._subscribe()
             deadline = time.monotonic() + timeout
             msg = self._pubsub.get_message(timeout=timeout)
-            # a reused connection may still bring its former subscription's messages
-            while msg is not None and not self._wanted(msg):
-                msg = self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+            # None before the deadline is a (un)subscribe confirmation, which redis-py drops;
+            # a reused connection may still bring its former subscription's messages: neither
+            # is an event, so the wait goes on (each woke the caller for a needless look)
+            while msg is None or not self._wanted(msg):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                msg = self._pubsub.get_message(timeout=left)
             while msg is not None:
                 msg = self._pubsub.get_message(timeout=0.0)
         except redis.exceptions.RedisError:

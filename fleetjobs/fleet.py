@@ -32,7 +32,7 @@ from .history import History, parse_time
 from .hosts import Hosts
 from .housekeeping import Housekeeping
 from .job import Job, JobRef, JobRefs, Received
-from .keys import EVENT_STATE
+from .keys import EVENT_END
 from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, JobInfo, Record, check_arguments, check_name, render_command
 from .records import Records
@@ -367,7 +367,7 @@ class Fleet(ControlVerbs):
             self.housekeeping.sweep()
             return self.registry.poll(ids, ends, any, gone_ok)  # once over, the snapshots too
 
-        with self._events(infos, only=EVENT_STATE) as events:
+        with self._events(infos, only=EVENT_END) as events:
             while True:
                 raw, ended = ride_out(look)
                 states = checked(ids, raw, gone_ok)

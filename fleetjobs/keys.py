@@ -101,8 +101,11 @@ SCHEMA: dict[str, str] = {
     "swept": "swept",
 }
 
-# pub/sub messages on a job's ``ev:<iid>`` channel
+# pub/sub messages on a job's ``ev:<iid>`` channel: a state change (EVENT_END when the new
+# state is one a wait stops at: finished, Suspended, Disconnected or Blocked, so that a wait
+# sleeps through the others), a record written, a stop asked
 EVENT_STATE = "state"
+EVENT_END = "end"
 EVENT_RECORD = "r"
 EVENT_STOP = "stop"
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis.exceptions
 
-from .keys import EVENT_RECORD, EVENT_STATE, EVENT_STOP, SCHEMA
+from .keys import EVENT_END, EVENT_RECORD, EVENT_STATE, EVENT_STOP, SCHEMA
 from .states import FINISHED, JobState
 
 # the scripts that change a job's state share prelude.lua; the others need only the header
@@ -53,8 +53,8 @@ def header() -> str:
         else:
             lines.append(f"K.{name} = P .. {_lua_string(template)}")
     lines.append(
-        f"local EV = {{STATE = {_lua_string(EVENT_STATE)}, RECORD = {_lua_string(EVENT_RECORD)}, "
-        f"STOP = {_lua_string(EVENT_STOP)}}}"
+        f"local EV = {{STATE = {_lua_string(EVENT_STATE)}, END = {_lua_string(EVENT_END)}, "
+        f"RECORD = {_lua_string(EVENT_RECORD)}, STOP = {_lua_string(EVENT_STOP)}}}"
     )
     return "\n".join(lines) + "\n"
 

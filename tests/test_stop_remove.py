@@ -49,6 +49,18 @@ def test_stop_ends_a_running_command_and_its_whole_process_group(fleet: Fleet) -
     assert job.reason == "stopped by user"
 
 
+def test_a_stop_given_the_moment_a_job_begins_running_is_not_missed(fleet: Fleet) -> None:
+    # given jobs that sleep for a minute, each stopped the moment it shows Running (before
+    # its worker listens on its channel: it does so once a job has run for 50 ms)
+    for _ in range(3):
+        job = fleet.start("sleep", 60, locations="alpha")
+        eventually(lambda job=job: job.refresh().state is JobState.RUNNING, every=0.002)
+        fleet.stop(job, timeout=0)
+        # then each ends Stopped long before its minute is up
+        assert fleet.wait([job], timeout=20), "the stop was missed"
+        assert job.refresh().state is JobState.STOPPED
+
+
 def test_stop_interrupts_an_action_that_ignores_the_stop_flag(fleet: Fleet) -> None:
     job = fleet.start("stubborn", 60, locations="beta")
     eventually(lambda: job.state is JobState.RUNNING)

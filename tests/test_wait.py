@@ -56,3 +56,33 @@ def test_waiting_blocks_on_events_instead_of_polling_redis(fleet: Fleet) -> None
     # per event or second), not a busy loop
     print(f"{len(sent)} commands in a 3 s wait")
     assert 0 < len(sent) < 60, sent
+
+
+def test_a_wait_wakes_for_the_end_of_a_job_not_for_each_change(fleet: Fleet) -> None:
+    # given a console listening on every job channel of the fleet, and one counting the
+    # times a wait looks at the registry
+    listener = fleet.store.r.pubsub(ignore_subscribe_messages=True)
+    listener.psubscribe(fleet.store.keys.events("*"))
+    listener.get_message(timeout=1.0)  # its confirmation: listening from here on
+    looks: list[object] = []
+    real = fleet.registry.poll
+    fleet.registry.poll = lambda *a, **k: looks.append(a) or real(*a, **k)  # type: ignore[method-assign]
+    try:
+        # when a job that runs for a moment on two locations is started and waited for
+        job = fleet.start("sleep", 0.5, locations="alpha,beta")
+        assert fleet.wait([job], timeout=20)
+    finally:
+        fleet.registry.poll = real  # type: ignore[method-assign]
+    heard: dict[str, list[str]] = {}
+    while (msg := listener.get_message(timeout=0.5)) is not None:
+        if msg["data"] != "r":  # a record written (the sleep's own): a wait ignores them
+            heard.setdefault(msg["channel"].rsplit(":", 1)[-1], []).append(msg["data"])
+    listener.close()
+    # then the job and each child said 'state' when it began running and 'end' when it
+    # finished (so a wait sleeps through the first) ...
+    assert heard[job.instance_id] == ["state", "end"], heard
+    for child in job.children:
+        assert heard[child.instance_id] == ["state", "end"], heard
+    # ... and the wait looked once before the job ended and once after, with no look for the
+    # start of the job or its subscription's confirmation
+    assert len(looks) == 2, looks

@@ -33,7 +33,7 @@ import fleetjobs.deadletters as deadletters
 from fleetjobs.actions import get_action, registered
 from fleetjobs.deadletters import DeadLetter
 from fleetjobs.errors import ActionError, FleetJobsError
-from fleetjobs.keys import EVENT_STATE, EVENT_STOP
+from fleetjobs.keys import EVENT_END, EVENT_STATE, EVENT_STOP
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
 from fleetjobs.routing import TASK_NAME, queue_for
@@ -241,6 +241,9 @@ _watch_threads: tuple[int, ThreadPoolExecutor] | None = None
 # seconds between a watcher's reads of its job's stop flag, for a message it missed (a stop
 # and a remove are published on the job's channel, and heard at once)
 RECHECK = 5.0
+# seconds a job runs before its watcher subscribes to its channel (a stop of a job younger
+# than that is heard when it subscribes, or at its end)
+QUIET = 0.05
 
 
 def _watch_pool() -> ThreadPoolExecutor:
@@ -267,47 +270,69 @@ class _Watcher:
         self.timed_out = False
         self._store = store
         self._channel = store.keys.events(ctx.instance_id)
-        # subscribe before the action starts, so a stop given from now on is heard (on a
-        # connection the process's last job left: a new one costs some 2 ms a job)
-        self._pubsub = store.subscribe([self._channel])
+        self._pubsub: Any = None  # subscribed once the job is no longer young (QUIET)
         self._main = threading.main_thread().ident
         self._runner = threading.get_ident()
 
     def start(self) -> None:
-        """Watch from a kept thread; the job does not wait for it: the subscription is
-        already in place, so a stop sent from now on waits on its connection."""
+        """Watch from a kept thread; the job does not wait for it."""
         _watch_pool().submit(self.run)
 
     def run(self) -> None:
         ended = False
         try:
-            self._watch()
+            # most jobs end within QUIET s: they need no subscription (its SUBSCRIBE and
+            # UNSUBSCRIBE were a fifth of an echo's time in its pool process). The claim has
+            # just read the stop flag and finish settles a job stopped meanwhile as Stopped,
+            # so a stop given before the subscription is only heard later, never lost
+            first = QUIET if self._deadline is None else min(QUIET, self._left())
+            if not self._closed.wait(first):
+                self._watch()
             ended = True
         finally:
             # only this thread touches the subscription: ending it from the runtime's thread
             # while this one reads would hand a half-read connection on
-            self._store.unsubscribe(self._pubsub, reuse=ended)
+            if self._pubsub is not None:
+                self._store.unsubscribe(self._pubsub, reuse=ended)
+
+    def _left(self) -> float:
+        return 0.0 if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    def _listen(self) -> bool:
+        """Subscribe to the job's channel if not yet (False: Redis is away for now)."""
+        if self._pubsub is None:
+            try:
+                self._pubsub = self._store.subscribe([self._channel])
+            except Exception:
+                return False
+        return True
 
     def _watch(self) -> None:
-        # the claim has just read the stop flag, and finish settles a job stopped meanwhile
-        # as Stopped: the first check of the registry can wait. A stop and a remove say so on
-        # the job's channel; a state change (a suspend, a settle by the sweep) makes it look;
-        # the registry is read besides only every RECHECK s, for a message that was missed
-        began = last_check = time.monotonic()
+        # A stop and a remove say so on the job's channel; a state change (a suspend, a
+        # settle by the sweep) makes it look. The registry is read once subscribed (for what
+        # was said before), then only when told or every RECHECK s, for a message missed
+        began = time.monotonic()
+        last_check = began - RECHECK
+        self._ctx.poke()  # and the next checkpoint looks, for a suspend asked before
         while not self._closed.is_set():
             try:
                 # short reads while the job is young: most jobs end within a second, and
                 # their thread and connection are free for the next one within 20 ms
                 young = time.monotonic() - began < 1.0
-                msg = self._pubsub.get_message(timeout=0.02 if young else 0.25)
+                if self._listen():
+                    msg = self._pubsub.get_message(timeout=0.02 if young else 0.25)
+                else:  # Redis away: the deadline still counts, the flag is read when back
+                    msg = None
+                    self._closed.wait(0.25)
                 now = time.monotonic()
                 # a reused connection may bring a former job's message: only this channel's count
                 mine = msg is not None and msg.get("channel") == self._channel
                 data = msg.get("data") if msg is not None and mine else None
                 stop = data == EVENT_STOP
-                if data == EVENT_STATE:
+                changed = data in (EVENT_STATE, EVENT_END)
+                if changed:
                     self._ctx.poke()  # a suspend asked: the next checkpoint looks
-                if not stop and (data == EVENT_STATE or now - last_check >= RECHECK):
+                if not stop and (changed or now - last_check >= RECHECK):
                     last_check = now
                     stop = self._registry.should_end(self._ctx.job_id)
             except FleetJobsError:
@@ -315,6 +340,9 @@ class _Watcher:
             except Exception:
                 if self._closed.is_set():
                     return
+                if self._pubsub is not None:  # its connection broke: subscribe again
+                    self._store.unsubscribe(self._pubsub, reuse=False)
+                    self._pubsub = None
                 time.sleep(0.25)
                 continue
             if stop:

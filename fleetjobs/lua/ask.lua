@@ -11,6 +11,6 @@ local n = redis.call('HINCRBY', k, 'pseq', 1)
 redis.call('HSET', k, 'prompt', ARGV[4])
 redis.call('HDEL', k, 'answer')
 move(id, S.BLOCKED)
-publish(id, EV.STATE)
+publish(id, EV.END)
 if given(f.parent) then refresh_parent(f.parent) end
 return {S.BLOCKED, n}

@@ -82,7 +82,8 @@ end
 -- later ones are dropped. id: the child's, when the caller knows it. Returns 0 when the job
 -- is gone or settled (an action writing after its stop point writes into nothing), 2 once
 -- truncated, else 1.
-local function append_records(iid, parent_iid, cap, warning, recs, id)
+-- quiet: publish nothing on the child's channel (finish does: its state follows at once)
+local function append_records(iid, parent_iid, cap, warning, recs, id, quiet)
   id = id or redis.call('HGET', K.iids, iid)  -- the caller may know the child's id
   if not id then return 0 end
   local k = K.job(id)
@@ -110,7 +111,7 @@ local function append_records(iid, parent_iid, cap, warning, recs, id)
   redis.call('HSET', k, 'wseq', wseq, 'wbytes', bytes)
   if #new > 0 then
     call_chunked('RPUSH', K.out(iid), new)
-    redis.call('PUBLISH', K.events(iid), EV.RECORD)
+    if not quiet then redis.call('PUBLISH', K.events(iid), EV.RECORD) end
     if parent_iid ~= '' then redis.call('PUBLISH', K.events(parent_iid), EV.RECORD) end
   end
   return truncated and 2 or 1

@@ -7,7 +7,7 @@ local id = ARGV[3]
 if ARGV[6] then
   local recs = {}
   for i = 10, #ARGV do recs[#recs + 1] = ARGV[i] end
-  append_records(ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], recs, id)
+  append_records(ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], recs, id, true)
 end
 local f = fields(K.job(id), 'state', 'stop', 'stop_reason', 'parent', 'location', 'queued', 'iid')
 if not f.state then return result('Missing') end

@@ -13,7 +13,7 @@ if f.state == S.SUSPENDED then return result(f.state) end
 if f.state ~= S.SUSPENDING and f.state ~= S.RUNNING then return result(f.state) end
 redis.call('HSET', k, 'suspend', '2')
 move(id, S.SUSPENDED)
-publish(id, EV.STATE)
+publish(id, EV.END)
 if given(f.parent) then
   refresh_parent(f.parent)
   if f.queued == '1' and redis.call('HGET', K.job(f.parent), 'suspend') ~= '1' then

@@ -14,6 +14,15 @@ local function publish(id, msg, iid)
   if iid then redis.call('PUBLISH', K.events(iid), msg) end
 end
 
+-- the message a change to 'state' sends: EV.END for a state a wait stops at (finished, held,
+-- Blocked), so that waits sleep through the others (a Running); a job's watcher hears both
+local function state_event(state)
+  if FIN[state] or state == S.SUSPENDED or state == S.DISCONNECTED or state == S.BLOCKED then
+    return EV.END
+  end
+  return EV.STATE
+end
+
 -- Every change of a child's state goes through move(), which keeps its parent's counters
 -- ('c:<State>') true, so a parent's state is worked out from counts, whatever its size.
 -- known: the child's state and parent when the caller has read them already; extra: more
@@ -76,7 +85,7 @@ local function refresh_parent(pid)
       redis.call('ZADD', K.ended, NOW, pid)
     end
     redis.call('HSET', pk, unpack(set))
-    publish(pid, EV.STATE, f.iid)
+    publish(pid, state_event(new), f.iid)
     f.state = new
   end
   return f
@@ -136,7 +145,7 @@ local function settle(id, state, reason, known)
   redis.call('SREM', K.running(f.location or ''), id)
   redis.call('SREM', K.active, id)
   if waited then redis.call('ZREM', K.deadlines, id) end  -- a claim took it off the list
-  publish(id, EV.STATE, f.iid)
+  publish(id, EV.END, f.iid)
   if given(f.parent) then
     local p = refresh_parent(f.parent)
     local rollout = given(p.batch)

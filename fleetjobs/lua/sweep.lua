@@ -64,7 +64,7 @@ local function sweep_one(id)
   elseif f.state ~= S.DISCONNECTED then
     move(id, S.DISCONNECTED)
     redis.call('HSET', k, 'lost_at', NOW)
-    publish(id, EV.STATE)
+    publish(id, EV.END)
     if given(f.parent) then refresh_parent(f.parent) end
     changed = changed + 1
   elseif tonumber(NOW) - tonumber(f.lost_at or NOW) >= grace then
