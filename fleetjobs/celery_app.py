@@ -29,6 +29,7 @@ from celery.app.amqp import AMQP
 
 from .config import Config
 from .errors import ConfigError
+from .keys import SCHEMA
 from .routing import TASK_NAME, UNACKED, UNACKED_INDEX
 
 # set while a message is made to be kept for a later release (Dispatcher.compose): Celery
@@ -83,6 +84,16 @@ def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
         # a worker killed while it held the restore mutex must not stall restores for long
         "unacked_mutex_expire": 60,
     }
+    confined = config.confined_to
+    if confined:
+        # a confined worker's Redis user writes only its own location's keys: kombu keeps
+        # its reserved messages there, and BRPOPs one key (the fleet sets no priorities)
+        transport.update(
+            unacked_key=SCHEMA["loc_unacked"].format(confined),
+            unacked_index_key=SCHEMA["loc_unacked_index"].format(confined),
+            unacked_mutex_key=SCHEMA["loc_unacked_mutex"].format(confined),
+            priority_steps=[0],
+        )
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -103,6 +114,9 @@ def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
         task_routes={TASK_NAME: {"queue": f"{config.prefix}unrouted"}},
         worker_hijack_root_logger=False,
         enable_utc=True,
+        # remote control replies to queues of the asking process, which a confined worker
+        # may not write; its task events (what Flower shows) are pub/sub, which it may
+        worker_enable_remote_control=not confined,
     )
     if config.signed:
         _sign(app, config)

@@ -26,6 +26,7 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 DEFAULT_MAX_OUTPUT = 256 * 2**20
 DEFAULT_MAX_ARGUMENTS = 2**20
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_CONFINED_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a location (routing.py)
 
 
 def default_location() -> str:
@@ -59,6 +60,10 @@ class Config:
             process's private key and certificate (PEM files), and the folder (or glob) of
             the certificates it trusts. Consoles sign what they publish, workers refuse any
             job message not signed by a trusted certificate (Celery's ``auth`` serializer).
+        confined_to: a confined worker's one location: its Redis user may write only that
+            location's keys (deploy/redis-acl.conf), so what it would write elsewhere (its
+            jobs' parents, the fleet's sweep) it asks ``fleetjobs relay`` to write (README:
+            Confined workers). Empty: a worker trusted with the whole fleet's keys.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -75,6 +80,7 @@ class Config:
     signing_key: str = ""
     signing_cert: str = ""
     cert_store: str = ""
+    confined_to: str = ""
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.redis_url)
@@ -93,6 +99,8 @@ class Config:
             raise ConfigError(f"invalid key prefix {self.prefix!r} (letters, digits, _.:-)")
         self._check_numbers()
         self._check_signing()
+        if self.confined_to and not _CONFINED_RE.match(self.confined_to):
+            raise ConfigError(f"invalid location {self.confined_to!r} to confine a worker to")
 
     def _check_signing(self) -> None:
         # a console signs: key, certificate and the store; a worker only verifies: the store
@@ -164,6 +172,7 @@ class Config:
             "signing_key": ("FLEETJOBS_SIGNING_KEY", str),
             "signing_cert": ("FLEETJOBS_SIGNING_CERT", str),
             "cert_store": ("FLEETJOBS_CERT_STORE", str),
+            "confined_to": ("FLEETJOBS_CONFINED_TO", str),
         }
         for attr, (var, kind) in names.items():
             raw = env.get(var)

@@ -241,6 +241,8 @@ class LocalWorkers:
             "FLEETJOBS_DISCONNECT_GRACE": str(self.config.disconnect_grace),
             "FLEETJOBS_STOP_GRACE": str(self.config.stop_grace),
         }
+        if self.config.confined_to:  # each worker its own location's: one location each
+            env["FLEETJOBS_CONFINED_TO"] = self.config.confined_to
         for i, locs in enumerate(self.locations):
             out: int | IO[bytes] = subprocess.DEVNULL
             if self.log_dir is not None:

@@ -99,6 +99,13 @@ SCHEMA: dict[str, str] = {
     "failed": "failed",
     "facts": "facts",
     "swept": "swept",
+    # a confined worker's own keys (deploy/redis-acl.conf: its Redis user writes no other)
+    "loc_unacked": "loc:{}:unacked",  # kombu's unacked hash, index and mutex, per location
+    "loc_unacked_index": "loc:{}:unacked_index",
+    "loc_unacked_mutex": "loc:{}:unacked_mutex",
+    "relay": "loc:{}:relay",  # its requests to the relay (fleetjobs.relay); answers: :<id>
+    "bell": "relay",  # the locations whose relay list has requests (a wake-up, not trusted)
+    "relayed": "relayed",  # hash: worker id -> the location it beats for (the relay's)
 }
 
 # pub/sub messages on a job's ``ev:<iid>`` channel: a state change (EVENT_END when the new
@@ -237,6 +244,29 @@ class Keys:
     @property
     def facts(self) -> str:
         return self._key("facts")
+
+    def loc_unacked(self, location: str) -> str:
+        return self._key("loc_unacked", location)
+
+    def loc_unacked_index(self, location: str) -> str:
+        return self._key("loc_unacked_index", location)
+
+    def loc_unacked_mutex(self, location: str) -> str:
+        return self._key("loc_unacked_mutex", location)
+
+    def relay(self, location: str) -> str:
+        return self._key("relay", location)
+
+    def relay_answer(self, location: str, request_id: str) -> str:
+        return f"{self.relay(location)}:{request_id}"
+
+    @property
+    def bell(self) -> str:
+        return self._key("bell")
+
+    @property
+    def relayed(self) -> str:
+        return self._key("relayed")
 
     @property
     def swept(self) -> str:

@@ -311,6 +311,9 @@ class Lifecycle:
     @guarded
     def set_progress(self, job_id: int, doc: dict[str, Any]) -> None:
         """Keep a child's latest progress on its record, for ``get``."""
+        if self.store.relay is not None:  # a confined worker's (fleetjobs.relaycall)
+            self.store.relay.call("progress", job_id, doc)
+            return
         self.r.hset(self.keys.job(job_id), "progress", json.dumps(doc))
 
     @guarded

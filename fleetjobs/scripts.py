@@ -30,7 +30,7 @@ STATE_CHANGES = ("claim", "finish", "stop", "sweep", "ask", "answer", "suspend",
 RECORDS = ("append", "take", "ack", "unqueue")
 READS = ("load", "poll", "hosts")  # read only: snapshots (and a wait's look) in one round trip
 # a job created in one command; a heartbeat per worker; the messages a worker may re-send
-WRITES = ("create", "beat", "overdue", "resend")
+WRITES = ("create", "beat", "overdue", "resend", "pgroups")
 
 
 def _lua_string(text: str) -> str:

@@ -27,6 +27,7 @@ from redis.driver_info import DriverInfo
 from .config import Config
 from .errors import PermissionDeniedError, RedisUnavailableError, RegistryError
 from .keys import Keys
+from .relaycall import RelayClient, RelayedScripts
 from .scripts import Scripts
 from .version import __version__
 
@@ -101,7 +102,12 @@ class Store:
         self.config = config
         self.keys = Keys(config.prefix)
         self.safe_url = config.safe_url
-        self.scripts = Scripts(client, config.prefix)
+        self.scripts: Scripts | RelayedScripts = Scripts(client, config.prefix)
+        # a confined worker's (config.confined_to): what it may not write, the relay writes
+        self.relay: RelayClient | None = None
+        if config.confined_to:
+            self.relay = RelayClient(client, self.keys, config.confined_to)
+            self.scripts = RelayedScripts(Scripts(client, config.prefix), self.relay)
         self._idle_pubsubs: list[Any] = []  # subscriptions ended, kept for the next one
         self._pubsub_lock = threading.Lock()
         self._pid = os.getpid()

@@ -10,14 +10,17 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
+import redis
 import yaml
 
 from fleetjobs.cli import cli
+from fleetjobs.embedded import redis_server_binary
 
 from .conftest import ROOT
 
@@ -154,3 +157,43 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert missing.returncode != 0 and "REDIS_PASSWORD" in missing.stderr
+
+
+def test_the_shipped_acl_file_loads_into_redis_and_confines_the_worker(tmp_path: Path) -> None:
+    # given deploy/redis-acl.conf as a redis-server's aclfile
+    acl = tmp_path / "users.acl"
+    lines = (ROOT / "deploy" / "redis-acl.conf").read_text().splitlines()
+    acl.write_text("\n".join(x for x in lines if x.strip() and not x.startswith("#")) + "\n")
+    sock = tmp_path / "redis.sock"
+    argv = [redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--aclfile", str(acl)]
+    server = subprocess.Popen(
+        [*argv, "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():  # a file Redis cannot parse: it exits instead
+            assert server.poll() is None, "redis-server refused the ACL file"
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        admin = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+        # then every user it names is there
+        names = {line.split()[1] for line in admin.acl_list()}
+        assert {"fleet-console", "fleet-viewer", "fleet-worker", "fleet-worker-web01"} <= names
+        # and the confined worker may push onto its own queue and ring the relay, nothing else
+        worker = redis.Redis(
+            unix_socket_path=str(sock), username="fleet-worker-web01", password="change-me-web01"
+        )
+        worker.lpush("fj:fleetjobs.loc.web01", "x")
+        worker.lpush("fj:relay", "web01")
+        for key in ("fj:fleetjobs.loc.web02", "fj:job:1", "fj:loc:web02:relay"):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                worker.lpush(key, "x")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            worker.delete("fj:relay")
+        worker.close()
+        admin.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -36,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     ns = parse(sys.argv[1:] if argv is None else argv)
     try:
         config = Config.from_env(redis_url=ns.redis_url)
-        locations = split_locations(ns.location) or [default_location()]
+        confined = config.confined_to
+        locations = split_locations(ns.location) or [confined or default_location()]
+        if confined and locations != [confined]:
+            raise FleetJobsError(
+                f"a worker confined to {confined} (FLEETJOBS_CONFINED_TO) serves that one "
+                f"location, not {','.join(locations)}: start one worker per location"
+            )
         queues = [queue_for(loc) for loc in locations]
         tags = {}
         for item in ns.tag:

@@ -66,8 +66,9 @@ class Heartbeat(threading.Thread):
         while not self._closing.is_set():
             try:
                 self.beat()
-                self.housekeeping.sweep(force=True)
-                self.housekeeping.purge_expired()
+                if self._store.relay is None:  # a confined worker's fleet: the relay's upkeep
+                    self.housekeeping.sweep(force=True)
+                    self.housekeeping.purge_expired()
                 for chore in self._chores:
                     chore(self._store)
                 warned = False

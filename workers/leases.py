@@ -49,7 +49,8 @@ def renew(registry: Store, tags: list[str], now: float | None = None) -> int:
     if not tags:
         return 0
     at = time.time() if now is None else now
-    index = registry.keys.unacked_index
+    confined = registry.config.confined_to  # kombu keeps a confined worker's on its location
+    index = registry.keys.loc_unacked_index(confined) if confined else registry.keys.unacked_index
     return int(registry.r.zadd(index, dict.fromkeys(tags, at), xx=True, ch=True) or 0)
 
 

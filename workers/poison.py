@@ -115,7 +115,7 @@ class DeadLetterBox:
                 self._registry = Store.connect(self.config)
             deadletters.push(self._registry, letter)
             task_id, location = fields.get("task_id"), location_of(queue)
-            if task_id and location:
+            if task_id and location and self._registry.relay is None:  # (else the relay)
                 # its job's message came and was refused: not one to re-send as lost
                 self._registry.r.zrem(self._registry.keys.inq(location), task_id)
         except FleetJobsError as exc:

@@ -139,31 +139,7 @@ def _index(store: Store, location: str) -> str:
 def record(store: Store, job_id: int, location: str, groups: Sequence[list[int]]) -> None:
     """Record (or, with no groups, forget) the process groups a running job started."""
     doc = json.dumps({"machine": machine(), "groups": list(groups)}) if groups else ""
-    keys = (store.keys.job(job_id), _index(store, location), store.keys.pglocs)
-    store.r.eval(_RECORD, 3, *keys, job_id, doc, location)
-
-
-# the job's field only while the job exists (a job removed meanwhile is not half-recreated);
-# the location's index in any case, so a removed job's leftovers are still found
-_RECORD = """
-if ARGV[2] == '' then
-  redis.call('HDEL', KEYS[1], 'pgids')
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  if redis.call('HLEN', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
-  return 0
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'pgids', ARGV[2]) end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[3])
-return 1
-"""
-
-# a reaped entry leaves the location's index, and the location leaves pglocs once it is empty
-_FORGET = """
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[1], 'pgids')
-if redis.call('HLEN', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[2]) end
-"""
+    store.scripts("pgroups", "record", job_id, location, doc)
 
 
 @guarded
@@ -185,7 +161,7 @@ def reap(store: Store, locations: Iterable[str]) -> int:
         recorded = store.r.hgetall(index)
         if not recorded:
             continue
-        if store not in _scanned:
+        if store not in _scanned and store.relay is None:
             store.r.sadd(store.keys.pglocs, location)  # an index from before pglocs existed
         ids = list(recorded)
         states = Registry(store).states([int(i) for i in ids])
@@ -211,8 +187,7 @@ def reap(store: Store, locations: Iterable[str]) -> int:
                         location,
                     )
                     killed += n
-            keys = (store.keys.job(job_id), index, store.keys.pglocs)
-            store.r.eval(_FORGET, 3, *keys, job_id, location)
+            store.scripts("pgroups", "forget", job_id, location, "")
     _scanned.add(store)
     return killed
 

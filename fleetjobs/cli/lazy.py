@@ -55,6 +55,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "verbs",
         "Print JOBs' results (Receive-Job): output on stdout, other streams on stderr.",
     ),
+    "relay": (
+        "relay",
+        "Serve confined workers: write what they ask for their own location's jobs, and sweep.",
+    ),
     "remove": (
         "verbs",
         "Remove JOBs and all they own (Remove-Job); unfinished ones only with --force.",

@@ -350,6 +350,12 @@ def hosts(state: State, locations: tuple[str, ...], facts: bool, as_json: bool) 
     help="Run each job in a new pool process, as Start-Job does (costs start latency).",
 )
 @click.option(
+    "--confined",
+    is_flag=True,
+    help="Its Redis user writes only its one location's keys; `fleetjobs relay` writes the "
+    "rest (README: Confined workers) [env FLEETJOBS_CONFINED_TO=LOC].",
+)
+@click.option(
     "--loglevel",
     default="WARNING",
     show_default=True,
@@ -364,6 +370,7 @@ def worker(
     include: tuple[str, ...],
     tag: tuple[str, ...],
     fresh_process: bool,
+    confined: bool,
     loglevel: str,
 ) -> None:
     """Run a worker serving LOCATIONs' queues on this host."""
@@ -386,6 +393,10 @@ def worker(
         "FLEETJOBS_REDIS_URL": state.config.redis_url,
         "FLEETJOBS_PREFIX": state.config.prefix,
     }
+    if confined:
+        if len(locations) != 1 or "," in locations[0]:
+            raise click.UsageError("--confined serves exactly one --location")
+        env["FLEETJOBS_CONFINED_TO"] = locations[0]
     os.execve(sys.executable, argv, env)
 
 

@@ -44,7 +44,9 @@ for _, loc in ipairs(busy) do
         local ok, doc = pcall(cjson.decode, kept)
         local tag = ok and type(doc) == 'table' and type(doc.properties) == 'table'
           and doc.properties.delivery_tag
-        local reserved = tag and redis.call('HEXISTS', K.unacked, tostring(tag)) == 1
+        -- (a confined worker's kombu keeps them on its location: fleetjobs.celery_app)
+        local reserved = tag and (redis.call('HEXISTS', K.unacked, tostring(tag)) == 1
+          or redis.call('HEXISTS', K.loc_unacked(loc), tostring(tag)) == 1)
         if not reserved and not redis.call('LPOS', queue, kept) then
           out[#out + 1] = id
           out[#out + 1] = iid

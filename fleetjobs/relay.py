@@ -1,0 +1,305 @@
+"""The relay: writes confined workers ask for, checked and made with a console's rights.
+
+A confined worker (``FLEETJOBS_CONFINED_TO``; deploy/redis-acl.conf's per-host worker user)
+may write only its own location's keys, so a stolen worker credential reaches no other host:
+it can push no message onto another host's queue, change no other job, no schedule, no kept
+message. What such a worker must still have written beyond its keys — its jobs' state (their
+parents, the fleet's indexes, a throttled parent's next child onto another host's queue), its
+records, its heartbeat, its dead letters — it asks here (:mod:`fleetjobs.relaycall`, the
+other side). A request arrives on ``loc:<location>:relay``, a list only that location's worker
+(and consoles) may write, so the list names who asks; the relay runs it only if it is about
+that location's own jobs, with the same scripts a trusted worker runs itself, and answers.
+
+Since confined workers may not sweep the fleet either, the relay also does their upkeep each
+heartbeat interval: the sweep (start deadlines, dead hosts) and the retention purge. Run one
+or more (``fleetjobs relay``; each request is taken by one); while none runs, confined workers
+wait (their calls time out as a Redis that does not answer would) and trusted ones carry on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from .config import Config
+from .deadletters import DeadLetter
+from .deadletters import push as push_letter
+from .errors import FleetJobsError
+from .relaycall import ANSWER_TTL_MS
+from .routing import check_location
+from .store import Store
+
+log = logging.getLogger("fleetjobs.relay")
+BATCH = 100  # requests of one location taken per wake-up before the next location's turn
+
+
+class Refused(Exception):
+    """A request that is not about the asking location's own jobs (or not one it may make)."""
+
+
+class _Gone(Exception):
+    """The job a request names does not exist: the script's own answer for that, unrun (a job
+    made between the check and the script must not be changed by another location)."""
+
+    def __init__(self, answer: Any) -> None:
+        super().__init__("gone")
+        self.answer = answer
+
+
+class Relay:
+    """Takes confined workers' requests off their lists, checks and runs them, answers.
+
+    Args:
+        store: the fleet's Redis, as a console (a user that writes the whole fleet).
+        upkeep: called each heartbeat interval (the sweep and purge; none in a test that
+            drives the relay by hand).
+    """
+
+    def __init__(self, store: Store, upkeep: Callable[[], object] | None = None) -> None:
+        if store.relay is not None:
+            raise FleetJobsError("the relay needs a console's Redis user, not a confined one")
+        self.store = store
+        self.keys = store.keys
+        self.r = store.r
+        self.config: Config = store.config
+        self.upkeep = upkeep
+        self.served = 0
+        self.refused = 0
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set; Redis away for a while is waited out."""
+        last_upkeep = 0.0
+        warned = False
+        while not stop.is_set():
+            try:
+                self.step(timeout=min(1.0, self.config.heartbeat_interval))
+                now = time.monotonic()
+                if self.upkeep is not None and now - last_upkeep >= self.config.heartbeat_interval:
+                    last_upkeep = now
+                    self.upkeep()
+                warned = False
+            except (FleetJobsError, redis.exceptions.RedisError) as exc:
+                if not warned:
+                    log.warning("relay: %s (will keep trying)", exc)
+                    warned = True
+                stop.wait(1.0)
+
+    def step(self, timeout: float = 1.0) -> int:
+        """Wait up to ``timeout`` s for a ring, then serve that location's requests (at most
+        :data:`BATCH`). Returns how many it served."""
+        rung = self.r.brpop([self.keys.bell], timeout=timeout)
+        if rung is None:
+            return 0
+        location = str(rung[1])
+        try:
+            check_location(location)
+        except FleetJobsError:
+            return 0  # a ring is only a wake-up: a bad one names no list to read
+        served = 0
+        for _ in range(BATCH):
+            raw = self.r.lpop(self.keys.relay(location))
+            if raw is None:
+                break
+            self.serve(location, raw)
+            served += 1
+        return served
+
+    def serve(self, location: str, raw: str) -> None:
+        """Run one request from ``location``'s list and answer it."""
+        try:
+            request = json.loads(raw)
+            rid = str(request["id"])
+            if not rid.isalnum() or len(rid) > 64:
+                raise ValueError("a bad request id")
+            op, args = str(request["op"]), list(request["args"])
+        except (ValueError, KeyError, TypeError):
+            log.error("relay: dropped a malformed request from %s: %.200s", location, raw)
+            self.refused += 1
+            return
+        try:
+            answer: dict[str, Any] = {"ok": self._run(location, op, args)}
+            self.served += 1
+        except _Gone as gone:
+            answer = {"ok": gone.answer}
+        except Refused as exc:
+            log.error("relay: refused a request from %s: %s", location, exc)
+            answer = {"err": str(exc), "kind": "refused"}
+            self.refused += 1
+        except (FleetJobsError, redis.exceptions.RedisError, ValueError, TypeError) as exc:
+            answer = {"err": str(exc), "kind": "failed"}
+        key = self.keys.relay_answer(location, rid)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.rpush(key, json.dumps(answer, separators=(",", ":")))
+        pipe.pexpire(key, ANSWER_TTL_MS)
+        pipe.execute()
+
+    # ---- what a location may ask -------------------------------------------------------
+
+    def _run(self, location: str, op: str, args: list[Any]) -> Any:
+        if op == "script":
+            if not args or not isinstance(args[0], str):
+                raise Refused("a script request names no script")
+            name, rest = args[0], [str(a) for a in args[1:]]
+            check = _SCRIPTS.get(name)
+            if check is None:
+                raise Refused(f"script {name!r} is not one a worker runs")
+            return self.store.scripts(name, *check(self, location, rest))
+        if op == "progress":
+            job_id, doc = int(args[0]), args[1]
+            self._own(location, job_id, gone=False)
+            self.r.hset(self.keys.job(job_id), "progress", json.dumps(doc))
+            return None
+        if op == "hostdoc":
+            self.r.hset(self.keys.hosts, location, _location_doc(args[0], location))
+            return None
+        if op == "facts":
+            json.loads(args[0])
+            self.r.hset(self.keys.facts, location, str(args[0]))
+            return None
+        if op == "deadletter":
+            doc = dict(args[0])
+            doc["location"] = location  # what its own queue held, whatever it says
+            letter = DeadLetter(**doc)
+            push_letter(self.store, letter)
+            if letter.task_id:  # its job's message came and was refused: not lost
+                self.r.zrem(self.keys.inq(location), letter.task_id)
+            return None
+        raise Refused(f"unknown request {op!r}")
+
+    def _own(self, location: str, job_id: int | str, gone: Any = None) -> dict[str, str | None]:
+        """The child ``job_id``'s parent and iid, if it is one of ``location``'s; a job that
+        does not exist answers ``gone`` (with None: goes on, for a script that looks itself)."""
+        loc, parent, iid = self.r.hmget(self.keys.job(job_id), "location", "parent", "iid")
+        if loc is None:
+            if gone is not None:
+                raise _Gone(gone)
+            return {"parent": None, "iid": None}
+        if not parent or loc != location:
+            raise Refused(f"job {job_id} is not a child job of {location}")
+        return {"parent": parent, "iid": iid}
+
+    def _own_iid(self, location: str, iid: str) -> str | None:
+        """The child with InstanceId ``iid``'s parent's iid ('' for none), if it is one of
+        ``location``'s; None when no such job exists."""
+        job_id = self.r.hget(self.keys.iids, iid)
+        if job_id is None:
+            return None
+        parent = self._own(location, job_id)["parent"]
+        return str(self.r.hget(self.keys.job(parent), "iid") or "") if parent else ""
+
+
+def _location_doc(doc: Any, location: str) -> str:
+    parsed = json.loads(doc)
+    if not isinstance(parsed, dict) or parsed.get("location") != location:
+        raise Refused(f"a host record for another location than {location}")
+    return str(doc)
+
+
+# ---- each script a worker runs: what its arguments may name ---------------------------
+
+
+def _claim(relay: Relay, location: str, args: list[str]) -> list[str]:
+    # (job id, worker, the locations its message may be for, task id, attempt): the script
+    # refuses a child of any other location than those named, so they must be just this one
+    if len(args) < 3 or args[2] != location:
+        raise Refused(f"a claim for another location than {location}")
+    return args
+
+
+def _one_job(gone: Any) -> Callable[[Relay, str, list[str]], list[str]]:
+    # ask, answer, park: the first argument is the child's id; gone: the script's answer for
+    # a job that does not exist
+    def check(relay: Relay, location: str, args: list[str]) -> list[str]:
+        if not args:
+            raise Refused("no job named")
+        relay._own(location, args[0], gone)
+        return args
+
+    return check
+
+
+def _finish(relay: Relay, location: str, args: list[str]) -> list[str]:
+    # (job id, state, reason, [iid, parent iid, cap, warning, records...])
+    if len(args) < 3 or args[1] not in _ENDS:
+        raise Refused("a finish to no end state")
+    own = relay._own(location, args[0], ["Missing"])
+    if len(args) > 3:
+        if len(args) < 7 or args[3] != own["iid"]:
+            raise Refused("records for another job than the one it finishes")
+        args = _records(relay, location, args, 3)
+    return args
+
+
+def _append(relay: Relay, location: str, args: list[str]) -> list[str]:
+    # (iid, parent iid, cap, warning, records...)
+    return _records(relay, location, args, 0)
+
+
+def _records(relay: Relay, location: str, args: list[str], at: int) -> list[str]:
+    if len(args) < at + 4:
+        raise Refused("records with no job")
+    parent_iid = relay._own_iid(location, args[at])
+    if parent_iid is not None and args[at + 1] != parent_iid:
+        raise Refused("records announced to another job than the writer's parent")
+    out = list(args)
+    out[at + 2] = str(relay.config.max_output)  # the fleet's cap, not one the worker says
+    return out
+
+
+def _beat(relay: Relay, location: str, args: list[str]) -> list[str]:
+    # ('beat' or 'leave', worker id, document, ttl ms, locations...): its own location only,
+    # and a worker id beats for one location (the first to use it), so no worker keeps
+    # another location's worker alive
+    if len(args) != 5 or args[0] not in ("beat", "leave") or args[4] != location:
+        raise Refused(f"a heartbeat for another location than {location}")
+    owner = relay.r.hget(relay.keys.relayed, args[1])
+    if owner is None:
+        relay.r.hsetnx(relay.keys.relayed, args[1], location)
+        owner = relay.r.hget(relay.keys.relayed, args[1])
+    if owner != location:
+        raise Refused(f"worker {args[1]} beats for {owner}, not {location}")
+    return args
+
+
+def _overdue(relay: Relay, location: str, args: list[str]) -> list[str]:
+    if len(args) != 2 or args[0] != location:
+        raise Refused(f"a look at another location's queue than {location}")
+    return args
+
+
+def _resend(relay: Relay, location: str, args: list[str]) -> list[str]:
+    for iid in args:
+        if relay._own_iid(location, iid) is None:
+            raise Refused(f"no child job of {location} has InstanceId {iid}")
+    return args
+
+
+def _pgroups(relay: Relay, location: str, args: list[str]) -> list[str]:
+    # ('record' or 'forget', job id, location, record)
+    if len(args) != 4 or args[0] not in ("record", "forget") or args[2] != location:
+        raise Refused(f"process groups of another location than {location}")
+    relay._own(location, args[1])
+    return args
+
+
+_ENDS = {"Completed", "Failed", "Stopped"}
+_SCRIPTS: dict[str, Callable[[Relay, str, list[str]], list[str]]] = {
+    "claim": _claim,
+    "finish": _finish,
+    "ask": _one_job(["Missing", 0]),
+    "answer": _one_job(["Missing"]),
+    "park": _one_job(["Missing"]),
+    "append": _append,
+    "beat": _beat,
+    "overdue": _overdue,
+    "resend": _resend,
+    "pgroups": _pgroups,
+}

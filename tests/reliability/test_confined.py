@@ -1,0 +1,229 @@
+"""Confined workers: a worker's Redis user writes only its own location's keys (the rule
+deploy/redis-acl.conf ships), and ``fleetjobs relay`` writes the rest for it, checked.
+
+Real Redis ACL users on a real redis-server, real workers, a real ``fleetjobs relay`` process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from fleetjobs import Config, Fleet, JobState
+from fleetjobs.embedded import LocalWorkers
+from fleetjobs.relaycall import RelayClient
+
+from ..conftest import FAST, INCLUDE, ROOT, eventually, uniq
+
+ACL_FILE = ROOT / "deploy" / "redis-acl.conf"
+
+
+def confined_rule(prefix: str, location: str, password: str) -> list[str]:
+    """The shipped rule of the confined worker user, for this prefix, location, password."""
+    for line in ACL_FILE.read_text().splitlines():
+        words = line.split()
+        if words[:2] == ["user", "fleet-worker-web01"]:
+            rules = [w for w in words[2:] if not w.startswith(">")] + [f">{password}"]
+            return [w.replace("fj:", prefix).replace("web01", location) for w in rules]
+    raise AssertionError("no confined worker user in deploy/redis-acl.conf")
+
+
+class RelayProcess:
+    """``fleetjobs relay`` as its own process, with a console's user; stop and start again."""
+
+    def __init__(self, cfg: Config, log: Path) -> None:
+        self.env = {
+            **os.environ,
+            "FLEETJOBS_REDIS_URL": cfg.redis_url,
+            "FLEETJOBS_PREFIX": cfg.prefix,
+            "FLEETJOBS_HEARTBEAT_INTERVAL": str(cfg.heartbeat_interval),
+            "FLEETJOBS_HOST_TTL": str(cfg.host_ttl),
+            "FLEETJOBS_DISCONNECT_GRACE": str(cfg.disconnect_grace),
+        }
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fleetjobs", "relay"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            assert self.proc.wait(timeout=15) == 0  # SIGTERM: a clean exit
+            self.proc = None
+
+
+@contextlib.contextmanager
+def confined_fleet(
+    redis_url: str, logs: Path, locations: list[str]
+) -> Iterator[tuple[Config, Fleet, dict[str, Config], RelayProcess]]:
+    """A fleet of its own: a console (admin user), a running ``fleetjobs relay``, and for
+    each location its own confined ACL user, as the worker's settings. Workers not started."""
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('cf')}:", **FAST)  # type: ignore[arg-type]
+    admin = redis.Redis.from_url(redis_url)
+    users = {loc: uniq(f"w-{loc}") for loc in locations}
+    hosts: dict[str, Config] = {}
+    for loc, user in users.items():
+        admin.execute_command("ACL", "SETUSER", user, *confined_rule(cfg.prefix, loc, "pw"))
+        url = redis_url.replace("redis://", f"redis://{user}:pw@")
+        hosts[loc] = cfg.with_(redis_url=url, confined_to=loc)
+    relay = RelayProcess(cfg, logs / f"relay-{cfg.prefix.strip(':')}.log")
+    relay.start()
+    try:
+        with Fleet(config=cfg) as fleet:
+            yield cfg, fleet, hosts, relay
+    finally:
+        relay.stop()
+        for user in users.values():
+            admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
+
+def test_confined_workers_run_a_throttled_fan_out_through_the_relay(
+    redis_url: str, logs: Path
+) -> None:
+    locs = [uniq("cfa"), uniq("cfb")]
+    # given one confined worker per host, each with its own location's Redis user
+    with (
+        confined_fleet(redis_url, logs, locs) as (_cfg, fleet, hosts, _relay),
+        contextlib.ExitStack() as stack,
+    ):
+        for loc in locs:
+            stack.enter_context(LocalWorkers(hosts[loc], [[loc]], extra_args=INCLUDE, log_dir=logs))
+        # when a job fans out to both, one at a time (the first host's finish releases
+        # the second host's child: a write onto another host's queue, made by the relay)
+        job = fleet.start("produce", 2, locations=",".join(locs), throttle_limit=1)
+        assert fleet.wait(job, timeout=60), fleet.get(job.id)
+        # then both ran, wrote their records, and the hosts show online
+        assert job.refresh().state is JobState.COMPLETED
+        assert sorted(fleet.receive(job)) == [1, 1, 2, 2]
+        assert {h.location: h.online for h in fleet.hosts()} == dict.fromkeys(locs, True)
+        # and a stop reaches a confined worker's running job
+        slow = fleet.start("sleep", 60, locations=locs[0])
+        eventually(lambda: slow.refresh().state is JobState.RUNNING, timeout=20)
+        fleet.stop(slow, timeout=20)
+        assert slow.refresh().state is JobState.STOPPED
+
+
+def test_a_confined_worker_credential_cannot_start_a_job_on_another_host(
+    redis_url: str, logs: Path
+) -> None:
+    mine, theirs = uniq("cfm"), uniq("cft")
+    with confined_fleet(redis_url, logs, [mine, theirs]) as (cfg, fleet, hosts, _relay):
+        # given a job waiting on the other host (its worker is down: its message waits)
+        job = fleet.start("echo", "harmless", locations=theirs)
+        child = job.info.children[0]
+        queue, kept = fleet.store.keys.queue(theirs), fleet.store.keys.msg(child.instance_id)
+        message = fleet.store.r.get(kept)
+        assert fleet.store.r.llen(queue) == 1 and message
+        # and a stolen credential of this host
+        stolen = redis.Redis.from_url(hosts[mine].redis_url, decode_responses=True)
+        keys = fleet.store.keys
+        denied = redis.exceptions.NoPermissionError
+        # then it may read the fleet, but write nothing that makes another host run
+        # anything: its queue, its job records, the kept messages, a new job, a schedule
+        assert stolen.hget(keys.job(child.id), "location") == theirs
+        forged = json.loads(message)
+        for attempt in (
+            lambda: stolen.lpush(queue, message),  # a copy of a real message
+            lambda: stolen.lpush(queue, json.dumps(forged)),
+            lambda: stolen.hset(keys.job(child.id), "state", "NotStarted"),
+            lambda: stolen.hset(keys.job(job.id), "args", '["rm -rf /"]'),
+            lambda: stolen.set(kept, message),
+            lambda: stolen.incr(keys.seq),
+            lambda: stolen.hset(f"{cfg.prefix}redbeat:evil", "definition", "{}"),
+            lambda: stolen.eval(f"return redis.call('LPUSH', '{queue}', 'x')", 0),
+            lambda: stolen.sadd(f"{cfg.prefix}_kombu.binding.x", "y") and stolen.delete(queue),
+        ):
+            with pytest.raises(redis.exceptions.ResponseError) as refused:
+                attempt()
+            # NOPERM, or inside a script "can't access at least one of the keys"
+            assert isinstance(refused.value, denied) or "can't access" in str(refused.value)
+        # nor can it have the relay do it: requests about another host's jobs are refused
+        relay = RelayClient(stolen, keys, mine)
+        for op, *args in (
+            ("script", "resend", child.instance_id),
+            ("script", "claim", child.id, "w", theirs, child.instance_id, "a"),
+            ("script", "finish", child.id, "Completed", ""),
+            ("script", "beat", "beat", "w-evil", "{}", 60000, theirs),
+            ("script", "create", "{}"),
+            ("script", "stop", job.id, "x"),
+            ("progress", child.id, {"percent": 1}),
+            ("hostdoc", json.dumps({"location": theirs})),
+        ):
+            with pytest.raises(denied, match="the relay refused"):
+                relay.call(op, *args)
+        # (a claim of it for this host goes through, and the claim itself refuses it)
+        answer = relay.call("script", "claim", child.id, "w", mine, child.instance_id, "a")
+        assert answer[0][0].startswith(f"Refused: job {child.id} belongs to location {theirs}")
+        # and nothing changed for that job: one message, still waiting, never claimed
+        assert fleet.store.r.llen(queue) == 1
+        assert child.instance_id in fleet.store.r.lindex(queue, 0)
+        fresh = fleet.get(job.id)[0].info.children[0]
+        assert fresh.state is JobState.NOT_STARTED and fresh.worker in (None, "")
+        stolen.close()
+        # while its own host's worker, with the same credential, runs its own jobs
+        with LocalWorkers(hosts[mine], [[mine]], extra_args=INCLUDE, log_dir=logs):
+            own = fleet.start("echo", "fine", locations=mine)
+            assert fleet.wait(own, timeout=60)
+            assert list(fleet.receive(own)) == ["fine"]
+        assert fleet.get(job.id)[0].state is JobState.NOT_STARTED
+
+
+def test_jobs_of_confined_workers_wait_for_the_relay_and_run_once_it_is_back(
+    redis_url: str, logs: Path
+) -> None:
+    loc = uniq("cfr")
+    with (
+        confined_fleet(redis_url, logs, [loc]) as (_cfg, fleet, hosts, relay),
+        LocalWorkers(hosts[loc], [[loc]], extra_args=INCLUDE, log_dir=logs),
+    ):
+        # given a confined worker whose relay then stops
+        relay.stop()
+        # when a job is started for it: it cannot be claimed (the claim is the relay's)
+        job = fleet.start("echo", "late", locations=loc)
+        time.sleep(3)
+        assert job.refresh().state is JobState.NOT_STARTED
+        # then once a relay runs again the job runs, once, and its output is whole
+        relay.start()
+        assert fleet.wait(job, timeout=90), job.refresh()
+        assert job.refresh().state is JobState.COMPLETED
+        assert list(fleet.receive(job)) == ["late"]
+
+
+def test_the_relay_settles_the_jobs_of_a_confined_worker_that_died(
+    redis_url: str, logs: Path
+) -> None:
+    loc = uniq("cfd")
+    with confined_fleet(redis_url, logs, [loc]) as (cfg, fleet, hosts, _relay):
+        # given a confined worker running a job, SIGKILLed (confined workers sweep nothing)
+        workers = LocalWorkers(hosts[loc], [[loc]], extra_args=INCLUDE, log_dir=logs)
+        workers.start()
+        try:
+            job = fleet.start("sleep", 60, locations=loc)
+            eventually(lambda: job.refresh().state is JobState.RUNNING, timeout=20)
+            for proc in workers.procs:
+                os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            workers.stop()
+        # then the relay's sweep fails it once the host's TTL and grace have passed
+        bound = cfg.host_ttl + cfg.disconnect_grace + 3 * cfg.heartbeat_interval
+        eventually(lambda: job.refresh().state is JobState.FAILED, timeout=bound + 10)
+        assert "stopped answering" in (job.refresh().info.reason or "")
