@@ -46,6 +46,12 @@ so two fleets can share one Redis.
     by-loc:<loc>     sorted set: top-level ids with a child on <loc>, by creation time
     failed           sorted set: top-level ids that ended Failed, by creation time
     facts            hash: location -> its facts (JSON), written when they change
+    loc:<loc>:unacked, loc:<loc>:unacked_index, loc:<loc>:unacked_mutex
+                     a confined worker's own kombu bookkeeping (fleetjobs.celery_app)
+    loc:<loc>:relay  list: a confined worker's requests to the relay (fleetjobs.relay); each
+                     answer on loc:<loc>:relay:<request id>, expiring
+    relay            list: locations whose relay list has requests (a wake-up, not trusted)
+    relayed          hash: worker id -> the location it beats for through the relay
 
 Fields of ``job:<id>``: ``id``, ``iid``, ``name``, ``command``, ``action``, ``args``,
 ``kwargs`` (JSON), ``location``, ``state``, ``created``, ``begin``, ``end``, ``reason``,

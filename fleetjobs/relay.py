@@ -37,6 +37,7 @@ from .store import Store
 
 log = logging.getLogger("fleetjobs.relay")
 BATCH = 100  # requests of one location taken per wake-up before the next location's turn
+TIDY_EVERY = 60.0  # seconds between looks for dead workers' ids in the relayed hash
 
 
 class Refused(Exception):
@@ -76,7 +77,7 @@ class Relay:
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set; Redis away for a while is waited out."""
-        last_upkeep = 0.0
+        last_upkeep = last_tidy = 0.0
         warned = False
         while not stop.is_set():
             try:
@@ -85,12 +86,27 @@ class Relay:
                 if self.upkeep is not None and now - last_upkeep >= self.config.heartbeat_interval:
                     last_upkeep = now
                     self.upkeep()
+                if now - last_tidy >= TIDY_EVERY:
+                    last_tidy = now
+                    self.tidy()
                 warned = False
             except (FleetJobsError, redis.exceptions.RedisError) as exc:
                 if not warned:
                     log.warning("relay: %s (will keep trying)", exc)
                     warned = True
                 stop.wait(1.0)
+
+    def tidy(self) -> int:
+        """Forget the worker ids whose worker is gone (its liveness key expired): a worker
+        that left cleanly is forgotten at once, one killed here. Returns how many."""
+        gone = [
+            worker
+            for worker, _ in self.r.hscan_iter(self.keys.relayed)
+            if not self.r.exists(self.keys.worker(worker))
+        ]
+        if gone:
+            self.r.hdel(self.keys.relayed, *gone)
+        return len(gone)
 
     def step(self, timeout: float = 1.0) -> int:
         """Wait up to ``timeout`` s for a ring, then serve that location's requests (at most
@@ -151,7 +167,10 @@ class Relay:
             check = _SCRIPTS.get(name)
             if check is None:
                 raise Refused(f"script {name!r} is not one a worker runs")
-            return self.store.scripts(name, *check(self, location, rest))
+            answer = self.store.scripts(name, *check(self, location, rest))
+            if name == "beat" and rest[0] == "leave":  # a worker id lives once
+                self.r.hdel(self.keys.relayed, rest[1])
+            return answer
         if op == "progress":
             job_id, doc = int(args[0]), args[1]
             self._own(location, job_id, gone=False)
@@ -260,13 +279,30 @@ def _beat(relay: Relay, location: str, args: list[str]) -> list[str]:
     # another location's worker alive
     if len(args) != 5 or args[0] not in ("beat", "leave") or args[4] != location:
         raise Refused(f"a heartbeat for another location than {location}")
-    owner = relay.r.hget(relay.keys.relayed, args[1])
+    worker = args[1]
+    if args[0] == "beat" and _locations_of(args[2]) != [location]:
+        raise Refused(f"a worker document for other locations than {location}")
+    owner = relay.r.hget(relay.keys.relayed, worker)
     if owner is None:
-        relay.r.hsetnx(relay.keys.relayed, args[1], location)
-        owner = relay.r.hget(relay.keys.relayed, args[1])
+        # a worker id first seen here: not one alive for other locations (a trusted worker's,
+        # which beats itself), or this location could keep another host's dead worker alive
+        alive = relay.r.get(relay.keys.worker(worker))
+        if alive is not None and _locations_of(alive) != [location]:
+            raise Refused(f"worker {worker} is another location's")
+        relay.r.hsetnx(relay.keys.relayed, worker, location)
+        owner = relay.r.hget(relay.keys.relayed, worker)
     if owner != location:
-        raise Refused(f"worker {args[1]} beats for {owner}, not {location}")
+        raise Refused(f"worker {worker} beats for {owner}, not {location}")
     return args
+
+
+def _locations_of(doc: str) -> list[str] | None:
+    try:
+        parsed = json.loads(doc)
+    except ValueError:
+        return None
+    found = parsed.get("locations") if isinstance(parsed, dict) else None
+    return found if isinstance(found, list) else None
 
 
 def _overdue(relay: Relay, location: str, args: list[str]) -> list[str]:

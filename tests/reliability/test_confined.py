@@ -21,6 +21,7 @@ import redis
 
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.embedded import LocalWorkers
+from fleetjobs.relay import Relay
 from fleetjobs.relaycall import RelayClient
 
 from ..conftest import FAST, INCLUDE, ROOT, eventually, uniq
@@ -120,6 +121,17 @@ def test_confined_workers_run_a_throttled_fan_out_through_the_relay(
         eventually(lambda: slow.refresh().state is JobState.RUNNING, timeout=20)
         fleet.stop(slow, timeout=20)
         assert slow.refresh().state is JobState.STOPPED
+        # and one host's credential cannot beat for the other host's worker (which would
+        # keep it alive once dead: its jobs would never be failed)
+        r, keys = fleet.store.r, fleet.store.keys
+        workers = {k: json.loads(r.get(k))["locations"] for k in r.scan_iter(keys.worker("*"))}
+        other = [k.rsplit("wk:", 1)[1] for k, where in workers.items() if where == [locs[1]]]
+        stolen = redis.Redis.from_url(hosts[locs[0]].redis_url, decode_responses=True)
+        relay = RelayClient(stolen, keys, locs[0])
+        doc = json.dumps({"locations": [locs[0]]})
+        with pytest.raises(redis.exceptions.NoPermissionError, match="the relay refused"):
+            relay.call("script", "beat", "beat", other[0], doc, 60000, locs[0])
+        stolen.close()
 
 
 def test_a_confined_worker_credential_cannot_start_a_job_on_another_host(
@@ -227,3 +239,8 @@ def test_the_relay_settles_the_jobs_of_a_confined_worker_that_died(
         bound = cfg.host_ttl + cfg.disconnect_grace + 3 * cfg.heartbeat_interval
         eventually(lambda: job.refresh().state is JobState.FAILED, timeout=bound + 10)
         assert "stopped answering" in (job.refresh().info.reason or "")
+        # and the dead worker's id is forgotten by the relay's tidying (its liveness is gone)
+        dead = fleet.store.r.hkeys(fleet.store.keys.relayed)
+        assert len(dead) == 1
+        assert Relay(fleet.store).tidy() == 1
+        assert fleet.store.r.hkeys(fleet.store.keys.relayed) == []
