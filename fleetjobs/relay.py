@@ -95,6 +95,9 @@ class Relay:
                     log.warning("relay: %s (will keep trying)", exc)
                     warned = True
                 stop.wait(1.0)
+            except Exception:  # never let one bad moment end the relay
+                log.exception("relay: unexpected error (going on)")
+                stop.wait(1.0)
 
     def tidy(self) -> int:
         """Forget the worker ids whose worker is gone (its liveness key expired): a worker
@@ -149,8 +152,11 @@ class Relay:
             log.error("relay: refused a request from %s: %s", location, exc)
             answer = {"err": str(exc), "kind": "refused"}
             self.refused += 1
-        except (FleetJobsError, redis.exceptions.RedisError, ValueError, TypeError) as exc:
-            answer = {"err": str(exc), "kind": "failed"}
+        except redis.exceptions.ConnectionError:
+            raise  # Redis away: the loop waits it out (the request is lost; its caller retries)
+        except Exception as exc:  # a request that makes no sense must not stop the relay
+            log.warning("relay: a request from %s failed: %r", location, exc)
+            answer = {"err": f"{type(exc).__name__}: {exc}", "kind": "failed"}
         key = self.keys.relay_answer(location, rid)
         pipe = self.r.pipeline(transaction=True)
         pipe.rpush(key, json.dumps(answer, separators=(",", ":")))

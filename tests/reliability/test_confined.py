@@ -185,6 +185,14 @@ def test_a_confined_worker_credential_cannot_start_a_job_on_another_host(
         # (a claim of it for this host goes through, and the claim itself refuses it)
         answer = relay.call("script", "claim", child.id, "w", mine, child.instance_id, "a")
         assert answer[0][0].startswith(f"Refused: job {child.id} belongs to location {theirs}")
+        # and requests that make no sense are answered (or dropped), and the relay goes on
+        for op, *args in (("progress",), ("script",), ("script", "finish", "x"), ("hostdoc", 5)):
+            with pytest.raises(redis.exceptions.ResponseError):
+                relay.call(op, *args)
+        for junk in ("not json", "[]", '{"id": "../x", "op": "script", "args": []}'):
+            stolen.rpush(keys.relay(mine), junk)
+            stolen.lpush(keys.bell, mine)
+        stolen.lpush(keys.bell, "no such location!")
         # and nothing changed for that job: one message, still waiting, never claimed
         assert fleet.store.r.llen(queue) == 1
         assert child.instance_id in fleet.store.r.lindex(queue, 0)
