@@ -29,6 +29,7 @@ ORDER = [
     "output",
     "ansible",
     "fanout",
+    "confined",
 ]
 TITLES = {
     "roundtrip": "1. Round trip of one job: start -> receive of echo",
@@ -40,6 +41,7 @@ TITLES = {
     "output": "7. Output: one job writing many lines",
     "ansible": "8. Against Ansible: a command on 20 hosts (whole command)",
     "fanout": "9. Fan-out: one job to many locations vs a raw Celery group",
+    "confined": "10. Confined workers: the relay hop, against a trusted worker",
 }
 
 

@@ -50,6 +50,7 @@ BENCHES = {
     "output": "bench.output:bench_output",
     "ansible": "bench.vs_ansible:bench_ansible",
     "fanout": "bench.fanout:bench_fanout",
+    "confined": "bench.confined:bench_confined",
 }
 assert list(BENCHES) == ORDER
 

@@ -122,14 +122,10 @@ class Relay:
             check_location(location)
         except FleetJobsError:
             return 0  # a ring is only a wake-up: a bad one names no list to read
-        served = 0
-        for _ in range(BATCH):
-            raw = self.r.lpop(self.keys.relay(location))
-            if raw is None:
-                break
+        taken = self.r.lpop(self.keys.relay(location), BATCH) or []  # in one round trip
+        for raw in taken:
             self.serve(location, raw)
-            served += 1
-        return served
+        return len(taken)
 
     def serve(self, location: str, raw: str) -> None:
         """Run one request from ``location``'s list and answer it."""
