@@ -51,7 +51,6 @@ so two fleets can share one Redis.
     loc:<loc>:relay  list: a confined worker's requests to the relay (fleetjobs.relay); each
                      answer on loc:<loc>:relay:<request id>, expiring
     relay            list: locations whose relay list has requests (a wake-up, not trusted)
-    relayed          hash: worker id -> the location it beats for through the relay
 
 Fields of ``job:<id>``: ``id``, ``iid``, ``name``, ``command``, ``action``, ``args``,
 ``kwargs`` (JSON), ``location``, ``state``, ``created``, ``begin``, ``end``, ``reason``,
@@ -111,7 +110,6 @@ SCHEMA: dict[str, str] = {
     "loc_unacked_mutex": "loc:{}:unacked_mutex",
     "relay": "loc:{}:relay",  # its requests to the relay (fleetjobs.relay); answers: :<id>
     "bell": "relay",  # the locations whose relay list has requests (a wake-up, not trusted)
-    "relayed": "relayed",  # hash: worker id -> the location it beats for (the relay's)
 }
 
 # pub/sub messages on a job's ``ev:<iid>`` channel: a state change (EVENT_END when the new
@@ -269,10 +267,6 @@ class Keys:
     @property
     def bell(self) -> str:
         return self._key("bell")
-
-    @property
-    def relayed(self) -> str:
-        return self._key("relayed")
 
     @property
     def swept(self) -> str:

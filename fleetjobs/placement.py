@@ -3,14 +3,23 @@ run the action (checked before anything is queued)."""
 
 from __future__ import annotations
 
+import fnmatch
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .config import default_location
-from .errors import FleetJobsError, NoHostError, ShellNotAllowedError, UnknownActionError
+from .errors import (
+    ArgumentError,
+    FleetJobsError,
+    NoHostError,
+    ShellNotAllowedError,
+    UnknownActionError,
+)
 from .facts import Where
 from .model import HostInfo
-from .routing import select_locations
+from .routing import is_glob, select_locations
+from .signatures import well_formed
 
 SHELL_ACTIONS = frozenset({"run"})
 
@@ -89,14 +98,37 @@ def check(action: str, locations: list[str], hosts: dict[str, HostInfo]) -> list
 def params_for(
     action: str, hosts: dict[str, HostInfo], locations: Sequence[str] | None = None
 ) -> list[dict[str, Any]] | None:
-    """The action's parameters as the hosts (those at ``locations`` first, online first)
-    publish them; None when no host has said (the call is then not checked here)."""
+    """The action's parameters as the hosts publish them: the hosts at ``locations`` (names
+    or globs) when any of them is known, else every online host; None when none has said
+    (the call is then not checked here). The arguments are the job's, one set for all its
+    hosts, so the hosts must agree: one host's word does not decide another's arguments.
+
+    Raises:
+        ArgumentError: those hosts publish different parameters for ``action``.
+    """
     wanted = set(locations or ())  # a set: a fan-out to 10,000 is no 10,000 x 10,000 scan
-    order = sorted(hosts.values(), key=lambda h: (h.location not in wanted, not h.online))
-    for host in order:
-        if action in host.signatures:
-            return list(host.signatures[action])
-    return None
+    globs = [w for w in wanted if is_glob(w)]
+    chosen = [
+        h
+        for h in hosts.values()
+        if h.location in wanted or any(fnmatch.fnmatchcase(h.location, g) for g in globs)
+    ]
+    pool = chosen or [h for h in hosts.values() if h.online]
+    said: dict[str, tuple[list[dict[str, Any]], str]] = {}
+    seen: set[int] = set()  # a worker's locations share its document: compared once
+    for host in sorted(pool, key=lambda h: h.location):
+        published = host.signatures.get(action)
+        if published is not None and id(published) not in seen and well_formed(published):
+            seen.add(id(published))
+            params = list(published)
+            said.setdefault(json.dumps(params, sort_keys=True), (params, host.location))
+    if len(said) > 1:
+        where = ", ".join(loc for _, loc in said.values())
+        raise ArgumentError(
+            f"the hosts disagree on what {action!r} takes ({where} publish different "
+            "parameters: different versions?): start it on each kind of host separately"
+        )
+    return next(iter(said.values()))[0] if said else None
 
 
 def place(

@@ -36,8 +36,8 @@ from .routing import check_location
 from .store import Store
 
 log = logging.getLogger("fleetjobs.relay")
-BATCH = 100  # requests of one location taken per wake-up before the next location's turn
-TIDY_EVERY = 60.0  # seconds between looks for dead workers' ids in the relayed hash
+BATCH = 100  # requests of one location served before the next location's turn
+RINGS = 1000  # rings taken off the bell in one round trip
 
 
 class Refused(Exception):
@@ -70,6 +70,7 @@ class Relay:
         self.r = store.r
         self.config: Config = store.config
         self.upkeep = upkeep
+        self._pending: dict[str, None] = {}  # locations with requests waiting, in turn order
         self.served = 0
         self.refused = 0
 
@@ -77,7 +78,7 @@ class Relay:
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set; Redis away for a while is waited out."""
-        last_upkeep = last_tidy = 0.0
+        last_upkeep = 0.0
         warned = False
         while not stop.is_set():
             try:
@@ -86,9 +87,6 @@ class Relay:
                 if self.upkeep is not None and now - last_upkeep >= self.config.heartbeat_interval:
                     last_upkeep = now
                     self.upkeep()
-                if now - last_tidy >= TIDY_EVERY:
-                    last_tidy = now
-                    self.tidy()
                 warned = False
             except (FleetJobsError, redis.exceptions.RedisError) as exc:
                 if not warned:
@@ -99,33 +97,43 @@ class Relay:
                 log.exception("relay: unexpected error (going on)")
                 stop.wait(1.0)
 
-    def tidy(self) -> int:
-        """Forget the worker ids whose worker is gone (its liveness key expired): a worker
-        that left cleanly is forgotten at once, one killed here. Returns how many."""
-        gone = [
-            worker
-            for worker, _ in self.r.hscan_iter(self.keys.relayed)
-            if not self.r.exists(self.keys.worker(worker))
-        ]
-        if gone:
-            self.r.hdel(self.keys.relayed, *gone)
-        return len(gone)
-
     def step(self, timeout: float = 1.0) -> int:
-        """Wait up to ``timeout`` s for a ring, then serve that location's requests (at most
-        :data:`BATCH`). Returns how many it served."""
-        rung = self.r.brpop([self.keys.bell], timeout=timeout)
-        if rung is None:
-            return 0
-        location = str(rung[1])
-        try:
-            check_location(location)
-        except FleetJobsError:
-            return 0  # a ring is only a wake-up: a bad one names no list to read
-        taken = self.r.lpop(self.keys.relay(location), BATCH) or []  # in one round trip
-        for raw in taken:
-            self.serve(location, raw)
-        return len(taken)
+        """Take the rings waiting, then serve each location with requests one batch
+        (:data:`BATCH`) in turn: a location that rings or asks without end (a stolen
+        credential flooding) delays the others by one batch each round, not by its backlog.
+        Waits up to ``timeout`` s for a ring when nothing is waiting. Returns how many
+        requests it served."""
+        self._take_rings(timeout)
+        served = 0
+        for location in list(self._pending):
+            taken = self.r.lpop(self.keys.relay(location), BATCH) or []  # one round trip
+            if len(taken) < BATCH:
+                del self._pending[location]  # drained: its next request rings again
+            for raw in taken:
+                self.serve(location, raw)
+            served += len(taken)
+        return served
+
+    def _take_rings(self, timeout: float) -> None:
+        rings = self.r.lpop(self.keys.bell, RINGS) or []
+        if not rings and not self._pending:
+            rung = self.r.brpop([self.keys.bell], timeout=timeout)
+            rings = [rung[1]] if rung else []
+        new = []
+        for ring in dict.fromkeys(str(x) for x in rings):  # each location once
+            try:
+                check_location(ring)
+            except FleetJobsError:
+                continue  # a ring is only a wake-up: a bad one names no list to read
+            if ring not in self._pending:
+                new.append(ring)
+        if new:  # only those with requests waiting (a flood of names costs one round trip)
+            pipe = self.r.pipeline(transaction=False)
+            for location in new:
+                pipe.exists(self.keys.relay(location))
+            for location, waiting in zip(new, pipe.execute(), strict=True):
+                if waiting:
+                    self._pending[location] = None
 
     def serve(self, location: str, raw: str) -> None:
         """Run one request from ``location``'s list and answer it."""
@@ -169,10 +177,7 @@ class Relay:
             check = _SCRIPTS.get(name)
             if check is None:
                 raise Refused(f"script {name!r} is not one a worker runs")
-            answer = self.store.scripts(name, *check(self, location, rest))
-            if name == "beat" and rest[0] == "leave":  # a worker id lives once
-                self.r.hdel(self.keys.relayed, rest[1])
-            return answer
+            return self.store.scripts(name, *check(self, location, rest))
         if op == "progress":
             job_id, doc = int(args[0]), args[1]
             self._own(location, job_id, gone=False)
@@ -196,16 +201,18 @@ class Relay:
         raise Refused(f"unknown request {op!r}")
 
     def _own(self, location: str, job_id: int | str, gone: Any = None) -> dict[str, str | None]:
-        """The child ``job_id``'s parent and iid, if it is one of ``location``'s; a job that
-        does not exist answers ``gone`` (with None: goes on, for a script that looks itself)."""
-        loc, parent, iid = self.r.hmget(self.keys.job(job_id), "location", "parent", "iid")
+        """The child ``job_id``'s parent, iid, state and queued, if it is one of
+        ``location``'s; a job that does not exist answers ``gone`` (with None: goes on, for a
+        script that looks itself)."""
+        names = ("location", "parent", "iid", "state", "queued")
+        loc, parent, iid, state, queued = self.r.hmget(self.keys.job(job_id), *names)
         if loc is None:
             if gone is not None:
                 raise _Gone(gone)
-            return {"parent": None, "iid": None}
+            return {"parent": None, "iid": None, "state": None, "queued": None}
         if not parent or loc != location:
             raise Refused(f"job {job_id} is not a child job of {location}")
-        return {"parent": parent, "iid": iid}
+        return {"parent": parent, "iid": iid, "state": state, "queued": queued}
 
     def _own_iid(self, location: str, iid: str) -> str | None:
         """The child with InstanceId ``iid``'s parent's iid ('' for none), if it is one of
@@ -232,6 +239,7 @@ def _claim(relay: Relay, location: str, args: list[str]) -> list[str]:
     # refuses a child of any other location than those named, so they must be just this one
     if len(args) < 3 or args[2] != location:
         raise Refused(f"a claim for another location than {location}")
+    _own_worker(location, args[1])
     return args
 
 
@@ -252,6 +260,10 @@ def _finish(relay: Relay, location: str, args: list[str]) -> list[str]:
     if len(args) < 3 or args[1] not in _ENDS:
         raise Refused("a finish to no end state")
     own = relay._own(location, args[0], ["Missing"])
+    if own["state"] == "NotStarted" and own["queued"] != "1":
+        # waiting for its throttle slot or wave: no message of it was sent, so no worker can
+        # have it to settle (settling it would count as a slot or a wave ending)
+        raise Refused(f"job {args[0]} waits for its turn: no worker has its message")
     if len(args) > 3:
         if len(args) < 7 or args[3] != own["iid"]:
             raise Refused("records for another job than the one it finishes")
@@ -277,25 +289,19 @@ def _records(relay: Relay, location: str, args: list[str], at: int) -> list[str]
 
 def _beat(relay: Relay, location: str, args: list[str]) -> list[str]:
     # ('beat' or 'leave', worker id, document, ttl ms, locations...): its own location only,
-    # and a worker id beats for one location (the first to use it), so no worker keeps
-    # another location's worker alive
+    # under a worker id of its own (a confined worker's starts with its location and '/'),
+    # so no worker keeps another location's worker alive, dead or not
     if len(args) != 5 or args[0] not in ("beat", "leave") or args[4] != location:
         raise Refused(f"a heartbeat for another location than {location}")
-    worker = args[1]
+    _own_worker(location, args[1])
     if args[0] == "beat" and _locations_of(args[2]) != [location]:
         raise Refused(f"a worker document for other locations than {location}")
-    owner = relay.r.hget(relay.keys.relayed, worker)
-    if owner is None:
-        # a worker id first seen here: not one alive for other locations (a trusted worker's,
-        # which beats itself), or this location could keep another host's dead worker alive
-        alive = relay.r.get(relay.keys.worker(worker))
-        if alive is not None and _locations_of(alive) != [location]:
-            raise Refused(f"worker {worker} is another location's")
-        relay.r.hsetnx(relay.keys.relayed, worker, location)
-        owner = relay.r.hget(relay.keys.relayed, worker)
-    if owner != location:
-        raise Refused(f"worker {worker} beats for {owner}, not {location}")
     return args
+
+
+def _own_worker(location: str, worker: str) -> None:
+    if not worker.startswith(location + "/"):
+        raise Refused(f"worker id {worker!r} is not one of {location}'s")
 
 
 def _locations_of(doc: str) -> list[str] | None:
@@ -335,6 +341,8 @@ _SCRIPTS: dict[str, Callable[[Relay, str, list[str]], list[str]]] = {
     "ask": _one_job(["Missing", 0]),
     "answer": _one_job(["Missing"]),
     "park": _one_job(["Missing"]),
+    # Celery ended the task (a warm shutdown's time limit, a revoke): its own child only
+    "stop": _one_job(["Missing"]),
     "append": _append,
     "beat": _beat,
     "overdue": _overdue,

@@ -57,6 +57,20 @@ def describe(fn: Callable[..., Any]) -> list[Param]:
     return out
 
 
+def well_formed(params: Any) -> bool:
+    """Whether a published parameter list is one :func:`describe` could have made (a host's
+    record is data from another machine: a malformed one says nothing)."""
+    return isinstance(params, list) and all(
+        isinstance(p, dict)
+        and isinstance(p.get("name"), str)
+        and p.get("kind") in _INSPECT
+        and p.get("type") in (*_TYPES, "any")
+        and isinstance(p.get("required"), bool)
+        and "default" in p
+        for p in params
+    )
+
+
 def _type_name(annotation: Any) -> str:
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
     parts = [t.strip() for t in str(text).split("|") if t.strip() and t.strip() != "None"]

@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from .app import WorkerSettings, create_app
 
     settings = WorkerSettings(locations, concurrency, ns.allow_shell, tags)
+    if config.confined_to:  # the relay takes a confined worker's id only under its location
+        settings.worker_id = f"{config.confined_to}/{settings.worker_id}"
     try:
         app = create_app(config, settings)
     except FleetJobsError as exc:  # its journal folder, its signing settings

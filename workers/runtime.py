@@ -15,6 +15,7 @@ The order matters, and is what makes a stop durable and a job at-most-once:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import inspect
@@ -95,6 +96,13 @@ class Runtime:
         """
         w = self._layers()
         cfg = w.config
+        if via and via not in self.locations:
+            # a queue it was told to consume (Celery's remote control: add_consumer) that is
+            # not one of its own locations: the claim would take the job for that location
+            reason = f"it came through the queue of {via}, which this worker does not serve"
+            log.warning("refused a message on %s: %s", via, reason)
+            self._refused(w, job_id, via, task_id, reason)
+            return {"state": "Refused", "ran": False}
         locations = [via] if via else self.locations
         attempt = uuid.uuid4().hex  # this delivery's: a retry of the claim may go on, a copy not
         state, due, running = persistently(
@@ -257,6 +265,46 @@ def _watch_pool() -> ThreadPoolExecutor:
     return _watch_threads[1]
 
 
+class _Later:
+    """Watchers to start once their job is QUIET s old, from one thread of the process that
+    looks every QUIET/2 s while any is due: handing each job's watcher to a kept thread at
+    its start (waking that thread) cost an echo ~0.45 ms of its pool process (py-spy), and
+    most jobs end before they need a watcher at all."""
+
+    def __init__(self) -> None:
+        self._due: collections.deque[tuple[float, _Watcher]] = collections.deque()
+        self._wake = threading.Event()
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    def add(self, watcher: _Watcher) -> None:
+        if self._pid != os.getpid():  # made after the fork, in the process that runs jobs
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._due.clear()
+                    threading.Thread(target=self._loop, name="fleetjobs-later", daemon=True).start()
+                    self._pid = os.getpid()
+        self._due.append((time.monotonic() + QUIET, watcher))
+        if len(self._due) == 1:
+            self._wake.set()  # it was idle
+
+    def _loop(self) -> None:
+        due = self._due
+        while True:
+            if not due:
+                self._wake.wait(1.0)
+                self._wake.clear()
+            time.sleep(QUIET / 2)
+            now = time.monotonic()
+            while due and due[0][0] <= now:
+                _, watcher = due.popleft()
+                if not watcher.closed:
+                    _watch_pool().submit(watcher.run)
+
+
+_later = _Later()
+
+
 class _Watcher:
     """Listens for the job's stop and its timeout; interrupts the action when either comes."""
 
@@ -275,18 +323,25 @@ class _Watcher:
         self._runner = threading.get_ident()
 
     def start(self) -> None:
-        """Watch from a kept thread; the job does not wait for it."""
-        _watch_pool().submit(self.run)
+        """Watch from a kept thread once the job is QUIET s old (at once for a timeout sooner
+        than that); the job does not wait for it. Most jobs end within QUIET s: they need no
+        watcher and no subscription (its SUBSCRIBE and UNSUBSCRIBE were a fifth of an echo's
+        time in its pool process). The claim has just read the stop flag and finish settles a
+        job stopped meanwhile as Stopped, so a stop given before the watcher listens is only
+        heard later, never lost."""
+        if self._deadline is not None and self._left() < QUIET:
+            _watch_pool().submit(self.run, self._left())
+        else:
+            _later.add(self)
 
-    def run(self) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def run(self, wait: float = 0.0) -> None:
         ended = False
         try:
-            # most jobs end within QUIET s: they need no subscription (its SUBSCRIBE and
-            # UNSUBSCRIBE were a fifth of an echo's time in its pool process). The claim has
-            # just read the stop flag and finish settles a job stopped meanwhile as Stopped,
-            # so a stop given before the subscription is only heard later, never lost
-            first = QUIET if self._deadline is None else min(QUIET, self._left())
-            if not self._closed.wait(first):
+            if not self._closed.wait(wait):
                 self._watch()
             ended = True
         finally:
@@ -328,11 +383,13 @@ class _Watcher:
                 # a reused connection may bring a former job's message: only this channel's count
                 mine = msg is not None and msg.get("channel") == self._channel
                 data = msg.get("data") if msg is not None and mine else None
-                stop = data == EVENT_STOP
-                changed = data in (EVENT_STATE, EVENT_END)
-                if changed:
+                changed = data in (EVENT_STATE, EVENT_END, EVENT_STOP)
+                if changed and data != EVENT_STOP:
                     self._ctx.poke()  # a suspend asked: the next checkpoint looks
-                if not stop and (changed or now - last_check >= RECHECK):
+                stop = False
+                if changed or now - last_check >= RECHECK:
+                    # a message is only a reason to look at the job's record: whoever may
+                    # publish on the fleet's channels could send one (a confined worker)
                     last_check = now
                     stop = self._registry.should_end(self._ctx.job_id)
             except FleetJobsError:

@@ -29,6 +29,11 @@ if task_id ~= '' and task_id ~= f.iid then
   return answer('Refused: the message for job ' .. id .. ' is not the one the fleet sent'
     .. ' (task id ' .. task_id .. ')')
 end
+if f.state == S.NOT_STARTED and f.queued ~= '1' then
+  -- its throttle slot or rollout wave has not come: its message was not sent yet, so this
+  -- is a copy or a forgery (it runs when released, from the message kept for it)
+  return answer('Refused: job ' .. id .. ' waits for its turn (a throttle slot or a wave)')
+end
 -- its message has arrived: nothing to re-send, whatever the answer
 redis.call('ZREM', K.inq(f.location), f.iid)
 redis.call('DEL', K.msg(f.iid))

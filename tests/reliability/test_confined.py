@@ -21,10 +21,9 @@ import redis
 
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.embedded import LocalWorkers
-from fleetjobs.relay import Relay
 from fleetjobs.relaycall import RelayClient
 
-from ..conftest import FAST, INCLUDE, ROOT, eventually, uniq
+from ..conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
 
 ACL_FILE = ROOT / "deploy" / "redis-acl.conf"
 
@@ -129,8 +128,9 @@ def test_confined_workers_run_a_throttled_fan_out_through_the_relay(
         stolen = redis.Redis.from_url(hosts[locs[0]].redis_url, decode_responses=True)
         relay = RelayClient(stolen, keys, locs[0])
         doc = json.dumps({"locations": [locs[0]]})
-        with pytest.raises(redis.exceptions.NoPermissionError, match="the relay refused"):
-            relay.call("script", "beat", "beat", other[0], doc, 60000, locs[0])
+        for worker in (other[0], "somehost.123.abcdef01", f"{locs[1]}/x", f"{locs[0]}x/y"):
+            with pytest.raises(redis.exceptions.NoPermissionError, match="the relay refused"):
+                relay.call("script", "beat", "beat", worker, doc, 60000, locs[0])
         stolen.close()
 
 
@@ -177,13 +177,14 @@ def test_a_confined_worker_credential_cannot_start_a_job_on_another_host(
             ("script", "beat", "beat", "w-evil", "{}", 60000, theirs),
             ("script", "create", "{}"),
             ("script", "stop", job.id, "x"),
+            ("script", "stop", child.id, "x"),
             ("progress", child.id, {"percent": 1}),
             ("hostdoc", json.dumps({"location": theirs})),
         ):
             with pytest.raises(denied, match="the relay refused"):
                 relay.call(op, *args)
         # (a claim of it for this host goes through, and the claim itself refuses it)
-        answer = relay.call("script", "claim", child.id, "w", mine, child.instance_id, "a")
+        answer = relay.call("script", "claim", child.id, f"{mine}/w", mine, child.instance_id, "a")
         assert answer[0][0].startswith(f"Refused: job {child.id} belongs to location {theirs}")
         # and requests that make no sense are answered (or dropped), and the relay goes on
         for op, *args in (("progress",), ("script",), ("script", "finish", "x"), ("hostdoc", 5)):
@@ -247,8 +248,79 @@ def test_the_relay_settles_the_jobs_of_a_confined_worker_that_died(
         bound = cfg.host_ttl + cfg.disconnect_grace + 3 * cfg.heartbeat_interval
         eventually(lambda: job.refresh().state is JobState.FAILED, timeout=bound + 10)
         assert "stopped answering" in (job.refresh().info.reason or "")
-        # and the dead worker's id is forgotten by the relay's tidying (its liveness is gone)
-        dead = fleet.store.r.hkeys(fleet.store.keys.relayed)
-        assert len(dead) == 1
-        assert Relay(fleet.store).tidy() == 1
-        assert fleet.store.r.hkeys(fleet.store.keys.relayed) == []
+
+
+def test_one_hosts_credential_cannot_choose_the_arguments_of_another_hosts_job(
+    redis_url: str, logs: Path
+) -> None:
+    a, b = uniq("cfs"), uniq("cfv")
+    with (
+        confined_fleet(redis_url, logs, [a, b]) as (cfg, fleet, hosts, _relay),
+        LocalWorkers(hosts[b], [[b]], extra_args=INCLUDE, log_dir=logs),
+    ):
+        # given host a's stolen credential publishing, as its own, a false list of what echo
+        # takes (words kept as they are), so that a start's words bind its way
+        keys = fleet.store.keys
+        stolen = redis.Redis.from_url(hosts[a].redis_url, decode_responses=True)
+        relay = RelayClient(stolen, keys, a)
+        words = {"kind": "var_positional", "type": "str", "required": False, "default": None}
+        fake = {"echo": [{"name": "values", **words}]}
+        worker = f"{a}/evil"
+        doc = json.dumps({"locations": [a], "signatures": fake})
+        relay.call("script", "beat", "beat", worker, doc, 600_000, a)
+        real = json.loads(fleet.store.r.hget(keys.hosts, b))
+        relay.call("hostdoc", json.dumps({**real, "location": a, "worker": worker}))
+        stolen.close()
+        cli = make_cli(cfg)
+        # when a console starts echo on both with an option
+        res = cli("start", "--location", f"{a},{b}", "echo", "hello", "--warning", "careful")
+        # then it is refused, in one line, and nothing was started
+        assert res.returncode != 0
+        assert "disagree on what 'echo' takes" in res.stderr and res.stderr.count("\n") == 1
+        assert fleet.get() == []
+        # while on the other host alone the words bind as its own worker says
+        res = cli("start", "--location", b, "echo", "hello", "--warning", "careful")
+        assert res.returncode == 0, res.stderr
+        job = fleet.get()[0]
+        assert (list(job.info.args), job.info.kwargs) == (["hello"], {"warning": "careful"})
+
+
+def test_a_confined_credential_cannot_stop_other_jobs_nor_jump_its_own_turn(
+    redis_url: str, logs: Path
+) -> None:
+    a, b = uniq("cfx"), uniq("cfy")
+    with contextlib.ExitStack() as stack:
+        _cfg, fleet, hosts, _relay = stack.enter_context(confined_fleet(redis_url, logs, [a, b]))
+        for loc in (a, b):
+            stack.enter_context(LocalWorkers(hosts[loc], [[loc]], extra_args=INCLUDE, log_dir=logs))
+        keys = fleet.store.keys
+        stolen = redis.Redis.from_url(hosts[b].redis_url, decode_responses=True)
+        relay = RelayClient(stolen, keys, b)
+        # given a job running on host a, listened for by its worker
+        job = fleet.start("sleep", 30, locations=a)
+        eventually(lambda: job.refresh().state is JobState.RUNNING, timeout=20)
+        time.sleep(0.5)
+        # when host b's credential publishes a stop on its channel (anyone may publish there)
+        child = job.info.children[0]
+        assert stolen.publish(keys.events(child.instance_id), "stop") == 1
+        # then a's worker reads the job's record, which asks no stop: it goes on
+        time.sleep(2)
+        assert job.refresh().state is JobState.RUNNING
+        fleet.stop(job, timeout=20)
+        assert job.refresh().state is JobState.STOPPED
+        # given a job on both hosts, one at a time: a's child runs, b's waits its turn
+        both = fleet.start("sleep", 30, locations=f"{a},{b}", throttle_limit=1)
+        mine = next(c for c in both.info.children if c.location == b)
+        eventually(lambda: both.refresh().state is JobState.RUNNING, timeout=20)
+        # then b's credential can neither claim its waiting child nor settle it (which would
+        # free a slot: a throttle or a rollout's canary jumped)
+        answer = relay.call("script", "claim", mine.id, f"{b}/x", b, mine.instance_id, "a")
+        assert (
+            answer[0][0] == f"Refused: job {mine.id} waits for its turn (a throttle slot or a wave)"
+        )
+        with pytest.raises(redis.exceptions.NoPermissionError, match="waits for its turn"):
+            relay.call("script", "finish", mine.id, "Completed", "")
+        states = {c.location: c.state for c in fleet.get(both.id)[0].info.children}
+        assert states == {a: JobState.RUNNING, b: JobState.NOT_STARTED}
+        stolen.close()
+        fleet.stop(both, timeout=20)
