@@ -299,7 +299,10 @@ class _Later:
             while due and due[0][0] <= now:
                 _, watcher = due.popleft()
                 if not watcher.closed:
-                    _watch_pool().submit(watcher.run)
+                    try:
+                        _watch_pool().submit(watcher.run)
+                    except RuntimeError:  # the process is ending: no new thread to watch
+                        return
 
 
 _later = _Later()
