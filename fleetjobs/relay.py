@@ -78,7 +78,10 @@ class Relay:
 
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set; Redis away for a while is waited out."""
-        last_upkeep = 0.0
+        # the first sweep waits two heartbeat intervals: after a time with no relay, confined
+        # workers' liveness has run out, and their heartbeats come in first (else their
+        # running jobs would look Disconnected for a moment)
+        last_upkeep = time.monotonic() + self.config.heartbeat_interval
         warned = False
         while not stop.is_set():
             try:

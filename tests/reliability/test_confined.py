@@ -224,7 +224,7 @@ def test_jobs_of_confined_workers_wait_for_the_relay_and_run_once_it_is_back(
         assert job.refresh().state is JobState.NOT_STARTED
         # then once a relay runs again the job runs, once, and its output is whole
         relay.start()
-        assert fleet.wait(job, timeout=90), job.refresh()
+        assert fleet.wait(job, timeout=90, force=True), job.refresh()
         assert job.refresh().state is JobState.COMPLETED
         assert list(fleet.receive(job)) == ["late"]
 
