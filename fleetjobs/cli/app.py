@@ -83,6 +83,16 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+def loglevel_option(default: str) -> Callable[[F], F]:
+    """``--loglevel`` of a command that runs in the foreground (worker, beat, relay)."""
+    return click.option(
+        "--loglevel",
+        default=default,
+        show_default=True,
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    )
+
+
 def json_option(fn: F) -> F:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print JSON only (objects with stable keys)."

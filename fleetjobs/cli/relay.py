@@ -8,9 +8,7 @@ import sys
 import threading
 from types import FrameType
 
-import click
-
-from .app import State, cli, pass_state
+from .app import State, cli, loglevel_option, pass_state
 
 
 @cli.command(
@@ -18,12 +16,7 @@ from .app import State, cli, pass_state
     "Redis user; run two or more to keep confined workers going when one stops (each request "
     "is taken by one)."
 )
-@click.option(
-    "--loglevel",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@loglevel_option("INFO")
 @pass_state
 def relay(state: State, loglevel: str) -> None:
     """Serve confined workers: write what they ask for their own location's jobs, and sweep.

@@ -26,6 +26,7 @@ from .app import (
     cli,
     fail,
     json_option,
+    loglevel_option,
     parse_kw,
     pass_state,
 )
@@ -271,12 +272,7 @@ def run(state: State, name: str, as_json: bool) -> None:
     epilog="Runs in the foreground; stop it with Ctrl-C or SIGTERM. Run one or two (a standby "
     "takes over when the first stops): RedBeat's lock keeps a schedule from firing twice."
 )
-@click.option(
-    "--loglevel",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@loglevel_option("INFO")
 @click.option(
     "--interval",
     type=click.FloatRange(min=0, min_open=True),

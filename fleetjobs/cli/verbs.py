@@ -22,6 +22,7 @@ from .app import (
     State,
     cli,
     json_option,
+    loglevel_option,
     pass_state,
     state_type,
 )
@@ -355,12 +356,7 @@ def hosts(state: State, locations: tuple[str, ...], facts: bool, as_json: bool) 
     help="Its Redis user writes only its one location's keys; `fleetjobs relay` writes the "
     "rest (README: Confined workers) [env FLEETJOBS_CONFINED_TO=LOC].",
 )
-@click.option(
-    "--loglevel",
-    default="WARNING",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@loglevel_option("WARNING")
 @pass_state
 def worker(
     state: State,
