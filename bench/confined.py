@@ -13,7 +13,6 @@ Run: ``python bench/run.py confined [--quick]``.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from bench.common import ROOT, median, percentile
 from bench.report import Ctx, Row, ratio_of
 from bench.roundtrip import timed
 from fleetjobs.config import Config
-from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
+from fleetjobs.embedded import EmbeddedRedis, LocalWorkers, process_env
 from fleetjobs.fleet import Fleet
 
 TRUSTED, CONFINED = "trusted01", "confined01"
@@ -53,7 +52,7 @@ def two_workers(log_dir: Path) -> Iterator[Fleet]:
             redis_url=server.url.replace("redis://", "redis://bench-conf:pw@"),
             confined_to=CONFINED,
         )
-        env = {**os.environ, "FLEETJOBS_REDIS_URL": server.url}
+        env = process_env(config)
         with open(log_dir / "relay.log", "ab") as out:
             relay = subprocess.Popen(
                 [sys.executable, "-m", "fleetjobs", "relay", "--loglevel", "WARNING"],

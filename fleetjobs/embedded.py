@@ -231,18 +231,7 @@ class LocalWorkers:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start every worker and return once each has heartbeated."""
-        env = {
-            **os.environ,
-            # in the environment, not argv: a password in argv is in every `ps`
-            "FLEETJOBS_REDIS_URL": self.config.redis_url,
-            "FLEETJOBS_PREFIX": self.config.prefix,
-            "FLEETJOBS_HEARTBEAT_INTERVAL": str(self.config.heartbeat_interval),
-            "FLEETJOBS_HOST_TTL": str(self.config.host_ttl),
-            "FLEETJOBS_DISCONNECT_GRACE": str(self.config.disconnect_grace),
-            "FLEETJOBS_STOP_GRACE": str(self.config.stop_grace),
-        }
-        if self.config.confined_to:  # each worker its own location's: one location each
-            env["FLEETJOBS_CONFINED_TO"] = self.config.confined_to
+        env = process_env(self.config)
         for i, locs in enumerate(self.locations):
             out: int | IO[bytes] = subprocess.DEVNULL
             if self.log_dir is not None:
@@ -323,6 +312,24 @@ def wait_for_hosts(
             time.sleep(0.1)
     finally:
         registry.close()
+
+
+def process_env(config: Config) -> dict[str, str]:
+    """This process's environment with ``config``'s settings, for a fleetjobs process it
+    starts (a worker, a relay): in the environment, not argv, where a password would be in
+    every ``ps``."""
+    env = {
+        **os.environ,
+        "FLEETJOBS_REDIS_URL": config.redis_url,
+        "FLEETJOBS_PREFIX": config.prefix,
+        "FLEETJOBS_HEARTBEAT_INTERVAL": str(config.heartbeat_interval),
+        "FLEETJOBS_HOST_TTL": str(config.host_ttl),
+        "FLEETJOBS_DISCONNECT_GRACE": str(config.disconnect_grace),
+        "FLEETJOBS_STOP_GRACE": str(config.stop_grace),
+    }
+    if config.confined_to:  # a confined worker's: one location each
+        env["FLEETJOBS_CONFINED_TO"] = config.confined_to
+    return env
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -249,14 +249,8 @@ class Keys:
     def facts(self) -> str:
         return self._key("facts")
 
-    def loc_unacked(self, location: str) -> str:
-        return self._key("loc_unacked", location)
-
     def loc_unacked_index(self, location: str) -> str:
         return self._key("loc_unacked_index", location)
-
-    def loc_unacked_mutex(self, location: str) -> str:
-        return self._key("loc_unacked_mutex", location)
 
     def relay(self, location: str) -> str:
         return self._key("relay", location)

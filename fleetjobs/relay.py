@@ -71,8 +71,6 @@ class Relay:
         self.config: Config = store.config
         self.upkeep = upkeep
         self._pending: dict[str, None] = {}  # locations with requests waiting, in turn order
-        self.served = 0
-        self.refused = 0
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -148,17 +146,14 @@ class Relay:
             op, args = str(request["op"]), list(request["args"])
         except (ValueError, KeyError, TypeError):
             log.error("relay: dropped a malformed request from %s: %.200s", location, raw)
-            self.refused += 1
             return
         try:
             answer: dict[str, Any] = {"ok": self._run(location, op, args)}
-            self.served += 1
         except _Gone as gone:
             answer = {"ok": gone.answer}
         except Refused as exc:
             log.error("relay: refused a request from %s: %s", location, exc)
             answer = {"err": str(exc), "kind": "refused"}
-            self.refused += 1
         except redis.exceptions.ConnectionError:
             raise  # Redis away: the loop waits it out (the request is lost; its caller retries)
         except Exception as exc:  # a request that makes no sense must not stop the relay

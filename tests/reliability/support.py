@@ -11,7 +11,18 @@ from typing import Any
 from fleetjobs import Config, Fleet, Job, JobState
 from fleetjobs.embedded import LocalWorkers
 
-from ..conftest import FAST, INCLUDE, eventually, uniq
+from ..conftest import FAST, INCLUDE, ROOT, eventually, uniq
+
+
+def acl_rule(user: str, prefix: str, password: str, location: str = "web01") -> list[str]:
+    """The rules of ``user`` in deploy/redis-acl.conf, for this key prefix and password (and
+    location, for the confined worker's, written there for web01)."""
+    for line in (ROOT / "deploy" / "redis-acl.conf").read_text().splitlines():
+        words = line.split()
+        if words[:2] == ["user", user]:
+            rules = [w for w in words[2:] if not w.startswith(">")] + [f">{password}"]
+            return [w.replace("fj:", prefix).replace("web01", location) for w in rules]
+    raise AssertionError(f"no user {user} in deploy/redis-acl.conf")
 
 
 def own_config(redis_url: str) -> Config:

@@ -20,36 +20,18 @@ import pytest
 import redis
 
 from fleetjobs import Config, Fleet, JobState
-from fleetjobs.embedded import LocalWorkers
+from fleetjobs.embedded import LocalWorkers, process_env
 from fleetjobs.relaycall import RelayClient
 
 from ..conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
-
-ACL_FILE = ROOT / "deploy" / "redis-acl.conf"
-
-
-def confined_rule(prefix: str, location: str, password: str) -> list[str]:
-    """The shipped rule of the confined worker user, for this prefix, location, password."""
-    for line in ACL_FILE.read_text().splitlines():
-        words = line.split()
-        if words[:2] == ["user", "fleet-worker-web01"]:
-            rules = [w for w in words[2:] if not w.startswith(">")] + [f">{password}"]
-            return [w.replace("fj:", prefix).replace("web01", location) for w in rules]
-    raise AssertionError("no confined worker user in deploy/redis-acl.conf")
+from .support import acl_rule
 
 
 class RelayProcess:
     """``fleetjobs relay`` as its own process, with a console's user; stop and start again."""
 
     def __init__(self, cfg: Config, log: Path) -> None:
-        self.env = {
-            **os.environ,
-            "FLEETJOBS_REDIS_URL": cfg.redis_url,
-            "FLEETJOBS_PREFIX": cfg.prefix,
-            "FLEETJOBS_HEARTBEAT_INTERVAL": str(cfg.heartbeat_interval),
-            "FLEETJOBS_HOST_TTL": str(cfg.host_ttl),
-            "FLEETJOBS_DISCONNECT_GRACE": str(cfg.disconnect_grace),
-        }
+        self.env = process_env(cfg)
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -81,7 +63,9 @@ def confined_fleet(
     users = {loc: uniq(f"w-{loc}") for loc in locations}
     hosts: dict[str, Config] = {}
     for loc, user in users.items():
-        admin.execute_command("ACL", "SETUSER", user, *confined_rule(cfg.prefix, loc, "pw"))
+        admin.execute_command(
+            "ACL", "SETUSER", user, *acl_rule("fleet-worker-web01", cfg.prefix, "pw", loc)
+        )
         url = redis_url.replace("redis://", f"redis://{user}:pw@")
         hosts[loc] = cfg.with_(redis_url=url, confined_to=loc)
     relay = RelayProcess(cfg, logs / f"relay-{cfg.prefix.strip(':')}.log")

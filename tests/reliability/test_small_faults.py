@@ -28,6 +28,7 @@ from ..conftest import (
     make_cli,
     uniq,
 )
+from .support import acl_rule
 
 
 def test_a_malformed_url_is_one_line_and_exit_2(cli: CliRunner) -> None:
@@ -192,16 +193,6 @@ def _answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url).ping())
     except redis.exceptions.ConnectionError:
         return False
-
-
-def acl_rule(user: str, prefix: str, password: str) -> list[str]:
-    """The rules of ``user`` in deploy/redis-acl.conf, for this prefix and password."""
-    for line in (ROOT / "deploy" / "redis-acl.conf").read_text().splitlines():
-        words = line.split()
-        if words[:2] == ["user", user]:
-            rules = [w for w in words[2:] if not w.startswith(">")] + [f">{password}"]
-            return [f"~{prefix}*" if w == "~fj:*" else w for w in rules]
-    raise AssertionError(f"no user {user} in deploy/redis-acl.conf")
 
 
 def test_the_shipped_console_and_worker_acl_users_run_a_fleet(redis_url: str, logs: Path) -> None:
