@@ -1,9 +1,11 @@
 """A bare Celery app with fleetjobs' exact settings, the baseline the benchmarks compare to.
 
 It is built by :func:`fleetjobs.celery_app.make_celery` itself (JSON only, acks_late off,
-prefetch 1, task events on, ``global_keyprefix``) plus a Redis result backend (fleetjobs keeps
-none: its registry is the record), with the key prefix
-``raw:`` so it never meets fleetjobs' keys, and one task, ``bench.echo``, that returns its
+prefetch 1, task events on, ``global_keyprefix``; kombu's Redis channels keep one client each,
+:func:`~fleetjobs.celery_app.keep_kombu_clients`, so the baseline gets that speed-up of Celery's
+own work too and a ratio is the facade's cost alone) plus a Redis result backend (fleetjobs
+keeps none: its registry is the record), with the key prefix ``raw:`` so it never meets
+fleetjobs' keys, and one task, ``bench.echo``, that returns its
 argument. A benchmark starts its worker as::
 
     BENCH_RAW_REDIS_URL=redis://127.0.0.1:PORT/0 PYTHONPATH=/work/main \\

@@ -194,6 +194,18 @@ class Config:
         return redact_url(self.redis_url)
 
     @property
+    def db(self) -> int:
+        """The Redis database number the URL names (0 when it names none), as redis-py and
+        kombu read it: the path (``/2``), a ``?db=`` query, or Sentinel's ``/SERVICE/DB``."""
+        sentinel = self.sentinel
+        if sentinel is not None:
+            return sentinel.db
+        parts = urlsplit(self.redis_url)
+        query = dict(parse_qsl(parts.query))
+        raw = query.get("db") or ("" if parts.scheme == "unix" else parts.path.strip("/"))
+        return int(raw) if raw.isdigit() else 0
+
+    @property
     def sentinel(self) -> SentinelURL | None:
         """The Sentinel setup the URL names, or None for a plain Redis."""
         if urlsplit(self.redis_url).scheme in SENTINEL_SCHEMES:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Config
 from .errors import ConfigError, RedisUnavailableError
 from .lifecycle import Composed, JobSpec, Lifecycle, NewChild
+from .messages import MessageMaker
 from .registry import Registry
 from .routing import TASK_NAME, queue_for
 from .states import JobState
@@ -50,6 +51,7 @@ class Dispatcher:
         self.lifecycle = lifecycle
         self._celery = celery
         self._own_celery = celery is None
+        self._maker: MessageMaker | None = None
 
     @property
     def celery(self) -> Celery:
@@ -113,6 +115,15 @@ class Dispatcher:
                 "(FLEETJOBS_CERT_STORE alone, a worker's setting): a console that starts jobs "
                 "needs FLEETJOBS_SIGNING_KEY and FLEETJOBS_SIGNING_CERT too"
             )
+        if not self.config.signed:
+            return self._make(spec, children, name)
+        return self.compose_with_celery(spec, children, name)
+
+    def compose_with_celery(
+        self, spec: JobSpec, children: Sequence[NewChild], name: str
+    ) -> Composed:
+        """:meth:`compose` by Celery's own ``send_task``, with kombu's producer intercepted
+        (a signed fleet's path; ``tests/test_messages.py`` holds the unsigned path to it)."""
         from kombu.utils import json as kombu_json  # what the transport encodes with
 
         from .celery_app import UNSENT
@@ -162,6 +173,28 @@ class Dispatcher:
             raise RedisUnavailableError(
                 f"Celery made {len(out)} messages for {len(children)} children"
             )
+        return Composed(out, events)
+
+    def _make(self, spec: JobSpec, children: Sequence[NewChild], name: str) -> Composed:
+        """:meth:`compose` for a fleet that does not sign: the same messages, made by
+        :mod:`fleetjobs.messages` without importing Celery."""
+        maker = self._maker
+        if maker is None:
+            maker = self._maker = MessageMaker(self.config.db)
+        out: list[str] = []
+        events: list[list[str]] = []
+        for child in children:
+            message, sent = maker.task(
+                child.id,
+                child.instance_id,
+                queue_for(child.location),
+                f"{name}@{child.location}",
+                json.dumps({"action": spec.action, "job": child.id}),
+                spec.start_timeout if child.queued else None,  # counted from release
+            )
+            out.append(message)
+            if child.queued:  # its task-sent: none for now
+                events.append(maker.sent_event(sent))
         return Composed(out, events)
 
     def _send(
