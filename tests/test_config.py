@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 
 from fleetjobs import Config, ConfigError
 from fleetjobs.config import redact_url
@@ -61,3 +62,21 @@ def test_a_sentinel_url_names_the_sentinels_the_service_and_the_database() -> No
     for bad in ("redis+sentinel://h1:26379", "sentinel://h1:999999/fleet", "sentinel://h/a/b/c"):
         with pytest.raises(ConfigError):
             Config(redis_url=bad)
+
+
+@pytest.mark.parametrize(
+    ("url", "db"),
+    [
+        ("redis://127.0.0.1:6379", 0),
+        ("redis://127.0.0.1:6379/0", 0),
+        ("rediss://u:p@host:6380/5?ssl_cert_reqs=required", 5),
+        ("redis://127.0.0.1:6379/2?db=7", 7),  # redis-py: the query wins over the path
+        ("unix:///run/redis.sock?db=3", 3),
+        ("unix:///run/redis.sock", 0),
+        ("redis+sentinel://s1:26379,s2:26379/mymaster/4", 4),
+    ],
+)
+def test_the_database_number_is_the_one_redis_py_connects_to(url: str, db: int) -> None:
+    assert Config(redis_url=url).db == db
+    if not url.startswith("redis+sentinel"):
+        assert redis.Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0) == db
