@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import stat
 import subprocess
@@ -21,7 +22,7 @@ from fleetjobs.errors import ActionError
 from fleetjobs.netcheck import reach
 
 from .context import JobContext
-from .reaper import die_with_parent
+from .reaper import orphan_proof
 
 _STREAMS = ("error", "warning", "verbose", "debug", "information")
 _DRAIN = 1.0  # at most this many seconds a run job reads its pipes after its command exited
@@ -74,17 +75,18 @@ def run(ctx: JobContext, command: str, *argv: str, keep_children: bool = False) 
     command exits: what is left of its group (a background child) is killed then, unless
     ``keep_children``.
     """
-    args: list[str] | str = [command, *argv] if argv else command
+    if argv and shutil.which(command) is None:
+        raise ActionError(f"no such program on {ctx.location}: {command}")
+    args = [command, *argv] if argv else ["/bin/sh", "-c", command]
+    # it dies with the process running the job (the rest of its group: workers.reaper)
+    spawn, preexec = orphan_proof(args)
     proc = subprocess.Popen(
-        args,
-        shell=not argv,
+        spawn,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        executable="/bin/sh" if not argv else None,
-        # it dies with the process running the job (the rest of its group: workers.reaper)
-        preexec_fn=die_with_parent(),
+        preexec_fn=preexec,
     )
     ctx.register_process(proc)
     try:

@@ -108,3 +108,26 @@ def test_a_recorded_group_whose_id_was_reused_is_left_alone() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_command_starts_as_itself_and_not_once_its_starter_is_gone(tmp_path: Path) -> None:
+    # run's commands are started without a preexec_fn (Python can vfork): setpriv arms the
+    # parent-death signal, a sh checks the starter is still its parent, then execs the command
+    marker = tmp_path / "ran"
+    argv, preexec = reaper.orphan_proof(["sh", "-c", f"touch {marker}; exec sleep 30"])
+    assert preexec is None and Path(argv[0]).name == "setpriv"
+    proc = subprocess.Popen(argv, start_new_session=True)
+    try:
+        eventually(marker.exists, timeout=5)
+        # the process is the command itself (same pid), as ps shows it
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[:2] == [b"sleep", b"30"]
+    finally:
+        proc.kill()
+        proc.wait()
+    # a starter that died before the signal was armed: the command is not run at all
+    marker.unlink()
+    check = next(a for a in argv if a.startswith('[ "$PPID" = '))
+    orphaned = [check.replace(str(os.getpid()), "1") if a == check else a for a in argv]
+    done = subprocess.run(orphaned, timeout=10, check=False)
+    assert done.returncode == 137 and not marker.exists()
