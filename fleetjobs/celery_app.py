@@ -94,9 +94,12 @@ def keep_kombu_clients() -> None:
     channel._create_client = _create_client
 
 
-def make_celery(config: Config, main: str = "fleetjobs") -> Celery:
-    """A Celery app for the fleet in ``config`` (not set as Celery's current app)."""
-    keep_kombu_clients()
+def make_celery(config: Config, main: str = "fleetjobs", keep_clients: bool = True) -> Celery:
+    """A Celery app for the fleet in ``config`` (not set as Celery's current app); with
+    ``keep_clients`` (always, but for the benchmarks' raw Celery baseline), this process's
+    kombu keeps its Redis clients (:func:`keep_kombu_clients`)."""
+    if keep_clients:
+        keep_kombu_clients()
     app = Celery(
         main,
         broker=config.broker_url,
