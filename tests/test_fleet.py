@@ -302,3 +302,13 @@ def test_a_start_timeout_counts_from_a_throttled_childs_turn(
         assert fleet.wait([job], timeout=30)
         # none waited more than 1.5 s once it was its turn, so all ran
         assert [c.state for c in job.refresh().info.children] == [JobState.COMPLETED] * 3
+
+
+def test_a_child_started_in_time_leaves_the_start_deadlines_at_once(fleet: Fleet) -> None:
+    # a quick job with a long start timeout: claimed, it is no longer watched for its start
+    # (the sweep would only drop it once the deadline passed, 60 s from now)
+    job = fleet.start("echo", "in time", locations=["alpha", "beta"], start_timeout=60)
+    assert fleet.wait([job], timeout=30) and job.state is JobState.COMPLETED
+    store = fleet.registry.store
+    left = store.r.zmscore(store.keys.deadlines, [str(c) for c in job.info.child_ids])
+    assert left == [None, None]

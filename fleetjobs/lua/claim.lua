@@ -58,7 +58,8 @@ move(id, S.RUNNING, f, {'begin', NOW, 'worker', worker, 'queued', '1', 'attempt'
 if given(f.parent) then redis.call('HSETNX', K.job(f.parent), 'begin', NOW) end
 redis.call('SADD', K.running(f.location), id)
 redis.call('SADD', K.active, id)
-redis.call('ZREM', K.deadlines, id)
+-- off the start deadlines (a child is on them exactly when its record has a deadline)
+if given(f.deadline) then redis.call('ZREM', K.deadlines, id) end
 publish(id, EV.STATE, f.iid)
 if given(f.parent) then refresh_parent(f.parent) end
 return answer(S.RUNNING)
