@@ -195,8 +195,10 @@ class Config:
 
     @property
     def db(self) -> int:
-        """The Redis database number the URL names (0 when it names none), as redis-py and
-        kombu read it: the path (``/2``), a ``?db=`` query, or Sentinel's ``/SERVICE/DB``."""
+        """The Redis database number the URL names (0 when it names none), as redis-py reads
+        it: the path (``/2``), a ``?db=`` query (a Unix socket's), or Sentinel's
+        ``/SERVICE/DB``; kombu, which names Celery's event channels after it, agrees on
+        every form it accepts."""
         sentinel = self.sentinel
         if sentinel is not None:
             return sentinel.db

@@ -37,10 +37,11 @@ def _b64(data: Any) -> str:
 
 
 def _utcoffset() -> float:
-    """Hours east of UTC, as Celery's ``celery.utils.time.utcoffset`` reports them."""
+    """This host's offset from UTC in hours *west* (New York: 5.0), as Celery's
+    ``celery.utils.time.utcoffset`` reports it: Flower corrects an event's timestamp with it."""
     if time.localtime().tm_isdst:
-        return -time.altzone / 3600
-    return -time.timezone / 3600
+        return time.altzone / 3600
+    return time.timezone / 3600
 
 
 class MessageMaker:

@@ -13,8 +13,11 @@ import base64
 import json
 import subprocess
 import sys
+import time
 from datetime import datetime
 from typing import Any
+
+import pytest
 
 from fleetjobs import Config, Fleet
 from fleetjobs.lifecycle import JobSpec, NewChild
@@ -81,8 +84,18 @@ def test_a_childs_message_is_the_one_celery_makes(config: Config) -> None:
     assert _decode(ours.messages[2])["headers"]["expires"] is None
 
 
-def test_a_task_sent_event_is_the_one_celery_publishes(config: Config) -> None:
-    ours, celerys = _made(config)
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_a_task_sent_event_is_the_one_celery_publishes(
+    config: Config, zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a console's time zone is in each event (Flower corrects its timestamps with it)
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        ours, celerys = _made(config)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     # one event per queued child (the throttled one gets its own when it is released)
     assert len(ours.events) == len(celerys.events) == 2
     for (my_topic, mine), (their_topic, theirs) in zip(ours.events, celerys.events, strict=True):

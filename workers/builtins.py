@@ -75,9 +75,14 @@ def run(ctx: JobContext, command: str, *argv: str, keep_children: bool = False) 
     command exits: what is left of its group (a background child) is killed then, unless
     ``keep_children``.
     """
-    if argv and shutil.which(command) is None:
-        raise ActionError(f"no such program on {ctx.location}: {command}")
-    args = [command, *argv] if argv else ["/bin/sh", "-c", command]
+    program = command
+    if argv:
+        found = shutil.which(command)
+        if found is None:
+            raise ActionError(f"no such program on {ctx.location}: {command}")
+        if command.startswith("-"):
+            program = found  # a shell's exec would take a leading '-' for an option
+    args = [program, *argv] if argv else ["/bin/sh", "-c", command]
     # it dies with the process running the job (the rest of its group: workers.reaper)
     spawn, preexec = orphan_proof(args)
     proc = subprocess.Popen(
