@@ -58,9 +58,8 @@ class Fleet(ControlVerbs):
         redis_url: where the fleet lives; default ``FLEETJOBS_REDIS_URL``, then
             ``redis://127.0.0.1:6379/0``.
         config: every setting at once (``redis_url`` then overrides its URL).
-        celery: a Celery app for what goes through Celery: revokes, Flower's events of lost
-            jobs, a signed fleet's messages (made on first use otherwise; an unsigned
-            fleet's start makes its messages without Celery, :mod:`fleetjobs.messages`).
+        celery: a Celery app for revokes, lost jobs' Flower events and a signed fleet's
+            messages (made on first use otherwise; an unsigned start needs none).
     """
 
     def __init__(
