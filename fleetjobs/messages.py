@@ -5,7 +5,7 @@ would put on the broker — task protocol 2, JSON, in the envelope kombu's Redis
 stores (``body`` base64, ``headers``, ``properties``) — field for field and in Celery's
 order, so workers, Flower and ``celery inspect`` see no difference. It exists for speed: a
 console that starts a job no longer imports Celery (some 0.15-0.2 s of every ``fleetjobs
-start`` and ``invoke``), and a message costs ~0.05 ms to make instead of ~0.33 ms through
+start`` and ``invoke``), and a message and its event cost ~0.04 ms to make, ~0.33 ms through
 ``send_task`` with kombu's producer intercepted (a fan-out to 1,000 hosts makes 1,000).
 ``tests/test_messages.py`` holds it to Celery's own output for the same child, so a Celery
 upgrade that changes the protocol fails there first. A signed fleet's messages are made by
