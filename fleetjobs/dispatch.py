@@ -188,8 +188,7 @@ class Dispatcher:
                 child.id,
                 child.instance_id,
                 queue_for(child.location),
-                f"{name}@{child.location}",
-                json.dumps({"action": spec.action, "job": child.id}),
+                *_shown(child, name, spec.action),
                 spec.start_timeout if child.queued else None,  # counted from release
             )
             out.append(message)
@@ -210,15 +209,15 @@ class Dispatcher:
         # a kept message is pushed by the registry, not by kombu: no queue to declare for it
         # (a worker declares its own queues; declaring each of 10,000 took 2 round trips each)
         options: dict[str, Any] = {} if declare else {"declare": []}
+        shadow, kwargsrepr = _shown(child, name, action)
         self.celery.send_task(
             TASK_NAME,
             args=[child.id],
             kwargs={"spec": spec} if spec is not None else None,
             queue=queue_for(child.location),
             task_id=child.instance_id,
-            shadow=f"{name}@{child.location}",
-            # Flower shows it; its metrics label a task by action (flower_app.py)
-            kwargsrepr=json.dumps({"action": action, "job": child.id}),
+            shadow=shadow,
+            kwargsrepr=kwargsrepr,
             expires=start_timeout,
             ignore_result=True,
             producer=producer,
@@ -266,3 +265,9 @@ class Dispatcher:
         if instance_ids:
             with contextlib.suppress(Exception):
                 self.celery.control.revoke(list(instance_ids))
+
+
+def _shown(child: NewChild, name: str, action: str) -> tuple[str, str]:
+    """What Flower shows of a child's task: its name (``Name@location``) and its keyword
+    arguments (its metrics label a task by action, flower_app.py)."""
+    return f"{name}@{child.location}", json.dumps({"action": action, "job": child.id})

@@ -56,6 +56,15 @@ class MessageMaker:
         self._topic = f"/{db}.{_EVENT_EXCHANGE}/{_SENT.replace('-', '.')}"
         self._clock = itertools.count(1)  # the events' Lamport clock (Celery's, per process)
         self._reply_to = str(uuid.uuid4())  # Celery's thread_oid: where replies would go
+        self._node = (-1, "")
+
+    def _nodename(self) -> str:
+        """Celery's name for a process that is no worker (``gen<pid>@<host>``): the messages'
+        origin and the events' hostname; made again in a forked child."""
+        pid = os.getpid()
+        if self._node[0] != pid:
+            self._node = (pid, f"gen{pid}@{socket.gethostname()}")
+        return self._node[1]
 
     def task(
         self,
@@ -79,7 +88,6 @@ class MessageMaker:
         """
         args = [child_id]
         argsrepr = repr(args)
-        origin = f"gen{os.getpid()}@{socket.gethostname()}"
         expires_at = None
         if expires is not None:
             expires_at = (datetime.now(UTC) + timedelta(seconds=expires)).isoformat()
@@ -98,7 +106,7 @@ class MessageMaker:
             "parent_id": None,
             "argsrepr": argsrepr,
             "kwargsrepr": kwargsrepr,
-            "origin": origin,
+            "origin": self._nodename(),
             "ignore_result": True,
             "replaced_task_nesting": 0,
             "stamped_headers": None,
@@ -144,7 +152,7 @@ class MessageMaker:
     def sent_event(self, fields: dict[str, Any]) -> list[str]:
         """The ``task-sent`` event of a task (its fields from :meth:`task`): [channel after
         the fleet's key prefix, payload], as Celery's event dispatcher would publish it."""
-        hostname = f"gen{os.getpid()}@{socket.gethostname()}"
+        hostname = self._nodename()
         event = {
             "hostname": hostname,
             "utcoffset": _utcoffset(),
