@@ -43,8 +43,10 @@ def _worker_dies_with_parent() -> None:
 
 
 def _reap_stale_dirs() -> None:
-    """Remove the folders of private servers whose owner died without cleaning up (SIGKILL)."""
-    for folder in Path(tempfile.gettempdir()).glob("fleetjobs-redis-*"):
+    """Remove the folders of private servers and local workers whose owner died without
+    cleaning up (SIGKILL)."""
+    top = Path(tempfile.gettempdir())
+    for folder in [*top.glob("fleetjobs-redis-*"), *top.glob("fleetjobs-workers-*")]:
         try:
             owner = int((folder / "owner.pid").read_text())
             os.kill(owner, 0)
@@ -182,6 +184,10 @@ class LocalWorkers:
         prefix_cmd: a command to run each worker under (``ip netns exec h1 ...``).
         log_dir: where each worker's output goes (default: discarded).
         stop_timeout: seconds running jobs get to finish when the workers stop.
+
+    The workers and their jobs get a temporary folder of their own (``TMPDIR``), removed when
+    they stop: a worker killed at the stop's timeout leaves its pool's ``pymp-*`` folder there
+    (billiard removes it only at a clean exit), and nothing of it is left behind.
     """
 
     def __init__(
@@ -202,6 +208,7 @@ class LocalWorkers:
         self.extra_args = list(extra_args)
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.tmp: Path | None = None
 
     def __enter__(self) -> LocalWorkers:
         try:
@@ -231,7 +238,11 @@ class LocalWorkers:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start every worker and return once each has heartbeated."""
-        env = process_env(self.config)
+        if self.tmp is None:
+            _reap_stale_dirs()
+            self.tmp = Path(tempfile.mkdtemp(prefix="fleetjobs-workers-"))
+            (self.tmp / "owner.pid").write_text(str(os.getpid()))
+        env = {**process_env(self.config), "TMPDIR": str(self.tmp)}
         for i, locs in enumerate(self.locations):
             out: int | IO[bytes] = subprocess.DEVNULL
             if self.log_dir is not None:
@@ -257,6 +268,9 @@ class LocalWorkers:
         ``warm`` finish first (up to the timeout); then what is left is killed."""
         stop_process_groups(self.procs, self.stop_timeout if timeout is None else timeout, warm)
         self.procs.clear()
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
 
 
 def stop_process_groups(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from fleetjobs import Fleet, JobState
 from fleetjobs.embedded import LocalWorkers
@@ -47,3 +51,23 @@ def test_a_worker_killed_mid_job_leaves_it_disconnected_then_failed_never_rerun(
         assert job.state is JobState.FAILED and list(fleet.receive(job)) == []
     finally:
         workers.stop()
+
+
+def test_local_workers_killed_at_their_stop_leave_no_temporary_files(
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given local workers (the demo's) under a TMPDIR of the test's own
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    workers = LocalWorkers(fleet.config, [[uniq("tmpdir")]], concurrency=1, extra_args=INCLUDE)
+    workers.start()
+    try:
+        # their pool made its folder in their own temporary folder, inside the test's
+        assert workers.tmp is not None and workers.tmp.parent == tmp_path
+        assert list(workers.tmp.glob("pymp-*"))
+        # when a worker dies without its clean exit (as one killed at the stop's timeout)
+        os.killpg(workers.procs[0].pid, signal.SIGKILL)
+        workers.procs[0].wait()
+    finally:
+        workers.stop()
+    # then nothing of it is left
+    assert list(tmp_path.iterdir()) == []
