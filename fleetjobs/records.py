@@ -59,7 +59,12 @@ class Records:
         Returns:
             False when the job no longer exists (it was removed while it ran).
         """
-        batch = [Pending(stream, data, seq, at)]
+        return self.append_batch(iid, parent_iid, [Pending(stream, data, seq, at)])
+
+    @guarded
+    def append_batch(self, iid: str, parent_iid: str | None, batch: Sequence[Pending]) -> bool:
+        """Add these records (numbered in order) in one script, as :meth:`append` adds one:
+        what a command printed at once is one round trip, not one per line."""
         answer = int(self.store.scripts("append", *self.tail(iid, parent_iid, batch)))
         if answer == 2:
             self.truncated.add(iid)

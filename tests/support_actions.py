@@ -33,6 +33,13 @@ def produce(ctx: Any, count: int, delay: float = 0.0) -> None:
 
 
 @action
+def produce_in_batches(ctx: Any, count: int, per: int = 100) -> None:
+    """Outputs 1..count, ``per`` values to a write (``ctx.write_many``)."""
+    for start in range(1, int(count) + 1, int(per)):
+        ctx.write_many("output", list(range(start, min(start + int(per), int(count) + 1))))
+
+
+@action
 def fail_with(ctx: Any, message: str, plain: bool = False) -> None:
     ctx.output("before the failure")
     if plain:

@@ -108,3 +108,15 @@ def test_receive_keep_with_wait_shows_each_record_once_and_leaves_them(fleet: Fl
     job = fleet.start("produce", 4, 0.2, locations="beta")
     assert list(fleet.receive(job, follow=True, keep=True)) == [1, 2, 3, 4]
     assert list(fleet.receive(job)) == [1, 2, 3, 4]
+
+
+def test_a_command_printing_many_lines_gives_every_line_once_in_order(fleet: Fleet) -> None:
+    # a run job relays what it reads at once in one write, a thousand lines at most each:
+    # 30,000 lines come in several reads and many writes, an error line on the other pipe,
+    # and a last line with no newline
+    job = fleet.start("run", "seq 30000; echo oops >&2; seq 5; printf tail", locations="alpha")
+    assert fleet.wait([job], timeout=60) and job.state is JobState.COMPLETED
+    got = fleet.receive(job)
+    assert list(got) == [str(i) for i in range(1, 30001)] + ["1", "2", "3", "4", "5", "tail"]
+    assert got.errors == ["oops"]
+    assert not job.has_more_data

@@ -140,17 +140,14 @@ def _pump(ctx: JobContext, proc: subprocess.Popen[bytes]) -> None:
                 continue
             lines = (partial[stream] + chunk).split(b"\n")
             partial[stream] = lines.pop()
-            for line in lines:
-                _emit(ctx, stream, line)
+            _emit(ctx, stream, *lines)  # the lines of one read: one write
     sel.close()
 
 
-def _emit(ctx: JobContext, stream: str, line: bytes) -> None:
-    text = line.decode("utf-8", errors="replace").rstrip("\r")
-    if stream == "output":
-        ctx.output(text)
-    else:
-        ctx.error(text)
+def _emit(ctx: JobContext, stream: str, *lines: bytes) -> None:
+    texts = [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
+    if texts:
+        ctx.write_many(stream, texts)
 
 
 @action

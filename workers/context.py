@@ -11,13 +11,14 @@ process group.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from fleetjobs.config import Config
@@ -30,6 +31,8 @@ from . import reaper
 from .control import Interaction
 
 T = TypeVar("T")
+STREAMS = ("output", "error", "warning", "verbose", "debug", "information")
+WRITE_BATCH = 1000  # records per write: one round trip each, and no long Redis script
 
 
 def persistently(config: Config, call: Callable[[], T]) -> T:
@@ -97,22 +100,39 @@ class JobContext(Interaction):
 
     # ---- streams ------------------------------------------------------------------------
 
-    def _write(self, stream: str, data: Any) -> None:
+    def write_many(self, stream: str, values: Sequence[Any]) -> None:
+        """Write these values to one stream (``output``, ``error``, ``warning``, ``verbose``,
+        ``debug`` or ``information``), in order, in one write per :data:`WRITE_BATCH` values:
+        what a command printed at once (``run``'s lines of one read) costs one round trip to
+        Redis, not one per value. Each is in Redis when this returns, as with ``output``."""
+        if stream not in STREAMS:
+            raise ValueError(f"no such stream: {stream!r} (one of {', '.join(STREAMS)})")
+        self._write(stream, *values)
+
+    def _write(self, stream: str, *values: Any) -> None:
         if self.instance_id in self._records.truncated:
             return  # past the output cap: the registry said so once, with a warning record
-        data = json.loads(json.dumps(data, default=str))  # what JSON cannot carry, as text
-        self._seq += 1
-        seq, at, records = self._seq, time.time(), self._records
+        at, records = time.time(), self._records
+        batch = []
+        for value in values:
+            # what JSON cannot carry, as text (a string is carried as it is: a command's lines)
+            data = value if type(value) is str else json.loads(json.dumps(value, default=str))
+            self._seq += 1
+            batch.append(Pending(stream, data, self._seq, at))
         if self._tail is not None:
-            self._tail.append(Pending(stream, data, seq, at))
+            self._tail.extend(batch)
             return
-        written = persistently(
-            self._config,
-            lambda: records.append(self.instance_id, self._parent_iid, stream, data, seq, at),
-        )
-        if not written:
-            self.request_stop("the job was removed")
-            raise JobStopped("the job was removed while it ran")
+        iid, parent_iid = self.instance_id, self._parent_iid
+        for i in range(0, len(batch), WRITE_BATCH):
+            part = batch[i : i + WRITE_BATCH]
+            written = persistently(
+                self._config, functools.partial(records.append_batch, iid, parent_iid, part)
+            )
+            if not written:
+                self.request_stop("the job was removed")
+                raise JobStopped("the job was removed while it ran")
+            if self.instance_id in records.truncated:
+                return
 
     def defer(self) -> None:
         """What is written from now on goes into Redis with the job's finish, in the same

@@ -121,6 +121,7 @@ def capped(redis_url: str, logs: Path) -> Iterator[Fleet]:
     "action, args",
     [
         ("produce", [1000]),  # written one by one while it runs
+        ("produce_in_batches", [1000]),  # written 100 to a write while it runs
         ("echo", list(range(1, 1001))),  # returned whole: written with the job's finish
     ],
 )
