@@ -99,6 +99,11 @@ def test_confined_workers_run_a_throttled_fan_out_through_the_relay(
         assert job.refresh().state is JobState.COMPLETED
         assert sorted(fleet.receive(job)) == [1, 1, 2, 2]
         assert {h.location: h.online for h in fleet.hosts()} == dict.fromkeys(locs, True)
+        # and records written a thousand to a write (as run relays a command's lines) go
+        # through the relay whole and in order
+        many = fleet.start("produce_in_batches", 2500, 1000, locations=locs[0])
+        assert fleet.wait(many, timeout=60) and many.state is JobState.COMPLETED
+        assert list(fleet.receive(many)) == list(range(1, 2501))
         # and a stop reaches a confined worker's running job
         slow = fleet.start("sleep", 60, locations=locs[0])
         eventually(lambda: slow.refresh().state is JobState.RUNNING, timeout=20)
