@@ -36,7 +36,7 @@ from .keys import EVENT_END
 from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, JobInfo, Record, check_arguments, check_name, render_command
 from .records import Records
-from .refs import as_list, batches, checked, children_of, parse_state
+from .refs import as_list, batches, checked, children_of, ids_of, parse_state, snapshots
 from .registry import Registry
 from .routing import is_glob, split_locations
 from .signatures import check_call
@@ -275,23 +275,34 @@ class Fleet(ControlVerbs):
         Raises:
             JobNotFoundError: a reference matched no job.
         """
+        filters = (name, state, include_children, action, location, since, until, failed)
+        return list(self.each(jobs, *filters, newest=newest))
+
+    def each(
+        self,
+        jobs: JobRefs | None = None,
+        name: str | None = None,
+        state: JobState | str | None = None,
+        include_children: bool = False,
+        action: str | None = None,
+        location: str | None = None,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        failed: bool = False,
+        *,
+        newest: int | None = None,
+    ) -> Iterator[Job]:
+        """The jobs :meth:`get` lists (the same arguments), one at a time, read 500 at a time
+        as they are taken: memory does not grow with the jobs kept (``get --all --json``)."""
         self.housekeeping.sweep()
-        want = parse_state(state)
-        if failed:
-            want = JobState.FAILED
-        times = [parse_time(t) if isinstance(t, str) else t for t in (since, until)]
-        indexed = action is not None or location is not None or times != [None, None]
+        want = JobState.FAILED if failed else parse_state(state)
+        start, end = (parse_time(t) if isinstance(t, str) else t for t in (since, until))
+        indexed = action is not None or location is not None or (start, end) != (None, None)
         ids: Iterable[int]
         if jobs is not None:
-            ids = self._ids(as_list(jobs))
+            ids = ids_of(self.registry, as_list(jobs))
         elif indexed or want is JobState.FAILED:
-            ids = self.history.find(
-                action=action,
-                location=location,
-                since=times[0],
-                until=times[1],
-                failed=want is JobState.FAILED,
-            )
+            ids = self.history.find(action, location, start, end, want is JobState.FAILED)
         elif name is not None:
             ids = self.registry.ids_named(name)
         else:
@@ -299,21 +310,26 @@ class Fleet(ControlVerbs):
         if newest is not None and not isinstance(ids, Iterator):
             ids = sorted(ids, reverse=True)  # a list read whole: newest (highest Id) first
         by_name = name is not None and (jobs is not None or indexed or want is JobState.FAILED)
-        out: list[Job] = []
+        kept: list[Job] = []  # the newest N, newest first, to be given oldest first
         for batch in batches(ids, 500):
             for info in self.registry.load(batch):
                 if by_name and not fnmatch.fnmatchcase(info.name, name or ""):
                     continue
                 if want is not None and info.state is not want:
                     continue
-                out.append(Job(self, info))
-            if newest is not None and len(out) >= newest:
+                if newest is None:
+                    yield from self._with_children(Job(self, info), include_children)
+                else:
+                    kept.append(Job(self, info))
+            if newest is not None and len(kept) >= newest:
                 break
-        if newest is not None:
-            out = out[:newest][::-1]
-        if include_children:
-            out = [x for j in out for x in (j, *(Job(self, c) for c in j.info.children))]
-        return out
+        for job in kept[:newest][::-1]:
+            yield from self._with_children(job, include_children)
+
+    def _with_children(self, job: Job, children: bool) -> Iterator[Job]:
+        yield job
+        if children:
+            yield from (Job(self, c) for c in job.info.children)
 
     def hosts(self) -> list[HostInfo]:
         """Every host that has heartbeated, online or not."""
@@ -491,27 +507,8 @@ class Fleet(ControlVerbs):
     def _states(self, ids: Sequence[int], gone_ok: bool = False) -> list[JobState | None]:
         return checked(ids, self.registry.states(ids), gone_ok)
 
-    def _ids(self, refs: Iterable[JobRef]) -> list[int]:
-        seen: dict[int, None] = {}
-        for ref in refs:
-            if isinstance(ref, (Job, JobInfo)):
-                seen[ref.id] = None
-            else:
-                seen.update(dict.fromkeys(self.registry.resolve(ref)))
-        return list(seen)
-
     def _snapshots(self, jobs: JobRefs, fresh: bool = False) -> list[JobInfo]:
-        """The jobs' snapshots, each job once, in the order given: a handle's own snapshot
-        unless ``fresh``, the rest read in one go (jobs removed meanwhile left out)."""
-        refs = as_list(jobs)
-        given: dict[int, JobInfo] = {}
-        if not fresh:
-            for ref in refs:
-                if isinstance(ref, (Job, JobInfo)):
-                    given[ref.id] = ref.info if isinstance(ref, Job) else ref
-        ids = self._ids(refs)
-        loaded = {i.id: i for i in self.registry.load([i for i in ids if i not in given])}
-        return [given.get(i) or loaded[i] for i in ids if i in given or i in loaded]
+        return snapshots(self.registry, jobs, fresh)
 
     def _events(self, infos: Sequence[JobInfo], only: str | None = None) -> JobEvents:
         return JobEvents(self.store, [i.instance_id for i in infos], only)

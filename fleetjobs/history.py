@@ -64,7 +64,6 @@ class History:
     @guarded
     def find(
         self,
-        *,
         action: str | None = None,
         location: str | None = None,
         since: float | None = None,

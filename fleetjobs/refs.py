@@ -4,11 +4,15 @@ and the children a receive reads."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import JobNotFoundError
 from .job import Job, JobRef, JobRefs
 from .model import JobInfo
 from .states import JobState
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 
 def children_of(infos: Sequence[JobInfo], location: str | None) -> list[JobInfo]:
@@ -56,3 +60,28 @@ def checked(
             raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")
         out.append(JobState(state) if state is not None else None)
     return out
+
+
+def ids_of(registry: Registry, refs: Iterable[JobRef]) -> list[int]:
+    """The Ids these references name, each once, in the order given."""
+    seen: dict[int, None] = {}
+    for ref in refs:
+        if isinstance(ref, (Job, JobInfo)):
+            seen[ref.id] = None
+        else:
+            seen.update(dict.fromkeys(registry.resolve(ref)))
+    return list(seen)
+
+
+def snapshots(registry: Registry, jobs: JobRefs, fresh: bool = False) -> list[JobInfo]:
+    """The jobs' snapshots, each job once, in the order given: a handle's own snapshot
+    unless ``fresh``, the rest read in one go (jobs removed meanwhile left out)."""
+    refs = as_list(jobs)
+    given: dict[int, JobInfo] = {}
+    if not fresh:
+        for ref in refs:
+            if isinstance(ref, (Job, JobInfo)):
+                given[ref.id] = ref.info if isinstance(ref, Job) else ref
+    ids = ids_of(registry, refs)
+    loaded = {i.id: i for i in registry.load([i for i in ids if i not in given])}
+    return [given.get(i) or loaded[i] for i in ids if i in given or i in loaded]

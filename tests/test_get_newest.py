@@ -36,3 +36,29 @@ def test_get_lists_the_newest_jobs_and_says_when_older_ones_exist(
     assert [j.id for j in fleet.get(newest=3)] == ids[-3:]
     assert [j.id for j in fleet.get(action="echo", newest=2)] == ids[-2:]
     fleet.wait(ids, timeout=30)
+
+
+def test_get_all_as_json_prints_every_job_read_a_batch_at_a_time(
+    private: tuple[Config, Fleet],
+) -> None:
+    cfg, fleet = private
+    # given more jobs than one read takes (500)
+    ids = [fleet.start("echo", i, locations="solo", name=f"B{i % 2}").id for i in range(1100)]
+    assert fleet.wait(ids, timeout=120)
+    cli = make_cli(cfg)
+    # then --all --json prints them all, oldest first, as get's snapshots say
+    res = cli("get", "--json", "--all")
+    assert res.returncode == 0, res.stderr
+    printed = json.loads(res.stdout)
+    assert [j["id"] for j in printed] == ids
+    assert printed == [j.info.to_dict() for j in fleet.get()]
+    # with a filter, only what it selects; nothing selected is an empty array
+    res = cli("get", "--json", "--all", "--name", "B1")
+    assert [j["id"] for j in json.loads(res.stdout)] == ids[1::2]
+    assert cli("get", "--json", "--all", "--name", "nothing*").stdout == "[]\n"
+    # an unknown job is a one-line error before anything is printed
+    res = cli("get", "--json", str(ids[-1] + 1000))
+    assert res.returncode != 0 and res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    # the API gives the same one at a time
+    assert [j.id for j in fleet.each(action="echo")] == ids

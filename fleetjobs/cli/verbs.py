@@ -79,9 +79,14 @@ def get(
     --action, --location, --since, --until and --failed combine, and are read from indexes:
     they stay fast however many jobs the fleet keeps. Without JOBs, the newest --newest N (50)
     of the jobs selected are listed, oldest first, so a fleet that keeps 100,000 jobs answers
-    as fast as one that keeps 50; --all lists every one.
+    as fast as one that keeps 50; --all lists every one (with --json, printed as read, 500 at
+    a time: the console's memory stays flat however many jobs are kept).
     """
     limit = None if all_ or jobs else newest
+    if as_json and limit is None:  # printed as read, 500 at a time: flat however many
+        each = state.fleet.each(list(jobs) or None, name=name, state=state_type(state_), **found_by)
+        fmt.print_json_stream(j.info.to_dict() for j in each)
+        return
     found = state.fleet.get(
         list(jobs) or None,
         name=name,
