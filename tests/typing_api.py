@@ -25,6 +25,7 @@ def api(fleet: Fleet) -> None:
     assert_type(fleet.get(), list[Job])
     assert_type(fleet.get(3, name="Nap", state="Completed"), list[Job])
     assert_type(fleet.get(["Nap", 3, job, job.info]), list[Job])
+    assert_type(fleet.each(action="sleep", since="2h"), Iterator[Job])
     # one reference or several, for every verb; a str is one reference
     assert_type(fleet.wait(job), list[Job])
     assert_type(fleet.wait("Nap", timeout=None, any=True), list[Job])
