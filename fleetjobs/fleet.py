@@ -275,12 +275,13 @@ class Fleet(ControlVerbs):
         Raises:
             JobNotFoundError: a reference matched no job.
         """
-        filters = (name, state, include_children, action, location, since, until, failed)
-        return list(self.each(jobs, *filters, newest=newest))
+        given = {k: v for k, v in locals().items() if k not in ("self", "jobs")}  # by name
+        return list(self.each(jobs, **given))
 
     def each(
         self,
         jobs: JobRefs | None = None,
+        *,
         name: str | None = None,
         state: JobState | str | None = None,
         include_children: bool = False,
@@ -289,13 +290,13 @@ class Fleet(ControlVerbs):
         since: float | str | None = None,
         until: float | str | None = None,
         failed: bool = False,
-        *,
         newest: int | None = None,
     ) -> Iterator[Job]:
         """The jobs :meth:`get` lists (the same arguments), one at a time, read 500 at a time
         as they are taken: memory does not grow with the jobs kept (``get --all --json``)."""
         self.housekeeping.sweep()
-        want = JobState.FAILED if failed else parse_state(state)
+        want = parse_state(state)  # a state not known is an error, with failed too
+        want = JobState.FAILED if failed else want
         start, end = (parse_time(t) if isinstance(t, str) else t for t in (since, until))
         indexed = action is not None or location is not None or (start, end) != (None, None)
         ids: Iterable[int]

@@ -73,14 +73,24 @@ class Registry:
 
     @guarded
     def iter_top_ids(self, batch: int = 500, newest_first: bool = False) -> Iterator[int]:
-        """Every top-level job id, oldest first (or newest first), read ``batch`` at a time."""
-        start = 0
+        """Every top-level job id, oldest first (or newest first), read ``batch`` at a time.
+
+        Each read goes on from the last id read (an id is its own score), not from a position:
+        jobs removed meanwhile (a purge, another console's remove) shift no later one out.
+        """
+        last: int | None = None
         while True:
-            chunk = self.r.zrange(self.keys.jobs, start, start + batch - 1, desc=newest_first)
+            if newest_first:
+                top = "+inf" if last is None else f"({last}"
+                chunk = self.r.zrevrangebyscore(self.keys.jobs, top, "-inf", start=0, num=batch)
+            else:
+                bottom = "-inf" if last is None else f"({last}"
+                chunk = self.r.zrangebyscore(self.keys.jobs, bottom, "+inf", start=0, num=batch)
             if not chunk:
                 return
-            yield from (int(i) for i in chunk)
-            start += batch
+            ids = [int(i) for i in chunk]
+            yield from ids
+            last = ids[-1]
 
     @guarded
     def load(self, ids: Sequence[int], children: bool = True) -> list[JobInfo]:

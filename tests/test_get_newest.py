@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from fleetjobs import Config, Fleet
 
-from .conftest import make_cli
+from .conftest import ROOT, make_cli
 
 
 def test_get_lists_the_newest_jobs_and_says_when_older_ones_exist(
@@ -60,5 +63,24 @@ def test_get_all_as_json_prints_every_job_read_a_batch_at_a_time(
     res = cli("get", "--json", str(ids[-1] + 1000))
     assert res.returncode != 0 and res.stdout == ""
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    # a reader that goes away (`| head -3`) ends it quietly (click's EPIPE handling)
+    env = {**os.environ, "FLEETJOBS_REDIS_URL": cfg.redis_url, "FLEETJOBS_PREFIX": cfg.prefix}
+    piped = subprocess.run(
+        f"{sys.executable} -m fleetjobs get --json --all | head -3",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        executable="/bin/bash",
+    )
+    assert piped.stdout.splitlines()[:2] == ["[", "  {"] and piped.stderr == ""
     # the API gives the same one at a time
     assert [j.id for j in fleet.each(action="echo")] == ids
+    # and jobs removed while a listing is under way (a purge, another console) shift none of
+    # the later ones out of it
+    listing = fleet.each()
+    head = [next(listing).id for _ in range(500)]
+    fleet.remove(ids[:100])
+    assert head + [j.id for j in listing] == ids

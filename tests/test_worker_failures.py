@@ -58,16 +58,14 @@ def test_local_workers_killed_at_their_stop_leave_no_temporary_files(
 ) -> None:
     # given local workers (the demo's) under a TMPDIR of the test's own
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    workers = LocalWorkers(fleet.config, [[uniq("tmpdir")]], concurrency=1, extra_args=INCLUDE)
-    workers.start()
-    try:
+    with LocalWorkers(
+        fleet.config, [[uniq("tmpdir")]], concurrency=1, extra_args=INCLUDE
+    ) as workers:
         # their pool made its folder in their own temporary folder, inside the test's
         assert workers.tmp is not None and workers.tmp.parent == tmp_path
         assert list(workers.tmp.glob("pymp-*"))
         # when a worker dies without its clean exit (as one killed at the stop's timeout)
         os.killpg(workers.procs[0].pid, signal.SIGKILL)
         workers.procs[0].wait()
-    finally:
-        workers.stop()
     # then nothing of it is left
     assert list(tmp_path.iterdir()) == []

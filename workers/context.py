@@ -104,9 +104,12 @@ class JobContext(Interaction):
         """Write these values to one stream (``output``, ``error``, ``warning``, ``verbose``,
         ``debug`` or ``information``), in order, in one write per :data:`WRITE_BATCH` values:
         what a command printed at once (``run``'s lines of one read) costs one round trip to
-        Redis, not one per value. Each is in Redis when this returns, as with ``output``."""
+        Redis, not one per value. They are in Redis when this returns, as one ``output`` is
+        (once the action has ended, they go with the job's finish)."""
         if stream not in STREAMS:
             raise ValueError(f"no such stream: {stream!r} (one of {', '.join(STREAMS)})")
+        if isinstance(values, (str, bytes)):
+            raise TypeError("write_many takes a sequence of values, not one string")
         self._write(stream, *values)
 
     def _write(self, stream: str, *values: Any) -> None:
