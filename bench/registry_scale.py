@@ -154,6 +154,7 @@ def bench_registry(ctx: Ctx) -> None:
                     ("fleetjobs get --json", ["get", "--json"]),
                     ("fleetjobs get <newest 50 Ids>", ["get", *newest]),
                     ("fleetjobs get --all --json", ["get", "--all", "--json"]),
+                    ("fleetjobs get --all", ["get", "--all"]),
                 ):
                     runs = [run_measured([*fj, *args], env, timeout=1800) for _ in range(repeats)]
                     bad = [m for m in runs if m.returncode != 0]

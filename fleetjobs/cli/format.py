@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import sys
@@ -10,10 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from rich.cells import cell_len, set_cell_size
 
 from ..model import HostInfo, JobInfo, Record
 
@@ -36,11 +32,12 @@ def table(
     max_width: int | None = None,
     shrink: Sequence[str] = (),
 ) -> None:
-    """Print rows under headers and dashes, as ``Format-Table`` does, through rich.
+    """Print rows under headers and dashes, as ``Format-Table`` does.
 
     On a terminal (or with ``max_width``) a row never wraps: the columns named in ``shrink``
     give way first, in that order, then the last column, each cut with an ellipsis. Piped,
     rows are printed whole, however long. Control characters print escaped (``\\x1b``).
+    Widths are counted in terminal cells (rich's ``cell_len``: wide and combining characters).
     """
     out = out or sys.stdout
     if not rows:
@@ -52,19 +49,21 @@ def table(
         order = [headers.index(h) for h in shrink if h in headers]
         order += [len(headers) - 1, *sorted(range(len(headers)), key=lambda i: -widths[i])]
         _fit(widths, headers, limit, list(dict.fromkeys(order)))
-    grid = Table(box=None, show_header=True, pad_edge=False, padding=(0, 1, 0, 0))
-    for h, w in zip(headers, widths, strict=True):
-        grid.add_column(Text(h), width=w, no_wrap=True, overflow="ellipsis")
-    grid.add_row(*(Text("-" * min(len(h), w)) for h, w in zip(headers, widths, strict=True)))
-    for row in cells:
-        grid.add_row(*(Text(v, no_wrap=True, overflow="ellipsis") for v in row))
-    buf = io.StringIO()
-    total = sum(widths) + len(widths) - 1
-    Console(file=buf, width=total, color_system=None, highlight=False, emoji=False).print(
-        grid, markup=False
-    )
-    for line in buf.getvalue().splitlines():
-        print(line.rstrip(), file=out)
+    dashes = ["-" * min(len(h), w) for h, w in zip(headers, widths, strict=True)]
+    for row in (headers, dashes, *cells):
+        print(_line(row, widths), file=out)
+
+
+def _line(row: Sequence[str], widths: Sequence[int]) -> str:
+    """One row: each cell padded to its column's width, or cut to it with an ellipsis."""
+    parts = []
+    for text, width in zip(row, widths, strict=True):
+        size = cell_len(text)
+        if size > width:
+            text = set_cell_size(text, width - 1) + "…"
+            size = cell_len(text)
+        parts.append(text + " " * (width - size))
+    return " ".join(parts).rstrip()
 
 
 def _fit(widths: list[int], headers: Sequence[str], limit: int, order: list[int]) -> None:
@@ -140,17 +139,22 @@ def job_rows(jobs: Iterable[JobInfo], children: bool = False) -> list[list[Any]]
 
 
 def print_jobs(
-    jobs: Sequence[JobInfo], as_json: bool, children: bool = False, out: TextIO | None = None
+    jobs: Iterable[JobInfo], as_json: bool, children: bool = False, out: TextIO | None = None
 ) -> None:
+    """The jobs as ``get`` lists them; taken one at a time (only their rows are kept)."""
     out = out or sys.stdout
     if as_json:
-        print(json.dumps([j.to_dict() for j in jobs], indent=2), file=out)
-    else:
-        table(job_rows(jobs, children), JOB_COLUMNS, out, shrink=("Command", "Location"))
-        if children:  # a rollout says where it is, or why it halted
-            for job in jobs:
-                if job.rollout:
-                    print(f"Job {job.id}: {job.rollout.describe(job.finished)}", file=out)
+        print_json_stream((j.to_dict() for j in jobs), out)
+        return
+    rows: list[list[Any]] = []
+    rollouts = []  # a rollout says where it is, or why it halted
+    for job in jobs:
+        rows += job_rows([job], children)
+        if children and job.rollout:
+            rollouts.append(f"Job {job.id}: {job.rollout.describe(job.finished)}")
+    table(rows, JOB_COLUMNS, out, shrink=("Command", "Location"))
+    for line in rollouts:
+        print(line, file=out)
 
 
 def print_hosts(hosts: Sequence[HostInfo], as_json: bool) -> None:

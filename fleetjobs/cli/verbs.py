@@ -6,13 +6,14 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..control import HELD
 from ..errors import JobNotFoundError, NotRemovedError
-from ..model import Record
+from ..model import JobInfo, Record
 from ..states import JobState
 from . import format as fmt
 from .app import (
@@ -83,26 +84,33 @@ def get(
     a time: the console's memory stays flat however many jobs are kept).
     """
     limit = None if all_ or jobs else newest
-    if as_json and limit is None:  # printed as read, 500 at a time: flat however many
-        each = state.fleet.each(list(jobs) or None, name=name, state=state_type(state_), **found_by)
-        fmt.print_json_stream(j.info.to_dict() for j in each)
-        return
-    found = state.fleet.get(
+    found = state.fleet.each(
         list(jobs) or None,
         name=name,
         state=state_type(state_),
         newest=None if limit is None else limit + 1,  # one more: are older ones left out?
         **found_by,
     )
-    if limit is not None and len(found) > limit:
-        found = found[1:]
-        click.echo(
-            f"fleetjobs: the newest {limit} jobs; older ones exist (--all, or --newest N)",
-            err=True,
-        )
-    fmt.print_jobs([j.info for j in found], as_json, children=children)
+    if limit is not None:
+        listed = list(found)
+        if len(listed) > limit:
+            listed = listed[1:]
+            click.echo(
+                f"fleetjobs: the newest {limit} jobs; older ones exist (--all, or --newest N)",
+                err=True,
+            )
+        found = iter(listed)
+    asking: list[JobInfo] = []  # every job is read once, 500 at a time, and not kept
+
+    def infos() -> Iterator[JobInfo]:
+        for job in found:
+            if job.info.asking:
+                asking.append(job.info)
+            yield job.info
+
+    fmt.print_jobs(infos(), as_json, children=children)
     if not as_json:
-        print_questions([j.info for j in found])
+        print_questions(asking)
 
 
 @cli.command(epilog=EPILOG)
