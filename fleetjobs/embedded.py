@@ -211,6 +211,8 @@ class LocalWorkers:
         self.tmp: Path | None = None
 
     def __enter__(self) -> LocalWorkers:
+        if self.procs:  # started already (with settings of the moment): not a second set
+            return self
         try:
             self.start()
         except BaseException:  # no __exit__ runs when __enter__ raises: stop what started

@@ -69,3 +69,13 @@ def test_local_workers_killed_at_their_stop_leave_no_temporary_files(
         workers.procs[0].wait()
     # then nothing of it is left
     assert list(tmp_path.iterdir()) == []
+
+
+def test_local_workers_started_then_entered_are_one_set(fleet: Fleet) -> None:
+    # a fixture starts them with settings of the moment, then enters them: no second worker
+    # (one started without those settings would take half the jobs)
+    workers = LocalWorkers(fleet.config, [[uniq("once")]], concurrency=1, extra_args=INCLUDE)
+    workers.start()
+    with workers:
+        assert len(workers.procs) == 1
+    assert workers.procs == []
