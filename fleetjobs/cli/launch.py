@@ -28,7 +28,6 @@ from ..routing import split_locations
 from ..signatures import bind_words
 from ..states import JobState
 from . import format as fmt
-from . import progress
 from .app import EPILOG, EXIT_FAILED, State, cli, json_option, parse_kw, parse_value, pass_state
 from .control import ask_on_terminal
 
@@ -296,6 +295,8 @@ def _watch(
 ) -> tuple[list[dict[str, Any]], list[tuple[Record, Any]]]:
     """Show the job's records until it finishes or waits on a person, under the live progress
     display on a terminal (which is gone again before anyone is asked anything)."""
+    from . import progress  # rich's live display: imported by the verbs that show it
+
     with progress.watch(fleet, [job], "invoke", as_json) as shown:
         return _show(fleet, job, as_json, shown.echo)
 
