@@ -16,21 +16,20 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
 from ..fleet import Fleet
 from ..job import Job
 from ..model import JobInfo, Record
 from ..states import JobState
 from .format import printable
+
+if TYPE_CHECKING:  # rich is imported where a terminal shows it: a piped verb does without
+    from rich.console import RenderableType
+    from rich.live import Live
+    from rich.progress import Progress, TaskID
 
 PLAIN_EVERY = 5.0  # seconds between plain lines when stdout is not a terminal
 PLAIN_AFTER = 2.0  # a wait shorter than this prints no plain line at all
@@ -88,7 +87,6 @@ class Watch:
         self._cost = 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._console = Console(stderr=True, highlight=False)
         self._live: Live | None = None
         self._thread: threading.Thread | None = None
 
@@ -107,6 +105,11 @@ class Watch:
             return self._last
 
     def render(self) -> RenderableType:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
         snap = self._snapshot()
         if snap is None:
             return Text(f"{self._verb}: …")
@@ -124,9 +127,12 @@ class Watch:
 
     def start(self) -> None:
         if self.mode == "live":
+            from rich.console import Console
+            from rich.live import Live
+
             self._live = Live(
                 get_renderable=self.render,
-                console=self._console,
+                console=Console(stderr=True, highlight=False),
                 refresh_per_second=4,
                 transient=True,
                 redirect_stdout=False,
@@ -163,6 +169,8 @@ class Watch:
         """Print a line of the verb's own output; when live, above the display (stdout and
         stderr are then the same terminal, so the line goes through the display's console)."""
         if self._live is not None:
+            from rich.text import Text
+
             self._live.console.print(Text(text), soft_wrap=True, highlight=False)
         else:
             click.echo(text, err=err)
@@ -191,6 +199,9 @@ class Bars:
 
     def __enter__(self) -> Bars:
         if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn
+
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -222,6 +233,8 @@ class Bars:
 
     def echo(self, text: str, err: bool = False) -> None:
         if self._progress is not None:
+            from rich.text import Text
+
             self._progress.console.print(Text(text), soft_wrap=True)
         else:
             click.echo(text, err=err)
