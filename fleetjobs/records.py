@@ -48,10 +48,9 @@ class Records:
         self.truncated: set[str] = set()  # children whose output reached the cap
 
     @guarded
-    def append(
-        self, iid: str, parent_iid: str | None, stream: str, data: Any, seq: int, at: float
-    ) -> bool:
-        """Add record number ``seq`` to a child's streams, once, and tell who waits on it.
+    def append(self, iid: str, parent_iid: str | None, batch: Sequence[Pending]) -> bool:
+        """Add these records to a child's streams, each once (by its number), in one script,
+        and tell who waits on them: what a command printed at once is one round trip.
 
         Past the configured ``max_output`` bytes, one warning record says the output was
         truncated and later records are dropped (the child's InstanceId joins ``truncated``).
@@ -59,12 +58,6 @@ class Records:
         Returns:
             False when the job no longer exists (it was removed while it ran).
         """
-        return self.append_batch(iid, parent_iid, [Pending(stream, data, seq, at)])
-
-    @guarded
-    def append_batch(self, iid: str, parent_iid: str | None, batch: Sequence[Pending]) -> bool:
-        """Add these records (numbered in order) in one script, as :meth:`append` adds one:
-        what a command printed at once is one round trip, not one per line."""
         answer = int(self.store.scripts("append", *self.tail(iid, parent_iid, batch)))
         if answer == 2:
             self.truncated.add(iid)

@@ -9,6 +9,7 @@ import pytest
 from fleetjobs import JobState
 from fleetjobs.hosts import Hosts
 from fleetjobs.lifecycle import JobSpec
+from fleetjobs.records import Pending
 
 from .conftest import Layers
 
@@ -28,7 +29,7 @@ def test_a_retried_record_is_written_once(layers: Layers) -> None:
     _, piid, [child] = layers.lifecycle.create(JobSpec("echo", [], {}, "echo", ["h1"]))
     now = time.time()
     for seq, value in ((1, "a"), (2, "b"), (2, "b"), (1, "a"), (3, "c")):
-        assert layers.records.append(child.instance_id, piid, "output", value, seq, now)
+        assert layers.records.append(child.instance_id, piid, [Pending("output", value, seq, now)])
     [info] = layers.registry.load([child.id])
     assert [r.data for r in layers.records.take([info])] == ["a", "b", "c"]
 
@@ -36,7 +37,8 @@ def test_a_retried_record_is_written_once(layers: Layers) -> None:
 def test_records_for_a_removed_job_are_refused(layers: Layers) -> None:
     pid, piid, [child] = layers.lifecycle.create(JobSpec("echo", [], {}, "echo", ["h1"]))
     layers.lifecycle.remove(layers.registry.load([pid]))
-    assert not layers.records.append(child.instance_id, piid, "output", "late", 1, time.time())
+    late = [Pending("output", "late", 1, time.time())]
+    assert not layers.records.append(child.instance_id, piid, late)
     assert layers.store.r.exists(layers.store.keys.out(child.instance_id)) == 0
 
 

@@ -129,7 +129,7 @@ class JobContext(Interaction):
         for i in range(0, len(batch), WRITE_BATCH):
             part = batch[i : i + WRITE_BATCH]
             written = persistently(
-                self._config, functools.partial(records.append_batch, iid, parent_iid, part)
+                self._config, functools.partial(records.append, iid, parent_iid, part)
             )
             if not written:
                 self.request_stop("the job was removed")
