@@ -37,7 +37,6 @@ TIMEOUT = 120.0
 FJ_VERBS = ["start", "run", "wait", "receive"]
 RAW_VERBS = {"start": "send_task", "run": "worker", "wait": "", "receive": "get"}
 TARGET = 27.0
-RAW_CPU = ("start", "run", "receive")  # raw Celery has no wait step
 
 
 class Phases:
@@ -196,9 +195,9 @@ def bench_commands(ctx: Ctx) -> None:
         vals = [r.per_job[label] for r in runs if label in r.per_job]
         return median(vals) if vals else None
 
-    def cpu(runs: list[Phases], label: str) -> str:
+    def cpu(runs: list[Phases], label: str) -> float | None:
         vals = [r.cpu_us[label] for r in runs if label in r.cpu_us]
-        return f"{median(vals):.0f}" if vals else "?"
+        return median(vals) if vals else None
 
     for verb in [*FJ_VERBS, "remove"]:
         raw_verb = RAW_VERBS.get(verb, "forget")
@@ -212,8 +211,8 @@ def bench_commands(ctx: Ctx) -> None:
                 ratio=ratio_of(med(fj_runs, verb), med(raw_runs, verb)) if raw_verb else None,
                 note=f"fleetjobs: {_top(fj_runs[-1].names[verb], n)}"
                 + (f"; raw: {_top(raw_runs[-1].names[verb], n)}" if raw_verb else "")
-                + f"; redis-server CPU {cpu(fj_runs, verb)} us/job"
-                + (f" (raw {cpu(raw_runs, verb)})" if raw_verb else ""),
+                + f"; redis-server CPU {cpu(fj_runs, verb) or 0:.0f} us/job"
+                + (f" (raw {cpu(raw_runs, verb) or 0:.0f})" if raw_verb else ""),
                 n=n,
             )
         )
@@ -235,8 +234,8 @@ def bench_commands(ctx: Ctx) -> None:
     )
     # what the count stands for: the server's time per job (a command inside a script costs
     # less than one sent alone: no parsing, no round trip)
-    fj_cpu = sum(median([r.cpu_us[v] for r in fj_runs]) for v in FJ_VERBS)
-    raw_cpu = sum(median([r.cpu_us[v] for r in raw_runs]) for v in FJ_VERBS if v in RAW_CPU)
+    fj_cpu = sum(cpu(fj_runs, v) or 0.0 for v in FJ_VERBS)
+    raw_cpu = sum(cpu(raw_runs, v) or 0.0 for v in FJ_VERBS)  # raw Celery has no wait step
     ctx.add(
         Row(
             "redis-server CPU per job: start + run + wait + receive",
