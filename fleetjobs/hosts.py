@@ -58,11 +58,27 @@ class Hosts:
         return found
 
     @guarded
-    def heartbeat(self, worker: str, info: dict[str, Any], locations: Sequence[str]) -> None:
-        """Say that ``worker`` lives and serves ``locations``; it is offline ``host_ttl`` after."""
+    def heartbeat(
+        self,
+        worker: str,
+        info: dict[str, Any],
+        locations: Sequence[str],
+        sweep_every: float = 0.0,
+    ) -> bool:
+        """Say that ``worker`` lives and serves ``locations``; it is offline ``host_ttl`` after.
+
+        Args:
+            sweep_every: above 0, the same command also takes the fleet's sweep turn when
+                nobody swept it within that many seconds (the gate of :meth:`Lifecycle.sweep`).
+
+        Returns:
+            Whether the turn was taken: the caller sweeps now, ungated.
+        """
         ttl = max(1, round(self.store.config.host_ttl * 1000))
         doc = json.dumps({**info, "locations": list(locations)})
-        added = self.store.scripts("beat", "beat", worker, doc, ttl, *locations)
+        gate = max(0, round(sweep_every * 1000))
+        mode = f"beat:{gate}" if gate else "beat"
+        added, turn = self.store.scripts("beat", mode, worker, doc, ttl, *locations)
         # each location's record leaves the worker's list and its actions' signatures out (in
         # its worker key, read once per worker): a worker may serve thousands
         common = {k: v for k, v in info.items() if k not in ("locations", "signatures")}
@@ -80,6 +96,7 @@ class Hosts:
             else:
                 self.r.hset(self.keys.hosts, mapping=changed)
             self._written.update(changed)
+        return int(turn) == 1
 
     @guarded
     def publish_facts(self, facts: dict[str, Any], locations: Sequence[str]) -> bool:

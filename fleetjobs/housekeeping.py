@@ -41,8 +41,19 @@ class Housekeeping:
         self._last_sweep = 0.0
         self._last_purge = -float("inf")
 
-    def sweep(self, force: bool = False) -> int:
+    @property
+    def shared_every(self) -> float:
+        """One sweep per half heartbeat for the whole fleet, whoever asks: with a worker per
+        host each sweeping every running child, 10 workers swept it 10 times a beat."""
+        return self.lifecycle.store.config.heartbeat_interval / 2
+
+    def sweep(self, force: bool = False, turn_taken: bool = False) -> int:
         """Apply deadlines and liveness now (unless this process did within ``every`` s).
+
+        Args:
+            force: whatever this process's own ``every`` says.
+            turn_taken: the caller took the fleet's sweep turn already (a worker's beat
+                does, in the same command): sweep without asking for it again.
 
         Returns:
             How many children changed state.
@@ -52,10 +63,7 @@ class Housekeeping:
             return 0
         self._last_sweep = now
         try:
-            # one sweep per half heartbeat for the whole fleet, whoever asks: with a worker
-            # per host each sweeping every running child, 10 workers swept it 10 times a beat
-            shared = self.lifecycle.store.config.heartbeat_interval / 2
-            changed, due = self.lifecycle.sweep(every=shared)
+            changed, due = self.lifecycle.sweep(every=0.0 if turn_taken else self.shared_every)
         except PermissionDeniedError:
             # a read-only console (a monitoring user): the workers' sweeps keep the fleet true
             self.writable = False

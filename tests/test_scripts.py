@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from fleetjobs import JobState
+from fleetjobs.hosts import Hosts
 from fleetjobs.lifecycle import JobSpec, NewChild
 
 from .conftest import Layers
@@ -106,6 +107,25 @@ def test_the_fleet_is_swept_once_per_interval_whoever_asks(layers: Layers) -> No
     assert _state(w, child.id) is S.RUNNING
     # and one that is not bound by it settles the child
     assert w.lifecycle.sweep()[0] == 1
+    assert _state(w, child.id) is S.DISCONNECTED
+
+
+def test_a_heartbeat_takes_the_fleets_sweep_turn_in_the_same_command(layers: Layers) -> None:
+    w = layers
+    hosts = Hosts(w.store)
+    _, child = _one(w)
+    w.lifecycle.claim(child.id, "w2")  # a worker that is gone (no liveness key)
+    # given nobody swept the fleet lately, one worker's beat takes the turn
+    assert hosts.heartbeat("w1", {}, ["h1"], sweep_every=60) is True
+    # and every other beat, and any gated sweep, within the interval do not
+    assert hosts.heartbeat("w3", {}, ["h3"], sweep_every=60) is False
+    assert w.lifecycle.sweep(every=60) == (0, [])
+    assert _state(w, child.id) is S.RUNNING
+    # a beat that asks for no turn leaves the mark alone (a confined worker's, through its relay)
+    w.store.r.delete(w.keys.swept)
+    assert hosts.heartbeat("w1", {}, ["h1"]) is False
+    assert w.store.r.exists(w.keys.swept) == 0
+    assert w.lifecycle.sweep(every=60)[0] == 1  # so the next asker sweeps
     assert _state(w, child.id) is S.DISCONNECTED
 
 

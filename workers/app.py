@@ -95,7 +95,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
                 Redelivery(layers.dispatcher, settings.locations),
             ],
         )
-        hb.beat()
+        hb.beat(take_turn=False)  # online now; the thread's first beat sweeps
         hb.start()
         heartbeat["hb"] = hb
         facts = FactsReporter(hb.hosts.store, settings.locations, settings.tags)

@@ -57,17 +57,23 @@ class Heartbeat(threading.Thread):
         self._chores = list(chores)  # more upkeep each beat (workers.reaper)
         self._closing = threading.Event()
 
-    def beat(self) -> None:
-        self.hosts.heartbeat(self.worker_id, self.info, self.locations)
+    def beat(self, take_turn: bool = True) -> bool:
+        """Beat; and with ``take_turn``, but for a confined worker (its relay keeps the
+        fleet), try for the fleet's sweep turn in the same command. Returns whether the turn
+        was taken: the caller must then sweep."""
+        sweeps = take_turn and self._store.relay is None
+        every = self.housekeeping.shared_every if sweeps else 0.0
+        return self.hosts.heartbeat(self.worker_id, self.info, self.locations, every)
 
     def run(self) -> None:
         interval = self.config.heartbeat_interval
         warned = False
         while not self._closing.is_set():
             try:
-                self.beat()
+                turn = self.beat()
                 if self._store.relay is None:  # a confined worker's fleet: the relay's upkeep
-                    self.housekeeping.sweep(force=True)
+                    if turn:  # nobody swept the fleet within half a beat: this worker does
+                        self.housekeeping.sweep(force=True, turn_taken=True)
                     self.housekeeping.purge_expired()
                 for chore in self._chores:
                     chore(self._store)
