@@ -4,11 +4,13 @@ It is built by :func:`fleetjobs.celery_app.make_celery` itself (JSON only, acks_
 prefetch 1, task events on, ``global_keyprefix``) plus a Redis result backend (fleetjobs keeps
 none: its registry is the record), with the key prefix ``raw:`` so it never meets fleetjobs'
 keys, and one task, ``bench.echo``, that returns its argument. It is Celery as shipped: its
-worker does not get fleetjobs' fix of kombu's client per message
+worker does not get fleetjobs' fixes of kombu, its client per message
 (:func:`~fleetjobs.celery_app.keep_kombu_clients`, ~12-20% of a fleetjobs worker's CPU per
-job), since a user writing raw Celery would not have it; the benchmark's own process, which
-also runs fleetjobs' console, has it only if that console made a Celery app of its own (a
-start no longer does). A benchmark starts its worker as::
+job) and its restore that looks before it locks
+(:func:`~fleetjobs.celery_app.peek_before_restoring`), since a user writing raw Celery would
+not have them; the benchmark's own process, which also runs fleetjobs' console, has them only
+if that console made a Celery app of its own (a start no longer does). A benchmark starts
+its worker as::
 
     BENCH_RAW_REDIS_URL=redis://127.0.0.1:PORT/0 PYTHONPATH=/work/main \\
         python -m celery -A bench.raw_celery worker -Q raw -c 1 --pool prefork \\
@@ -38,7 +40,7 @@ def echo(value: Any) -> Any:
 def make_app(url: str, prefix: str = PREFIX) -> Celery:
     """A Celery app on ``url`` with fleetjobs' settings and the ``bench.echo`` task."""
     config = Config(redis_url=url, prefix=prefix)
-    app = make_celery(config, main="bench.raw_celery", keep_clients=False)
+    app = make_celery(config, main="bench.raw_celery", kombu_fixes=False)
     app.conf.update(
         result_backend=config.broker_url,
         task_ignore_result=False,

@@ -21,6 +21,7 @@ runs. The settings here are the answers to Celery's known traps (see DESIGN.md):
 
 from __future__ import annotations
 
+import time
 from contextvars import ContextVar
 from typing import Any
 
@@ -94,12 +95,47 @@ def keep_kombu_clients() -> None:
     channel._create_client = _create_client
 
 
-def make_celery(config: Config, main: str = "fleetjobs", keep_clients: bool = True) -> Celery:
+def peek_before_restoring() -> None:
+    """Make kombu's periodic restore of reserved messages look before it takes its mutex.
+
+    kombu's Redis ``QoS.restore_visible`` takes a mutex (SET NX, and a release script: GET,
+    DEL) and only then reads which reserved messages are past their lease. Every worker runs
+    it every heartbeat interval (the lease is short: :mod:`workers.leases`), so an idle fleet
+    paid five commands per worker per interval for a restore that finds nothing unless a
+    worker died. It now reads first (the same query, one message) and goes on to kombu's own
+    restore, mutex and all, only when a message is past its lease: the same restores, and one
+    command when there is none. Idempotent; every fleetjobs process applies it."""
+    from kombu.transport import redis as kombu_redis
+
+    qos: Any = kombu_redis.QoS
+    if getattr(qos.restore_visible, "_fleetjobs_peeks", False):
+        return
+    restore: Any = qos.restore_visible
+
+    def restore_visible(self: Any, start: int = 0, num: int = 10, interval: int = 10) -> Any:
+        if self._vrestore_count % (interval or 1) == 0:  # kombu's throttle: this call scans
+            with self.channel.conn_or_acquire() as client:
+                ceil = time.time() - self.visibility_timeout
+                due = client.zrange(
+                    self.unacked_index_key, ceil, 0, desc=True, byscore=True, offset=0, num=1
+                )
+            if not due:
+                self._vrestore_count += 1  # as kombu counts a call
+                return None
+        return restore(self, start, num, interval)
+
+    restore_visible._fleetjobs_peeks = True  # type: ignore[attr-defined]
+    qos.restore_visible = restore_visible
+
+
+def make_celery(config: Config, main: str = "fleetjobs", kombu_fixes: bool = True) -> Celery:
     """A Celery app for the fleet in ``config`` (not set as Celery's current app); with
-    ``keep_clients`` (always, but for the benchmarks' raw Celery baseline), this process's
-    kombu keeps its Redis clients (:func:`keep_kombu_clients`)."""
-    if keep_clients:
+    ``kombu_fixes`` (always, but for the benchmarks' raw Celery baseline), this process's
+    kombu keeps its Redis clients (:func:`keep_kombu_clients`) and looks before it locks to
+    restore reserved messages (:func:`peek_before_restoring`)."""
+    if kombu_fixes:
         keep_kombu_clients()
+        peek_before_restoring()
     app = Celery(
         main,
         broker=config.broker_url,

@@ -1,0 +1,60 @@
+"""An idle fleet's load on Redis: a few commands per worker per heartbeat, whatever its
+locations, as MONITOR on a Redis of the test's own shows them (no other fleet on it)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import redis
+
+from fleetjobs import Config
+from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
+
+HB = 1.0  # the heartbeat interval of this fleet, in seconds
+WINDOW = 6.0  # seconds watched
+
+
+def _watch(url: str, seconds: float) -> list[list[str]]:
+    """Every command Redis ran for ``seconds`` (Lua's inner calls included), as its words."""
+    seen: list[list[str]] = []
+    client = redis.Redis.from_url(url, decode_responses=True)
+    stop = time.monotonic() + seconds
+    with client.monitor() as m:
+        for cmd in m.listen():
+            seen.append(str(cmd["command"]).split())
+            if time.monotonic() > stop:
+                break
+    client.close()
+    return seen
+
+
+def test_an_idle_fleet_costs_a_few_commands_per_worker_per_beat_whatever_its_locations(
+    logs: Path,
+) -> None:
+    # given three idle workers, one of them serving 500 locations
+    groups = [["ia"], [f"ib{i}" for i in range(500)], ["ic1", "ic2"]]
+    with EmbeddedRedis(tcp=True) as server:
+        cfg = Config(redis_url=server.url, prefix="idle:", heartbeat_interval=HB, host_ttl=5.0)
+        with LocalWorkers(cfg, groups, concurrency=1, log_dir=logs):
+            time.sleep(2 * HB)  # past the start-up's own reads
+            seen = _watch(server.url, WINDOW)
+    names = Counter(words[0].upper() for words in seen if words)
+    beats = [w for w in seen if w[:1] == ["EVALSHA"] and len(w) > 5 and w[5].startswith("beat")]
+    per_worker = Counter(w[6] for w in beats)
+    assert len(per_worker) == 3 and min(per_worker.values()) >= WINDOW / HB - 2, per_worker
+    # then each beat is one script, whose try for the fleet's sweep turn is in it: the fleet
+    # is swept about once per half beat, not once per worker per beat
+    sweeps = names["SMEMBERS"]
+    assert 1 <= sweeps <= 2 * WINDOW / HB + 2 < len(beats), (sweeps, len(beats))
+    # kombu's restore of reserved messages looks (one read) and, none being due, takes no lock
+    restore_reads = [w for w in seen if w[:1] == ["ZRANGE"] and w[1].endswith("unacked_index")]
+    assert restore_reads, names
+    assert not [w for w in seen if "unacked_mutex" in " ".join(w[:2])], names
+    # an idle BRPOP is sent again every few seconds, not every second
+    assert names["BRPOP"] <= 3 * (WINDOW / 5 + 2), names
+    # and all told a beat costs a handful of commands, the same with 500 locations as with 1
+    per_beat = len(seen) / len(beats)
+    assert per_beat <= 12, (per_beat, names.most_common(12))
+    print(f"{per_beat:.1f} commands per worker per beat:", dict(names.most_common(12)))
