@@ -32,7 +32,6 @@ from .redeliver import Redelivery
 from .runtime import Runtime
 
 log = logging.getLogger("fleetjobs.worker")
-BRPOP_TIMEOUT = 5.0
 
 
 @dataclass
@@ -51,14 +50,6 @@ class WorkerSettings:
 def create_app(config: Config, settings: WorkerSettings) -> Celery:
     """The worker's Celery app, with the job task and the registry-keeping signals."""
     app = make_celery(config, main="fleetjobs.worker")
-    # an idle worker's BRPOP comes back empty after this many seconds and is sent again
-    # (kombu's default, 1 s, is 2 commands a heartbeat for nothing); a message wakes it at once
-    # whatever the timeout. kombu sets it from polling_interval, whose other use (a sleep
-    # between empty polls of drain_events) a worker's event loop does not make.
-    app.conf.broker_transport_options = {
-        **app.conf.broker_transport_options,
-        "polling_interval": BRPOP_TIMEOUT,
-    }
     per_process = PerProcess(config, app)
     journal = None
     if config.signed:  # a machine-local record of what ran: a signed message runs once, ever
