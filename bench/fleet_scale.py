@@ -31,6 +31,7 @@ from fleetjobs import Config, Fleet
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 
 PER_WORKER_BEAT = 10.0  # heartbeat write, a sweep, Celery's BRPOP timeouts and event beats
+CELERY_OWN = frozenset({"brpop", "publish", "zrange"})  # an idle worker's Celery and kombu
 
 
 def _top(calls: Counter[str], per: float, k: int = 6) -> str:
@@ -84,6 +85,18 @@ def bench_fleet(ctx: Ctx) -> None:
                     note=f"{beat:.1f} commands per worker per {config.heartbeat_interval:g} s "
                     f"beat; redis-server CPU {idle.cpu / idle.seconds * 100:.1f}% of a core; "
                     f"{_top(idle.calls, idle.seconds)}",
+                )
+            )
+            # what Celery and kombu send on their own: the BRPOP re-sent each second, the
+            # event heartbeat (PUBLISH) and kombu's look for reserved messages past their lease
+            own = sum(v for k, v in idle.calls.items() if k not in CELERY_OWN)
+            ctx.add(
+                Row(
+                    "of which fleetjobs' own, per worker per beat",
+                    "cmds",
+                    own / idle.seconds / n_workers * config.heartbeat_interval,
+                    note="Lua's inner calls included; Celery's and kombu's own "
+                    f"({', '.join(sorted(CELERY_OWN))}) left out",
                 )
             )
             runs = [run_measured([*fj, "hosts"], env, timeout=600) for _ in range(repeats)]
