@@ -95,8 +95,9 @@ def bench_fleet(ctx: Ctx) -> None:
                     "of which fleetjobs' own, per worker per beat",
                     "cmds",
                     own / idle.seconds / n_workers * config.heartbeat_interval,
-                    note="Lua's inner calls included; Celery's and kombu's own "
-                    f"({', '.join(sorted(CELERY_OWN))}) left out",
+                    note="Lua's inner calls included; Celery's and kombu's own left out by "
+                    f"command name ({', '.join(sorted(CELERY_OWN))}: an idle fleetjobs sends "
+                    "none of them)",
                 )
             )
             runs = [run_measured([*fj, "hosts"], env, timeout=600) for _ in range(repeats)]

@@ -76,9 +76,10 @@ class Hosts:
         """
         ttl = max(1, round(self.store.config.host_ttl * 1000))
         doc = json.dumps({**info, "locations": list(locations)})
-        gate = max(0, round(sweep_every * 1000))
-        mode = f"beat:{gate}" if gate else "beat"
-        added, turn = self.store.scripts("beat", mode, worker, doc, ttl, *locations)
+        mode = f"beat:{max(1, round(sweep_every * 1000))}" if sweep_every > 0 else "beat"
+        reply = self.store.scripts("beat", mode, worker, doc, ttl, *locations)
+        # a plain count when no turn was asked (as a relay of any version answers it)
+        added, turn = (reply, 0) if isinstance(reply, int) else reply
         # each location's record leaves the worker's list and its actions' signatures out (in
         # its worker key, read once per worker): a worker may serve thousands
         common = {k: v for k, v in info.items() if k not in ("locations", "signatures")}

@@ -1,10 +1,11 @@
 """Housekeeping: the sweep (start deadlines, hosts that went silent) and retention.
 
 No state may wait for a worker that will never come: whichever process is alive applies the
-deadlines and the liveness rules now and then — every worker on each heartbeat, and every
-console while it reads (a console whose Redis user may not write skips it) — and releases what
-a settled child frees. Finished jobs older than the retention period are purged with everything
-they own, by the workers on each heartbeat and by each start.
+deadlines and the liveness rules now and then — a worker on each heartbeat, when the beat got
+it the fleet's turn (one sweep per half beat, whoever asks), and every console while it reads
+(a console whose Redis user may not write skips it) — and releases what a settled child frees.
+Finished jobs older than the retention period are purged with everything they own, by the
+workers on each heartbeat and by each start.
 """
 
 from __future__ import annotations

@@ -127,6 +127,12 @@ def test_a_heartbeat_takes_the_fleets_sweep_turn_in_the_same_command(layers: Lay
     assert w.store.r.exists(w.keys.swept) == 0
     assert w.lifecycle.sweep(every=60)[0] == 1  # so the next asker sweeps
     assert _state(w, child.id) is S.DISCONNECTED
+    # that beat's reply is the plain count it always was: a worker and a relay of different
+    # versions understand each other
+    assert w.store.scripts("beat", "beat", "w4", "{}", 60_000, "h4") == 1
+    # and an interval shorter than Redis's millisecond still asks for the turn
+    w.store.r.delete(w.keys.swept)
+    assert hosts.heartbeat("w1", {}, ["h1"], sweep_every=0.0001) is True
 
 
 def test_sweep_disconnects_reconnects_and_fails_silent_hosts(layers: Layers) -> None:

@@ -1,9 +1,10 @@
 """Heartbeats: a worker says it lives, where, and what it offers; and it sweeps the fleet.
 
 Liveness comes from these keys, not from Celery's remote-control ping, which goes silent on
-Redis (celery#5688). Each beat also runs the sweep, so a job whose worker died is moved to
-Disconnected and then Failed by whichever worker is still alive, and purges the finished jobs
-past the retention period, so an idle fleet does not keep them.
+Redis (celery#5688). Each beat also asks, in the same command, for the fleet's sweep turn
+(once per half beat for the whole fleet); the worker that gets it sweeps, so a job whose worker
+died is moved to Disconnected and then Failed by whichever worker is still alive. Each worker
+also purges the finished jobs past the retention period, so an idle fleet does not keep them.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@
 -- caller then sweeps ungated. A worker's beat and its try for the turn are one command.
 -- seen (sorted set): location -> when its liveness runs out (Redis's clock + the TTL of the
 -- worker that beat for it last); a location left by a clean shutdown keeps that time
--- negated (offline at once, its last beat still known). Returns {how many locations were new
--- to seen (the caller then writes their documents in hosts again), 1 if the turn was taken}.
+-- negated (offline at once, its last beat still known). Returns how many locations were new
+-- to seen (the caller then writes their documents in hosts again); for 'beat:<ms>', that and
+-- 1 if the turn was taken, else 0.
 local mode, worker, ttl = ARGV[3], ARGV[4], tonumber(ARGV[6])
 local every = tonumber(string.match(mode, '^beat:(%d+)$') or '0')
 if mode == 'leave' then
@@ -16,7 +17,7 @@ if mode == 'leave' then
     local s = tonumber(redis.call('ZSCORE', K.seen, ARGV[i]) or '0')
     if s > 0 then redis.call('ZADD', K.seen, -s, ARGV[i]) end
   end
-  return {0, 0}
+  return 0
 end
 local due = server_time() + ttl / 1000
 redis.call('SET', K.worker(worker), ARGV[5], 'PX', ttl)
@@ -30,6 +31,7 @@ local added = 0
 each_chunk(args, function(part)
   added = added + redis.call('ZADD', K.seen, unpack(part))
 end, 4000)
+if every == 0 then return added end  -- as before turns: what a confined worker's relay answers
 local turn = 0
-if every > 0 and redis.call('SET', K.swept, '1', 'NX', 'PX', every) then turn = 1 end
+if redis.call('SET', K.swept, '1', 'NX', 'PX', every) then turn = 1 end
 return {added, turn}
