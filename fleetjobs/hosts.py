@@ -37,6 +37,7 @@ class Hosts:
         self.keys = store.keys
         self.r = store.r
         self._written: dict[str, str] = {}  # the hosts documents this process last wrote
+        self._worker_doc: dict[str, str] = {}  # worker -> the document its last beat wrote
         self._beats = 0
         self._seen: dict[tuple[str, ...] | None, tuple[float, list[HostInfo]]] = {}
 
@@ -76,8 +77,14 @@ class Hosts:
         """
         ttl = max(1, round(self.store.config.host_ttl * 1000))
         doc = json.dumps({**info, "locations": list(locations)})
-        mode = f"beat:{max(1, round(sweep_every * 1000))}" if sweep_every > 0 else "beat"
+        mode = "beat"
+        if sweep_every > 0:
+            mode = f"beat:{max(1, round(sweep_every * 1000))}"
+            if self._worker_doc.get(worker) == doc:  # as written last beat: its expiry moves
+                mode += ":kept"
+        self._worker_doc.pop(worker, None)  # unknown, should the script fail
         reply = self.store.scripts("beat", mode, worker, doc, ttl, *locations)
+        self._worker_doc[worker] = doc
         # a plain count when no turn was asked (as a relay of any version answers it)
         added, turn = (reply, 0) if isinstance(reply, int) else reply
         # each location's record leaves the worker's list and its actions' signatures out (in
@@ -117,6 +124,7 @@ class Hosts:
         """A worker's clean shutdown: its locations go offline now rather than at expiry."""
         self.store.scripts("beat", "leave", worker, "", 0, *locations)
         self._written.clear()
+        self._worker_doc.pop(worker, None)
 
     @guarded
     def list(self, only: Sequence[str] | None = None) -> list[HostInfo]:

@@ -3,6 +3,7 @@ console's scripts driven by hand, with no worker running)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from fleetjobs import JobState
@@ -133,6 +134,28 @@ def test_a_heartbeat_takes_the_fleets_sweep_turn_in_the_same_command(layers: Lay
     # and an interval shorter than Redis's millisecond still asks for the turn
     w.store.r.delete(w.keys.swept)
     assert hosts.heartbeat("w1", {}, ["h1"], sweep_every=0.0001) is True
+
+
+def test_a_workers_document_is_written_once_then_only_its_expiry_moves(layers: Layers) -> None:
+    w = layers
+    hosts = Hosts(w.store)
+    key = w.keys.worker("wd")
+
+    def beat(*actions: str) -> list[str]:
+        hosts.heartbeat("wd", {"actions": list(actions)}, ["hd"], sweep_every=60)
+        held = w.store.r.get(key)
+        assert w.store.r.pttl(key) > 1000  # alive for the host TTL again
+        return list(json.loads(held)["actions"]) if held.startswith("{") else [held]
+
+    assert beat("echo") == ["echo"]
+    # given the same document at the next beat, the key is not written again, only its
+    # expiry moves (what Redis holds is left alone: here a marker put in its place)
+    w.store.r.set(key, "marker", px=50)
+    assert beat("echo") == ["marker"]
+    # a document that changed is written whole; so is one Redis lost
+    assert beat("echo", "nap") == ["echo", "nap"]
+    w.store.r.delete(key)
+    assert beat("echo", "nap") == ["echo", "nap"]
 
 
 def test_sweep_disconnects_reconnects_and_fails_silent_hosts(layers: Layers) -> None:

@@ -1,6 +1,7 @@
 -- BEAT: one worker's heartbeat, or its goodbye, whatever its number of locations.
--- ARGV[3] = 'beat', 'beat:<ms>' or 'leave', ARGV[4] = worker id, ARGV[5] = the worker's
--- document, ARGV[6] = its host TTL in ms, ARGV[7...] = its locations.
+-- ARGV[3] = 'beat', 'beat:<ms>', 'beat:<ms>:kept' or 'leave', ARGV[4] = worker id, ARGV[5] =
+-- the worker's document, ARGV[6] = its host TTL in ms, ARGV[7...] = its locations.
+-- ':kept': the document is the one this worker's last beat wrote (written again if gone).
 -- 'beat:<ms>' also asks for the fleet's sweep turn: taken (the swept mark set for <ms>) when
 -- nobody swept the fleet within <ms>, the gate sweep.lua applies to everyone else; the
 -- caller then sweeps ungated. A worker's beat and its try for the turn are one command.
@@ -10,7 +11,8 @@
 -- to seen (the caller then writes their documents in hosts again); for 'beat:<ms>', that and
 -- 1 if the turn was taken, else 0.
 local mode, worker, ttl = ARGV[3], ARGV[4], tonumber(ARGV[6])
-local every = tonumber(string.match(mode, '^beat:(%d+)$') or '0')
+local gate, kept = string.match(mode, '^beat:(%d+)(.*)$')
+local every = tonumber(gate or '0')
 if mode == 'leave' then
   redis.call('DEL', K.worker(worker))
   for i = 7, #ARGV do
@@ -20,7 +22,11 @@ if mode == 'leave' then
   return 0
 end
 local due = server_time() + ttl / 1000
-redis.call('SET', K.worker(worker), ARGV[5], 'PX', ttl)
+-- a document the worker wrote at its last beat (':kept') only has its expiry moved: a few
+-- bytes to the AOF and the replicas, not the whole document (kilobytes) every beat
+if kept ~= ':kept' or redis.call('PEXPIRE', K.worker(worker), ttl) == 0 then
+  redis.call('SET', K.worker(worker), ARGV[5], 'PX', ttl)
+end
 local args = {}
 for i = 7, #ARGV do
   args[#args + 1] = due
