@@ -14,16 +14,18 @@ the whole process group) while the console submits, so a phase holds only what i
 
 The other side's worker stays frozen throughout. Then ``redis-benchmark`` (PING, SET, GET)
 against the same server, workers frozen: the physical limit, and the jobs/s it would allow
-at each side's commands per job.
+at each side's commands per job. And an idle worker of each side, measured first, with the
+server's AOF on: its commands and the bytes appended to the AOF per heartbeat interval.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.common import BenchError, Delta, ServerCounter, Sides, both_sides, median
@@ -37,6 +39,7 @@ TIMEOUT = 120.0
 FJ_VERBS = ["start", "run", "wait", "receive"]
 RAW_VERBS = {"start": "send_task", "run": "worker", "wait": "", "receive": "get"}
 TARGET = 27.0
+AOF_BUSY = ("aof_rewrite_in_progress", "aof_rewrite_scheduled")  # INFO persistence
 
 
 class Phases:
@@ -77,10 +80,27 @@ class Phases:
         return result
 
 
-def idle_rate(counter: ServerCounter, seconds: float) -> Delta:
+def idle_rate(counter: ServerCounter, seconds: float) -> tuple[Delta, int]:
+    """What an idle window costs the server: its commands, and the bytes it appended to the
+    AOF (what every replica receives too; AOF on, see :func:`appendonly`)."""
+    aof = int(counter.r.info("persistence")["aof_current_size"])
     before = counter.snapshot()
     time.sleep(seconds)
-    return ServerCounter.diff(before, counter.snapshot())
+    delta = ServerCounter.diff(before, counter.snapshot())
+    return delta, int(counter.r.info("persistence")["aof_current_size"]) - aof
+
+
+@contextlib.contextmanager
+def appendonly(r: Any) -> Iterator[None]:
+    """The server's AOF on for the block (its first rewrite done before), off after it."""
+    r.config_set("appendfsync", "no")
+    r.config_set("appendonly", "yes")
+    while any(int(r.info("persistence").get(k, 0)) for k in AOF_BUSY):
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        r.config_set("appendonly", "no")
 
 
 def fj_phases(s: Sides, n: int, idle: Delta) -> Phases:
@@ -180,10 +200,11 @@ def bench_commands(ctx: Ctx) -> None:
             res = s.app.send_task(ECHO, args=["x"], queue=RAW_QUEUE)
             res.get(timeout=TIMEOUT)
             res.forget()
-        with frozen(s.raw.procs):
-            idle_fj = idle_rate(s.counter, idle_s)
-        with frozen(s.workers.procs):
-            idle_raw = idle_rate(s.counter, idle_s)
+        with appendonly(s.counter.r):
+            with frozen(s.raw.procs):
+                idle_fj, aof_fj = idle_rate(s.counter, idle_s)
+            with frozen(s.workers.procs):
+                idle_raw, aof_raw = idle_rate(s.counter, idle_s)
         fj_runs, raw_runs = [], []
         for _ in range(rounds):  # alternated
             fj_runs.append(fj_phases(s, n, idle_fj))
@@ -251,6 +272,26 @@ def bench_commands(ctx: Ctx) -> None:
             n=n,
         )
     )
+    # an idle worker: per heartbeat interval, what the server runs and what it appends to the
+    # AOF (and sends every replica); raw Celery's worker has no heartbeat of its own
+    beat = s.config.heartbeat_interval
+    for label, unit, fj, raw in (
+        ("commands", "cmds", idle_fj.commands, idle_raw.commands),
+        ("bytes appended to the AOF", "B", aof_fj, aof_raw),
+    ):
+        ctx.add(
+            Row(
+                f"idle worker, one location: {label} per {beat:g} s heartbeat",
+                unit,
+                fj / idle_fj.seconds * beat,
+                base=raw / idle_raw.seconds * beat,
+                base_name="raw Celery worker",
+                ratio=ratio_of(fj / idle_fj.seconds, raw / idle_raw.seconds) if raw else None,
+                note=f"{idle_s:g} s each, the other side frozen; appendonly on, appendfsync no"
+                if unit == "B"
+                else f"fleetjobs: {_top(idle_fj.calls, round(idle_fj.seconds / beat))}",
+            )
+        )
     if not rates:
         ctx.note("redis-benchmark not found on PATH: the physical-limit rows are skipped")
         return
