@@ -104,7 +104,9 @@ def peek_before_restoring() -> None:
     paid five commands per worker per interval for a restore that finds nothing unless a
     worker died. It now reads first (the same query, one message) and goes on to kombu's own
     restore, mutex and all, only when a message is past its lease: the same restores, and one
-    command when there is none. Idempotent; every fleetjobs process applies it."""
+    command when there is none. Should the look fail (a kombu whose QoS differs, a lost
+    connection), kombu's own restore runs as it did. Idempotent; every fleetjobs process
+    applies it."""
     from kombu.transport import redis as kombu_redis
 
     qos: Any = kombu_redis.QoS
@@ -112,17 +114,26 @@ def peek_before_restoring() -> None:
         return
     restore: Any = qos.restore_visible
 
-    def restore_visible(self: Any, start: int = 0, num: int = 10, interval: int = 10) -> Any:
-        if self._vrestore_count % (interval or 1) == 0:  # kombu's throttle: this call scans
-            with self.channel.conn_or_acquire() as client:
-                ceil = time.time() - self.visibility_timeout
-                due = client.zrange(
-                    self.unacked_index_key, ceil, 0, desc=True, byscore=True, offset=0, num=1
-                )
-            if not due:
-                self._vrestore_count += 1  # as kombu counts a call
+    def nothing_due(self: Any, start: int = 0, num: int = 10, interval: int = 10) -> bool:
+        if self._vrestore_count % (interval or 1):
+            return False  # kombu's throttle skips this call itself
+        with self.channel.conn_or_acquire() as client:
+            ceil = time.time() - self.visibility_timeout
+            due = client.zrange(
+                self.unacked_index_key, ceil, 0, desc=True, byscore=True, offset=0, num=1
+            )
+        if due:
+            return False
+        self._vrestore_count += 1  # as kombu counts a call
+        return True
+
+    def restore_visible(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            if nothing_due(self, *args, **kwargs):
                 return None
-        return restore(self, start, num, interval)
+        except Exception:  # a kombu that does it otherwise, or a lost connection: kombu's
+            pass  # own restore, which meets the same and handles it as it always has
+        return restore(self, *args, **kwargs)
 
     restore_visible._fleetjobs_peeks = True  # type: ignore[attr-defined]
     qos.restore_visible = restore_visible
