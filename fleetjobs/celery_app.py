@@ -21,6 +21,7 @@ runs. The settings here are the answers to Celery's known traps (see DESIGN.md):
 
 from __future__ import annotations
 
+import logging
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -32,6 +33,8 @@ from .config import Config
 from .errors import ConfigError
 from .keys import SCHEMA
 from .routing import TASK_NAME, UNACKED, UNACKED_INDEX
+
+log = logging.getLogger("fleetjobs")
 
 # set while a message is made to be kept for a later release (Dispatcher.compose): Celery
 # sends no task-sent event for it (Flower lists it when a worker receives it)
@@ -113,6 +116,7 @@ def peek_before_restoring() -> None:
     if getattr(qos.restore_visible, "_fleetjobs_peeks", False):
         return
     restore: Any = qos.restore_visible
+    failed: list[bool] = []  # said once per process
 
     def nothing_due(self: Any, start: int = 0, num: int = 10, interval: int = 10) -> bool:
         if self._vrestore_count % (interval or 1):
@@ -132,7 +136,10 @@ def peek_before_restoring() -> None:
             if nothing_due(self, *args, **kwargs):
                 return None
         except Exception:  # a kombu that does it otherwise, or a lost connection: kombu's
-            pass  # own restore, which meets the same and handles it as it always has
+            # own restore, which meets the same and handles it as it always has
+            if not failed:
+                failed.append(True)
+                log.debug("the look before kombu's restore failed; kombu restores", exc_info=True)
         return restore(self, *args, **kwargs)
 
     restore_visible._fleetjobs_peeks = True  # type: ignore[attr-defined]
