@@ -21,10 +21,10 @@ from fleetjobs.actions import action
 from fleetjobs.errors import ActionError
 from fleetjobs.netcheck import reach
 
-from .context import JobContext
+from .context import STREAMS, JobContext
 from .reaper import orphan_proof
 
-_STREAMS = ("error", "warning", "verbose", "debug", "information")
+_STREAMS = tuple(s for s in STREAMS if s != "output")  # the messages echo may write
 _DRAIN = 1.0  # at most this many seconds a run job reads its pipes after its command exited
 
 
