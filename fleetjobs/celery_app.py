@@ -116,7 +116,7 @@ def peek_before_restoring() -> None:
     if getattr(qos.restore_visible, "_fleetjobs_peeks", False):
         return
     restore: Any = qos.restore_visible
-    failed: list[bool] = []  # said once per process
+    said = False  # that the look failed: once per process
 
     def nothing_due(self: Any, start: int = 0, num: int = 10, interval: int = 10) -> bool:
         if self._vrestore_count % (interval or 1):
@@ -132,13 +132,14 @@ def peek_before_restoring() -> None:
         return True
 
     def restore_visible(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal said
         try:
             if nothing_due(self, *args, **kwargs):
                 return None
         except Exception:  # a kombu that does it otherwise, or a lost connection: kombu's
             # own restore, which meets the same and handles it as it always has
-            if not failed:
-                failed.append(True)
+            if not said:
+                said = True
                 log.debug("the look before kombu's restore failed; kombu restores", exc_info=True)
         return restore(self, *args, **kwargs)
 
