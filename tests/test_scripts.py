@@ -9,6 +9,7 @@ import time
 from fleetjobs import JobState
 from fleetjobs.hosts import Hosts
 from fleetjobs.lifecycle import JobSpec, NewChild
+from fleetjobs.records import Pending
 
 from .conftest import Layers
 
@@ -237,3 +238,45 @@ def test_claim_refuses_a_message_not_addressed_to_the_worker(layers: Layers) -> 
     assert _state(w, child.id) is S.NOT_STARTED and _state(w, pid) is S.NOT_STARTED
     # the message the fleet sent runs it
     assert w.lifecycle.claim(child.id, "a", ["h1"], child.instance_id)[0] == S.RUNNING
+
+
+def test_claim_and_finish_keep_the_parents_begin_the_call_and_the_records(
+    layers: Layers,
+) -> None:
+    # claim reads the parent's state, begin and call in one go, and finish writes a child's
+    # records and its end in one write: what each used to do in several
+    w = layers
+    pid, _, (first, second) = w.lifecycle.create(
+        JobSpec("echo", ["a", 1], {"k": "v"}, "echo", ["h1", "h2"])
+    )
+    # the first claim gives the worker the parent's call, and the parent its child's begin
+    state, _, running = w.lifecycle.claim(first.id, "a")
+    assert state == S.RUNNING and running is not None
+    _, call = running
+    assert call is not None and call[1:] == (["a", 1], {"k": "v"})
+    began = w.store.r.hget(w.keys.job(pid), "begin")
+    assert began is not None and began == w.store.r.hget(w.keys.job(first.id), "begin")
+    # a later child's claim keeps it: the parent began with its first child
+    time.sleep(0.01)
+    assert w.lifecycle.claim(second.id, "b")[0] == S.RUNNING
+    assert w.store.r.hget(w.keys.job(pid), "begin") == began
+    # finish with three records under a cap that holds two: two kept, then the warning
+    piid = w.store.r.hget(w.keys.job(pid), "iid")
+    batch = [Pending("output", f"line {n}", n, 1.0) for n in (1, 2, 3)]
+    tail = w.records.tail(first.instance_id, piid, batch)
+    one = len(tail[5])  # a record's size
+    tail[2] = 2 * one + 1
+    assert w.lifecycle.finish(first.id, S.COMPLETED, "", tail)[0] == S.COMPLETED
+    out = [json.loads(r) for r in w.store.r.lrange(w.keys.out(first.instance_id), 0, -1)]
+    assert [r["d"] for r in out[:2]] == ["line 1", "line 2"]
+    assert out[2]["s"] == "warning" and len(out) == 3
+    child = w.store.r.hgetall(w.keys.job(first.id))
+    assert child["state"] == S.COMPLETED.value and child["end"]
+    assert (child["wseq"], child["truncated"]) == ("3", "1")
+    # the same finish again (its answer was lost) writes nothing twice
+    assert w.lifecycle.finish(first.id, S.COMPLETED, "", tail)[0] == S.COMPLETED
+    assert w.store.r.llen(w.keys.out(first.instance_id)) == 3
+    # the other child finishes without records: the parent is Completed, its begin kept
+    assert w.lifecycle.finish(second.id, S.COMPLETED)[0] == S.COMPLETED
+    assert _state(w, pid) is S.COMPLETED
+    assert w.store.r.hget(w.keys.job(pid), "begin") == began

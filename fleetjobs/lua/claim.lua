@@ -12,10 +12,12 @@ local id, worker, via, task_id, attempt = ARGV[3], ARGV[4], ARGV[5], ARGV[6], AR
 local k = K.job(id)
 local f = fields(k, 'state', 'stop', 'deadline', 'parent', 'location', 'start_timeout',
                  'stop_reason', 'worker', 'iid', 'attempt', 'queued')
-local function answer(head)
+local CALL = {'args', 'kwargs', 'iid'}
+local function answer(head, parent)  -- parent: its fields, when the caller read CALL already
   if head ~= S.RUNNING then return {result(head), {}, {}} end
-  return {result(head), redis.call('HGETALL', k),
-          redis.call('HMGET', K.job(f.parent), 'args', 'kwargs', 'iid')}
+  local call = parent and {parent.args, parent.kwargs, parent.iid}
+    or redis.call('HMGET', K.job(f.parent), unpack(CALL))
+  return {result(head), redis.call('HGETALL', k), call}
 end
 if not f.state then return answer('Missing') end
 if not given(f.parent) then
@@ -55,11 +57,10 @@ if given(f.deadline) and tonumber(NOW) > tonumber(f.deadline) then
   return answer(S.FAILED)
 end
 move(id, S.RUNNING, f, {'begin', NOW, 'worker', worker, 'queued', '1', 'attempt', attempt})
-if given(f.parent) then redis.call('HSETNX', K.job(f.parent), 'begin', NOW) end
 redis.call('SADD', K.running(f.location), id)
 redis.call('SADD', K.active, id)
 -- off the start deadlines (a child is on them exactly when its record has a deadline)
 if given(f.deadline) then redis.call('ZREM', K.deadlines, id) end
 publish(id, EV.STATE, f.iid)
-if given(f.parent) then refresh_parent(f.parent) end
-return answer(S.RUNNING)
+-- the parent's state, its begin (its first child's) and the call the worker runs: one read
+return answer(S.RUNNING, refresh_parent(f.parent, CALL, NOW))

@@ -82,13 +82,17 @@ end
 -- later ones are dropped. id: the child's, when the caller knows it. Returns 0 when the job
 -- is gone or settled (an action writing after its stop point writes into nothing), 2 once
 -- truncated, else 1.
--- quiet: publish nothing on the child's channel (finish does: its state follows at once)
-local function append_records(iid, parent_iid, cap, warning, recs, id, quiet)
+-- quiet: publish nothing on the child's channel (finish does: its state follows at once).
+-- known: the child's fields (wseq, wbytes, truncated, state) when the caller read them; sets:
+-- a list the fields to write are added to (name, value, ...), for the caller's own HSET,
+-- instead of an HSET here.
+local function append_records(iid, parent_iid, cap, warning, recs, id, quiet, known, sets)
   id = id or redis.call('HGET', K.iids, iid)  -- the caller may know the child's id
   if not id then return 0 end
   local k = K.job(id)
-  local f = fields(k, 'wseq', 'wbytes', 'truncated', 'state')
+  local f = known or fields(k, 'wseq', 'wbytes', 'truncated', 'state')
   if not f.state then return 0 end
+  local out = sets or {}
   local last = tonumber(f.wseq or '0')
   local wseq, bytes, truncated = last, tonumber(f.wbytes or '0'), f.truncated == '1'
   local new = {}
@@ -101,14 +105,16 @@ local function append_records(iid, parent_iid, cap, warning, recs, id, quiet)
         bytes = bytes + #rec
         if bytes > cap then
           rec, truncated = warning, true
-          redis.call('HSET', k, 'truncated', '1')
+          out[#out + 1] = 'truncated'; out[#out + 1] = '1'
         end
         new[#new + 1] = rec
       end
     end
   end
   if wseq == last then return truncated and 2 or 1 end
-  redis.call('HSET', k, 'wseq', wseq, 'wbytes', bytes)
+  out[#out + 1] = 'wseq'; out[#out + 1] = wseq
+  out[#out + 1] = 'wbytes'; out[#out + 1] = bytes
+  if not sets then redis.call('HSET', k, unpack(out)) end
   if #new > 0 then
     call_chunked('RPUSH', K.out(iid), new)
     if not quiet then redis.call('PUBLISH', K.events(iid), EV.RECORD) end

@@ -4,15 +4,18 @@
 -- ARGV[10..] = pairs of record number and record JSON (append.lua's), written first.
 -- A stop asked meanwhile wins: the child is Stopped. Returns {final state, due...}.
 local id = ARGV[3]
+-- one read of the child for its records and its end, and one write of both (settle's HSET)
+local f = fields(K.job(id), 'state', 'stop', 'stop_reason', 'parent', 'location', 'queued', 'iid',
+                 'wseq', 'wbytes', 'truncated')
+local written = {}
 if ARGV[6] then
   local recs = {}
   for i = 10, #ARGV do recs[#recs + 1] = ARGV[i] end
-  append_records(ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], recs, id, true)
+  append_records(ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], recs, id, true, f, written)
 end
-local f = fields(K.job(id), 'state', 'stop', 'stop_reason', 'parent', 'location', 'queued', 'iid')
 if not f.state then return result('Missing') end
 if FIN[f.state] then return result(f.state) end
 local state, reason = ARGV[4], ARGV[5]
 if f.stop == '1' then state, reason = S.STOPPED, f.stop_reason end
-settle(id, state, reason, f)
+settle(id, state, reason, f, written)
 return result(state)

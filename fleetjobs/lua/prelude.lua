@@ -45,11 +45,14 @@ end
 
 -- a parent's state from its children's counts: the rule of fleetjobs.states.parent_state.
 -- Returns its fields as read (with 'state' as it now is), for the caller's next steps.
-local function refresh_parent(pid)
+-- more: other fields the caller needs, read in the same HMGET; begin: when its first child
+-- began (a claim), set with the state unless the parent has one already.
+local function refresh_parent(pid, more, begin)
   local pk = K.job(pid)
   local names = {'n', 'state', 'stop', 'stop_reason', 'freasons', 'last_reason', 'iid',
-                 'batch', 'created'}
+                 'batch', 'created', 'throttle', 'begin'}
   for _, state in pairs(S) do table.insert(names, 'c:' .. state) end
+  for _, name in ipairs(more or {}) do table.insert(names, name) end
   local f = fields(pk, unpack(names))
   if not f.n then return f end
   local function count(state) return tonumber(f['c:' .. state] or '0') or 0 end
@@ -70,8 +73,10 @@ local function refresh_parent(pid)
   elseif count(S.SUSPENDED) > 0 then new = S.SUSPENDED
   elseif count(S.NOT_STARTED) == n then new = S.NOT_STARTED
   else new = S.RUNNING end
+  local set = {}
+  if begin and not f.begin then set = {'begin', begin} end
   if new ~= f.state then
-    local set = {'state', new}
+    set[#set + 1] = 'state'; set[#set + 1] = new
     if FIN[new] then
       set[#set + 1] = 'end'; set[#set + 1] = NOW
       local reason = nil
@@ -84,7 +89,9 @@ local function refresh_parent(pid)
       if reason then set[#set + 1] = 'reason'; set[#set + 1] = reason end
       redis.call('ZADD', K.ended, NOW, pid)
     end
-    redis.call('HSET', pk, unpack(set))
+  end
+  if #set > 0 then redis.call('HSET', pk, unpack(set)) end
+  if new ~= f.state then
     publish(pid, state_event(new), f.iid)
     f.state = new
   end
@@ -123,12 +130,14 @@ local function next_pending(pid)
 end
 
 -- a child reaches a finished state: its record, its host's running set, its parent, its slot.
--- known: the child's parent, location, queued, iid and state, when the caller has read them.
-local function settle(id, state, reason, known)
+-- known: the child's parent, location, queued, iid and state, when the caller has read them;
+-- more: other fields to write with its state (name, value, ...), in the same HSET.
+local function settle(id, state, reason, known, more)
   local k = K.job(id)
   local f = known or fields(k, 'parent', 'location', 'queued', 'iid', 'state')
   local extra = {'end', NOW}
   if given(reason) then extra[3] = 'reason'; extra[4] = reason end
+  for _, v in ipairs(more or {}) do extra[#extra + 1] = v end
   local waited = f.state == S.NOT_STARTED  -- never claimed: its kept message, its deadline
   move(id, state, f, extra)
   if waited and f.iid then redis.call('DEL', K.msg(f.iid)) end
@@ -150,7 +159,9 @@ local function settle(id, state, reason, known)
     local p = refresh_parent(f.parent)
     local rollout = given(p.batch)
       and rollout_settled(f.parent, id, state, f.location, f.queued == '1')
-    if f.queued == '1' and not rollout then next_pending(f.parent) end
+    -- only a parent with more children than its throttle has a pending list (lifecycle.py)
+    local throttled = tonumber(p.n or '0') > (tonumber(p.throttle or '') or 0)
+    if f.queued == '1' and not rollout and throttled then next_pending(f.parent) end
     -- a rollout may have changed the parent since: read again; else as refresh left it
     if rollout then index_settled(f.parent) else index_settled(f.parent, p.state, p.created) end
   else
