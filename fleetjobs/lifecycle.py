@@ -36,6 +36,8 @@ from .registry import Call, num, running_of, snapshot
 from .states import JobState
 from .store import Store, guarded
 
+REMOVE_CHUNK = 1000  # keys or members per command of a remove
+
 
 @dataclass(frozen=True)
 class Composed:
@@ -318,31 +320,48 @@ class Lifecycle:
 
     @guarded
     def remove(self, jobs: Sequence[JobInfo]) -> None:
-        """Delete every key these top-level jobs and their children own, in one transaction."""
+        """Delete every key these top-level jobs and their children own, in one transaction.
+
+        One command per key touched, with all its members (a bulk remove, a retention purge):
+        not one per job and key.
+        """
         keys = self.keys
-        pipe = self.r.pipeline(transaction=True)
+        doomed: list[str] = []  # keys unlinked whole
+        members: dict[tuple[str, str], list[Any]] = {}  # (command, key) -> members it drops
+
+        def drop(command: str, key: str, member: Any) -> None:
+            members.setdefault((command, key), []).append(member)
+
+        stops: list[str] = []
         for job in jobs:
             for member in (job, *job.children):
-                # UNLINK: a million records are freed in the background, not while Redis waits
-                pipe.unlink(keys.job(member.id), keys.out(member.instance_id))
-                pipe.unlink(keys.held(member.instance_id))
-                pipe.hdel(keys.iids, member.instance_id)
-                pipe.srem(keys.active, member.id)
-                pipe.zrem(keys.deadlines, member.id)
-                pipe.srem(keys.running(member.location), member.id)
-                pipe.zrem(keys.inq(member.location), member.instance_id)
-                pipe.unlink(keys.msg(member.instance_id))
+                iid = member.instance_id
+                doomed += (keys.job(member.id), keys.out(iid), keys.held(iid), keys.msg(iid))
+                drop("hdel", keys.iids, iid)
+                drop("srem", keys.active, member.id)
+                drop("zrem", keys.deadlines, member.id)
+                if member is not job or not job.children:  # a parent is on no host's lists
+                    drop("srem", keys.running(member.location), member.id)
+                    drop("zrem", keys.inq(member.location), iid)
                 if member is not job and not member.finished:
                     # its worker hears it at once and ends the action (no record to write to)
-                    pipe.publish(keys.events(member.instance_id), EVENT_STOP)
-            pipe.delete(keys.pending(job.id))
-            pipe.zrem(keys.jobs, job.id)
-            pipe.zrem(keys.ended, job.id)
-            pipe.srem(keys.names(job.name), job.id)
-            for index in (keys.waves, keys.created, keys.failed, keys.by_action(job.action)):
-                pipe.zrem(index, job.id)
+                    stops.append(keys.events(iid))
+            doomed.append(keys.pending(job.id))
+            drop("srem", keys.names(job.name), job.id)
+            for index in (keys.jobs, keys.ended, keys.waves, keys.created, keys.failed):
+                drop("zrem", index, job.id)
+            drop("zrem", keys.by_action(job.action), job.id)
             for loc in {c.location for c in job.children} | set(job.location.split(",")):
-                pipe.zrem(keys.by_location(loc), job.id)
+                drop("zrem", keys.by_location(loc), job.id)
+        pipe = self.r.pipeline(transaction=True)
+        # UNLINK: a million records are freed in the background, not while Redis waits
+        for i in range(0, len(doomed), REMOVE_CHUNK):
+            pipe.unlink(*doomed[i : i + REMOVE_CHUNK])
+        for (command, key), dropped in members.items():
+            for i in range(0, len(dropped), REMOVE_CHUNK):
+                getattr(pipe, command)(key, *dropped[i : i + REMOVE_CHUNK])
+        for channel in stops:
+            pipe.publish(channel, EVENT_STOP)
         pipe.execute()
         # children that never started may still have a message waiting in their queue
         unstarted: dict[str, list[str]] = {}

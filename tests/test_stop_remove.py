@@ -11,8 +11,12 @@ import pytest
 
 from fleetjobs import Config, Fleet, JobState, JobStateError
 from fleetjobs.embedded import LocalWorkers
+from fleetjobs.lifecycle import JobSpec
+from fleetjobs.records import Pending
 
-from .conftest import INCLUDE, eventually, uniq
+from .conftest import INCLUDE, Layers, eventually, uniq
+
+S = JobState
 
 
 def processes_with(marker: str) -> list[int]:
@@ -162,3 +166,29 @@ def test_finished_jobs_are_purged_after_the_retention_period(
         ids = [j.id for j in fleet.get()]
         assert old.id not in ids and running.id in ids  # an unfinished job is never purged
         fleet.remove(running, force=True)
+
+
+def test_a_bulk_remove_leaves_no_key_and_no_index_entry(layers: Layers) -> None:
+    # given jobs in every phase of their life, on shared and distinct hosts, in one fleet
+    w = layers
+    made = [
+        w.lifecycle.create(JobSpec("echo", [], {}, "echo", locs, name=name, throttle_limit=1))
+        for locs, name in (
+            (["h1", "h2", "h3"], "fan"),
+            (["h1"], "one"),
+            (["h2", "h4"], "fan"),
+            (["h4"], "never"),
+        )
+    ]
+    for _, _, children in made[:3]:
+        w.lifecycle.claim(children[0].id, "a")
+        w.lifecycle.finish(children[0].id, S.FAILED, "no")
+    w.records.append(made[0][2][0].instance_id, None, [Pending("output", "x", 1, 1.0)])
+    before = set(w.store.r.scan_iter(match=f"{w.store.config.prefix}*"))
+    assert len(before) > 10
+    # when they are removed at once
+    w.lifecycle.remove(w.registry.load([pid for pid, _, _ in made]))
+    # then the fleet holds nothing of them: its id counter and the names of the hosts that
+    # have had messages out (the redelivery's list of where to look) are all that is left
+    left = set(w.store.r.scan_iter(match=f"{w.store.config.prefix}*"))
+    assert left == {w.keys.seq, w.keys.inqlocs}
