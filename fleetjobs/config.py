@@ -83,6 +83,11 @@ class Config:
     confined_to: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.redis_url, str):  # Fleet(Config(...)): a config where a URL goes
+            hint = ": pass it as config=" if isinstance(self.redis_url, Config) else ""
+            raise ConfigError(
+                f"a Redis URL must be text, not {type(self.redis_url).__name__}{hint}"
+            )
         parts = urlsplit(self.redis_url)
         if parts.scheme not in {"redis", "rediss", "unix", *SENTINEL_SCHEMES}:
             raise ConfigError(

@@ -35,6 +35,16 @@ def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> 
         Config.from_env(env)
 
 
+def test_a_config_passed_where_a_url_goes_is_refused_with_the_way_to_pass_it() -> None:
+    # Fleet(Config(...)): the first argument is the URL, the config goes by name
+    from fleetjobs import Fleet
+
+    with pytest.raises(ConfigError, match="not Config: pass it as config="):
+        Fleet(Config(redis_url="redis://127.0.0.1:1/0"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="a Redis URL must be text, not int"):
+        Config(redis_url=6379)  # type: ignore[arg-type]
+
+
 def test_passwords_are_hidden_in_every_message() -> None:
     assert redact_url("rediss://ops:hunter2@cache:6380/0") == "rediss://ops:***@cache:6380/0"
     assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
