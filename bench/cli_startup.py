@@ -50,6 +50,15 @@ def imports(args: list[str], env: dict[str, str]) -> tuple[int, bool, float]:
     return len(names), any(n.strip().split(".")[0] == "celery" for n in names), total / 1e6
 
 
+def installed_env(redis_url: str) -> dict[str, str]:
+    """The environment a ``fleetjobs`` command is timed in: as installed, with fleetjobs'
+    bytecode compiled (pip compiles what it installs; an editable checkout under
+    PYTHONDONTWRITEBYTECODE would compile fleetjobs again on every run)."""
+    compileall.compile_dir(str(Path(fleetjobs.__file__).parent), quiet=1, workers=0, force=False)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return env | {"FLEETJOBS_REDIS_URL": redis_url}
+
+
 def bench_cli(ctx: Ctx) -> None:
     rounds = ctx.param("rounds", 2, 5)
     runs = ctx.param("runs", 3, 5)
@@ -64,14 +73,7 @@ def bench_cli(ctx: Ctx) -> None:
                     job = fleet.start("echo", "x", locations=LOC)
                     if not fleet.wait([job], timeout=30):
                         raise BenchError("a set-up job did not finish")
-            # timed as installed: with the bytecode cached (pip compiles what it installs; an
-            # editable checkout under PYTHONDONTWRITEBYTECODE would compile fleetjobs each run)
-            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {
-                "FLEETJOBS_REDIS_URL": server.url
-            }
-            compileall.compile_dir(
-                str(Path(fleetjobs.__file__).parent), quiet=1, workers=0, force=False
-            )
+            env = installed_env(server.url)
             commands = {
                 "fleetjobs get": [*fj, "get"],
                 "fleetjobs start": [*fj, "start", "--location", LOC, "echo", "hi"],
