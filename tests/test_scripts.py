@@ -208,6 +208,20 @@ def test_a_throttled_parent_releases_its_next_child_when_one_finishes(layers: La
     assert due == [] and _state(w, pid) is S.STOPPED
 
 
+def test_only_a_parent_with_more_children_than_its_throttle_has_children_waiting(
+    layers: Layers,
+) -> None:
+    # settle() looks for a next child only then (prelude.lua): a start that queues fewer
+    # than all within the throttle would strand the rest
+    w = layers
+    for n, throttle, waiting in ((2, 2, 0), (3, 2, 1), (1, 32, 0)):
+        pid, _, children = w.lifecycle.create(
+            JobSpec("echo", [], {}, "echo", [f"h{i}" for i in range(n)], throttle_limit=throttle)
+        )
+        assert sum(not c.queued for c in children) == waiting
+        assert w.store.r.llen(w.keys.pending(pid)) == waiting
+
+
 def test_the_generated_header_names_every_state_and_key() -> None:
     from fleetjobs.keys import SCHEMA
     from fleetjobs.scripts import RECORDS, STATE_CHANGES, header, source
