@@ -11,6 +11,7 @@ fleet lives.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -100,7 +101,7 @@ class Config:
             self._check_port(parts)
         if parts.scheme == "unix" and not parts.path:
             raise ConfigError(f"a unix:// Redis URL needs a socket path: {self.safe_url}")
-        if not _PREFIX_RE.match(self.prefix):
+        if not isinstance(self.prefix, str) or not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"invalid key prefix {self.prefix!r} (letters, digits, _.:-)")
         self._check_numbers()
         self._check_signing()
@@ -150,8 +151,11 @@ class Config:
             "beat_lock_timeout",
             "stop_grace",
         ):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value <= 0:  # nan passes a plain <= 0
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Config:

@@ -17,16 +17,12 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import placement, rollouts
+from . import options, placement, rollouts
 from .actions import check_action_name
 from .config import Config, default_location
 from .control import HELD, Control, ControlVerbs, deadlocked
 from .dispatch import Dispatcher
-from .errors import (
-    ArgumentError,
-    JobNotFoundError,
-    UnknownActionError,
-)
+from .errors import ArgumentError, JobNotFoundError, NoHostError, UnknownActionError
 from .events import JobEvents, ride_out, ride_out_iter
 from .history import History, parse_time
 from .hosts import Hosts
@@ -165,20 +161,20 @@ class Fleet(ControlVerbs):
             check_action_name(action)
         except ValueError as exc:
             raise UnknownActionError(str(exc)) from None
-        kwargs = {**(kwargs or {}), **action_kwargs}
+        kwargs = {**options.mapping("kwargs", kwargs), **action_kwargs}
         check_arguments(args, kwargs, self.config.max_arguments)
         if name is not None:
             check_name(name)
-        if throttle_limit < 1:
-            raise ArgumentError(f"throttle limit must be at least 1, got {throttle_limit}")
-        for what, value in (
-            ("start timeout", start_timeout),
-            ("timeout", timeout),
-            ("prompt timeout", prompt_timeout),
-        ):
-            if value is not None and value <= 0:
-                raise ArgumentError(f"{what} must be positive, got {value}")
-        named = split_locations([locations] if isinstance(locations, str) else locations or [])
+        throttle_limit = options.count("throttle limit", throttle_limit, 1)
+        start_timeout, timeout, prompt_timeout = options.durations(
+            start_timeout=start_timeout, timeout=timeout, prompt_timeout=prompt_timeout
+        )
+        target, where = options.texts("target", target), options.texts("where", where)
+        options.flags(all_hosts=all_hosts, halt_running=halt_running)
+        given = options.texts("locations", locations)
+        named = split_locations(given)
+        if given and not named:  # '' or ',': a location asked for, and none named
+            raise NoHostError(f"no location named in {', '.join(map(repr, given))}")
         # plain names need only their own hosts' records; globs, tags and --all need them all
         everything = bool(target) or all_hosts or bool(where) or any(is_glob(n) for n in named)
         scope = None if everything else named or [default_location()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 
+from . import options
 from .errors import ArgumentError
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -37,10 +38,9 @@ def batch_size(
         ArgumentError: a batch that is not a positive count or percentage, a negative wait or
             failure count, or waits and halts asked with no rollout.
     """
-    if batch_wait < 0:
-        raise ArgumentError(f"batch wait must not be negative, got {batch_wait}")
-    if max_failures is not None and max_failures < 0:
-        raise ArgumentError(f"max failures must not be negative, got {max_failures}")
+    batch_wait = options.seconds("batch wait", batch_wait, zero=True) or 0.0
+    if max_failures is not None:
+        options.count("max failures", max_failures, 0)
     if batch is None:
         if batch_wait:
             raise ArgumentError("--batch-wait needs --batch: it is the pause between waves")
@@ -62,6 +62,4 @@ def batch_size(
                 f"batch {batch!r} is neither a host count (5) nor a percentage (10%)"
             )
         batch = int(text)
-    if batch < 1:
-        raise ArgumentError(f"batch must be at least 1 host, got {batch}")
-    return batch
+    return options.count("batch (hosts per wave)", batch, 1)

@@ -29,7 +29,7 @@ import redis.exceptions
 from celery import Celery
 from redbeat.schedulers import REDBEAT_REDIS_KEY, ensure_conf
 
-from . import placement
+from . import options, placement
 from .actions import check_action_name, registered
 from .celery_app import make_celery
 from .config import Config
@@ -53,6 +53,7 @@ from .triggers import FleetEntry, Trigger, celery_schedule, parse_trigger
 P = ParamSpec("P")
 T = TypeVar("T")
 OVERLAP = ("skip", "parallel", "stop-existing")
+MAX_RESULTS = 100_000  # runs a schedule keeps at most (each with its output)
 TASK = "fleetjobs.schedule"  # the name RedBeat files entries under; nothing is ever sent to it
 SKIPS_KEPT = 20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -205,24 +206,23 @@ class Schedules:
             check_action_name(action)
         except ValueError as exc:
             raise UnknownActionError(str(exc)) from None
-        kwargs = dict(kwargs or {})
+        kwargs = dict(options.mapping("kwargs", kwargs))
         for i, value in enumerate(args, 1):
             to_json(value, f"argument {i}")
         for key, value in kwargs.items():
             if not isinstance(key, str) or not key.isidentifier():
                 raise ArgumentError(f"keyword argument name {key!r} is not an identifier")
             to_json(value, f"keyword argument {key!r}")
-        if throttle_limit < 1:
-            raise ArgumentError(f"throttle limit must be at least 1, got {throttle_limit}")
-        if max_results < 1:
-            raise ArgumentError(f"max results must be at least 1, got {max_results}")
-        for what, number in (("start timeout", start_timeout), ("timeout", timeout)):
-            if number is not None and number <= 0:
-                raise ArgumentError(f"{what} must be positive, got {number}")
+        options.count("throttle limit", throttle_limit, 1)
+        if options.count("max results", max_results, 1) > MAX_RESULTS:
+            raise ArgumentError(f"max results must be at most {MAX_RESULTS:,}, got {max_results}")
+        options.durations(start_timeout=start_timeout, timeout=timeout)
+        options.flags(all_hosts=all_hosts)
+        target = options.texts("target", target)
         if overlap not in OVERLAP:
             raise ArgumentError(f"overlap must be one of {', '.join(OVERLAP)}, got {overlap!r}")
         trigger = parse_trigger(cron, every, at, timezone)
-        named = split_locations([locations] if isinstance(locations, str) else locations or [])
+        named = split_locations(options.texts("locations", locations))
         spec: dict[str, Any] = {
             "action": action,
             "args": list(args),

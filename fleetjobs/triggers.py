@@ -10,6 +10,7 @@ puts it back whenever it is loaded.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from redbeat.schedulers import RedBeatSchedulerEntry
 from redbeat.schedules import rrule
 
 from .errors import BadTriggerError
+from .options import MAX_SECONDS
 
 KINDS = ("cron", "every", "at")
 # the crontab(5) nicknames Celery's parser does not know
@@ -188,8 +190,10 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def _seconds(every: str | float) -> float:
-    if isinstance(every, (int, float)):
+    if isinstance(every, (int, float)) and not isinstance(every, bool):
         seconds = float(every)
+    elif not isinstance(every, str):
+        raise BadTriggerError(f"bad interval {every!r}: seconds, or text like 30s, 10m, 2h, 1d")
     else:
         match = _EVERY_RE.match(every)
         if not match:
@@ -197,8 +201,12 @@ def _seconds(every: str | float) -> float:
                 f"bad interval {every!r}: a number with s, m, h or d (30s, 10m, 2h, 1d)"
             )
         seconds = float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+    if not math.isfinite(seconds):
+        raise BadTriggerError(f"interval {every!r} is not a finite number of seconds")
     if seconds < 1:
         raise BadTriggerError(f"interval {every!r} is under a second")
+    if seconds > MAX_SECONDS:
+        raise BadTriggerError(f"interval {every!r} is over {MAX_SECONDS:.0f} s (some 31 years)")
     return seconds
 
 

@@ -135,6 +135,15 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(cli: CliRunner) -> None:
         (("remove",), 2, "--state STATE or --all"),
         (("start", "-l", "bad/name", "echo"), 2, "invalid location"),
         (("frobnicate",), 2, "No such command"),
+        # numbers a job's record cannot hold, and no location at all
+        (("start", "-l", "alpha", "--start-timeout", "nan", "echo"), 2, "not a finite number"),
+        (("start", "-l", "alpha", "--timeout", "1e12", "echo"), 2, "0<x<=1000000000"),
+        (("start", "-l", "alpha", "--batch", "1.5", "echo"), 2, "neither a host count"),
+        (("start", "-l", "", "echo"), 2, "no location named in ''"),
+        (("wait", "1", "--timeout", "nan"), 2, "not a finite number of seconds"),
+        (("ping", "--timeout", "inf", "alpha"), 2, "0<x<=1000000000"),
+        (("schedule", "add", "s", "--every", "9999999999d", "echo"), 2, "is over 1000000000 s"),
+        (("schedule", "add", "s", "--every", "1m", "--max-results", "9" * 20, "echo"), 2, "most"),
     ]
     for args, code, text in cases:
         res = cli(*args)

@@ -27,7 +27,9 @@ def test_settings_come_from_the_environment_then_overrides() -> None:
         ({"FLEETJOBS_RETENTION": "soon"}, "FLEETJOBS_RETENTION='soon' is not a valid float"),
         ({"FLEETJOBS_REDIS_URL": "http://x"}, "unsupported Redis URL scheme 'http'"),
         ({"FLEETJOBS_PREFIX": "has space"}, "invalid key prefix"),
-        ({"FLEETJOBS_RETENTION": "-1"}, "retention must be positive"),
+        ({"FLEETJOBS_RETENTION": "-1"}, "retention must be a positive number, got -1.0"),
+        ({"FLEETJOBS_RETENTION": "nan"}, "retention must be a positive number, got nan"),
+        ({"FLEETJOBS_HEARTBEAT_INTERVAL": "inf"}, "heartbeat_interval must be a positive"),
     ],
 )
 def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:
@@ -43,6 +45,10 @@ def test_a_config_passed_where_a_url_goes_is_refused_with_the_way_to_pass_it() -
         Fleet(Config(redis_url="redis://127.0.0.1:1/0"))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="a Redis URL must be text, not int"):
         Config(redis_url=6379)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="retention must be a number, got 'x'"):
+        Config(retention="x")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="invalid key prefix 5"):
+        Config(prefix=5)  # type: ignore[arg-type]
 
 
 def test_passwords_are_hidden_in_every_message() -> None:

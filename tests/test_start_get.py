@@ -10,8 +10,10 @@ import pytest
 from fleetjobs import (
     ArgumentError,
     Fleet,
+    FleetJobsError,
     JobNotFoundError,
     JobState,
+    NoHostError,
     ShellNotAllowedError,
     UnknownActionError,
 )
@@ -96,6 +98,49 @@ def test_a_value_json_cannot_carry_is_refused_before_anything_is_queued(
     with pytest.raises(ArgumentError, match="cannot be sent as JSON"):
         fleet.start("echo", "fine", bad, locations="alpha")
     assert fleet.registry.r.get(f"{fleet.config.prefix}seq") == before
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"batch": 1.5}, "batch \\(hosts per wave\\) must be a whole number, got 1.5"),
+        ({"batch": True}, "must be a whole number, got True"),
+        ({"max_failures": 0.5}, "max failures must be a whole number"),
+        ({"throttle_limit": "2"}, "throttle limit must be a whole number, got '2'"),
+        ({"start_timeout": float("nan")}, "start timeout must be a finite number"),
+        ({"timeout": float("inf")}, "timeout must be a finite number"),
+        ({"start_timeout": 1e12}, "start timeout must be at most 1000000000 seconds"),
+        ({"prompt_timeout": "x"}, "prompt timeout must be a number of seconds, got 'x'"),
+        ({"timeout": -1}, "timeout must be positive, got -1"),
+        ({"batch": 1, "batch_wait": float("nan")}, "batch wait must be a finite number"),
+        ({"kwargs": 5}, "kwargs must be a dict of keyword arguments, got 5"),
+        ({"all_hosts": "no"}, "all_hosts must be True or False, got 'no'"),
+        ({"target": 5}, "target must be text or a list of text, got 5"),
+        ({"locations": b"alpha"}, "locations must be text or a list of text"),
+        ({"locations": {"alpha": 1}}, "locations must be text or a list of text"),
+        ({"locations": ""}, "no location named in ''"),
+        ({"locations": [" ", ","]}, "no location named in"),
+    ],
+)
+def test_a_start_option_that_cannot_work_is_refused_before_anything_is_queued(
+    fleet: Fleet, options: dict[str, object], message: str
+) -> None:
+    # a value the job's record cannot hold would fail later, on a worker or in every console
+    # that reads the job: it is refused here, naming the option, and no job is made
+    before = fleet.registry.r.get(f"{fleet.config.prefix}seq")
+    options = {"locations": "alpha", **options}
+    with pytest.raises(FleetJobsError, match=message) as refused:
+        fleet.start("echo", "x", **options)  # type: ignore[arg-type]
+    assert isinstance(refused.value, (ArgumentError, NoHostError))
+    assert fleet.registry.r.get(f"{fleet.config.prefix}seq") == before
+
+
+def test_one_target_or_fact_filter_may_be_given_as_text(fleet: Fleet) -> None:
+    # a string is one filter, not a list of its characters
+    with pytest.raises(NoHostError, match="role=nothing-has-this"):
+        fleet.start("echo", "x", target="role=nothing-has-this")
+    with pytest.raises(NoHostError, match="os=nothing-has-this"):
+        fleet.start("echo", "x", where="os=nothing-has-this")
 
 
 def test_an_unknown_action_is_refused_naming_what_the_host_offers(fleet: Fleet) -> None:

@@ -11,6 +11,7 @@ a running job); 2 bad input (usage, unknown action, bad JSON, a host that refuse
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from ..errors import (
     RedisUnavailableError,
     StartError,
 )
+from ..options import MAX_SECONDS
 from ..states import JobState
 from .lazy import LazyGroup
 
@@ -91,6 +93,22 @@ def loglevel_option(default: str) -> Callable[[F], F]:
         show_default=True,
         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     )
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds an option takes: finite (``nan`` and ``inf`` parse as floats),
+    above 0 (or 0 too, with ``zero``), at most :data:`fleetjobs.options.MAX_SECONDS`."""
+
+    name = "seconds"
+
+    def __init__(self, zero: bool = False) -> None:
+        super().__init__(min=0, max=MAX_SECONDS, min_open=not zero)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return seconds
 
 
 def json_option(fn: F) -> F:

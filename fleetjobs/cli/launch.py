@@ -28,7 +28,17 @@ from ..routing import split_locations
 from ..signatures import bind_words
 from ..states import JobState
 from . import format as fmt
-from .app import EPILOG, EXIT_FAILED, State, cli, json_option, parse_kw, parse_value, pass_state
+from .app import (
+    EPILOG,
+    EXIT_FAILED,
+    Seconds,
+    State,
+    cli,
+    json_option,
+    parse_kw,
+    parse_value,
+    pass_state,
+)
 from .control import ask_on_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,19 +113,19 @@ def job_options(fn: F) -> F:
         ),
         click.option(
             "--start-timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Seconds(),
             metavar="SECONDS",
             help="Fail a host's part if no worker started it within SECONDS.",
         ),
         click.option(
             "--timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Seconds(),
             metavar="SECONDS",
             help="Fail a host's part that runs longer than SECONDS.",
         ),
         click.option(
             "--prompt-timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Seconds(),
             metavar="SECONDS",
             help="A question nobody answers within SECONDS takes --default-answer (else the "
             "question's own default, else the host's part fails).",
@@ -149,7 +159,7 @@ rollout_options = [
     ),
     click.option(
         "--batch-wait",
-        type=click.FloatRange(min=0),
+        type=Seconds(zero=True),
         default=0.0,
         metavar="SECONDS",
         help="Pause between two waves.",
@@ -364,7 +374,7 @@ class _WaveReport:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(),
     default=5.0,
     show_default=True,
     help="Seconds to wait for each answer; no answer prints False.",

@@ -22,6 +22,7 @@ from .app import (
     EPILOG,
     EXIT_FAILED,
     EXIT_USAGE,
+    Seconds,
     State,
     cli,
     fail,
@@ -102,13 +103,13 @@ def schedule() -> None:
 @click.option("--throttle-limit", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option(
     "--start-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(),
     metavar="SECONDS",
     help="Fail a host's part if no worker started it within SECONDS.",
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(),
     metavar="SECONDS",
     help="Fail a host's part that runs longer than SECONDS.",
 )
@@ -275,13 +276,13 @@ def run(state: State, name: str, as_json: bool) -> None:
 @loglevel_option("INFO")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(),
     metavar="SECONDS",
     help="Look at the schedules at least this often [env FLEETJOBS_BEAT_INTERVAL; default 5].",
 )
 @click.option(
     "--lock-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(),
     metavar="SECONDS",
     help="How long the lock outlives a killed beat [env FLEETJOBS_BEAT_LOCK_TIMEOUT; default 25].",
 )

@@ -20,6 +20,7 @@ from .app import (
     EPILOG,
     EXIT_FAILED,
     EXIT_TIMEOUT,
+    Seconds,
     State,
     cli,
     json_option,
@@ -118,7 +119,7 @@ def get(
 @click.option("--any", "any_", is_flag=True, help="Return as soon as one job finishes.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
+    type=Seconds(zero=True),
     metavar="SECONDS",
     help="Give up after SECONDS: print nothing and exit 3 (0 checks once).",
 )

@@ -1,0 +1,82 @@
+"""The options of a start, checked before anything is queued: counts, durations, lists.
+
+A value a job's record cannot hold (a fraction of a host, a NaN of seconds, a string where a
+list goes) is refused with an :class:`~fleetjobs.errors.ArgumentError` naming it, from the
+Python API and the command line alike: once stored, a bad value would fail later, on a
+worker or in every console that reads the job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import ArgumentError
+
+# the longest duration anything takes, in seconds (some 31 years): beyond it a deadline is
+# past what Redis's scores and Python's dates hold exactly
+MAX_SECONDS = 1e9
+
+
+def count(what: str, value: Any, least: int) -> int:
+    """``value`` if it is a whole number of at least ``least`` (True is no count)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentError(f"{what} must be a whole number, got {value!r}")
+    if value < least:
+        raise ArgumentError(f"{what} must be at least {least}, got {value}")
+    return value
+
+
+def seconds(what: str, value: Any, zero: bool = False) -> float | None:
+    """``value`` as seconds (None stays None): a finite number, above 0 (or 0, with ``zero``),
+    at most :data:`MAX_SECONDS`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentError(f"{what} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value):
+        raise ArgumentError(f"{what} must be a finite number of seconds, got {value}")
+    if value < 0 or (value == 0 and not zero):
+        must = "must not be negative" if zero else "must be positive"
+        raise ArgumentError(f"{what} {must}, got {value}")
+    if value > MAX_SECONDS:
+        raise ArgumentError(f"{what} must be at most {MAX_SECONDS:.0f} seconds, got {value}")
+    return float(value)
+
+
+def texts(what: str, value: Any) -> list[str]:
+    """A list of strings from one string or an iterable of strings (a string is one item, not
+    its characters)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (bytes, dict)) or not isinstance(value, Iterable):
+        raise ArgumentError(f"{what} must be text or a list of text, got {value!r}")
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise ArgumentError(f"{what} must be text or a list of text, got {item!r} in it")
+    return items
+
+
+def durations(**values: Any) -> list[float | None]:
+    """:func:`seconds` of each (named by its keyword, ``start_timeout`` as "start timeout")."""
+    return [seconds(name.replace("_", " "), value) for name, value in values.items()]
+
+
+def flags(**values: Any) -> None:
+    """Each a bool: ``all_hosts="no"`` would select every host."""
+    for name, value in values.items():
+        if not isinstance(value, bool):
+            raise ArgumentError(f"{name} must be True or False, got {value!r}")
+
+
+def mapping(what: str, value: Any) -> dict[str, Any]:
+    """``value`` as a dict of keyword arguments (None: none)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ArgumentError(f"{what} must be a dict of keyword arguments, got {value!r}")
+    return value
