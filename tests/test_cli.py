@@ -86,6 +86,28 @@ def test_receive_prints_objects_as_a_table_and_streams_on_stderr(
     ]
 
 
+def test_a_jobs_output_and_reason_cannot_drive_the_terminal(cli: CliRunner, fleet: Fleet) -> None:
+    # given output and a failure reason that carry escape sequences: a clipboard write (OSC
+    # 52), a window title, a bare CR that overwrites the line, a C1 CSI
+    osc52, title = "\x1b]52;c;ZWNobyBwd25lZA==\x07x", "kaboom \x1b]0;T\x07"
+    job = fleet.start("echo", osc52, "a\rb", "\u009b31mZ", "tab\there", locations="alpha")
+    failed = fleet.start("fail_with", title, locations="alpha")
+    fleet.wait([job, failed], timeout=15)
+    # when they are received
+    res, bad = cli("receive", str(job.id)), cli("receive", str(failed.id))
+    # then every control character prints escaped, but a tab stays a tab
+    assert res.stdout.splitlines() == [
+        "\\x1b]52;c;ZWNobyBwd25lZA==\\x07x",
+        "a\\rb",
+        "\\x9b31mZ",
+        "tab\there",
+    ]
+    assert bad.returncode == 1
+    assert bad.stderr.splitlines() == ["ERROR: kaboom \\x1b]0;T\\x07"]
+    for out in (res.stdout, res.stderr, bad.stdout, bad.stderr):
+        assert not set(out) & {"\x1b", "\x07", "\r", "\x9b"}
+
+
 def test_arguments_parse_as_json_when_they_parse(cli: CliRunner, fleet: Fleet) -> None:
     res = cli(
         "start",

@@ -24,10 +24,8 @@ def print_questions(jobs: Sequence[JobInfo], err: bool = False) -> None:
         for child in info.asking:
             choices = (child.prompt or {}).get("choices")
             example = "|".join(choices) if choices else "ANSWER"
-            click.echo(
-                f"Blocked: {question_line(child)} — fleetjobs answer {child.id} {example}",
-                err=err,
-            )
+            line = f"Blocked: {question_line(child)} — fleetjobs answer {child.id} {example}"
+            click.echo(fmt.printable(line), err=err)
 
 
 @cli.command(epilog=EPILOG)
@@ -92,7 +90,7 @@ def ask_on_terminal(fleet: Fleet, job: Job) -> bool:
     for question, children in by_question.items():
         prompt = children[0].prompt or {}
         choices = prompt.get("choices")
-        label = question + (f" [{'/'.join(choices)}]" if choices else "")
+        label = fmt.printable(question + (f" [{'/'.join(choices)}]" if choices else ""))
         while True:
             text = click.prompt(label, default=prompt.get("default"), err=True)
             try:

@@ -207,6 +207,18 @@ def value_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def output_text(value: Any) -> str:
+    """An output value as printed: a text's line breaks and tabs kept, every other control
+    character escaped (``\\x1b``): a job's output must not drive the terminal that receives
+    it (an OSC 52 sequence writes the clipboard, a bare CR overwrites what is shown)."""
+    text = value_text(value)
+    if text.isprintable():
+        return text
+    return "\n".join(
+        "\t".join(printable(cell) for cell in line.split("\t")) for line in text.split("\n")
+    )
+
+
 def print_values(
     values: Sequence[tuple[Record, Any]],
     out: TextIO | None = None,
@@ -230,7 +242,7 @@ def print_values(
             _dict_table(values[i:j], tag_locations, out)
             i = j
         else:
-            print(value_text(values[i][1]), file=out)
+            print(output_text(values[i][1]), file=out)
             i += 1
 
 
@@ -258,7 +270,7 @@ def stream_line(rec: Record, tag: bool) -> str:
     else:
         text = value_text(data)
     where = f"[{rec.location}] " if tag else ""
-    return f"{PREFIXES.get(rec.stream, rec.stream.upper())}: {where}{text}"
+    return printable(f"{PREFIXES.get(rec.stream, rec.stream.upper())}: {where}{text}")
 
 
 def print_json_stream(items: Iterable[dict[str, Any]], out: TextIO | None = None) -> None:

@@ -283,7 +283,8 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
         click.echo(json.dumps({"job": info.to_dict(), "records": records}, indent=2))
     failed = [c for c in info.children if c.state is not JobState.COMPLETED]
     for child in failed:
-        click.echo(f"fleetjobs: {child.location}: {child.state.value}: {child.reason}", err=True)
+        line = f"fleetjobs: {child.location}: {child.state.value}: {child.reason}"
+        click.echo(fmt.printable(line), err=True)
     if info.rollout and info.rollout.halted:
         click.echo(f"fleetjobs: {info.rollout.halted}", err=True)
     if failed:
@@ -330,7 +331,7 @@ def _show(
             objects.append((rec, rec.data))
         else:
             prefix = f"{rec.location}: " if multi else ""
-            echo(prefix + fmt.value_text(rec.data))
+            echo(prefix + fmt.output_text(rec.data))
     waves.check(force=True)
     return gathered, objects
 

@@ -227,7 +227,7 @@ def receive(
                 if isinstance(rec.data, dict) or pending:
                     pending.append((rec, rec.data))  # objects wait, to print as one table
                 else:
-                    bars.echo(fmt.value_text(rec.data))
+                    bars.echo(fmt.output_text(rec.data))
                     sys.stdout.flush()
             else:
                 bars.echo(fmt.stream_line(rec, multi), err=True)
@@ -249,7 +249,7 @@ def _after_receive(
         for child in failed:
             if child.reason and child.reason not in errors:
                 where = f"[{child.location}] " if multi else ""
-                click.echo(f"ERROR: {where}{child.reason}", err=True)
+                click.echo(fmt.printable(f"ERROR: {where}{child.reason}"), err=True)
         print_questions(infos, err=True)
     if failed:
         sys.exit(EXIT_FAILED)
