@@ -101,6 +101,7 @@ class Config:
             self._check_port(parts)
         if parts.scheme == "unix" and not parts.path:
             raise ConfigError(f"a unix:// Redis URL needs a socket path: {self.safe_url}")
+        self._check_query(parts)
         if not isinstance(self.prefix, str) or not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"invalid key prefix {self.prefix!r} (letters, digits, _.:-)")
         self._check_numbers()
@@ -132,6 +133,28 @@ class Config:
     def can_sign(self) -> bool:
         """Whether this process holds a signing key (a console; a worker needs none)."""
         return bool(self.signing_key)
+
+    def _check_query(self, parts: SplitResult) -> None:
+        # what both redis-py (consoles) and kombu (workers) take: a URL one side reads and the
+        # other cannot fails a worker's start, so anything else is refused here, for both
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key == "sentinel_password" and parts.scheme not in SENTINEL_SCHEMES:
+                raise ConfigError("?sentinel_password= is for a redis+sentinel:// URL only")
+            if key not in URL_OPTIONS:
+                raise ConfigError(
+                    f"unsupported option {key!r} in the Redis URL {self.safe_url} "
+                    f"(supported: {', '.join(sorted(URL_OPTIONS))})"
+                )
+            number = URL_NUMBERS.get(key)
+            if number is not None:
+                try:
+                    ok = math.isfinite(number(value)) and number(value) >= 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise ConfigError(
+                        f"?{key}= in the Redis URL {self.safe_url} must be a number, got {value!r}"
+                    )
 
     def _check_port(self, parts: SplitResult) -> None:
         try:
@@ -233,17 +256,43 @@ class Config:
 
     @property
     def broker_transport_options(self) -> dict[str, object]:
-        """What kombu's transport needs beside the URL (Sentinel's service name)."""
+        """What kombu's transport needs beside the URL: the URL's socket timeouts and health
+        check (kombu takes them here, not in the URL), Sentinel's service name."""
+        query = dict(parse_qsl(urlsplit(self.redis_url).query))
+        options: dict[str, object] = {
+            key: URL_NUMBERS[key](query[key]) for key in _TRANSPORT_OPTIONS if key in query
+        }
         sentinel = self.sentinel
         if sentinel is None:
-            return {}
-        options: dict[str, object] = {"master_name": sentinel.service}
+            return options
+        options["master_name"] = sentinel.service
         if sentinel.sentinel_password:
             options["sentinel_kwargs"] = {"password": sentinel.sentinel_password}
         return options
 
 
 SENTINEL_SCHEMES = frozenset({"redis+sentinel", "sentinel"})
+# the options a Redis URL may carry (?name=value): read by redis-py and by kombu alike
+URL_NUMBERS: dict[str, type[int] | type[float]] = {
+    "db": int,
+    "socket_timeout": float,
+    "socket_connect_timeout": float,
+    "health_check_interval": int,
+}
+_TRANSPORT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
+URL_OPTIONS = frozenset(
+    {
+        *URL_NUMBERS,
+        "username",
+        "password",
+        "sentinel_password",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -302,13 +351,15 @@ def parse_sentinel(url: str) -> SentinelURL:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password hidden."""
+    """``url`` with any password hidden: the user part's, and ``?password=`` or
+    ``?sentinel_password=`` (redis-py takes both spellings)."""
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
-    if "sentinel_password" in query:
-        query["sentinel_password"] = "***"
+    secret = [k for k in query if "password" in k.lower()]
+    if secret:
+        query.update(dict.fromkeys(secret, "***"))
         parts = parts._replace(query=urlencode(query, safe="*"))
-        url = urlunsplit(parts)
+        url = f"{url.split('?', 1)[0]}?{parts.query}"  # the rest as written (unix:///...)
     if parts.password is None:
         return url
     user = parts.username or ""
@@ -317,11 +368,22 @@ def redact_url(url: str) -> str:
 
 
 def _celery_url(url: str) -> str:
-    """Celery spells a Unix socket ``redis+socket:///path?virtual_host=DB``."""
+    """Celery spells a Unix socket ``redis+socket:///path?virtual_host=DB``, and takes the
+    credentials in the user part only (kombu fails on ``?password=``, which redis-py takes)."""
     parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    moved = [query.pop(key) for key in _TRANSPORT_OPTIONS if key in query]  # transport options
+    if "password" in query or "username" in query:
+        user = query.pop("username", unquote(parts.username or ""))
+        password = query.pop("password", unquote(parts.password or ""))
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}")
+        moved.append(password)
+    if moved:
+        parts = parts._replace(query=urlencode(query))
+        url = urlunsplit(parts)
     if parts.scheme != "unix":
         return url
-    query = dict(parse_qsl(parts.query))
     query["virtual_host"] = query.pop("db", "0")
     # built by hand: urlunsplit drops the '//' of an empty host, which Celery needs
     return f"redis+socket://{parts.netloc}{parts.path}?{urlencode(query)}"

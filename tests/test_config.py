@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import redis
 
@@ -57,6 +59,37 @@ def test_passwords_are_hidden_in_every_message() -> None:
     with pytest.raises(ConfigError) as err:
         Config(redis_url="ftp://u:hunter2@h/0")
     assert "hunter2" not in str(err.value)
+
+
+def test_a_password_given_as_a_query_parameter_is_hidden_and_reaches_celery() -> None:
+    # redis-py takes ?password=; kombu takes the user part only (it failed on the worker's
+    # start with "multiple values for keyword argument 'password'")
+    from kombu import Connection
+
+    url = "redis://127.0.0.1:6412/0?password=hunter2&socket_timeout=3"
+    assert redact_url(url) == "redis://127.0.0.1:6412/0?password=***&socket_timeout=3"
+    assert redact_url("unix:///run/r.sock?password=hunter2") == "unix:///run/r.sock?password=***"
+    cfg = Config(redis_url=url)
+    assert "hunter2" not in cfg.safe_url
+    conn = Connection(cfg.broker_url, transport_options=cfg.broker_transport_options)
+    assert (conn.password, conn.hostname, conn.port) == ("hunter2", "127.0.0.1", 6412)
+    assert conn.transport_options == {"socket_timeout": 3.0}  # kombu's place for it
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("?timeout=3", "unsupported option 'timeout' in the Redis URL"),
+        ("?db=abc", "?db= in the Redis URL redis://h:1/0?db=abc must be a number"),
+        ("?socket_timeout=nan", "must be a number, got 'nan'"),
+        ("?sentinel_password=x", "for a redis+sentinel:// URL only"),
+    ],
+)
+def test_a_redis_url_option_either_side_cannot_read_is_refused(query: str, message: str) -> None:
+    # a console (redis-py) and a worker (kombu) read the same URL: what one of them cannot
+    # take is refused for both, up front, not as a worker's traceback at its start
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config(redis_url=f"redis://h:1/0{query}")
 
 
 def test_unix_sockets_and_tls_reach_celery_in_its_own_spelling() -> None:
