@@ -251,14 +251,17 @@ class ControlVerbs:
         *,
         force: bool = False,
         state: JobState | str | None = None,
+        all_jobs: bool = False,
     ) -> list[Job]:
         """Remove jobs and everything they own (``Remove-Job``).
 
         Args:
             jobs: one reference or several; None with ``state`` removes every job in that
-                state, None alone removes every job.
+                state, None with ``all_jobs`` every job.
             force: stop unfinished jobs first instead of refusing them.
             state: only jobs in this state.
+            all_jobs: every job (``remove --all``): asked for by name, so that a None where
+                a job was expected (a skipped schedule run) removes nothing.
 
         Returns:
             The jobs removed.
@@ -272,6 +275,8 @@ class ControlVerbs:
         """
         want = JobState.parse(state) if isinstance(state, str) else state
         if jobs is None:
+            if want is None and all_jobs is not True:
+                raise ArgumentError("name the jobs to remove, a state=, or all_jobs=True")
             infos = [j.info for j in self.get(state=want)]
         else:
             infos = self._snapshots(jobs, fresh=True)

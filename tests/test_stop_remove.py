@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetjobs import Config, Fleet, JobState, JobStateError
+from fleetjobs import ArgumentError, Config, Fleet, JobState, JobStateError
 from fleetjobs.embedded import LocalWorkers
 from fleetjobs.lifecycle import JobSpec
 from fleetjobs.records import Pending
@@ -145,11 +145,16 @@ def test_remove_by_state_and_remove_all(private: tuple[object, Fleet]) -> None:
     removed = fleet.remove(state="Completed")
     assert [j.id for j in removed] == [done.id]
     assert sorted(j.id for j in fleet.get()) == [failed.id, running.id]
+    # every job is asked for by name: a None where a job was expected removes nothing
+    skipped = None  # what schedules.run() returns for a run its overlap policy skipped
+    with pytest.raises(ArgumentError, match="all_jobs=True"):
+        fleet.remove(skipped)
+    assert len(fleet.get()) == 2
     # without force, the finished ones go and the running one stays (Get-Job | Remove-Job)
     with pytest.raises(JobStateError, match=f"job {running.id} "):
-        fleet.remove()
+        fleet.remove(all_jobs=True)
     assert [j.id for j in fleet.get()] == [running.id]
-    fleet.remove(force=True)
+    fleet.remove(force=True, all_jobs=True)
     assert fleet.get() == []
 
 

@@ -31,7 +31,7 @@ def test_remove_all_without_force_removes_the_finished_and_names_each_unfinished
     assert f"job {a.id} " in lines[0] and "not removed" in lines[0]
     assert f"job {b.id} " in lines[1]
     assert sorted(j.id for j in fleet.get()) == [a.id, b.id]
-    fleet.remove(force=True)
+    fleet.remove(force=True, all_jobs=True)
 
 
 def test_a_child_cannot_be_removed_on_its_own_while_its_parent_exists(fleet: Fleet) -> None:

@@ -286,7 +286,9 @@ def remove(
         raise click.UsageError("--all removes every job: do not name jobs with it")
     fleet = state.fleet
     try:
-        removed = fleet.remove(list(jobs) if jobs else None, force=force, state=state_type(state_))
+        removed = fleet.remove(
+            list(jobs) if jobs else None, force=force, state=state_type(state_), all_jobs=all_
+        )
     except NotRemovedError as exc:  # the finished ones went; one line per job that did not
         if as_json:
             fmt.print_jobs(exc.removed, True)
