@@ -15,6 +15,7 @@ from .errors import ArgumentError, JobBlockedError, JobStateError, NotRemovedErr
 from .hosts import Hosts
 from .lifecycle import Lifecycle
 from .model import JobInfo
+from .refs import parse_state
 from .states import JobState
 
 if TYPE_CHECKING:
@@ -273,7 +274,7 @@ class ControlVerbs:
             JobStateError: a child job named on its own while its parent exists (nothing
                 was removed): a child goes with its parent.
         """
-        want = JobState.parse(state) if isinstance(state, str) else state
+        want = parse_state(state)
         if jobs is None:
             if want is None and all_jobs is not True:
                 raise ArgumentError("name the jobs to remove, a state=, or all_jobs=True")

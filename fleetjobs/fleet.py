@@ -32,7 +32,7 @@ from .keys import EVENT_END
 from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, JobInfo, Record, check_arguments, check_name, render_command
 from .records import Records
-from .refs import as_list, batches, checked, children_of, ids_of, parse_state, snapshots
+from .refs import as_list, batches, check_ref, checked, children_of, ids_of, parse_state, snapshots
 from .registry import Registry
 from .routing import is_glob, split_locations
 from .signatures import check_call
@@ -223,7 +223,7 @@ class Fleet(ControlVerbs):
         Raises:
             JobNotFoundError: no job has that reference (or it was removed).
         """
-        if isinstance(ref, (Job, JobInfo)):
+        if isinstance(ref := check_ref(ref), (Job, JobInfo)):
             job_id = ref.id
         elif isinstance(ref, int):
             job_id = ref  # load() tells a missing one: no need to ask first
@@ -290,14 +290,16 @@ class Fleet(ControlVerbs):
     ) -> Iterator[Job]:
         """The jobs :meth:`get` lists (the same arguments), one at a time, read 500 at a time
         as they are taken: memory does not grow with the jobs kept (``get --all --json``)."""
-        self.housekeeping.sweep()
+        refs = None if jobs is None else as_list(jobs)  # checked before Redis is asked
+        options.filters(name=name, action=action, location=location, newest=newest)
         want = parse_state(state)  # a state not known is an error, with failed too
+        self.housekeeping.sweep()
         want = JobState.FAILED if failed else want
         start, end = (parse_time(t) if isinstance(t, str) else t for t in (since, until))
         indexed = action is not None or location is not None or (start, end) != (None, None)
         ids: Iterable[int]
-        if jobs is not None:
-            ids = ids_of(self.registry, as_list(jobs))
+        if refs is not None:
+            ids = ids_of(self.registry, refs)
         elif indexed or want is JobState.FAILED:
             ids = self.history.find(action, location, start, end, want is JobState.FAILED)
         elif name is not None:

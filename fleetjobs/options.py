@@ -80,3 +80,12 @@ def mapping(what: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ArgumentError(f"{what} must be a dict of keyword arguments, got {value!r}")
     return value
+
+
+def filters(newest: Any = None, **texts: Any) -> None:
+    """A listing's filters: each text or None; ``newest`` a count of at least 1, or None."""
+    for name, value in texts.items():
+        if value is not None and not isinstance(value, str):
+            raise ArgumentError(f"{name} must be text, got {value!r}")
+    if newest is not None:
+        count("newest", newest, 1)

@@ -4,9 +4,9 @@ and the children a receive reads."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
-from .errors import JobNotFoundError
+from .errors import ArgumentError, JobNotFoundError
 from .job import Job, JobRef, JobRefs
 from .model import JobInfo
 from .states import JobState
@@ -29,14 +29,48 @@ def children_of(infos: Sequence[JobInfo], location: str | None) -> list[JobInfo]
 
 
 def parse_state(state: JobState | str | None) -> JobState | None:
-    return JobState.parse(state) if isinstance(state, str) else state
+    """A state by its name (``"Completed"``), or as given."""
+    if state is None or isinstance(state, JobState):
+        return state
+    if not isinstance(state, str):
+        raise ArgumentError(f"a state is a JobState or its name, got {state!r}")
+    try:
+        return JobState.parse(state)
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
 
 
 def as_list(jobs: JobRefs) -> list[JobRef]:
-    """One job reference or many, as a list (a string is one reference)."""
-    if isinstance(jobs, (str, int, Job, JobInfo)):
+    """One job reference or many, as a list (a string is one reference).
+
+    Raises:
+        ArgumentError: something that is no job reference (None, a float, bytes...).
+    """
+    if _is_ref(jobs):
         return [jobs]
-    return list(jobs)
+    if isinstance(jobs, (bytes, dict)) or not isinstance(jobs, Iterable):
+        raise ArgumentError(f"{_REF}, or a list of them; got {jobs!r}")
+    refs = list(jobs)
+    for ref in refs:
+        if not _is_ref(ref):
+            raise ArgumentError(f"{_REF}; got {ref!r} in {refs!r}")
+    return refs
+
+
+_REF = "a job is named by a Job, its Id (int), its Name or its InstanceId (str)"
+
+
+def check_ref(ref: object) -> JobRef:
+    """``ref`` if it names one job (a list, None or a float does not)."""
+    if not _is_ref(ref):
+        raise ArgumentError(f"{_REF}; got {ref!r}")
+    return ref
+
+
+def _is_ref(value: object) -> TypeGuard[JobRef]:
+    return isinstance(value, (str, Job, JobInfo)) or (
+        isinstance(value, int) and not isinstance(value, bool)
+    )
 
 
 def batches(ids: Iterable[int], size: int) -> Iterator[list[int]]:

@@ -135,6 +135,27 @@ def test_a_start_option_that_cannot_work_is_refused_before_anything_is_queued(
     assert fleet.registry.r.get(f"{fleet.config.prefix}seq") == before
 
 
+def test_what_names_no_job_is_refused_before_redis_is_asked() -> None:
+    # a None where a job was expected, a float, a list where one job goes, a filter of the
+    # wrong type: an ArgumentError that says what a job reference is, not a TypeError, and
+    # before any round trip (this fleet's Redis does not even answer)
+    fleet = Fleet("redis://127.0.0.1:1/0")
+    for call, message in (
+        (lambda: fleet.receive(None), "a job is named by a Job, its Id"),  # type: ignore[arg-type]
+        (lambda: fleet.stop(None), "or a list of them; got None"),  # type: ignore[arg-type]
+        (lambda: fleet.get(3.5), "got 3.5"),  # type: ignore[arg-type]
+        (lambda: fleet.get(b"Nap"), "got b'Nap'"),  # type: ignore[arg-type]
+        (lambda: fleet.info([1, 2]), "got \\[1, 2\\]"),  # type: ignore[arg-type]
+        (lambda: fleet.remove([None]), "got None in \\[None\\]"),  # type: ignore[list-item]
+        (lambda: fleet.get(newest=-1), "newest must be at least 1"),
+        (lambda: fleet.get(name=5), "name must be text, got 5"),  # type: ignore[arg-type]
+        (lambda: fleet.get(state="bogus"), "unknown state 'bogus'"),
+        (lambda: fleet.get(state=5), "a state is a JobState or its name"),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ArgumentError, match=message):
+            call()
+
+
 def test_one_target_or_fact_filter_may_be_given_as_text(fleet: Fleet) -> None:
     # a string is one filter, not a list of its characters
     with pytest.raises(NoHostError, match="role=nothing-has-this"):
