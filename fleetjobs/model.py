@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 import unicodedata
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -258,7 +259,21 @@ def check_name(name: str) -> str:
         raise ArgumentError(
             f"a job's name must not hold control characters: {name!r} has {''.join(bad)!r}"
         )
+    if name.strip().isdigit() or looks_like_uuid(name.strip()):
+        raise ArgumentError(
+            f"a job's name must not read as an Id or an InstanceId, as {name!r} does: "
+            "stop, wait and receive would find that job instead"
+        )
     return name
+
+
+def looks_like_uuid(text: str) -> bool:
+    """Whether ``text`` is written as an InstanceId (a UUID with its dashes)."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return "-" in text
 
 
 COMMAND_VALUE_CHARS = 80  # an argument longer than this shows shortened in Command

@@ -11,12 +11,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import JobNotFoundError
-from .model import JobInfo, Rollout
+from .model import JobInfo, Rollout, looks_like_uuid
 from .routing import is_glob
 from .states import JobState
 from .store import Store, guarded
@@ -49,7 +48,7 @@ class Registry:
             if self.r.exists(self.keys.job(text)):
                 return [int(text)]
             raise JobNotFoundError(f"no job with Id {text}")
-        if _looks_like_uuid(text):
+        if looks_like_uuid(text):
             found = self.r.hget(self.keys.iids, text.lower())
             if found is None:
                 raise JobNotFoundError(f"no job with InstanceId {text}")
@@ -208,14 +207,6 @@ def num(value: float) -> str:
 
 def _ids(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
-
-
-def _looks_like_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return "-" in text
 
 
 def _float(value: str | None) -> float | None:

@@ -120,6 +120,9 @@ def test_a_value_json_cannot_carry_is_refused_before_anything_is_queued(
         ({"locations": {"alpha": 1}}, "locations must be text or a list of text"),
         ({"locations": ""}, "no location named in ''"),
         ({"locations": [" ", ","]}, "no location named in"),
+        # a name another verb would read as an Id or an InstanceId
+        ({"name": "36"}, "must not read as an Id or an InstanceId"),
+        ({"name": str(uuid.uuid4())}, "must not read as an Id or an InstanceId"),
     ],
 )
 def test_a_start_option_that_cannot_work_is_refused_before_anything_is_queued(
