@@ -436,8 +436,8 @@ class Fleet(ControlVerbs):
         location: str | None = None,
     ) -> Iterator[Record]:
         """Records as they are taken; with ``follow``, as they arrive until the jobs finish."""
-        if auto_remove and not follow:
-            raise ArgumentError("auto_remove needs follow: a job is removed once it has finished")
+        if auto_remove and (keep or not follow):
+            raise ArgumentError("auto_remove needs follow and not keep: it removes what it read")
         infos = self._snapshots(jobs)
         children = children_of(infos, location)
         read: dict[str, int] = {}  # with keep, how far each child's records have been read

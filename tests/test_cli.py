@@ -163,6 +163,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(cli: CliRunner) -> None:
         (("start", "-l", "alpha", "--batch", "1.5", "echo"), 2, "neither a host count"),
         (("start", "-l", "", "echo"), 2, "no location named in ''"),
         (("wait", "1", "--timeout", "nan"), 2, "not a finite number of seconds"),
+        (("receive", "1", "--wait", "--auto-remove", "--keep"), 2, "not with --keep"),
         (("ping", "--timeout", "inf", "alpha"), 2, "0<x<=1000000000"),
         (("schedule", "add", "s", "--every", "9999999999d", "echo"), 2, "is over 1000000000 s"),
         (("schedule", "add", "s", "--every", "1m", "--max-results", "9" * 20, "echo"), 2, "most"),

@@ -203,6 +203,8 @@ def receive(
     """
     if auto_remove and not wait_:
         raise click.UsageError("--auto-remove needs --wait")
+    if auto_remove and keep:
+        raise click.UsageError("--auto-remove removes the job with its output: not with --keep")
     fleet = state.fleet
     handles = fleet.get(list(jobs) or None)
     records = fleet.stream(
