@@ -54,6 +54,9 @@ def translate(exc: redis.exceptions.RedisError, url: str) -> Exception:
 
 
 def _why(exc: Exception) -> str:
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        # redis-py adds the repr of its Sentinel client: some 1,500 characters of pools
+        return f"{str(exc).split(' : ')[0]} (no sentinel answered, or none knows the service)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text.rstrip(".")
 

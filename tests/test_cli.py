@@ -190,6 +190,12 @@ def test_redis_unreachable_names_the_url_without_its_password(config: Config) ->
         "fleetjobs: error: cannot reach Redis at redis://admin:***@127.0.0.1:1/0"
     )
     assert "s3cret" not in res.stderr and res.stderr.count("\n") == 1
+    # no sentinel answers: one readable line, not redis-py's repr of its pools
+    down = make_cli(config.with_(redis_url="redis+sentinel://:s3cret@127.0.0.1:1/fleet/0"))
+    res = down("get")
+    assert res.returncode == 4 and res.stderr.count("\n") == 1, res.stderr
+    assert "No master found for 'fleet' (no sentinel answered" in res.stderr
+    assert "s3cret" not in res.stderr and len(res.stderr) < 300
 
 
 def test_receive_wait_prints_as_records_arrive(cli: CliRunner, fleet: Fleet) -> None:
