@@ -198,6 +198,22 @@ def test_redis_unreachable_names_the_url_without_its_password(config: Config) ->
     assert "s3cret" not in res.stderr and len(res.stderr) < 300
 
 
+def test_a_worker_that_cannot_reach_redis_exits_4_as_the_verbs_do() -> None:
+    env = {**os.environ, "FLEETJOBS_REDIS_URL": "redis://admin:s3cret@127.0.0.1:1/0"}
+    res = subprocess.run(
+        [sys.executable, "-m", "fleetjobs.workers", "--location", "nowhere"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 4, res.stderr
+    assert res.stderr.startswith(
+        "fleetjobs worker: error: cannot reach Redis at redis://admin:***@"
+    )
+    assert "s3cret" not in res.stderr and res.stderr.count("\n") == 1
+
+
 def test_receive_wait_prints_as_records_arrive(cli: CliRunner, fleet: Fleet) -> None:
     job = fleet.start("produce", 4, 0.3, locations="beta")
     res = cli("receive", "--wait", "--auto-remove", str(job.id))

@@ -11,7 +11,7 @@ from typing import Any
 from celery import signals
 
 from fleetjobs.config import Config, default_location
-from fleetjobs.errors import FleetJobsError
+from fleetjobs.errors import FleetJobsError, RedisUnavailableError
 from fleetjobs.monitor import node_name
 from fleetjobs.routing import queue_for, split_locations
 from fleetjobs.store import Store
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
     except FleetJobsError as exc:
         print(f"fleetjobs worker: error: {exc}", file=sys.stderr)
-        return 2
+        # the fleetjobs command's codes: 4 Redis cannot be reached, 2 bad input
+        return 4 if isinstance(exc, RedisUnavailableError) else 2
 
     from .app import WorkerSettings, create_app
 
