@@ -144,3 +144,11 @@ def test_a_warm_shutdown_ends_a_suspended_job_instead_of_waiting_for_it(
             assert "shut down while the job was suspended" in (child.reason or "")
     finally:
         workers.stop()
+
+
+def test_a_command_line_that_starts_with_a_dash_is_the_command(fleet: Fleet) -> None:
+    # sh -c '--version' took it for an option of sh ("Illegal option --"): it is the command
+    job = fleet.start("run", "-n 2>/dev/null; echo ran", locations="alpha")
+    [done] = fleet.wait(job, timeout=30)
+    assert done.info.state is JobState.COMPLETED, done.info.reason
+    assert list(fleet.receive(job)) == ["ran"]

@@ -82,7 +82,8 @@ def run(ctx: JobContext, command: str, *argv: str, keep_children: bool = False) 
             raise ActionError(f"no such program on {ctx.location}: {command}")
         if command.startswith("-"):
             program = found  # a shell's exec would take a leading '-' for an option
-    args = [program, *argv] if argv else ["/bin/sh", "-c", command]
+    # '--': a command line that starts with '-' is the command, not an option of sh
+    args = [program, *argv] if argv else ["/bin/sh", "-c", "--", command]
     # it dies with the process running the job (the rest of its group: workers.reaper)
     spawn, preexec = orphan_proof(args)
     proc = subprocess.Popen(
