@@ -66,7 +66,7 @@ class Fleet(ControlVerbs):
         celery: Celery | None = None,
     ) -> None:
         base = config or Config.from_env()
-        self.config = base.with_(redis_url=redis_url) if redis_url else base
+        self.config = base.with_(redis_url=redis_url) if redis_url is not None else base
         self.store = Store.connect(self.config)
         self.registry = Registry(self.store)
         self.history = History(self.store)

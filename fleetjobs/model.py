@@ -37,7 +37,7 @@ def to_json(value: Any, what: str = "argument") -> str:
     """
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ArgumentError(f"{what} {_short(value)} cannot be sent as JSON: {exc}") from None
 
 

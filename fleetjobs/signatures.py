@@ -100,8 +100,13 @@ def convert(raw: str, kind: str, what: str) -> Any:
     """A command-line word as the parameter's type (``any``: JSON when it parses, else text).
 
     Raises:
-        ArgumentError: it is not of that type.
+        ArgumentError: it is not of that type, or not text at all (bytes the terminal's
+            encoding could not decode).
     """
+    try:
+        raw.encode()
+    except UnicodeEncodeError:
+        raise ArgumentError(f"{what}: {raw!r} is not valid UTF-8 text") from None
     if kind == "str":
         return raw
     if kind in ("int", "float"):
@@ -124,6 +129,8 @@ def convert(raw: str, kind: str, what: str) -> Any:
         raise ArgumentError(f"{what} must be true or false, got {raw!r}")
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise ArgumentError(f"{what}: {raw[:40]!r}... nests deeper than JSON allows") from None
     except ValueError as exc:
         if raw.lstrip()[:1] in ("{", "["):
             raise ArgumentError(f"{what}: {raw!r} looks like JSON but is not: {exc}") from None

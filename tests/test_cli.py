@@ -164,6 +164,8 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(cli: CliRunner) -> None:
         (("start", "-l", "", "echo"), 2, "no location named in ''"),
         (("wait", "1", "--timeout", "nan"), 2, "not a finite number of seconds"),
         (("receive", "1", "--wait", "--auto-remove", "--keep"), 2, "not with --keep"),
+        (("start", "-l", "alpha", "echo", "[" * 3000 + "]" * 3000), 2, "nests deeper than JSON"),
+        (("start", "-l", "alpha", "echo", "\udc9b31m"), 2, "is not valid UTF-8 text"),
         (("ping", "--timeout", "inf", "alpha"), 2, "0<x<=1000000000"),
         (("schedule", "add", "s", "--every", "9999999999d", "echo"), 2, "is over 1000000000 s"),
         (("schedule", "add", "s", "--every", "1m", "--max-results", "9" * 20, "echo"), 2, "most"),
@@ -212,6 +214,19 @@ def test_a_worker_that_cannot_reach_redis_exits_4_as_the_verbs_do() -> None:
         "fleetjobs worker: error: cannot reach Redis at redis://admin:***@"
     )
     assert "s3cret" not in res.stderr and res.stderr.count("\n") == 1
+    # and its bad input is exit 2, checked before Redis is asked
+    for args, text in (
+        (["--location", ""], "no location named in --location ''"),
+        (["--concurrency", "99999999999"], "--concurrency must be from 1 to 1024"),
+    ):
+        res = subprocess.run(
+            [sys.executable, "-m", "fleetjobs.workers", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 2 and text in res.stderr, res.stderr
 
 
 def test_receive_wait_prints_as_records_arrive(cli: CliRunner, fleet: Fleet) -> None:

@@ -47,6 +47,11 @@ def test_a_config_passed_where_a_url_goes_is_refused_with_the_way_to_pass_it() -
         Fleet(Config(redis_url="redis://127.0.0.1:1/0"))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="a Redis URL must be text, not int"):
         Config(redis_url=6379)  # type: ignore[arg-type]
+    # a URL given is a URL, even an empty one: not the default Redis in its place
+    with pytest.raises(ConfigError, match="unsupported Redis URL scheme ''"):
+        Fleet("")
+    with pytest.raises(ConfigError, match="not int"):
+        Fleet(0)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="retention must be a number, got 'x'"):
         Config(retention="x")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="invalid key prefix 5"):

@@ -16,19 +16,41 @@ from fleetjobs.monitor import node_name
 from fleetjobs.routing import queue_for, split_locations
 from fleetjobs.store import Store
 
+MAX_CONCURRENCY = 1024  # pool processes (or threads) a worker runs at most
+
 
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fleetjobs worker", description=__doc__)
     # accepted for old scripts only: argv is in every `ps`, so nothing generates it; the URL
     # comes from FLEETJOBS_REDIS_URL
     ap.add_argument("--redis-url", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--location", action="append", default=[])
-    ap.add_argument("--concurrency", type=int, default=None)
-    ap.add_argument("--allow-shell", action="store_true")
-    ap.add_argument("--include", action="append", default=[])
-    ap.add_argument("--tag", action="append", default=[])
-    ap.add_argument("--loglevel", default="WARNING")
-    ap.add_argument("--fresh-process", action="store_true")
+    ap.add_argument(
+        "--location",
+        action="append",
+        default=[],
+        metavar="LOC",
+        help="location(s) to serve, each its own queue (default: this hostname)",
+    )
+    ap.add_argument(
+        "--concurrency", type=int, default=None, help="jobs run at once (default: CPUs, >= 2)"
+    )
+    ap.add_argument(
+        "--allow-shell", action="store_true", help="offer the run action (command lines)"
+    )
+    ap.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE for its @action functions (repeatable)",
+    )
+    ap.add_argument(
+        "--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag for targeting"
+    )
+    ap.add_argument("--loglevel", default="WARNING", help="default: WARNING")
+    ap.add_argument(
+        "--fresh-process", action="store_true", help="run each job in a new pool process"
+    )
     return ap.parse_args(argv)
 
 
@@ -38,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         config = Config.from_env(redis_url=ns.redis_url)
         confined = config.confined_to
         locations = split_locations(ns.location) or [confined or default_location()]
+        if ns.location and not split_locations(ns.location):
+            raise FleetJobsError(f"no location named in --location {' '.join(ns.location)!r}")
         if confined and locations != [confined]:
             raise FleetJobsError(
                 f"a worker confined to {confined} (FLEETJOBS_CONFINED_TO) serves that one "
@@ -51,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise FleetJobsError(f"--tag {item!r} is not of the form key=value")
             tags[key] = value
         concurrency = ns.concurrency or max(2, os.cpu_count() or 2)
-        if concurrency < 1:
-            raise FleetJobsError(f"--concurrency must be at least 1, got {concurrency}")
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise FleetJobsError(
+                f"--concurrency must be from 1 to {MAX_CONCURRENCY}, got {concurrency}"
+            )
         from . import builtins  # noqa: F401  (registers the built-in actions)
 
         for module in ns.include:

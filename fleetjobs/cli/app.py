@@ -120,7 +120,13 @@ def json_option(fn: F) -> F:
 def parse_value(text: str) -> Any:
     """A command-line argument as JSON when it parses (``5``, ``true``, ``[1,2]``), else text."""
     try:
+        text.encode()
+    except UnicodeEncodeError:  # bytes the terminal's encoding could not decode
+        raise click.BadParameter(f"{text!r} is not valid UTF-8 text") from None
+    try:
         return json.loads(text)
+    except RecursionError:
+        raise click.BadParameter(f"{text[:40]!r}... nests deeper than JSON allows") from None
     except ValueError as exc:
         if text.lstrip()[:1] in ("{", "["):
             raise click.BadParameter(f"{text!r} looks like JSON but is not: {exc}") from None
