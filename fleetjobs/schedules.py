@@ -21,7 +21,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -145,6 +145,8 @@ class Schedules:
     # ---- keys ---------------------------------------------------------------------------
 
     def _entry_key(self, name: str) -> str:
+        if not isinstance(name, str):  # every verb on a schedule by name comes here first
+            raise ArgumentError(f"a schedule is named by text, got {name!r}")
         return str(self.app.redbeat_conf.key_prefix) + name
 
     def _runs_key(self, name: str) -> str:
@@ -165,7 +167,7 @@ class Schedules:
         action: str,
         *args: Any,
         cron: str | None = None,
-        every: str | float | None = None,
+        every: str | float | timedelta | None = None,
         at: str | datetime | None = None,
         timezone: str | None = None,
         locations: str | Iterable[str] | None = None,

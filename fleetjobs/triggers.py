@@ -74,7 +74,7 @@ class Trigger:
 
 def parse_trigger(
     cron: str | None = None,
-    every: str | float | None = None,
+    every: str | float | timedelta | None = None,
     at: str | datetime | None = None,
     timezone: str | None = None,
     now: datetime | None = None,
@@ -84,7 +84,8 @@ def parse_trigger(
     Args:
         cron: five crontab fields (minute hour day-of-month month day-of-week) or a nickname
             (``@daily``); read in ``timezone``.
-        every: an interval: seconds, or a number with s, m, h or d (``10m``); at least 1 s.
+        every: an interval: seconds, a timedelta, or a number with s, m, h or d (``10m``);
+            at least 1 s.
         at: a one-shot instant, ISO 8601; without an offset it is read in ``timezone``.
         timezone: an IANA zone name (``Europe/Berlin``); default UTC.
 
@@ -94,6 +95,15 @@ def parse_trigger(
     given = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
     if len(given) != 1:
         raise BadTriggerError("give exactly one trigger: --cron, --every or --at")
+    for what, value, kinds in (
+        ("cron", cron, (str,)),
+        ("at", at, (str, datetime)),
+        ("timezone", timezone, (str,)),
+    ):
+        if value is not None and not isinstance(value, kinds):
+            raise BadTriggerError(
+                f"{what} must be {' or a '.join(k.__name__ for k in kinds)}, got {value!r}"
+            )
     zone_name = timezone or "UTC"
     zone = _zone(zone_name)
     if cron is not None:
@@ -189,8 +199,10 @@ def _zone(name: str) -> ZoneInfo:
         ) from None
 
 
-def _seconds(every: str | float) -> float:
-    if isinstance(every, (int, float)) and not isinstance(every, bool):
+def _seconds(every: str | float | timedelta) -> float:
+    if isinstance(every, timedelta):
+        seconds = every.total_seconds()
+    elif isinstance(every, (int, float)) and not isinstance(every, bool):
         seconds = float(every)
     elif not isinstance(every, str):
         raise BadTriggerError(f"bad interval {every!r}: seconds, or text like 30s, 10m, 2h, 1d")

@@ -24,7 +24,7 @@ import pytest
 
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.embedded import LocalWorkers
-from fleetjobs.errors import BadTriggerError, NoHostError, UnknownActionError
+from fleetjobs.errors import ArgumentError, BadTriggerError, NoHostError, UnknownActionError
 
 from .conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
 
@@ -266,7 +266,26 @@ def test_bad_schedules_are_refused_at_add_and_nothing_is_stored(
         fleet.schedules.add(name, "nope", every="1h", locations="s1")
     with pytest.raises(NoHostError):
         fleet.schedules.add(name, "echo", every="1h", target=["role=nope"])
+    # values of the wrong kind: one line naming them, not a TypeError or AttributeError
+    for options, error, message in (
+        ({"cron": 5}, BadTriggerError, "cron must be str, got 5"),
+        ({"at": 5}, BadTriggerError, "at must be str or a datetime, got 5"),
+        ({"every": "1h", "timezone": 5}, BadTriggerError, "timezone must be str"),
+        ({"every": float("nan")}, BadTriggerError, "not a finite number of seconds"),
+        ({"every": "1h", "max_results": 2.5}, ArgumentError, "max results must be a whole"),
+        ({"every": "1h", "kwargs": 5}, ArgumentError, "kwargs must be a dict"),
+        ({"every": "1h", "start_timeout": float("nan")}, ArgumentError, "start timeout must"),
+    ):
+        with pytest.raises(error, match=message):
+            fleet.schedules.add(name, "echo", locations="s1", **options)  # type: ignore[arg-type]
+    for verb in (fleet.schedules.show, fleet.schedules.remove, fleet.schedules.run):
+        with pytest.raises(ArgumentError, match="a schedule is named by text, got None"):
+            verb(None)  # type: ignore[arg-type]
     assert name not in [s.name for s in fleet.schedules.list()]
+    # an interval may be a timedelta
+    fleet.schedules.add(name, "echo", every=timedelta(hours=1), locations="s1")
+    assert fleet.schedules.show(name).trigger.text == "every 1h"
+    fleet.schedules.remove(name)
     # and a name is not taken twice
     fleet.schedules.add(name, "echo", every="1h", locations="s1")
     again = cli("schedule", "add", name, "--every", "1h", "-l", "s1", "echo")
