@@ -145,6 +145,12 @@ class Config:
                     f"unsupported option {key!r} in the Redis URL {self.safe_url} "
                     f"(supported: {', '.join(sorted(URL_OPTIONS))})"
                 )
+            choices = URL_CHOICES.get(key)
+            if choices is not None and value.lower() not in choices:
+                raise ConfigError(
+                    f"?{key}= in the Redis URL {self.safe_url} is one of "
+                    f"{', '.join(sorted(choices))}, got {value!r}"
+                )
             number = URL_NUMBERS.get(key)
             if number is not None:
                 try:
@@ -278,6 +284,10 @@ URL_NUMBERS: dict[str, type[int] | type[float]] = {
     "socket_timeout": float,
     "socket_connect_timeout": float,
     "health_check_interval": int,
+}
+URL_CHOICES = {  # as kombu and redis-py both read them
+    "ssl_cert_reqs": frozenset({"required", "optional", "none"}),
+    "ssl_check_hostname": frozenset({"true", "false"}),
 }
 _TRANSPORT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
 URL_OPTIONS = frozenset(

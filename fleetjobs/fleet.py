@@ -293,9 +293,11 @@ class Fleet(ControlVerbs):
         refs = None if jobs is None else as_list(jobs)  # checked before Redis is asked
         options.filters(name=name, action=action, location=location, newest=newest)
         want = parse_state(state)  # a state not known is an error, with failed too
-        self.housekeeping.sweep()
         want = JobState.FAILED if failed else want
-        start, end = (parse_time(t) if isinstance(t, str) else t for t in (since, until))
+        start, end = (
+            parse_time(t) if isinstance(t, str) else options.instant(t) for t in (since, until)
+        )
+        self.housekeeping.sweep()
         indexed = action is not None or location is not None or (start, end) != (None, None)
         ids: Iterable[int]
         if refs is not None:

@@ -89,3 +89,12 @@ def filters(newest: Any = None, **texts: Any) -> None:
             raise ArgumentError(f"{name} must be text, got {value!r}")
     if newest is not None:
         count("newest", newest, 1)
+
+
+def instant(value: Any) -> float | None:
+    """A point in time as Unix seconds (None stays None): a finite number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ArgumentError(f"a time is Unix seconds or text (2h, 2026-11-28T22:00), got {value!r}")
+    return float(value)

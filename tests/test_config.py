@@ -88,6 +88,7 @@ def test_a_password_given_as_a_query_parameter_is_hidden_and_reaches_celery() ->
         ("?db=abc", "?db= in the Redis URL redis://h:1/0?db=abc must be a number"),
         ("?socket_timeout=nan", "must be a number, got 'nan'"),
         ("?sentinel_password=x", "for a redis+sentinel:// URL only"),
+        ("?ssl_cert_reqs=bogus", "is one of none, optional, required, got 'bogus'"),
     ],
 )
 def test_a_redis_url_option_either_side_cannot_read_is_refused(query: str, message: str) -> None:

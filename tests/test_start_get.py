@@ -154,6 +154,8 @@ def test_what_names_no_job_is_refused_before_redis_is_asked() -> None:
         (lambda: fleet.get(name=5), "name must be text, got 5"),  # type: ignore[arg-type]
         (lambda: fleet.get(state="bogus"), "unknown state 'bogus'"),
         (lambda: fleet.get(state=5), "a state is a JobState or its name"),  # type: ignore[arg-type]
+        (lambda: fleet.get(since=float("nan")), "a time is Unix seconds or text"),
+        (lambda: fleet.get(until=[1]), "got \\[1\\]"),  # type: ignore[arg-type]
     ):
         with pytest.raises(ArgumentError, match=message):
             call()

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from typing import Any
 
 import click
 
 from .. import signatures
+from ..errors import JobNotFoundError
+from ..routing import split_locations
 from . import format as fmt
 from .app import EPILOG, State, cli, json_option, pass_state
 
 
 @cli.command(epilog=EPILOG)
 @click.option(
-    "--location", "-l", "locations", multiple=True, metavar="LOC", help="Only these hosts."
+    "--location",
+    "-l",
+    "locations",
+    multiple=True,
+    metavar="LOC",
+    help="Only these hosts (globs and comma-separated lists allowed).",
 )
 @json_option
 @pass_state
@@ -24,10 +32,16 @@ def actions(state: State, locations: tuple[str, ...], as_json: bool) -> None:
     A start binds the words after ACTION to these parameters, and refuses what they do not
     take before anything is queued.
     """
+    patterns = split_locations(locations)
+    hosts = [
+        h
+        for h in state.fleet.hosts()
+        if h.online and (not patterns or any(fnmatch.fnmatchcase(h.location, p) for p in patterns))
+    ]
+    if patterns and not hosts:  # as hosts does: a host named that serves nothing is no answer
+        raise JobNotFoundError(f"no online host matches {' '.join(locations)!r}")
     found: dict[str, dict[str, Any]] = {}
-    for host in state.fleet.hosts():
-        if not host.online or (locations and host.location not in locations):
-            continue
+    for host in hosts:
         for name in host.actions:
             entry = found.setdefault(
                 name,
