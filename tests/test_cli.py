@@ -165,6 +165,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(cli: CliRunner) -> None:
         (("wait", "1", "--timeout", "nan"), 2, "not a finite number of seconds"),
         (("receive", "1", "--wait", "--auto-remove", "--keep"), 2, "not with --keep"),
         (("actions", "--location", "nohost*"), 1, "no online host matches 'nohost*'"),
+        (("ping", ""), 2, "a SERVER to ping is an empty name"),
         (("start", "-l", "alpha", "echo", "[" * 3000 + "]" * 3000), 2, "nests deeper than JSON"),
         (("start", "-l", "alpha", "echo", "\udc9b31m"), 2, "is not valid UTF-8 text"),
         (("ping", "--timeout", "inf", "alpha"), 2, "0<x<=1000000000"),

@@ -406,6 +406,8 @@ def ping(
         raise click.UsageError("--worker asks each server's own worker: not with --from")
     if bool(servers) == all_hosts:
         raise click.UsageError("name the SERVERS to ping, or use --all")
+    if any(not s.strip() for s in servers):  # '' would "reach" this machine
+        raise click.UsageError("a SERVER to ping is an empty name")
     if all_hosts:
         servers = tuple(sorted(h.location for h in state.fleet.hosts()))
         if not servers:
