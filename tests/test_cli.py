@@ -90,17 +90,21 @@ def test_a_jobs_output_and_reason_cannot_drive_the_terminal(cli: CliRunner, flee
     # given output and a failure reason that carry escape sequences: a clipboard write (OSC
     # 52), a window title, a bare CR that overwrites the line, a C1 CSI
     osc52, title = "\x1b]52;c;ZWNobyBwd25lZA==\x07x", "kaboom \x1b]0;T\x07"
-    job = fleet.start("echo", osc52, "a\rb", "\u009b31mZ", "tab\there", locations="alpha")
+    job = fleet.start(
+        "echo", osc52, "a\rb", "\u009b31mZ", "tab\there", "1\u00a0234 👨\u200d👩", locations="alpha"
+    )
     failed = fleet.start("fail_with", title, locations="alpha")
     fleet.wait([job, failed], timeout=15)
     # when they are received
     res, bad = cli("receive", str(job.id)), cli("receive", str(failed.id))
-    # then every control character prints escaped, but a tab stays a tab
+    # then every control character prints escaped, but a tab stays a tab, and text that
+    # moves no cursor (a no-break space, an emoji's joiner) stays as written
     assert res.stdout.splitlines() == [
         "\\x1b]52;c;ZWNobyBwd25lZA==\\x07x",
         "a\\rb",
         "\\x9b31mZ",
         "tab\there",
+        "1\u00a0234 👨\u200d👩",
     ]
     assert bad.returncode == 1
     assert bad.stderr.splitlines() == ["ERROR: kaboom \\x1b]0;T\\x07"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -208,15 +209,19 @@ def value_text(value: Any) -> str:
 
 
 def output_text(value: Any) -> str:
-    """An output value as printed: a text's line breaks and tabs kept, every other control
-    character escaped (``\\x1b``): a job's output must not drive the terminal that receives
-    it (an OSC 52 sequence writes the clipboard, a bare CR overwrites what is shown)."""
-    text = value_text(value)
-    if text.isprintable():
-        return text
-    return "\n".join(
-        "\t".join(printable(cell) for cell in line.split("\t")) for line in text.split("\n")
-    )
+    """An output value as printed: control characters escaped (``\\x1b``), so that a job's
+    output cannot drive the terminal that receives it (an OSC 52 sequence writes the
+    clipboard, a bare CR overwrites what is shown, a bidi override reorders it); its tabs and
+    line breaks, and every other character (no-break spaces, joiners in emoji), as written."""
+    return _CONTROL.sub(_escaped, value_text(value))
+
+
+# C0 but tab and newline, DEL, C1, and the bidi embeddings, overrides and isolates
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return printable(found.group())
 
 
 def print_values(
