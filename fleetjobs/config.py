@@ -137,16 +137,22 @@ class Config:
     def _check_query(self, parts: SplitResult) -> None:
         # what both redis-py (consoles) and kombu (workers) take: a URL one side reads and the
         # other cannot fails a worker's start, so anything else is refused here, for both
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        if parts.password is not None and any(k == "password" for k, _ in query):
+            raise ConfigError(  # redis-py takes one and kombu the other: not both
+                f"the Redis URL {self.safe_url} gives a password twice: in the user part and "
+                "in ?password="
+            )
+        for key, value in query:
             if key == "sentinel_password" and parts.scheme not in SENTINEL_SCHEMES:
                 raise ConfigError("?sentinel_password= is for a redis+sentinel:// URL only")
-            if key not in URL_OPTIONS:
+            if key not in URL_OPTIONS:  # its value is not shown: it may be a mistyped secret
                 raise ConfigError(
-                    f"unsupported option {key!r} in the Redis URL {self.safe_url} "
+                    f"unsupported option {key!r} in the Redis URL "
                     f"(supported: {', '.join(sorted(URL_OPTIONS))})"
                 )
             choices = URL_CHOICES.get(key)
-            if choices is not None and value.lower() not in choices:
+            if choices is not None and value not in choices:  # both sides read them as written
                 raise ConfigError(
                     f"?{key}= in the Redis URL {self.safe_url} is one of "
                     f"{', '.join(sorted(choices))}, got {value!r}"
@@ -287,7 +293,7 @@ URL_NUMBERS: dict[str, type[int] | type[float]] = {
 }
 URL_CHOICES = {  # as kombu and redis-py both read them
     "ssl_cert_reqs": frozenset({"required", "optional", "none"}),
-    "ssl_check_hostname": frozenset({"true", "false"}),
+    "ssl_check_hostname": frozenset({"true", "false", "True", "False"}),
 }
 _TRANSPORT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
 URL_OPTIONS = frozenset(
@@ -301,6 +307,9 @@ URL_OPTIONS = frozenset(
         "ssl_certfile",
         "ssl_keyfile",
         "ssl_check_hostname",
+        "ssl_ca_path",
+        "ssl_password",
+        "ssl_ciphers",
     }
 )
 
@@ -389,6 +398,9 @@ def _celery_url(url: str) -> str:
         host = parts.netloc.rpartition("@")[2]
         parts = parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}")
         moved.append(password)
+    if parts.scheme != "unix" and "db" in query:  # kombu reads the database from the path only
+        parts = parts._replace(path=f"/{query.pop('db')}")
+        moved.append("db")
     if moved:
         parts = parts._replace(query=urlencode(query))
         url = urlunsplit(parts)

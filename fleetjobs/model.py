@@ -259,7 +259,19 @@ def check_name(name: str) -> str:
         raise ArgumentError(
             f"a job's name must not hold control characters: {name!r} has {''.join(bad)!r}"
         )
-    if name.strip().isdigit() or looks_like_uuid(name.strip()):
+    return name
+
+
+def check_addressable(name: str) -> str:
+    """``name`` if the verbs can find a job by it: not one that reads as an Id or an
+    InstanceId (``stop 36`` finds the job with Id 36). Checked where a person names jobs (the
+    command line's --name, a new schedule), not on the API's start: a schedule stored before
+    this rule still fires under its name.
+
+    Raises:
+        ArgumentError: it reads as an Id or an InstanceId.
+    """
+    if check_name(name).strip().isdigit() or looks_like_uuid(name.strip()):
         raise ArgumentError(
             f"a job's name must not read as an Id or an InstanceId, as {name!r} does: "
             "stop, wait and receive would find that job instead"

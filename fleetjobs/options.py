@@ -9,7 +9,10 @@ worker or in every console that reads the job.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from .errors import ArgumentError
@@ -20,12 +23,12 @@ MAX_SECONDS = 1e9
 
 
 def count(what: str, value: Any, least: int) -> int:
-    """``value`` if it is a whole number of at least ``least`` (True is no count)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` as an int if it is a whole number of at least ``least`` (True is no count)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ArgumentError(f"{what} must be a whole number, got {value!r}")
     if value < least:
         raise ArgumentError(f"{what} must be at least {least}, got {value}")
-    return value
+    return int(value)
 
 
 def seconds(what: str, value: Any, zero: bool = False) -> float | None:
@@ -33,8 +36,9 @@ def seconds(what: str, value: Any, zero: bool = False) -> float | None:
     at most :data:`MAX_SECONDS`."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
         raise ArgumentError(f"{what} must be a number of seconds, got {value!r}")
+    value = float(value)  # a Decimal, a Fraction
     if not math.isfinite(value):
         raise ArgumentError(f"{what} must be a finite number of seconds, got {value}")
     if value < 0 or (value == 0 and not zero):
@@ -92,9 +96,15 @@ def filters(newest: Any = None, **texts: Any) -> None:
 
 
 def instant(value: Any) -> float | None:
-    """A point in time as Unix seconds (None stays None): a finite number."""
+    """A point in time as Unix seconds (None stays None): a finite number, or a datetime
+    (local time when it names no zone)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ArgumentError(f"a time is Unix seconds or text (2h, 2026-11-28T22:00), got {value!r}")
+    if isinstance(value, datetime):
+        return value.timestamp()
+    real = isinstance(value, (numbers.Real, Decimal)) and not isinstance(value, bool)
+    if not real or not math.isfinite(float(value)):
+        raise ArgumentError(
+            f"a time is Unix seconds, a datetime or text (2h, 2026-11-28T22:00), got {value!r}"
+        )
     return float(value)

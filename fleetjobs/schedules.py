@@ -43,7 +43,7 @@ from .errors import (
 )
 from .job import Job
 from .lifecycle import JobSpec, Lifecycle
-from .model import HostInfo, check_name, render_command, to_json
+from .model import HostInfo, check_addressable, render_command, to_json
 from .registry import Registry
 from .routing import split_locations
 from .schedule_model import RunInfo, ScheduleInfo
@@ -204,7 +204,7 @@ class Schedules:
                 f"invalid schedule name {name!r}: letters, digits, '.', '_' and '-', "
                 "at most 100 characters"
             )
-        check_name(name)  # the Name of its jobs: not one that reads as an Id
+        check_addressable(name)  # the Name of its jobs: not one that reads as an Id
         try:
             check_action_name(action)
         except ValueError as exc:
@@ -352,7 +352,7 @@ class Schedules:
                 name=name,
                 locations=spec["locations"],
                 target=spec["target"],
-                all_hosts=spec["all"],
+                all_hosts=bool(spec["all"]),  # as stored, by this version or an older one
                 kwargs=spec["kwargs"],
                 throttle_limit=spec["throttle_limit"],
                 start_timeout=spec["start_timeout"],

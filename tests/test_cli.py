@@ -89,7 +89,7 @@ def test_receive_prints_objects_as_a_table_and_streams_on_stderr(
 def test_a_jobs_output_and_reason_cannot_drive_the_terminal(cli: CliRunner, fleet: Fleet) -> None:
     # given output and a failure reason that carry escape sequences: a clipboard write (OSC
     # 52), a window title, a bare CR that overwrites the line, a C1 CSI
-    osc52, title = "\x1b]52;c;ZWNobyBwd25lZA==\x07x", "kaboom \x1b]0;T\x07"
+    osc52, title = "\x1b]52;c;ZWNobyBwd25lZA==\x07x", "kaboom \x1b]0;T\x07\r\n  line two"
     job = fleet.start(
         "echo", osc52, "a\rb", "\u009b31mZ", "tab\there", "1\u00a0234 👨\u200d👩", locations="alpha"
     )
@@ -107,7 +107,8 @@ def test_a_jobs_output_and_reason_cannot_drive_the_terminal(cli: CliRunner, flee
         "1\u00a0234 👨\u200d👩",
     ]
     assert bad.returncode == 1
-    assert bad.stderr.splitlines() == ["ERROR: kaboom \\x1b]0;T\\x07"]
+    # a reason's own line breaks stay line breaks (CRLF too)
+    assert bad.stderr.splitlines() == ["ERROR: kaboom \\x1b]0;T\\x07", "  line two"]
     for out in (res.stdout, res.stderr, bad.stdout, bad.stderr):
         assert not set(out) & {"\x1b", "\x07", "\r", "\x9b"}
 
@@ -170,6 +171,13 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(cli: CliRunner) -> None:
         (("receive", "1", "--wait", "--auto-remove", "--keep"), 2, "not with --keep"),
         (("actions", "--location", "nohost*"), 1, "no online host matches 'nohost*'"),
         (("ping", ""), 2, "a SERVER to ping is an empty name"),
+        # a name another verb would read as an Id or an InstanceId
+        (("start", "-l", "alpha", "--name", "36", "echo"), 2, "must not read as an Id"),
+        (
+            ("start", "-l", "alpha", "-n", "0b8f5b9e-8e4b-4f7e-9d3c-2f1a2b3c4d5e", "echo"),
+            2,
+            "Id or an InstanceId",
+        ),
         (("start", "-l", "alpha", "echo", "[" * 3000 + "]" * 3000), 2, "nests deeper than JSON"),
         (("start", "-l", "alpha", "echo", "\udc9b31m"), 2, "is not valid UTF-8 text"),
         (("ping", "--timeout", "inf", "alpha"), 2, "0<x<=1000000000"),

@@ -89,13 +89,27 @@ def test_a_password_given_as_a_query_parameter_is_hidden_and_reaches_celery() ->
         ("?socket_timeout=nan", "must be a number, got 'nan'"),
         ("?sentinel_password=x", "for a redis+sentinel:// URL only"),
         ("?ssl_cert_reqs=bogus", "is one of none, optional, required, got 'bogus'"),
+        ("?ssl_cert_reqs=REQUIRED", "got 'REQUIRED'"),  # both sides read it as written
+        ("?passwd=hunter2", "unsupported option 'passwd' in the Redis URL (supported"),
     ],
 )
 def test_a_redis_url_option_either_side_cannot_read_is_refused(query: str, message: str) -> None:
     # a console (redis-py) and a worker (kombu) read the same URL: what one of them cannot
     # take is refused for both, up front, not as a worker's traceback at its start
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
         Config(redis_url=f"redis://h:1/0{query}")
+    assert "hunter2" not in str(refused.value)  # a mistyped secret is not shown
+
+
+def test_what_kombu_reads_elsewhere_is_moved_there_and_a_password_is_given_once() -> None:
+    # kombu reads the database from the path only: ?db= goes there, as redis-py reads it
+    cfg = Config(redis_url="redis://h:1?db=3")
+    assert (cfg.db, cfg.broker_url) == (3, "redis://h:1/3")
+    tls = "rediss://h:6380/0?ssl_cert_reqs=required&ssl_ca_path=/etc/ca&ssl_password=k3y"
+    assert "k3y" not in Config(redis_url=tls).safe_url
+    with pytest.raises(ConfigError, match="gives a password twice") as twice:
+        Config(redis_url="redis://:hunter2@h:1/0?password=other")
+    assert "hunter2" not in str(twice.value) and "other" not in str(twice.value)
 
 
 def test_unix_sockets_and_tls_reach_celery_in_its_own_spelling() -> None:

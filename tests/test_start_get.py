@@ -120,9 +120,6 @@ def test_a_value_json_cannot_carry_is_refused_before_anything_is_queued(
         ({"locations": {"alpha": 1}}, "locations must be text or a list of text"),
         ({"locations": ""}, "no location named in ''"),
         ({"locations": [" ", ","]}, "no location named in"),
-        # a name another verb would read as an Id or an InstanceId
-        ({"name": "36"}, "must not read as an Id or an InstanceId"),
-        ({"name": str(uuid.uuid4())}, "must not read as an Id or an InstanceId"),
     ],
 )
 def test_a_start_option_that_cannot_work_is_refused_before_anything_is_queued(
@@ -154,11 +151,25 @@ def test_what_names_no_job_is_refused_before_redis_is_asked() -> None:
         (lambda: fleet.get(name=5), "name must be text, got 5"),  # type: ignore[arg-type]
         (lambda: fleet.get(state="bogus"), "unknown state 'bogus'"),
         (lambda: fleet.get(state=5), "a state is a JobState or its name"),  # type: ignore[arg-type]
-        (lambda: fleet.get(since=float("nan")), "a time is Unix seconds or text"),
+        (lambda: fleet.get(since=float("nan")), "a time is Unix seconds, a datetime or text"),
         (lambda: fleet.get(until=[1]), "got \\[1\\]"),  # type: ignore[arg-type]
     ):
         with pytest.raises(ArgumentError, match=message):
             call()
+
+
+def test_numbers_and_times_of_any_real_kind_are_taken(fleet: Fleet) -> None:
+    # a Decimal or a Fraction of seconds, a datetime for since: what Python users hold
+    from datetime import datetime, timedelta
+    from decimal import Decimal
+    from fractions import Fraction
+
+    job = fleet.start(
+        "echo", "x", locations="alpha", start_timeout=Decimal("30.5"), timeout=Fraction(60)
+    )
+    assert fleet.wait([job], timeout=15)
+    since = datetime.now() - timedelta(minutes=5)
+    assert job.id in [j.id for j in fleet.get(since=since)]
 
 
 def test_one_target_or_fact_filter_may_be_given_as_text(fleet: Fleet) -> None:

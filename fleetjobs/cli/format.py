@@ -213,7 +213,7 @@ def output_text(value: Any) -> str:
     output cannot drive the terminal that receives it (an OSC 52 sequence writes the
     clipboard, a bare CR overwrites what is shown, a bidi override reorders it); its tabs and
     line breaks, and every other character (no-break spaces, joiners in emoji), as written."""
-    return _CONTROL.sub(_escaped, value_text(value))
+    return _CONTROL.sub(_escaped, value_text(value).replace("\r\n", "\n"))
 
 
 # C0 but tab and newline, DEL, C1, and the bidi embeddings, overrides and isolates
@@ -275,7 +275,7 @@ def stream_line(rec: Record, tag: bool) -> str:
     else:
         text = value_text(data)
     where = f"[{rec.location}] " if tag else ""
-    return printable(f"{PREFIXES.get(rec.stream, rec.stream.upper())}: {where}{text}")
+    return output_text(f"{PREFIXES.get(rec.stream, rec.stream.upper())}: {where}{text}")
 
 
 def print_json_stream(items: Iterable[dict[str, Any]], out: TextIO | None = None) -> None:

@@ -22,7 +22,7 @@ import click
 from .. import placement
 from ..fleet import Fleet
 from ..job import Job
-from ..model import Record
+from ..model import Record, check_addressable
 from ..netcheck import reach
 from ..routing import split_locations
 from ..signatures import bind_words
@@ -193,6 +193,8 @@ def action_arguments(
 def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, Any]) -> Job:
     if opts["fail_fast"] and opts["max_failures"] not in (None, 0):
         raise click.UsageError("--fail-fast is --max-failures 0: give one of them")
+    if opts["name"] is not None:
+        check_addressable(opts["name"])  # a person names jobs by it: not one that reads as an Id
     args, kwargs = action_arguments(state, action, tokens, opts["locations"])
     job = state.fleet.start(
         action,
@@ -284,7 +286,7 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
     failed = [c for c in info.children if c.state is not JobState.COMPLETED]
     for child in failed:
         line = f"fleetjobs: {child.location}: {child.state.value}: {child.reason}"
-        click.echo(fmt.printable(line), err=True)
+        click.echo(fmt.output_text(line), err=True)
     if info.rollout and info.rollout.halted:
         click.echo(f"fleetjobs: {info.rollout.halted}", err=True)
     if failed:

@@ -251,7 +251,7 @@ def _after_receive(
         for child in failed:
             if child.reason and child.reason not in errors:
                 where = f"[{child.location}] " if multi else ""
-                click.echo(fmt.printable(f"ERROR: {where}{child.reason}"), err=True)
+                click.echo(fmt.output_text(f"ERROR: {where}{child.reason}"), err=True)
         print_questions(infos, err=True)
     if failed:
         sys.exit(EXIT_FAILED)
