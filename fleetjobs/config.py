@@ -146,6 +146,13 @@ class Config:
         for key, value in query:
             if key == "sentinel_password" and parts.scheme not in SENTINEL_SCHEMES:
                 raise ConfigError("?sentinel_password= is for a redis+sentinel:// URL only")
+            if parts.scheme in SENTINEL_SCHEMES and key != "sentinel_password":
+                # neither side applies it through Sentinel: refused, not silently dropped
+                raise ConfigError(
+                    f"option {key!r} is not read in a redis+sentinel:// URL: its only option "
+                    "is ?sentinel_password=; the password goes in the user part "
+                    "(redis+sentinel://:PASSWORD@s1:26379/SERVICE/DB), the database at the end"
+                )
             if key not in URL_OPTIONS:  # its value is not shown: it may be a mistyped secret
                 raise ConfigError(
                     f"unsupported option {key!r} in the Redis URL "

@@ -101,6 +101,14 @@ def test_a_redis_url_option_either_side_cannot_read_is_refused(query: str, messa
     assert "hunter2" not in str(refused.value)  # a mistyped secret is not shown
 
 
+def test_a_sentinel_url_takes_only_what_is_applied_through_sentinel() -> None:
+    url = "redis+sentinel://s1:26379/fleet/1?sentinel_password=sp"
+    assert Config(redis_url=url).broker_transport_options["master_name"] == "fleet"
+    for query in ("password=x", "db=2", "socket_timeout=3", "ssl_cert_reqs=required"):
+        with pytest.raises(ConfigError, match="is not read in a redis\\+sentinel:// URL"):
+            Config(redis_url=f"{url}&{query}")
+
+
 def test_what_kombu_reads_elsewhere_is_moved_there_and_a_password_is_given_once() -> None:
     # kombu reads the database from the path only: ?db= goes there, as redis-py reads it
     cfg = Config(redis_url="redis://h:1?db=3")
