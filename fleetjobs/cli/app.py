@@ -10,7 +10,6 @@ a running job); 2 bad input (usage, unknown action, bad JSON, a host that refuse
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -21,6 +20,7 @@ import click
 
 from ..config import Config
 from ..errors import (
+    ArgumentError,
     ConfigError,
     FleetJobsError,
     JobNotFoundError,
@@ -118,19 +118,15 @@ def json_option(fn: F) -> F:
 
 
 def parse_value(text: str) -> Any:
-    """A command-line argument as JSON when it parses (``5``, ``true``, ``[1,2]``), else text."""
+    """A command-line argument as JSON when it parses (``5``, ``true``, ``[1,2]``), else text:
+    how a start reads a parameter of any type (:func:`fleetjobs.signatures.convert`), where
+    the host's signatures are not known."""
+    from ..signatures import convert  # the verbs that parse arguments import it, --help not
+
     try:
-        text.encode()
-    except UnicodeEncodeError:  # bytes the terminal's encoding could not decode
-        raise click.BadParameter(f"{text!r} is not valid UTF-8 text") from None
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise click.BadParameter(f"{text[:40]!r}... nests deeper than JSON allows") from None
-    except ValueError as exc:
-        if text.lstrip()[:1] in ("{", "["):
-            raise click.BadParameter(f"{text!r} looks like JSON but is not: {exc}") from None
-        return text
+        return convert(text, "any", "argument")
+    except ArgumentError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def parse_kw(items: tuple[str, ...]) -> dict[str, Any]:
