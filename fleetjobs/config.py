@@ -167,7 +167,8 @@ class Config:
             number = URL_NUMBERS.get(key)
             if number is not None:
                 try:
-                    ok = math.isfinite(number(value)) and number(value) >= 0
+                    parsed = number(value)
+                    ok = math.isfinite(parsed) and parsed >= 0
                 except ValueError:
                     ok = False
                 if not ok:

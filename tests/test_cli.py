@@ -216,13 +216,12 @@ def test_redis_unreachable_names_the_url_without_its_password(config: Config) ->
 
 def test_a_worker_that_cannot_reach_redis_exits_4_as_the_verbs_do() -> None:
     env = {**os.environ, "FLEETJOBS_REDIS_URL": "redis://admin:s3cret@127.0.0.1:1/0"}
-    res = subprocess.run(
-        [sys.executable, "-m", "fleetjobs.workers", "--location", "nowhere"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def worker(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "fleetjobs.workers", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+    res = worker("--location", "nowhere")
     assert res.returncode == 4, res.stderr
     assert res.stderr.startswith(
         "fleetjobs worker: error: cannot reach Redis at redis://admin:***@"
@@ -233,13 +232,7 @@ def test_a_worker_that_cannot_reach_redis_exits_4_as_the_verbs_do() -> None:
         (["--location", ""], "no location named in --location ''"),
         (["--concurrency", "99999999999"], "--concurrency must be from 1 to 1024"),
     ):
-        res = subprocess.run(
-            [sys.executable, "-m", "fleetjobs.workers", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        res = worker(*args)
         assert res.returncode == 2 and text in res.stderr, res.stderr
 
 

@@ -59,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = Config.from_env(redis_url=ns.redis_url)
         confined = config.confined_to
-        locations = split_locations(ns.location) or [confined or default_location()]
-        if ns.location and not split_locations(ns.location):
+        named = split_locations(ns.location)
+        if ns.location and not named:
             raise FleetJobsError(f"no location named in --location {' '.join(ns.location)!r}")
+        locations = named or [confined or default_location()]
         if confined and locations != [confined]:
             raise FleetJobsError(
                 f"a worker confined to {confined} (FLEETJOBS_CONFINED_TO) serves that one "
