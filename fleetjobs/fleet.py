@@ -22,7 +22,7 @@ from .actions import check_action_name
 from .config import Config, default_location
 from .control import HELD, Control, ControlVerbs, deadlocked
 from .dispatch import Dispatcher
-from .errors import ArgumentError, JobNotFoundError, NoHostError, UnknownActionError
+from .errors import ArgumentError, JobNotFoundError, UnknownActionError
 from .events import JobEvents, ride_out, ride_out_iter
 from .history import History, parse_time
 from .hosts import Hosts
@@ -34,7 +34,7 @@ from .model import HostInfo, JobInfo, Record, check_arguments, check_name, rende
 from .records import Records
 from .refs import as_list, batches, check_ref, checked, children_of, ids_of, parse_state, snapshots
 from .registry import Registry
-from .routing import is_glob, split_locations
+from .routing import is_glob, named_locations
 from .signatures import check_call
 from .states import JobState
 from .store import Store
@@ -171,10 +171,7 @@ class Fleet(ControlVerbs):
         )
         target, where = options.texts("target", target), options.texts("where", where)
         options.flags(all_hosts=all_hosts, halt_running=halt_running)
-        given = options.texts("locations", locations)
-        named = split_locations(given)
-        if given and not named:  # '' or ',': a location asked for, and none named
-            raise NoHostError(f"no location named in {', '.join(map(repr, given))}")
+        named = named_locations(options.texts("locations", locations))
         # plain names need only their own hosts' records; globs, tags and --all need them all
         everything = bool(target) or all_hosts or bool(where) or any(is_glob(n) for n in named)
         scope = None if everything else named or [default_location()]

@@ -62,6 +62,16 @@ def split_locations(values: Iterable[str]) -> list[str]:
     return list(seen)
 
 
+def named_locations(given: Sequence[str]) -> list[str]:
+    """:func:`split_locations` of what a caller passed as locations, refusing values that
+    name none (``''``, ``','``): a location was asked for, and this machine's default is not
+    what was meant."""
+    named = split_locations(given)
+    if given and not named:
+        raise NoHostError(f"no location named in {', '.join(map(repr, given))}")
+    return named
+
+
 def select_locations(
     wanted: Sequence[str],
     known: Iterable[str],

@@ -45,7 +45,7 @@ from .job import Job
 from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, check_addressable, render_command, to_json
 from .registry import Registry
-from .routing import split_locations
+from .routing import named_locations
 from .schedule_model import RunInfo, ScheduleInfo
 from .states import JobState
 from .triggers import FleetEntry, Trigger, celery_schedule, parse_trigger
@@ -225,7 +225,7 @@ class Schedules:
         if overlap not in OVERLAP:
             raise ArgumentError(f"overlap must be one of {', '.join(OVERLAP)}, got {overlap!r}")
         trigger = parse_trigger(cron, every, at, timezone)
-        named = split_locations(options.texts("locations", locations))
+        named = named_locations(options.texts("locations", locations))
         spec: dict[str, Any] = {
             "action": action,
             "args": list(args),

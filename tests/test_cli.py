@@ -167,6 +167,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(cli: CliRunner) -> None:
         (("start", "-l", "alpha", "--timeout", "1e12", "echo"), 2, "0<x<=1000000000"),
         (("start", "-l", "alpha", "--batch", "1.5", "echo"), 2, "neither a host count"),
         (("start", "-l", "", "echo"), 2, "no location named in ''"),
+        (("schedule", "add", "s", "--every", "1m", "-l", ",", "echo"), 2, "no location named"),
         (("wait", "1", "--timeout", "nan"), 2, "not a finite number of seconds"),
         (("receive", "1", "--wait", "--auto-remove", "--keep"), 2, "not with --keep"),
         (("actions", "--location", "nohost*"), 1, "no online host matches 'nohost*'"),
