@@ -378,10 +378,15 @@ class Fleet(ControlVerbs):
         ids = [i.id for i in infos]
         ends = {s for s in JobState if s.finished or (not force and s in HELD)}
 
-        def look() -> tuple[list[str | None], list[JobInfo] | None]:
-            self.housekeeping.sweep()
+        def look(sweep: bool = True) -> tuple[list[str | None], list[JobInfo] | None]:
+            if sweep:
+                self.housekeeping.sweep()
             return self.registry.poll(ids, ends, any, gone_ok)  # once over, the snapshots too
 
+        raw, ended = ride_out(lambda: look(sweep=False))  # jobs over already: no subscription
+        if ended is not None:
+            checked(ids, raw, gone_ok)
+            return [Job(self, i) for i in ended]
         with self._events(infos, only=EVENT_END) as events:
             while True:
                 raw, ended = ride_out(look)
