@@ -27,6 +27,8 @@ import base64
 import binascii
 import json
 import logging
+import math
+from datetime import datetime
 from queue import Empty
 from typing import Any
 
@@ -65,6 +67,9 @@ def why_not_a_job(message: Any, content_type: str = JSON) -> str | None:
     if message.content_type != content_type:
         what = "a signed message" if content_type == SIGNED else content_type
         return f"its content type is {_short(message.content_type)}, not {what}"
+    problem = _header_problem(headers)
+    if problem is not None:
+        return problem
     try:
         body = message.decode()
     except Exception as exc:  # kombu's DecodeError, ContentDisallowed, a bad encoding...
@@ -79,6 +84,40 @@ def why_not_a_job(message: Any, content_type: str = JSON) -> str | None:
     if not isinstance(embed, dict):
         return f"its options are {_short(embed)}, not an object"
     return None
+
+
+def _header_problem(headers: dict[str, Any]) -> str | None:
+    """Why the headers Celery reads past the guard cannot be a job's: a time limit Celery's
+    timer would fail on inside the event loop (ending the worker) or kill the pool process
+    with, a date it would log a traceback for and drop, a name Flower would show."""
+    limits = headers.get("timelimit")
+    if limits is not None:
+        if not isinstance(limits, list | tuple) or len(limits) != 2:
+            return f"its time limit header is {_short(limits)}, not [soft, hard]"
+        for limit in limits:
+            if limit is not None and not _positive(limit):
+                return f"its time limit header is {_short(limits)}, not positive seconds"
+    for name in ("eta", "expires"):
+        when = headers.get(name)
+        if when is None:
+            continue
+        try:
+            datetime.fromisoformat(when)
+        except (TypeError, ValueError):
+            return f"its {name} header is {_short(when)}, not an ISO 8601 time"
+    shadow = headers.get("shadow")
+    if shadow is not None and not isinstance(shadow, str):
+        return f"its shadow header is {_short(shadow)}, not a name"
+    return None
+
+
+def _positive(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _short(value: Any) -> str:
@@ -200,7 +239,10 @@ def envelope_problem(item: Any) -> str | None:
     body = doc.get("body")
     if body is not None and not isinstance(body, str):
         return "its envelope's body is not a string"
-    if body and props.get("body_encoding") == "base64":
+    encoding = props.get("body_encoding")
+    if encoding is not None and encoding != "base64":
+        return f"its body encoding is {_short(encoding)}, not base64"
+    if body and encoding == "base64":
         try:
             base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError) as exc:

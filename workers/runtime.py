@@ -116,6 +116,9 @@ class Runtime:
             log.warning("refused a message on %s: %s", ",".join(locations), reason)
             self._refused(w, job_id, via, task_id, reason)
             return {"state": "Refused", "ran": False}
+        if state == "Missing":  # removed while queued, or a message no console made
+            log.warning("job %s not run: no such job in the registry", job_id)
+            return {"state": state, "ran": False}
         if state != JobState.RUNNING.value or running is None:
             log.info("job %s not run: it is %s", job_id, state)
             return {"state": state, "ran": False}

@@ -43,10 +43,31 @@ def poison(cfg: Any, location: str) -> list[str]:
         send("no headers", [[1], {}, {}], headers={})
         send("no task id", [[1], {}, {}], headers={"task": TASK_NAME})
         send("another task", [[1], {}, {}], headers={"task": "evil.task", "id": "x"})
+        # headers Celery reads after the guard: its timer raised on the first inside the
+        # event loop (the worker died, and again on every restart), killed the pool process
+        # on the second, logged a traceback and dropped the third
+        send("a time limit not a number", [[1], {}, {}], headers={**job, "timelimit": "zz"})
+        send("a negative time limit", [[1], {}, {}], headers={**job, "timelimit": [-1, -1]})
+        send("an eta not a time", [[1], {}, {}], headers={**job, "eta": "notadate"})
     client = redis.Redis.from_url(cfg.redis_url)
     client.lpush(f"{cfg.prefix}{queue}", b"not even an envelope")
-    client.close()
     sent.append("an envelope that is not JSON")
+    # a body encoding kombu has no codec for: it raised out of the event loop (the worker
+    # died, and the message was gone with it)
+    envelope = {
+        "body": "W1sxXSwge30sIHt9XQ==",
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": job,
+        "properties": {
+            "delivery_tag": uniq("tag"),
+            "body_encoding": "rot13",
+            "delivery_info": route,
+        },
+    }
+    client.lpush(f"{cfg.prefix}{queue}", json.dumps(envelope))
+    client.close()
+    sent.append("an unknown body encoding")
     return sent
 
 
@@ -74,6 +95,10 @@ def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_se
         assert all(d.reason and d.worker for d in letters)
         assert any("envelope is not JSON" in d.reason for d in letters)
         assert any("not Celery's [args, kwargs, embed]" in d.reason for d in letters)
+        assert any("time limit header is 'zz'" in d.reason for d in letters)
+        assert any("not positive seconds" in d.reason for d in letters)
+        assert any("eta header is 'notadate'" in d.reason for d in letters)
+        assert any("body encoding is 'rot13'" in d.reason for d in letters)
         assert workers.procs[0].poll() is None, "the worker exited"
         log = (tmp_path / "worker-0.log").read_text()
         assert log.count("refused a message on queue") == len(kinds), log[-3000:]
