@@ -56,4 +56,21 @@ def _bound_metric_labels() -> None:
     PrometheusMetrics.observe_task = observe_task
 
 
+def _metrics_behind_auth() -> None:
+    """Flower serves ``/metrics`` to anyone (its handler lacks the ``authenticated`` check its
+    pages and API have): every job's action and every host's name, with no credentials.
+    Behind the same authentication here; open only where Flower itself is (``--no-auth``)."""
+    try:
+        import tornado.web
+        from flower.views.monitor import Metrics
+    except ImportError:  # not running under Flower
+        return
+    if getattr(Metrics.get, "_fleetjobs", False):
+        return
+    guarded = tornado.web.authenticated(Metrics.get)
+    guarded._fleetjobs = True  # type: ignore[attr-defined]
+    Metrics.get = guarded
+
+
 _bound_metric_labels()
+_metrics_behind_auth()

@@ -157,6 +157,13 @@ def test_flower_api_agrees_with_get(
     with pytest.raises(urllib.error.HTTPError) as refused:
         flower.get("/api/tasks", auth=None)
     assert refused.value.code == 401
+    # and so do its metrics (Flower's own handler served them to anyone)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        flower.get("/metrics", auth=None)
+    assert refused.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        flower.get("/metrics", auth="ops:wrong")
+    assert refused.value.code == 401
     cmdline = Path(f"/proc/{flower.proc.pid}/cmdline").read_bytes().decode()
     assert "flower" in cmdline and AUTH.split(":")[1] not in cmdline
     # when a fan-out ends with one failure and one stop
