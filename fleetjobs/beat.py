@@ -22,8 +22,9 @@ import redis.exceptions
 from redbeat.schedulers import RedBeatScheduler, acquire_distributed_beat_lock
 
 from .config import Config
-from .errors import ConfigError, RedisUnavailableError
+from .errors import ConfigError, RedisUnavailableError, ScheduleUnreadableError
 from .fleet import Fleet
+from .schedule_model import UNREADABLE, unreadable
 from .schedules import Schedules, redbeat_app
 from .states import JobState
 from .triggers import FleetEntry
@@ -36,14 +37,37 @@ class _Shutdown(BaseException):
     a BaseException, so nothing on the way swallows it."""
 
 
+class _Unreadable:
+    """A due schedule whose stored definition cannot be read: it never fires, and the beat
+    says why (once) instead of failing the whole tick on it, as RedBeat's loading would."""
+
+    def __init__(self, key: str, prefix: str, why: str) -> None:
+        self.key, self.why = key, why
+        self.name = key[len(prefix) :] if key.startswith(prefix) else key
+
+    def is_due(self) -> tuple[bool, float]:
+        raise unreadable(self.name, self.why)
+
+
+class _BeatEntry(FleetEntry):
+    @classmethod
+    def from_key(cls, key: str, app: Any = None) -> Any:
+        try:
+            return super().from_key(key, app=app)
+        except UNREADABLE as exc:
+            prefix = str(app.redbeat_conf.key_prefix)
+            return _Unreadable(key, prefix, f"{type(exc).__name__}: {exc}")
+
+
 class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
     """RedBeat's scheduler whose ``apply_async`` starts the schedule's run itself."""
 
-    Entry = FleetEntry
+    Entry = _BeatEntry
 
     def __init__(self, app: Any, *, schedules: Schedules, **kwargs: Any) -> None:
         self.schedules = schedules
         self.busy = False
+        self._reported: dict[str, str] = {}  # schedule -> the error last logged for it
         super().__init__(app, **kwargs)
 
     @property
@@ -56,8 +80,14 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
         try:
             due, next_time_to_run = entry.is_due()
         except Exception as exc:  # a schedule that cannot be read must not stop the others
-            log.error("schedule %s: cannot tell when it is due: %s", entry.name, exc)
+            if self._reported.get(entry.name) != str(exc):  # each tick would say it again
+                self._reported[entry.name] = str(exc)
+                if isinstance(exc, ScheduleUnreadableError):
+                    log.error("%s", exc)
+                else:
+                    log.error("schedule %s: cannot tell when it is due: %s", entry.name, exc)
             return None
+        self._reported.pop(entry.name, None)
         if due:
             self.apply_async(entry)
         return next_time_to_run
@@ -75,8 +105,12 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
             return
         # the tick loaded its entries a moment ago: a schedule disabled or removed since
         # then does not fire (a disable takes effect when it returns, not a tick later)
-        current = self.schedules.r.hget(entry.key, "definition")
-        if current is None or not json.loads(current).get("enabled", True):
+        try:
+            current = json.loads(self.schedules.r.hget(entry.key, "definition") or "null")
+            if not current or not current.get("enabled", True):
+                return
+        except UNREADABLE as exc:  # damaged since the tick read it
+            log.error("%s", unreadable(entry.name, f"{type(exc).__name__}: {exc}"))
             return
         # RedBeat moves the schedule's next time first: a firing that fails is not repeated
         entry = self.reserve(entry) if advance else entry

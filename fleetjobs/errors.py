@@ -20,7 +20,8 @@
     ├── ScheduleError                        a schedule verb refused (schedules.py)
     │   ├── BadTriggerError (ValueError)     a cron, interval or --at time that cannot work
     │   ├── ScheduleExistsError              add of a name already taken
-    │   └── ScheduleNotFoundError (LookupError)  no schedule has that name
+    │   ├── ScheduleNotFoundError (LookupError)  no schedule has that name
+    │   └── ScheduleUnreadableError          its stored definition cannot be read
     ├── ActionError                          raised by an action to fail its job with a message
     └── ParallelError                        items of a local parallel() run failed (parallel.py)
 
@@ -117,6 +118,11 @@ class ScheduleExistsError(ScheduleError):
 
 class ScheduleNotFoundError(ScheduleError, LookupError):
     """No schedule has that name."""
+
+
+class ScheduleUnreadableError(ScheduleError):
+    """A schedule's stored definition cannot be read (written by hand, or damaged): it does
+    not fire, and only ``remove`` acts on it."""
 
 
 class ActionError(FleetJobsError):

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from .config import default_location
+from .errors import ScheduleUnreadableError
 from .model import iso, render_command
 from .triggers import Trigger
 
@@ -101,3 +102,18 @@ class ScheduleInfo:
 
 def _local(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# what reading a damaged definition raises (RedBeat's JSON decoding, its entry's arguments)
+UNREADABLE: tuple[type[Exception], ...] = (ValueError, TypeError, AttributeError, IndexError)
+# and reading what it holds (a field missing from it)
+UNREADABLE_FIELDS: tuple[type[Exception], ...] = (KeyError, *UNREADABLE)
+
+
+def unreadable(name: str, why: str) -> ScheduleUnreadableError:
+    """The error for a schedule whose stored definition cannot be read, saying what to do."""
+    why = why.strip().splitlines()[0] if why.strip() else "unknown"
+    return ScheduleUnreadableError(
+        f"schedule {name!r} cannot be read ({why}): it does not fire; "
+        f"'fleetjobs schedule remove {name}' deletes it"
+    )

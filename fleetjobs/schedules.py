@@ -38,6 +38,7 @@ from .errors import (
     RedisUnavailableError,
     ScheduleExistsError,
     ScheduleNotFoundError,
+    ScheduleUnreadableError,
     StartError,
     UnknownActionError,
 )
@@ -46,7 +47,7 @@ from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, check_addressable, render_command, to_json
 from .registry import Registry
 from .routing import named_locations
-from .schedule_model import RunInfo, ScheduleInfo
+from .schedule_model import UNREADABLE, UNREADABLE_FIELDS, RunInfo, ScheduleInfo, unreadable
 from .states import JobState
 from .triggers import FleetEntry, Trigger, celery_schedule, parse_trigger
 
@@ -259,16 +260,25 @@ class Schedules:
         return self.show(name)
 
     @_guarded
-    def list(self) -> list[ScheduleInfo]:
-        """Every schedule, by name."""
+    def list(self, unreadable: list[str] | None = None) -> list[ScheduleInfo]:
+        """Every schedule, by name.
+
+        Args:
+            unreadable: gets why each schedule whose stored definition cannot be read is
+                left out (one line each); without it they are left out silently.
+        """
         base = str(self.app.redbeat_conf.key_prefix)
         keys = self.r.zrange(self.app.redbeat_conf.schedule_key, 0, -1)
         names = sorted(k[len(base) :] for k in keys if k.startswith(base))
         out = []
         for name in names:
-            entry = self._entry(name, missing_ok=True)
-            if entry is not None:
-                out.append(self._info(entry, history=False))
+            try:
+                entry = self._entry(name, missing_ok=True)
+                if entry is not None:
+                    out.append(self._info(entry, history=False))
+            except ScheduleUnreadableError as exc:
+                if unreadable is not None:
+                    unreadable.append(str(exc))
         return out
 
     @_guarded
@@ -283,11 +293,20 @@ class Schedules:
         return self._info(entry, history=True)
 
     @_guarded
-    def remove(self, name: str) -> ScheduleInfo:
-        """Unregister a schedule; its runs stay, as ordinary jobs (``fleetjobs remove NAME``)."""
-        info = self.show(name)
-        self._entry(name).delete()  # type: ignore[union-attr]
-        self.r.delete(self._runs_key(name), self._skips_key(name), self._stats_key(name))
+    def remove(self, name: str) -> ScheduleInfo | None:
+        """Unregister a schedule; its runs stay, as ordinary jobs (``fleetjobs remove NAME``).
+
+        Returns:
+            What it was; None for one whose stored definition could not be read (removed
+            all the same).
+        """
+        try:
+            info: ScheduleInfo | None = self.show(name)
+        except ScheduleUnreadableError:
+            info = None
+        key = self._entry_key(name)
+        self.r.zrem(self.app.redbeat_conf.schedule_key, key)
+        self.r.delete(key, self._runs_key(name), self._skips_key(name), self._stats_key(name))
         return info
 
     @_guarded
@@ -399,15 +418,26 @@ class Schedules:
     # ---- helpers ------------------------------------------------------------------------
 
     def _entry(self, name: str, missing_ok: bool = False) -> FleetEntry | None:
+        key = self._entry_key(name)
         try:
-            entry: FleetEntry = FleetEntry.from_key(self._entry_key(name), app=self.app)
+            entry: FleetEntry = FleetEntry.from_key(key, app=self.app)
         except KeyError:
+            if self.r.exists(key):  # there, but with no or half a definition
+                raise unreadable(name, "its definition or its meta is missing") from None
             if missing_ok:
                 return None
             raise ScheduleNotFoundError(f"no schedule named {name!r}") from None
+        except UNREADABLE as exc:
+            raise unreadable(name, f"{type(exc).__name__}: {exc}") from None
         return entry
 
     def _info(self, entry: FleetEntry, history: bool) -> ScheduleInfo:
+        try:
+            return self._read_info(entry, history)
+        except UNREADABLE_FIELDS as exc:
+            raise unreadable(str(entry.name), f"{type(exc).__name__}: {exc}") from None
+
+    def _read_info(self, entry: FleetEntry, history: bool) -> ScheduleInfo:
         spec = dict(entry.kwargs)
         name = str(entry.name)
         runs_key = self._runs_key(name)

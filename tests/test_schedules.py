@@ -212,6 +212,40 @@ def test_disable_stops_firing_and_enable_resumes(sfleet: tuple[Config, Fleet], b
     fleet.schedules.remove(name)
 
 
+def test_a_damaged_schedule_stops_no_other_and_remove_deletes_it(
+    sfleet: tuple[Config, Fleet], beat: Beat
+) -> None:
+    cfg, fleet = sfleet
+    cli = make_cli(cfg)
+    good, bad = uniq("good"), uniq("damaged")
+    # given a schedule whose stored definition was damaged (by hand, or a bad restore)
+    fleet.schedules.add(bad, "echo", 1, every=1, locations="s1")
+    key = fleet.schedules._entry_key(bad)
+    fleet.registry.r.hset(key, "definition", "not json")
+    # when another schedule is due beside it
+    fleet.schedules.add(good, "echo", 2, every=1, locations="s2")
+    # then the other fires, and the beat says once which one cannot be read
+    eventually(lambda: len(run_ids(fleet, good)) >= 2, timeout=30)
+    eventually(lambda: f"schedule {bad!r} cannot be read" in beat.text(), timeout=10)
+    assert beat.text().count(f"schedule {bad!r} cannot be read") == 1
+    assert run_ids(fleet, bad) == []
+    # and the CLI lists the rest, names the damaged one, and refuses it in one line
+    listed = cli("schedule", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert good in {s["name"] for s in json.loads(listed.stdout)}
+    assert f"schedule {bad!r} cannot be read" in listed.stderr
+    shown = cli("schedule", "show", bad)
+    assert shown.returncode == 1 and shown.stderr.count("\n") == 1
+    assert f"'fleetjobs schedule remove {bad}' deletes it" in shown.stderr
+    # and remove deletes it
+    removed = cli("schedule", "remove", bad)
+    assert removed.returncode == 0, removed.stderr
+    assert not fleet.registry.r.exists(key)
+    assert cli("schedule", "show", bad).returncode == 1
+    assert "cannot be read" not in cli("schedule", "list").stderr
+    fleet.schedules.remove(good)
+
+
 def test_run_now_starts_a_run_at_once(sfleet: tuple[Config, Fleet]) -> None:
     # given a yearly schedule (no beat needed for run-now)
     cfg, fleet = sfleet

@@ -176,7 +176,10 @@ def add(
 @pass_state
 def list_(state: State, as_json: bool) -> None:
     """List the schedules: trigger, target, enabled, last run and next run."""
-    _print(_schedules(state).list(), as_json)
+    unreadable: list[str] = []
+    _print(_schedules(state).list(unreadable), as_json)
+    for why in unreadable:
+        click.echo(f"WARNING: {fmt.output_text(why)}", err=True)
 
 
 @schedule.command(epilog=EPILOG)
@@ -226,8 +229,8 @@ def show(state: State, name: str, as_json: bool) -> None:
 def remove(state: State, name: str, as_json: bool) -> None:
     """Remove the schedule NAME (its runs stay, as jobs: `fleetjobs remove NAME`)."""
     info = _schedules(state).remove(name)
-    if as_json:
-        click.echo(json.dumps(info.to_dict(), indent=2))
+    if as_json:  # one whose definition could not be read: its name is all there is
+        click.echo(json.dumps(info.to_dict() if info else {"name": name}, indent=2))
 
 
 @schedule.command(epilog=EPILOG)
