@@ -76,6 +76,26 @@ def test_finish_settles_completed_failed_or_stopped(layers: Layers) -> None:
     assert w.lifecycle.finish(child.id, S.FAILED, "late")[0] == S.STOPPED
 
 
+def test_a_finish_for_another_instance_settles_nothing(layers: Layers) -> None:
+    w = layers
+    # given a running child whose Id a worker still running an older job also holds (that
+    # job removed, or lost with Redis's data, and its Id given again)
+    pid, child = _one(w)
+    w.lifecycle.claim(child.id, "a")
+    stale = w.records.tail("0b8f5b9e-8e4b-4f7e-9d3c-2f1a2b3c4d5e", None, [])
+    # when the old job's worker finishes it, with its records
+    late = [Pending("output", "old", 1, time.time())]
+    stale_with_records = w.records.tail("0b8f5b9e-8e4b-4f7e-9d3c-2f1a2b3c4d5e", None, late)
+    # then neither finish settles the new job, nor writes to it
+    assert w.lifecycle.finish(child.id, S.FAILED, "old", stale)[0] == "Missing"
+    assert w.lifecycle.finish(child.id, S.COMPLETED, "", stale_with_records)[0] == "Missing"
+    assert _state(w, child.id) is S.RUNNING and _state(w, pid) is S.RUNNING
+    assert w.store.r.llen(w.keys.out(child.instance_id)) == 0
+    # and its own worker's finish does
+    own = w.records.tail(child.instance_id, None, [])
+    assert w.lifecycle.finish(child.id, S.COMPLETED, "", own)[0] == S.COMPLETED
+
+
 def test_stop_of_queued_running_and_orphaned_jobs(layers: Layers) -> None:
     w = layers
     # NotStarted -> Stopped at once: it will never run

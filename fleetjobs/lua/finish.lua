@@ -8,6 +8,9 @@ local id = ARGV[3]
 local f = fields(K.job(id), 'state', 'stop', 'stop_reason', 'parent', 'location', 'queued', 'iid',
                  'wseq', 'wbytes', 'truncated')
 local written = {}
+-- a worker's finish names the child's InstanceId too: a job that was removed (or lost with
+-- Redis's data) whose Id a new job has taken since is not the one this worker ran
+if ARGV[6] and f.iid and f.iid ~= ARGV[6] then return result('Missing') end
 if ARGV[6] then
   local recs = {}
   for i = 10, #ARGV do recs[#recs + 1] = ARGV[i] end
