@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis.exceptions
+
 from fleetjobs.errors import FleetJobsError
 from fleetjobs.routing import TASK_NAME
 from fleetjobs.states import JobState
@@ -61,13 +63,25 @@ class Enforcer(threading.Thread):
         self._closed = threading.Event()
 
     def run(self) -> None:
+        away = False  # Redis is away: said once, not at every look
         while not self._closed.wait(POLL):
             try:
                 self.check()
-            except FleetJobsError:
-                continue  # Redis away for a moment: look again
+            except (
+                FleetJobsError,
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+            ) as exc:
+                if not away:
+                    log.warning(
+                        "the stop enforcer cannot look at its jobs (will keep trying): %s",
+                        _line(exc),
+                    )
+                away = True
+                continue
             except Exception:
                 log.exception("the stop enforcer failed to look at its jobs")
+            away = False
 
     def close(self) -> None:
         self._closed.set()
@@ -179,3 +193,8 @@ class Enforcer(threading.Thread):
         )
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(req.worker_pid), signal.SIGKILL)
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

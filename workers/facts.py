@@ -137,21 +137,21 @@ class FactsReporter(threading.Thread):
         self.locations = list(locations)
         self.tags = dict(tags)
         self.every = every
-        self._stop = threading.Event()
+        self._closing = threading.Event()
 
     def report(self) -> bool:
         """Write the facts where Redis holds other ones; returns whether it wrote."""
         return self.hosts.publish_facts(collect(self.tags), self.locations)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._closing.is_set():
             try:
                 self.report()
             except FleetJobsError as exc:
                 log.warning("could not report facts (will retry): %s", exc)
             except Exception:
                 log.exception("could not read facts")
-            self._stop.wait(self.every)
+            self._closing.wait(self.every)
 
     def close(self) -> None:
-        self._stop.set()
+        self._closing.set()
