@@ -36,6 +36,8 @@ class JobEvents:
     def __enter__(self) -> JobEvents:
         try:
             self._subscribe()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            pass  # Redis away: the caller's looks ride it out, and next() subscribes then
         except redis.exceptions.RedisError as exc:
             raise translate(exc, self._store.safe_url) from None
         return self

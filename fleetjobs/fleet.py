@@ -360,7 +360,7 @@ class Fleet(ControlVerbs):
             JobBlockedError: a job can only go on with an answer (it is Blocked); the
                 message names the job and its question.
         """
-        return self._wait(self._snapshots(jobs), timeout, any, force=force)
+        return self._wait(ride_out(lambda: self._snapshots(jobs)), timeout, any, force=force)
 
     def _wait(
         self,
@@ -442,7 +442,7 @@ class Fleet(ControlVerbs):
         """Records as they are taken; with ``follow``, as they arrive until the jobs finish."""
         if auto_remove and (keep or not follow):
             raise ArgumentError("auto_remove needs follow and not keep: it removes what it read")
-        infos = self._snapshots(jobs)
+        infos = ride_out(lambda: self._snapshots(jobs)) if follow else self._snapshots(jobs)
         children = children_of(infos, location)
         read: dict[str, int] = {}  # with keep, how far each child's records have been read
         if not follow:

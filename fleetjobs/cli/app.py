@@ -74,11 +74,18 @@ class State:
 
     @property
     def fleet(self) -> Fleet:
+        return self.connect()
+
+    def connect(self, patient: bool = False) -> Fleet:
+        """The fleet, its Redis answering; ``patient`` (a verb that waits): a Redis away
+        for a few seconds is ridden out, as the wait itself rides it out."""
         if self._fleet is None:
+            from ..events import ride_out
             from ..fleet import Fleet  # imported by the verbs that use it (start-up time)
 
-            self._fleet = Fleet(config=self.config)
-            self._fleet.store.ping()
+            fleet = Fleet(config=self.config)
+            ride_out(fleet.store.ping) if patient else fleet.store.ping()
+            self._fleet = fleet
         return self._fleet
 
 

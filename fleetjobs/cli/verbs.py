@@ -13,6 +13,7 @@ import click
 
 from ..control import HELD
 from ..errors import JobNotFoundError, NotRemovedError
+from ..events import ride_out
 from ..model import JobInfo, Record
 from ..states import JobState
 from . import format as fmt
@@ -145,8 +146,8 @@ def wait(
     or Disconnected job ends the wait with a warning unless --force; a Blocked one (it can
     only go on with an answer) is an error at once.
     """
-    fleet = state.fleet
-    handles = fleet.get(list(jobs) or None)
+    fleet = state.connect(patient=True)  # a waiting verb from the start
+    handles = ride_out(lambda: fleet.get(list(jobs) or None))
     from . import progress  # rich's live display: imported by the verbs that show it
 
     with progress.watch(fleet, handles, "wait", as_json):
@@ -205,8 +206,9 @@ def receive(
         raise click.UsageError("--auto-remove needs --wait")
     if auto_remove and keep:
         raise click.UsageError("--auto-remove removes the job with its output: not with --keep")
-    fleet = state.fleet
-    handles = fleet.get(list(jobs) or None)
+    fleet = state.connect(patient=wait_)
+    refs = list(jobs) or None
+    handles = ride_out(lambda: fleet.get(refs)) if wait_ else fleet.get(refs)
     records = fleet.stream(
         handles, keep=keep, follow=wait_, auto_remove=auto_remove, location=location
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from fleetjobs.celery_app import lease_seconds
 from fleetjobs.embedded import free_port, redis_server_binary
 from fleetjobs.routing import UNACKED_INDEX
 
-from ..conftest import FAST, eventually, uniq
+from ..conftest import FAST, eventually, make_cli, uniq
 from .support import fleet_with
 
 
@@ -66,9 +67,11 @@ def server(tmp_path: Path) -> Iterator[Server]:
         s.stop()
 
 
-def test_a_job_reserved_across_a_redis_restart_runs_once(server: Server, logs: Path) -> None:
+def test_a_job_reserved_across_a_redis_restart_runs_once(server: Server, tmp_path: Path) -> None:
     cfg = Config(redis_url=server.url, prefix=f"{uniq('rr')}:", **FAST)  # type: ignore[arg-type]
     loc = uniq("restart")
+    logs = tmp_path / "logs"
+    logs.mkdir()
     with fleet_with(cfg, [loc], logs, concurrency=1) as (fleet, _):
         client = redis.Redis.from_url(cfg.redis_url)
         # given a busy worker holding a job reserved
@@ -79,10 +82,15 @@ def test_a_job_reserved_across_a_redis_restart_runs_once(server: Server, logs: P
         client.close()
         # when Redis restarts under it (the worker loses its connection and its reservations)
         server.stop()
-        time.sleep(1.0)
-        server.start()
+        comes_back = threading.Timer(2.5, server.start)
+        comes_back.start()
+        # then a wait begun while Redis is away rides it out (by Ids: it must read the jobs)
+        try:
+            assert fleet.wait([busy.id, reserved.id], timeout=40, force=True)
+        finally:
+            comes_back.join()
         restarted = time.monotonic()
-        # then the reserved job runs once the busy one is done, within the lease after that
+        # and the reserved job ran once the busy one was done, within the lease after that
         assert fleet.wait([busy, reserved], timeout=40, force=True)
         took = time.monotonic() - restarted
         runs = list(fleet.receive(reserved))
@@ -92,3 +100,29 @@ def test_a_job_reserved_across_a_redis_restart_runs_once(server: Server, logs: P
         )
         assert reserved.state is JobState.COMPLETED and runs == ["reserved"]
         assert busy.state is JobState.COMPLETED and list(fleet.receive(busy)) == ["slept"]
+    # and the worker said Redis was away in a line or two, not a traceback at every look
+    log = (logs / "worker-0.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_the_waiting_verbs_begun_while_redis_is_away_ride_it_out(
+    server: Server, logs: Path
+) -> None:
+    cfg = Config(redis_url=server.url, prefix=f"{uniq('rw')}:", **FAST)  # type: ignore[arg-type]
+    loc = uniq("away")
+    cli = make_cli(cfg)
+    with fleet_with(cfg, [loc], logs, concurrency=1) as (fleet, _):
+        job = fleet.start("echo", "kept", locations=loc)
+        assert fleet.wait([job], timeout=20)
+        # when `wait` and `receive --wait` are typed while Redis restarts (2 s away)
+        for verb in (("wait", str(job.id)), ("receive", str(job.id), "--wait", "--keep")):
+            server.stop()
+            comes_back = threading.Timer(2.0, server.start)
+            comes_back.start()
+            try:
+                done = cli(*verb, timeout=30)
+            finally:
+                comes_back.join()
+            # then each waits for Redis and answers, as a wait begun before the restart does
+            assert done.returncode == 0, (verb, done.stderr)
+            assert ("Completed" if verb[0] == "wait" else "kept") in done.stdout
