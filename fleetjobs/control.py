@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ArgumentError, JobBlockedError, JobStateError, NotRemovedError
 from .hosts import Hosts
-from .lifecycle import Lifecycle
+from .lifecycle import ANSWERED, Lifecycle
 from .model import JobInfo
 from .refs import parse_state
 from .states import JobState
@@ -126,11 +126,16 @@ class Control:
                     "answer each child by its Id"
                 )
             plan.extend((c, canonical_answer(c, text)) for c in asking)
-        answered = []
+        answered, missed = [], []
         for child, value in plan:
-            state = self.lifecycle.answer(child.id, value)
-            if state in (JobState.RUNNING.value, JobState.SUSPENDING.value):
+            seq = (child.prompt or {}).get("seq")  # the question seen: not a later one
+            got = self.lifecycle.answer(child.id, value, seq)
+            if got == ANSWERED:
                 answered.append(child.id)
+            else:
+                missed.append(f"job {child.id} ({child.name}) {_not_taken(got)}")
+        if missed and not answered:  # two consoles answering: one answer is taken, once
+            raise JobStateError("; ".join(missed))
         return answered
 
     def suspend(self, infos: Sequence[JobInfo]) -> None:
@@ -309,3 +314,12 @@ class ControlVerbs:
             infos = self.registry.load([i.id for i in infos])
         self.lifecycle.remove(infos)
         return self._handles(infos)
+
+
+def _not_taken(got: str) -> str:
+    """Why an answer was not taken, from what the answer script found."""
+    if got == "Stale":
+        return "asks another question now: this answer was not taken"
+    if got in (JobState.RUNNING.value, JobState.SUSPENDING.value, JobState.SUSPENDED.value):
+        return f"was answered by someone else first (it is {got}): this answer was not taken"
+    return f"is {got}: this answer was not taken"

@@ -37,6 +37,7 @@ from .states import JobState
 from .store import Store, guarded
 
 REMOVE_CHUNK = 1000  # keys or members per command of a remove
+ANSWERED = "Answered"  # Lifecycle.answer: this answer was the one taken
 
 
 @dataclass(frozen=True)
@@ -284,8 +285,9 @@ class Lifecycle:
         """Answer a Blocked child (prompt number ``seq``, or whatever it asks now).
 
         Returns:
-            ``Running`` (or ``Suspending``) when the answer was taken; ``Stale`` when the
-            child asks another question now; else the state it is in (it was not asking).
+            :data:`ANSWERED` when this answer was taken; ``Stale`` when the child asks
+            another question now; else the state it is in (it was not asking: answered by
+            someone else already, stopped, ``Missing``).
         """
         res = self.store.scripts("answer", job_id, answer, "" if seq is None else seq)
         return str(res[0])

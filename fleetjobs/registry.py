@@ -213,6 +213,13 @@ def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
 
+def _prompt(text: str, seq: str | None) -> dict[str, Any]:
+    """The question a Blocked child asks, with its number (``seq``: what an answer names, so
+    that it cannot land on a later question)."""
+    prompt: dict[str, Any] = json.loads(text)
+    return {**prompt, "seq": int(seq)} if seq else prompt
+
+
 def _info(h: dict[str, str], unread: int, children: tuple[JobInfo, ...] = ()) -> JobInfo:
     state = JobState(h["state"])
     if h.get("children"):
@@ -243,7 +250,7 @@ def _info(h: dict[str, str], unread: int, children: tuple[JobInfo, ...] = ()) ->
         progress=json.loads(progress) if progress else None,
         timeout=_float(h.get("timeout")),
         rollout=_rollout(h),
-        prompt=json.loads(prompt) if prompt else None,
+        prompt=_prompt(prompt, h.get("pseq")) if prompt else None,
         prompt_timeout=_float(h.get("prompt_timeout")),
         default_answer=h.get("default_answer"),
     )

@@ -4,7 +4,7 @@ hand with no worker running, and the parent states they produce."""
 from __future__ import annotations
 
 from fleetjobs import JobState
-from fleetjobs.lifecycle import JobSpec
+from fleetjobs.lifecycle import ANSWERED, JobSpec
 
 from .conftest import Layers
 
@@ -39,11 +39,14 @@ def test_ask_blocks_and_an_answer_for_the_question_asked_runs_it_again(layers: L
     assert parent.to_dict()["prompt"]["question"] == "Go?"
     # an answer to an older question is stale; the right one runs it again
     assert w.lifecycle.answer(a, "yes", seq + 1) == "Stale"
-    assert w.lifecycle.answer(a, "yes", seq) == S.RUNNING
-    assert w.lifecycle.answer(a, "no", seq) == S.RUNNING  # not Blocked now: nothing taken
+    assert w.lifecycle.answer(a, "yes", seq) == ANSWERED
+    assert _state(w, a) is S.RUNNING
+    # a second answer to the same question is told it was not taken (it read Running, as
+    # the first did, and could not tell the two apart)
+    assert w.lifecycle.answer(a, "no", seq) == S.RUNNING
     assert w.registry.control(a)["answer"] == "yes"
     assert _state(w, pid) is S.BLOCKED  # b still asks
-    assert w.lifecycle.answer(b, "no") == S.RUNNING
+    assert w.lifecycle.answer(b, "no") == ANSWERED
     assert _state(w, pid) is S.RUNNING
 
 

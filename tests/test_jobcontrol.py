@@ -49,6 +49,24 @@ def test_a_question_blocks_the_job_until_another_console_answers(
     assert list(fleet.receive(job)) == ["deleted 40"]
 
 
+def test_of_two_consoles_answering_at_once_one_is_taken_and_the_other_told(
+    fleet: Fleet, second_console: Fleet
+) -> None:
+    # given a job that asks, seen asking by two consoles
+    job = fleet.start("confirm_delete", 7, locations="alpha")
+    eventually(lambda: _state_is(second_console, job.id, S.BLOCKED))
+    seen_there = second_console.info(job.id)
+    # when both answer the question they saw, differently, the second a moment later (past
+    # the look at the job that every answer makes first: the race two consoles can run)
+    fleet.answer(job.id, "no")
+    # then the second is told its answer was not taken, and the job went on with the first
+    with pytest.raises(JobStateError, match="answered by someone else first"):
+        second_console.control.answer([seen_there], "yes")
+    [done] = fleet.wait(job, timeout=20)
+    assert done.info.state is S.COMPLETED
+    assert list(fleet.receive(job)) == ["found the files", "kept them"]
+
+
 def test_an_answer_that_is_not_a_choice_is_refused_and_the_job_still_asks(
     fleet: Fleet, second_console: Fleet
 ) -> None:

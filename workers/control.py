@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from fleetjobs.errors import ActionError
-from fleetjobs.lifecycle import Lifecycle
+from fleetjobs.lifecycle import ANSWERED, Lifecycle
 from fleetjobs.model import JobInfo
 from fleetjobs.registry import Registry
 from fleetjobs.states import JobState
@@ -114,7 +114,7 @@ class Interaction:
                 got = self._persist(
                     lambda: self._lifecycle.answer(self.job_id, fallback, seq)  # noqa: B023
                 )
-                if got in (JobState.RUNNING.value, JobState.SUSPENDING.value):
+                if got == ANSWERED:
                     self._write(
                         "warning",
                         f"nobody answered {prompt['question']!r} within {_secs(timeout)} s: "

@@ -1,7 +1,8 @@
 -- ANSWER: a Blocked child gets its answer and runs again. ARGV[3] = child id, ARGV[4] = the
 -- answer, ARGV[5] = the prompt number it answers ('' = whatever it asks now).
--- Returns {state}: 'Running' (or 'Suspending') when this answer was taken; 'Stale' when the child now asks
--- another question; any other state means it was not asking (answered already, stopped).
+-- Returns {'Answered', state} when this answer was taken (state: Running, or Suspending);
+-- {'Stale'} when the child now asks another question; {state} when it was not asking
+-- (answered already by someone else, stopped, gone: 'Missing').
 local id, given_seq = ARGV[3], ARGV[5]
 local k = K.job(id)
 local f = fields(k, 'state', 'parent', 'pseq', 'suspend')
@@ -13,4 +14,4 @@ redis.call('HDEL', k, 'prompt')
 move(id, f.suspend == '1' and S.SUSPENDING or S.RUNNING)
 publish(id, EV.STATE)
 if given(f.parent) then refresh_parent(f.parent) end
-return {redis.call('HGET', k, 'state')}
+return {'Answered', redis.call('HGET', k, 'state')}
