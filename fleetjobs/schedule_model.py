@@ -67,7 +67,8 @@ class ScheduleInfo:
             parts.append("--all")
         parts.extend(self.locations)
         parts.extend(self.target)
-        return ",".join(parts) or f"{default_location()} (default)"
+        # none: a schedule added before the default was kept with it fires where it is fired
+        return ",".join(parts) or f"{default_location()} (the beat's machine)"
 
     @property
     def last_run(self) -> RunInfo | None:

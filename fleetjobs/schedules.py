@@ -32,7 +32,7 @@ from redbeat.schedulers import REDBEAT_REDIS_KEY, ensure_conf
 from . import options, placement
 from .actions import check_action_name, registered
 from .celery_app import make_celery
-from .config import Config
+from .config import Config, default_location
 from .errors import (
     ArgumentError,
     RedisUnavailableError,
@@ -187,7 +187,9 @@ class Schedules:
         Args:
             name: the schedule's name, and the Name of every job it starts.
             action, args, kwargs, locations, target, all_hosts, throttle_limit,
-                start_timeout, timeout: what each firing starts, as :meth:`Fleet.start`.
+                start_timeout, timeout: what each firing starts, as :meth:`Fleet.start`;
+                with no hosts named, the hostname of the machine adding it (kept with the
+                schedule: not whichever machine's beat fires it).
             cron, every, at, timezone: the trigger, one of three (:func:`parse_trigger`).
             max_results: keep only the newest this many runs (PowerShell keeps 32).
             overlap: ``skip`` a firing while a run is unfinished, run in ``parallel``, or
@@ -227,6 +229,8 @@ class Schedules:
             raise ArgumentError(f"overlap must be one of {', '.join(OVERLAP)}, got {overlap!r}")
         trigger = parse_trigger(cron, every, at, timezone)
         named = named_locations(options.texts("locations", locations))
+        if not (named or target or all_hosts):  # this machine: the one adding it, not firing it
+            named = [default_location()]
         spec: dict[str, Any] = {
             "action": action,
             "args": list(args),

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fleetjobs import Config, Fleet, JobState
+from fleetjobs.config import default_location
 from fleetjobs.embedded import LocalWorkers
 from fleetjobs.errors import ArgumentError, BadTriggerError, NoHostError, UnknownActionError
 
@@ -244,6 +245,19 @@ def test_a_damaged_schedule_stops_no_other_and_remove_deletes_it(
     assert cli("schedule", "show", bad).returncode == 1
     assert "cannot be read" not in cli("schedule", "list").stderr
     fleet.schedules.remove(good)
+
+
+def test_a_schedule_with_no_host_named_runs_on_the_machine_that_added_it(
+    sfleet: tuple[Config, Fleet],
+) -> None:
+    _, fleet = sfleet
+    name = uniq("here")
+    # when a schedule names no host
+    info = fleet.schedules.add(name, "echo", 1, cron="0 0 1 1 *")
+    # then it keeps this machine's name, so a beat on another machine fires it here
+    assert info.locations == (default_location(),)
+    assert fleet.schedules.show(name).target_text == default_location()
+    fleet.schedules.remove(name)
 
 
 def test_run_now_starts_a_run_at_once(sfleet: tuple[Config, Fleet]) -> None:

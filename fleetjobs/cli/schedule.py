@@ -89,7 +89,7 @@ def schedule() -> None:
     multiple=True,
     metavar="LOC",
     help="Host(s) to run on: repeat or comma-separate; globs match the hosts online at "
-    "each firing. Default: this machine's hostname.",
+    "each firing. Default: the hostname of the machine adding the schedule.",
 )
 @click.option(
     "--target",
