@@ -1,18 +1,25 @@
 """What a schedule is, as every console reads it: :class:`ScheduleInfo` (its definition and
 what it has done) and :class:`RunInfo` (one firing). Plain frozen values with a JSON form whose
-keys ``schedule ... --json`` promises; the verbs live in :mod:`fleetjobs.schedules`.
+keys ``schedule ... --json`` promises; the verbs live in :mod:`fleetjobs.schedules`, and
+need of a fleet what :class:`FleetVerbs` says.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .config import default_location
+from .config import Config, default_location
 from .errors import ScheduleUnreadableError
-from .model import iso, render_command
+from .model import HostInfo, iso, render_command
 from .triggers import Trigger
+
+if TYPE_CHECKING:
+    from .job import Job
+    from .lifecycle import Lifecycle
+    from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -118,3 +125,34 @@ def unreadable(name: str, why: str) -> ScheduleUnreadableError:
         f"schedule {name!r} cannot be read ({why}): it does not fire; "
         f"'fleetjobs schedule remove {name}' deletes it"
     )
+
+
+class FleetVerbs(Protocol):
+    """What schedules need of a :class:`~fleetjobs.Fleet` (kept apart so neither imports the
+    other)."""
+
+    config: Config
+    registry: Registry
+    lifecycle: Lifecycle
+
+    def start(
+        self,
+        action: str,
+        *args: Any,
+        name: str | None = ...,
+        locations: str | Iterable[str] | None = ...,
+        target: Sequence[str] = ...,
+        all_hosts: bool = ...,
+        kwargs: dict[str, Any] | None = ...,
+        throttle_limit: int = ...,
+        start_timeout: float | None = ...,
+        timeout: float | None = ...,
+    ) -> Job: ...
+
+    def job(self, ref: int) -> Job: ...
+
+    def stop(self, jobs: list[int], *, timeout: float | None = ...) -> list[Job]: ...
+
+    def remove(self, jobs: list[int], *, force: bool = ...) -> list[Job]: ...
+
+    def hosts(self) -> list[HostInfo]: ...

@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
-from functools import wraps
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any
 
 import redis.exceptions
 from celery import Celery
@@ -35,7 +35,7 @@ from .celery_app import make_celery
 from .config import Config, default_location
 from .errors import (
     ArgumentError,
-    RedisUnavailableError,
+    ScheduleError,
     ScheduleExistsError,
     ScheduleNotFoundError,
     ScheduleUnreadableError,
@@ -43,53 +43,28 @@ from .errors import (
     UnknownActionError,
 )
 from .job import Job
-from .lifecycle import JobSpec, Lifecycle
-from .model import HostInfo, check_addressable, render_command, to_json
-from .registry import Registry
+from .lifecycle import JobSpec
+from .model import check_addressable, render_command, to_json
 from .routing import named_locations
-from .schedule_model import UNREADABLE, UNREADABLE_FIELDS, RunInfo, ScheduleInfo, unreadable
+from .schedule_model import (
+    UNREADABLE,
+    UNREADABLE_FIELDS,
+    FleetVerbs,
+    RunInfo,
+    ScheduleInfo,
+    unreadable,
+)
 from .states import JobState
+from .store import guarded
 from .triggers import FleetEntry, Trigger, celery_schedule, parse_trigger
 
-P = ParamSpec("P")
-T = TypeVar("T")
 OVERLAP = ("skip", "parallel", "stop-existing")
 MAX_RESULTS = 100_000  # runs a schedule keeps at most (each with its output)
 TASK = "fleetjobs.schedule"  # the name RedBeat files entries under; nothing is ever sent to it
 SKIPS_KEPT = 20
+LOCK_SECONDS = 60  # the longest a firing (a fan-out to every host) or an add holds its schedule
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _SHELL_ACTIONS = frozenset({"run"})
-
-
-class FleetVerbs(Protocol):
-    """What schedules need of a :class:`~fleetjobs.Fleet` (kept apart so neither imports the
-    other)."""
-
-    config: Config
-    registry: Registry
-    lifecycle: Lifecycle
-
-    def start(
-        self,
-        action: str,
-        *args: Any,
-        name: str | None = ...,
-        locations: str | Iterable[str] | None = ...,
-        target: Sequence[str] = ...,
-        all_hosts: bool = ...,
-        kwargs: dict[str, Any] | None = ...,
-        throttle_limit: int = ...,
-        start_timeout: float | None = ...,
-        timeout: float | None = ...,
-    ) -> Job: ...
-
-    def job(self, ref: int) -> Job: ...
-
-    def stop(self, jobs: list[int], *, timeout: float | None = ...) -> list[Job]: ...
-
-    def remove(self, jobs: list[int], *, force: bool = ...) -> list[Job]: ...
-
-    def hosts(self) -> list[HostInfo]: ...
 
 
 def redbeat_app(config: Config, client: Any) -> Celery:
@@ -111,22 +86,6 @@ def redbeat_app(config: Config, client: Any) -> Celery:
     return app
 
 
-def _guarded(fn: Callable[Concatenate[Schedules, P], T]) -> Callable[Concatenate[Schedules, P], T]:
-    """Redis's connection errors as one :class:`RedisUnavailableError` naming the URL."""
-
-    @wraps(fn)
-    def wrapper(self: Schedules, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(self, *args, **kwargs)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            why = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else "no answer"
-            raise RedisUnavailableError(
-                f"cannot reach Redis at {self.fleet.config.safe_url}: {why}"
-            ) from None
-
-    return wrapper
-
-
 class Schedules:
     """The schedules of one fleet (``fleet.schedules``).
 
@@ -138,6 +97,7 @@ class Schedules:
     def __init__(self, fleet: FleetVerbs, app: Celery | None = None) -> None:
         self.fleet = fleet
         self.registry = fleet.registry
+        self.store = fleet.registry.store  # what @guarded names in its errors
         self.lifecycle = fleet.lifecycle
         self.r: Any = fleet.registry.r
         self.p = fleet.config.prefix
@@ -161,7 +121,7 @@ class Schedules:
 
     # ---- the verbs ----------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def add(
         self,
         name: str,
@@ -247,8 +207,6 @@ class Schedules:
             "created": time.time(),
         }
         self._check_targets(spec)
-        if self.r.exists(self._entry_key(name)):
-            raise ScheduleExistsError(f"a schedule named {name!r} exists: remove it first")
         entry = FleetEntry(
             name=name,
             task=TASK,
@@ -258,12 +216,15 @@ class Schedules:
             enabled=True,
             app=self.app,
         )
-        # counted from now: a cron does not fire at once for the times before it was added
-        entry.last_run_at = self.app.now()
-        entry.save()
+        with self._locked(name):  # two consoles adding one name: one is told it exists
+            if self.r.exists(self._entry_key(name)):
+                raise ScheduleExistsError(f"a schedule named {name!r} exists: remove it first")
+            # counted from now: a cron does not fire at once for the times before it was added
+            entry.last_run_at = self.app.now()
+            entry.save()
         return self.show(name)
 
-    @_guarded
+    @guarded
     def list(self, unreadable: list[str] | None = None) -> list[ScheduleInfo]:
         """Every schedule, by name.
 
@@ -285,7 +246,7 @@ class Schedules:
                     unreadable.append(str(exc))
         return out
 
-    @_guarded
+    @guarded
     def show(self, name: str) -> ScheduleInfo:
         """One schedule with its runs (oldest first) and its skips (newest first).
 
@@ -296,7 +257,7 @@ class Schedules:
         assert entry is not None
         return self._info(entry, history=True)
 
-    @_guarded
+    @guarded
     def remove(self, name: str) -> ScheduleInfo | None:
         """Unregister a schedule; its runs stay, as ordinary jobs (``fleetjobs remove NAME``).
 
@@ -313,7 +274,7 @@ class Schedules:
         self.r.delete(key, self._runs_key(name), self._skips_key(name), self._stats_key(name))
         return info
 
-    @_guarded
+    @guarded
     def enable(self, name: str) -> ScheduleInfo:
         """Let a disabled schedule fire again, from its next time on (missed firings are not
         made up)."""
@@ -324,7 +285,7 @@ class Schedules:
         entry.reschedule(self.app.now())
         return self.show(name)
 
-    @_guarded
+    @guarded
     def disable(self, name: str) -> ScheduleInfo:
         """Keep a schedule but stop it firing until it is enabled."""
         entry = self._entry(name)
@@ -333,7 +294,7 @@ class Schedules:
         entry.save()
         return self.show(name)
 
-    @_guarded
+    @guarded
     def run(self, name: str) -> Job | None:
         """Fire a schedule now, whatever its trigger says (its timing does not move).
 
@@ -346,10 +307,15 @@ class Schedules:
 
     # ---- firing -------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def fire(self, name: str, spec: dict[str, Any], manual: bool = False) -> Job | None:
         """One firing: apply the overlap policy, start the run (a Failed run when its hosts
-        cannot be chosen now), then drop the runs beyond ``max_results``."""
+        cannot be chosen now), then drop the runs beyond ``max_results``. One firing of a
+        schedule at a time (the beat's and a ``schedule run``'s), so ``skip`` skips."""
+        with self._locked(name):
+            return self._fire(name, spec, manual)
+
+    def _fire(self, name: str, spec: dict[str, Any], manual: bool) -> Job | None:
         runs_key = self._runs_key(name)
         ids = [int(i) for i in self.r.zrange(runs_key, 0, -1)]
         states = self.registry.states(ids) if ids else []
@@ -420,6 +386,19 @@ class Schedules:
             self.r.zrem(runs_key, *done)
 
     # ---- helpers ------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        """This schedule to this console alone while it is added or fired (a lock in Redis
+        that expires, should the console die holding it)."""
+        lock = self.r.lock(f"{self._stats_key(name)}:lock", timeout=LOCK_SECONDS)
+        if not lock.acquire(blocking_timeout=LOCK_SECONDS):
+            raise ScheduleError(f"schedule {name!r} is busy: another console holds it")
+        try:
+            yield
+        finally:
+            with suppress(redis.exceptions.LockError):  # it expired: someone may hold it now
+                lock.release()
 
     def _entry(self, name: str, missing_ok: bool = False) -> FleetEntry | None:
         key = self._entry_key(name)

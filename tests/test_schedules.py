@@ -14,10 +14,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,7 +28,13 @@ import pytest
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.config import default_location
 from fleetjobs.embedded import LocalWorkers
-from fleetjobs.errors import ArgumentError, BadTriggerError, NoHostError, UnknownActionError
+from fleetjobs.errors import (
+    ArgumentError,
+    BadTriggerError,
+    NoHostError,
+    ScheduleExistsError,
+    UnknownActionError,
+)
 
 from .conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
 
@@ -258,6 +267,46 @@ def test_a_schedule_with_no_host_named_runs_on_the_machine_that_added_it(
     assert info.locations == (default_location(),)
     assert fleet.schedules.show(name).target_text == default_location()
     fleet.schedules.remove(name)
+
+
+def test_consoles_racing_on_one_schedule_add_it_once_and_skip_fires_once(
+    sfleet: tuple[Config, Fleet],
+) -> None:
+    cfg, fleet = sfleet
+    name = uniq("race")
+    consoles = [Fleet(config=cfg) for _ in range(6)]
+    try:
+
+        def together(call: Any) -> list[Any]:
+            gate = threading.Barrier(len(consoles))
+
+            def one(console: Fleet) -> Any:
+                gate.wait()
+                try:
+                    return call(console)
+                except Exception as exc:  # what each console was told
+                    return exc
+
+            with ThreadPoolExecutor(len(consoles)) as pool:
+                return list(pool.map(one, consoles))
+
+        # when six consoles add the same name at once
+        added = together(
+            lambda c: c.schedules.add(name, "sleep", 20, cron="0 0 1 1 *", locations="s1")
+        )
+        # then one is told it was added and five that it exists
+        assert sum(not isinstance(a, Exception) for a in added) == 1, added
+        assert all(isinstance(a, ScheduleExistsError) for a in added if isinstance(a, Exception))
+        # and when six consoles run it at once (overlap skip), one run starts, five skip
+        runs = together(lambda c: c.schedules.run(name))
+        assert len([r for r in runs if r is not None]) == 1, runs
+        assert fleet.schedules.show(name).skipped == 5
+        assert len(run_ids(fleet, name)) == 1
+    finally:
+        for console in consoles:
+            console.close()
+        fleet.stop(run_ids(fleet, name), timeout=10)
+        fleet.schedules.remove(name)
 
 
 def test_run_now_starts_a_run_at_once(sfleet: tuple[Config, Fleet]) -> None:
