@@ -155,6 +155,7 @@ def cron_schedule(expression: str, zone: str) -> ZonedCrontab:
             "(minute hour day-of-month month day-of-week), or @hourly, @daily, @weekly, ..."
         )
     minute, hour, dom, month, dow = fields
+    dow = _sunday_is_0(dow)
     try:
         made = ZonedCrontab(
             zone,
@@ -168,6 +169,24 @@ def cron_schedule(expression: str, zone: str) -> ZonedCrontab:
     except (ValueError, ParseException, IndexError, KeyError) as exc:
         raise BadTriggerError(f"bad cron expression {expression!r}: {exc}") from None
     return made
+
+
+_DOW_ITEM = re.compile(r"(\d+)(?:-(\d+))?(?:/(\d+))?")
+
+
+def _sunday_is_0(dow: str) -> str:
+    """crontab(5)'s day of week, where 7 is Sunday too (``0 3 * * 7``, ``1-7``), as Celery's
+    parser takes it (0-6): items that reach 7 are spelled out, 7 as 0."""
+    items = []
+    for item in dow.split(","):
+        m = _DOW_ITEM.fullmatch(item)
+        first, last, step = (int(g) if g else None for g in m.groups()) if m else (None,) * 3
+        if first is None or max(first, last or first) != 7 or (step is not None and not last):
+            items.append(item)  # names, *, */2, or no 7: as written
+            continue
+        days = range(first, (last if last is not None else first) + 1, step or 1)
+        items.extend(str(d % 7) for d in days)
+    return ",".join(items)
 
 
 class FleetEntry(RedBeatSchedulerEntry):  # type: ignore[misc]

@@ -467,6 +467,19 @@ def test_a_one_shot_fires_once_and_a_cron_reads_its_time_zone(
     assert (local.hour, local.minute) == (3, 30)
     assert 0 < info.next_run - time.time() <= 24 * 3600
     fleet.schedules.remove(name)
+    # a day of week is read as crontab(5) reads it: 7 is Sunday, as 0 is
+    name = uniq("sunday")
+    info = fleet.schedules.add(name, "echo", cron="0 3 * * 7", locations="s1")
+    assert info.trigger.text == "cron 0 3 * * 7 (UTC)"
+    assert info.next_run is not None
+    when = datetime.fromtimestamp(info.next_run, UTC)
+    assert (when.weekday(), when.hour, when.minute) == (6, 3, 0)  # Sunday 03:00
+    fleet.schedules.remove(name)
+    name = uniq("weekend")
+    info = fleet.schedules.add(name, "echo", cron="0 3 * * 6-7", locations="s1")
+    assert info.next_run is not None
+    assert datetime.fromtimestamp(info.next_run, UTC).weekday() in (5, 6)
+    fleet.schedules.remove(name)
 
 
 def test_two_beats_never_fire_a_schedule_twice(redis_url: str, logs: Path) -> None:
