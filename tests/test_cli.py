@@ -280,6 +280,30 @@ def test_interrupting_receive_wait_leaves_the_job_alone(config: Config, fleet: F
     fleet.stop(job)
 
 
+def test_a_reader_that_goes_away_ends_every_verb_alike(config: Config, fleet: Fleet) -> None:
+    job = fleet.start("echo", "x", locations="alpha")
+    assert fleet.wait([job], timeout=20)
+    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    for verb in (["get"], ["get", "--json"], ["receive", "--keep", str(job.id)], ["hosts"]):
+        # when the reader of its output is gone before it prints (| head, its line read)
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "fleetjobs", *verb],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=ROOT,
+                timeout=60,
+            )
+        finally:
+            os.close(write)
+        # then it ends as a Unix tool SIGPIPE ends: 141, with nothing on stderr
+        assert (done.returncode, done.stderr) == (141, ""), verb
+
+
 def test_redis_going_away_mid_wait_is_one_line_and_exit_4() -> None:
     # given a fleet of its own whose Redis is about to go away
     with EmbeddedRedis(tcp=True) as server:

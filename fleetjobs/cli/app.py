@@ -36,10 +36,12 @@ if TYPE_CHECKING:
     from ..fleet import Fleet
 
 EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 1, 2, 3, 4
+EXIT_PIPE = 128 + 13  # 141: the reader of stdout went away, as for a tool SIGPIPE ended
 F = TypeVar("F", bound=Callable[..., Any])
 EPILOG = (
     "A JOB is an Id, a Name (globs allowed) or an InstanceId. Exit codes: 0 success, 1 a job "
-    "failed or a verb could not be applied, 2 bad input, 3 wait timed out, 4 Redis unreachable."
+    "failed or a verb could not be applied, 2 bad input, 3 wait timed out, 4 Redis unreachable, "
+    "141 the reader of the output went away (| head)."
 )
 
 
@@ -63,6 +65,13 @@ class _Group(LazyGroup):
         except KeyboardInterrupt:
             click.echo("fleetjobs: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # the reader went away (| head): as a Unix tool killed by SIGPIPE ends, for every
+            # verb alike (click exited 1, silently, as for a failure); what is left unwritten
+            # goes nowhere instead of raising again at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_PIPE)
 
 
 class State:
