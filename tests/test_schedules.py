@@ -409,6 +409,10 @@ def test_a_firing_whose_target_matches_nothing_is_a_failed_run(
     assert job.reason == "location 'tmp*' matched no known host"
     assert fleet.job(job.id).state is JobState.FAILED
     assert fleet.schedules.show(name).last_run is not None
+    # and a run fired by hand that fails so says why, and exits 1
+    fired = make_cli(cfg)("schedule", "run", name)
+    assert fired.returncode == 1, fired.stderr
+    assert "Failed: location 'tmp*' matched no known host" in fired.stderr
     fleet.schedules.remove(name)
     fleet.remove(fleet.get(name=name), force=True)
 

@@ -17,6 +17,7 @@ import click
 from ..errors import BadTriggerError, ScheduleError, ScheduleExistsError
 from ..schedule_model import ScheduleInfo
 from ..schedules import OVERLAP, Schedules
+from ..states import JobState
 from . import format as fmt
 from .app import (
     EPILOG,
@@ -258,7 +259,8 @@ def disable(state: State, name: str, as_json: bool) -> None:
 def run(state: State, name: str, as_json: bool) -> None:
     """Fire the schedule NAME now, as beat would (its timing does not move).
 
-    Prints the run it started; exits 1 when the overlap policy skipped it.
+    Prints the run it started; exits 1 when the overlap policy skipped it, or when the run
+    failed as it started (its hosts could not be chosen now: the Reason says why).
     """
     job = _schedules(state).run(name)
     if job is None:
@@ -270,6 +272,9 @@ def run(state: State, name: str, as_json: bool) -> None:
             click.echo(f"fleetjobs: skipped (--overlap skip): {reason}", err=True)
         sys.exit(EXIT_FAILED)
     fmt.print_jobs([job.info], as_json)
+    if job.info.state is JobState.FAILED:  # a run that could not start: why, and exit 1
+        click.echo(f"fleetjobs: run {job.id} Failed: {fmt.output_text(job.reason or '')}", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command(
