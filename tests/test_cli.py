@@ -232,9 +232,12 @@ def test_a_worker_that_cannot_reach_redis_exits_4_as_the_verbs_do() -> None:
     for args, text in (
         (["--location", ""], "no location named in --location ''"),
         (["--concurrency", "99999999999"], "--concurrency must be from 1 to 1024"),
+        (["--concurrency", "0"], "--concurrency must be from 1 to 1024, got 0"),
+        (["--loglevel", "BOGUS"], "argument --loglevel: invalid choice: 'BOGUS'"),
     ):
         res = worker(*args)
         assert res.returncode == 2 and text in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
 
 
 def test_receive_wait_prints_as_records_arrive(cli: CliRunner, fleet: Fleet) -> None:

@@ -47,7 +47,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag for targeting"
     )
-    ap.add_argument("--loglevel", default="WARNING", help="default: WARNING")
+    ap.add_argument(
+        "--loglevel",
+        default="WARNING",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="default: WARNING",
+    )
     ap.add_argument(
         "--fresh-process", action="store_true", help="run each job in a new pool process"
     )
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             if not sep or not key:
                 raise FleetJobsError(f"--tag {item!r} is not of the form key=value")
             tags[key] = value
-        concurrency = ns.concurrency or max(2, os.cpu_count() or 2)
+        concurrency = max(2, os.cpu_count() or 2) if ns.concurrency is None else ns.concurrency
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise FleetJobsError(
                 f"--concurrency must be from 1 to {MAX_CONCURRENCY}, got {concurrency}"
