@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import ArgumentError
+from .routing import is_glob
 from .states import JobState
 
 
@@ -244,11 +245,12 @@ def check_arguments(args: Sequence[Any], kwargs: dict[str, Any], limit: int) -> 
 
 
 def check_name(name: str) -> str:
-    """``name`` if it can be a job's Name: printable, at most 200 characters.
+    """``name`` if it can be a job's Name: printable, at most 200 characters, no glob.
 
     Raises:
-        ArgumentError: it is empty, too long, or holds a control character (a newline or an
-            escape code would rewrite a person's terminal when ``get`` prints it).
+        ArgumentError: it is empty, too long, holds a control character (a newline or an
+            escape code would rewrite a person's terminal when ``get`` prints it), or one of
+            ``*?[`` (a reference to it would be a pattern).
     """
     if not isinstance(name, str) or not name.strip():
         raise ArgumentError(f"a job's name must be non-empty text, got {name!r}")
@@ -258,6 +260,11 @@ def check_name(name: str) -> str:
     if bad:
         raise ArgumentError(
             f"a job's name must not hold control characters: {name!r} has {''.join(bad)!r}"
+        )
+    if is_glob(name):
+        raise ArgumentError(
+            f"a job's name must not hold *, ? or [, as {name!r} does: get, stop and remove "
+            "read a name with them as a pattern ('*' is every job)"
         )
     return name
 

@@ -120,6 +120,10 @@ def test_a_value_json_cannot_carry_is_refused_before_anything_is_queued(
         ({"locations": {"alpha": 1}}, "locations must be text or a list of text"),
         ({"locations": ""}, "no location named in ''"),
         ({"locations": [" ", ","]}, "no location named in"),
+        # a name get, stop and remove would read as a pattern ('*': every job)
+        ({"name": "*"}, r"must not hold \*, \? or \["),
+        ({"name": "[x]"}, r"must not hold \*, \? or \["),
+        ({"name": "nightly?"}, r"must not hold \*, \? or \["),
     ],
 )
 def test_a_start_option_that_cannot_work_is_refused_before_anything_is_queued(
