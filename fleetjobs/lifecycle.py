@@ -239,15 +239,25 @@ class Lifecycle:
 
     @guarded
     def finish(
-        self, job_id: int, state: JobState, reason: str = "", tail: Sequence[Any] = ()
+        self,
+        job_id: int,
+        state: JobState,
+        reason: str = "",
+        tail: Sequence[Any] = (),
+        iid: str | None = None,
     ) -> tuple[str, list[int]]:
         """Settle a child as Completed/Failed (Stopped wins if a stop was asked).
 
         Args:
             tail: records its action wrote that are not in Redis yet, written first by the
-                same script (:meth:`Records.tail`'s arguments).
+                same script (:meth:`Records.tail`'s arguments, the child's iid first).
+            iid: with no tail, the child's InstanceId as the worker knows it (its task id).
+                A tail or an iid that is not the stored one settles nothing (``Missing``):
+                the Id was given to another job since (the job removed, or lost with
+                Redis's data).
         """
-        return self._run("finish", job_id, state.value, reason, *tail)
+        extra = list(tail) if tail else ([iid] if iid else [])
+        return self._run("finish", job_id, state.value, reason, *extra)
 
     @guarded
     def stop(self, job_id: int, reason: str = "stopped by user") -> tuple[str, list[int]]:

@@ -254,7 +254,7 @@ def _one_job(gone: Any) -> Callable[[Relay, str, list[str]], list[str]]:
 
 
 def _finish(relay: Relay, location: str, args: list[str]) -> list[str]:
-    # (job id, state, reason, [iid, parent iid, cap, warning, records...])
+    # (job id, state, reason, [iid, [parent iid, cap, warning, records...]])
     if len(args) < 3 or args[1] not in _ENDS:
         raise Refused("a finish to no end state")
     own = relay._own(location, args[0], ["Missing"])
@@ -263,9 +263,12 @@ def _finish(relay: Relay, location: str, args: list[str]) -> list[str]:
         # have it to settle (settling it would count as a slot or a wave ending)
         raise Refused(f"job {args[0]} waits for its turn: no worker has its message")
     if len(args) > 3:
-        if len(args) < 7 or args[3] != own["iid"]:
-            raise Refused("records for another job than the one it finishes")
-        args = _records(relay, location, args, 3)
+        if args[3] != own["iid"]:  # its Id was given to another job since: not that one's
+            raise _Gone(["Missing"])
+        if len(args) > 4:
+            if len(args) < 7:
+                raise Refused("records with no cap or warning record")
+            args = _records(relay, location, args, 3)
     return args
 
 

@@ -82,16 +82,24 @@ def test_a_finish_for_another_instance_settles_nothing(layers: Layers) -> None:
     # job removed, or lost with Redis's data, and its Id given again)
     pid, child = _one(w)
     w.lifecycle.claim(child.id, "a")
-    stale = w.records.tail("0b8f5b9e-8e4b-4f7e-9d3c-2f1a2b3c4d5e", None, [])
-    # when the old job's worker finishes it, with its records
+    old_iid = "0b8f5b9e-8e4b-4f7e-9d3c-2f1a2b3c4d5e"
+    stale = w.records.tail(old_iid, None, [])
+    # when the old job's worker finishes it: with its records, without, or by its iid alone
+    # (the worker's end of a task Celery reports failed, the stop enforcer's)
     late = [Pending("output", "old", 1, time.time())]
-    stale_with_records = w.records.tail("0b8f5b9e-8e4b-4f7e-9d3c-2f1a2b3c4d5e", None, late)
-    # then neither finish settles the new job, nor writes to it
+    stale_with_records = w.records.tail(old_iid, None, late)
+    # then no finish settles the new job, nor writes to it
     assert w.lifecycle.finish(child.id, S.FAILED, "old", stale)[0] == "Missing"
     assert w.lifecycle.finish(child.id, S.COMPLETED, "", stale_with_records)[0] == "Missing"
+    assert w.lifecycle.finish(child.id, S.FAILED, "died", iid=old_iid)[0] == "Missing"
     assert _state(w, child.id) is S.RUNNING and _state(w, pid) is S.RUNNING
+    assert w.store.r.llen(w.keys.out(old_iid)) == 0
     assert w.store.r.llen(w.keys.out(child.instance_id)) == 0
-    # and its own worker's finish does
+    assert w.store.r.hget(w.keys.job(child.id), "wseq") is None
+    # and its own worker's finish does, by its iid alone too
+    assert w.lifecycle.finish(child.id, S.FAILED, "died", iid=child.instance_id)[0] == S.FAILED
+    pid, child = _one(w)
+    w.lifecycle.claim(child.id, "a")
     own = w.records.tail(child.instance_id, None, [])
     assert w.lifecycle.finish(child.id, S.COMPLETED, "", own)[0] == S.COMPLETED
 

@@ -129,10 +129,11 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         if hb is not None:
             hb.close()
 
-    def _settle(request_args: Any, state: JobState, reason: str) -> None:
+    def _settle(request_args: Any, state: JobState, reason: str, task_id: Any = None) -> None:
         try:
             job_id = int(request_args[0])
-            _, due = per_process().lifecycle.finish(job_id, state, reason)
+            iid = task_id if isinstance(task_id, str) and task_id else None  # the child's iid
+            _, due = per_process().lifecycle.finish(job_id, state, reason, iid=iid)
             per_process.release(due)
         except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
             log.warning("could not record the end of a job: %s", exc)
@@ -159,11 +160,13 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         if terminated:
             _stop_from_celery(request.args)
         elif expired:
-            _settle(request.args, JobState.FAILED, "no worker started the job before it expired")
+            why = "no worker started the job before it expired"
+            _settle(request.args, JobState.FAILED, why, request.id)
         else:
             # fleetjobs' own stop settles a queued child before it revokes the message: one
             # still unsettled here was revoked from Celery (Flower's Revoke button)
-            _settle(request.args, JobState.STOPPED, f"{STOPPED_FROM_CELERY} before it started")
+            why = f"{STOPPED_FROM_CELERY} before it started"
+            _settle(request.args, JobState.STOPPED, why, request.id)
 
     @signals.task_failure.connect(weak=False)
     def _failure(
@@ -183,7 +186,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             reason = f"the worker process running the job died: {exception}"
         else:
             reason = f"the worker could not run the job: {type(exception).__name__}: {exception}"
-        _settle(args, JobState.FAILED, reason)
+        _settle(args, JobState.FAILED, reason, task_id)
 
     _harden(app, config, settings)
     return app

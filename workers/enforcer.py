@@ -155,6 +155,7 @@ class Enforcer(threading.Thread):
                 JobState.FAILED,
                 "its worker shut down while the job was suspended at a checkpoint; what it "
                 "did and wrote before is kept",
+                iid=_iid(req),
             )
             if due:
                 self.layers.dispatcher.release(due)
@@ -176,13 +177,13 @@ class Enforcer(threading.Thread):
     def _end(self, req: Any, job_id: int, stopped: bool, timeout: str | None) -> None:
         lifecycle = self.layers.lifecycle
         if stopped:  # finish with a stop asked settles Stopped, with the stop's reason
-            _, due = lifecycle.finish(job_id, JobState.STOPPED, "stopped")
+            _, due = lifecycle.finish(job_id, JobState.STOPPED, "stopped", iid=_iid(req))
         else:
             reason = (
                 f"timed out after {timeout} s (its action did not end within "
                 f"{self.grace:g} s: its process was killed)"
             )
-            _, due = lifecycle.finish(job_id, JobState.FAILED, reason)
+            _, due = lifecycle.finish(job_id, JobState.FAILED, reason, iid=_iid(req))
         if due:
             self.layers.dispatcher.release(due)
         log.warning(
@@ -198,3 +199,9 @@ class Enforcer(threading.Thread):
 def _line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _iid(req: Any) -> str | None:
+    """The child's InstanceId a Celery request carries (its task id), if it has one."""
+    task_id = getattr(req, "id", None)
+    return task_id if isinstance(task_id, str) and task_id else None

@@ -138,8 +138,9 @@ class Runtime:
                     refused = f"refused: a replay; this machine ran this job at {when}"
             if refused:
                 log.error("job %s not run: %s", job_id, refused)
+                iid = info.instance_id
                 state, due = persistently(
-                    cfg, lambda: w.lifecycle.finish(job_id, JobState.FAILED, refused)
+                    cfg, lambda: w.lifecycle.finish(job_id, JobState.FAILED, refused, iid=iid)
                 )
                 self._release(w, due)
                 return {"state": state, "ran": False, "reason": refused}

@@ -311,5 +311,15 @@ def test_a_confined_credential_cannot_stop_other_jobs_nor_jump_its_own_turn(
             relay.call("script", "finish", mine.id, "Completed", "")
         states = {c.location: c.state for c in fleet.get(both.id)[0].info.children}
         assert states == {a: JobState.RUNNING, b: JobState.NOT_STARTED}
-        stolen.close()
         fleet.stop(both, timeout=20)
+        # and a finish naming another InstanceId than its running child's (an old job's
+        # worker, the Id given again since) settles nothing: the child runs on
+        own = fleet.start("sleep", 30, locations=b)
+        eventually(lambda: own.refresh().state is JobState.RUNNING, timeout=20)
+        kid = own.info.children[0]
+        stale = "0b8f5b9e-8e4b-4f7e-9d3c-2f1a2b3c4d5e"
+        answer = relay.call("script", "finish", kid.id, "Failed", "old job", stale)
+        assert answer[0][0] == "Missing", answer
+        assert own.refresh().state is JobState.RUNNING
+        stolen.close()
+        fleet.stop(own, timeout=20)
