@@ -19,7 +19,7 @@ from types import FrameType, SimpleNamespace
 from typing import Any
 
 import redis.exceptions
-from redbeat.schedulers import RedBeatScheduler, acquire_distributed_beat_lock
+from redbeat.schedulers import RedBeatScheduler, acquire_distributed_beat_lock, get_redis
 
 from .config import Config
 from .errors import ConfigError, RedisUnavailableError, ScheduleUnreadableError
@@ -30,6 +30,7 @@ from .states import JobState
 from .triggers import FleetEntry
 
 log = logging.getLogger("fleetjobs.beat")
+BEAT_LOCK_WAIT = 2.0  # seconds the beat waits for a schedule a console is firing
 
 
 class _Shutdown(BaseException):
@@ -54,6 +55,11 @@ class _BeatEntry(FleetEntry):
     def from_key(cls, key: str, app: Any = None) -> Any:
         try:
             return super().from_key(key, app=app)
+        except KeyError as exc:  # gone (RedBeat drops it from its index), or damaged
+            if not get_redis(app).hexists(key, "definition"):
+                raise
+            prefix = str(app.redbeat_conf.key_prefix)
+            return _Unreadable(key, prefix, f"KeyError: {exc}")
         except UNREADABLE as exc:
             prefix = str(app.redbeat_conf.key_prefix)
             return _Unreadable(key, prefix, f"{type(exc).__name__}: {exc}")
@@ -115,7 +121,9 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
         # RedBeat moves the schedule's next time first: a firing that fails is not repeated
         entry = self.reserve(entry) if advance else entry
         try:
-            job = self.schedules.fire(str(entry.name), dict(entry.kwargs))
+            # a console firing it too (schedule run) has it a moment: a skip, not a stall of
+            # every schedule after it in this tick
+            job = self.schedules.fire(str(entry.name), dict(entry.kwargs), wait=BEAT_LOCK_WAIT)
         except Exception as exc:  # one schedule's trouble must not stop the others
             log.error("schedule %s: the firing failed: %s", entry.name, exc)
             return

@@ -21,6 +21,7 @@
     │   ├── BadTriggerError (ValueError)     a cron, interval or --at time that cannot work
     │   ├── ScheduleExistsError              add of a name already taken
     │   ├── ScheduleNotFoundError (LookupError)  no schedule has that name
+    │   ├── ScheduleBusyError                another console is firing it, for too long
     │   └── ScheduleUnreadableError          its stored definition cannot be read
     ├── ActionError                          raised by an action to fail its job with a message
     └── ParallelError                        items of a local parallel() run failed (parallel.py)
@@ -118,6 +119,10 @@ class ScheduleExistsError(ScheduleError):
 
 class ScheduleNotFoundError(ScheduleError, LookupError):
     """No schedule has that name."""
+
+
+class ScheduleBusyError(ScheduleError):
+    """Another console held the schedule (firing it) for longer than this verb waits."""
 
 
 class ScheduleUnreadableError(ScheduleError):

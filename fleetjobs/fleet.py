@@ -384,7 +384,7 @@ class Fleet(ControlVerbs):
             return self.registry.poll(ids, ends, any, gone_ok)  # once over, the snapshots too
 
         raw, ended = ride_out(lambda: look(sweep=False))  # jobs over already: no subscription
-        if ended is not None:
+        if ended is not None and all(i.state.finished for i in ended):  # held: sweep first
             checked(ids, raw, gone_ok)
             return [Job(self, i) for i in ended]
         with self._events(infos, only=EVENT_END) as events:

@@ -35,7 +35,7 @@ from .celery_app import make_celery
 from .config import Config, default_location
 from .errors import (
     ArgumentError,
-    ScheduleError,
+    ScheduleBusyError,
     ScheduleExistsError,
     ScheduleNotFoundError,
     ScheduleUnreadableError,
@@ -63,6 +63,7 @@ MAX_RESULTS = 100_000  # runs a schedule keeps at most (each with its output)
 TASK = "fleetjobs.schedule"  # the name RedBeat files entries under; nothing is ever sent to it
 SKIPS_KEPT = 20
 LOCK_SECONDS = 60  # the longest a firing (a fan-out to every host) or an add holds its schedule
+LOCK_WAIT = 10.0  # how long a verb waits for another console's firing of the same schedule
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _SHELL_ACTIONS = frozenset({"run"})
 
@@ -270,8 +271,9 @@ class Schedules:
         except ScheduleUnreadableError:
             info = None
         key = self._entry_key(name)
-        self.r.zrem(self.app.redbeat_conf.schedule_key, key)
-        self.r.delete(key, self._runs_key(name), self._skips_key(name), self._stats_key(name))
+        with self._locked(name):  # not while it fires: its run would outlive the schedule
+            self.r.zrem(self.app.redbeat_conf.schedule_key, key)
+            self.r.delete(key, self._runs_key(name), self._skips_key(name), self._stats_key(name))
         return info
 
     @guarded
@@ -308,12 +310,19 @@ class Schedules:
     # ---- firing -------------------------------------------------------------------------
 
     @guarded
-    def fire(self, name: str, spec: dict[str, Any], manual: bool = False) -> Job | None:
+    def fire(
+        self, name: str, spec: dict[str, Any], manual: bool = False, wait: float = LOCK_WAIT
+    ) -> Job | None:
         """One firing: apply the overlap policy, start the run (a Failed run when its hosts
         cannot be chosen now), then drop the runs beyond ``max_results``. One firing of a
-        schedule at a time (the beat's and a ``schedule run``'s), so ``skip`` skips."""
-        with self._locked(name):
-            return self._fire(name, spec, manual)
+        schedule at a time (the beat's and a ``schedule run``'s), so ``skip`` skips; one
+        still under way after ``wait`` seconds makes this one a skip."""
+        try:
+            with self._locked(name, wait):
+                return self._fire(name, spec, manual)
+        except ScheduleBusyError:
+            self._skip(name, "another firing of it was under way", manual)
+            return None
 
     def _fire(self, name: str, spec: dict[str, Any], manual: bool) -> Job | None:
         runs_key = self._runs_key(name)
@@ -325,12 +334,7 @@ class Schedules:
         now = time.time()
         if unfinished and spec["overlap"] == "skip":
             run_id, state = unfinished[-1]
-            skip = {"time": now, "reason": f"run {run_id} is still {state}", "manual": manual}
-            pipe = self.r.pipeline(transaction=True)
-            pipe.hincrby(self._stats_key(name), "skipped", 1)
-            pipe.lpush(self._skips_key(name), json.dumps(skip))
-            pipe.ltrim(self._skips_key(name), 0, SKIPS_KEPT - 1)
-            pipe.execute()
+            self._skip(name, f"run {run_id} is still {state}", manual)
             return None
         if unfinished and spec["overlap"] == "stop-existing":
             self.fleet.stop([i for i, _ in unfinished], timeout=0)
@@ -387,13 +391,21 @@ class Schedules:
 
     # ---- helpers ------------------------------------------------------------------------
 
+    def _skip(self, name: str, reason: str, manual: bool) -> None:
+        skip = {"time": time.time(), "reason": reason, "manual": manual}
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hincrby(self._stats_key(name), "skipped", 1)
+        pipe.lpush(self._skips_key(name), json.dumps(skip))
+        pipe.ltrim(self._skips_key(name), 0, SKIPS_KEPT - 1)
+        pipe.execute()
+
     @contextmanager
-    def _locked(self, name: str) -> Iterator[None]:
-        """This schedule to this console alone while it is added or fired (a lock in Redis
-        that expires, should the console die holding it)."""
+    def _locked(self, name: str, wait: float = LOCK_WAIT) -> Iterator[None]:
+        """This schedule to this console alone while it is added, fired or removed (a lock in
+        Redis that expires, should the console die holding it), waiting ``wait`` s for it."""
         lock = self.r.lock(f"{self._stats_key(name)}:lock", timeout=LOCK_SECONDS)
-        if not lock.acquire(blocking_timeout=LOCK_SECONDS):
-            raise ScheduleError(f"schedule {name!r} is busy: another console holds it")
+        if not lock.acquire(blocking_timeout=wait):
+            raise ScheduleBusyError(f"schedule {name!r} is busy: another console is firing it")
         try:
             yield
         finally:
@@ -404,9 +416,10 @@ class Schedules:
         key = self._entry_key(name)
         try:
             entry: FleetEntry = FleetEntry.from_key(key, app=self.app)
-        except KeyError:
-            if self.r.exists(key):  # there, but with no or half a definition
-                raise unreadable(name, "its definition or its meta is missing") from None
+        except KeyError as exc:
+            if self.r.exists(key):  # there, but damaged (RedBeat's decoding raises KeyError too)
+                why = f"KeyError: {exc}" if self.r.hexists(key, "definition") else "no definition"
+                raise unreadable(name, why) from None
             if missing_ok:
                 return None
             raise ScheduleNotFoundError(f"no schedule named {name!r}") from None

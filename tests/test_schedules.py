@@ -10,104 +10,27 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from fleetjobs import Config, Fleet, JobState
-from fleetjobs.config import default_location
 from fleetjobs.embedded import LocalWorkers
 from fleetjobs.errors import (
     ArgumentError,
     BadTriggerError,
     NoHostError,
-    ScheduleExistsError,
     UnknownActionError,
 )
 
-from .conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
+from .conftest import FAST, eventually, make_cli, uniq
+from .schedule_support import Beat, beat, run_ids, sfleet
 
-BEAT_ENV = {"FLEETJOBS_BEAT_INTERVAL": "1", "FLEETJOBS_BEAT_LOCK_TIMEOUT": "5"}
-
-
-class Beat:
-    """A ``fleetjobs beat`` subprocess, its output in a log file."""
-
-    def __init__(self, cfg: Config, log: Path) -> None:
-        self.log = log
-        env = {
-            **os.environ,
-            **BEAT_ENV,
-            "FLEETJOBS_REDIS_URL": cfg.redis_url,
-            "FLEETJOBS_PREFIX": cfg.prefix,
-        }
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fleetjobs", "beat", "--loglevel", "INFO"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=ROOT,
-            )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def holds_lock(self) -> bool:
-        return "Acquired lock" in self.text()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-
-
-@pytest.fixture(scope="module")
-def sfleet(redis_url: str, logs: Path) -> Iterator[tuple[Config, Fleet]]:
-    """A fleet of its own with two hosts, s1 and s2 (tag role=web on both)."""
-    cfg = Config(redis_url=redis_url, prefix=f"{uniq('sc')}:", **FAST)  # type: ignore[arg-type]
-    with (
-        LocalWorkers(
-            cfg,
-            [["s1"], ["s2"]],
-            concurrency=4,
-            extra_args=[*INCLUDE, "--tag", "role=web"],
-            log_dir=logs,
-        ),
-        Fleet(config=cfg) as f,
-    ):
-        eventually(lambda: len([h for h in f.hosts() if h.online]) == 2, timeout=30)
-        yield cfg, f
-
-
-@pytest.fixture(scope="module")
-def beat(sfleet: tuple[Config, Fleet], logs: Path) -> Iterator[Beat]:
-    """One beat for the module's stories; each adds its schedules while it runs."""
-    b = Beat(sfleet[0], logs / f"{uniq('beat')}.log")
-    eventually(b.holds_lock, timeout=30)
-    yield b
-    assert b.stop() == 0, b.text()
-    assert "beat: stopped" in b.text()
-
-
-def run_ids(fleet: Fleet, name: str) -> list[int]:
-    return [j.id for j in fleet.get(name=name)]
+__all__ = ["beat", "sfleet"]  # the module-scoped fixtures, shared with test_schedule_faults
 
 
 def test_a_schedule_fires_runs_that_get_lists_and_receive_reads(
@@ -220,93 +143,6 @@ def test_disable_stops_firing_and_enable_resumes(sfleet: tuple[Config, Fleet], b
     assert fleet.schedules.enable(name).enabled is True
     eventually(lambda: len(run_ids(fleet, name)) > len(before), timeout=30)
     fleet.schedules.remove(name)
-
-
-def test_a_damaged_schedule_stops_no_other_and_remove_deletes_it(
-    sfleet: tuple[Config, Fleet], beat: Beat
-) -> None:
-    cfg, fleet = sfleet
-    cli = make_cli(cfg)
-    good, bad = uniq("good"), uniq("damaged")
-    # given a schedule whose stored definition was damaged (by hand, or a bad restore)
-    fleet.schedules.add(bad, "echo", 1, every=1, locations="s1")
-    key = fleet.schedules._entry_key(bad)
-    fleet.registry.r.hset(key, "definition", "not json")
-    # when another schedule is due beside it
-    fleet.schedules.add(good, "echo", 2, every=1, locations="s2")
-    # then the other fires, and the beat says once which one cannot be read
-    eventually(lambda: len(run_ids(fleet, good)) >= 2, timeout=30)
-    eventually(lambda: f"schedule {bad!r} cannot be read" in beat.text(), timeout=10)
-    assert beat.text().count(f"schedule {bad!r} cannot be read") == 1
-    assert run_ids(fleet, bad) == []
-    # and the CLI lists the rest, names the damaged one, and refuses it in one line
-    listed = cli("schedule", "list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    assert good in {s["name"] for s in json.loads(listed.stdout)}
-    assert f"schedule {bad!r} cannot be read" in listed.stderr
-    shown = cli("schedule", "show", bad)
-    assert shown.returncode == 1 and shown.stderr.count("\n") == 1
-    assert f"'fleetjobs schedule remove {bad}' deletes it" in shown.stderr
-    # and remove deletes it
-    removed = cli("schedule", "remove", bad)
-    assert removed.returncode == 0, removed.stderr
-    assert not fleet.registry.r.exists(key)
-    assert cli("schedule", "show", bad).returncode == 1
-    assert "cannot be read" not in cli("schedule", "list").stderr
-    fleet.schedules.remove(good)
-
-
-def test_a_schedule_with_no_host_named_runs_on_the_machine_that_added_it(
-    sfleet: tuple[Config, Fleet],
-) -> None:
-    _, fleet = sfleet
-    name = uniq("here")
-    # when a schedule names no host
-    info = fleet.schedules.add(name, "echo", 1, cron="0 0 1 1 *")
-    # then it keeps this machine's name, so a beat on another machine fires it here
-    assert info.locations == (default_location(),)
-    assert fleet.schedules.show(name).target_text == default_location()
-    fleet.schedules.remove(name)
-
-
-def test_consoles_racing_on_one_schedule_add_it_once_and_skip_fires_once(
-    sfleet: tuple[Config, Fleet],
-) -> None:
-    cfg, fleet = sfleet
-    name = uniq("race")
-    consoles = [Fleet(config=cfg) for _ in range(6)]
-    try:
-
-        def together(call: Any) -> list[Any]:
-            gate = threading.Barrier(len(consoles))
-
-            def one(console: Fleet) -> Any:
-                gate.wait()
-                try:
-                    return call(console)
-                except Exception as exc:  # what each console was told
-                    return exc
-
-            with ThreadPoolExecutor(len(consoles)) as pool:
-                return list(pool.map(one, consoles))
-
-        # when six consoles add the same name at once
-        added = together(
-            lambda c: c.schedules.add(name, "sleep", 20, cron="0 0 1 1 *", locations="s1")
-        )
-        # then one is told it was added and five that it exists
-        assert sum(not isinstance(a, Exception) for a in added) == 1, added
-        assert all(isinstance(a, ScheduleExistsError) for a in added if isinstance(a, Exception))
-        # and when six consoles run it at once (overlap skip), one run starts, five skip
-        runs = together(lambda c: c.schedules.run(name))
-        assert len([r for r in runs if r is not None]) == 1, runs
-        assert fleet.schedules.show(name).skipped == 5
-        assert len(run_ids(fleet, name)) == 1
-    finally:
-        for console in consoles:
-            console.close()
-        fleet.stop(run_ids(fleet, name), timeout=10)
-        fleet.schedules.remove(name)
 
 
 def test_run_now_starts_a_run_at_once(sfleet: tuple[Config, Fleet]) -> None:

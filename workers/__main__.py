@@ -51,7 +51,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--loglevel",
         default="WARNING",
         type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        # what Celery's --loglevel takes (WARN and FATAL too: units written for it still work)
+        choices=["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL", "NOTSET"],
         help="default: WARNING",
     )
     ap.add_argument(
