@@ -319,7 +319,7 @@ def test_a_confined_credential_cannot_stop_other_jobs_nor_jump_its_own_turn(
         kid = own.info.children[0]
         stale = "0b8f5b9e-8e4b-4f7e-9d3c-2f1a2b3c4d5e"
         answer = relay.call("script", "finish", kid.id, "Failed", "old job", stale)
-        assert answer[0][0] == "Missing", answer
+        assert answer == ["Missing"], answer
         assert own.refresh().state is JobState.RUNNING
         stolen.close()
         fleet.stop(own, timeout=20)
