@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -94,9 +93,11 @@ def ask_on_terminal(fleet: Fleet, job: Job) -> bool:
         while True:
             text = click.prompt(label, default=prompt.get("default"), err=True)
             try:
-                for child in children:
-                    with contextlib.suppress(JobStateError):  # answered meanwhile elsewhere
-                        fleet.answer(child.id, str(text))
+                for child in children:  # as shown: an answer to a later question is refused
+                    try:
+                        fleet.control.answer([child], str(text))
+                    except JobStateError as exc:  # answered meanwhile elsewhere
+                        click.echo(f"fleetjobs: {fmt.output_text(str(exc))}", err=True)
                 break
             except ArgumentError as exc:  # not one of its answers: ask again
                 click.echo(f"fleetjobs: {exc}", err=True)
