@@ -378,15 +378,12 @@ class Fleet(ControlVerbs):
         ids = [i.id for i in infos]
         ends = {s for s in JobState if s.finished or (not force and s in HELD)}
 
-        def look(sweep: bool = True) -> tuple[list[str | None], list[JobInfo] | None]:
-            if sweep:
-                self.housekeeping.sweep()
+        def look() -> tuple[list[str | None], list[JobInfo] | None]:
+            self.housekeeping.sweep()
             return self.registry.poll(ids, ends, any, gone_ok)  # once over, the snapshots too
 
-        raw, ended = ride_out(lambda: look(sweep=False))  # jobs over already: no subscription
-        if ended is not None and all(i.state.finished for i in ended):  # held: sweep first
-            checked(ids, raw, gone_ok)
-            return [Job(self, i) for i in ended]
+        if all(i.state.finished for i in infos):  # read finished (wait after get): final
+            return [Job(self, i) for i in infos]
         with self._events(infos, only=EVENT_END) as events:
             while True:
                 raw, ended = ride_out(look)
