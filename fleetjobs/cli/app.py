@@ -10,6 +10,7 @@ a running job); 2 bad input (usage, unknown action, bad JSON, a host that refuse
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -69,8 +70,8 @@ class _Group(LazyGroup):
             # the reader went away (| head): as a Unix tool killed by SIGPIPE ends, for every
             # verb alike (click exited 1, silently, as for a failure); what is left unwritten
             # goes nowhere instead of raising again at exit
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            with contextlib.suppress(OSError, ValueError):  # a stdout with no descriptor
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_PIPE)
 
 
