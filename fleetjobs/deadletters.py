@@ -11,6 +11,7 @@ worker and nothing disappears without a trace. The list is bounded: the newest
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from .store import Store, guarded
 
 LIMIT = 1000
 BODY_LIMIT = 2000  # characters of a dead message's body kept: enough to recognise it
+REASON_LIMIT = 500  # and of the reason its worker gave
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,24 @@ class DeadLetter:
 
     @classmethod
     def from_json(cls, text: str) -> DeadLetter:
-        doc = json.loads(text)
-        fields = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
-        return cls(**{"at": 0.0, "queue": "", "location": "", "reason": "", **fields})
+        """A stored letter; one damaged (written by hand) still reads, as far as it can."""
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = {"reason": "this dead letter's record cannot be read", "body": text}
+        return cls.checked(doc if isinstance(doc, dict) else {"body": text})
+
+    @classmethod
+    def checked(cls, doc: dict[str, Any]) -> DeadLetter:
+        """A letter from a document whatever it holds: ``at`` a number (else 0), every other
+        field text, the reason a line and the body cut as :func:`body_text` cuts it."""
+        at = doc.get("at")
+        ok = isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at)
+        text = {k: doc.get(k) for k in cls.__dataclass_fields__ if k != "at"}
+        fields = {k: v if isinstance(v, str) else "" for k, v in text.items()}
+        fields["reason"] = fields["reason"][:REASON_LIMIT]
+        fields["body"] = body_text(fields["body"])
+        return cls(at=float(at) if ok else 0.0, **fields)  # type: ignore[arg-type]
 
 
 def body_text(body: Any) -> str:

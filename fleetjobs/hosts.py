@@ -12,12 +12,84 @@ comes from these, not from Celery's remote-control ping, which goes silent on Re
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from .model import HostInfo
 from .store import Store, guarded
+
+log = logging.getLogger("fleetjobs.hosts")
+
+# a host document's fields are read as the types _FIELD_OK says (a worker writes it; a
+# confined worker through the relay, which refuses a document they do not hold for)
+
+
+def read_doc(text: str) -> dict[str, Any]:
+    """A host document as consoles read it.
+
+    Raises:
+        ValueError: it is not JSON, not an object, or a field is not of its type.
+    """
+    doc = json.loads(text)
+    if not isinstance(doc, dict):
+        raise ValueError("a host record is not a JSON object")
+    for name, value in doc.items():
+        if not _FIELD_OK.get(name, _any)(value):
+            raise ValueError(f"a host record's {name} is {value!r}")
+    return doc
+
+
+def _any(value: Any) -> bool:
+    return True
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _tags(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+_FIELD_OK = {
+    **dict.fromkeys(("ttl", "last_seen"), _number),
+    **dict.fromkeys(("concurrency", "pid"), _integer),
+    **dict.fromkeys(("location", "version", "hostname", "worker"), _text),
+    **dict.fromkeys(("actions", "suspendable"), _texts),
+    "tags": _tags,
+    "allow_shell": _flag,
+}
+
+
+def read_facts(text: str) -> dict[str, Any]:
+    """A host's facts as consoles read them.
+
+    Raises:
+        ValueError: not JSON, or not an object.
+    """
+    facts = json.loads(text)
+    if not isinstance(facts, dict):
+        raise ValueError("a host's facts are not a JSON object")
+    return facts
+
 
 REWRITE_EVERY = 15  # beats between two writes of unchanged host documents (one HSET)
 
@@ -146,15 +218,19 @@ class Hosts:
         facts = [facts[i] for i in order]
         now = float(now_text)
         online = [d > now for d in due]
-        parsed = {loc: json.loads(docs[i]) for i, loc in enumerate(locs)}
-        signatures = {
-            w: dict(json.loads(doc).get("signatures", {}))
-            for w, doc in zip(workers, wdocs, strict=True)
-            if doc
-        }
+        signatures = {w: _signatures(doc) for w, doc in zip(workers, wdocs, strict=True) if doc}
         out = []
         for i, loc in enumerate(locs):
-            doc = parsed[loc]
+            try:  # one host's damaged record is that host's trouble, not every console's
+                doc = read_doc(docs[i])
+            except ValueError as exc:
+                log.warning("host %s left out: its record cannot be read: %s", loc, exc)
+                continue
+            try:
+                host_facts = read_facts(facts[i]) if facts[i] else {}
+            except ValueError as exc:
+                log.warning("host %s: its facts cannot be read: %s", loc, exc)
+                host_facts = {}
             # the last beat: when its liveness runs out, less the TTL of the worker that beat
             seen = abs(due[i]) - float(doc.get("ttl", 0.0)) if due[i] else None
             out.append(
@@ -170,9 +246,18 @@ class Hosts:
                     hostname=str(doc.get("hostname", "")),
                     actions=tuple(doc.get("actions", ())),
                     allow_shell=bool(doc.get("allow_shell", False)),
-                    facts=json.loads(facts[i]) if facts[i] else {},
+                    facts=host_facts,
                     suspendable=tuple(doc.get("suspendable", ())),
                     signatures=signatures.get(str(doc.get("worker", "")), {}),
                 )
             )
         return out
+
+
+def _signatures(text: str) -> dict[str, Any]:
+    """The signatures a live worker published (what it offers), {} if its document is bad."""
+    try:
+        found = json.loads(text).get("signatures", {})
+    except (ValueError, AttributeError):
+        return {}
+    return found if isinstance(found, dict) else {}

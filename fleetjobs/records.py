@@ -167,9 +167,31 @@ class Records:
 def _records(child: JobInfo, items: list[str]) -> list[Record]:
     out = []
     for item in items:
-        rec = json.loads(item)
-        out.append(Record(child.id, child.location, rec["s"], rec["d"], float(rec["t"])))
+        try:
+            rec = json.loads(item)
+            stream, data, at = rec["s"], rec["d"], float(rec["t"])
+            if not isinstance(stream, str):
+                raise TypeError("its stream is not a name")
+        except (ValueError, TypeError, KeyError) as exc:
+            # one damaged record (written by hand into Redis) is said, and the rest delivered
+            stream, at = "error", 0.0
+            data = f"a record of this job could not be read ({type(exc).__name__}): {item[:200]}"
+        out.append(Record(child.id, child.location, stream, data, at))
     return out
+
+
+def is_record(text: str) -> bool:
+    """Whether ``text`` is a record as workers write them (what a reader can deliver)."""
+    try:
+        rec = json.loads(text)
+        return (
+            isinstance(rec, dict)
+            and isinstance(rec.get("s"), str)
+            and "d" in rec
+            and (isinstance(rec.get("t"), int | float) and not isinstance(rec["t"], bool))
+        )
+    except ValueError:
+        return False
 
 
 def _record(stream: str, data: Any, at: float) -> str:

@@ -31,8 +31,10 @@ from .config import Config
 from .deadletters import DeadLetter
 from .deadletters import push as push_letter
 from .errors import FleetJobsError
+from .hosts import read_doc, read_facts
+from .records import is_record
 from .relaycall import ANSWER_TTL_MS
-from .routing import check_location
+from .routing import check_location, queue_for
 from .store import Store
 
 log = logging.getLogger("fleetjobs.relay")
@@ -178,6 +180,14 @@ class Relay:
             return self.store.scripts(name, *check(self, location, rest))
         if op == "progress":
             job_id, doc = int(args[0]), args[1]
+            if not (
+                isinstance(doc, dict)
+                and set(doc) <= {"percent", "status"}
+                and isinstance(doc.get("percent"), int | float)
+                and not isinstance(doc.get("percent"), bool)
+                and isinstance(doc.get("status", ""), str)
+            ):
+                raise Refused("a progress that is not {percent, status}")
             self._own(location, job_id, gone=False)
             self.r.hset(self.keys.job(job_id), "progress", json.dumps(doc))
             return None
@@ -185,13 +195,21 @@ class Relay:
             self.r.hset(self.keys.hosts, location, _location_doc(args[0], location))
             return None
         if op == "facts":
-            json.loads(args[0])
+            try:
+                read_facts(str(args[0]))  # what every console reads as an object
+            except ValueError as exc:
+                raise Refused(str(exc)) from None
             self.r.hset(self.keys.facts, location, str(args[0]))
             return None
         if op == "deadletter":
-            doc = dict(args[0])
-            doc["location"] = location  # what its own queue held, whatever it says
-            letter = DeadLetter(**doc)
+            if not isinstance(args[0], dict) or not str(args[0].get("worker", "")).startswith(
+                location + "/"
+            ):
+                raise Refused(f"a dead letter not from one of {location}'s workers")
+            # what its own queue held, whatever it says: its location and queue are the relay's
+            letter = DeadLetter.checked(
+                {**args[0], "location": location, "queue": queue_for(location)}
+            )
             push_letter(self.store, letter)
             if letter.task_id:  # its job's message came and was refused: not lost
                 self.r.zrem(self.keys.inq(location), letter.task_id)
@@ -223,8 +241,11 @@ class Relay:
 
 
 def _location_doc(doc: Any, location: str) -> str:
-    parsed = json.loads(doc)
-    if not isinstance(parsed, dict) or parsed.get("location") != location:
+    try:
+        parsed = read_doc(str(doc))  # what every console reads it as, types included
+    except ValueError as exc:
+        raise Refused(f"a host record consoles cannot read: {exc}") from None
+    if parsed.get("location") != location:
         raise Refused(f"a host record for another location than {location}")
     return str(doc)
 
@@ -285,6 +306,11 @@ def _records(relay: Relay, location: str, args: list[str], at: int) -> list[str]
         raise Refused("records announced to another job than the writer's parent")
     out = list(args)
     out[at + 2] = str(relay.config.max_output)  # the fleet's cap, not one the worker says
+    if not all(seq.isdigit() for seq in out[at + 4 :: 2]):
+        raise Refused("a record number that is not one")
+    for text in (out[at + 3], *out[at + 5 :: 2]):  # the warning record, then each record
+        if not is_record(text):
+            raise Refused("a record that is not one (JSON with its stream, data and time)")
     return out
 
 

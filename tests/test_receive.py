@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 from fleetjobs import Fleet, JobState
@@ -120,3 +121,36 @@ def test_a_command_printing_many_lines_gives_every_line_once_in_order(fleet: Fle
     assert list(got) == [str(i) for i in range(1, 30001)] + ["1", "2", "3", "4", "5", "tail"]
     assert got.errors == ["oops"]
     assert not job.has_more_data
+
+
+def test_a_damaged_record_or_host_record_is_said_and_the_rest_delivered(fleet: Fleet) -> None:
+    # given a finished job, and Redis damaged by hand: a record that is not one among its
+    # records, a host record of the wrong types, facts that are not an object
+    job = fleet.start("echo", "first", "second", locations="alpha")
+    assert fleet.wait([job], timeout=20)
+    child = job.info.children[0]
+    r, keys = fleet.store.r, fleet.store.keys
+    r.linsert(
+        keys.out(child.instance_id), "AFTER", r.lindex(keys.out(child.instance_id), 0), "junk"
+    )
+    ghost = f"ghost-{child.id}"
+    r.hset(keys.hosts, ghost, json.dumps({"location": ghost, "tags": "zz"}))
+    r.zadd(keys.seen, {ghost: 1})
+    kept_facts = r.hget(keys.facts, "alpha")
+    r.hset(keys.facts, "alpha", "[1, 2]")
+    try:
+        # then receive delivers every record, the damaged one as an error that says so
+        got = fleet.receive(job)
+        assert list(got) == ["first", "second"]
+        [bad] = [rec for rec in got.records if rec.stream == "error"]
+        assert "could not be read" in str(bad.data) and "junk" in str(bad.data)
+        # and the hosts list leaves out the damaged host, keeping the rest
+        listed = {h.location: h for h in fleet.hosts()}
+        assert ghost not in listed and listed["alpha"].facts == {}
+    finally:
+        r.hdel(keys.hosts, ghost)
+        r.zrem(keys.seen, ghost)
+        if kept_facts is None:
+            r.hdel(keys.facts, "alpha")
+        else:
+            r.hset(keys.facts, "alpha", kept_facts)

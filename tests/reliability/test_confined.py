@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from fleetjobs import Config, Fleet, JobState
+from fleetjobs import Config, Fleet, JobState, deadletters
 from fleetjobs.embedded import LocalWorkers, process_env
 from fleetjobs.relaycall import RelayClient
 
@@ -323,3 +323,48 @@ def test_a_confined_credential_cannot_stop_other_jobs_nor_jump_its_own_turn(
         assert own.refresh().state is JobState.RUNNING
         stolen.close()
         fleet.stop(own, timeout=20)
+
+
+def test_what_one_hosts_credential_hands_the_relay_cannot_break_another_console(
+    redis_url: str, logs: Path
+) -> None:
+    a = uniq("cfd")
+    with confined_fleet(redis_url, logs, [a]) as (_cfg, fleet, hosts, _relay):
+        keys = fleet.store.keys
+        stolen = redis.Redis.from_url(hosts[a].redis_url, decode_responses=True)
+        relay = RelayClient(stolen, keys, a)
+        job = fleet.start("echo", "x", locations=a)  # waits NotStarted: no worker here
+        child = job.info.children[0]
+        refused = redis.exceptions.NoPermissionError
+        # when a's credential hands the relay what no worker writes, each is refused in one line
+        bad = {
+            "a host record of wrong types": ("hostdoc", json.dumps({"location": a, "tags": "zz"})),
+            "facts that are not an object": ("facts", "[1, 2]"),
+            "a dead letter from another host's worker": ("deadletter", {"worker": "b/x"}),
+            "a progress that is not one": ("progress", child.id, [1]),
+            "a record that is not one": (
+                "script",
+                "append",
+                child.instance_id,
+                job.instance_id,
+                "1000",
+                "w",
+                "1",
+                "{}",
+            ),
+        }
+        for what, request in bad.items():
+            with pytest.raises(refused, match="the relay refused"):
+                relay.call(*request)
+            print(f"refused: {what}")
+        # and what it may write is cut to what a console shows
+        relay.call("deadletter", {"worker": f"{a}/x", "at": "soon", "body": "x" * 100_000})
+        [letter] = [d for d in deadletters.read(fleet.store) if d.worker == f"{a}/x"]
+        assert letter.location == a and letter.at == 0.0 and len(letter.body) <= 2003
+        # then every console still lists the hosts, starts jobs and reads dead letters
+        cli = make_cli(fleet.config)
+        for verb in (["hosts"], ["hosts", "--facts"], ["deadletters"], ["deadletters", "--json"]):
+            done = cli(*verb)
+            assert done.returncode == 0, (verb, done.stderr)
+        fleet.remove(job, force=True)
+        stolen.close()
