@@ -400,3 +400,28 @@ def test_a_failed_copy_to_another_file_system_leaves_the_source_untouched(
     assert big.read_bytes() == b"x" * (1024 * 1024)
     assert not small.exists()
     assert os.listdir(archive) == ["small.log"]
+
+
+def test_a_private_log_stays_private_and_its_owners_across_file_systems(
+    log_dir: Path, mount_tmpfs: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a log only its owner may read, owned by another user than the worker's
+    archive = mount_tmpfs("1m")
+    secret = make_log(log_dir, "secret.log", age_days=10, content=b"password=hunter2\n")
+    os.chmod(secret, 0o600)
+    os.chown(secret, 65534, 65534)
+    seen: list[int] = []
+    real_fchown = os.fchown
+
+    def spy(fd: int, uid: int, gid: int) -> None:  # the partial copy, while it is written
+        seen.append(os.fstat(fd).st_mode & 0o777)
+        real_fchown(fd, uid, gid)
+
+    monkeypatch.setattr(os, "fchown", spy)
+    # when it is archived across file systems
+    result = archive_logs(RecordingContext(), str(log_dir), str(archive))
+    # then no one else could read its copy at any moment, and it keeps its owner and mode
+    assert result == summary(archived=1, size=17)
+    assert seen == [0o600]
+    copied = (archive / "secret.log").stat()
+    assert (copied.st_uid, copied.st_gid, copied.st_mode & 0o777) == (65534, 65534, 0o600)

@@ -256,15 +256,21 @@ def _copy_across_fs(src: str, st: os.stat_result, archive_dir: str, name: str) -
     partial = os.path.join(archive_dir, f".{name[:200]}.partial-{secrets.token_hex(6)}")
     made_partial = False
     try:
-        # Exclusive create ("x"): the cleanup below may only ever delete files this call made.
-        with open(src, "rb") as fsrc, open(partial, "xb") as fdst:
-            made_partial = True
+        # Exclusive create: the cleanup below may only ever delete files this call made; and
+        # readable by its owner alone while it fills (a 0600 log is not 0644 for a moment)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        made_partial = True
+        with open(fd, "wb") as fdst, open(src, "rb") as fsrc:
             while chunk := fsrc.read(_COPY_CHUNK):
                 fdst.write(chunk)
             fdst.flush()
             now = os.fstat(fsrc.fileno())
             if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                 raise _CopyMismatch("the file changed while it was being copied")
+            # the owner and group as the source had them (a move keeps them), where this
+            # process may give them (as root); then the mode, which a chown may clear bits of
+            with contextlib.suppress(PermissionError):
+                os.fchown(fdst.fileno(), now.st_uid, now.st_gid)
             os.fchmod(fdst.fileno(), stat.S_IMODE(now.st_mode))
             os.utime(fdst.fileno(), ns=(now.st_atime_ns, now.st_mtime_ns))
             os.fsync(fdst.fileno())
