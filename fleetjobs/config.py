@@ -199,6 +199,11 @@ class Config:
                 raise ConfigError(f"{name} must be a number, got {value!r}")
             if not math.isfinite(value) or value <= 0:  # nan passes a plain <= 0
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        if self.heartbeat_interval >= self.host_ttl:
+            raise ConfigError(
+                f"heartbeat_interval ({self.heartbeat_interval:g} s) must be less than host_ttl "
+                f"({self.host_ttl:g} s): a host would count as offline between its heartbeats"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Config:

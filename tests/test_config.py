@@ -32,6 +32,11 @@ def test_settings_come_from_the_environment_then_overrides() -> None:
         ({"FLEETJOBS_RETENTION": "-1"}, "retention must be a positive number, got -1.0"),
         ({"FLEETJOBS_RETENTION": "nan"}, "retention must be a positive number, got nan"),
         ({"FLEETJOBS_HEARTBEAT_INTERVAL": "inf"}, "heartbeat_interval must be a positive"),
+        # a host would flap offline between its own heartbeats (and its jobs Disconnected)
+        (
+            {"FLEETJOBS_HEARTBEAT_INTERVAL": "12", "FLEETJOBS_HOST_TTL": "4"},
+            r"heartbeat_interval \(12 s\) must be less than host_ttl \(4 s\)",
+        ),
     ],
 )
 def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:
