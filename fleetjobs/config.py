@@ -11,6 +11,7 @@ fleet lives.
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import re
@@ -123,6 +124,14 @@ class Config:
             path = getattr(self, name)
             if path and not os.path.isfile(path):
                 raise ConfigError(f"{name.replace('_', ' ')} {path!r} is not a readable file")
+        store = self.cert_store
+        pattern = os.path.join(store, "*") if os.path.isdir(store) else store
+        if store and not any(os.path.isfile(p) for p in glob.glob(pattern)):
+            # a worker would start "ready" and refuse every job as signed by no one it knows
+            raise ConfigError(
+                f"cert store {store!r} holds no certificate (FLEETJOBS_CERT_STORE: a folder of "
+                "the trusted consoles' certificates, a certificate file, or a glob of them)"
+            )
 
     @property
     def signed(self) -> bool:

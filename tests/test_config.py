@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import redis
@@ -162,3 +163,14 @@ def test_the_database_number_is_the_one_redis_py_connects_to(url: str, db: int) 
     assert Config(redis_url=url).db == db
     if not url.startswith("redis+sentinel"):
         assert redis.Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0) == db
+
+
+def test_a_cert_store_that_holds_no_certificate_is_refused(tmp_path: Path) -> None:
+    # a worker given it would start "ready" and refuse every job as signed by no one it knows
+    empty = tmp_path / "certs"
+    empty.mkdir()
+    for store in (tmp_path / "missing", empty):
+        with pytest.raises(ConfigError, match="holds no certificate"):
+            Config.from_env({"FLEETJOBS_CERT_STORE": str(store)})
+    (empty / "ops.pem").write_text("a certificate\n")
+    assert Config.from_env({"FLEETJOBS_CERT_STORE": str(empty)}).signed
