@@ -186,6 +186,7 @@ class Fleet(ControlVerbs):
             batch_wait=batch_wait,
             max_failures=max_failures,
             halt_running=halt_running,
+            throttle=throttle_limit,
         )
         params = placement.params_for(action, hosts, locs)
         if params is not None:  # refused here, before anything is queued, not on the worker

@@ -25,13 +25,15 @@ def batch_size(
     batch_wait: float = 0.0,
     max_failures: int | None = None,
     halt_running: bool = False,
+    throttle: int | None = None,
 ) -> int | None:
     """The number of hosts per wave, or None for a job that is no rollout.
 
     Args:
         batch: hosts per wave, or a percentage of the hosts (``"10%"``, rounded up, at least
-            one); None: no waves, unless ``max_failures`` asks for a halt (then one wave of
-            every host, whose children not yet started are stopped when it halts).
+            one); None: no waves, unless ``max_failures`` asks for a halt (then waves of
+            ``throttle`` hosts, the job's throttle limit, whose hosts not yet started are
+            stopped when it halts: a rollout does not throttle, so its waves do).
         hosts: how many hosts the start selected.
 
     Raises:
@@ -46,7 +48,9 @@ def batch_size(
             raise ArgumentError("--batch-wait needs --batch: it is the pause between waves")
         if halt_running and max_failures is None:
             raise ArgumentError("--halt-running needs --max-failures or --fail-fast")
-        return max(1, hosts) if max_failures is not None else None
+        if max_failures is None:
+            return None
+        return max(1, min(hosts, throttle)) if throttle is not None else max(1, hosts)
     if isinstance(batch, str):
         text = batch.strip()
         found = _PERCENT.match(text)

@@ -126,6 +126,10 @@ def test_batch_sizes_from_counts_and_percentages() -> None:
     assert batch_size("10%", 6) == 1  # rounded up, at least one
     assert batch_size(None, 6) is None
     assert batch_size(None, 6, max_failures=0) == 6  # --fail-fast alone: one wave
+    # ... of the throttle limit's hosts at most (a rollout does not throttle: its waves do)
+    assert batch_size(None, 6, max_failures=0, throttle=2) == 2
+    assert batch_size(None, 6, max_failures=0, throttle=32) == 6
+    assert batch_size(3, 6, max_failures=0, throttle=1) == 3  # --batch says it itself
     for bad in ("0", "abc", "150%", "-1", 0):
         with pytest.raises(ArgumentError):
             batch_size(bad, 6)
@@ -191,6 +195,17 @@ def test_max_failures_one_goes_on_after_one_failure_then_halts(six: object) -> N
     # h1 and h3 fail in the same wave: the hosts are named in the order they failed
     head, _, hosts = (info.rollout.halted or "").partition(": hosts ")
     assert head == "rollout halted after 2 failures" and set(hosts.split(", ")) == {"h1", "h3"}
+
+
+def test_fail_fast_without_a_batch_keeps_to_the_throttle_limit(six: object) -> None:
+    _, fleet = six  # type: ignore[misc]
+    # given --fail-fast and --throttle-limit 2, no --batch, on a command failing on h1
+    job = fleet.start("fail_at", "h1", locations=SIX, throttle_limit=2, max_failures=0)
+    assert fleet.wait(job, timeout=30)
+    info = job.refresh().info
+    # then two hosts ran at once (all six did), and the failure stopped the rest unstarted
+    assert info.rollout is not None and info.rollout.batch == 2
+    assert [c.state for c in info.children] == [S.FAILED, S.COMPLETED] + [S.STOPPED] * 4
 
 
 def test_a_batch_wait_is_observed_between_waves(six: object) -> None:
