@@ -4,7 +4,7 @@ and the children a receive reads."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
 from .errors import ArgumentError, JobNotFoundError
 from .job import Job, JobRef, JobRefs
@@ -73,8 +73,12 @@ def _is_ref(value: object) -> TypeGuard[JobRef]:
     )
 
 
-def batches(ids: Iterable[int], size: int) -> Iterator[list[int]]:
-    batch: list[int] = []
+T = TypeVar("T")
+
+
+def batches(ids: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``ids`` in lists of ``size`` (the last one shorter)."""
+    batch: list[T] = []
     for i in ids:
         batch.append(i)
         if len(batch) == size:

@@ -15,6 +15,8 @@ def test_the_demo_walks_the_seed_and_cleans_up(tmp_path: Path) -> None:
     # its own TMPDIR: whatever the demo leaves behind is there, and nothing else is
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETJOBS_")}
     env["TMPDIR"] = str(tmp_path)
+    # and a shell set up for another fleet: signed, confined (none of it the demo's)
+    env |= {"FLEETJOBS_CERT_STORE": str(tmp_path / "none"), "FLEETJOBS_CONFINED_TO": "elsewhere"}
     res = subprocess.run(
         [sys.executable, "-m", "fleetjobs", "demo", "--fast"],
         env=env,
@@ -25,6 +27,8 @@ def test_the_demo_walks_the_seed_and_cleans_up(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr[-2000:]
     out = res.stdout
+    assert "it ignores FLEETJOBS_CERT_STORE, FLEETJOBS_CONFINED_TO" in out
+    assert "error" not in res.stderr.replace("ERROR: Error output", "")
     for section in (
         "Starting a background job",
         "Get-Job",

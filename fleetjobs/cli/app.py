@@ -185,6 +185,9 @@ def state_type(text: str | None) -> JobState | None:
 def cli(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
     """Background jobs for a fleet: start a job on many hosts, get the console back, then
     list, wait for, receive from, stop and remove it from any console."""
+    if ctx.invoked_subcommand == "demo":  # a fleet of its own: this shell's are not its settings
+        ctx.obj = State(Config())
+        return
     try:
         config = Config.from_env(redis_url=redis_url, prefix=prefix)
     except ConfigError as exc:

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+import redis
 
 from ..config import Config, default_location
 from ..embedded import EmbeddedRedis, LocalWorkers
 from ..errors import FleetJobsError
 from ..fleet import Fleet
 from ..parallel import parallel
+from ..refs import batches
 from .format import table
 
 
@@ -248,15 +250,25 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def run_demo(fast: bool = False) -> int:
     """Run the walkthrough; returns the exit code."""
+    # a fleet of its own: the settings of the fleet this shell works with (signing, a
+    # confined location, timings) are not the demo's, nor passed to its worker and commands
+    ignored = {
+        k: os.environ.pop(k)
+        for k in sorted(os.environ)
+        if k.startswith("FLEETJOBS_") and k != "FLEETJOBS_REDIS_URL"
+    }
     try:
         with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+            if ignored:
+                click.echo(f"The demo runs a fleet of its own: it ignores {', '.join(ignored)}.")
             url = os.environ.get("FLEETJOBS_REDIS_URL")
+            prefix = f"demo-{uuid.uuid4().hex[:6]}:"
             if url:
                 click.echo("Using the Redis at FLEETJOBS_REDIS_URL, under its own key prefix.")
+                stack.callback(_forget, url, prefix)  # its keys go with it
             else:
                 click.echo("Starting a private Redis and a local worker (nothing else needed)...")
                 url = stack.enter_context(EmbeddedRedis()).url
-            prefix = f"demo-{uuid.uuid4().hex[:6]}:"
             config = Config(redis_url=url, prefix=prefix, heartbeat_interval=1.0, host_ttl=5.0)
             simulated = [
                 "Server01",
@@ -287,3 +299,16 @@ def run_demo(fast: bool = False) -> int:
     except FleetJobsError as exc:
         click.echo(f"fleetjobs demo: error: {exc}", err=True)
         return 1
+    finally:
+        os.environ.update(ignored)
+
+
+def _forget(url: str, prefix: str) -> None:
+    """Remove the demo's keys from a Redis it shares (its private one goes whole)."""
+    with contextlib.suppress(FleetJobsError, redis.exceptions.RedisError):
+        client = redis.Redis.from_url(url)
+        try:
+            for keys in batches(client.scan_iter(match=f"{prefix}*", count=1000), 500):
+                client.unlink(*keys)
+        finally:
+            client.close()
