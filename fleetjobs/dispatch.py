@@ -20,6 +20,7 @@ from .errors import ConfigError, RedisUnavailableError
 from .lifecycle import Composed, JobSpec, Lifecycle, NewChild
 from .messages import MessageMaker
 from .registry import Registry
+from .relaycall import RESEND_CHUNK
 from .routing import TASK_NAME, queue_for
 from .states import JobState
 from .store import guarded
@@ -257,7 +258,8 @@ class Dispatcher:
     def resend(self, iids: Sequence[str]) -> None:
         """Push these children's kept messages onto their queues again (the first was lost).
         A copy that turns out not lost after all is harmless: the claim runs a child once."""
-        self.registry.store.scripts("resend", *iids)
+        for i in range(0, len(iids), RESEND_CHUNK):  # a relay takes so many in one request
+            self.registry.store.scripts("resend", *iids[i : i + RESEND_CHUNK])
 
     def revoke(self, instance_ids: Sequence[str]) -> None:
         """Tell live workers to drop these tasks unseen (best effort: the registry's stop flag

@@ -33,12 +33,14 @@ from .deadletters import push as push_letter
 from .errors import FleetJobsError
 from .hosts import read_doc, read_facts
 from .records import is_record
-from .relaycall import ANSWER_TTL_MS
+from .relaycall import ANSWER_TTL_MS, RESEND_CHUNK
 from .routing import check_location, queue_for
 from .store import Store
 
 log = logging.getLogger("fleetjobs.relay")
 BATCH = 100  # requests of one location served before the next location's turn
+TURN_SECONDS = 0.25  # or as long as its requests take: the rest wait for its next turn
+MAX_REQUEST = 8 * 2**20  # bytes of one request (a batch of records is at most a few MiB)
 RINGS = 1000  # rings taken off the bell in one round trip
 
 
@@ -109,12 +111,18 @@ class Relay:
         self._take_rings(timeout)
         served = 0
         for location in list(self._pending):
-            taken = self.r.lpop(self.keys.relay(location), BATCH) or []  # one round trip
+            key = self.keys.relay(location)
+            taken = self.r.lpop(key, BATCH) or []  # one round trip
             if len(taken) < BATCH:
                 del self._pending[location]  # drained: its next request rings again
-            for raw in taken:
+            turn_ends = time.monotonic() + TURN_SECONDS
+            for i, raw in enumerate(taken):
+                if i and time.monotonic() > turn_ends:  # costly requests: the rest go back,
+                    self.r.lpush(key, *reversed(taken[i:]))  # first in line, for its next turn
+                    self._pending[location] = None
+                    break
                 self.serve(location, raw)
-            served += len(taken)
+                served += 1
         return served
 
     def _take_rings(self, timeout: float) -> None:
@@ -141,6 +149,8 @@ class Relay:
     def serve(self, location: str, raw: str) -> None:
         """Run one request from ``location``'s list and answer it."""
         try:
+            if len(raw) > MAX_REQUEST:
+                raise ValueError("a request over the size limit")
             request = json.loads(raw)
             rid = str(request["id"])
             if not rid.isalnum() or len(rid) > 64:
@@ -347,6 +357,8 @@ def _overdue(relay: Relay, location: str, args: list[str]) -> list[str]:
 
 
 def _resend(relay: Relay, location: str, args: list[str]) -> list[str]:
+    if len(args) > RESEND_CHUNK:  # each is a look: one request must not hold the relay
+        raise Refused(f"more than {RESEND_CHUNK} children to resend in one request")
     for iid in args:
         if relay._own_iid(location, iid) is None:
             raise Refused(f"no child job of {location} has InstanceId {iid}")

@@ -29,6 +29,7 @@ from .scripts import READS, Scripts
 # (as it would a Redis that does not answer: its callers ride that out, or fail the job)
 WAIT = 10.0
 ANSWER_TTL_MS = 60_000  # an answer nobody took (its worker gave up) expires
+RESEND_CHUNK = 1000  # children one resend request names at most (the relay refuses more)
 
 
 class RelayClient:

@@ -368,3 +368,34 @@ def test_what_one_hosts_credential_hands_the_relay_cannot_break_another_console(
             assert done.returncode == 0, (verb, done.stderr)
         fleet.remove(job, force=True)
         stolen.close()
+
+
+def test_one_hosts_costly_requests_do_not_hold_another_hosts_job(
+    redis_url: str, logs: Path
+) -> None:
+    a, b = uniq("cfa"), uniq("cfb")
+    with contextlib.ExitStack() as stack:
+        _cfg, fleet, hosts, _relay = stack.enter_context(confined_fleet(redis_url, logs, [a, b]))
+        for loc in (a, b):
+            stack.enter_context(LocalWorkers(hosts[loc], [[loc]], extra_args=INCLUDE, log_dir=logs))
+        done = fleet.start("echo", "x", locations=a)
+        assert fleet.wait([done], timeout=20)
+        iid = done.info.children[0].instance_id
+        # given a's credential queueing many costly requests (each a look per child named)
+        stolen = redis.Redis.from_url(hosts[a].redis_url, decode_responses=True)
+        request = {"op": "script", "args": ["resend", *[iid] * 1000]}
+        backlog = [json.dumps({"id": f"flood{i}", **request}) for i in range(60)]
+        stolen.rpush(fleet.store.keys.relay(a), *backlog)
+        stolen.lpush(fleet.store.keys.bell, a)
+        # when b's job is started meanwhile
+        job = fleet.start("echo", "served", locations=b)
+        assert fleet.wait([job], timeout=60)
+        # then it was served before a's backlog was (turns are by time, not by count)
+        left = stolen.llen(fleet.store.keys.relay(a))
+        print(f"\na's requests still waiting when b's job was done: {left} of {len(backlog)}")
+        assert left > len(backlog) // 2 and list(fleet.receive(job)) == ["served"]
+        # and one request may not name more children than a turn can look at
+        stolen.delete(fleet.store.keys.relay(a))  # (the backlog is not waited for)
+        with pytest.raises(redis.exceptions.NoPermissionError, match="more than 1000"):
+            RelayClient(stolen, fleet.store.keys, a).call("script", "resend", *[iid] * 1001)
+        stolen.close()
