@@ -229,6 +229,7 @@ def _sign(app: Celery, config: Config) -> None:
     )
     try:
         if config.can_sign:
+            _key_matches_cert(config.signing_key, config.signing_cert)
             app.setup_security(allowed_serializers=["json"], serializer="json")
         else:
             # a worker verifies with the trusted certificates and holds no key: it cannot
@@ -241,5 +242,25 @@ def _sign(app: Celery, config: Config) -> None:
             disable_untrusted_serializers(["json"])
             register_auth(store=config.cert_store, digest="sha256", serializer="json")
             registry._set_default_serializer("auth")  # type: ignore[no-untyped-call]
+    except ConfigError:
+        raise
     except Exception as exc:  # Celery's ImproperlyConfigured, cryptography's errors
         raise ConfigError(f"cannot set up signed messages: {exc}") from None
+
+
+def _key_matches_cert(key_path: str, cert_path: str) -> None:
+    """Refuse a signing key that is not the certificate's: every message it signed would be
+    refused by every worker (as a TypeError inside Celery's verification), its job waiting."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    with open(key_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    with open(cert_path, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if key.public_key().public_bytes(der, public) != cert.public_key().public_bytes(der, public):
+        raise ConfigError(
+            f"signing key {key_path!r} is not the key of signing certificate {cert_path!r}"
+        )

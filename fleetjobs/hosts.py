@@ -76,6 +76,7 @@ _FIELD_OK = {
     **dict.fromkeys(("actions", "suspendable"), _texts),
     "tags": _tags,
     "allow_shell": _flag,
+    "signed": _flag,
 }
 
 
@@ -249,6 +250,7 @@ class Hosts:
                     facts=host_facts,
                     suspendable=tuple(doc.get("suspendable", ())),
                     signatures=signatures.get(str(doc.get("worker", "")), {}),
+                    signed=bool(doc.get("signed", False)),
                 )
             )
         return out

@@ -200,10 +200,12 @@ class HostInfo:
     facts: dict[str, Any] = field(default_factory=dict)
     suspendable: tuple[str, ...] = ()
     signatures: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    signed: bool = False  # its worker runs only signed jobs (FLEETJOBS_CERT_STORE)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "location": self.location,
+            "signed": self.signed,
             "online": self.online,
             "tags": dict(self.tags),
             "running": self.running,

@@ -11,6 +11,7 @@ from typing import Any
 from .config import default_location
 from .errors import (
     ArgumentError,
+    ConfigError,
     FleetJobsError,
     NoHostError,
     ShellNotAllowedError,
@@ -64,6 +65,21 @@ def select(
         if not chosen:
             raise NoHostError(f"--where {flt.text!r} matched none of the {before} hosts selected")
     return chosen
+
+
+def check_signing(locations: list[str], hosts: dict[str, HostInfo], can_sign: bool) -> None:
+    """Refuse, from a console that cannot sign, a job for live hosts that run only signed
+    ones (their workers would refuse its messages and it would wait NotStarted for ever).
+
+    Raises:
+        ConfigError: such a host is among ``locations``.
+    """
+    signed = [loc for loc in locations if loc in hosts and hosts[loc].online and hosts[loc].signed]
+    if signed and not can_sign:
+        raise ConfigError(
+            f"the workers on {', '.join(signed)} run only signed jobs, and this console signs "
+            "none: set FLEETJOBS_SIGNING_KEY, FLEETJOBS_SIGNING_CERT and FLEETJOBS_CERT_STORE"
+        )
 
 
 def check(action: str, locations: list[str], hosts: dict[str, HostInfo]) -> list[str]:

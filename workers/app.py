@@ -83,6 +83,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             "suspendable": runtime.suspendable(),
             "signatures": runtime.signatures(),
             "allow_shell": settings.allow_shell,
+            "signed": config.signed,  # consoles that cannot sign refuse to start jobs here
         }
         layers = Layers(config, app)
         hb = Heartbeat(

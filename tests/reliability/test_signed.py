@@ -15,10 +15,12 @@ import pytest
 
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs import deadletters as letters
+from fleetjobs.celery_app import make_celery
 from fleetjobs.embedded import LocalWorkers
+from fleetjobs.errors import ConfigError
 from fleetjobs.lifecycle import JobSpec
 
-from ..conftest import FAST, INCLUDE, ROOT, eventually, uniq
+from ..conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
 
 FORGE = """
 import sys
@@ -114,6 +116,24 @@ def test_signed_jobs_run(signed: tuple[Config, Fleet, Path]) -> None:
     [done] = fleet.wait(job, timeout=30)
     assert [c.state for c in done.info.children] == [JobState.COMPLETED] * 2
     assert list(fleet.receive(job)) == ["released", "released"]
+
+
+def test_a_console_that_cannot_sign_is_refused_at_start_not_left_waiting(
+    signed: tuple[Config, Fleet, Path],
+) -> None:
+    cfg, fleet, _ = signed
+    # given a console of this fleet with no signing key (its workers run only signed jobs)
+    plain = make_cli(Config(redis_url=cfg.redis_url, prefix=cfg.prefix))
+    before = len(fleet.get())
+    # when it starts a job there, it is told in one line, exit 2, and nothing is queued (its
+    # job waited NotStarted for ever, every worker refusing its unsigned messages)
+    done = plain("start", "-l", "signed", "echo", "hi")
+    assert done.returncode == 2, done.stderr
+    assert "run only signed jobs, and this console signs none" in done.stderr
+    assert done.stderr.count("\n") == 1 and len(fleet.get()) == before
+    # and the hosts say so
+    [host] = [h for h in fleet.hosts() if h.location == "signed"]
+    assert host.signed and host.to_dict()["signed"] is True
 
 
 def test_a_worker_holds_nothing_that_signs(signed: tuple[Config, Fleet, Path]) -> None:
@@ -242,3 +262,16 @@ print("verified")
         cwd=ROOT,
     )
     assert done.stdout.strip() == "verified", done.stderr
+
+
+def test_a_signing_key_that_is_not_the_certificates_is_refused(tmp_path: Path) -> None:
+    # a console whose key and certificate are two identities' signed messages every worker
+    # refused (a TypeError inside Celery's verification), its jobs waiting NotStarted for ever
+    ops_key, ops_cert = make_identity(tmp_path, "ops")
+    other_key, _ = make_identity(tmp_path, "other")
+    mixed = Config(signing_key=str(other_key), signing_cert=str(ops_cert), cert_store=str(ops_cert))
+    with pytest.raises(ConfigError, match="is not the key of signing certificate"):
+        make_celery(mixed)
+    make_celery(
+        Config(signing_key=str(ops_key), signing_cert=str(ops_cert), cert_store=str(ops_cert))
+    )
