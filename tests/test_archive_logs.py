@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fleetjobs.workers.archive import archive_logs
+from fleetjobs.workers.archive import ROOTS_ENV, archive_logs
+
+from fleetjobs.errors import ActionError
 
 DAY = 86_400.0
 
@@ -425,3 +427,50 @@ def test_a_private_log_stays_private_and_its_owners_across_file_systems(
     assert seen == [0o600]
     copied = (archive / "secret.log").stat()
     assert (copied.st_uid, copied.st_gid, copied.st_mode & 0o777) == (65534, 65534, 0o600)
+
+
+def test_a_worker_given_archive_roots_archives_under_them_only(
+    log_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a worker started with --archive-root for the logs and the store (what it sets for
+    # its pool processes)
+    store = tmp_path / "store"
+    monkeypatch.setenv(ROOTS_ENV, os.pathsep.join([str(log_dir), str(store)]))
+    make_log(log_dir, "app.log", age_days=10)
+    elsewhere = tmp_path / "etc"
+    make_log(elsewhere, "passwd", age_days=10)
+    (log_dir / "link").symlink_to(elsewhere)
+    # then a folder outside them is refused, source or destination, through a symlink too
+    for src, dst in (
+        (elsewhere, store / "out"),
+        (log_dir, tmp_path / "out"),
+        (log_dir / "link", store / "out"),
+    ):
+        with pytest.raises(ActionError, match="outside the folders this host's operator allows"):
+            archive_logs(RecordingContext(), str(src), str(dst), pattern="*")
+    assert (elsewhere / "passwd").exists() and (log_dir / "app.log").exists()
+    # and folders under them are archived as ever
+    result = archive_logs(RecordingContext(), str(log_dir), str(store / "app"))
+    assert result == summary(archived=1, size=9)
+
+
+def test_the_workers_archive_root_confines_the_action_on_a_real_worker(
+    redis_url: str, log_dir: Path, tmp_path: Path
+) -> None:
+    from fleetjobs import Config, Fleet, JobState
+    from fleetjobs.embedded import LocalWorkers
+
+    from .conftest import FAST, uniq
+
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('ar')}:", **FAST)  # type: ignore[arg-type]
+    make_log(log_dir, "app.log", age_days=10)
+    roots = ["--archive-root", str(log_dir), "--archive-root", str(tmp_path / "store")]
+    with LocalWorkers(cfg, [["arc"]], extra_args=roots), Fleet(config=cfg) as fleet:
+        # a job asking outside the roots fails with the reason, and nothing moved
+        job = fleet.start("archive_logs", str(log_dir), str(tmp_path / "out"), locations="arc")
+        assert fleet.wait([job], timeout=30) and job.state is JobState.FAILED
+        assert "outside the folders this host's operator allows" in (job.reason or "")
+        assert (log_dir / "app.log").exists()
+        # and one inside them runs as ever
+        job = fleet.start("archive_logs", str(log_dir), str(tmp_path / "store"), locations="arc")
+        assert fleet.wait([job], timeout=30) and job.state is JobState.COMPLETED

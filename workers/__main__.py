@@ -16,6 +16,8 @@ from fleetjobs.monitor import node_name
 from fleetjobs.routing import queue_for, split_locations
 from fleetjobs.store import Store
 
+from .archive import ROOTS_ENV
+
 MAX_CONCURRENCY = 1024  # pool processes (or threads) a worker runs at most
 
 
@@ -46,6 +48,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     ap.add_argument(
         "--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag for targeting"
+    )
+    ap.add_argument(
+        "--archive-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="archive_logs reads and writes only under this folder (repeat for more; "
+        "default: wherever this worker's user may)",
     )
     ap.add_argument(
         "--loglevel",
@@ -104,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import WorkerSettings, create_app
 
+    if ns.archive_root:  # read by archive_logs in the pool processes
+        os.environ[ROOTS_ENV] = os.pathsep.join(os.path.realpath(r) for r in ns.archive_root)
     settings = WorkerSettings(locations, concurrency, ns.allow_shell, tags)
     if config.confined_to:  # the relay takes a confined worker's id only under its location
         settings.worker_id = f"{config.confined_to}/{settings.worker_id}"

@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
+from fleetjobs.errors import ActionError
+
 __all__ = ["ActionContext", "archive_logs"]
 
 _SECONDS_PER_DAY = 86_400
@@ -105,6 +107,7 @@ def archive_logs(
         OSError: If the archive folder cannot be created.
     """
     _validate(path, archive_path, days, pattern)
+    _within_roots(path, archive_path)
     summary: dict[str, object] = {"Server": ctx.location, "Archived": 0, "Bytes": 0, "Skipped": 0}
     if not os.path.isdir(path):
         if os.path.lexists(path):
@@ -166,6 +169,26 @@ def archive_logs(
         ctx.verbose(f"archived {src} -> {dest}")
     summary.update(Archived=archived, Bytes=moved_bytes, Skipped=skipped)
     return summary
+
+
+ROOTS_ENV = "FLEETJOBS_ARCHIVE_ROOTS"  # set by the worker's --archive-root (os.pathsep list)
+
+
+def _within_roots(*folders: str) -> None:
+    """Refuse folders outside those the host's operator allows ``archive_logs`` (the
+    worker's ``--archive-root``; none given: anywhere the worker's user may write).
+
+    Raises:
+        ActionError: a folder (symlinks resolved) is under none of them.
+    """
+    roots = [r for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r]
+    for folder in folders if roots else ():
+        real = os.path.realpath(folder)
+        if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+            raise ActionError(
+                f"{folder} is outside the folders this host's operator allows archive_logs "
+                f"(the worker's --archive-root: {', '.join(roots)})"
+            )
 
 
 def _validate(path: str, archive_path: str, days: float, pattern: str) -> None:

@@ -366,6 +366,13 @@ def hosts(state: State, locations: tuple[str, ...], facts: bool, as_json: bool) 
 )
 @click.option("--tag", multiple=True, metavar="KEY=VALUE", help="A tag for targeting (role=web).")
 @click.option(
+    "--archive-root",
+    multiple=True,
+    metavar="DIR",
+    help="archive_logs reads and writes only under DIR (repeatable) [default: anywhere this "
+    "worker's user may].",
+)
+@click.option(
     "--fresh-process",
     is_flag=True,
     help="Run each job in a new pool process, as Start-Job does (costs start latency).",
@@ -385,6 +392,7 @@ def worker(
     allow_shell: bool,
     include: tuple[str, ...],
     tag: tuple[str, ...],
+    archive_root: tuple[str, ...],
     fresh_process: bool,
     confined: bool,
     loglevel: str,
@@ -402,6 +410,8 @@ def worker(
         argv += ["--include", module]
     for item in tag:
         argv += ["--tag", item]
+    for root in archive_root:
+        argv += ["--archive-root", root]
     if fresh_process:
         argv.append("--fresh-process")
     env = {
