@@ -274,14 +274,23 @@ def test_one_hosts_credential_cannot_choose_the_arguments_of_another_hosts_job(
         assert (list(job.info.args), job.info.kwargs) == (["hello"], {"warning": "careful"})
 
 
-def test_a_confined_credential_cannot_stop_other_jobs_nor_jump_its_own_turn(
-    redis_url: str, logs: Path
-) -> None:
-    a, b = uniq("cfx"), uniq("cfy")
+@contextlib.contextmanager
+def confined_pair(
+    redis_url: str, logs: Path, a: str, b: str
+) -> Iterator[tuple[Fleet, dict[str, Config]]]:
+    """A confined fleet of two hosts, each with its own confined worker running."""
     with contextlib.ExitStack() as stack:
         _cfg, fleet, hosts, _relay = stack.enter_context(confined_fleet(redis_url, logs, [a, b]))
         for loc in (a, b):
             stack.enter_context(LocalWorkers(hosts[loc], [[loc]], extra_args=INCLUDE, log_dir=logs))
+        yield fleet, hosts
+
+
+def test_a_confined_credential_cannot_stop_other_jobs_nor_jump_its_own_turn(
+    redis_url: str, logs: Path
+) -> None:
+    a, b = uniq("cfx"), uniq("cfy")
+    with confined_pair(redis_url, logs, a, b) as (fleet, hosts):
         keys = fleet.store.keys
         stolen = redis.Redis.from_url(hosts[b].redis_url, decode_responses=True)
         relay = RelayClient(stolen, keys, b)
@@ -374,10 +383,7 @@ def test_one_hosts_costly_requests_do_not_hold_another_hosts_job(
     redis_url: str, logs: Path
 ) -> None:
     a, b = uniq("cfa"), uniq("cfb")
-    with contextlib.ExitStack() as stack:
-        _cfg, fleet, hosts, _relay = stack.enter_context(confined_fleet(redis_url, logs, [a, b]))
-        for loc in (a, b):
-            stack.enter_context(LocalWorkers(hosts[loc], [[loc]], extra_args=INCLUDE, log_dir=logs))
+    with confined_pair(redis_url, logs, a, b) as (fleet, hosts):
         done = fleet.start("echo", "x", locations=a)
         assert fleet.wait([done], timeout=20)
         iid = done.info.children[0].instance_id
