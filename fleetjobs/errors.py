@@ -16,7 +16,8 @@
     │   ├── ArgumentError                    an argument JSON cannot carry
     │   ├── UnknownActionError (LookupError) no live host offers that action
     │   ├── ShellNotAllowedError             ``run`` on a host whose operator did not allow it
-    │   └── NoHostError (LookupError)        a target selected no host
+    │   ├── NoHostError (LookupError)        a target selected no host
+    │   └── NotSignedError                   signed-only hosts, a console that signs none
     ├── ScheduleError                        a schedule verb refused (schedules.py)
     │   ├── BadTriggerError (ValueError)     a cron, interval or --at time that cannot work
     │   ├── ScheduleExistsError              add of a name already taken
@@ -103,6 +104,10 @@ class ShellNotAllowedError(StartError):
 
 class NoHostError(StartError, LookupError):
     """A location, glob or tag selected no host."""
+
+
+class NotSignedError(StartError):
+    """A job for hosts that run only signed jobs, from a console that signs none."""
 
 
 class ScheduleError(FleetJobsError):

@@ -11,9 +11,9 @@ from typing import Any
 from .config import default_location
 from .errors import (
     ArgumentError,
-    ConfigError,
     FleetJobsError,
     NoHostError,
+    NotSignedError,
     ShellNotAllowedError,
     UnknownActionError,
 )
@@ -72,11 +72,12 @@ def check_signing(locations: list[str], hosts: dict[str, HostInfo], can_sign: bo
     ones (their workers would refuse its messages and it would wait NotStarted for ever).
 
     Raises:
-        ConfigError: such a host is among ``locations``.
+        NotSignedError: such a host is among ``locations`` (a schedule's firing records it
+            as a Failed run, as it does a host that cannot be chosen).
     """
     signed = [loc for loc in locations if loc in hosts and hosts[loc].online and hosts[loc].signed]
     if signed and not can_sign:
-        raise ConfigError(
+        raise NotSignedError(
             f"the workers on {', '.join(signed)} run only signed jobs, and this console signs "
             "none: set FLEETJOBS_SIGNING_KEY, FLEETJOBS_SIGNING_CERT and FLEETJOBS_CERT_STORE"
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from .store import Store
 log = logging.getLogger("fleetjobs.relay")
 BATCH = 100  # requests of one location served before the next location's turn
 TURN_SECONDS = 0.25  # or as long as its requests take: the rest wait for its next turn
-MAX_REQUEST = 8 * 2**20  # bytes of one request (a batch of records is at most a few MiB)
+MAX_REQUEST = 64 * 2**20  # bytes of one request: a bigger one is refused, not parsed
 RINGS = 1000  # rings taken off the bell in one round trip
 
 
@@ -148,9 +149,13 @@ class Relay:
 
     def serve(self, location: str, raw: str) -> None:
         """Run one request from ``location``'s list and answer it."""
+        if len(raw) > MAX_REQUEST:  # refused by its id (written first), not left unanswered
+            found = re.match(r'\{"id":"([0-9a-f]{1,64})"', raw)
+            if found is None:
+                log.error("relay: dropped a request over %d bytes from %s", MAX_REQUEST, location)
+                return
+            raw = json.dumps({"id": found.group(1), "op": "oversize", "args": []})
         try:
-            if len(raw) > MAX_REQUEST:
-                raise ValueError("a request over the size limit")
             request = json.loads(raw)
             rid = str(request["id"])
             if not rid.isalnum() or len(rid) > 64:
@@ -224,6 +229,8 @@ class Relay:
             if letter.task_id:  # its job's message came and was refused: not lost
                 self.r.zrem(self.keys.inq(location), letter.task_id)
             return None
+        if op == "oversize":
+            raise Refused(f"a request over {MAX_REQUEST // 2**20} MiB (a record this big?)")
         raise Refused(f"unknown request {op!r}")
 
     def _own(self, location: str, job_id: int | str, gone: Any = None) -> dict[str, str | None]:
@@ -316,7 +323,7 @@ def _records(relay: Relay, location: str, args: list[str], at: int) -> list[str]
         raise Refused("records announced to another job than the writer's parent")
     out = list(args)
     out[at + 2] = str(relay.config.max_output)  # the fleet's cap, not one the worker says
-    if not all(seq.isdigit() for seq in out[at + 4 :: 2]):
+    if not all(seq.isascii() and seq.isdecimal() for seq in out[at + 4 :: 2]):
         raise Refused("a record number that is not one")
     for text in (out[at + 3], *out[at + 5 :: 2]):  # the warning record, then each record
         if not is_record(text):

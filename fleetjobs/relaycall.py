@@ -29,6 +29,7 @@ from .scripts import READS, Scripts
 # (as it would a Redis that does not answer: its callers ride that out, or fail the job)
 WAIT = 10.0
 ANSWER_TTL_MS = 60_000  # an answer nobody took (its worker gave up) expires
+TAKE_BACK_TRIES = 6  # waits of WAIT s for a request the relay took before giving up on it
 RESEND_CHUNK = 1000  # children one resend request names at most (the relay refuses more)
 
 
@@ -58,9 +59,11 @@ class RelayClient:
         pipe.execute()
         got = self._r.blpop([answer_key], timeout=self.wait)
         # no answer: a request no relay took is taken back (it must not run later, when its
-        # caller has gone on: a claim made for nobody); one a relay took gets its answer
-        # waited for once more
-        if got is None and not self._r.lrem(self.keys.relay(self.location), 1, request):
+        # caller has gone on: a claim made for nobody); one a relay took (it may put it back
+        # for the location's next turn) gets its answer waited for, and taken back again
+        for _ in range(TAKE_BACK_TRIES):
+            if got is not None or self._r.lrem(self.keys.relay(self.location), 1, request):
+                break
             got = self._r.blpop([answer_key], timeout=self.wait)
         if got is None:
             raise redis.exceptions.ConnectionError(

@@ -107,7 +107,7 @@ def archive_logs(
         OSError: If the archive folder cannot be created.
     """
     _validate(path, archive_path, days, pattern)
-    _within_roots(path, archive_path)
+    path, archive_path = _within_roots(path, archive_path)
     summary: dict[str, object] = {"Server": ctx.location, "Archived": 0, "Bytes": 0, "Skipped": 0}
     if not os.path.isdir(path):
         if os.path.lexists(path):
@@ -174,21 +174,28 @@ def archive_logs(
 ROOTS_ENV = "FLEETJOBS_ARCHIVE_ROOTS"  # set by the worker's --archive-root (os.pathsep list)
 
 
-def _within_roots(*folders: str) -> None:
-    """Refuse folders outside those the host's operator allows ``archive_logs`` (the
-    worker's ``--archive-root``; none given: anywhere the worker's user may write).
+def _within_roots(path: str, archive_path: str) -> tuple[str, str]:
+    """The two folders, refused if outside those the host's operator allows
+    ``archive_logs`` (the worker's ``--archive-root``; none given: anywhere the worker's user
+    may write, the folders as given). With roots, the folders resolved: what was checked is
+    what is then read and written.
 
     Raises:
         ActionError: a folder (symlinks resolved) is under none of them.
     """
-    roots = [r for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r]
-    for folder in folders if roots else ():
+    roots = [os.path.realpath(r) for r in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if r]
+    if not roots:
+        return path, archive_path
+    resolved = []
+    for folder in (path, archive_path):
         real = os.path.realpath(folder)
         if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
             raise ActionError(
                 f"{folder} is outside the folders this host's operator allows archive_logs "
                 f"(the worker's --archive-root: {', '.join(roots)})"
             )
+        resolved.append(real)
+    return resolved[0], resolved[1]
 
 
 def _validate(path: str, archive_path: str, days: float, pattern: str) -> None:

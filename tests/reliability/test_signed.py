@@ -134,6 +134,13 @@ def test_a_console_that_cannot_sign_is_refused_at_start_not_left_waiting(
     # and the hosts say so
     [host] = [h for h in fleet.hosts() if h.location == "signed"]
     assert host.signed and host.to_dict()["signed"] is True
+    # and a schedule it fires there is a Failed run that says why (a beat with no key)
+    with Fleet(config=Config(redis_url=cfg.redis_url, prefix=cfg.prefix)) as console:
+        console.schedules.add("unsigned", "echo", 1, cron="0 0 1 1 *", locations="signed")
+        run = console.schedules.run("unsigned")
+        assert run is not None and run.state is JobState.FAILED
+        assert "run only signed jobs" in (run.reason or "")
+        console.schedules.remove("unsigned")
 
 
 def test_a_worker_holds_nothing_that_signs(signed: tuple[Config, Fleet, Path]) -> None:
