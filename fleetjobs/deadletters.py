@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .options import is_number
 from .store import Store, guarded
 
 LIMIT = 1000
@@ -64,7 +65,7 @@ class DeadLetter:
         """A letter from a document whatever it holds: ``at`` a number (else 0), every other
         field text, the reason a line and the body cut as :func:`body_text` cuts it."""
         at = doc.get("at")
-        ok = isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at)
+        ok = is_number(at) and math.isfinite(at)
         text = {k: doc.get(k) for k in cls.__dataclass_fields__ if k != "at"}
         fields = {k: v if isinstance(v, str) else "" for k, v in text.items()}
         fields["reason"] = fields["reason"][:REASON_LIMIT]

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .model import HostInfo
+from .options import is_number
 from .store import Store, guarded
 
 log = logging.getLogger("fleetjobs.hosts")
@@ -45,10 +46,6 @@ def _any(value: Any) -> bool:
     return True
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -70,7 +67,7 @@ def _flag(value: Any) -> bool:
 
 
 _FIELD_OK = {
-    **dict.fromkeys(("ttl", "last_seen"), _number),
+    **dict.fromkeys(("ttl", "last_seen"), is_number),
     **dict.fromkeys(("concurrency", "pid"), _integer),
     **dict.fromkeys(("location", "version", "hostname", "worker"), _text),
     **dict.fromkeys(("actions", "suspendable"), _texts),

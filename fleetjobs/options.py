@@ -13,7 +13,7 @@ import numbers
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import ArgumentError
 
@@ -93,6 +93,11 @@ def filters(newest: Any = None, **texts: Any) -> None:
             raise ArgumentError(f"{name} must be text, got {value!r}")
     if newest is not None:
         count("newest", newest, 1)
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """Whether ``value`` is a number as JSON carries one: an int or a float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def instant(value: Any) -> float | None:

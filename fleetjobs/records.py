@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import FleetJobsError
 from .model import JobInfo, Record
+from .options import is_number
 from .store import Store, guarded
 
 BATCH = 1000  # records per take: bounded console memory, no long Redis call
@@ -188,7 +189,7 @@ def is_record(text: str) -> bool:
             isinstance(rec, dict)
             and isinstance(rec.get("s"), str)
             and "d" in rec
-            and (isinstance(rec.get("t"), int | float) and not isinstance(rec["t"], bool))
+            and is_number(rec.get("t"))
         )
     except ValueError:
         return False

@@ -33,6 +33,7 @@ from .deadletters import DeadLetter
 from .deadletters import push as push_letter
 from .errors import FleetJobsError
 from .hosts import read_doc, read_facts
+from .options import is_number
 from .records import is_record
 from .relaycall import ANSWER_TTL_MS, RESEND_CHUNK
 from .routing import check_location, queue_for
@@ -198,8 +199,7 @@ class Relay:
             if not (
                 isinstance(doc, dict)
                 and set(doc) <= {"percent", "status"}
-                and isinstance(doc.get("percent"), int | float)
-                and not isinstance(doc.get("percent"), bool)
+                and is_number(doc.get("percent"))
                 and isinstance(doc.get("status", ""), str)
             ):
                 raise Refused("a progress that is not {percent, status}")

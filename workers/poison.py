@@ -40,6 +40,7 @@ from kombu.utils import json as kombu_json
 import fleetjobs.deadletters as deadletters
 from fleetjobs.config import Config
 from fleetjobs.errors import FleetJobsError
+from fleetjobs.options import is_number
 from fleetjobs.routing import TASK_NAME, location_of
 from fleetjobs.store import Store
 
@@ -112,12 +113,7 @@ def _header_problem(headers: dict[str, Any]) -> str | None:
 
 
 def _positive(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+    return is_number(value) and math.isfinite(value) and value > 0
 
 
 def _short(value: Any) -> str:
