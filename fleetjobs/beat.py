@@ -24,7 +24,7 @@ from redbeat.schedulers import RedBeatScheduler, acquire_distributed_beat_lock, 
 from .config import Config
 from .errors import ConfigError, RedisUnavailableError, ScheduleUnreadableError
 from .fleet import Fleet
-from .schedule_model import UNREADABLE, unreadable
+from .schedule_model import UNREADABLE, UNREADABLE_FIELDS, unreadable
 from .schedules import Schedules, redbeat_app
 from .states import JobState
 from .triggers import FleetEntry
@@ -42,7 +42,7 @@ class _Unreadable:
     """A due schedule whose stored definition cannot be read: it never fires, and the beat
     says why (once) instead of failing the whole tick on it, as RedBeat's loading would."""
 
-    def __init__(self, key: str, prefix: str, why: str) -> None:
+    def __init__(self, key: str, prefix: str, why: BaseException) -> None:
         self.key, self.why = key, why
         self.name = key[len(prefix) :] if key.startswith(prefix) else key
 
@@ -55,14 +55,10 @@ class _BeatEntry(FleetEntry):
     def from_key(cls, key: str, app: Any = None) -> Any:
         try:
             return super().from_key(key, app=app)
-        except KeyError as exc:  # gone (RedBeat drops it from its index), or damaged
-            if not get_redis(app).hexists(key, "definition"):
+        except UNREADABLE_FIELDS as exc:  # damaged; a KeyError: gone, too (RedBeat drops it)
+            if isinstance(exc, KeyError) and not get_redis(app).hexists(key, "definition"):
                 raise
-            prefix = str(app.redbeat_conf.key_prefix)
-            return _Unreadable(key, prefix, f"KeyError: {exc}")
-        except UNREADABLE as exc:
-            prefix = str(app.redbeat_conf.key_prefix)
-            return _Unreadable(key, prefix, f"{type(exc).__name__}: {exc}")
+            return _Unreadable(key, str(app.redbeat_conf.key_prefix), exc)
 
 
 class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
@@ -116,7 +112,7 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
             if not current or not current.get("enabled", True):
                 return
         except UNREADABLE as exc:  # damaged since the tick read it
-            log.error("%s", unreadable(entry.name, f"{type(exc).__name__}: {exc}"))
+            log.error("%s", unreadable(entry.name, exc))
             return
         # RedBeat moves the schedule's next time first: a firing that fails is not repeated
         entry = self.reserve(entry) if advance else entry

@@ -118,8 +118,11 @@ UNREADABLE: tuple[type[Exception], ...] = (ValueError, TypeError, AttributeError
 UNREADABLE_FIELDS: tuple[type[Exception], ...] = (KeyError, *UNREADABLE)
 
 
-def unreadable(name: str, why: str) -> ScheduleUnreadableError:
-    """The error for a schedule whose stored definition cannot be read, saying what to do."""
+def unreadable(name: str, why: str | BaseException) -> ScheduleUnreadableError:
+    """The error for a schedule whose stored definition cannot be read, saying what to do;
+    ``why`` as text, or the exception reading it raised."""
+    if isinstance(why, BaseException):
+        why = f"{type(why).__name__}: {why}"
     why = why.strip().splitlines()[0] if why.strip() else "unknown"
     return ScheduleUnreadableError(
         f"schedule {name!r} cannot be read ({why}): it does not fire; "

@@ -418,20 +418,20 @@ class Schedules:
             entry: FleetEntry = FleetEntry.from_key(key, app=self.app)
         except KeyError as exc:
             if self.r.exists(key):  # there, but damaged (RedBeat's decoding raises KeyError too)
-                why = f"KeyError: {exc}" if self.r.hexists(key, "definition") else "no definition"
+                why = exc if self.r.hexists(key, "definition") else "no definition"
                 raise unreadable(name, why) from None
             if missing_ok:
                 return None
             raise ScheduleNotFoundError(f"no schedule named {name!r}") from None
         except UNREADABLE as exc:
-            raise unreadable(name, f"{type(exc).__name__}: {exc}") from None
+            raise unreadable(name, exc) from None
         return entry
 
     def _info(self, entry: FleetEntry, history: bool) -> ScheduleInfo:
         try:
             return self._read_info(entry, history)
         except UNREADABLE_FIELDS as exc:
-            raise unreadable(str(entry.name), f"{type(exc).__name__}: {exc}") from None
+            raise unreadable(str(entry.name), exc) from None
 
     def _read_info(self, entry: FleetEntry, history: bool) -> ScheduleInfo:
         spec = dict(entry.kwargs)
