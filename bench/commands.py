@@ -12,10 +12,13 @@ the whole process group) while the console submits, so a phase holds only what i
 - receive: ``fleet.receive(job)`` on each                              | raw: ``.get()``
 - remove:  ``fleet.remove([job])`` on each (beside the sum)            | raw: ``.forget()``
 
-The other side's worker stays frozen throughout. Then ``redis-benchmark`` (PING, SET, GET)
-against the same server, workers frozen: the physical limit, and the jobs/s it would allow
-at each side's commands per job. And an idle worker of each side, measured first, with the
-server's AOF on: its commands and the bytes appended to the AOF per heartbeat interval.
+The other side's worker stays frozen throughout. Then the same phases once more under
+``MONITOR`` (bench.sent), counting only the commands the clients sent: a script counts once,
+its inner calls left out, as kombu's commands count for raw Celery. Then ``redis-benchmark``
+(PING, SET, GET) against the same server, workers frozen: the physical limit, and the jobs/s
+it would allow at each side's commands per job. And an idle worker of each side, measured
+first, with the server's AOF on: its commands and the bytes appended to the AOF per
+heartbeat interval.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from bench.common import BenchError, Delta, ServerCounter, Sides, both_sides, me
 from bench.measure import ConsoleCommands, frozen
 from bench.raw_celery import ECHO
 from bench.report import Ctx, Row, ratio_of
+from bench.sent import SentCommands
 
 LOC = "bench01"
 RAW_QUEUE = "raw"
@@ -45,7 +49,7 @@ AOF_BUSY = ("aof_rewrite_in_progress", "aof_rewrite_scheduled")  # INFO persiste
 class Phases:
     """Commands per job of each phase, and by command name."""
 
-    def __init__(self, counter: ServerCounter, n: int) -> None:
+    def __init__(self, counter: ServerCounter | SentCommands, n: int) -> None:
         self.counter = counter
         self.n = n
         self.per_job: dict[str, float] = {}
@@ -64,7 +68,7 @@ class Phases:
         before = self.counter.snapshot()
         with ConsoleCommands() as mine:
             result = body()
-        d = ServerCounter.diff(before, self.counter.snapshot())
+        d = self.counter.diff(before, self.counter.snapshot())
         total, calls, cpu = float(d.commands), Counter(d.calls), d.cpu
         if own:
             total -= mine.total
@@ -103,9 +107,9 @@ def appendonly(r: Any) -> Iterator[None]:
         r.config_set("appendonly", "no")
 
 
-def fj_phases(s: Sides, n: int, idle: Delta) -> Phases:
+def fj_phases(s: Sides, n: int, idle: Delta, sent: SentCommands | None = None) -> Phases:
     fleet = s.fleet
-    ph = Phases(s.counter, n)
+    ph = Phases(sent or s.counter, n)
     with frozen(s.raw.procs):
         with frozen(s.workers.procs):
             jobs = ph.measure(
@@ -134,9 +138,9 @@ def _states(s: Sides, ids: list[int]) -> list[str | None]:
     return states
 
 
-def raw_phases(s: Sides, n: int, idle: Delta) -> Phases:
+def raw_phases(s: Sides, n: int, idle: Delta, sent: SentCommands | None = None) -> Phases:
     app = s.app
-    ph = Phases(s.counter, n)
+    ph = Phases(sent or s.counter, n)
     with frozen(s.workers.procs):
         with frozen(s.raw.procs):
             results = ph.measure(
@@ -161,6 +165,43 @@ def raw_phases(s: Sides, n: int, idle: Delta) -> Phases:
             raise BenchError("a raw echo returned something else than 'x'")
         ph.measure("remove", lambda: [r.forget() for r in results], idle=idle)
     return ph
+
+
+def sent_rows(ctx: Ctx, fj: Phases, raw: Phases, n: int) -> None:
+    """Commands the clients sent per job, by verb and in all (MONITOR; see bench.sent)."""
+    for verb in FJ_VERBS:
+        raw_verb = RAW_VERBS[verb]
+        mine, base = fj.per_job.get(verb), raw.per_job.get(verb) if raw_verb else None
+        ctx.add(
+            Row(
+                f"{verb}: commands sent by clients (raw: {raw_verb or 'no such step'})",
+                "cmds/job",
+                mine,
+                base=base,
+                base_name="raw Celery" if raw_verb else "",
+                ratio=ratio_of(mine, base) if raw_verb else None,
+                note=f"fleetjobs: {_top(fj.names[verb], n)}"
+                + (f"; raw: {_top(raw.names[verb], n)}" if raw_verb else ""),
+                n=n,
+            )
+        )
+    fj_total = sum(fj.per_job.get(v) or 0.0 for v in FJ_VERBS)
+    raw_total = sum(raw.per_job.get(v) or 0.0 for v in FJ_VERBS)
+    ctx.add(
+        Row(
+            "per job, commands sent by clients: start + run + wait + receive",
+            "cmds/job",
+            fj_total,
+            base=raw_total,
+            base_name="raw Celery",
+            ratio=ratio_of(fj_total, raw_total),
+            target=f"<= {TARGET:g} cmds/job",
+            met=fj_total <= TARGET,
+            note="MONITOR: commands as clients sent them, a script counted once (its inner "
+            "calls are in the server-side row above); idle workers' rate subtracted",
+            n=n,
+        )
+    )
 
 
 def redis_benchmark(port: int, requests: int) -> dict[str, float]:
@@ -209,6 +250,15 @@ def bench_commands(ctx: Ctx) -> None:
         for _ in range(rounds):  # alternated
             fj_runs.append(fj_phases(s, n, idle_fj))
             raw_runs.append(raw_phases(s, n, idle_raw))
+        # the same phases again under MONITOR, counting only what the clients sent (a
+        # script's inner calls left out): apart, since MONITOR costs the server CPU
+        with SentCommands(s.server.url) as sent:
+            with frozen(s.raw.procs):
+                idle_fj_sent = sent.idle(idle_s)
+            with frozen(s.workers.procs):
+                idle_raw_sent = sent.idle(idle_s)
+            fj_sent = fj_phases(s, n, idle_fj_sent, sent)
+            raw_sent = raw_phases(s, n, idle_raw_sent, sent)
         with frozen(s.workers.procs), frozen(s.raw.procs):
             rates = redis_benchmark(s.server.port, rb_n)
 
@@ -253,6 +303,7 @@ def bench_commands(ctx: Ctx) -> None:
             n=n,
         )
     )
+    sent_rows(ctx, fj_sent, raw_sent, n)
     # what the count stands for: the server's time per job (a command inside a script costs
     # less than one sent alone: no parsing, no round trip)
     fj_cpu = sum(cpu(fj_runs, v) or 0.0 for v in FJ_VERBS)

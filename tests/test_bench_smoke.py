@@ -30,6 +30,9 @@ def test_commands_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
     total = rows["per job: start + run + wait + receive"]
     assert total["value"] > 0 and total["base"] > 0  # both sides did Redis work per job
     assert total["base_name"] == "raw Celery"
+    # the same phases counted under MONITOR, a script once: fewer than the server's count
+    sent = rows["per job, commands sent by clients: start + run + wait + receive"]
+    assert 0 < sent["value"] < total["value"] and sent["base"] > 0
     markdown = (tmp_path / "RESULTS.md").read_text()
     assert markdown.startswith("# fleetjobs benchmark results")
     assert "Redis commands per job" in markdown
