@@ -4,7 +4,8 @@ The jobs are made fast and true to the registry: one real ``echo`` job runs on a
 finishes with its output unread; its keys are the template, and N copies are written with
 pipelines, every field copied from the template with the ids, instance ids and default name
 replaced (``job:<id>`` parent and child hashes, ``out:<iid>`` records, and the ``iids``,
-``jobs``, ``ended`` and ``names:<name>`` indexes, as ``fleetjobs/registry.py`` lays them out).
+``jobs``, ``ended`` and ``names:<name>`` indexes, the last for a name given, not a default
+one, as ``fleetjobs/lifecycle.py`` lays them out).
 A key of the template that the copy does not know is reported, and a copy is checked by
 reading it back through the API, so a change of layout shows instead of skewing the figures.
 
@@ -29,6 +30,7 @@ from bench.measure import MiB, run_measured
 from bench.report import Ctx, Row, ratio_of
 from fleetjobs import Config, Fleet
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
+from fleetjobs.model import default_name
 
 LOC = "bench01"
 BATCH = 2000
@@ -102,7 +104,9 @@ class Template:
                 pipe.zadd(f"{p}by-action:{parent.get('action', '')}", {str(pid): created})
                 for loc in parent.get("location", "").split(","):
                     pipe.zadd(f"{p}by-loc:{loc}", {str(pid): created})
-                pipe.sadd(f"{p}names:{parent.get('name', self.name)}", pid)
+                named = parent.get("name", self.name)
+                if named != default_name(pid):  # a default name is in no index (lifecycle)
+                    pipe.sadd(f"{p}names:{named}", pid)
                 pid += 2
             pipe.execute()
         last = pid - 1
@@ -239,7 +243,8 @@ def memory_rows(ctx: Ctx, r: Any, prefix: str, pid: int, per_job: float) -> None
         n = size(key)
         if n:
             per[name] = usage(r, key) / n
-    per["names (a key per Name)"] = float(usage(r, f"{prefix}names:{parent.get('name', '')}"))
+    # a key per Name given at start; a default name (JobN) has none
+    per["names"] = float(usage(r, f"{prefix}names:{parent.get('name', '')}"))
     ctx.add(
         Row(
             "of which the indexes, per job (MEMORY USAGE / entries)",

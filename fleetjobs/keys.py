@@ -10,7 +10,8 @@ so two fleets can share one Redis.
     seq              counter behind every job Id, fleet-wide
     job:<id>         hash: one job (a parent or a child); fields below
     jobs             sorted set of the top-level job ids (Get-Job's list)
-    names:<name>     set of top-level ids carrying that name
+    names:<name>     set of top-level ids carrying that name, when it was given at start (a
+                     default name, Job<Id>, is in none: the Id it names finds the job)
     iids             hash: InstanceId -> Id
     out:<iid>        list of a child's stream records, oldest first, taken once
     held:<iid>       hash: records taken and not yet acknowledged, by take token, with leases

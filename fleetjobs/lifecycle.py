@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .keys import EVENT_STOP
-from .model import JobInfo
+from .model import JobInfo, default_name
 from .registry import Call, num, running_of, snapshot
 from .states import JobState
 from .store import Store, guarded
@@ -129,7 +129,7 @@ class Lifecycle:
         pid = last - n
         now = time.time()
         piid = str(uuid.uuid4())
-        name = spec.name or f"Job{pid}"
+        name = spec.name or default_name(pid)
         common = {
             "name": name,
             "command": spec.command,
@@ -185,7 +185,8 @@ class Lifecycle:
             iids += (c.instance_id, str(c.id))
         doc = {
             "pid": str(pid),
-            "name": name,
+            # the name index: a default name is not indexed (its Id finds it)
+            "name": "" if name == default_name(pid) else name,
             "action": spec.action,
             "now": repr(now),
             "parent": (parent_row := _text(parent)),

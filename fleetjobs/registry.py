@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import JobNotFoundError
-from .model import JobInfo, Rollout, looks_like_uuid
+from .model import JobInfo, Rollout, default_name, default_name_id, looks_like_uuid
 from .routing import is_glob
 from .states import JobState
 from .store import Store, guarded
@@ -60,15 +60,42 @@ class Registry:
 
     @guarded
     def ids_named(self, pattern: str) -> list[int]:
-        """Top-level ids whose Name matches ``pattern`` (exact, or a glob), oldest first."""
+        """Top-level ids whose Name matches ``pattern`` (exact, or a glob), oldest first.
+
+        Names given at start are indexed (``names:<name>``); a default one (``Job<Id>``) is
+        not: the Id it names is read instead, and, for a glob, every top-level Id whose
+        default name matches it (jobs made before default names went unindexed are in both).
+        """
         if not is_glob(pattern):
-            return sorted(int(i) for i in self.r.smembers(self.keys.names(pattern)))
-        ids: set[int] = set()
+            own = default_name_id(pattern)
+            pipe = self.r.pipeline(transaction=False)
+            pipe.smembers(self.keys.names(pattern))
+            if own is not None:
+                pipe.hmget(self.keys.job(own), "name", "parent")
+            found = pipe.execute()
+            ids = {int(i) for i in found[0]}
+            if own is not None and found[1][0] == pattern and not found[1][1]:
+                ids.add(own)
+            return sorted(ids)
+        ids = set(self._default_named(pattern))
         base = self.keys.names_prefix
         for key in self.r.scan_iter(match=base + "*", count=500):
             if fnmatch.fnmatchcase(key[len(base) :], pattern):
                 ids.update(int(i) for i in self.r.smembers(key))
         return sorted(ids)
+
+    def _default_named(self, pattern: str, batch: int = 500) -> Iterator[int]:
+        """Top-level ids whose default name matches the glob ``pattern`` and is their Name."""
+        match = fnmatch.fnmatchcase
+        candidates = [i for i in self.iter_top_ids() if match(default_name(i), pattern)]
+        for at in range(0, len(candidates), batch):
+            chunk = candidates[at : at + batch]
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in chunk:
+                pipe.hget(self.keys.job(job_id), "name")
+            for job_id, name in zip(chunk, pipe.execute(), strict=True):
+                if name == default_name(job_id):
+                    yield job_id
 
     @guarded
     def iter_top_ids(self, batch: int = 500, newest_first: bool = False) -> Iterator[int]:

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from fleetjobs import JobState
+from fleetjobs.errors import JobNotFoundError
 from fleetjobs.hosts import Hosts
 from fleetjobs.lifecycle import JobSpec
 from fleetjobs.records import Pending
@@ -89,3 +90,41 @@ def test_the_host_list_takes_a_fleet_of_any_size(layers: Layers) -> None:
     named = hosts.list(names)
     assert [h.location for h in named] == names and all(h.online for h in named)
     assert len(hosts.list()) == 10_000
+
+
+def test_a_default_name_is_found_by_its_id_not_kept_in_a_name_index(layers: Layers) -> None:
+    def start(name: str | None = None, hosts: tuple[str, ...] = ("h1",)) -> int:
+        spec = JobSpec("echo", [], {}, "echo", list(hosts), name=name)
+        return layers.lifecycle.create(spec)[0]
+
+    reg, keys = layers.registry, layers.keys
+    a = start(hosts=("h1", "h2"))  # Job<a>, children a+1 and a+2
+    b = start(name=f"Job{a}")  # a name given that is another job's default name
+    c = start(name="nightly")
+    d = start()
+    # a default name costs no key of its own; a name given is indexed as before
+    assert layers.store.r.smembers(keys.names(f"Job{a}")) == {str(b)}  # b's name, not a's
+    assert not layers.store.r.exists(keys.names(f"Job{d}"))
+    assert layers.store.r.smembers(keys.names("nightly")) == {str(c)}
+    # and every way of naming finds the same jobs as when every name was indexed
+    assert reg.ids_named(f"Job{a}") == [a, b]
+    assert reg.ids_named(f"Job{d}") == [d]
+    assert reg.resolve(f"Job{d}") == [d]
+    assert reg.ids_named("nightly") == [c]
+    assert reg.ids_named("Job*") == [a, b, d]
+    assert reg.ids_named(f"Job{d}*") == [d]
+    assert reg.ids_named("*ly") == [c]
+    # a child goes by its parent's name, not by a default name of its own Id
+    assert reg.ids_named(f"Job{a + 1}") == []
+    assert reg.ids_named(f"Job0{d}") == []
+    with pytest.raises(JobNotFoundError, match=f"no job named 'Job{a + 1}'"):
+        reg.resolve(f"Job{a + 1}")
+    # a job made when default names were indexed is found once, not twice
+    layers.store.r.sadd(keys.names(f"Job{d}"), d)
+    assert reg.ids_named(f"Job{d}") == [d] and reg.ids_named("Job*") == [a, b, d]
+    # removing a job takes it out of every lookup
+    layers.lifecycle.remove(reg.load([a, d]))
+    assert reg.ids_named(f"Job{a}") == [b]
+    assert reg.ids_named("Job*") == [b]
+    with pytest.raises(JobNotFoundError):
+        reg.resolve(f"Job{d}")

@@ -1,6 +1,7 @@
 -- CREATE: a parent and its children, atomically, from one JSON document (ARGV[3]), so a
 -- fan-out to 10,000 locations is one command to pack and send, not 30,000. Every value in it
--- is already text, as the registry stores it. The document: pid, name, action, now (text),
+-- is already text, as the registry stores it. The document: pid, name (for the name index;
+-- empty for a default name, which is not indexed), action, now (text),
 -- parent (its fields), children (each one's fields), deadlines ({id, deadline} of the queued
 -- children with a start timeout), pending (ids waiting for a throttle slot), locations
 -- (distinct), iids (InstanceId, Id, ...), msgs (each child's Celery message, in the children's
@@ -34,7 +35,7 @@ if #zd > 0 then call_chunked('ZADD', K.deadlines, zd, 2) end
 if #d.pending > 0 then call_chunked('RPUSH', K.pending(d.pid), d.pending, 1) end
 call_chunked('HSET', K.iids, d.iids, 2)
 redis.call('ZADD', K.jobs, d.pid, d.pid)
-redis.call('SADD', K.names(d.name), d.pid)
+if d.name ~= '' then redis.call('SADD', K.names(d.name), d.pid) end  -- '': a default name
 redis.call('ZADD', K.created, d.now, d.pid)
 redis.call('ZADD', K.by_action(d.action), d.now, d.pid)
 for _, loc in ipairs(d.locations) do redis.call('ZADD', K.by_location(loc), d.now, d.pid) end
