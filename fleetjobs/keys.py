@@ -58,12 +58,13 @@ Fields of ``job:<id>``: ``id``, ``iid``, ``name``, ``command``, ``action``, ``ar
 ``worker``, ``progress`` (JSON), ``timeout``, ``start_timeout``, ``deadline``, ``stop``,
 ``stop_reason``, ``lost_at``, ``wseq`` (last record number written); a child also has
 ``parent`` and ``queued``; a parent has ``children`` (ids, comma-separated), ``throttle``,
-``n`` (its number of children), ``c:<State>`` (how many children are in each state, kept by
-the scripts' ``move``), ``freasons`` and ``last_reason`` (what its Reason will say); a
-rollout's parent (``--batch``) also has ``batch`` (children per wave), ``wave`` (the wave
-released last), ``wave_left`` (its children not yet settled), ``max_fail`` (failures allowed,
-absent: any), ``halt_running``, ``batch_wait``, ``wave_due`` (when a delayed wave is due),
-``failed_hosts`` and ``halted`` (why it halted).
+``n`` (its number of children), ``c:<State>`` (how many children are in each state but
+NotStarted, which is ``n`` less the others, kept by the scripts' ``move``), ``freasons`` and
+``last_reason`` (what its Reason will say); a rollout's parent (``--batch``) also has
+``batch`` (children per wave), ``wave`` (the wave released last), ``wave_left`` (its children
+not yet settled), ``max_fail`` (failures allowed, absent: any), ``halt_running``,
+``batch_wait``, ``wave_due`` (when a delayed wave is due), ``failed_hosts`` and ``halted``
+(why it halted).
 """
 
 from __future__ import annotations

@@ -153,8 +153,8 @@ class Lifecycle:
             "children": ",".join(str(c.id) for c in children),
             "throttle": spec.throttle_limit,
             # the counters the scripts' move() keeps: how many children are in each state
+            # but NotStarted (n less the others: prelude.lua)
             "n": n,
-            f"c:{JobState.NOT_STARTED.value}": n,
             **_rollout_fields(spec, n),
         }
         rows, deadlines = [], []

@@ -25,6 +25,9 @@ end
 
 -- Every change of a child's state goes through move(), which keeps its parent's counters
 -- ('c:<State>') true, so a parent's state is worked out from counts, whatever its size.
+-- NotStarted is not counted: every child starts there and none goes back, so its count is
+-- n less the others' (one field and one HINCRBY less per job; a parent made before this
+-- still has a c:NotStarted, which nothing reads).
 -- known: the child's state and parent when the caller has read them already; extra: more
 -- fields (name, value, ...) to set with the state, in the same HSET.
 local function move(id, new, known, extra)
@@ -37,8 +40,10 @@ local function move(id, new, known, extra)
   redis.call('HSET', k, 'state', new, unpack(extra or {}))
   if given(f.parent) then
     local pk = K.job(f.parent)
-    if f.state then redis.call('HINCRBY', pk, 'c:' .. f.state, -1) end
-    redis.call('HINCRBY', pk, 'c:' .. new, 1)
+    if f.state and f.state ~= S.NOT_STARTED then
+      redis.call('HINCRBY', pk, 'c:' .. f.state, -1)
+    end
+    if new ~= S.NOT_STARTED then redis.call('HINCRBY', pk, 'c:' .. new, 1) end
   end
   return f.parent
 end
@@ -51,12 +56,21 @@ local function refresh_parent(pid, more, begin)
   local pk = K.job(pid)
   local names = {'n', 'state', 'stop', 'stop_reason', 'freasons', 'last_reason', 'iid',
                  'batch', 'created', 'throttle', 'begin'}
-  for _, state in pairs(S) do table.insert(names, 'c:' .. state) end
+  for _, state in pairs(S) do
+    if state ~= S.NOT_STARTED then table.insert(names, 'c:' .. state) end
+  end
   for _, name in ipairs(more or {}) do table.insert(names, name) end
   local f = fields(pk, unpack(names))
   if not f.n then return f end
-  local function count(state) return tonumber(f['c:' .. state] or '0') or 0 end
   local n = tonumber(f.n)
+  local moved = 0  -- children out of NotStarted
+  for _, state in pairs(S) do
+    if state ~= S.NOT_STARTED then moved = moved + (tonumber(f['c:' .. state] or '0') or 0) end
+  end
+  local function count(state)
+    if state == S.NOT_STARTED then return n - moved end
+    return tonumber(f['c:' .. state] or '0') or 0
+  end
   local failed, stopped = count(S.FAILED), count(S.STOPPED)
   local done = count(S.COMPLETED) + failed + stopped
   local new
