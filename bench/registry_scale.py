@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from typing import Any
 
 import redis
@@ -30,7 +29,7 @@ from bench.measure import MiB, run_measured
 from bench.report import Ctx, Row, ratio_of
 from fleetjobs import Config, Fleet
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
-from fleetjobs.model import default_name
+from fleetjobs.model import default_name, id_in_instance_id, new_instance_id
 
 LOC = "bench01"
 BATCH = 2000
@@ -87,15 +86,22 @@ class Template:
                 new = {
                     "pid": str(pid),
                     "cid": str(pid + 1),
-                    "piid": str(uuid.uuid4()),
-                    "ciid": str(uuid.uuid4()),
+                    "piid": new_instance_id(pid),
+                    "ciid": new_instance_id(pid + 1),
                 }
                 parent = self._fields(self.parent, new)
                 pipe.hset(f"{p}job:{pid}", mapping=parent)
                 pipe.hset(f"{p}job:{pid + 1}", mapping=self._fields(self.child, new))
                 if self.out:
                     pipe.rpush(f"{p}out:{new['ciid']}", *self.out)
-                pipe.hset(f"{p}iids", mapping={new["piid"]: pid, new["ciid"]: pid + 1})
+                # only an InstanceId that does not carry its Id is indexed (lifecycle.create)
+                index = {
+                    iid: job_id
+                    for iid, job_id in ((new["piid"], pid), (new["ciid"], pid + 1))
+                    if id_in_instance_id(iid) != job_id
+                }
+                if index:
+                    pipe.hset(f"{p}iids", mapping=index)
                 pipe.zadd(f"{p}jobs", {str(pid): pid})
                 pipe.zadd(f"{p}ended", {str(pid): self.ended})
                 # the history indexes every start writes (get --since/--action/--location)

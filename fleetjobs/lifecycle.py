@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .keys import EVENT_STOP
-from .model import JobInfo, default_name
+from .model import JobInfo, default_name, id_in_instance_id, new_instance_id
 from .registry import Call, num, running_of, snapshot
 from .states import JobState
 from .store import Store, guarded
@@ -128,7 +127,7 @@ class Lifecycle:
         last = int(self.r.incrby(keys.seq, n + 1))
         pid = last - n
         now = time.time()
-        piid = str(uuid.uuid4())
+        piid = new_instance_id(pid)
         name = spec.name or default_name(pid)
         common = {
             "name": name,
@@ -138,7 +137,7 @@ class Lifecycle:
         }
         first = spec.throttle_limit if spec.batch is None else spec.batch
         children = [
-            NewChild(pid + 1 + i, str(uuid.uuid4()), loc, i < first)
+            NewChild(pid + 1 + i, new_instance_id(pid + 1 + i), loc, i < first)
             for i, loc in enumerate(spec.locations)
         ]
         parent = {
@@ -180,9 +179,11 @@ class Lifecycle:
             if spec.default_answer is not None:
                 fields["default_answer"] = spec.default_answer
             rows.append(_text(fields))
-        iids = [piid, str(pid)]
-        for c in children:
-            iids += (c.instance_id, str(c.id))
+        # the iids index holds only the InstanceIds that do not carry their Id (new_instance_id)
+        iids: list[str] = []
+        for job_id, iid in ((pid, piid), *((c.id, c.instance_id) for c in children)):
+            if id_in_instance_id(iid) != job_id:
+                iids += (iid, str(job_id))
         doc = {
             "pid": str(pid),
             # the name index: a default name is not indexed (its Id finds it)

@@ -305,6 +305,39 @@ def default_name_id(name: str) -> int | None:
     return int(digits)
 
 
+IID_ID_BITS = 48  # the Id's share of an InstanceId made by new_instance_id
+
+
+def new_instance_id(job_id: int) -> str:
+    """A new job's InstanceId: a UUID (RFC 9562, version 8) of 74 random bits with the job's
+    Id in its last 48, so that an InstanceId finds its job with no index to keep (some 100 B
+    of Redis per InstanceId). The Id read from it must be checked against the job's own
+    InstanceId (:func:`id_in_instance_id`); an Id too large for it gets a version 4 UUID,
+    which the registry's ``iids`` index keeps, as it keeps those made before.
+    """
+    if not 0 < job_id < 1 << IID_ID_BITS:
+        return str(uuid.uuid4())
+    h = uuid.uuid4().hex  # its variant bits (h[16]) are RFC 9562's, as a version 8 needs
+    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{h[16:20]}-{job_id:012x}"
+
+
+def id_in_instance_id(iid: str) -> int | None:
+    """The Id a :func:`new_instance_id` InstanceId carries; None for any other (look it up).
+
+    Only a claim: anyone can write such a UUID, so the caller reads the job it names and
+    takes it only if that job's InstanceId is ``iid``.
+    """
+    parts = iid.split("-")
+    if len(parts) != 5 or len(parts[2]) != 4 or parts[2][0] != "8" or len(parts[4]) != 12:
+        return None
+    if not set(parts[4]) <= HEX_DIGITS:
+        return None
+    return int(parts[4], 16) or None
+
+
+HEX_DIGITS = frozenset("0123456789abcdef")  # as a UUID is written (str(uuid.UUID(...)))
+
+
 def looks_like_uuid(text: str) -> bool:
     """Whether ``text`` is written as an InstanceId (a UUID with its dashes)."""
     try:

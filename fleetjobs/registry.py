@@ -15,7 +15,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import JobNotFoundError
-from .model import JobInfo, Rollout, default_name, default_name_id, looks_like_uuid
+from .keys import Keys
+from .model import (
+    JobInfo,
+    Rollout,
+    default_name,
+    default_name_id,
+    id_in_instance_id,
+    looks_like_uuid,
+)
 from .routing import is_glob
 from .states import JobState
 from .store import Store, guarded
@@ -49,10 +57,10 @@ class Registry:
                 return [int(text)]
             raise JobNotFoundError(f"no job with Id {text}")
         if looks_like_uuid(text):
-            found = self.r.hget(self.keys.iids, text.lower())
+            found = id_of_instance(self.r, self.keys, text.lower())
             if found is None:
                 raise JobNotFoundError(f"no job with InstanceId {text}")
-            return [int(found)]
+            return [found]
         ids = self.ids_named(text)
         if not ids and not is_glob(text):  # a pattern that matches nothing is no error
             raise JobNotFoundError(f"no job named {text!r}")
@@ -179,6 +187,21 @@ class Registry:
         cutoff = time.time() - self.store.config.retention
         found = self.r.zrangebyscore(self.keys.ended, "-inf", cutoff, start=0, num=limit)
         return [int(i) for i in found]
+
+
+def id_of_instance(r: Any, keys: Keys, iid: str) -> int | None:
+    """The Id of the job whose InstanceId is ``iid``, or None: read from ``iid`` when it
+    carries one and that job's InstanceId is ``iid`` (model.new_instance_id), else from the
+    ``iids`` index (InstanceIds made before). One round trip; common.lua's id_of in Python."""
+    own = id_in_instance_id(iid)
+    pipe = r.pipeline(transaction=False)
+    if own is not None:
+        pipe.hget(keys.job(own), "iid")
+    pipe.hget(keys.iids, iid)
+    found = pipe.execute()
+    if own is not None and found[0] == iid:
+        return own
+    return int(found[-1]) if found[-1] is not None else None
 
 
 # a child's parent's call, as its worker runs it: the parent's InstanceId, args, kwargs

@@ -35,6 +35,7 @@ from .errors import FleetJobsError
 from .hosts import read_doc, read_facts
 from .options import is_number
 from .records import is_record
+from .registry import id_of_instance
 from .relaycall import ANSWER_TTL_MS, RESEND_CHUNK
 from .routing import check_location, queue_for
 from .store import Store
@@ -250,10 +251,10 @@ class Relay:
     def _own_iid(self, location: str, iid: str) -> str | None:
         """The child with InstanceId ``iid``'s parent's iid ('' for none), if it is one of
         ``location``'s; None when no such job exists."""
-        job_id = self.r.hget(self.keys.iids, iid)
+        job_id = id_of_instance(self.r, self.keys, iid)
         if job_id is None:
             return None
-        parent = self._own(location, job_id)["parent"]
+        parent = self._own(location, str(job_id))["parent"]
         return str(self.r.hget(self.keys.job(parent), "iid") or "") if parent else ""
 
 

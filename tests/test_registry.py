@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
@@ -153,3 +154,33 @@ def test_a_default_name_is_found_by_its_id_not_kept_in_a_name_index(layers: Laye
     assert reg.ids_named("Job*") == [b]
     with pytest.raises(JobNotFoundError):
         reg.resolve(f"Job{d}")
+
+
+def test_an_instance_id_finds_its_job_with_no_index_to_keep(layers: Layers) -> None:
+    reg, r, keys = layers.registry, layers.store.r, layers.keys
+    pid, piid, [child] = layers.lifecycle.create(JobSpec("echo", [], {}, "echo", ["h1"]))
+    for job_id, iid in ((pid, piid), (child.id, child.instance_id)):
+        u = uuid.UUID(iid)
+        assert u.version == 8 and str(u) == iid  # a UUID as any other, RFC 9562's layout
+        assert reg.resolve(iid) == [job_id] and reg.resolve(iid.upper()) == [job_id]
+    assert r.hlen(keys.iids) == 0  # no index entry: some 100 B per InstanceId kept out
+    # the scripts find the child by its InstanceId too: its records are written
+    now = time.time()
+    assert layers.records.append(child.instance_id, piid, [Pending("output", "a", 1, now)])
+    # an InstanceId written to carry a job's Id is not that job's: found nowhere
+    forged = f"00000000-0000-8000-8000-{pid:012x}"
+    with pytest.raises(JobNotFoundError, match="no job with InstanceId"):
+        reg.resolve(forged)
+    assert not layers.records.append(forged, piid, [Pending("output", "b", 1, now)])
+    # a job made before (a version 4 InstanceId, in the index) is found as it was
+    old_pid, _, [old_child] = layers.lifecycle.create(JobSpec("echo", [], {}, "echo", ["h1"]))
+    old_iid = str(uuid.uuid4())
+    r.hset(keys.job(old_child.id), "iid", old_iid)
+    r.hset(keys.iids, old_iid, old_child.id)
+    assert reg.resolve(old_iid) == [old_child.id]
+    assert layers.records.append(old_iid, piid, [Pending("output", "c", 1, now)])
+    layers.lifecycle.remove(reg.load([pid, old_pid]))
+    for gone in (piid, child.instance_id, old_iid):
+        with pytest.raises(JobNotFoundError):
+            reg.resolve(gone)
+    assert r.hlen(keys.iids) == 0

@@ -11,6 +11,18 @@ end
 
 local function given(v) return v and v ~= '' end
 
+-- the Id of the job whose InstanceId is iid, or nil: read from iid when it carries one
+-- (fleetjobs.model.new_instance_id: version 8, the Id in its last 12 hex digits) and that
+-- job's InstanceId is iid; else from the iids index (InstanceIds made before, or by hand)
+local function id_of(iid)
+  local tail = string.match(iid, '^%x+%-%x+%-8%x%x%x%-%x+%-(%x%x%x%x%x%x%x%x%x%x%x%x)$')
+  if tail then
+    local id = string.format('%d', tonumber(tail, 16))
+    if redis.call('HGET', K.job(id), 'iid') == iid then return id end
+  end
+  return redis.call('HGET', K.iids, iid) or nil
+end
+
 -- Long lists go to Redis in runs: Lua's stack is bounded (unpack of some 8,000 fails).
 local CHUNK = 500
 -- fn(part, offset) for each run of at most size (CHUNK) items of list, in order; offset is
@@ -27,7 +39,7 @@ end
 -- a child sent to its queue that still waits for its message, which is kept for it: its id,
 -- location and message; nil otherwise (claimed, stopped, removed, made before kept messages)
 local function awaiting(iid)
-  local id = redis.call('HGET', K.iids, iid)
+  local id = id_of(iid)
   if not id then return nil end
   local f = fields(K.job(id), 'state', 'queued', 'location')
   if f.state ~= S.NOT_STARTED or f.queued ~= '1' then return nil end
@@ -87,7 +99,7 @@ end
 -- a list the fields to write are added to (name, value, ...), for the caller's own HSET,
 -- instead of an HSET here.
 local function append_records(iid, parent_iid, cap, warning, recs, id, quiet, known, sets)
-  id = id or redis.call('HGET', K.iids, iid)  -- the caller may know the child's id
+  id = id or id_of(iid)  -- the caller may know the child's id
   if not id then return 0 end
   local k = K.job(id)
   local f = known or fields(k, 'wseq', 'wbytes', 'truncated', 'state')
