@@ -4,7 +4,7 @@ The jobs are made fast and true to the registry: one real ``echo`` job runs on a
 finishes with its output unread; its keys are the template, and N copies are written with
 pipelines, every field copied from the template with the ids, instance ids and default name
 replaced (``job:<id>`` parent and child hashes, ``out:<iid>`` records, and the ``iids``,
-``jobs`` and ``names:<name>`` indexes, the last for a name given, not a default
+``jobs``, ``ended`` and ``names:<name>`` indexes, the last for a name given, not a default
 one, as ``fleetjobs/lifecycle.py`` lays them out).
 A key of the template that the copy does not know is reported, and a copy is checked by
 reading it back through the API, so a change of layout shows instead of skewing the figures.
@@ -46,7 +46,7 @@ class Template:
         self.child: dict[str, str] = r.hgetall(f"{prefix}job:{cid}")
         self.out: list[str] = r.lrange(f"{prefix}out:{ciid}", 0, -1)
         self.name = self.parent.get("name", f"Job{pid}")
-        self.ended = float(self.parent.get("end") or time.time())
+        self.ended = float(r.zscore(f"{prefix}ended", pid) or time.time())
         if not self.parent or not self.child:
             raise BenchError("the template job's hashes are not where registry.py put them")
 
@@ -103,6 +103,7 @@ class Template:
                 if index:
                     pipe.hset(f"{p}iids", mapping=index)
                 pipe.zadd(f"{p}jobs", {str(pid): pid})
+                pipe.zadd(f"{p}ended", {str(pid): self.ended})
                 # the history indexes every start writes (get --since/--action/--location)
                 created = float(parent.get("created", self.ended))
                 pipe.zadd(f"{p}created", {str(pid): created})
@@ -231,7 +232,7 @@ def memory_rows(ctx: Ctx, r: Any, prefix: str, pid: int, per_job: float) -> None
             "MEMORY USAGE of one finished job's parent + child hashes",
             "B",
             float(hashes),
-            note=f"{len(parent)} + {len(child)} fields; indexes (jobs, created, by-action, by-loc) "
+            note=f"{len(parent)} + {len(child)} fields; indexes (iids, jobs, ended, names) "
             "are in the delta above",
         )
     )
@@ -240,6 +241,7 @@ def memory_rows(ctx: Ctx, r: Any, prefix: str, pid: int, per_job: float) -> None
     for name, key, size in (
         ("iids (2 per job)", f"{prefix}iids", lambda k: r.hlen(k) / 2),
         ("jobs", f"{prefix}jobs", r.zcard),
+        ("ended", f"{prefix}ended", r.zcard),
         ("created", f"{prefix}created", r.zcard),
         ("by-action", f"{prefix}by-action:{parent.get('action', '')}", r.zcard),
         ("by-loc", f"{prefix}by-loc:{parent.get('location', '').split(',')[0]}", r.zcard),

@@ -16,8 +16,7 @@ so two fleets can share one Redis.
     out:<iid>        list of a child's stream records, oldest first, taken once
     held:<iid>       hash: records taken and not yet acknowledged, by take token, with leases
     pending:<id>     list of a throttled parent's children still waiting for a slot
-    ended            sorted set: finished top-level ids by end time, as it was kept before
-                     retention read created instead (read until it is empty, then gone)
+    ended            sorted set: finished top-level ids by end time, for retention
     active           set of children running somewhere, for the liveness sweep
     deadlines        sorted set: NotStarted children by the time they must have started
     running:<loc>    set of children running on a location

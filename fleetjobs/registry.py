@@ -182,32 +182,11 @@ class Registry:
         return dict(zip(names, self.r.hmget(self.keys.job(job_id), *names), strict=True))
 
     @guarded
-    def expired(self, limit: int = 200, batch: int = 500) -> list[int]:
-        """Top-level ids that finished longer ago than the retention period (at most
-        ``limit``), oldest made first.
-
-        A job that ended before the cutoff was made before it, so the ``created`` index is
-        read up to the cutoff, oldest first, and each job's state and end checked: no index
-        of end times to keep (some 100 B per job). What is passed over (jobs still running,
-        or ended since the cutoff) is what ran across it, a few. Jobs that ended when that
-        index was kept (``ended``) are read from it too, until it is empty.
-        """
+    def expired(self, limit: int = 200) -> list[int]:
+        """Top-level ids that finished longer ago than the retention period."""
         cutoff = time.time() - self.store.config.retention
-        legacy = self.r.zrangebyscore(self.keys.ended, "-inf", cutoff, start=0, num=limit)
-        found = dict.fromkeys(int(i) for i in legacy)
-        offset = 0
-        while len(found) < limit:
-            chunk = self.r.zrangebyscore(self.keys.created, "-inf", cutoff, start=offset, num=batch)
-            if not chunk:
-                break
-            offset += len(chunk)
-            pipe = self.r.pipeline(transaction=False)
-            for job_id in chunk:
-                pipe.hmget(self.keys.job(job_id), "state", "end")
-            for job_id, (state, end) in zip(chunk, pipe.execute(), strict=True):
-                if state in FINISHED_VALUES and _ended_by(end, cutoff):
-                    found[int(job_id)] = None
-        return list(found)[:limit]
+        found = self.r.zrangebyscore(self.keys.ended, "-inf", cutoff, start=0, num=limit)
+        return [int(i) for i in found]
 
 
 def id_of_instance(r: Any, keys: Keys, iid: str) -> int | None:
@@ -244,7 +223,6 @@ def running_of(flat: list[str], call: Sequence[str | None]) -> tuple[JobInfo, Ca
 
 
 LOAD_BATCH = 200  # ids per load script: one short Redis call each
-FINISHED_VALUES = frozenset(s.value for s in JobState if s.finished)
 
 
 def _parse(tops: list[Any], kids_raw: list[Any]) -> list[JobInfo]:
@@ -261,14 +239,6 @@ def _parse(tops: list[Any], kids_raw: list[Any]) -> list[JobInfo]:
         mine = tuple(kids[c] for c in _ids(h.get("children", "")) if c in kids)
         out.append(_info(h, int(item[1]), mine))
     return out
-
-
-def _ended_by(end: str | None, cutoff: float) -> bool:
-    """Whether an ``end`` field says the job ended by ``cutoff`` (a damaged one: no)."""
-    try:
-        return end is not None and float(end) <= cutoff
-    except ValueError:
-        return False
 
 
 def _hash(flat: list[str]) -> dict[str, str]:

@@ -13,8 +13,6 @@ from fleetjobs import ArgumentError, Config, Fleet, JobState, JobStateError
 from fleetjobs.embedded import LocalWorkers
 from fleetjobs.lifecycle import JobSpec
 from fleetjobs.records import Pending
-from fleetjobs.registry import Registry
-from fleetjobs.store import Store
 
 from .conftest import INCLUDE, Layers, eventually, uniq
 
@@ -173,40 +171,6 @@ def test_finished_jobs_are_purged_after_the_retention_period(
         ids = [j.id for j in fleet.get()]
         assert old.id not in ids and running.id in ids  # an unfinished job is never purged
         fleet.remove(running, force=True)
-
-
-def test_retention_finds_what_ended_before_its_cutoff_and_nothing_else(layers: Layers) -> None:
-    w, r, keys = layers, layers.store.r, layers.keys
-    spec = JobSpec("echo", [], {}, "echo", ["h1"])
-
-    def made(claim: bool = True, finish: bool = True) -> int:
-        pid, _, [child] = w.lifecycle.create(spec)
-        if claim:
-            w.lifecycle.claim(child.id, "w")
-        if finish:
-            w.lifecycle.finish(child.id, S.COMPLETED)
-        return pid
-
-    done, running, waiting = made(), made(finish=False), made(claim=False, finish=False)
-    damaged = made()
-    r.hset(keys.job(damaged), "end", "not a time")
-    before = made()  # as a job that ended when the ended index was kept: only in it
-    r.zrem(keys.created, before)
-    r.zadd(keys.ended, {str(before): time.time() - 10})
-    assert r.zscore(keys.ended, done) is None  # no end-time index kept any more
-    store = Store.connect(w.store.config.with_(retention=0.5))
-    try:
-        reg = Registry(store)
-        assert reg.expired() == [before]  # no other ended half a second ago yet
-        time.sleep(0.7)
-        assert sorted(reg.expired()) == sorted([before, done])
-        assert len(reg.expired(limit=1)) == 1
-        w.lifecycle.remove(reg.load(reg.expired()))
-        assert reg.expired() == [] and not r.exists(keys.ended)
-        # what was still running, waiting, or reads wrong is left where it was
-        assert all(r.exists(keys.job(i)) for i in (running, waiting, damaged))
-    finally:
-        store.close()
 
 
 def test_a_bulk_remove_leaves_no_key_and_no_index_entry(layers: Layers) -> None:

@@ -101,6 +101,7 @@ local function refresh_parent(pid, more, begin)
         reason = f.stop_reason or f.last_reason
       end
       if reason then set[#set + 1] = 'reason'; set[#set + 1] = reason end
+      redis.call('ZADD', K.ended, NOW, pid)
     end
   end
   if #set > 0 then redis.call('HSET', pk, unpack(set)) end
@@ -179,6 +180,7 @@ local function settle(id, state, reason, known, more)
     if rollout then index_settled(f.parent) else index_settled(f.parent, p.state, p.created) end
   else
     -- a top-level job settled itself (a run that could not start: no child to settle)
+    redis.call('ZADD', K.ended, NOW, id)
     index_settled(id)
   end
 end
