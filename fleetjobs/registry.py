@@ -15,10 +15,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import JobNotFoundError
+from .jobhash import flat_hash, read_job
 from .keys import Keys
 from .model import (
     JobInfo,
-    Rollout,
     default_name,
     default_name_id,
     id_in_instance_id,
@@ -136,7 +136,7 @@ class Registry:
         for at in range(0, len(ids), LOAD_BATCH):
             batch = ids[at : at + LOAD_BATCH]
             tops, kids = self.store.scripts("load", "1" if children else "0", *batch)
-            out.extend(_parse(tops, kids))
+            out.extend(_parse(tops, kids, batch))
         return out
 
     @guarded
@@ -219,105 +219,49 @@ def call_of(fields: Sequence[str | None]) -> Call | None:
 def running_of(flat: list[str], call: Sequence[str | None]) -> tuple[JobInfo, Call | None]:
     """What a claim gives a worker: the child as it is now (its records not counted) and its
     parent's call."""
-    return _info(_hash(flat), 0), call_of(call)
+    info = read_job(flat_hash(flat), 0)
+    if info is None:
+        raise JobNotFoundError("a claimed child's record names no Id")
+    return info, call_of(call)
 
 
 LOAD_BATCH = 200  # ids per load script: one short Redis call each
 
 
-def _parse(tops: list[Any], kids_raw: list[Any]) -> list[JobInfo]:
-    """Snapshots from load_jobs' {HGETALL, unread} lists (common.lua), jobs gone left out."""
+def _parse(tops: list[Any], kids_raw: list[Any], ids: Sequence[int] | None = None) -> list[JobInfo]:
+    """Snapshots from load_jobs' {HGETALL, unread} lists (common.lua), jobs gone left out;
+    ``ids``: the ids ``tops`` were read by, in order, when the caller knows them (a damaged
+    hash's own id then need not read). A damaged field is named in the job's Reason
+    (fleetjobs.jobhash), not raised."""
     kids = {}
     for flat, unread in kids_raw:
-        h = _hash(flat)
-        kids[int(h["id"])] = _info(h, int(unread))
+        kid = read_job(flat_hash(flat), int(unread))
+        if kid is not None:
+            kids[kid.id] = kid
     out = []
-    for item in tops:
+    for at, item in enumerate(tops):
         if not item:
             continue
-        h = _hash(item[0])
-        mine = tuple(kids[c] for c in _ids(h.get("children", "")) if c in kids)
-        out.append(_info(h, int(item[1]), mine))
+        h = flat_hash(item[0])
+        mine = tuple(kids[c] for c in _child_ids(h) if c in kids)
+        info = read_job(h, int(item[1]), mine, ids[at] if ids is not None else None)
+        if info is not None:
+            out.append(info)
     return out
 
 
-def _hash(flat: list[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+def _child_ids(h: dict[str, str]) -> list[int]:
+    return [int(x) for x in h.get("children", "").split(",") if x.isascii() and x.isdigit()]
 
 
 def snapshot(parent: dict[str, str], children: Sequence[dict[str, str]]) -> JobInfo:
     """The snapshot of a job from its hashes as just written (no record read yet)."""
-    return _info(parent, 0, tuple(_info(c, 0) for c in children))
+    kids = tuple(k for c in children if (k := read_job(c, 0)) is not None)
+    made = read_job(parent, 0, kids)
+    assert made is not None  # lifecycle.create wrote its id
+    return made
 
 
 def num(value: float) -> str:
     """A number as the registry stores it: ``5`` or ``2.5``."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _ids(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
-
-
-def _float(value: str | None) -> float | None:
-    return float(value) if value else None
-
-
-def _prompt(text: str, seq: str | None) -> dict[str, Any]:
-    """The question a Blocked child asks, with its number (``seq``: what an answer names, so
-    that it cannot land on a later question)."""
-    prompt: dict[str, Any] = json.loads(text)
-    return {**prompt, "seq": int(seq)} if seq else prompt
-
-
-def _info(h: dict[str, str], unread: int, children: tuple[JobInfo, ...] = ()) -> JobInfo:
-    state = JobState(h["state"])
-    if h.get("children"):
-        more = any(c.has_more_data for c in children)
-    else:
-        more = not state.finished or unread > 0
-    progress = h.get("progress")
-    prompt = h.get("prompt") if state is JobState.BLOCKED else None
-    return JobInfo(
-        id=int(h["id"]),
-        instance_id=h["iid"],
-        name=h.get("name", ""),
-        command=h.get("command", ""),
-        action=h.get("action", ""),
-        args=tuple(json.loads(h.get("args", "[]"))),
-        kwargs=json.loads(h.get("kwargs", "{}")),
-        location=h.get("location", ""),
-        state=state,
-        has_more_data=more,
-        created=float(h.get("created", "0")),
-        begin_time=_float(h.get("begin")),
-        end_time=_float(h.get("end")),
-        reason=h.get("reason") or None,
-        parent_id=int(h["parent"]) if h.get("parent") else None,
-        child_ids=tuple(_ids(h.get("children", ""))),
-        children=children,
-        worker=h.get("worker") or None,
-        progress=json.loads(progress) if progress else None,
-        timeout=_float(h.get("timeout")),
-        rollout=_rollout(h),
-        prompt=_prompt(prompt, h.get("pseq")) if prompt else None,
-        prompt_timeout=_float(h.get("prompt_timeout")),
-        default_answer=h.get("default_answer"),
-    )
-
-
-def _rollout(h: dict[str, str]) -> Rollout | None:
-    if not h.get("batch"):
-        return None
-    batch, n = int(h["batch"]), int(h.get("n", "0"))
-    return Rollout(
-        batch=batch,
-        wave=int(h.get("wave", "1")),
-        waves=max(1, -(-n // batch)),
-        max_failures=int(h["max_fail"]) if h.get("max_fail") else None,
-        halt_running=h.get("halt_running") == "1",
-        batch_wait=float(h.get("batch_wait") or 0),
-        next_wave_at=_float(h.get("wave_due")),
-        failed_hosts=tuple(x for x in h.get("failed_hosts", "").split(", ") if x),
-        halted=h.get("halted") or None,
-    )

@@ -303,8 +303,10 @@ def test_a_reader_that_goes_away_ends_every_verb_alike(config: Config, fleet: Fl
             )
         finally:
             os.close(write)
-        # then it ends as a Unix tool SIGPIPE ends: 141, with nothing on stderr
-        assert (done.returncode, done.stderr) == (141, ""), verb
+        # then it ends as a Unix tool SIGPIPE ends: 141, with nothing on stderr but the note
+        # that older jobs exist (the fleet these tests share may hold more than get lists)
+        said = [line for line in done.stderr.splitlines() if "older ones exist" not in line]
+        assert (done.returncode, said) == (141, []), verb
 
 
 def test_redis_going_away_mid_wait_is_one_line_and_exit_4() -> None:

@@ -184,3 +184,39 @@ def test_an_instance_id_finds_its_job_with_no_index_to_keep(layers: Layers) -> N
         with pytest.raises(JobNotFoundError):
             reg.resolve(gone)
     assert r.hlen(keys.iids) == 0
+
+
+def test_a_damaged_job_record_is_listed_and_removed_saying_what_is_damaged(
+    layers: Layers,
+) -> None:
+    reg, r, keys = layers.registry, layers.store.r, layers.keys
+
+    def finished(hosts: list[str]) -> tuple[int, list[int]]:
+        pid, _, children = layers.lifecycle.create(JobSpec("echo", ["x"], {}, "echo x", hosts))
+        for child in children:
+            layers.lifecycle.claim(child.id, "w")
+            layers.lifecycle.finish(child.id, JobState.COMPLETED)
+        return pid, [c.id for c in children]
+
+    sound, _ = finished(["h1"])
+    numbers, _ = finished(["h1"])
+    r.hset(keys.job(numbers), mapping={"end": "garbage", "args": "[not json", "created": "x"})
+    state, [state_child] = finished(["h1"])
+    r.hset(keys.job(state_child), "state", "Exploded")  # a state no version writes
+    no_id, _ = finished(["h1", "h2"])
+    r.hdel(keys.job(no_id), "id")
+    # every job is read, the sound one as it was; a damaged one says which fields did not read
+    infos = {i.id: i for i in reg.load([sound, numbers, state, no_id])}
+    assert list(infos) == [sound, numbers, state, no_id]
+    assert infos[sound].reason is None and infos[sound].args == ("x",)
+    hurt = infos[numbers]
+    assert hurt.reason == "damaged job record: args, created, end unreadable"
+    assert hurt.end_time is None and hurt.args == () and hurt.state is JobState.COMPLETED
+    [child] = infos[state].children
+    assert child.state is JobState.FAILED  # finished, so it can be removed, and it says why
+    assert child.reason == "damaged job record: state unreadable"
+    assert infos[no_id].id == no_id and len(infos[no_id].children) == 2
+    # and each is removed whole, as any other
+    layers.lifecycle.remove(list(infos.values()))
+    assert reg.load([sound, numbers, state, no_id]) == []
+    assert not [k for k in r.scan_iter(match=f"{layers.store.config.prefix}job:*")]
