@@ -208,6 +208,7 @@ class Fleet(ControlVerbs):
             halt_running=halt_running,
             prompt_timeout=prompt_timeout,
             default_answer=default_answer,
+            index_iids=placement.needs_iid_index(locs, hosts),
         )
         # one script writes the job and queues its messages; its snapshot as written, no re-read
         info, _ = self.lifecycle.create_job(spec, self.dispatcher.compose)

@@ -83,6 +83,9 @@ class JobSpec:
     halt_running: bool = False
     prompt_timeout: float | None = None
     default_answer: str | None = None
+    # every InstanceId in the iids index, for workers that read only it (older than 0.2:
+    # placement.needs_iid_index); else only those that do not carry their Id
+    index_iids: bool = False
 
 
 class Lifecycle:
@@ -179,10 +182,11 @@ class Lifecycle:
             if spec.default_answer is not None:
                 fields["default_answer"] = spec.default_answer
             rows.append(_text(fields))
-        # the iids index holds only the InstanceIds that do not carry their Id (new_instance_id)
+        # the iids index holds the InstanceIds that do not carry their Id (new_instance_id), or
+        # all of a job some older worker runs
         iids: list[str] = []
         for job_id, iid in ((pid, piid), *((c.id, c.instance_id) for c in children)):
-            if id_in_instance_id(iid) != job_id:
+            if spec.index_iids or id_in_instance_id(iid) != job_id:
                 iids += (iid, str(job_id))
         doc = {
             "pid": str(pid),
@@ -361,7 +365,9 @@ class Lifecycle:
                     # its worker hears it at once and ends the action (no record to write to)
                     stops.append(keys.events(iid))
             doomed.append(keys.pending(job.id))
-            drop("srem", keys.names(job.name), job.id)
+            if job.name != default_name(job.id) or id_in_instance_id(job.instance_id) != job.id:
+                # (a default name is in no index since InstanceIds carry Ids: no SREM for it)
+                drop("srem", keys.names(job.name), job.id)
             for index in (keys.jobs, keys.ended, keys.waves, keys.created, keys.failed):
                 drop("zrem", index, job.id)
             drop("zrem", keys.by_action(job.action), job.id)

@@ -148,6 +148,29 @@ def params_for(
     return next(iter(said.values()))[0] if said else None
 
 
+# the first version whose workers find a job by an InstanceId that carries its Id
+# (model.new_instance_id); an older one reads the iids index for every InstanceId
+CARRIED_IDS_SINCE = (0, 2)
+
+
+def needs_iid_index(locations: Sequence[str], hosts: dict[str, HostInfo]) -> bool:
+    """Whether a job on these locations must put every InstanceId in the iids index: some
+    location's worker is older than :data:`CARRIED_IDS_SINCE`, or not known (upgrade the
+    workers and relays first; until then their jobs cost the index's 100 B per InstanceId)."""
+    return any(
+        _version(hosts[loc].version) < CARRIED_IDS_SINCE if loc in hosts else True
+        for loc in locations
+    )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``0.2.0`` as (0, 2, 0); what does not read as one is older than any."""
+    parts = text.split(".")
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        return ()
+    return tuple(int(p) for p in parts)
+
+
 def place(
     action: str,
     wanted: list[str],

@@ -11,6 +11,8 @@ from fleetjobs import JobState
 from fleetjobs.errors import JobNotFoundError
 from fleetjobs.hosts import Hosts
 from fleetjobs.lifecycle import JobSpec
+from fleetjobs.model import HostInfo
+from fleetjobs.placement import needs_iid_index
 from fleetjobs.records import Pending
 
 from .conftest import Layers
@@ -69,7 +71,12 @@ def test_a_parent_is_not_started_until_a_child_moves(layers: Layers, made_before
         layers.store.r.hset(key, "c:NotStarted", 3)
 
     def parent() -> JobState:
+        if made_before:  # kept true for an older version reading it during an upgrade
+            waiting = sum(c.state is JobState.NOT_STARTED for c in layers.registry.load(ids))
+            assert layers.store.r.hget(key, "c:NotStarted") == str(waiting)
         return layers.registry.load([pid], children=False)[0].state
+
+    ids = [c.id for c in children]
 
     # the NotStarted count is n less the others': no field of its own to keep
     assert made_before or not layers.store.r.hexists(key, "c:NotStarted")
@@ -145,7 +152,11 @@ def test_a_default_name_is_found_by_its_id_not_kept_in_a_name_index(layers: Laye
     assert reg.ids_named(f"Job0{d}") == []
     with pytest.raises(JobNotFoundError, match=f"no job named 'Job{a + 1}'"):
         reg.resolve(f"Job{a + 1}")
-    # a job made when default names were indexed is found once, not twice
+    # a job made when default names were indexed (and InstanceIds carried no Id) is found
+    # once, not twice
+    legacy = str(uuid.uuid4())
+    layers.store.r.hset(keys.job(d), "iid", legacy)
+    layers.store.r.hset(keys.iids, legacy, d)
     layers.store.r.sadd(keys.names(f"Job{d}"), d)
     assert reg.ids_named(f"Job{d}") == [d] and reg.ids_named("Job*") == [a, b, d]
     # removing a job takes it out of every lookup
@@ -154,6 +165,7 @@ def test_a_default_name_is_found_by_its_id_not_kept_in_a_name_index(layers: Laye
     assert reg.ids_named("Job*") == [b]
     with pytest.raises(JobNotFoundError):
         reg.resolve(f"Job{d}")
+    assert not layers.store.r.exists(keys.names(f"Job{d}"))  # its old entry went with it
 
 
 def test_an_instance_id_finds_its_job_with_no_index_to_keep(layers: Layers) -> None:
@@ -220,3 +232,30 @@ def test_a_damaged_job_record_is_listed_and_removed_saying_what_is_damaged(
     layers.lifecycle.remove(list(infos.values()))
     assert reg.load([sound, numbers, state, no_id]) == []
     assert not [k for k in r.scan_iter(match=f"{layers.store.config.prefix}job:*")]
+
+
+def test_a_job_an_older_worker_runs_keeps_every_instance_id_in_the_index(
+    layers: Layers,
+) -> None:
+    # an older worker (before 0.2) finds a job by InstanceId only in the iids index, so a job
+    # on its location is indexed whole; one on upgraded workers only, not at all
+    def host(loc: str, version: str) -> HostInfo:
+        return HostInfo(loc, True, time.time(), version=version)
+
+    hosts = {h.location: h for h in (host("new", "0.2.0"), host("next", "0.10.1"))}
+    hosts |= {h.location: h for h in (host("old", "0.1.0"), host("odd", "dev"))}
+    assert not needs_iid_index(["new", "next"], hosts)
+    for mixed in (["new", "old"], ["odd"], ["new", "unknown"]):
+        assert needs_iid_index(mixed, hosts), mixed
+    r, keys = layers.store.r, layers.keys
+    lean = JobSpec("echo", [], {}, "echo", ["new"])
+    pid, _, _ = layers.lifecycle.create(lean)
+    assert r.hlen(keys.iids) == 0
+    old = JobSpec("echo", [], {}, "echo", ["old", "new"], index_iids=True)
+    opid, piid, children = layers.lifecycle.create(old)
+    assert r.hgetall(keys.iids) == {
+        piid: str(opid),
+        **{c.instance_id: str(c.id) for c in children},
+    }
+    layers.lifecycle.remove(layers.registry.load([pid, opid]))
+    assert r.hlen(keys.iids) == 0

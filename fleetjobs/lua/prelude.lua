@@ -26,8 +26,9 @@ end
 -- Every change of a child's state goes through move(), which keeps its parent's counters
 -- ('c:<State>') true, so a parent's state is worked out from counts, whatever its size.
 -- NotStarted is not counted: every child starts there and none goes back, so its count is
--- n less the others' (one field and one HINCRBY less per job; a parent made before this
--- still has a c:NotStarted, which nothing reads).
+-- n less the others' (one field and one HINCRBY less per job). A parent that has the field
+-- (made by an older console, or moved by an older worker, which count it) gets it set true
+-- at each refresh, so older code reading it during an upgrade reads it right.
 -- known: the child's state and parent when the caller has read them already; extra: more
 -- fields (name, value, ...) to set with the state, in the same HSET.
 local function move(id, new, known, extra)
@@ -56,9 +57,7 @@ local function refresh_parent(pid, more, begin)
   local pk = K.job(pid)
   local names = {'n', 'state', 'stop', 'stop_reason', 'freasons', 'last_reason', 'iid',
                  'batch', 'created', 'throttle', 'begin'}
-  for _, state in pairs(S) do
-    if state ~= S.NOT_STARTED then table.insert(names, 'c:' .. state) end
-  end
+  for _, state in pairs(S) do table.insert(names, 'c:' .. state) end
   for _, name in ipairs(more or {}) do table.insert(names, name) end
   local f = fields(pk, unpack(names))
   if not f.n then return f end
@@ -89,6 +88,10 @@ local function refresh_parent(pid, more, begin)
   else new = S.RUNNING end
   local set = {}
   if begin and not f.begin then set = {'begin', begin} end
+  local kept = f['c:' .. S.NOT_STARTED]  -- an older version's count (see move)
+  if kept and tonumber(kept) ~= n - moved then
+    set[#set + 1] = 'c:' .. S.NOT_STARTED; set[#set + 1] = n - moved
+  end
   if new ~= f.state then
     set[#set + 1] = 'state'; set[#set + 1] = new
     if FIN[new] then
