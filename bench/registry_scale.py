@@ -232,8 +232,8 @@ def memory_rows(ctx: Ctx, r: Any, prefix: str, pid: int, per_job: float) -> None
             "MEMORY USAGE of one finished job's parent + child hashes",
             "B",
             float(hashes),
-            note=f"{len(parent)} + {len(child)} fields; indexes (iids, jobs, ended, names) "
-            "are in the delta above",
+            note=f"{len(parent)} + {len(child)} fields; the indexes (jobs, ended, created, "
+            "by-action, by-loc) are in the delta above",
         )
     )
     # what each index costs per job: its MEMORY USAGE over the jobs it holds
