@@ -69,11 +69,12 @@ def _flag(value: Any) -> bool:
 _FIELD_OK = {
     **dict.fromkeys(("ttl", "last_seen"), is_number),
     **dict.fromkeys(("concurrency", "pid"), _integer),
-    **dict.fromkeys(("location", "version", "hostname", "worker"), _text),
+    **dict.fromkeys(("location", "version", "hostname", "worker", "relay_version"), _text),
     **dict.fromkeys(("actions", "suspendable"), _texts),
     "tags": _tags,
     "allow_shell": _flag,
     "signed": _flag,
+    "confined": _flag,
 }
 
 
@@ -248,6 +249,8 @@ class Hosts:
                     suspendable=tuple(doc.get("suspendable", ())),
                     signatures=signatures.get(str(doc.get("worker", "")), {}),
                     signed=bool(doc.get("signed", False)),
+                    confined=bool(doc.get("confined", False)),
+                    relay_version=str(doc.get("relay_version", "")),
                 )
             )
         return out

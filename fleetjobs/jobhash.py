@@ -3,19 +3,24 @@
 Leniently: a field that does not read (a number that is not one, JSON that does not parse, a
 state no version writes) is left at its default and named in the job's Reason, as ``damaged
 job record: end unreadable``, so one damaged job is listed, waited on and removed like any
-other instead of failing every ``get`` that meets it. A job whose state does not read shows as
-Failed: finished, so it can be removed, and it says why.
+other instead of failing every ``get`` that meets it. A job whose state does not read is
+taken as unfinished (a parent's worked out from its children's): nothing takes it for done,
+and removing it asks for --force. A job read by its Id is that Id, whatever its ``id`` field
+says.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from .model import JobInfo, Rollout
-from .states import JobState
+from .states import JobState, parent_state, state_read
+
+LARGEST = 1e11  # seconds: no time or duration a job holds is larger (the year 5138)
 
 
 class _Fields:
@@ -33,10 +38,13 @@ class _Fields:
         if not value:
             return None
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or abs(number) > LARGEST:
             self.bad.append(name)
             return None
+        return number
 
     def integer(self, name: str, default: int | None = None) -> int | None:
         value = self.h.get(name)
@@ -67,12 +75,14 @@ class _Fields:
             return default
         return parsed
 
-    def state(self) -> JobState:
+    def state(self, children: tuple[JobInfo, ...]) -> JobState:
         try:
             return JobState(self.h["state"])
         except (KeyError, ValueError):
             self.bad.append("state")
-            return JobState.FAILED
+        if children:
+            return parent_state(c.state for c in children)
+        return state_read("")  # unfinished
 
 
 def read_job(
@@ -85,9 +95,12 @@ def read_job(
     when it names no Id (nor is one given: ``job_id``, the one it was read by)."""
     f = _Fields(h)
     own = f.integer("id", job_id)
+    if job_id is not None and own != job_id:
+        f.bad.append("id")  # a field that names another job: the Id it was read by counts
+        own = job_id
     if own is None:
         return None
-    state = f.state()
+    state = f.state(children)
     if h.get("children"):
         more = any(c.has_more_data for c in children)
     else:

@@ -201,6 +201,10 @@ class HostInfo:
     suspendable: tuple[str, ...] = ()
     signatures: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     signed: bool = False  # its worker runs only signed jobs (FLEETJOBS_CERT_STORE)
+    # a confined worker (FLEETJOBS_CONFINED_TO), and the version of the relay that wrote its
+    # record ('' for one older than 0.2, which does not say)
+    confined: bool = False
+    relay_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -155,12 +155,18 @@ CARRIED_IDS_SINCE = (0, 2)
 
 def needs_iid_index(locations: Sequence[str], hosts: dict[str, HostInfo]) -> bool:
     """Whether a job on these locations must put every InstanceId in the iids index: some
-    location's worker is older than :data:`CARRIED_IDS_SINCE`, or not known (upgrade the
-    workers and relays first; until then their jobs cost the index's 100 B per InstanceId)."""
-    return any(
-        _version(hosts[loc].version) < CARRIED_IDS_SINCE if loc in hosts else True
-        for loc in locations
-    )
+    location's worker, or the relay of a confined one, is older than
+    :data:`CARRIED_IDS_SINCE` or not known (upgrade the workers and relays first; until then
+    their jobs cost the index's 100 B per InstanceId)."""
+    return any(_older(hosts.get(loc)) for loc in locations)
+
+
+def _older(host: HostInfo | None) -> bool:
+    if host is None:
+        return True
+    if host.confined and _version(host.relay_version) < CARRIED_IDS_SINCE:
+        return True
+    return _version(host.version) < CARRIED_IDS_SINCE
 
 
 def _version(text: str) -> tuple[int, ...]:

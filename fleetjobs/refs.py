@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypeGuard, TypeVar
 from .errors import ArgumentError, JobNotFoundError
 from .job import Job, JobRef, JobRefs
 from .model import JobInfo
-from .states import JobState
+from .states import JobState, state_read
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -96,7 +96,7 @@ def checked(
     for job_id, state in zip(ids, states, strict=True):
         if state is None and not gone_ok:
             raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")
-        out.append(JobState(state) if state is not None else None)
+        out.append(state_read(state) if state is not None else None)
     return out
 
 

@@ -25,7 +25,7 @@ from .model import (
     looks_like_uuid,
 )
 from .routing import is_glob
-from .states import JobState
+from .states import JobState, state_read
 from .store import Store, guarded
 
 
@@ -172,7 +172,7 @@ class Registry:
         """Whether a running child must end now: a stop was asked, or it was settled without
         its worker (failed by the sweep while its host was cut off), or it was removed."""
         state, stop = self.r.hmget(self.keys.job(job_id), "state", "stop")
-        return state is None or stop == "1" or JobState(state).finished
+        return state is None or stop == "1" or state_read(state).finished
 
     @guarded
     def control(self, job_id: int) -> dict[str, str | None]:
@@ -234,8 +234,11 @@ def _parse(tops: list[Any], kids_raw: list[Any], ids: Sequence[int] | None = Non
     hash's own id then need not read). A damaged field is named in the job's Reason
     (fleetjobs.jobhash), not raised."""
     kids = {}
-    for flat, unread in kids_raw:
-        kid = read_job(flat_hash(flat), int(unread))
+    for entry in kids_raw:  # {HGETALL, unread, the id it was read by}
+        cid = str(entry[2])
+        kid = read_job(
+            flat_hash(entry[0]), int(entry[1]), job_id=int(cid) if cid.isdigit() else None
+        )
         if kid is not None:
             kids[kid.id] = kid
     out = []

@@ -39,6 +39,7 @@ from .registry import id_of_instance
 from .relaycall import ANSWER_TTL_MS, RESEND_CHUNK
 from .routing import check_location, queue_for
 from .store import Store
+from .version import __version__
 
 log = logging.getLogger("fleetjobs.relay")
 BATCH = 100  # requests of one location served before the next location's turn
@@ -265,7 +266,9 @@ def _location_doc(doc: Any, location: str) -> str:
         raise Refused(f"a host record consoles cannot read: {exc}") from None
     if parsed.get("location") != location:
         raise Refused(f"a host record for another location than {location}")
-    return str(doc)
+    # this relay's version, which consoles read to know what it finds (the worker's own word
+    # for it does not count): placement.needs_iid_index
+    return json.dumps({**parsed, "relay_version": __version__})
 
 
 # ---- each script a worker runs: what its arguments may name ---------------------------

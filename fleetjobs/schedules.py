@@ -54,7 +54,7 @@ from .schedule_model import (
     ScheduleInfo,
     unreadable,
 )
-from .states import JobState
+from .states import JobState, state_read
 from .store import guarded
 from .triggers import FleetEntry, Trigger, celery_schedule, parse_trigger
 
@@ -329,7 +329,7 @@ class Schedules:
         ids = [int(i) for i in self.r.zrange(runs_key, 0, -1)]
         states = self.registry.states(ids) if ids else []
         unfinished = [
-            (i, s) for i, s in zip(ids, states, strict=True) if s and not JobState(s).finished
+            (i, s) for i, s in zip(ids, states, strict=True) if s and not state_read(s).finished
         ]
         now = time.time()
         if unfinished and spec["overlap"] == "skip":
@@ -382,7 +382,7 @@ class Schedules:
         if not old:
             return
         states = self.registry.states(old)
-        done = [i for i, s in zip(old, states, strict=True) if s is None or JobState(s).finished]
+        done = [i for i, s in zip(old, states, strict=True) if s is None or state_read(s).finished]
         present = [i for i, s in zip(old, states, strict=True) if s is not None and i in done]
         if present:
             self.fleet.remove(present)

@@ -62,6 +62,15 @@ ACTIVE: frozenset[JobState] = frozenset(
 )
 
 
+def state_read(text: str) -> JobState:
+    """A state as Redis holds it; one no version writes (a damaged record) is read as Running:
+    unfinished, so nothing takes the job for done (a remove asks for --force, a wait waits)."""
+    try:
+        return JobState(text)
+    except ValueError:
+        return JobState.RUNNING
+
+
 def parent_state(children: Iterable[JobState], stop_requested: bool = False) -> JobState:
     """A parent job's state from its children's, by PowerShell's rules.
 

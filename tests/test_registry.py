@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
 import pytest
 
-from fleetjobs import JobState
+from fleetjobs import JobState, refs
 from fleetjobs.errors import JobNotFoundError
 from fleetjobs.hosts import Hosts
 from fleetjobs.lifecycle import JobSpec
@@ -212,26 +213,38 @@ def test_a_damaged_job_record_is_listed_and_removed_saying_what_is_damaged(
 
     sound, _ = finished(["h1"])
     numbers, _ = finished(["h1"])
-    r.hset(keys.job(numbers), mapping={"end": "garbage", "args": "[not json", "created": "x"})
+    damage = {"end": "garbage", "args": "[not json", "created": "x", "begin": "nan"}
+    r.hset(keys.job(numbers), mapping={**damage, "timeout": "1e300"})
     state, [state_child] = finished(["h1"])
     r.hset(keys.job(state_child), "state", "Exploded")  # a state no version writes
-    no_id, _ = finished(["h1", "h2"])
+    no_id, [_, child_no_id] = finished(["h1", "h2"])
     r.hdel(keys.job(no_id), "id")
-    # every job is read, the sound one as it was; a damaged one says which fields did not read
-    infos = {i.id: i for i in reg.load([sound, numbers, state, no_id])}
-    assert list(infos) == [sound, numbers, state, no_id]
+    r.hset(keys.job(child_no_id), "id", "x")
+    forged, _ = finished(["h1"])
+    r.hset(keys.job(forged), "id", sound)  # a field naming another job
+    ids = [sound, numbers, state, no_id, forged]
+    # every job is read, by the Id it was read by; a damaged one says which fields did not read
+    infos = {i.id: i for i in reg.load(ids)}
+    assert list(infos) == ids
     assert infos[sound].reason is None and infos[sound].args == ("x",)
     hurt = infos[numbers]
-    assert hurt.reason == "damaged job record: args, created, end unreadable"
-    assert hurt.end_time is None and hurt.args == () and hurt.state is JobState.COMPLETED
+    assert hurt.reason == "damaged job record: args, created, begin, end, timeout unreadable"
+    assert (hurt.begin_time, hurt.end_time, hurt.timeout, hurt.args) == (None, None, None, ())
+    assert hurt.state is JobState.COMPLETED
     [child] = infos[state].children
-    assert child.state is JobState.FAILED  # finished, so it can be removed, and it says why
+    # unfinished: nothing takes it for done, and removing it asks for --force
+    assert child.state is JobState.RUNNING and not child.finished
     assert child.reason == "damaged job record: state unreadable"
-    assert infos[no_id].id == no_id and len(infos[no_id].children) == 2
+    assert refs.checked([state_child], ["Exploded"], False) == [JobState.RUNNING]
+    assert not reg.should_end(state_child)
+    assert [c.id for c in infos[no_id].children] == [no_id + 1, child_no_id]
+    assert infos[no_id].children[1].reason == "damaged job record: id unreadable"
+    assert infos[forged].reason == "damaged job record: id unreadable"
     # and each is removed whole, as any other
     layers.lifecycle.remove(list(infos.values()))
-    assert reg.load([sound, numbers, state, no_id]) == []
-    assert not [k for k in r.scan_iter(match=f"{layers.store.config.prefix}job:*")]
+    assert reg.load(ids) == []
+    left = {k.split(":")[1] for k in r.scan_iter(match=f"{layers.store.config.prefix}*")}
+    assert left <= {"seq", "inqlocs"}  # the fleet's own: nothing of a job, no index entry
 
 
 def test_a_job_an_older_worker_runs_keeps_every_instance_id_in_the_index(
@@ -244,8 +257,12 @@ def test_a_job_an_older_worker_runs_keeps_every_instance_id_in_the_index(
 
     hosts = {h.location: h for h in (host("new", "0.2.0"), host("next", "0.10.1"))}
     hosts |= {h.location: h for h in (host("old", "0.1.0"), host("odd", "dev"))}
-    assert not needs_iid_index(["new", "next"], hosts)
-    for mixed in (["new", "old"], ["odd"], ["new", "unknown"]):
+    # a confined worker's relay finds jobs for it: its record says the relay's version
+    relayed = HostInfo("relayed", True, time.time(), version="0.2.0", confined=True)
+    hosts["relayed"] = dataclasses.replace(relayed, relay_version="0.2.0")
+    hosts["old-relay"] = dataclasses.replace(relayed, location="old-relay")  # says none
+    assert not needs_iid_index(["new", "next", "relayed"], hosts)
+    for mixed in (["new", "old"], ["odd"], ["new", "unknown"], ["relayed", "old-relay"]):
         assert needs_iid_index(mixed, hosts), mixed
     r, keys = layers.store.r, layers.keys
     lean = JobSpec("echo", [], {}, "echo", ["new"])

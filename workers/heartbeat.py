@@ -53,6 +53,8 @@ class Heartbeat(threading.Thread):
             "pid": os.getpid(),
             "hostname": socket.gethostname(),
             "version": __version__,
+            # its relay says its own version beside (placement.needs_iid_index reads both)
+            "confined": layers.store.relay is not None,
         }
         self._store = layers.store
         self._chores = list(chores)  # more upkeep each beat (workers.reaper)

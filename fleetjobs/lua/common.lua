@@ -78,7 +78,7 @@ local function load_jobs(ids, with_children)
           local ch = redis.call('HGETALL', K.job(cid))
           if #ch > 0 then
             local cn = unread(ch)
-            table.insert(kids, {ch, cn})
+            table.insert(kids, {ch, cn, cid})  -- its id as read by: its own field may be damaged
           end
         end
       end

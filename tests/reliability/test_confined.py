@@ -22,6 +22,7 @@ import redis
 from fleetjobs import Config, Fleet, JobState, deadletters
 from fleetjobs.embedded import LocalWorkers, process_env
 from fleetjobs.relaycall import RelayClient
+from fleetjobs.version import __version__
 
 from ..conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
 from .support import acl_rule
@@ -99,6 +100,12 @@ def test_confined_workers_run_a_throttled_fan_out_through_the_relay(
         assert job.refresh().state is JobState.COMPLETED
         assert sorted(fleet.receive(job)) == [1, 1, 2, 2]
         assert {h.location: h.online for h in fleet.hosts()} == dict.fromkeys(locs, True)
+        # and their records say the relay's version, beside the worker's: a job there keeps
+        # no InstanceId index entry (the relay finds a job by the Id its InstanceId carries)
+        seen = {h.location: (h.confined, h.relay_version, h.version) for h in fleet.hosts()}
+        assert seen == dict.fromkeys(locs, (True, __version__, __version__))
+        iids = [job.instance_id, *(c.instance_id for c in job.refresh().info.children)]
+        assert len(iids) == 3 and fleet.store.r.hmget(fleet.store.keys.iids, iids) == [None] * 3
         # and records written a thousand to a write (as run relays a command's lines) go
         # through the relay whole and in order
         many = fleet.start("produce_in_batches", 2500, 1000, locations=locs[0])
