@@ -1,6 +1,6 @@
-"""Job control from a console: answer a Blocked job, suspend and resume at checkpoints.
+"""Job control from a console: stop, answer a Blocked job, suspend and resume at checkpoints.
 
-The verbs behind ``Fleet.answer/suspend/resume`` and the rule ``wait`` applies to jobs that
+The verbs behind ``Fleet.stop/answer/suspend/resume`` and the rule ``wait`` applies to jobs that
 can only end by an answer. Each works on snapshots the facade read and changes the registry
 through :mod:`fleetjobs.lifecycle` (one script per change), so any console may do it.
 """
@@ -19,6 +19,7 @@ from .refs import parse_state
 from .states import JobState
 
 if TYPE_CHECKING:
+    from .dispatch import Dispatcher
     from .events import JobEvents
     from .job import Job, JobRefs
     from .registry import Registry
@@ -186,16 +187,14 @@ def _unfinished(info: JobInfo) -> list[JobInfo]:
 
 
 class ControlVerbs:
-    """The facade's answer, suspend and resume (:class:`fleetjobs.Fleet` has them)."""
+    """The facade's stop, answer, suspend and resume (:class:`fleetjobs.Fleet` has them)."""
 
     control: Control
     registry: Registry
     lifecycle: Lifecycle
+    dispatcher: Dispatcher
 
     def get(self, jobs: JobRefs | None = None, *, state: JobState | str | None = None) -> list[Job]:
-        raise NotImplementedError
-
-    def stop(self, jobs: JobRefs, *, timeout: float | None = 5.0) -> list[Job]:
         raise NotImplementedError
 
     def _snapshots(self, jobs: JobRefs, fresh: bool = False) -> list[JobInfo]:
@@ -209,6 +208,53 @@ class ControlVerbs:
 
     def _handles(self, infos: Sequence[JobInfo]) -> list[Job]:
         raise NotImplementedError
+
+    def _wait(
+        self,
+        infos: list[JobInfo],
+        timeout: float | None,
+        any: bool,
+        gone_ok: bool = False,
+        force: bool = False,
+    ) -> list[Job]:
+        raise NotImplementedError
+
+    # ---- stop ---------------------------------------------------------------------------
+
+    def stop(self, jobs: JobRefs, *, timeout: float | None = 5.0) -> list[Job]:
+        """Stop the jobs (``Stop-Job``): queued ones never run, running ones end (within 2 s).
+
+        The stop is a durable flag in the registry, so it holds even for a job whose worker is
+        down now and picks it up later.
+
+        Args:
+            jobs: one reference or several.
+            timeout: seconds to wait for the jobs to reach Stopped (None: as long as it
+                takes, 0: do not wait).
+
+        Returns:
+            The jobs, as they are now.
+        """
+        infos = self._snapshots(jobs)
+        due: list[int] = []
+        for info in infos:
+            due.extend(self.lifecycle.stop(info.id)[1])
+        now = self.registry.load([i.id for i in infos])
+        # lets a live worker drop the messages unseen; the registry's flag holds regardless
+        self.dispatcher.revoke(
+            [
+                c.instance_id
+                for info in now
+                for c in info.children or (info,)
+                if c.state is JobState.STOPPED and c.begin_time is None
+            ]
+        )
+        if due:
+            self.dispatcher.release(due)
+        if timeout == 0:
+            return self._handles(now)
+        self._wait(now, timeout, any=False, gone_ok=True, force=True)
+        return self._handles(self.registry.load([i.id for i in now]))
 
     # ---- answer, suspend, resume --------------------------------------------------------
 

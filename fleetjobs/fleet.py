@@ -466,41 +466,6 @@ class Fleet(ControlVerbs):
 
     # ---- stop (remove is ControlVerbs.remove) ---------------------------------------------
 
-    def stop(self, jobs: JobRefs, *, timeout: float | None = 5.0) -> list[Job]:
-        """Stop the jobs (``Stop-Job``): queued ones never run, running ones end (within 2 s).
-
-        The stop is a durable flag in the registry, so it holds even for a job whose worker is
-        down now and picks it up later.
-
-        Args:
-            jobs: one reference or several.
-            timeout: seconds to wait for the jobs to reach Stopped (None: as long as it
-                takes, 0: do not wait).
-
-        Returns:
-            The jobs, as they are now.
-        """
-        infos = self._snapshots(jobs)
-        due: list[int] = []
-        for info in infos:
-            due.extend(self.lifecycle.stop(info.id)[1])
-        now = self.registry.load([i.id for i in infos])
-        # lets a live worker drop the messages unseen; the registry's flag holds regardless
-        self.dispatcher.revoke(
-            [
-                c.instance_id
-                for info in now
-                for c in info.children or (info,)
-                if c.state is JobState.STOPPED and c.begin_time is None
-            ]
-        )
-        if due:
-            self.dispatcher.release(due)
-        if timeout == 0:
-            return [Job(self, i) for i in now]
-        self._wait(now, timeout, any=False, gone_ok=True, force=True)
-        return [Job(self, i) for i in self.registry.load([i.id for i in now])]
-
     # ---- helpers ------------------------------------------------------------------------
 
     def _poll(self, infos: Sequence[JobInfo], gone_ok: bool = False) -> list[JobState | None]:
