@@ -8,7 +8,7 @@ through :mod:`fleetjobs.lifecycle` (one script per change), so any console may d
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .errors import ArgumentError, JobBlockedError, JobStateError, NotRemovedError
@@ -209,15 +209,8 @@ class ControlVerbs:
     def _handles(self, infos: Sequence[JobInfo]) -> list[Job]:
         raise NotImplementedError
 
-    def _wait(
-        self,
-        infos: list[JobInfo],
-        timeout: float | None,
-        any: bool,
-        gone_ok: bool = False,
-        force: bool = False,
-    ) -> list[Job]:
-        raise NotImplementedError
+    # the facade's wait (Fleet._wait): infos, timeout, any, gone_ok, force
+    _wait: Callable[..., list[Job]]
 
     # ---- stop ---------------------------------------------------------------------------
 
