@@ -56,11 +56,11 @@ class _Fields:
         return default
 
     def ids(self, name: str) -> tuple[int, ...]:
-        parts = [p for p in self.h.get(name, "").split(",") if p]
-        if all(p.isascii() and p.isdigit() for p in parts):
-            return tuple(int(p) for p in parts)
-        self.bad.append(name)
-        return tuple(int(p) for p in parts if p.isascii() and p.isdigit())
+        text = self.h.get(name, "")
+        ids = ids_in(text)
+        if len(ids) != len([p for p in text.split(",") if p]):
+            self.bad.append(name)
+        return ids
 
     def json(self, name: str, kind: type, default: Any) -> Any:
         value = self.h.get(name)
@@ -160,6 +160,11 @@ def _rollout(f: _Fields) -> Rollout | None:
         failed_hosts=tuple(x for x in f.text("failed_hosts").split(", ") if x),
         halted=f.text("halted") or None,
     )
+
+
+def ids_in(text: str) -> tuple[int, ...]:
+    """The Ids in a comma-separated list (a parent's ``children``), what is not one left out."""
+    return tuple(int(p) for p in text.split(",") if p.isascii() and p.isdigit())
 
 
 def flat_hash(flat: Sequence[str]) -> dict[str, str]:

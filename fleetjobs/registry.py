@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import JobNotFoundError
-from .jobhash import flat_hash, read_job
+from .jobhash import flat_hash, ids_in, read_job
 from .keys import Keys
 from .model import (
     JobInfo,
@@ -246,15 +246,11 @@ def _parse(tops: list[Any], kids_raw: list[Any], ids: Sequence[int] | None = Non
         if not item:
             continue
         h = flat_hash(item[0])
-        mine = tuple(kids[c] for c in _child_ids(h) if c in kids)
+        mine = tuple(kids[c] for c in ids_in(h.get("children", "")) if c in kids)
         info = read_job(h, int(item[1]), mine, ids[at] if ids is not None else None)
         if info is not None:
             out.append(info)
     return out
-
-
-def _child_ids(h: dict[str, str]) -> list[int]:
-    return [int(x) for x in h.get("children", "").split(",") if x.isascii() and x.isdigit()]
 
 
 def snapshot(parent: dict[str, str], children: Sequence[dict[str, str]]) -> JobInfo:

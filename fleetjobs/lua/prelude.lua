@@ -62,13 +62,14 @@ local function refresh_parent(pid, more, begin)
   local f = fields(pk, unpack(names))
   if not f.n then return f end
   local n = tonumber(f.n)
+  local function stored(state) return tonumber(f['c:' .. state] or '0') or 0 end
   local moved = 0  -- children out of NotStarted
   for _, state in pairs(S) do
-    if state ~= S.NOT_STARTED then moved = moved + (tonumber(f['c:' .. state] or '0') or 0) end
+    if state ~= S.NOT_STARTED then moved = moved + stored(state) end
   end
   local function count(state)
     if state == S.NOT_STARTED then return n - moved end
-    return tonumber(f['c:' .. state] or '0') or 0
+    return stored(state)
   end
   local failed, stopped = count(S.FAILED), count(S.STOPPED)
   local done = count(S.COMPLETED) + failed + stopped
