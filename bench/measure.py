@@ -3,6 +3,7 @@
 - :func:`run_measured` runs one command and returns its wall time and its own peak RSS
   (``wait4``'s rusage for that child alone, not the cumulative ``RUSAGE_CHILDREN``);
 - :func:`tree_peak` reads the peak RSS (``VmHWM``) of a process and its descendants;
+- :func:`tree_cpu` reads the CPU time (user + system) a process and its descendants used;
 - :class:`ConsoleCommands` counts the Redis commands this process sends (to subtract its own
   polling from a server-side count);
 - :func:`freeze` stops a worker's whole process group (SIGSTOP) so that what a console verb
@@ -127,6 +128,22 @@ def tree_peak(pid: int) -> int:
     """Bytes: the sum of each process's own peak RSS (VmHWM) in ``pid``'s tree (an upper
     bound of the tree's peak: the peaks need not have come at the same moment)."""
     return sum(_kib(_status(p).get("VmHWM")) for p in descendants(pid))
+
+
+def tree_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) that ``pid`` and every process below it have used, from
+    /proc (a descendant that has exited is no longer counted: take it around work that keeps
+    its processes, as a worker keeps its pool)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in descendants(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after the name, which may hold spaces
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def tree_rss(pid: int) -> int:

@@ -36,3 +36,25 @@ def test_commands_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
     markdown = (tmp_path / "RESULTS.md").read_text()
     assert markdown.startswith("# fleetjobs benchmark results")
     assert "Redis commands per job" in markdown
+
+
+def test_throughput_benchmark_counts_the_cpu_of_each_side(tmp_path: Path) -> None:
+    argv = [sys.executable, str(ROOT / "bench" / "run.py"), "throughput", "--quick"]
+    argv += ["--set", "n=40", "--set", "rounds=1", "--set", "pools=prefork"]
+    argv += ["--out-dir", str(tmp_path)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    section = json.loads((tmp_path / "results.json").read_text())["benchmarks"]["throughput"]
+    assert section["status"] == "ok"
+    rows = {row["metric"]: row for row in section["rows"]}
+    rate = rows["40 jobs submitted then all received, prefork pool"]
+    assert rate["value"] > 0 and rate["base"] > 0
+    cpu = rows["CPU per job, console + workers + redis-server, prefork pool"]
+    # each side's processes did work for its jobs: its workers' pools and Redis are counted
+    assert cpu["value"] > 0 and cpu["base"] > 0
+    fleetjobs, raw = cpu["note"].split("; raw: ")
+    for side in (fleetjobs, raw):
+        for part in ("console", "workers", "redis-server"):
+            used = side.split(part + " ", 1)[1].split(" us/job", 1)[0]
+            assert float(used.replace(",", "")) > 0, (part, cpu["note"])
