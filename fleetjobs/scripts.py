@@ -15,7 +15,9 @@ not a cluster.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
+from collections.abc import Collection
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -37,8 +39,9 @@ def _lua_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def header() -> str:
-    """The generated names every script starts with."""
+def header(keys: Collection[str] | None = None) -> str:
+    """The generated names every script starts with; of the key builders only ``keys`` when
+    given (Redis runs the header at every call: each name costs it a string or a closure)."""
     lines = ["local P = ARGV[1]", "local NOW = ARGV[2]", "local S = {"]
     lines += [f"  {s.name} = {_lua_string(s.value)}," for s in JobState]
     lines.append("}")
@@ -46,6 +49,8 @@ def header() -> str:
     lines.append(f"local FIN = {{{finished}}}")
     lines.append("local K = {}")
     for name, template in SCHEMA.items():
+        if keys is not None and name not in keys:
+            continue
         if "{}" in template:
             head, tail = template.split("{}")
             tail_lua = f" .. {_lua_string(tail)}" if tail else ""
@@ -59,20 +64,33 @@ def header() -> str:
     return "\n".join(lines) + "\n"
 
 
+KEY_USE = re.compile(r"\bK\.(\w+)")
+
+
 def _read(name: str) -> str:
     return resources.files("fleetjobs").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 @cache
-def source(name: str) -> str:
-    """The full text of the script ``name`` as Redis runs it."""
+def body(name: str) -> str:
+    """The script ``name`` after its header: ``common.lua``, for the state-changing ones
+    ``prelude.lua`` and ``rollout.lua``, then its own file."""
     if name not in STATE_CHANGES + RECORDS + READS + WRITES:
         raise KeyError(f"no Lua script named {name!r}")
-    parts = [header(), _read("common")]
+    parts = [_read("common")]
     if name in STATE_CHANGES:
         parts += [_read("prelude"), _read("rollout")]
     parts.append(_read(name))
     return "\n".join(parts)
+
+
+@cache
+def source(name: str) -> str:
+    """The full text of the script ``name`` as Redis runs it: the header, with the key
+    builders its body names (``K.job``...; ``K`` is never indexed by a computed name), then
+    its body."""
+    text = body(name)
+    return header(frozenset(KEY_USE.findall(text))) + "\n" + text
 
 
 class Scripts:

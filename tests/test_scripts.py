@@ -4,6 +4,7 @@ console's scripts driven by hand, with no worker running)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from fleetjobs import JobState
@@ -252,7 +253,7 @@ def test_only_a_parent_with_more_children_than_its_throttle_has_children_waiting
 
 def test_the_generated_header_names_every_state_and_key() -> None:
     from fleetjobs.keys import SCHEMA
-    from fleetjobs.scripts import RECORDS, STATE_CHANGES, header, source
+    from fleetjobs.scripts import READS, RECORDS, STATE_CHANGES, WRITES, body, header, source
 
     text = header()
     for state in JobState:
@@ -261,11 +262,18 @@ def test_the_generated_header_names_every_state_and_key() -> None:
         assert f"K.{name}" in text
     # no script spells a state or a key itself: they come from the header
     for name in STATE_CHANGES + RECORDS:
-        code = [line.split("--")[0] for line in source(name)[len(text) :].splitlines()]
-        body = "\n".join(code)
+        code = [line.split("--")[0] for line in body(name).splitlines()]
         for state in JobState:
-            assert f"'{state.value}'" not in body, (name, state)
-        assert "P .. '" not in body, name
+            assert f"'{state.value}'" not in "\n".join(code), (name, state)
+        assert "P .. '" not in "\n".join(code), name
+    # each script's header builds the keys its body names, and only those (Redis runs the
+    # header at every call); every key a body names is one the schema has
+    for name in STATE_CHANGES + RECORDS + READS + WRITES:
+        named = set(re.findall(r"\bK\.(\w+)", body(name)))
+        assert named <= set(SCHEMA), (name, named - set(SCHEMA))
+        built = set(re.findall(r"^(?:function K\.(\w+)\(|K\.(\w+) = )", source(name), re.M))
+        assert {a or b for a, b in built} == named, name
+        assert source(name).endswith(body(name))
 
 
 def test_claim_refuses_a_message_not_addressed_to_the_worker(layers: Layers) -> None:
