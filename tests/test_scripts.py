@@ -7,6 +7,8 @@ import json
 import re
 import time
 
+import redis
+
 from fleetjobs import JobState
 from fleetjobs.hosts import Hosts
 from fleetjobs.lifecycle import JobSpec, NewChild
@@ -330,3 +332,31 @@ def test_claim_and_finish_keep_the_parents_begin_the_call_and_the_records(
     assert w.lifecycle.finish(second.id, S.COMPLETED)[0] == S.COMPLETED
     assert _state(w, pid) is S.COMPLETED
     assert w.store.r.hget(w.keys.job(pid), "begin") == began
+
+
+def test_a_workers_look_for_lost_messages_is_one_read_for_a_thousand_locations(
+    layers: Layers,
+) -> None:
+    # given a worker of 1,200 locations, two of which are marked as having messages out but
+    # have none left (their inq is empty): one at the start of the list, one past the 1,000th
+    w = layers
+    locations = [f"ol{i}" for i in range(1200)]
+    w.store.r.sadd(w.keys.inqlocs, "ol3", "ol1100")
+    inqlocs = w.keys.inqlocs
+    seen: list[str] = []
+    client = redis.Redis.from_url(w.store.config.redis_url, decode_responses=True)
+    with client.monitor() as m:
+        w.store.r.echo("look-begins")
+        w.store.scripts("overdue", ",".join(locations), 100)
+        w.store.r.echo("look-ends")
+        for cmd in m.listen():
+            seen.append(str(cmd["command"]))
+            if "look-ends" in seen[-1]:
+                break
+    client.close()
+    look = seen[next(i for i, c in enumerate(seen) if "look-begins" in c) :]
+    # when it looks for lost messages: one SMISMEMBER of inqlocs for all of them (two before)
+    asked = [c for c in look if c.startswith("SMISMEMBER") and f" {inqlocs} " in f"{c} "]
+    assert len(asked) == 1 and asked[0].count(" ol") == 1200, asked
+    # and both marked locations were looked at: having nothing out, they leave inqlocs
+    assert not w.store.r.smembers(w.keys.inqlocs) & {"ol3", "ol1100"}
