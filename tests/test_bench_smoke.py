@@ -11,19 +11,26 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_commands_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
-    argv = [sys.executable, str(ROOT / "bench" / "run.py"), "commands", "--quick"]
-    argv += ["--set", "n=3", "--set", "idle=1", "--set", "redis_benchmark_n=1000"]
-    argv += ["--out-dir", str(tmp_path)]
+def _quick(name: str, out: Path, **params: str) -> dict[str, Any]:
+    """Run benchmark ``name`` quick with these parameters; its section of results.json."""
+    argv = [sys.executable, str(ROOT / "bench" / "run.py"), name, "--quick"]
+    for key, value in params.items():
+        argv += ["--set", f"{key}={value}"]
+    argv += ["--out-dir", str(out)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    section = json.loads((tmp_path / "results.json").read_text())["benchmarks"]["commands"]
+    section: dict[str, Any] = json.loads((out / "results.json").read_text())["benchmarks"][name]
     assert section["status"] == "ok"
+    return section
+
+
+def test_commands_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
+    section = _quick("commands", tmp_path, n="3", idle="1", redis_benchmark_n="1000")
     assert section["mode"] == "quick"
     assert section["params"]["n"] == 3
     rows = {row["metric"]: row for row in section["rows"]}
@@ -39,14 +46,7 @@ def test_commands_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
 
 
 def test_throughput_benchmark_counts_the_cpu_of_each_side(tmp_path: Path) -> None:
-    argv = [sys.executable, str(ROOT / "bench" / "run.py"), "throughput", "--quick"]
-    argv += ["--set", "n=40", "--set", "rounds=1", "--set", "pools=prefork"]
-    argv += ["--out-dir", str(tmp_path)]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    section = json.loads((tmp_path / "results.json").read_text())["benchmarks"]["throughput"]
-    assert section["status"] == "ok"
+    section = _quick("throughput", tmp_path, n="40", rounds="1", pools="prefork")
     rows = {row["metric"]: row for row in section["rows"]}
     rate = rows["40 jobs submitted then all received, prefork pool"]
     assert rate["value"] > 0 and rate["base"] > 0
