@@ -41,11 +41,9 @@ class Cpu:
 
     @staticmethod
     def now(s: Sides, procs: Sequence[Any]) -> Cpu:
-        server = s.server.proc
+        # redis-server's as the other benchmarks read it: INFO cpu (ServerCounter)
         return Cpu(
-            time.process_time(),
-            sum(tree_cpu(p.pid) for p in procs),
-            tree_cpu(server.pid) if server is not None else 0.0,
+            time.process_time(), sum(tree_cpu(p.pid) for p in procs), s.counter.snapshot().cpu
         )
 
     def __sub__(self, other: Cpu) -> Cpu:
