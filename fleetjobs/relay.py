@@ -79,6 +79,7 @@ class Relay:
         self.config: Config = store.config
         self.upkeep = upkeep
         self._pending: dict[str, None] = {}  # locations with requests waiting, in turn order
+        self._batch: dict[str, int] = {}  # requests a turn takes, where fewer than BATCH
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -108,25 +109,39 @@ class Relay:
 
     def step(self, timeout: float = 1.0) -> int:
         """Take the rings waiting, then serve each location with requests one batch
-        (:data:`BATCH`) in turn: a location that rings or asks without end (a stolen
-        credential flooding) delays the others by one batch each round, not by its backlog.
+        (:data:`BATCH`, or what :data:`TURN_SECONDS` allows) in turn: a location that rings or
+        asks without end (a stolen credential flooding) delays the others by one turn each
+        round, not by its backlog. A location whose requests are costly has its batch cut to
+        what a turn served (doubled again while its turns end early), so the relay holds in
+        hand no more than it serves.
         Waits up to ``timeout`` s for a ring when nothing is waiting. Returns how many
         requests it served."""
         self._take_rings(timeout)
         served = 0
         for location in list(self._pending):
             key = self.keys.relay(location)
-            taken = self.r.lpop(key, BATCH) or []  # one round trip
-            if len(taken) < BATCH:
+            want = self._batch.get(location, BATCH)
+            taken = self.r.lpop(key, want) or []  # one round trip
+            if len(taken) < want:
                 del self._pending[location]  # drained: its next request rings again
+                self._batch.pop(location, None)
             turn_ends = time.monotonic() + TURN_SECONDS
             for i, raw in enumerate(taken):
                 if i and time.monotonic() > turn_ends:  # costly requests: the rest go back,
                     self.r.lpush(key, *reversed(taken[i:]))  # first in line, for its next turn
                     self._pending[location] = None
+                    # and its next turn takes no more than this one served: what waits stays
+                    # on its list (seen there, and there for another relay), not in this one
+                    self._batch[location] = i
                     break
                 self.serve(location, raw)
                 served += 1
+            else:
+                if len(taken) == want < BATCH and time.monotonic() <= turn_ends:
+                    if want * 2 < BATCH:  # cheap again: take more
+                        self._batch[location] = want * 2
+                    else:
+                        self._batch.pop(location, None)
         return served
 
     def _take_rings(self, timeout: float) -> None:

@@ -411,6 +411,11 @@ def test_one_hosts_costly_requests_do_not_hold_another_hosts_job(
         # list: the relay holds the turn's requests it took, so the list can read empty)
         answers = [fleet.store.keys.relay_answer(a, f"flood{i}") for i in range(len(backlog))]
         served = fleet.store.r.exists(*answers)
+        left = stolen.llen(fleet.store.keys.relay(a))
         print(f"\na's requests served when b's job was done: {served} of {len(backlog)}")
+        print(f"on a's list: {left}")
         assert served < len(backlog) // 2 and list(fleet.receive(job)) == ["served"]
+        # and what waits is on a's list, not in the relay's hands (a turn's batch is cut to
+        # what a turn serves): a's backlog is seen there, and is there for another relay
+        assert left >= len(backlog) - served - 5
         stolen.close()
