@@ -309,6 +309,35 @@ def test_a_reader_that_goes_away_ends_every_verb_alike(config: Config, fleet: Fl
         assert (done.returncode, said) == (141, []), verb
 
 
+def test_output_that_cannot_be_written_is_one_line_and_a_failure(
+    config: Config, fleet: Fleet
+) -> None:
+    job = fleet.start("echo", "x", locations="alpha")
+    assert fleet.wait([job], timeout=20)
+    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    buffered = {k: v for k, v in env.items() if k != "PYTHONUNBUFFERED"}  # as a shell runs it
+    unbuffered = {**env, "PYTHONUNBUFFERED": "1"}  # each write fails as the verb makes it
+    verbs = (["get"], ["get", "--json"], ["receive", "--keep", str(job.id)])
+    for verb, env in ((v, e) for v in verbs for e in (buffered, unbuffered)):
+        # when its output goes to a full disk (the end of a table is written last)
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [sys.executable, "-m", "fleetjobs", *verb],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=ROOT,
+                timeout=60,
+            )
+        # then it says so in one line and fails, not a success with the output cut short
+        said = [line for line in done.stderr.splitlines() if "older ones exist" not in line]
+        assert done.returncode == 1, (verb, done.stderr)
+        assert said == [
+            "fleetjobs: error: the output could not be written: No space left on device"
+        ], verb
+
+
 def test_redis_going_away_mid_wait_is_one_line_and_exit_4() -> None:
     # given a fleet of its own whose Redis is about to go away
     with EmbeddedRedis(tcp=True) as server:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import math
 import os
 import sys
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 1, 2, 3, 4
 EXIT_PIPE = 128 + 13  # 141: the reader of stdout went away, as for a tool SIGPIPE ended
+WRITE_FAILED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 F = TypeVar("F", bound=Callable[..., Any])
 EPILOG = (
     "A JOB is an Id, a Name (globs allowed) or an InstanceId. Exit codes: 0 success, 1 a job "
@@ -72,9 +74,15 @@ class _Group(LazyGroup):
             # the reader went away (| head): as a Unix tool killed by SIGPIPE ends, for every
             # verb alike (click exited 1, silently, as for a failure); what is left unwritten
             # goes nowhere instead of raising again at exit
-            with contextlib.suppress(OSError, ValueError):  # a stdout with no descriptor
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            to_devnull(sys.stdout)
             sys.exit(EXIT_PIPE)
+        except OSError as exc:
+            if exc.errno not in WRITE_FAILED:
+                raise
+            # a full disk, a quota, an I/O error under a redirected output: one line and a
+            # failure, not an internal error (the console writes no other file)
+            to_devnull(sys.stdout)
+            fail(f"the output could not be written: {exc.strerror}", EXIT_FAILED)
 
 
 class State:
@@ -234,14 +242,45 @@ def main(argv: list[str] | None = None) -> NoReturn:
     flushed, and what is left is freeing memory that the kernel frees at once. That teardown
     was some 40 ms of a read verb's 200 (bench/cli_startup.py)."""
     code = run(argv)
-    if threading.active_count() > 1:  # a thread still going: the usual end waits for it
-        sys.exit(code)
-    atexit._run_exitfuncs()
+    try:
+        code = _flushed(code)
+        if threading.active_count() > 1:  # a thread still going: the usual end waits for it
+            sys.exit(code)
+        atexit._run_exitfuncs()
+        code = _flushed(code)  # and what the handlers wrote
+    except KeyboardInterrupt:
+        code = 130
+    os._exit(code)
+
+
+def _flushed(code: int) -> int:
+    """Flush stdout and stderr (the last lines of a table or a receive may still be in their
+    buffers); returns the exit code, or what a failed write of the output makes it: 141 for a
+    reader gone (| head), as for SIGPIPE; a full disk or an I/O error said in one line, and 1
+    in place of a success."""
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that descriptor closed (>&-): nothing to flush
+            continue
         try:
             stream.flush()
-        except BrokenPipeError:  # the reader went away before the last lines (| head)
-            code = EXIT_PIPE if stream is sys.stdout else code
-        except (OSError, ValueError):  # a stream closed or with no descriptor: nothing to do
-            pass
-    os._exit(code)
+        except ValueError:  # closed already: nothing left to write
+            continue
+        except OSError as exc:
+            to_devnull(stream)  # what is left unwritten goes nowhere, not again at the end
+            if stream is not sys.stdout:
+                continue
+            if isinstance(exc, BrokenPipeError):
+                code = EXIT_PIPE
+            else:
+                why = f"fleetjobs: error: the output could not be written: {exc.strerror or exc}"
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    click.echo(why, err=True)
+                code = code or EXIT_FAILED
+    return code
+
+
+def to_devnull(stream: Any) -> None:
+    """Point ``stream``'s descriptor at /dev/null: what its buffer still holds is dropped
+    quietly, not written (and failed) again when the process ends."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no descriptor
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
