@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
@@ -292,21 +293,27 @@ def test_a_reader_that_goes_away_ends_every_verb_alike(config: Config, fleet: Fl
         read, write = os.pipe()
         os.close(read)
         try:
-            done = subprocess.run(
-                [sys.executable, "-m", "fleetjobs", *verb],
-                stdout=write,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                cwd=ROOT,
-                timeout=60,
-            )
+            code, said = _into(write, verb, env)
         finally:
             os.close(write)
-        # then it ends as a Unix tool SIGPIPE ends: 141, with nothing on stderr but the note
-        # that older jobs exist (the fleet these tests share may hold more than get lists)
-        said = [line for line in done.stderr.splitlines() if "older ones exist" not in line]
-        assert (done.returncode, said) == (141, []), verb
+        # then it ends as a Unix tool SIGPIPE ends: 141, with nothing on stderr
+        assert (code, said) == (141, []), verb
+
+
+def _into(stdout: Any, verb: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+    """``fleetjobs VERB`` with its output into ``stdout``: its exit code and what it said on
+    stderr, less the note that older jobs exist (the fleet these tests share may hold more
+    than get lists)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetjobs", *verb],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    return done.returncode, [ln for ln in done.stderr.splitlines() if "older ones exist" not in ln]
 
 
 def test_output_that_cannot_be_written_is_one_line_and_a_failure(
@@ -321,21 +328,12 @@ def test_output_that_cannot_be_written_is_one_line_and_a_failure(
     for verb, env in ((v, e) for v in verbs for e in (buffered, unbuffered)):
         # when its output goes to a full disk (the end of a table is written last)
         with open("/dev/full", "w") as full:
-            done = subprocess.run(
-                [sys.executable, "-m", "fleetjobs", *verb],
-                stdout=full,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                cwd=ROOT,
-                timeout=60,
-            )
+            code, said = _into(full, verb, env)
         # then it says so in one line and fails, not a success with the output cut short
-        said = [line for line in done.stderr.splitlines() if "older ones exist" not in line]
-        assert done.returncode == 1, (verb, done.stderr)
-        assert said == [
-            "fleetjobs: error: the output could not be written: No space left on device"
-        ], verb
+        assert (code, said) == (
+            1,
+            ["fleetjobs: error: the output could not be written: No space left on device"],
+        ), verb
 
 
 def test_redis_going_away_mid_wait_is_one_line_and_exit_4() -> None:
