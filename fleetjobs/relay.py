@@ -111,9 +111,10 @@ class Relay:
         """Take the rings waiting, then serve each location with requests one batch
         (:data:`BATCH`, or what :data:`TURN_SECONDS` allows) in turn: a location that rings or
         asks without end (a stolen credential flooding) delays the others by one turn each
-        round, not by its backlog. A location whose requests are costly has its batch cut to
-        what a turn served (doubled again while its turns end early), so the relay holds in
-        hand no more than it serves.
+        round, not by its backlog. A turn that runs out of time cuts its location's next
+        batch to what it served, and a turn that ends early sets it back by its pace (a stall
+        passed: a whole batch again), so once a location's requests prove costly the relay
+        holds no more of them in hand than a turn serves; what waits is on its list.
         Waits up to ``timeout`` s for a ring when nothing is waiting. Returns how many
         requests it served."""
         self._take_rings(timeout)
@@ -125,7 +126,8 @@ class Relay:
             if len(taken) < want:
                 del self._pending[location]  # drained: its next request rings again
                 self._batch.pop(location, None)
-            turn_ends = time.monotonic() + TURN_SECONDS
+            began = time.monotonic()
+            turn_ends = began + TURN_SECONDS
             for i, raw in enumerate(taken):
                 if i and time.monotonic() > turn_ends:  # costly requests: the rest go back,
                     self.r.lpush(key, *reversed(taken[i:]))  # first in line, for its next turn
@@ -137,11 +139,13 @@ class Relay:
                 self.serve(location, raw)
                 served += 1
             else:
-                if len(taken) == want < BATCH and time.monotonic() <= turn_ends:
-                    if want * 2 < BATCH:  # cheap again: take more
-                        self._batch[location] = want * 2
-                    else:
+                if len(taken) == want < BATCH:  # a cut batch, served whole: as many as fit
+                    took = time.monotonic() - began  # in a turn at this one's pace
+                    fits = BATCH if took <= 0 else int(want * TURN_SECONDS / took)
+                    if fits >= BATCH:
                         self._batch.pop(location, None)
+                    else:
+                        self._batch[location] = max(want, fits)
         return served
 
     def _take_rings(self, timeout: float) -> None:

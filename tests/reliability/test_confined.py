@@ -407,8 +407,8 @@ def test_one_hosts_costly_requests_do_not_hold_another_hosts_job(
         job = fleet.start("echo", "served", locations=b)
         assert fleet.wait([job], timeout=60)
         # then it was served before a's backlog was (turns are by time, not by count): most
-        # of a's requests have no answer yet (counted by answer, not by what is left on a's
-        # list: the relay holds the turn's requests it took, so the list can read empty)
+        # of a's requests have no answer yet (counted by answer: a's list also holds a's
+        # worker's own requests, and the one in the relay's hands is on no list)
         answers = [fleet.store.keys.relay_answer(a, f"flood{i}") for i in range(len(backlog))]
         served = fleet.store.r.exists(*answers)
         left = stolen.llen(fleet.store.keys.relay(a))
