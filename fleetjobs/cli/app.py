@@ -82,7 +82,7 @@ class _Group(LazyGroup):
             # a full disk, a quota, an I/O error under a redirected output: one line and a
             # failure, not an internal error (the console writes no other file)
             to_devnull(sys.stdout)
-            fail(f"the output could not be written: {exc.strerror}", EXIT_FAILED)
+            fail(unwritten(exc), EXIT_FAILED)
 
 
 class State:
@@ -272,11 +272,15 @@ def _flushed(code: int) -> int:
             if isinstance(exc, BrokenPipeError):
                 code = EXIT_PIPE
             else:
-                why = f"fleetjobs: error: the output could not be written: {exc.strerror or exc}"
                 with contextlib.suppress(OSError, ValueError, AttributeError):
-                    click.echo(why, err=True)
+                    click.echo(f"fleetjobs: error: {unwritten(exc)}", err=True)
                 code = code or EXIT_FAILED
     return code
+
+
+def unwritten(exc: OSError) -> str:
+    """What fleetjobs says when its output could not be written (in the verb or at its end)."""
+    return f"the output could not be written: {exc.strerror or exc}"
 
 
 def to_devnull(stream: Any) -> None:
