@@ -276,33 +276,3 @@ def test_a_job_an_older_worker_runs_keeps_every_instance_id_in_the_index(
     }
     layers.lifecycle.remove(layers.registry.load([pid, opid]))
     assert r.hlen(keys.iids) == 0
-
-
-@pytest.mark.parametrize("long_argument", [False, True])
-def test_a_parent_is_read_the_same_packed_or_as_a_hash_table(
-    layers: Layers, long_argument: bool
-) -> None:
-    # a small parent is one packed list, read whole; one with a long value (an argument past
-    # hash-max-listpack-value) is a hash table, read field by field: the same job either way
-    arg = "x" * (200 if long_argument else 5)
-    w = layers
-    pid, _, children = w.lifecycle.create(JobSpec("echo", [arg], {}, "echo", ["h1", "h2", "h3"]))
-    key = w.keys.job(pid)
-    assert w.store.r.object("encoding", key) == ("hashtable" if long_argument else "listpack")
-    state, _, running = w.lifecycle.claim(children[0].id, "w")
-    assert state == "Running" and running is not None
-    _, call = running
-    assert call is not None and call[1:] == ([arg], {})  # the parent's call, read by the claim
-    began = w.store.r.hget(key, "begin")
-    assert began == w.store.r.hget(w.keys.job(children[0].id), "begin")
-    [parent] = w.registry.load([pid], children=False)
-    assert parent.state is JobState.RUNNING
-    w.lifecycle.finish(children[0].id, JobState.FAILED, "disk full")
-    for child in children[1:]:
-        w.lifecycle.claim(child.id, "w")
-        w.lifecycle.finish(child.id, JobState.COMPLETED)
-    [parent] = w.registry.load([pid], children=False)
-    assert parent.state is JobState.FAILED
-    assert parent.reason == "1 of 3 child jobs failed: h1: disk full"
-    assert w.store.r.hget(key, "begin") == began and w.store.r.hget(key, "end")
-    assert w.store.r.zscore(w.keys.failed, pid) is not None  # indexed as failed, once settled

@@ -51,35 +51,18 @@ end
 
 -- a parent's state from its children's counts: the rule of fleetjobs.states.parent_state.
 -- Returns its fields as read (with 'state' as it now is), for the caller's next steps.
--- more: other fields the caller needs, read in the same read; begin: when its first child
+-- more: other fields the caller needs, read in the same HMGET; begin: when its first child
 -- began (a claim), set with the state unless the parent has one already.
 local function refresh_parent(pid, more, begin)
   local pk = K.job(pid)
-  local counter = {}  -- state -> its counter's field name, made once
-  for _, state in pairs(S) do counter[state] = 'c:' .. state end
-  local f
-  if redis.call('OBJECT', 'ENCODING', pk) == 'hashtable' then
-    -- a large parent (a fan-out's long children field, a long argument): a hash table,
-    -- where asking for each field by name costs no scan, and reading it all would copy them
-    local names = {'n', 'state', 'stop', 'stop_reason', 'freasons', 'last_reason', 'iid',
-                   'batch', 'created', 'throttle', 'begin'}
-    for _, name in pairs(counter) do names[#names + 1] = name end
-    for _, name in ipairs(more or {}) do names[#names + 1] = name end
-    f = fields(pk, unpack(names))
-  else
-    -- a small parent is one packed list (every value short, hash-max-listpack-value), where
-    -- each field asked by name is a scan of it, an absent counter a whole one: one read of
-    -- it all costs less (a gone parent: no fields, as HMGET would say)
-    f = {}
-    local h = redis.call('HGETALL', pk)
-    for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
-    for _, name in ipairs(more or {}) do
-      if f[name] == nil then f[name] = false end  -- as HMGET gives it: the caller's list
-    end
-  end
+  local names = {'n', 'state', 'stop', 'stop_reason', 'freasons', 'last_reason', 'iid',
+                 'batch', 'created', 'throttle', 'begin'}
+  for _, state in pairs(S) do table.insert(names, 'c:' .. state) end
+  for _, name in ipairs(more or {}) do table.insert(names, name) end
+  local f = fields(pk, unpack(names))
   if not f.n then return f end
   local n = tonumber(f.n)
-  local function stored(state) return tonumber(f[counter[state]] or '0') or 0 end
+  local function stored(state) return tonumber(f['c:' .. state] or '0') or 0 end
   local moved = 0  -- children out of NotStarted
   for _, state in pairs(S) do
     if state ~= S.NOT_STARTED then moved = moved + stored(state) end
@@ -106,7 +89,7 @@ local function refresh_parent(pid, more, begin)
   else new = S.RUNNING end
   local set = {}
   if begin and not f.begin then set = {'begin', begin} end
-  local kept = f[counter[S.NOT_STARTED]]  -- an older version's count (see move)
+  local kept = f['c:' .. S.NOT_STARTED]  -- an older version's count (see move)
   if kept and tonumber(kept) ~= n - moved then
     set[#set + 1] = 'c:' .. S.NOT_STARTED; set[#set + 1] = n - moved
   end
