@@ -158,6 +158,11 @@ def test_a_confined_worker_credential_cannot_start_a_job_on_another_host(
             lambda: stolen.incr(keys.seq),
             lambda: stolen.hset(f"{cfg.prefix}redbeat:evil", "definition", "{}"),
             lambda: stolen.eval(f"return redis.call('LPUSH', '{queue}', 'x')", 0),
+            # a function library is server-wide: code a console's FCALL would run as itself
+            lambda: stolen.function_load(
+                "#!lua name=fj\nredis.register_function('claim', function() return 1 end)"
+            ),
+            lambda: stolen.function_flush(),
             lambda: stolen.sadd(f"{cfg.prefix}_kombu.binding.x", "y") and stolen.delete(queue),
         ):
             with pytest.raises(redis.exceptions.ResponseError) as refused:
