@@ -217,12 +217,26 @@ def _transient_errors(consumer: Any) -> tuple[type[BaseException], ...]:
 # ---- the envelope -------------------------------------------------------------------------
 
 
-def envelope_problem(item: Any) -> str | None:
-    """Why a raw item popped from a queue cannot become a kombu message; None if it can."""
+def read_envelope(item: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """A raw item popped from a queue as kombu's message (read once, by kombu's own JSON
+    reader), or None and why it cannot become one."""
     try:
-        doc = json.loads(item if isinstance(item, str) else bytes(item).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        return f"its envelope is not JSON: {_line(exc)}"
+        doc = loads(item if isinstance(item, str) else bytes(item).decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, f"its envelope is not JSON: {_line(exc)}"
+    except RecursionError:
+        return None, "its envelope is not JSON: nested too deep to read"
+    except Exception as exc:  # a decoder of kombu's typed values failed
+        # kombu reads {"__type__": ..., "__value__": ...} as a value of that type: a type it
+        # has no decoder for, or a value its decoder cannot read, raises whatever that decoder
+        # raises; anything a queue can hand the worker gets an answer, not a crash
+        return None, f"its envelope holds a value kombu cannot read: {_line(exc)}"
+    problem = envelope_problem(doc)
+    return (doc, None) if problem is None else (None, problem)
+
+
+def envelope_problem(doc: Any) -> str | None:
+    """Why a parsed envelope cannot become a kombu message; None if it can."""
     if not isinstance(doc, dict):
         return "its envelope is not a JSON object"
     props = doc.get("properties")
@@ -279,13 +293,12 @@ def guard_envelopes(box: DeadLetterBox) -> None:
             dest, item = dest__item
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            problem = envelope_problem(item)
-            if problem is not None:
+            message, problem = read_envelope(item)
+            if message is None:
                 # popped and never put in the unacked set: dropping it here is its ack
                 for keeper in _BOX:
-                    keeper.drop(dest, problem, body=deadletters.body_text(item))
+                    keeper.drop(dest, problem or "?", body=deadletters.body_text(item))
                 return True
-            message = loads(bytes_to_str(item))
             # where it came from is the queue it was popped from, not what its envelope says
             # (unsigned, anyone's to write): the claim checks the location against this
             info = message["properties"].setdefault("delivery_info", {})

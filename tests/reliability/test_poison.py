@@ -17,6 +17,13 @@ from fleetjobs.store import Store
 from ..conftest import eventually, make_cli, uniq
 from .support import fleet_with, own_config
 
+# JSON that kombu's reader turns into a value of the type it names ({"__type__": ...,
+# "__value__": ...}): a type it has no decoder for, a value its decoder cannot read
+TYPED = (
+    ("a value of a type kombu does not know", {"__type__": "nope", "__value__": 1}),
+    ("a datetime that is not one", {"__type__": "datetime", "__value__": "notadate"}),
+)
+
 
 def poison(cfg: Any, location: str) -> list[str]:
     """Publish one of each kind of bad message onto ``location``'s queue; returns their kinds."""
@@ -49,9 +56,14 @@ def poison(cfg: Any, location: str) -> list[str]:
         send("a time limit not a number", [[1], {}, {}], headers={**job, "timelimit": "zz"})
         send("a negative time limit", [[1], {}, {}], headers={**job, "timelimit": [-1, -1]})
         send("an eta not a time", [[1], {}, {}], headers={**job, "eta": "notadate"})
+        for kind, typed in TYPED:
+            send(f"a body holding {kind}", [[typed], {}, {}])
+        send("a body nested too deep to read", b"[" * 100_000, serializer=None, **raw)
     client = redis.Redis.from_url(cfg.redis_url)
     client.lpush(f"{cfg.prefix}{queue}", b"not even an envelope")
     sent.append("an envelope that is not JSON")
+    client.lpush(f"{cfg.prefix}{queue}", b"[" * 100_000)
+    sent.append("an envelope nested too deep to read")
     # a body encoding kombu has no codec for: it raised out of the event loop (the worker
     # died, and the message was gone with it)
     envelope = {
@@ -66,8 +78,13 @@ def poison(cfg: Any, location: str) -> list[str]:
         },
     }
     client.lpush(f"{cfg.prefix}{queue}", json.dumps(envelope))
-    client.close()
     sent.append("an unknown body encoding")
+    for kind, typed in TYPED:
+        props = {**envelope["properties"], "body_encoding": "base64", "x": typed}
+        bad = {**envelope, "properties": {**props, "delivery_tag": uniq("tag")}}
+        client.lpush(f"{cfg.prefix}{queue}", json.dumps(bad))
+        sent.append(f"an envelope holding {kind}")
+    client.close()
     return sent
 
 
