@@ -56,7 +56,7 @@ class DeadLetter:
         """A stored letter; one damaged (written by hand) still reads, as far as it can."""
         try:
             doc = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # the last: nested too deep to read
             doc = {"reason": "this dead letter's record cannot be read", "body": text}
         return cls.checked(doc if isinstance(doc, dict) else {"body": text})
 

@@ -183,7 +183,7 @@ class Relay:
             if not rid.isalnum() or len(rid) > 64:
                 raise ValueError("a bad request id")
             op, args = str(request["op"]), list(request["args"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # the last: nested too deep
             log.error("relay: dropped a malformed request from %s: %.200s", location, raw)
             return
         try:

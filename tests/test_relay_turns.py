@@ -65,3 +65,18 @@ def test_costly_requests_wait_on_their_list_and_cheap_ones_get_whole_batches_aga
     # cheap requests took two turns (one, then the other 39 in one batch; a third if this
     # machine stalled a whole turn), not one each nor a climb back by doubling
     assert turns[3] == 1 and len(turns[3:]) <= 3 and sum(turns[3:]) == 40, turns
+
+
+def test_a_request_nested_too_deep_to_read_is_dropped_and_its_turn_goes_on(store: Store) -> None:
+    # given a location's list (its worker's credential may write anything there): JSON nested
+    # deeper than Python reads, then requests after it in the same batch
+    relay = Relay(store)
+    loc = "web01"
+    junk = ["[" * 100_000, "not json", '{"id": "../x", "op": "script", "args": []}']
+    store.r.rpush(store.keys.relay(loc), *junk)
+    store.r.lpush(store.keys.bell, loc)
+    # then one turn drops each (the relay's step does not raise), none is left on the list or
+    # in the relay's hands, and no answer is written for any of them
+    assert relay.step(timeout=0.1) == len(junk)
+    assert store.r.llen(store.keys.relay(loc)) == 0
+    assert not list(store.r.scan_iter(store.keys.relay_answer(loc, "*")))
