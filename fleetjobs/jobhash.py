@@ -68,7 +68,7 @@ class _Fields:
             return default
         try:
             parsed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # the last: nested too deep to read
             parsed = None
         if not isinstance(parsed, kind):
             self.bad.append(name)

@@ -173,7 +173,7 @@ def _records(child: JobInfo, items: list[str]) -> list[Record]:
             stream, data, at = rec["s"], rec["d"], float(rec["t"])
             if not isinstance(stream, str):
                 raise TypeError("its stream is not a name")
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
             # one damaged record (written by hand into Redis) is said, and the rest delivered
             stream, at = "error", 0.0
             data = f"a record of this job could not be read ({type(exc).__name__}): {item[:200]}"
@@ -191,7 +191,7 @@ def is_record(text: str) -> bool:
             and "d" in rec
             and is_number(rec.get("t"))
         )
-    except ValueError:
+    except (ValueError, RecursionError):  # the last: nested too deep to read
         return False
 
 

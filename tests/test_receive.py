@@ -130,9 +130,9 @@ def test_a_damaged_record_or_host_record_is_said_and_the_rest_delivered(fleet: F
     assert fleet.wait([job], timeout=20)
     child = job.info.children[0]
     r, keys = fleet.store.r, fleet.store.keys
-    r.linsert(
-        keys.out(child.instance_id), "AFTER", r.lindex(keys.out(child.instance_id), 0), "junk"
-    )
+    first = r.lindex(keys.out(child.instance_id), 0)
+    r.linsert(keys.out(child.instance_id), "AFTER", first, "junk")
+    r.linsert(keys.out(child.instance_id), "AFTER", first, "[" * 100_000)  # nested too deep
     ghost = f"ghost-{child.id}"
     r.hset(keys.hosts, ghost, json.dumps({"location": ghost, "tags": "zz"}))
     r.zadd(keys.seen, {ghost: 1})
@@ -142,8 +142,9 @@ def test_a_damaged_record_or_host_record_is_said_and_the_rest_delivered(fleet: F
         # then receive delivers every record, the damaged one as an error that says so
         got = fleet.receive(job)
         assert list(got) == ["first", "second"]
-        [bad] = [rec for rec in got.records if rec.stream == "error"]
+        deep, bad = [rec for rec in got.records if rec.stream == "error"]
         assert "could not be read" in str(bad.data) and "junk" in str(bad.data)
+        assert "could not be read (RecursionError): [[[" in str(deep.data)
         # and the hosts list leaves out the damaged host, keeping the rest
         listed = {h.location: h for h in fleet.hosts()}
         assert ghost not in listed and listed["alpha"].facts == {}
