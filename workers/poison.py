@@ -77,6 +77,8 @@ def why_not_a_job(message: Any, content_type: str = JSON) -> str | None:
         return f"its body cannot be decoded: {type(exc).__name__}: {_line(exc)}"
     if not isinstance(body, list) or len(body) != 3:
         return "its body is not Celery's [args, kwargs, embed]"
+    if nested_too_deep(body):  # Celery pickles it for the pool, which has a depth it can do
+        return f"its body is nested more than {MAX_DEPTH} levels deep"
     args, kwargs, embed = body
     if not isinstance(args, list) or len(args) != 1 or type(args[0]) is not int or args[0] < 1:
         return f"its arguments are {_short(args)}, not [job id]"
@@ -110,6 +112,26 @@ def _header_problem(headers: dict[str, Any]) -> str | None:
     if shadow is not None and not isinstance(shadow, str):
         return f"its shadow header is {_short(shadow)}, not a name"
     return None
+
+
+# how deep a message's JSON may nest: a job's is a few levels (its spec's arguments some
+# more); Celery pickles a message for its pool, and kombu writes it back as JSON, each
+# failing some 450 to 950 levels down (with a pool slot kept, or the worker ended)
+MAX_DEPTH = 100
+
+
+def nested_too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists and objects nest in ``value`` more than ``limit`` deep (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        inner = item.values() if type(item) is dict else item if type(item) is list else ()
+        for child in inner:
+            if type(child) is dict or type(child) is list:
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _positive(value: Any) -> bool:
@@ -226,11 +248,12 @@ def read_envelope(item: Any) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"its envelope is not JSON: {_line(exc)}"
     except RecursionError:
         return None, "its envelope is not JSON: nested too deep to read"
-    except Exception as exc:  # a decoder of kombu's typed values failed
+    except Exception as exc:  # a value JSON allows and the reader does not
         # kombu reads {"__type__": ..., "__value__": ...} as a value of that type: a type it
         # has no decoder for, or a value its decoder cannot read, raises whatever that decoder
-        # raises; anything a queue can hand the worker gets an answer, not a crash
-        return None, f"its envelope holds a value kombu cannot read: {_line(exc)}"
+        # raises (so does an integer of more digits than Python reads); anything a queue can
+        # hand the worker gets an answer, not a crash
+        return None, f"its envelope cannot be read: {type(exc).__name__}: {_line(exc)}"
     problem = envelope_problem(doc)
     return (doc, None) if problem is None else (None, problem)
 
@@ -242,10 +265,22 @@ def envelope_problem(doc: Any) -> str | None:
     props = doc.get("properties")
     if not isinstance(props, dict) or "delivery_tag" not in props:
         return "its envelope has no properties with a delivery tag"
+    tag = props["delivery_tag"]
+    if not isinstance(tag, str) or not tag:  # kombu's are uuid4 text; it keys its books by it
+        return f"its delivery tag is {_short(tag)}, not a text tag"
     if not isinstance(props.get("delivery_info", {}), dict):
         return "its envelope's delivery info is not an object"
-    if doc.get("headers") is not None and not isinstance(doc["headers"], dict):
+    headers = doc.get("headers")
+    if headers is not None and not isinstance(headers, dict):
         return "its envelope's headers are not an object"
+    if headers and headers.get("compression") is not None:
+        # kombu would decompress it before any guard sees it, and an unknown method is
+        # acknowledged and dropped there with a traceback; fleetjobs compresses nothing
+        return f"it is compressed ({_short(headers['compression'])}): fleetjobs sends no such"
+    if nested_too_deep(doc):
+        # kombu writes it back as JSON (its reserved messages) and Celery pickles it for the
+        # pool: deeper than they can, it ended the worker, or held a pool slot for good
+        return f"its envelope is nested more than {MAX_DEPTH} levels deep"
     body = doc.get("body")
     if body is not None and not isinstance(body, str):
         return "its envelope's body is not a string"

@@ -25,10 +25,19 @@ TYPED = (
 )
 
 
+def nested(levels: int) -> Any:
+    """A value of lists and objects ``levels`` deep (made without recursion)."""
+    value: Any = 1
+    for i in range(levels):
+        value = {"x": value} if i % 2 else [value]
+    return value
+
+
 def poison(cfg: Any, location: str) -> list[str]:
     """Publish one of each kind of bad message onto ``location``'s queue; returns their kinds."""
     queue = queue_for(location)
     job = {"task": TASK_NAME, "id": uniq("forged")}
+    deep_job = {**job, "x": nested(480)}
     route = {"routing_key": queue, "exchange": ""}
     sent = []
     options = {"global_keyprefix": cfg.prefix}
@@ -59,6 +68,15 @@ def poison(cfg: Any, location: str) -> list[str]:
         for kind, typed in TYPED:
             send(f"a body holding {kind}", [[typed], {}, {}])
         send("a body nested too deep to read", b"[" * 100_000, serializer=None, **raw)
+        # read, but deeper than Celery pickles for the pool: it held a pool slot for good
+        # (the guard refused it as 'Celery could not take it'), and concurrency-many of them
+        # stopped the host
+        for i in range(3):
+            send(f"a job's header nested 480 deep ({i + 1})", [[1], {}, {}], headers=deep_job)
+        send("a spec nested 480 deep", [[1], {"spec": {"args": nested(480)}}, {}])
+        # kombu decompresses before any guard: an unknown method was acknowledged and
+        # dropped with a traceback and no dead letter
+        send("an unknown compression", [[1], {}, {}], headers={**job, "compression": "nope"})
     client = redis.Redis.from_url(cfg.redis_url)
     client.lpush(f"{cfg.prefix}{queue}", b"not even an envelope")
     sent.append("an envelope that is not JSON")
@@ -79,11 +97,25 @@ def poison(cfg: Any, location: str) -> list[str]:
     }
     client.lpush(f"{cfg.prefix}{queue}", json.dumps(envelope))
     sent.append("an unknown body encoding")
+    good = {**envelope["properties"], "body_encoding": "base64"}
     for kind, typed in TYPED:
-        props = {**envelope["properties"], "body_encoding": "base64", "x": typed}
-        bad = {**envelope, "properties": {**props, "delivery_tag": uniq("tag")}}
+        bad = {**envelope, "properties": {**good, "x": typed, "delivery_tag": uniq("tag")}}
         client.lpush(f"{cfg.prefix}{queue}", json.dumps(bad))
         sent.append(f"an envelope holding {kind}")
+    # what kombu keys its books by: anything but text ended the worker, the message lost
+    when = {"__type__": "datetime", "__value__": "2026-11-30T10:00:00"}  # read as a datetime
+    for kind, tag in (("a list", [1]), ("null", None), ("a datetime", when)):
+        bad = {**envelope, "properties": {**good, "delivery_tag": tag}}
+        client.lpush(f"{cfg.prefix}{queue}", json.dumps(bad))
+        sent.append(f"a delivery tag that is {kind}")
+    # read by the guard, but deeper than kombu writes back (its reserved messages): the
+    # worker ended
+    bad = {**envelope, "properties": {**good, "x": "X", "delivery_tag": uniq("tag")}}
+    text = json.dumps(bad).replace('"X"', "[" * 965 + "]" * 965)  # past json.dumps' depth
+    client.lpush(f"{cfg.prefix}{queue}", text)
+    sent.append("an envelope nested 965 deep")
+    client.lpush(f"{cfg.prefix}{queue}", b'{"properties": {"delivery_tag": 1' + b"0" * 5000 + b"}}")
+    sent.append("an integer of more digits than Python reads")
     client.close()
     return sent
 
@@ -116,6 +148,11 @@ def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_se
         assert any("not positive seconds" in d.reason for d in letters)
         assert any("eta header is 'notadate'" in d.reason for d in letters)
         assert any("body encoding is 'rot13'" in d.reason for d in letters)
+        assert any("envelope is not JSON: nested too deep" in d.reason for d in letters)
+        assert any("envelope cannot be read: ValueError" in d.reason for d in letters)
+        assert sum("delivery tag is" in d.reason for d in letters) == 3
+        assert sum("nested more than 100 levels deep" in d.reason for d in letters) == 5
+        assert any("it is compressed ('nope')" in d.reason for d in letters)
         assert workers.procs[0].poll() is None, "the worker exited"
         log = (tmp_path / "worker-0.log").read_text()
         assert log.count("refused a message on queue") == len(kinds), log[-3000:]
