@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from fleetjobs import ActionError, action, fact
@@ -206,3 +207,16 @@ def tally_slowly(ctx: Any, folder: str, seconds: float) -> str:
         fh.write(f"{os.getpid()}\n")
     time.sleep(seconds)
     return path
+
+
+@dataclass
+class Greeter:
+    """An action that is a callable object, not a function (a dataclass: it has no hash)."""
+
+    greeting: str
+
+    def __call__(self, ctx: Any, name: str) -> str:
+        return f"{self.greeting}, {name}"
+
+
+action(name="greet")(Greeter("hello"))

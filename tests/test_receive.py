@@ -6,6 +6,8 @@ import json
 import threading
 
 from fleetjobs import Fleet, JobState
+from fleetjobs.deadletters import DeadLetter
+from fleetjobs.records import is_record
 
 from .conftest import eventually
 
@@ -155,3 +157,27 @@ def test_a_damaged_record_or_host_record_is_said_and_the_rest_delivered(fleet: F
             r.hdel(keys.facts, "alpha")
         else:
             r.hset(keys.facts, "alpha", kept_facts)
+
+
+def test_an_action_that_is_a_callable_object_runs(fleet: Fleet) -> None:
+    # given an action registered as an object with __call__ and no hash (tests.support_actions)
+    job = fleet.start("greet", "world", locations="alpha")
+    assert fleet.wait([job], timeout=20)
+    # then it runs with its arguments checked as a function's are
+    assert job.state is JobState.COMPLETED, job.info.reason
+    assert list(fleet.receive(job)) == ["hello, world"]
+
+
+def test_json_nested_too_deep_to_read_is_a_damaged_value_wherever_it_is_read(
+    fleet: Fleet,
+) -> None:
+    deep = "[" * 100_000  # what a credential that writes Redis can leave anywhere
+    # a record the relay is asked to write is not one; a dead letter's record cannot be read
+    assert not is_record(deep)
+    assert DeadLetter.from_json(deep).reason == "this dead letter's record cannot be read"
+    # and a job's JSON field of that kind reads as damaged, the job itself as it is
+    job = fleet.start("echo", "x", locations="alpha")
+    assert fleet.wait([job], timeout=20)
+    fleet.store.r.hset(fleet.store.keys.job(job.id), "progress", deep)
+    [info] = fleet.registry.load([job.id])
+    assert info.state is JobState.COMPLETED and info.progress is None

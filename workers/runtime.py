@@ -273,11 +273,17 @@ def _watch_pool() -> ThreadPoolExecutor:
     return _watch_threads[1]
 
 
-@functools.cache
+_signatures = functools.cache(inspect.signature)
+
+
 def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     """An action's signature, made once per process: ``inspect.signature`` took 36 of the 43
-    us the check of a job's arguments cost (timeit, ``echo``); binding to it takes the rest."""
-    return inspect.signature(fn)
+    us the check of a job's arguments cost (timeit, ``echo``); binding to it takes the rest.
+    An action that cannot be a key (a callable object without a hash) has it made each time."""
+    try:
+        return _signatures(fn)
+    except TypeError:
+        return inspect.signature(fn)
 
 
 class _Later:
