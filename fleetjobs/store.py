@@ -36,6 +36,11 @@ from .version import __version__
 _DRIVER = DriverInfo(name="redis-py", lib_version=redis.__version__).add_upstream_driver(
     "fleetjobs", __version__
 )
+# a reply that is not UTF-8 reads with U+FFFD where it is not: what fleetjobs writes always
+# is, and what is not was written by hand or by a stolen credential (a relay's ring, a relay
+# request, a job's channel); strict decoding raised UnicodeDecodeError, no RedisError, out
+# of a relay's round (every location's turn lost) and a console's wait
+READ_ERRORS = "replace"
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -124,6 +129,7 @@ class Store:
             client = redis.Redis.from_url(
                 config.redis_url,
                 decode_responses=True,
+                encoding_errors=READ_ERRORS,
                 socket_connect_timeout=5,
                 health_check_interval=30,
                 command_packer=_packer(),
@@ -145,6 +151,7 @@ class Store:
             username=sentinel.username,
             password=sentinel.password,
             decode_responses=True,
+            encoding_errors=READ_ERRORS,
             health_check_interval=30,
             command_packer=_packer(),
             driver_info=_DRIVER,

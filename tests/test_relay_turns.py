@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from fleetjobs import Config
 from fleetjobs.relay import TURN_SECONDS, Relay
@@ -80,3 +81,22 @@ def test_a_request_nested_too_deep_to_read_is_dropped_and_its_turn_goes_on(store
     assert relay.step(timeout=0.1) == len(junk)
     assert store.r.llen(store.keys.relay(loc)) == 0
     assert not list(store.r.scan_iter(store.keys.relay_answer(loc, "*")))
+
+
+def test_rings_and_requests_that_are_not_utf8_cost_no_location_its_turn(store: Store) -> None:
+    # given a stolen credential's junk: a ring that is not UTF-8 on the bell, and requests
+    # that are not on its own list; and another location's requests waiting behind them
+    relay = Relay(store)
+    raw = redis.Redis.from_url(store.config.redis_url)  # bytes, as the credential writes
+    try:
+        raw.rpush(store.keys.relay("web01"), *[b"\xff\xfe"] * 150)
+        raw.rpush(store.keys.relay("web02"), b"not json", b"[]")
+        raw.lpush(store.keys.bell, b"\xff", b"web01", b"web02", b"\xc3")
+        # then the relay's steps raise nothing and serve every location: the junk is
+        # dropped as malformed, web02's turn comes in the first round
+        served = [relay.step(timeout=0.1) for _ in range(3)]
+        assert sum(served) == 152, served
+        assert raw.llen(store.keys.relay("web01")) == 0
+        assert raw.llen(store.keys.relay("web02")) == 0
+    finally:
+        raw.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+
+import redis
 
 from fleetjobs import Fleet, JobState
 
@@ -86,3 +89,25 @@ def test_a_wait_wakes_for_the_end_of_a_job_not_for_each_change(fleet: Fleet) -> 
     # ... and the wait looked once before the job ended and once after, with no look for the
     # start of the job or its subscription's confirmation
     assert len(looks) == 2, looks
+
+
+def test_junk_on_a_jobs_channel_does_not_end_a_wait(fleet: Fleet) -> None:
+    # given a job that runs for a moment, and bytes that are not UTF-8 published on its
+    # channel while a console waits (anyone who may publish on jobs' channels can)
+    job = fleet.start("sleep", 1.5, locations="alpha")
+    raw = redis.Redis.from_url(fleet.config.redis_url)
+    stop = threading.Event()
+
+    def junk() -> None:
+        while not stop.wait(0.1):
+            raw.publish(fleet.store.keys.events(job.info.instance_id), b"\xff\xfe")
+
+    sender = threading.Thread(target=junk, daemon=True)
+    sender.start()
+    try:
+        # then the wait goes on to the job's end (it raised UnicodeDecodeError)
+        assert fleet.wait([job], timeout=20) and job.state is JobState.COMPLETED
+    finally:
+        stop.set()
+        sender.join()
+        raw.close()
