@@ -11,12 +11,11 @@ worker and nothing disappears without a trace. The list is bounded: the newest
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .options import is_number
+from .options import is_time
 from .store import Store, guarded
 
 LIMIT = 1000
@@ -65,7 +64,7 @@ class DeadLetter:
         """A letter from a document whatever it holds: ``at`` a number (else 0), every other
         field text, the reason a line and the body cut as :func:`body_text` cuts it."""
         at = doc.get("at")
-        ok = is_number(at) and math.isfinite(at)
+        ok = is_time(at)
         text = {k: doc.get(k) for k in cls.__dataclass_fields__ if k != "at"}
         fields = {k: v if isinstance(v, str) else "" for k, v in text.items()}
         fields["reason"] = fields["reason"][:REASON_LIMIT]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .model import HostInfo
-from .options import is_number
+from .options import MAX_SECONDS, is_number, is_time
 from .store import Store, guarded
 
 log = logging.getLogger("fleetjobs.hosts")
@@ -67,7 +67,8 @@ def _flag(value: Any) -> bool:
 
 
 _FIELD_OK = {
-    **dict.fromkeys(("ttl", "last_seen"), is_number),
+    "ttl": lambda v: is_number(v) and 0 < v <= MAX_SECONDS,  # NaN fails: no comparison holds
+    "last_seen": is_time,
     **dict.fromkeys(("concurrency", "pid"), _integer),
     **dict.fromkeys(("location", "version", "hostname", "worker", "relay_version"), _text),
     **dict.fromkeys(("actions", "suspendable"), _texts),

@@ -26,7 +26,10 @@ def iso(ts: float | None) -> str | None:
     """A Unix time as ISO 8601 in UTC, or None."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):  # NaN, 1e300: a time no datetime can show
+        return None
 
 
 def to_json(value: Any, what: str = "argument") -> str:

@@ -100,6 +100,16 @@ def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+# the last second a datetime can show (9999-12-31 23:59:59 UTC)
+LAST_TIME = 253402300799.0
+
+
+def is_time(value: Any) -> TypeGuard[int | float]:
+    """Whether ``value`` is a Unix time a datetime can show: a finite number from 0 to the
+    year 9999 (what Redis holds may have been written by anyone with its credential)."""
+    return is_number(value) and 0 <= value <= LAST_TIME  # NaN fails both comparisons
+
+
 def instant(value: Any) -> float | None:
     """A point in time as Unix seconds (None stays None): a finite number, or a datetime
     (local time when it names no zone)."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import FleetJobsError
 from .model import JobInfo, Record
-from .options import is_number
+from .options import is_time
 from .store import Store, guarded
 
 BATCH = 1000  # records per take: bounded console memory, no long Redis call
@@ -170,9 +170,12 @@ def _records(child: JobInfo, items: list[str]) -> list[Record]:
     for item in items:
         try:
             rec = json.loads(item)
-            stream, data, at = rec["s"], rec["d"], float(rec["t"])
+            stream, data, at = rec["s"], rec["d"], rec["t"]
             if not isinstance(stream, str):
                 raise TypeError("its stream is not a name")
+            if not is_time(at):  # NaN, 1e300: no time a console can show
+                raise ValueError(f"its time is {at!r}")
+            at = float(at)
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             # one damaged record (written by hand into Redis) is said, and the rest delivered
             stream, at = "error", 0.0
@@ -189,7 +192,7 @@ def is_record(text: str) -> bool:
             isinstance(rec, dict)
             and isinstance(rec.get("s"), str)
             and "d" in rec
-            and is_number(rec.get("t"))
+            and is_time(rec.get("t"))
         )
     except (ValueError, RecursionError):  # the last: nested too deep to read
         return False

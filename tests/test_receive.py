@@ -9,7 +9,7 @@ from fleetjobs import Fleet, JobState
 from fleetjobs.deadletters import DeadLetter
 from fleetjobs.records import is_record
 
-from .conftest import eventually
+from .conftest import eventually, make_cli
 
 
 def test_results_are_consumed_once_unless_kept(fleet: Fleet) -> None:
@@ -181,3 +181,48 @@ def test_json_nested_too_deep_to_read_is_a_damaged_value_wherever_it_is_read(
     fleet.store.r.hset(fleet.store.keys.job(job.id), "progress", deep)
     [info] = fleet.registry.load([job.id])
     assert info.state is JobState.COMPLETED and info.progress is None
+
+
+def test_times_no_datetime_can_show_and_odd_facts_are_damaged_values_not_crashes(
+    fleet: Fleet,
+) -> None:
+    # given what a credential that writes Redis (or a host's relay requests) can leave: a
+    # record, a host record and a dead letter whose times are NaN or 1e300, and facts of
+    # any JSON
+    for t in ("NaN", "1e300", "-1"):
+        assert not is_record(f'{{"s":"output","d":"x","t":{t}}}')
+    assert DeadLetter.checked({"at": 1e300, "reason": "r"}).at == 0.0
+    assert DeadLetter.checked({"at": float("nan"), "reason": "r"}).at == 0.0
+    job = fleet.start("echo", "kept", locations="alpha")
+    assert fleet.wait([job], timeout=20)
+    child = job.info.children[0]
+    r, keys = fleet.store.r, fleet.store.keys
+    out = keys.out(child.instance_id)
+    r.rpush(out, '{"s":"output","d":"far","t":1e300}', '{"s":"output","d":"nan","t":NaN}')
+    ghost = f"ghost-{child.id}"
+    r.hset(keys.hosts, ghost, json.dumps({"location": ghost, "ttl": float("nan"), "last_seen": 1}))
+    r.zadd(keys.seen, {ghost: 1e12})
+    kept_facts = r.hget(keys.facts, "alpha")
+    r.hset(keys.facts, "alpha", json.dumps({"addresses": [1, {"a": 2}], "kernel": ["x"]}))
+    cli = make_cli(fleet.config)
+    try:
+        # then receive delivers them as records that could not be read, the rest as written
+        got = cli("receive", str(job.id), "--json")
+        assert got.returncode == 0, got.stderr
+        records = json.loads(got.stdout)
+        assert [x["data"] for x in records if x["stream"] == "output"] == ["kept"]
+        assert sum("could not be read" in str(x["data"]) for x in records) == 2
+        # and the hosts list leaves out the host whose record is damaged, and shows facts
+        listed = cli("hosts", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert ghost not in listed.stdout
+        facts = cli("hosts", "--facts")
+        assert facts.returncode == 0, facts.stderr
+        assert '1 {"a": 2}' in facts.stdout
+    finally:
+        r.hdel(keys.hosts, ghost)
+        r.zrem(keys.seen, ghost)
+        if kept_facts is None:
+            r.hdel(keys.facts, "alpha")
+        else:
+            r.hset(keys.facts, "alpha", kept_facts)

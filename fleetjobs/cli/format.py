@@ -178,6 +178,13 @@ def print_hosts(hosts: Sequence[HostInfo], as_json: bool) -> None:
 FACT_COLUMNS = ("Location", "Online", "OS", "Kernel", "Arch", "CPUs", "MemGB", "Addresses", "Tags")
 
 
+def _words(value: Any) -> str:
+    """A fact's list as words; facts are what a host reported: any JSON, shown as text."""
+    if isinstance(value, list):
+        return " ".join(v if isinstance(v, str) else json.dumps(v) for v in value)
+    return "" if value is None else value_text(value)
+
+
 def print_facts(hosts: Sequence[HostInfo]) -> None:
     """The hosts' facts as a table (``hosts --facts``)."""
     rows = []
@@ -193,7 +200,7 @@ def print_facts(hosts: Sequence[HostInfo]) -> None:
                 f.get("arch"),
                 f.get("cpu_count"),
                 f.get("memory_gb"),
-                " ".join(f.get("addresses") or []),
+                _words(f.get("addresses")),
                 " ".join(f"{k}={v}" for k, v in sorted(h.tags.items())),
             ]
         )
@@ -201,7 +208,10 @@ def print_facts(hosts: Sequence[HostInfo]) -> None:
 
 
 def _ago(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # a time no datetime can show
+        return "?"
 
 
 def value_text(value: Any) -> str:
