@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from typing import Any
 
 from .celery_app import make_celery
@@ -72,5 +73,49 @@ def _metrics_behind_auth() -> None:
     Metrics.get = guarded
 
 
+def _events_survive_junk() -> None:
+    """Flower reads task events from pub/sub channels that every worker's credential may
+    publish on (a confined one included, deploy/redis-acl.conf). kombu's read of one such
+    message raised on a payload that is not an event (``{}``, ``"x"``, JSON too deep, a
+    typed value it cannot decode) and Flower's capture of events ended, to start again a
+    second later: a steady trickle of junk blinded it to every host. Here a message that
+    cannot be read or handled is dropped (logged, at most once a minute), and the next read."""
+    try:
+        from kombu.transport import redis as kombu_redis
+    except ImportError:
+        return
+    channel: Any = kombu_redis.Channel
+    original = getattr(channel, "_receive_one", None)
+    if original is None or getattr(original, "_fleetjobs", False):
+        if original is None:
+            log.warning("this kombu has no Channel._receive_one: junk events stop Flower")
+        return
+    from queue import Empty
+
+    last = [0.0]
+
+    def _receive_one(self: Any, c: Any) -> Any:
+        try:
+            return original(self, c)
+        except Empty:
+            raise
+        except Exception as exc:  # a message that is not an event: dropped, the next one read
+            # kombu counts KeyError among its connection errors ('properties' missing is
+            # one): only a real connection error goes on up, for Flower to connect again
+            if isinstance(exc, getattr(self, "connection_errors", ())) and not isinstance(
+                exc, LookupError
+            ):
+                raise
+            now = time.monotonic()
+            if now - last[0] > 60:
+                last[0] = now
+                log.warning("dropped a message that is not a task event: %r", exc)
+            raise Empty() from None
+
+    _receive_one._fleetjobs = True  # type: ignore[attr-defined]
+    channel._receive_one = _receive_one
+
+
 _bound_metric_labels()
 _metrics_behind_auth()
+_events_survive_junk()

@@ -305,6 +305,41 @@ def test_a_restarted_worker_is_the_same_worker_in_flower(
         assert flower.tasks()[iid]["worker"] == "fleetjobs@fl1"
 
 
+def test_junk_on_the_event_channels_does_not_blind_flower(
+    flower_fleet: tuple[Config, Fleet, LocalWorkers, FlowerProc], tmp_path: Path
+) -> None:
+    cfg, fleet, _, flower = flower_fleet
+    # given junk published without pause on the task event channels (any worker's
+    # credential may publish there, a confined one's too): not events, not even envelopes
+    db = int(cfg.redis_url.rsplit("/", 1)[-1] or 0)
+    channel = f"{cfg.prefix}/{db}.celeryev/task.failed"
+    junk = [b"{}", b'"x"', b'{"properties": 1}', b"[" * 5000, b"\xff"]
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.wait(0.05):
+            for payload in junk:
+                fleet.store.r.publish(channel, payload)
+
+    sender = threading.Thread(target=publish, daemon=True)
+    sender.start()
+    try:
+        time.sleep(0.5)
+        # when jobs run meanwhile
+        jobs = [fleet.start("echo", i, name=uniq("Junk"), locations=["fl1"]) for i in range(5)]
+        assert fleet.wait(jobs, timeout=30)
+        # then Flower saw each of them end (its capture of events ended at each junk
+        # message, and the events sent while it started again were lost)
+        iids = [j.info.children[0].instance_id for j in jobs]
+        seen = lambda: [flower.tasks().get(i, {}).get("state") for i in iids]  # noqa: E731
+        eventually(lambda: seen() == ["SUCCESS"] * 5, timeout=15)
+    finally:
+        stop.set()
+        sender.join()
+    log = (tmp_path / "flower.log").read_text()
+    assert "Failed to capture events" not in log, log[-2000:]
+
+
 def test_every_event_of_a_job_carries_its_display_name(
     flower_fleet: tuple[Config, Fleet, LocalWorkers, FlowerProc],
 ) -> None:
