@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 
 from fleetjobs import Fleet, JobState
 from fleetjobs.deadletters import DeadLetter
@@ -136,11 +138,8 @@ def test_a_damaged_record_or_host_record_is_said_and_the_rest_delivered(fleet: F
     r.linsert(keys.out(child.instance_id), "AFTER", first, "junk")
     r.linsert(keys.out(child.instance_id), "AFTER", first, "[" * 100_000)  # nested too deep
     ghost = f"ghost-{child.id}"
-    r.hset(keys.hosts, ghost, json.dumps({"location": ghost, "tags": "zz"}))
-    r.zadd(keys.seen, {ghost: 1})
-    kept_facts = r.hget(keys.facts, "alpha")
-    r.hset(keys.facts, "alpha", "[1, 2]")
-    try:
+    doc = json.dumps({"location": ghost, "tags": "zz"})
+    with damaged_hosts(fleet, ghost, doc, seen=1, facts="[1, 2]"):
         # then receive delivers every record, the damaged one as an error that says so
         got = fleet.receive(job)
         assert list(got) == ["first", "second"]
@@ -150,6 +149,19 @@ def test_a_damaged_record_or_host_record_is_said_and_the_rest_delivered(fleet: F
         # and the hosts list leaves out the damaged host, keeping the rest
         listed = {h.location: h for h in fleet.hosts()}
         assert ghost not in listed and listed["alpha"].facts == {}
+
+
+@contextlib.contextmanager
+def damaged_hosts(fleet: Fleet, ghost: str, doc: str, seen: float, facts: str) -> Iterator[None]:
+    """A host record ``doc`` for ``ghost`` (online until ``seen``) and alpha's facts set to
+    ``facts``, as Redis damaged by hand would hold them; put back as they were after."""
+    r, keys = fleet.store.r, fleet.store.keys
+    r.hset(keys.hosts, ghost, doc)
+    r.zadd(keys.seen, {ghost: seen})
+    kept_facts = r.hget(keys.facts, "alpha")
+    r.hset(keys.facts, "alpha", facts)
+    try:
+        yield
     finally:
         r.hdel(keys.hosts, ghost)
         r.zrem(keys.seen, ghost)
@@ -200,12 +212,10 @@ def test_times_no_datetime_can_show_and_odd_facts_are_damaged_values_not_crashes
     out = keys.out(child.instance_id)
     r.rpush(out, '{"s":"output","d":"far","t":1e300}', '{"s":"output","d":"nan","t":NaN}')
     ghost = f"ghost-{child.id}"
-    r.hset(keys.hosts, ghost, json.dumps({"location": ghost, "ttl": float("nan"), "last_seen": 1}))
-    r.zadd(keys.seen, {ghost: 1e12})
-    kept_facts = r.hget(keys.facts, "alpha")
-    r.hset(keys.facts, "alpha", json.dumps({"addresses": [1, {"a": 2}], "kernel": ["x"]}))
+    doc = json.dumps({"location": ghost, "ttl": float("nan"), "last_seen": 1})
+    facts = json.dumps({"addresses": [1, {"a": 2}], "kernel": ["x"]})
     cli = make_cli(fleet.config)
-    try:
+    with damaged_hosts(fleet, ghost, doc, seen=1e12, facts=facts):
         # then receive delivers them as records that could not be read, the rest as written
         got = cli("receive", str(job.id), "--json")
         assert got.returncode == 0, got.stderr
@@ -216,13 +226,6 @@ def test_times_no_datetime_can_show_and_odd_facts_are_damaged_values_not_crashes
         listed = cli("hosts", "--json")
         assert listed.returncode == 0, listed.stderr
         assert ghost not in listed.stdout
-        facts = cli("hosts", "--facts")
-        assert facts.returncode == 0, facts.stderr
-        assert '1 {"a": 2}' in facts.stdout
-    finally:
-        r.hdel(keys.hosts, ghost)
-        r.zrem(keys.seen, ghost)
-        if kept_facts is None:
-            r.hdel(keys.facts, "alpha")
-        else:
-            r.hset(keys.facts, "alpha", kept_facts)
+        shown = cli("hosts", "--facts")
+        assert shown.returncode == 0, shown.stderr
+        assert '1 {"a": 2}' in shown.stdout
