@@ -81,6 +81,7 @@ def _events_survive_junk() -> None:
     second later: a steady trickle of junk blinded it to every host. Here a message that
     cannot be read or handled is dropped (logged, at most once a minute), and the next read."""
     try:
+        import redis.exceptions
         from kombu.transport import redis as kombu_redis
     except ImportError:
         return
@@ -100,8 +101,16 @@ def _events_survive_junk() -> None:
         except Empty:
             raise
         except Exception as exc:  # a message that is not an event: dropped, the next one read
-            # kombu counts KeyError among its connection errors ('properties' missing is
-            # one): only a real connection error goes on up, for Flower to connect again
+            # what reading the connection raises goes on up, for Flower to connect again (a
+            # protocol error, a refused subscription, no connection at all); a message that
+            # is not an event fails in kombu's or Celery's handling of it instead: KeyError
+            # (which kombu counts among its connection errors), ValueError, TypeError, and
+            # RecursionError (a RuntimeError) for JSON too deep
+            real = (redis.exceptions.RedisError, OSError)
+            if isinstance(exc, real) or (
+                isinstance(exc, RuntimeError) and not isinstance(exc, RecursionError)
+            ):
+                raise
             if isinstance(exc, getattr(self, "connection_errors", ())) and not isinstance(
                 exc, LookupError
             ):

@@ -340,6 +340,52 @@ def test_junk_on_the_event_channels_does_not_blind_flower(
     assert "Failed to capture events" not in log, log[-2000:]
 
 
+REFUSED_CAPTURE = """
+import os, sys, threading
+import fleetjobs.flower_app as flower_app  # as Flower loads it: its guard installed
+seen, raised = [], []
+def capture():
+    try:
+        with flower_app.app.connection() as conn:
+            handlers = {"*": lambda e: seen.append(e)}
+            receiver = flower_app.app.events.Receiver(conn, handlers=handlers)
+            receiver.capture(limit=None, wakeup=False)  # the refusal comes as a reply read
+    except Exception as exc:
+        raised.append(type(exc).__name__)
+t = threading.Thread(target=capture, daemon=True)
+t.start()
+t.join(10)
+print(raised[0] if raised else "still capturing")
+"""
+
+
+def test_a_refused_subscription_still_ends_flowers_capture(redis_url: str, tmp_path: Path) -> None:
+    # given a Redis user that may not subscribe to the event channels (an ACL changed under a
+    # running Flower): a real error, not a message to drop
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    user = uniq("nosub")
+    admin.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "+@all", "resetchannels")
+    try:
+        url = redis_url.replace("redis://", f"redis://{user}:pw@", 1)
+        env = {**os.environ, "FLEETJOBS_REDIS_URL": url, "FLEETJOBS_PREFIX": uniq("ns") + ":"}
+        done = subprocess.run(
+            [sys.executable, "-c", REFUSED_CAPTURE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        # then the capture ends with it, for Flower to connect again (the guard that drops
+        # junk messages let it block for ever, blind)
+        assert done.stdout.strip() == "NoPermissionError", done.stdout + done.stderr[-2000:]
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
+
+
 def test_every_event_of_a_job_carries_its_display_name(
     flower_fleet: tuple[Config, Fleet, LocalWorkers, FlowerProc],
 ) -> None:
