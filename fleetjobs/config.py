@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
+from .options import MAX_SECONDS
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "fj:"
@@ -34,6 +35,21 @@ _CONFINED_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a location (
 def default_location() -> str:
     """This machine's short hostname: PowerShell's ``localhost`` in the Location column."""
     return socket.gethostname().split(".")[0] or "localhost"
+
+
+# the settings that are seconds (the others are bytes): a host record carries its ttl, which
+# a reader takes only up to MAX_SECONDS (fleetjobs.hosts)
+_DURATIONS = frozenset(
+    {
+        "retention",
+        "heartbeat_interval",
+        "host_ttl",
+        "disconnect_grace",
+        "beat_interval",
+        "beat_lock_timeout",
+        "stop_grace",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -208,6 +224,8 @@ class Config:
                 raise ConfigError(f"{name} must be a number, got {value!r}")
             if not math.isfinite(value) or value <= 0:  # nan passes a plain <= 0
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
+            if name in _DURATIONS and value > MAX_SECONDS:  # what a host record may say
+                raise ConfigError(f"{name} must be at most {MAX_SECONDS:g} s, got {value!r}")
         if self.heartbeat_interval >= self.host_ttl:
             raise ConfigError(
                 f"heartbeat_interval ({self.heartbeat_interval:g} s) must be less than host_ttl "

@@ -232,20 +232,44 @@ class HostInfo:
 NAME_CHARS = 200
 
 
+# how deep a job's argument may nest: a worker refuses a message nested more than 100 levels
+# (workers.poison: Celery pickles it for its pool, which fails some 450 down), and a signed
+# message carries the arguments 5 levels in
+ARGUMENT_DEPTH = 64
+
+
+def nested_too_deep(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest in ``value`` more than ``limit`` deep (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        inner = item.values() if type(item) is dict else item if type(item) is list else ()
+        for child in inner:
+            if type(child) is dict or type(child) is list:
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def check_arguments(args: Sequence[Any], kwargs: dict[str, Any], limit: int) -> None:
     """Refuse a job's arguments before anything is queued.
 
     Raises:
-        ArgumentError: a value JSON cannot carry, a keyword that is not an identifier, or
-            more than ``limit`` bytes of JSON in all.
+        ArgumentError: a value JSON cannot carry or nested more than
+            :data:`ARGUMENT_DEPTH` levels, a keyword that is not an identifier, or more than
+            ``limit`` bytes of JSON in all.
     """
     size = 0
-    for i, value in enumerate(args, 1):
-        size += len(to_json(value, f"argument {i}").encode())
+    named = [(f"argument {i}", value) for i, value in enumerate(args, 1)]
     for key, value in kwargs.items():
         if not isinstance(key, str) or not key.isidentifier():
             raise ArgumentError(f"keyword argument name {key!r} is not an identifier")
-        size += len(to_json(value, f"keyword argument {key!r}").encode())
+        named.append((f"keyword argument {key!r}", value))
+    for what, value in named:
+        size += len(to_json(value, what).encode())
+        if nested_too_deep(value, ARGUMENT_DEPTH):
+            raise ArgumentError(f"{what} is nested more than {ARGUMENT_DEPTH} levels deep")
     if size > limit:
         raise ArgumentError(
             f"the job's arguments take {size:,} bytes of JSON; the limit is {limit:,} "

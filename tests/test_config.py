@@ -33,6 +33,8 @@ def test_settings_come_from_the_environment_then_overrides() -> None:
         ({"FLEETJOBS_RETENTION": "-1"}, "retention must be a positive number, got -1.0"),
         ({"FLEETJOBS_RETENTION": "nan"}, "retention must be a positive number, got nan"),
         ({"FLEETJOBS_HEARTBEAT_INTERVAL": "inf"}, "heartbeat_interval must be a positive"),
+        # a host record saying so is one no reader takes (fleetjobs.hosts): every host hidden
+        ({"FLEETJOBS_HOST_TTL": "2e9"}, r"host_ttl must be at most 1e\+09 s, got 2000000000.0"),
         # a host would flap offline between its own heartbeats (and its jobs Disconnected)
         (
             {"FLEETJOBS_HEARTBEAT_INTERVAL": "12", "FLEETJOBS_HOST_TTL": "4"},

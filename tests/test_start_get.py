@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,8 @@ from fleetjobs import (
     UnknownActionError,
 )
 from fleetjobs.embedded import LocalWorkers
+from fleetjobs.model import nested_too_deep
+from workers.poison import MAX_DEPTH
 
 from .conftest import CHILD_KEYS, INCLUDE, JOB_KEYS, uniq
 
@@ -263,3 +266,22 @@ def test_a_job_timeout_fails_a_job_that_runs_too_long(fleet: Fleet) -> None:
     job = fleet.start("sleep", 30, locations="alpha", timeout=1)
     assert fleet.wait([job], timeout=10)
     assert job.state is JobState.FAILED and job.reason == "timed out after 1 s"
+
+
+def test_arguments_nested_deeper_than_a_worker_takes_are_refused_at_start(fleet: Fleet) -> None:
+    # a worker refuses a message nested more than 100 levels (Celery pickles it for its
+    # pool); a signed message carries the arguments 5 levels in: a console stops them first
+    def nested(levels: int) -> Any:
+        value: Any = "x"
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    with pytest.raises(ArgumentError, match=r"argument 1 is nested more than 64 levels deep"):
+        fleet.start("echo", nested(65), locations="alpha")
+    with pytest.raises(ArgumentError, match=r"keyword argument 'x' is nested more than 64"):
+        fleet.start("echo", x=nested(65), locations="alpha")
+    job = fleet.start("echo", nested(64), locations="alpha")  # the most it takes: it runs
+    assert fleet.wait([job], timeout=20) and job.state is JobState.COMPLETED
+    assert nested_too_deep(nested(100), MAX_DEPTH) is False
+    assert nested_too_deep(nested(101), MAX_DEPTH) is True

@@ -40,6 +40,7 @@ from kombu.utils import json as kombu_json
 import fleetjobs.deadletters as deadletters
 from fleetjobs.config import Config
 from fleetjobs.errors import FleetJobsError
+from fleetjobs.model import nested_too_deep
 from fleetjobs.options import is_number
 from fleetjobs.routing import TASK_NAME, location_of
 from fleetjobs.store import Store
@@ -77,7 +78,7 @@ def why_not_a_job(message: Any, content_type: str = JSON) -> str | None:
         return f"its body cannot be decoded: {type(exc).__name__}: {_line(exc)}"
     if not isinstance(body, list) or len(body) != 3:
         return "its body is not Celery's [args, kwargs, embed]"
-    if nested_too_deep(body):  # Celery pickles it for the pool, which has a depth it can do
+    if nested_too_deep(body, MAX_DEPTH):  # Celery pickles it for the pool: a depth it can do
         return f"its body is nested more than {MAX_DEPTH} levels deep"
     args, kwargs, embed = body
     if not isinstance(args, list) or len(args) != 1 or type(args[0]) is not int or args[0] < 1:
@@ -114,24 +115,11 @@ def _header_problem(headers: dict[str, Any]) -> str | None:
     return None
 
 
-# how deep a message's JSON may nest: a job's is a few levels (its spec's arguments some
-# more); Celery pickles a message for its pool, and kombu writes it back as JSON, each
-# failing some 450 to 950 levels down (with a pool slot kept, or the worker ended)
+# how deep a message's JSON may nest: a job's is a few levels, a signed one's arguments 5 in
+# (a console refuses arguments past model.ARGUMENT_DEPTH); Celery pickles a message for its
+# pool, and kombu writes it back as JSON, each failing some 450 to 950 levels down (with a
+# pool slot kept, or the worker ended)
 MAX_DEPTH = 100
-
-
-def nested_too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether lists and objects nest in ``value`` more than ``limit`` deep (no recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        inner = item.values() if type(item) is dict else item if type(item) is list else ()
-        for child in inner:
-            if type(child) is dict or type(child) is list:
-                if depth + 1 > limit:
-                    return True
-                stack.append((child, depth + 1))
-    return False
 
 
 def _positive(value: Any) -> bool:
@@ -277,7 +265,7 @@ def envelope_problem(doc: Any) -> str | None:
         # kombu would decompress it before any guard sees it, and an unknown method is
         # acknowledged and dropped there with a traceback; fleetjobs compresses nothing
         return f"it is compressed ({_short(headers['compression'])}): fleetjobs sends no such"
-    if nested_too_deep(doc):
+    if nested_too_deep(doc, MAX_DEPTH):
         # kombu writes it back as JSON (its reserved messages) and Celery pickles it for the
         # pool: deeper than they can, it ended the worker, or held a pool slot for good
         return f"its envelope is nested more than {MAX_DEPTH} levels deep"
