@@ -32,6 +32,16 @@ def iso(ts: float | None) -> str | None:
         return None
 
 
+def local_time(ts: float) -> str:
+    """A Unix time as the console shows it, in local time (``2026-11-30 10:00:00``); ``?`` for
+    a time no datetime can show (NaN, 1e300: Redis holds what anyone with its credential
+    wrote)."""
+    try:
+        return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
 def to_json(value: Any, what: str = "argument") -> str:
     """``value`` as JSON, refusing what JSON cannot carry instead of guessing.
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import Config, default_location
 from .errors import ScheduleUnreadableError
-from .model import HostInfo, iso, render_command
+from .model import HostInfo, iso, local_time, render_command
 from .triggers import Trigger
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ class RunInfo:
 
     @property
     def text(self) -> str:
-        return f"{self.id} {self.state} {_local(self.time)}"
+        return f"{self.id} {self.state} {local_time(self.time)}"
 
 
 @dataclass(frozen=True)
@@ -106,10 +105,6 @@ class ScheduleInfo:
             "skipped": self.skipped,
             "skips": [dict(s, time=iso(s["time"])) for s in self.skips],
         }
-
-
-def _local(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # what reading a damaged definition raises (RedBeat's JSON decoding, its entry's arguments)

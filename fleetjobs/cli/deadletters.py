@@ -7,11 +7,11 @@ Defined apart from the group (which adds it), so this module imports nothing bac
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 import click
 
 from .. import deadletters as store
+from ..model import local_time
 from . import format as fmt
 from .app import State, cli, json_option, pass_state
 
@@ -40,7 +40,7 @@ def deadletters(state: State, as_json: bool, clear: bool, limit: int) -> None:
     else:
         rows = [
             [
-                datetime.fromtimestamp(d.at).strftime("%Y-%m-%d %H:%M:%S"),
+                local_time(d.at),
                 d.location or d.queue,
                 d.worker,
                 d.reason,

@@ -7,12 +7,11 @@ import re
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any, TextIO
 
 from rich.cells import cell_len, set_cell_size
 
-from ..model import HostInfo, JobInfo, Record
+from ..model import HostInfo, JobInfo, Record, local_time
 
 JOB_COLUMNS = ("Id", "Name", "State", "HasMoreData", "Location", "Command")
 PREFIXES = {
@@ -168,7 +167,7 @@ def print_hosts(hosts: Sequence[HostInfo], as_json: bool) -> None:
             h.online,
             " ".join(f"{k}={v}" for k, v in sorted(h.tags.items())),
             h.running,
-            _ago(h.last_seen),
+            local_time(h.last_seen),
         ]
         for h in hosts
     ]
@@ -181,7 +180,7 @@ FACT_COLUMNS = ("Location", "Online", "OS", "Kernel", "Arch", "CPUs", "MemGB", "
 def _words(value: Any) -> str:
     """A fact's list as words; facts are what a host reported: any JSON, shown as text."""
     if isinstance(value, list):
-        return " ".join(v if isinstance(v, str) else json.dumps(v) for v in value)
+        return " ".join(value_text(v) for v in value)
     return "" if value is None else value_text(value)
 
 
@@ -205,13 +204,6 @@ def print_facts(hosts: Sequence[HostInfo]) -> None:
             ]
         )
     table(rows, FACT_COLUMNS)
-
-
-def _ago(ts: float) -> str:
-    try:
-        return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, OSError, ValueError):  # a time no datetime can show
-        return "?"
 
 
 def value_text(value: Any) -> str:

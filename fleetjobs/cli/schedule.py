@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from typing import Any
 
 import click
 
 from ..errors import BadTriggerError, ScheduleError, ScheduleExistsError
+from ..model import local_time
 from ..schedule_model import ScheduleInfo
 from ..schedules import OVERLAP, Schedules
 from ..states import JobState
@@ -214,11 +214,13 @@ def show(state: State, name: str, as_json: bool) -> None:
         click.echo(f"{key.ljust(width)} : {'' if value is None else _text(value)}")
     if info.runs:
         click.echo("")
-        fmt.table([[r.id, r.state, _local(r.time)] for r in info.runs], ("Id", "State", "Fired"))
+        fmt.table(
+            [[r.id, r.state, local_time(r.time)] for r in info.runs], ("Id", "State", "Fired")
+        )
     if info.skips:
         click.echo("")
         fmt.table(
-            [[_local(s["time"]), s["reason"], s.get("manual", False)] for s in info.skips],
+            [[local_time(s["time"]), s["reason"], s.get("manual", False)] for s in info.skips],
             ("Skipped", "Because", "RunNow"),
         )
 
@@ -330,11 +332,7 @@ def _print(infos: list[ScheduleInfo], as_json: bool, one: bool = False) -> None:
 
 
 def _when(ts: float | None) -> str | None:
-    return _local(ts) if ts is not None else None
-
-
-def _local(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return local_time(ts) if ts is not None else None
 
 
 def _text(value: Any) -> str:
