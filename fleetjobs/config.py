@@ -37,19 +37,19 @@ def default_location() -> str:
     return socket.gethostname().split(".")[0] or "localhost"
 
 
-# the settings that are seconds (the others are bytes): a host record carries its ttl, which
-# a reader takes only up to MAX_SECONDS (fleetjobs.hosts)
-_DURATIONS = frozenset(
-    {
-        "retention",
-        "heartbeat_interval",
-        "host_ttl",
-        "disconnect_grace",
-        "beat_interval",
-        "beat_lock_timeout",
-        "stop_grace",
-    }
+# the settings that are seconds, then those that are bytes: positive numbers all, and a
+# duration at most MAX_SECONDS (a host record carries its ttl, which a reader takes only up
+# to that: fleetjobs.hosts)
+_DURATIONS = (
+    "retention",
+    "heartbeat_interval",
+    "host_ttl",
+    "disconnect_grace",
+    "beat_interval",
+    "beat_lock_timeout",
+    "stop_grace",
 )
+_SIZES = ("max_output", "max_arguments")
 
 
 @dataclass(frozen=True)
@@ -208,17 +208,7 @@ class Config:
             raise ConfigError(f"invalid Redis URL {self.safe_url}: {exc}") from None
 
     def _check_numbers(self) -> None:
-        for name in (
-            "retention",
-            "heartbeat_interval",
-            "host_ttl",
-            "disconnect_grace",
-            "max_output",
-            "max_arguments",
-            "beat_interval",
-            "beat_lock_timeout",
-            "stop_grace",
-        ):
+        for name in _DURATIONS + _SIZES:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{name} must be a number, got {value!r}")

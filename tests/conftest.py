@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,14 @@ CHILD_KEYS = {"id", "instance_id", "location", "state", "has_more_data", "reason
 
 def uniq(stem: str = "job") -> str:
     return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+def nested(levels: int) -> Any:
+    """A JSON value of lists and objects ``levels`` deep (made without recursion)."""
+    value: Any = 1
+    for i in range(levels):
+        value = {"x": value} if i % 2 else [value]
+    return value
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 import pytest
 
@@ -22,7 +21,7 @@ from fleetjobs.embedded import LocalWorkers
 from fleetjobs.model import nested_too_deep
 from workers.poison import MAX_DEPTH
 
-from .conftest import CHILD_KEYS, INCLUDE, JOB_KEYS, uniq
+from .conftest import CHILD_KEYS, INCLUDE, JOB_KEYS, nested, uniq
 
 
 def test_start_returns_at_once_and_the_job_runs_on_its_location(fleet: Fleet) -> None:
@@ -271,12 +270,6 @@ def test_a_job_timeout_fails_a_job_that_runs_too_long(fleet: Fleet) -> None:
 def test_arguments_nested_deeper_than_a_worker_takes_are_refused_at_start(fleet: Fleet) -> None:
     # a worker refuses a message nested more than 100 levels (Celery pickles it for its
     # pool); a signed message carries the arguments 5 levels in: a console stops them first
-    def nested(levels: int) -> Any:
-        value: Any = "x"
-        for _ in range(levels):
-            value = [value]
-        return value
-
     with pytest.raises(ArgumentError, match=r"argument 1 is nested more than 64 levels deep"):
         fleet.start("echo", nested(65), locations="alpha")
     with pytest.raises(ArgumentError, match=r"keyword argument 'x' is nested more than 64"):

@@ -14,7 +14,7 @@ from fleetjobs import JobState, deadletters
 from fleetjobs.routing import TASK_NAME, queue_for
 from fleetjobs.store import Store
 
-from ..conftest import eventually, make_cli, uniq
+from ..conftest import eventually, make_cli, nested, uniq
 from .support import fleet_with, own_config
 
 # JSON that kombu's reader turns into a value of the type it names ({"__type__": ...,
@@ -23,14 +23,6 @@ TYPED = (
     ("a value of a type kombu does not know", {"__type__": "nope", "__value__": 1}),
     ("a datetime that is not one", {"__type__": "datetime", "__value__": "notadate"}),
 )
-
-
-def nested(levels: int) -> Any:
-    """A value of lists and objects ``levels`` deep (made without recursion)."""
-    value: Any = 1
-    for i in range(levels):
-        value = {"x": value} if i % 2 else [value]
-    return value
 
 
 def poison(cfg: Any, location: str) -> list[str]:
