@@ -24,6 +24,8 @@ from .options import is_time
 from .store import Store, guarded
 
 BATCH = 1000  # records per take: bounded console memory, no long Redis call
+WRITE_BATCH = 1000  # records per write (an append, or the tail a finish carries): no long
+# Redis script, and the most the relay takes from a confined worker in one request
 LEASE = 60.0  # seconds a receiver holds a taken batch before another may have it back
 
 

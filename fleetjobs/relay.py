@@ -34,7 +34,7 @@ from .deadletters import push as push_letter
 from .errors import FleetJobsError
 from .hosts import read_doc, read_facts
 from .options import is_number
-from .records import is_record
+from .records import WRITE_BATCH, is_record
 from .registry import id_of_instance
 from .relaycall import ANSWER_TTL_MS, RESEND_CHUNK
 from .routing import check_location, queue_for
@@ -341,6 +341,9 @@ def _append(relay: Relay, location: str, args: list[str]) -> list[str]:
 def _records(relay: Relay, location: str, args: list[str], at: int) -> list[str]:
     if len(args) < at + 4:
         raise Refused("records with no job")
+    if len(args) - at - 4 > 2 * WRITE_BATCH:  # a worker sends no more (workers.context): one
+        # request must not hold the relay, and every other location's turn, for long
+        raise Refused(f"more than {WRITE_BATCH} records in one request")
     parent_iid = relay._own_iid(location, args[at])
     if parent_iid is not None and args[at + 1] != parent_iid:
         raise Refused("records announced to another job than the writer's parent")

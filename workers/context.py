@@ -25,14 +25,13 @@ from fleetjobs.config import Config
 from fleetjobs.errors import FleetJobsError, RedisUnavailableError
 from fleetjobs.lifecycle import Lifecycle
 from fleetjobs.model import JobInfo
-from fleetjobs.records import Pending, Records
+from fleetjobs.records import WRITE_BATCH, Pending, Records
 
 from . import reaper
 from .control import Interaction
 
 T = TypeVar("T")
 STREAMS = ("output", "error", "warning", "verbose", "debug", "information")
-WRITE_BATCH = 1000  # records per write: one round trip each, and no long Redis script
 
 
 def persistently(config: Config, call: Callable[[], T]) -> T:
@@ -115,7 +114,7 @@ class JobContext(Interaction):
     def _write(self, stream: str, *values: Any) -> None:
         if self.instance_id in self._records.truncated:
             return  # past the output cap: the registry said so once, with a warning record
-        at, records = time.time(), self._records
+        at = time.time()
         batch = []
         for value in values:
             # what JSON cannot carry, as text (a string is carried as it is: a command's lines)
@@ -125,17 +124,25 @@ class JobContext(Interaction):
         if self._tail is not None:
             self._tail.extend(batch)
             return
-        iid, parent_iid = self.instance_id, self._parent_iid
+        if not self._send(batch):
+            self.request_stop("the job was removed")
+            raise JobStopped("the job was removed while it ran")
+
+    def _send(self, batch: Sequence[Pending]) -> bool:
+        """Append ``batch`` to Redis, :data:`WRITE_BATCH` records per write; False when the
+        job no longer exists (it was removed while it ran). Past the output cap, the rest is
+        not sent (the registry drops it)."""
+        iid, parent_iid, records = self.instance_id, self._parent_iid, self._records
         for i in range(0, len(batch), WRITE_BATCH):
             part = batch[i : i + WRITE_BATCH]
             written = persistently(
                 self._config, functools.partial(records.append, iid, parent_iid, part)
             )
             if not written:
-                self.request_stop("the job was removed")
-                raise JobStopped("the job was removed while it ran")
-            if self.instance_id in records.truncated:
-                return
+                return False
+            if iid in records.truncated:
+                return True
+        return True
 
     def defer(self) -> None:
         """What is written from now on goes into Redis with the job's finish, in the same
@@ -147,8 +154,16 @@ class JobContext(Interaction):
             self._tail = []
 
     def take_tail(self) -> list[Pending]:
-        """The records written since :meth:`defer`, for the finish."""
+        """The records written since :meth:`defer`, for the finish: the last
+        :data:`WRITE_BATCH` of them. Any before those are appended first, as :meth:`write_many`
+        appends, so that no one script (nor one request to the relay) carries more; the finish
+        then reports a job removed meanwhile."""
         tail, self._tail = self._tail or [], []
+        cut = len(tail) - WRITE_BATCH
+        if cut > 0:
+            if not self._send(tail[:cut]) or self.instance_id in self._records.truncated:
+                return []
+            tail = tail[cut:]
         return tail
 
     def output(self, value: Any) -> None:

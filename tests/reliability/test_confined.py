@@ -21,6 +21,7 @@ import redis
 
 from fleetjobs import Config, Fleet, JobState, deadletters
 from fleetjobs.embedded import LocalWorkers, process_env
+from fleetjobs.records import WRITE_BATCH
 from fleetjobs.relaycall import RelayClient
 from fleetjobs.version import __version__
 
@@ -423,4 +424,34 @@ def test_one_hosts_costly_requests_do_not_hold_another_hosts_job(
         # and what waits is on a's list, not in the relay's hands (a turn's batch is cut to
         # what a turn serves): a's backlog is seen there, and is there for another relay
         assert left >= len(backlog) - served - 5
+        stolen.close()
+
+
+def test_one_request_carries_at_most_a_writes_worth_of_records_and_long_output_arrives(
+    redis_url: str, logs: Path
+) -> None:
+    a = uniq("cfw")
+    with (
+        confined_fleet(redis_url, logs, [a]) as (_cfg, fleet, hosts, _relay),
+        LocalWorkers(hosts[a], [[a]], extra_args=INCLUDE, log_dir=logs),
+    ):
+        # given a job whose records all come once its action has ended (echo writes nothing
+        # before its finish): two and a half times what one write carries
+        values = [f"v{i}" for i in range(2 * WRITE_BATCH + WRITE_BATCH // 2)]
+        job = fleet.start("echo", *values, locations=a)
+        # then it completes through the relay, and every value arrives once, in order: the
+        # finish carried the last WRITE_BATCH, and the worker wrote the rest first
+        assert fleet.wait([job], timeout=60)
+        assert fleet.info(job).state is JobState.COMPLETED
+        assert list(fleet.receive(job)) == values
+        # and the host's credential cannot hand the relay more records in one request (it
+        # held the relay, and every other host's turn, for as long as they took)
+        child = job.info.children[0]
+        record = json.dumps({"s": "output", "d": "x", "t": time.time()})
+        args: list[object] = [child.instance_id, job.info.instance_id, 2**30, record]
+        for seq in range(WRITE_BATCH + 1):
+            args += [10**6 + seq, record]
+        stolen = redis.Redis.from_url(hosts[a].redis_url, decode_responses=True)
+        with pytest.raises(redis.exceptions.NoPermissionError, match="more than 1000 records"):
+            RelayClient(stolen, fleet.store.keys, a).call("script", "append", *args)
         stolen.close()

@@ -123,6 +123,7 @@ def capped(redis_url: str, logs: Path) -> Iterator[Fleet]:
         ("produce", [1000]),  # written one by one while it runs
         ("produce_in_batches", [1000]),  # written 100 to a write while it runs
         ("echo", list(range(1, 1001))),  # returned whole: written with the job's finish
+        ("echo", list(range(1, 2501))),  # more than a finish carries: the first go before it
     ],
 )
 def test_output_past_the_cap_ends_with_a_truncated_warning(
