@@ -6,10 +6,15 @@ headers, an argument that is not a job Id, an envelope that is not even JSON) is
 logged once and pushed here by the worker that met it, so one bad message never stops a
 worker and nothing disappears without a trace. The list is bounded: the newest
 :data:`LIMIT` are kept under the fleet's prefix (``deadletters``), newest first.
+
+A confined worker's letters come through the relay, which keeps at most :data:`PER_HOST` of
+one location's in an hour and counts the rest (:func:`dropped`): a stolen host credential
+could otherwise push out every other host's letters with a thousand of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +26,8 @@ from .store import Store, guarded
 LIMIT = 1000
 BODY_LIMIT = 2000  # characters of a dead message's body kept: enough to recognise it
 REASON_LIMIT = 500  # and of the reason its worker gave
+PER_HOST = 100  # letters of one confined location kept per WINDOW (the relay's; more are counted)
+WINDOW = 3600  # seconds
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,36 @@ def push(store: Store, letter: DeadLetter) -> None:
 
 
 @guarded
+def push_within_quota(store: Store, letter: DeadLetter) -> int:
+    """Keep ``letter`` as :func:`push` does, unless its location has had :data:`PER_HOST`
+    kept in this :data:`WINDOW`: then it is only counted (:func:`dropped`). What the relay
+    does with a confined worker's letter. Returns its location's letters in this window,
+    this one included (kept when at most :data:`PER_HOST`)."""
+    window = store.keys.letters_window(letter.location)
+    pipe = store.r.pipeline(transaction=True)
+    pipe.set(window, 0, ex=WINDOW, nx=True)
+    pipe.incr(window)
+    _, count = pipe.execute()
+    if int(count) > PER_HOST:
+        store.r.hincrby(store.keys.letters_dropped, letter.location, 1)
+    else:
+        push(store, letter)
+    return int(count)
+
+
+@guarded
+def dropped(store: Store) -> dict[str, int]:
+    """Location -> how many of its dead letters were not kept (over :data:`PER_HOST` in an
+    hour), since the list was last cleared."""
+    out = {}
+    for location, count in store.r.hgetall(store.keys.letters_dropped).items():
+        with contextlib.suppress(ValueError):  # a count written by hand: not one
+            if int(count) > 0:
+                out[location] = int(count)
+    return out
+
+
+@guarded
 def read(store: Store, limit: int = LIMIT) -> list[DeadLetter]:
     """The dead letters, newest first (at most ``limit``)."""
     out = []
@@ -116,10 +153,11 @@ def read(store: Store, limit: int = LIMIT) -> list[DeadLetter]:
 
 @guarded
 def clear(store: Store) -> int:
-    """Forget every dead letter; returns how many there were."""
+    """Forget every dead letter, and the counts of those not kept; returns how many there
+    were (kept)."""
     pipe = store.r.pipeline(transaction=True)
     pipe.llen(key(store))
-    pipe.delete(key(store))
+    pipe.delete(key(store), store.keys.letters_dropped)
     count, _ = pipe.execute()
     return int(count)
 

@@ -39,6 +39,9 @@ so two fleets can share one Redis.
     pgroups:<loc>    hash: child id -> the process groups it started there (workers.reaper)
     pglocs           set of the locations whose pgroups hash has entries (one read per beat)
     deadletters      list: messages workers refused, newest first (fleetjobs.deadletters)
+    deadletters:n:<loc>  count of a confined location's dead letters the relay kept in this
+                     hour's window (expiring with it); past the quota they are only counted in
+    deadletters:dropped  hash: location -> its dead letters not kept (fleetjobs.deadletters)
     flower:lost      list: children the sweep settled for a vanished host, whose end no
                      worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
     waves            sorted set: rollout parents by the time their next wave is due (--batch-wait)
@@ -99,6 +102,8 @@ SCHEMA: dict[str, str] = {
     "pgroups": "pgroups:{}",
     "pglocs": "pglocs",
     "deadletters": "deadletters",
+    "letters_window": "deadletters:n:{}",
+    "letters_dropped": "deadletters:dropped",
     "waves": "waves",
     "created": "created",
     "by_action": "by-action:{}",
@@ -228,6 +233,13 @@ class Keys:
     @property
     def deadletters(self) -> str:
         return self._key("deadletters")
+
+    def letters_window(self, location: str) -> str:
+        return self._key("letters_window", location)
+
+    @property
+    def letters_dropped(self) -> str:
+        return self._key("letters_dropped")
 
     @property
     def waves(self) -> str:

@@ -31,7 +31,9 @@ def deadletters(state: State, as_json: bool, clear: bool, limit: int) -> None:
     """List the messages workers refused (not a job: bad body, bad JSON, no headers...).
 
     A worker acknowledges such a message, logs it once and keeps it here (the newest 1,000),
-    and goes on serving. The list is the same from every console.
+    and goes on serving. The list is the same from every console. Of a confined host's, the
+    relay keeps 100 an hour and counts the rest, said after the list (on stderr), so that one
+    host cannot push out every other host's.
     """
     registry = state.fleet.store
     letters = store.read(registry, limit)
@@ -49,6 +51,12 @@ def deadletters(state: State, as_json: bool, clear: bool, limit: int) -> None:
             for d in letters
         ]
         fmt.table(rows, ("When", "Location", "Worker", "Reason", "Body"))
+    for location, count in sorted(store.dropped(registry).items()):
+        click.echo(
+            f"fleetjobs: {count} more dead letter(s) from {location} were counted, not kept "
+            f"(the relay keeps {store.PER_HOST} an hour of a confined host's)",
+            err=True,
+        )
     if clear:
         removed = store.clear(registry)
         click.echo(f"removed {removed} dead letter(s)", err=True)

@@ -455,3 +455,41 @@ def test_one_request_carries_at_most_a_writes_worth_of_records_and_long_output_a
         with pytest.raises(redis.exceptions.NoPermissionError, match="more than 1000 records"):
             RelayClient(stolen, fleet.store.keys, a).call("script", "append", *args)
         stolen.close()
+
+
+def test_one_hosts_dead_letters_cannot_push_out_another_hosts(redis_url: str, logs: Path) -> None:
+    a, b = uniq("cfd"), uniq("cfe")
+    with confined_fleet(redis_url, logs, [a, b]) as (cfg, fleet, hosts, _relay):
+        keys, limit, quota = fleet.store.keys, deadletters.LIMIT, deadletters.PER_HOST
+        # given a dead letter from b's worker
+        own = redis.Redis.from_url(hosts[b].redis_url, decode_responses=True)
+        letter = {"worker": f"{b}/w", "reason": "b's own", "at": time.time()}
+        RelayClient(own, keys, b).call("deadletter", letter)
+        own.close()
+        # when a's stolen credential hands the relay as many as the whole list keeps
+        stolen = redis.Redis.from_url(hosts[a].redis_url, decode_responses=True)
+        flood = [
+            json.dumps(
+                {"id": f"dl{i}", "op": "deadletter", "args": [{"worker": f"{a}/w", "reason": "x"}]}
+            )
+            for i in range(limit)
+        ]
+        stolen.rpush(keys.relay(a), *flood)
+        stolen.lpush(keys.bell, a)
+        stolen.close()
+        eventually(lambda: deadletters.dropped(fleet.store).get(a) == limit - quota, timeout=60)
+        # then b's letter is still kept, and of a's only the quota: the rest were counted
+        letters = deadletters.read(fleet.store)
+        assert [d.reason for d in letters if d.location == b] == ["b's own"]
+        assert sum(d.location == a for d in letters) == quota
+        # and every console says so, after the list, on stderr (--json's list stays a list)
+        cli = make_cli(cfg)
+        shown = cli("deadletters", "--json")
+        assert shown.returncode == 0 and len(json.loads(shown.stdout)) == quota + 1
+        assert shown.stderr == (
+            f"fleetjobs: {limit - quota} more dead letter(s) from {a} were counted, not kept "
+            f"(the relay keeps {quota} an hour of a confined host's)\n"
+        )
+        # and --clear forgets the counts with the letters
+        assert cli("deadletters", "--clear").returncode == 0
+        assert deadletters.dropped(fleet.store) == {} and deadletters.read(fleet.store) == []
