@@ -187,6 +187,10 @@ def test_the_shipped_acl_file_loads_into_redis_and_confines_the_worker(tmp_path:
         )
         worker.lpush("fj:fleetjobs.loc.web01", "x")
         worker.lpush("fj:relay", "web01")
+        worker.sadd("fj:_kombu.binding.fleetjobs.loc.web01", "x")  # its queue's binding
+        for table in ("reply.celery.pidbox", "celery.pidbox", "fleetjobs.loc.web02"):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                worker.sadd(f"fj:_kombu.binding.{table}", "x")
         for key in ("fj:fleetjobs.loc.web02", "fj:job:1", "fj:loc:web02:relay"):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 worker.lpush(key, "x")

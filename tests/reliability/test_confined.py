@@ -23,6 +23,7 @@ from fleetjobs import Config, Fleet, JobState, deadletters
 from fleetjobs.embedded import LocalWorkers, process_env
 from fleetjobs.records import WRITE_BATCH
 from fleetjobs.relaycall import RelayClient
+from fleetjobs.routing import queue_for
 from fleetjobs.version import __version__
 
 from ..conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
@@ -165,6 +166,14 @@ def test_a_confined_worker_credential_cannot_start_a_job_on_another_host(
             ),
             lambda: stolen.function_flush(),
             lambda: stolen.sadd(f"{cfg.prefix}_kombu.binding.x", "y") and stolen.delete(queue),
+            # kombu's routing tables other than its own queue's binding: one member that is
+            # not kombu's made every trusted worker's remote-control replies fail (celery
+            # inspect, Flower's worker pages: ValueError in kombu's get_table), and another
+            # host's table would route that host's messages elsewhere
+            lambda: stolen.sadd(f"{cfg.prefix}_kombu.binding.reply.celery.pidbox", "junk"),
+            lambda: stolen.sadd(f"{cfg.prefix}_kombu.binding.celery.pidbox", "junk"),
+            lambda: stolen.sadd(f"{cfg.prefix}_kombu.binding.{queue_for(theirs)}", "junk"),
+            lambda: stolen.sadd(f"{cfg.prefix}_kombu.binding_permanent.{queue_for(theirs)}", "x"),
         ):
             with pytest.raises(redis.exceptions.ResponseError) as refused:
                 attempt()
