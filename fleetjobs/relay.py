@@ -209,10 +209,15 @@ class Relay:
         if op == "script":
             if not args or not isinstance(args[0], str):
                 raise Refused("a script request names no script")
-            name, rest = args[0], [str(a) for a in args[1:]]
+            name = args[0]
             check = _SCRIPTS.get(name)
             if check is None:
                 raise Refused(f"script {name!r} is not one a worker runs")
+            if len(args) - 1 > _MOST_ARGS[name]:  # before anything is made of them: one
+                # request must not hold the relay, and every other location's turn, for long
+                most = f"{len(args) - 1} arguments to {name}, which takes {_MOST_ARGS[name]}"
+                raise Refused(_TOO_MANY.get(name, most))
+            rest = [str(a) for a in args[1:]]
             return self.store.scripts(name, *check(self, location, rest))
         if op == "progress":
             job_id, doc = int(args[0]), args[1]
@@ -346,9 +351,6 @@ def _append(relay: Relay, location: str, args: list[str]) -> list[str]:
 def _records(relay: Relay, location: str, args: list[str], at: int) -> list[str]:
     if len(args) < at + 4:
         raise Refused("records with no job")
-    if len(args) - at - 4 > 2 * WRITE_BATCH:  # a worker sends no more (workers.context): one
-        # request must not hold the relay, and every other location's turn, for long
-        raise Refused(f"more than {WRITE_BATCH} records in one request")
     parent_iid = relay._own_iid(location, args[at])
     if parent_iid is not None and args[at + 1] != parent_iid:
         raise Refused("records announced to another job than the writer's parent")
@@ -395,8 +397,6 @@ def _overdue(relay: Relay, location: str, args: list[str]) -> list[str]:
 
 
 def _resend(relay: Relay, location: str, args: list[str]) -> list[str]:
-    if len(args) > RESEND_CHUNK:  # each is a look: one request must not hold the relay
-        raise Refused(f"more than {RESEND_CHUNK} children to resend in one request")
     for iid in args:
         if relay._own_iid(location, iid) is None:
             raise Refused(f"no child job of {location} has InstanceId {iid}")
@@ -412,6 +412,27 @@ def _pgroups(relay: Relay, location: str, args: list[str]) -> list[str]:
 
 
 _ENDS = {"Completed", "Failed", "Stopped"}
+# the most arguments each script takes from a worker (what its .lua reads after the prefix
+# and the time); records: WRITE_BATCH pairs of number and record, which is what a worker
+# sends at most (workers.context)
+_MOST_ARGS = {
+    "claim": 5,
+    "finish": 7 + 2 * WRITE_BATCH,
+    "ask": 2,
+    "answer": 3,
+    "park": 1,
+    "stop": 2,
+    "append": 4 + 2 * WRITE_BATCH,
+    "beat": 5,
+    "overdue": 2,
+    "resend": RESEND_CHUNK,
+    "pgroups": 4,
+}
+_TOO_MANY = {
+    "append": f"more than {WRITE_BATCH} records in one request",
+    "finish": f"more than {WRITE_BATCH} records in one request",
+    "resend": f"more than {RESEND_CHUNK} children to resend in one request",
+}
 _SCRIPTS: dict[str, Callable[[Relay, str, list[str]], list[str]]] = {
     "claim": _claim,
     "finish": _finish,

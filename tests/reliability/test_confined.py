@@ -461,8 +461,14 @@ def test_one_request_carries_at_most_a_writes_worth_of_records_and_long_output_a
         for seq in range(WRITE_BATCH + 1):
             args += [10**6 + seq, record]
         stolen = redis.Redis.from_url(hosts[a].redis_url, decode_responses=True)
+        relay = RelayClient(stolen, fleet.store.keys, a)
         with pytest.raises(redis.exceptions.NoPermissionError, match="more than 1000 records"):
-            RelayClient(stolen, fleet.store.keys, a).call("script", "append", *args)
+            relay.call("script", "append", *args)
+        # nor more arguments than any other script takes (12 M of them, in a claim the script
+        # would ignore, held the relay ~26 s)
+        claim = [child.id, f"{a}/w", a, child.instance_id, "attempt"]
+        with pytest.raises(redis.exceptions.NoPermissionError, match="6 arguments to claim"):
+            relay.call("script", "claim", *claim, "1")
         stolen.close()
 
 
