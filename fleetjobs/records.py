@@ -26,6 +26,8 @@ from .store import Store, guarded
 BATCH = 1000  # records per take: bounded console memory, no long Redis call
 WRITE_BATCH = 1000  # records per write (an append, or the tail a finish carries): no long
 # Redis script, and the most the relay takes from a confined worker in one request
+WRITE_CHARS = 4 * 2**20  # and characters of their values (one bigger goes alone): JSON's
+# escapes, twice over in a relay request, make at most 7 bytes of one, under its MAX_REQUEST
 LEASE = 60.0  # seconds a receiver holds a taken batch before another may have it back
 
 
@@ -37,6 +39,25 @@ class Pending:
     data: Any
     seq: int
     at: float
+    size: int = -1  # characters of its value as JSON, when known (write_parts measures it else)
+
+
+def write_parts(batch: Sequence[Pending]) -> list[list[Pending]]:
+    """``batch`` cut into writes of at most :data:`WRITE_BATCH` records and
+    :data:`WRITE_CHARS` characters of values (a value bigger than that is a write alone)."""
+    parts: list[list[Pending]] = []
+    part: list[Pending] = []
+    chars = 0
+    for p in batch:
+        size = p.size if p.size >= 0 else len(json.dumps(p.data))
+        if part and (len(part) == WRITE_BATCH or chars + size > WRITE_CHARS):
+            parts.append(part)
+            part, chars = [], 0
+        part.append(p)
+        chars += size
+    if part:
+        parts.append(part)
+    return parts
 
 
 class Records:

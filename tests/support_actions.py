@@ -64,6 +64,13 @@ def generate(ctx: Any, count: int) -> Any:
 
 
 @action
+def big_values(ctx: Any, count: int, size: int) -> list[str]:
+    """``count`` values of ``size`` characters each, numbered: returned, so written at the
+    finish."""
+    return [f"{i:06d}" + "x" * (int(size) - 6) for i in range(int(count))]
+
+
+@action
 def odd_values(ctx: Any) -> Any:
     return {"when": time.gmtime(0), "set": {1}}
 

@@ -25,7 +25,7 @@ from fleetjobs.config import Config
 from fleetjobs.errors import FleetJobsError, RedisUnavailableError
 from fleetjobs.lifecycle import Lifecycle
 from fleetjobs.model import JobInfo
-from fleetjobs.records import WRITE_BATCH, Pending, Records
+from fleetjobs.records import Pending, Records, write_parts
 
 from . import reaper
 from .control import Interaction
@@ -101,10 +101,11 @@ class JobContext(Interaction):
 
     def write_many(self, stream: str, values: Sequence[Any]) -> None:
         """Write these values to one stream (``output``, ``error``, ``warning``, ``verbose``,
-        ``debug`` or ``information``), in order, in one write per :data:`WRITE_BATCH` values:
-        what a command printed at once (``run``'s lines of one read) costs one round trip to
-        Redis, not one per value. They are in Redis when this returns, as one ``output`` is
-        (once the action has ended, they go with the job's finish)."""
+        ``debug`` or ``information``), in order, in one write per 1,000 values or 4 Mi
+        characters (:func:`fleetjobs.records.write_parts`): what a command printed at once
+        (``run``'s lines of one read) costs one round trip to Redis, not one per value. They
+        are in Redis when this returns, as one ``output`` is (once the action has ended,
+        they go with the job's finish)."""
         if stream not in STREAMS:
             raise ValueError(f"no such stream: {stream!r} (one of {', '.join(STREAMS)})")
         if isinstance(values, (str, bytes)):
@@ -118,9 +119,13 @@ class JobContext(Interaction):
         batch = []
         for value in values:
             # what JSON cannot carry, as text (a string is carried as it is: a command's lines)
-            data = value if type(value) is str else json.loads(json.dumps(value, default=str))
+            if type(value) is str:
+                data, size = value, len(value)
+            else:
+                text = json.dumps(value, default=str)
+                data, size = json.loads(text), len(text)
             self._seq += 1
-            batch.append(Pending(stream, data, self._seq, at))
+            batch.append(Pending(stream, data, self._seq, at, size))
         if self._tail is not None:
             self._tail.extend(batch)
             return
@@ -129,12 +134,15 @@ class JobContext(Interaction):
             raise JobStopped("the job was removed while it ran")
 
     def _send(self, batch: Sequence[Pending]) -> bool:
-        """Append ``batch`` to Redis, :data:`WRITE_BATCH` records per write; False when the
-        job no longer exists (it was removed while it ran). Past the output cap, the rest is
-        not sent (the registry drops it)."""
+        """Append ``batch`` to Redis, in writes of at most 1,000 records and 4 Mi characters
+        (:func:`fleetjobs.records.write_parts`); False when the job no longer exists (it was
+        removed while it ran). Past the output cap, the rest is not sent (the registry drops
+        it)."""
+        return self._send_parts(write_parts(batch))
+
+    def _send_parts(self, parts: Sequence[Sequence[Pending]]) -> bool:
         iid, parent_iid, records = self.instance_id, self._parent_iid, self._records
-        for i in range(0, len(batch), WRITE_BATCH):
-            part = batch[i : i + WRITE_BATCH]
+        for part in parts:
             written = persistently(
                 self._config, functools.partial(records.append, iid, parent_iid, part)
             )
@@ -154,17 +162,17 @@ class JobContext(Interaction):
             self._tail = []
 
     def take_tail(self) -> list[Pending]:
-        """The records written since :meth:`defer`, for the finish: the last
-        :data:`WRITE_BATCH` of them. Any before those are appended first, as :meth:`write_many`
-        appends, so that no one script (nor one request to the relay) carries more; the finish
-        then reports a job removed meanwhile."""
+        """The records written since :meth:`defer`, for the finish: the last write's worth
+        of them (:func:`write_parts`). Any before those are appended first, as
+        :meth:`write_many` appends, so that no one script (nor one request to the relay)
+        carries more; the finish then reports a job removed meanwhile."""
         tail, self._tail = self._tail or [], []
-        cut = len(tail) - WRITE_BATCH
-        if cut > 0:
-            if not self._send(tail[:cut]) or self.instance_id in self._records.truncated:
-                return []
-            tail = tail[cut:]
-        return tail
+        parts = write_parts(tail)
+        if len(parts) > 1 and (
+            not self._send_parts(parts[:-1]) or self.instance_id in self._records.truncated
+        ):
+            return []
+        return parts[-1] if parts else []
 
     def output(self, value: Any) -> None:
         """Write one value to the output stream (``Write-Output``)."""

@@ -453,6 +453,15 @@ def test_one_request_carries_at_most_a_writes_worth_of_records_and_long_output_a
         assert fleet.wait([job], timeout=60)
         assert fleet.info(job).state is JobState.COMPLETED
         assert list(fleet.receive(job)) == values
+        # and so do records that are more bytes than one request carries: 1,000 values of 70
+        # kB returned (70 MB), which the finish carried whole, over the relay's 64 MiB
+        big = fleet.start("big_values", 1000, 70_000, locations=a)
+        assert fleet.wait([big], timeout=120)
+        assert fleet.info(big).state is JobState.COMPLETED, fleet.info(big).reason
+        got = list(fleet.receive(big))
+        assert [v[:6] for v in got] == [f"{i:06d}" for i in range(1000)]
+        assert {len(v) for v in got} == {70_000}
+        fleet.remove(big)
         # and the host's credential cannot hand the relay more records in one request (it
         # held the relay, and every other host's turn, for as long as they took)
         child = job.info.children[0]
