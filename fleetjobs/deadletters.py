@@ -7,9 +7,10 @@ logged once and pushed here by the worker that met it, so one bad message never 
 worker and nothing disappears without a trace. The list is bounded: the newest
 :data:`LIMIT` are kept under the fleet's prefix (``deadletters``), newest first.
 
-A confined worker's letters come through the relay, which keeps at most :data:`PER_HOST` of
-one location's in an hour and counts the rest (:func:`dropped`): a stolen host credential
-could otherwise push out every other host's letters with a thousand of its own.
+A confined worker's letters come through the relay, which keeps them in a list of the
+location's own, its newest :data:`PER_HOST`, and counts those its newer ones push out
+(:func:`dropped`): in the fleet's list, a stolen host credential could push out every other
+host's letters with a thousand of its own.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import redis
+
 from .options import is_time
 from .store import Store, guarded
 
 LIMIT = 1000
 BODY_LIMIT = 2000  # characters of a dead message's body kept: enough to recognise it
 REASON_LIMIT = 500  # and of the reason its worker gave
-PER_HOST = 100  # letters of one confined location kept per WINDOW (the relay's; more are counted)
-WINDOW = 3600  # seconds
+PER_HOST = 100  # letters a confined location's own list keeps (the relay's; older are counted)
 
 
 @dataclass(frozen=True)
@@ -104,35 +106,42 @@ def push(store: Store, letter: DeadLetter) -> None:
         store.relay.call("deadletter", letter.to_dict())
         return
     pipe = store.r.pipeline(transaction=True)
-    pipe.lpush(key(store), json.dumps(letter.to_dict(), separators=(",", ":")))
+    pipe.lpush(key(store), _text(letter))
     pipe.ltrim(key(store), 0, LIMIT - 1)
     pipe.execute()
 
 
 @guarded
-def push_within_quota(store: Store, letter: DeadLetter) -> int:
-    """Keep ``letter`` as :func:`push` does, unless its location has had :data:`PER_HOST`
-    kept in this :data:`WINDOW`: then it is only counted (:func:`dropped`). What the relay
-    does with a confined worker's letter. Returns its location's letters in this window,
-    this one included (kept when at most :data:`PER_HOST`)."""
-    window = store.keys.letters_window(letter.location)
+def push_for_host(store: Store, letter: DeadLetter) -> int:
+    """Keep a confined worker's ``letter`` (the relay's) in its location's own list, dropping
+    that location's oldest beyond :data:`PER_HOST` (counted: :func:`dropped`), so that one
+    host's letters never push out another's. Returns how many it pushed out (0 or 1)."""
+    own = store.keys.host_letters(letter.location)
     pipe = store.r.pipeline(transaction=True)
-    pipe.set(window, 0, ex=WINDOW, nx=True)
-    pipe.incr(window)
-    _, count = pipe.execute()
-    if int(count) > PER_HOST:
-        store.r.hincrby(store.keys.letters_dropped, letter.location, 1)
-    else:
-        push(store, letter)
-    return int(count)
+    pipe.lpush(own, _text(letter))
+    pipe.ltrim(own, 0, PER_HOST - 1)
+    pipe.sadd(store.keys.letter_hosts, letter.location)
+    held, _, _ = pipe.execute()
+    out = max(0, int(held) - PER_HOST)
+    if out:
+        store.r.hincrby(store.keys.letters_dropped, letter.location, out)
+    return out
+
+
+def _text(letter: DeadLetter) -> str:
+    return json.dumps(letter.to_dict(), separators=(",", ":"))
 
 
 @guarded
 def dropped(store: Store) -> dict[str, int]:
-    """Location -> how many of its dead letters were not kept (over :data:`PER_HOST` in an
-    hour), since the list was last cleared."""
+    """Location -> how many of its letters its newer ones pushed out of its own list (a
+    confined host keeps its newest :data:`PER_HOST`), since the letters were last cleared."""
+    return _counts(store.r.hgetall(store.keys.letters_dropped))
+
+
+def _counts(raw: dict[str, str]) -> dict[str, int]:
     out = {}
-    for location, count in store.r.hgetall(store.keys.letters_dropped).items():
+    for location, count in raw.items():
         with contextlib.suppress(ValueError):  # a count written by hand: not one
             if int(count) > 0:
                 out[location] = int(count)
@@ -141,25 +150,54 @@ def dropped(store: Store) -> dict[str, int]:
 
 @guarded
 def read(store: Store, limit: int = LIMIT) -> list[DeadLetter]:
-    """The dead letters, newest first (at most ``limit``)."""
+    """The dead letters, newest first (at most ``limit``): the fleet's list and each confined
+    host's own."""
+    hosts = sorted(store.r.smembers(store.keys.letter_hosts))
+    pipe = store.r.pipeline(transaction=False)
+    for k in [key(store), *(store.keys.host_letters(h) for h in hosts)]:
+        pipe.lrange(k, 0, max(0, limit - 1))
+    return _newest([t for texts in pipe.execute() for t in texts], limit)
+
+
+def _newest(texts: list[str], limit: int) -> list[DeadLetter]:
     out = []
-    for text in store.r.lrange(key(store), 0, max(0, limit - 1)):
+    for text in texts:
         try:
             out.append(DeadLetter.from_json(text))
         except (ValueError, TypeError):
             out.append(DeadLetter(0.0, "", "", "unreadable dead letter", body=body_text(text)))
-    return out
+    out.sort(key=lambda d: -d.at)  # stable: each list's own order among equal times
+    return out[:limit]
+
+
+@guarded
+def take(store: Store, limit: int = LIMIT) -> tuple[list[DeadLetter], dict[str, int], int]:
+    """Read and forget every dead letter and count, in one transaction, so that none that
+    arrives meanwhile is forgotten unseen. Returns the newest ``limit`` letters, the counts
+    of :func:`dropped`, and how many letters were forgotten."""
+    while True:
+        with store.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(store.keys.letter_hosts)  # a host's first letter: read it too
+                hosts = sorted(pipe.smembers(store.keys.letter_hosts))
+                lists = [key(store), *(store.keys.host_letters(h) for h in hosts)]
+                pipe.multi()
+                for k in lists:
+                    pipe.lrange(k, 0, -1)
+                pipe.hgetall(store.keys.letters_dropped)
+                pipe.delete(*lists, store.keys.letter_hosts, store.keys.letters_dropped)
+                got = pipe.execute()
+            except redis.WatchError:
+                continue
+        texts = [t for texts in got[: len(lists)] for t in texts]
+        return _newest(texts, limit), _counts(got[len(lists)]), len(texts)
 
 
 @guarded
 def clear(store: Store) -> int:
-    """Forget every dead letter, and the counts of those not kept; returns how many there
-    were (kept)."""
-    pipe = store.r.pipeline(transaction=True)
-    pipe.llen(key(store))
-    pipe.delete(key(store), store.keys.letters_dropped)
-    count, _ = pipe.execute()
-    return int(count)
+    """Forget every dead letter, and the counts of those pushed out; returns how many
+    letters there were."""
+    return take(store, 0)[2]
 
 
 def now() -> float:

@@ -39,9 +39,10 @@ so two fleets can share one Redis.
     pgroups:<loc>    hash: child id -> the process groups it started there (workers.reaper)
     pglocs           set of the locations whose pgroups hash has entries (one read per beat)
     deadletters      list: messages workers refused, newest first (fleetjobs.deadletters)
-    deadletters:n:<loc>  count of a confined location's dead letters the relay kept in this
-                     hour's window (expiring with it); past the quota they are only counted in
-    deadletters:dropped  hash: location -> its dead letters not kept (fleetjobs.deadletters)
+    deadletters:loc:<loc>  list: a confined location's dead letters (the relay's), its newest
+                     100, newest first
+    deadletter-hosts set of the locations that have such a list
+    deadletters:dropped  hash: location -> its letters its newer ones pushed out of that list
     flower:lost      list: children the sweep settled for a vanished host, whose end no
                      worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
     waves            sorted set: rollout parents by the time their next wave is due (--batch-wait)
@@ -102,7 +103,8 @@ SCHEMA: dict[str, str] = {
     "pgroups": "pgroups:{}",
     "pglocs": "pglocs",
     "deadletters": "deadletters",
-    "letters_window": "deadletters:n:{}",
+    "host_letters": "deadletters:loc:{}",
+    "letter_hosts": "deadletter-hosts",
     "letters_dropped": "deadletters:dropped",
     "waves": "waves",
     "created": "created",
@@ -234,8 +236,12 @@ class Keys:
     def deadletters(self) -> str:
         return self._key("deadletters")
 
-    def letters_window(self, location: str) -> str:
-        return self._key("letters_window", location)
+    def host_letters(self, location: str) -> str:
+        return self._key("host_letters", location)
+
+    @property
+    def letter_hosts(self) -> str:
+        return self._key("letter_hosts")
 
     @property
     def letters_dropped(self) -> str:

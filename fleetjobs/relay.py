@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 from .config import Config
-from .deadletters import PER_HOST, DeadLetter, push_within_quota
+from .deadletters import DeadLetter, push_for_host
 from .errors import FleetJobsError
 from .hosts import read_doc, read_facts
 from .options import is_number
@@ -250,13 +250,7 @@ class Relay:
             letter = DeadLetter.checked(
                 {**args[0], "location": location, "queue": queue_for(location)}
             )
-            if push_within_quota(self.store, letter) == PER_HOST + 1:  # once an hour at most
-                log.warning(
-                    "relay: %s sent more than %d dead letters this hour; the rest are counted, "
-                    "not kept (fleetjobs deadletters)",
-                    location,
-                    PER_HOST,
-                )
+            push_for_host(self.store, letter)  # its own list: it pushes out only its own
             if letter.task_id:  # its job's message came and was refused: not lost
                 self.r.zrem(self.keys.inq(location), letter.task_id)
             return None

@@ -18,7 +18,11 @@ from .app import State, cli, json_option, pass_state
 
 @cli.command()
 @json_option
-@click.option("--clear", is_flag=True, help="Forget them (after printing them).")
+@click.option(
+    "--clear",
+    is_flag=True,
+    help="Forget them all, and the counts, after printing them (the newest --limit).",
+)
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
@@ -31,12 +35,15 @@ def deadletters(state: State, as_json: bool, clear: bool, limit: int) -> None:
     """List the messages workers refused (not a job: bad body, bad JSON, no headers...).
 
     A worker acknowledges such a message, logs it once and keeps it here (the newest 1,000),
-    and goes on serving. The list is the same from every console. Of a confined host's, the
-    relay keeps 100 an hour and counts the rest, said after the list (on stderr), so that one
-    host cannot push out every other host's.
+    and goes on serving. The list is the same from every console. A confined host's are kept
+    apart, its newest 100, so that one host cannot push out every other host's; how many of
+    its older ones it pushed out is said after the list (on stderr).
     """
     registry = state.fleet.store
-    letters = store.read(registry, limit)
+    if clear:  # read and forgotten in one transaction: none that comes meanwhile goes unseen
+        letters, pushed_out, removed = store.take(registry, limit)
+    else:
+        letters, pushed_out = store.read(registry, limit), store.dropped(registry)
     if as_json:
         click.echo(json.dumps([d.to_dict() for d in letters], indent=2))
     else:
@@ -51,12 +58,11 @@ def deadletters(state: State, as_json: bool, clear: bool, limit: int) -> None:
             for d in letters
         ]
         fmt.table(rows, ("When", "Location", "Worker", "Reason", "Body"))
-    for location, count in sorted(store.dropped(registry).items()):
+    for location, count in sorted(pushed_out.items()):
         click.echo(
-            f"fleetjobs: {count} more dead letter(s) from {location} were counted, not kept "
-            f"(the relay keeps {store.PER_HOST} an hour of a confined host's)",
+            f"fleetjobs: {count} older dead letter(s) from {location} were pushed out by its "
+            f"newer ones (a confined host keeps its newest {store.PER_HOST})",
             err=True,
         )
     if clear:
-        removed = store.clear(registry)
         click.echo(f"removed {removed} dead letter(s)", err=True)

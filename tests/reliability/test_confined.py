@@ -484,36 +484,46 @@ def test_one_request_carries_at_most_a_writes_worth_of_records_and_long_output_a
 def test_one_hosts_dead_letters_cannot_push_out_another_hosts(redis_url: str, logs: Path) -> None:
     a, b = uniq("cfd"), uniq("cfe")
     with confined_fleet(redis_url, logs, [a, b]) as (cfg, fleet, hosts, _relay):
-        keys, limit, quota = fleet.store.keys, deadletters.LIMIT, deadletters.PER_HOST
-        # given a dead letter from b's worker
+        keys, limit, kept = fleet.store.keys, deadletters.LIMIT, deadletters.PER_HOST
+        # given a dead letter from b's worker, and one from a trusted worker
         own = redis.Redis.from_url(hosts[b].redis_url, decode_responses=True)
         letter = {"worker": f"{b}/w", "reason": "b's own", "at": time.time()}
         RelayClient(own, keys, b).call("deadletter", letter)
         own.close()
-        # when a's stolen credential hands the relay as many as the whole list keeps
+        trusted = deadletters.DeadLetter(time.time(), "q", "t1", "trusted one", worker="t1/w")
+        deadletters.push(fleet.store, trusted)
+        # when a's stolen credential hands the relay twice as many as the fleet's list keeps
         stolen = redis.Redis.from_url(hosts[a].redis_url, decode_responses=True)
         flood = [
             json.dumps(
-                {"id": f"dl{i}", "op": "deadletter", "args": [{"worker": f"{a}/w", "reason": "x"}]}
+                {
+                    "id": f"dl{i}",
+                    "op": "deadletter",
+                    "args": [{"worker": f"{a}/w", "reason": f"flood {i}", "at": time.time()}],
+                }
             )
-            for i in range(limit)
+            for i in range(2 * limit)
         ]
         stolen.rpush(keys.relay(a), *flood)
         stolen.lpush(keys.bell, a)
         stolen.close()
-        eventually(lambda: deadletters.dropped(fleet.store).get(a) == limit - quota, timeout=60)
-        # then b's letter is still kept, and of a's only the quota: the rest were counted
+        eventually(lambda: deadletters.dropped(fleet.store).get(a) == 2 * limit - kept, timeout=60)
+        # then b's letter and the trusted worker's are still kept, and of a's its newest
         letters = deadletters.read(fleet.store)
         assert [d.reason for d in letters if d.location == b] == ["b's own"]
-        assert sum(d.location == a for d in letters) == quota
+        assert [d.reason for d in letters if d.location == "t1"] == ["trusted one"]
+        flooded = [d.reason for d in letters if d.location == a]
+        assert flooded == [f"flood {i}" for i in reversed(range(2 * limit - kept, 2 * limit))]
         # and every console says so, after the list, on stderr (--json's list stays a list)
         cli = make_cli(cfg)
         shown = cli("deadletters", "--json")
-        assert shown.returncode == 0 and len(json.loads(shown.stdout)) == quota + 1
+        assert shown.returncode == 0 and len(json.loads(shown.stdout)) == kept + 2
         assert shown.stderr == (
-            f"fleetjobs: {limit - quota} more dead letter(s) from {a} were counted, not kept "
-            f"(the relay keeps {quota} an hour of a confined host's)\n"
+            f"fleetjobs: {2 * limit - kept} older dead letter(s) from {a} were pushed out by "
+            f"its newer ones (a confined host keeps its newest {kept})\n"
         )
-        # and --clear forgets the counts with the letters
-        assert cli("deadletters", "--clear").returncode == 0
+        # and --clear prints what it forgets, the counts with the letters
+        cleared = cli("deadletters", "--clear", "--json")
+        assert cleared.returncode == 0 and len(json.loads(cleared.stdout)) == kept + 2
+        assert cleared.stderr.endswith(f"removed {kept + 2} dead letter(s)\n")
         assert deadletters.dropped(fleet.store) == {} and deadletters.read(fleet.store) == []
