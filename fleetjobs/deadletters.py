@@ -29,6 +29,7 @@ from .store import Store, guarded
 LIMIT = 1000
 BODY_LIMIT = 2000  # characters of a dead message's body kept: enough to recognise it
 REASON_LIMIT = 500  # and of the reason its worker gave
+FIELD_LIMIT = 200  # and of each other field (worker, task, task id, content type, queue...)
 PER_HOST = 100  # letters a confined location's own list keeps (the relay's; older are counted)
 
 
@@ -71,13 +72,16 @@ class DeadLetter:
     @classmethod
     def checked(cls, doc: dict[str, Any]) -> DeadLetter:
         """A letter from a document whatever it holds: ``at`` a number (else 0), every other
-        field text, the reason a line and the body cut as :func:`body_text` cuts it."""
+        field text cut to :data:`FIELD_LIMIT` characters, the reason to :data:`REASON_LIMIT`
+        and the body as :func:`body_text` cuts it."""
         at = doc.get("at")
         ok = is_time(at)
         text = {k: doc.get(k) for k in cls.__dataclass_fields__ if k != "at"}
-        fields = {k: v if isinstance(v, str) else "" for k, v in text.items()}
-        fields["reason"] = fields["reason"][:REASON_LIMIT]
-        fields["body"] = body_text(fields["body"])
+        fields = {k: v[:FIELD_LIMIT] if isinstance(v, str) else "" for k, v in text.items()}
+        reason = text["reason"]
+        fields["reason"] = reason[:REASON_LIMIT] if isinstance(reason, str) else ""
+        body = text["body"]
+        fields["body"] = body_text(body if isinstance(body, str) else "")
         return cls(at=float(at) if ok else 0.0, **fields)  # type: ignore[arg-type]
 
 
@@ -112,20 +116,18 @@ def push(store: Store, letter: DeadLetter) -> None:
 
 
 @guarded
-def push_for_host(store: Store, letter: DeadLetter) -> int:
+def push_for_host(store: Store, letter: DeadLetter) -> None:
     """Keep a confined worker's ``letter`` (the relay's) in its location's own list, dropping
-    that location's oldest beyond :data:`PER_HOST` (counted: :func:`dropped`), so that one
-    host's letters never push out another's. Returns how many it pushed out (0 or 1)."""
+    that location's oldest beyond :data:`PER_HOST`, so that one host's letters never push out
+    another's. Each letter is counted in the same transaction: those pushed out are the count
+    less what the list holds (:func:`dropped`)."""
     own = store.keys.host_letters(letter.location)
     pipe = store.r.pipeline(transaction=True)
     pipe.lpush(own, _text(letter))
     pipe.ltrim(own, 0, PER_HOST - 1)
     pipe.sadd(store.keys.letter_hosts, letter.location)
-    held, _, _ = pipe.execute()
-    out = max(0, int(held) - PER_HOST)
-    if out:
-        store.r.hincrby(store.keys.letters_dropped, letter.location, out)
-    return out
+    pipe.hincrby(store.keys.letters_counted, letter.location, 1)
+    pipe.execute()
 
 
 def _text(letter: DeadLetter) -> str:
@@ -136,15 +138,22 @@ def _text(letter: DeadLetter) -> str:
 def dropped(store: Store) -> dict[str, int]:
     """Location -> how many of its letters its newer ones pushed out of its own list (a
     confined host keeps its newest :data:`PER_HOST`), since the letters were last cleared."""
-    return _counts(store.r.hgetall(store.keys.letters_dropped))
+    hosts = sorted(store.r.smembers(store.keys.letter_hosts))
+    pipe = store.r.pipeline(transaction=True)
+    pipe.hgetall(store.keys.letters_counted)
+    for host in hosts:
+        pipe.llen(store.keys.host_letters(host))
+    counted, *held = pipe.execute()
+    return _pushed_out(counted, dict(zip(hosts, held, strict=True)))
 
 
-def _counts(raw: dict[str, str]) -> dict[str, int]:
+def _pushed_out(counted: dict[str, str], held: dict[str, int]) -> dict[str, int]:
     out = {}
-    for location, count in raw.items():
+    for location, count in counted.items():
         with contextlib.suppress(ValueError):  # a count written by hand: not one
-            if int(count) > 0:
-                out[location] = int(count)
+            gone = int(count) - held.get(location, 0)
+            if gone > 0:
+                out[location] = gone
     return out
 
 
@@ -171,10 +180,10 @@ def _newest(texts: list[str], limit: int) -> list[DeadLetter]:
 
 
 @guarded
-def take(store: Store, limit: int = LIMIT) -> tuple[list[DeadLetter], dict[str, int], int]:
+def take(store: Store) -> tuple[list[DeadLetter], dict[str, int]]:
     """Read and forget every dead letter and count, in one transaction, so that none that
-    arrives meanwhile is forgotten unseen. Returns the newest ``limit`` letters, the counts
-    of :func:`dropped`, and how many letters were forgotten."""
+    arrives meanwhile is forgotten unseen. Returns all the letters, newest first, and the
+    counts of :func:`dropped`."""
     while True:
         with store.r.pipeline(transaction=True) as pipe:
             try:
@@ -184,20 +193,22 @@ def take(store: Store, limit: int = LIMIT) -> tuple[list[DeadLetter], dict[str, 
                 pipe.multi()
                 for k in lists:
                     pipe.lrange(k, 0, -1)
-                pipe.hgetall(store.keys.letters_dropped)
-                pipe.delete(*lists, store.keys.letter_hosts, store.keys.letters_dropped)
+                pipe.hgetall(store.keys.letters_counted)
+                pipe.delete(*lists, store.keys.letter_hosts, store.keys.letters_counted)
                 got = pipe.execute()
             except redis.WatchError:
                 continue
-        texts = [t for texts in got[: len(lists)] for t in texts]
-        return _newest(texts, limit), _counts(got[len(lists)]), len(texts)
+        texts = got[: len(lists)]
+        held = {h: len(t) for h, t in zip(hosts, texts[1:], strict=True)}
+        letters = [t for part in texts for t in part]
+        return _newest(letters, len(letters)), _pushed_out(got[len(lists)], held)
 
 
 @guarded
 def clear(store: Store) -> int:
     """Forget every dead letter, and the counts of those pushed out; returns how many
     letters there were."""
-    return take(store, 0)[2]
+    return len(take(store)[0])
 
 
 def now() -> float:

@@ -42,7 +42,8 @@ so two fleets can share one Redis.
     deadletters:loc:<loc>  list: a confined location's dead letters (the relay's), its newest
                      100, newest first
     deadletter-hosts set of the locations that have such a list
-    deadletters:dropped  hash: location -> its letters its newer ones pushed out of that list
+    deadletters:counted  hash: location -> its letters so far (less what its list holds: those
+                     its newer ones pushed out)
     flower:lost      list: children the sweep settled for a vanished host, whose end no
                      worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
     waves            sorted set: rollout parents by the time their next wave is due (--batch-wait)
@@ -105,7 +106,7 @@ SCHEMA: dict[str, str] = {
     "deadletters": "deadletters",
     "host_letters": "deadletters:loc:{}",
     "letter_hosts": "deadletter-hosts",
-    "letters_dropped": "deadletters:dropped",
+    "letters_counted": "deadletters:counted",
     "waves": "waves",
     "created": "created",
     "by_action": "by-action:{}",
@@ -244,8 +245,8 @@ class Keys:
         return self._key("letter_hosts")
 
     @property
-    def letters_dropped(self) -> str:
-        return self._key("letters_dropped")
+    def letters_counted(self) -> str:
+        return self._key("letters_counted")
 
     @property
     def waves(self) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .keys import EVENT_STOP
-from .model import JobInfo, default_name, id_in_instance_id, new_instance_id
+from .model import JobInfo, default_name, id_in_instance_id, new_instance_id, reason_text
 from .registry import Call, num, running_of, snapshot
 from .states import JobState
 from .store import Store, guarded
@@ -263,7 +263,7 @@ class Lifecycle:
                 Redis's data).
         """
         extra = list(tail) if tail else ([iid] if iid else [])
-        return self._run("finish", job_id, state.value, reason, *extra)
+        return self._run("finish", job_id, state.value, reason_text(reason), *extra)
 
     @guarded
     def stop(self, job_id: int, reason: str = "stopped by user") -> tuple[str, list[int]]:

@@ -32,6 +32,14 @@ def iso(ts: float | None) -> str | None:
         return None
 
 
+REASON_LIMIT = 2000  # characters of a job's Reason kept (a failure's whole text: its error record)
+
+
+def reason_text(reason: str) -> str:
+    """A Reason as a job keeps it: cut to :data:`REASON_LIMIT` characters."""
+    return reason if len(reason) <= REASON_LIMIT else reason[:REASON_LIMIT] + "..."
+
+
 def local_time(ts: float) -> str:
     """A Unix time as the console shows it, in local time (``2026-11-30 10:00:00``); ``?`` for
     a time no datetime can show (NaN, 1e300: Redis holds what anyone with its credential

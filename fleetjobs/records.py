@@ -26,8 +26,9 @@ from .store import Store, guarded
 BATCH = 1000  # records per take: bounded console memory, no long Redis call
 WRITE_BATCH = 1000  # records per write (an append, or the tail a finish carries): no long
 # Redis script, and the most the relay takes from a confined worker in one request
-WRITE_CHARS = 4 * 2**20  # and characters of their values (one bigger goes alone): JSON's
-# escapes, twice over in a relay request, make at most 7 bytes of one, under its MAX_REQUEST
+WRITE_CHARS = 4 * 2**20  # and characters of their values (one bigger goes alone, and may be
+# more than the relay takes): JSON's escapes make a character at most 12 bytes (an emoji's
+# \ud83d\ude00), 14 in a relay request, so a write is at most 56 MiB, under its MAX_REQUEST
 LEASE = 60.0  # seconds a receiver holds a taken batch before another may have it back
 
 

@@ -32,6 +32,7 @@ from .config import Config
 from .deadletters import DeadLetter, push_for_host
 from .errors import FleetJobsError
 from .hosts import read_doc, read_facts
+from .model import reason_text
 from .options import is_number
 from .records import WRITE_BATCH, is_record
 from .registry import id_of_instance
@@ -217,6 +218,8 @@ class Relay:
                 # request must not hold the relay, and every other location's turn, for long
                 most = f"{len(args) - 1} arguments to {name}, which takes {_MOST_ARGS[name]}"
                 raise Refused(_TOO_MANY.get(name, most))
+            if not all(type(a) in _SCALARS for a in args[1:]):  # a list 32 M long: seconds
+                raise Refused(f"an argument to {name} that is not text or a number")
             rest = [str(a) for a in args[1:]]
             return self.store.scripts(name, *check(self, location, rest))
         if op == "progress":
@@ -231,24 +234,26 @@ class Relay:
             self._own(location, job_id, gone=False)
             self.r.hset(self.keys.job(job_id), "progress", json.dumps(doc))
             return None
+        if op in ("hostdoc", "facts") and not (args and isinstance(args[0], str)):
+            raise Refused(f"a {op} that is not a JSON text")  # a worker sends one
         if op == "hostdoc":
             self.r.hset(self.keys.hosts, location, _location_doc(args[0], location))
             return None
         if op == "facts":
             try:
-                read_facts(str(args[0]))  # what every console reads as an object
+                read_facts(args[0])  # what every console reads as an object
             except ValueError as exc:
                 raise Refused(str(exc)) from None
-            self.r.hset(self.keys.facts, location, str(args[0]))
+            self.r.hset(self.keys.facts, location, args[0])
             return None
         if op == "deadletter":
-            if not isinstance(args[0], dict) or not str(args[0].get("worker", "")).startswith(
-                location + "/"
-            ):
+            worker = args[0].get("worker") if isinstance(args[0], dict) else None
+            if not isinstance(worker, str) or not worker.startswith(location + "/"):
                 raise Refused(f"a dead letter not from one of {location}'s workers")
-            # what its own queue held, whatever it says: its location and queue are the relay's
+            # what its own queue held, whatever it says: its location and queue are the
+            # relay's, and so is when (a letter dated in the year 9999 would list first)
             letter = DeadLetter.checked(
-                {**args[0], "location": location, "queue": queue_for(location)}
+                {**args[0], "location": location, "queue": queue_for(location), "at": time.time()}
             )
             push_for_host(self.store, letter)  # its own list: it pushes out only its own
             if letter.task_id:  # its job's message came and was refused: not lost
@@ -322,6 +327,7 @@ def _finish(relay: Relay, location: str, args: list[str]) -> list[str]:
     # (job id, state, reason, [iid, [parent iid, cap, warning, records...]])
     if len(args) < 3 or args[1] not in _ENDS:
         raise Refused("a finish to no end state")
+    args[2] = reason_text(args[2])  # its Reason, cut as a worker cuts it
     own = relay._own(location, args[0], ["Missing"])
     if own["state"] == "NotStarted" and own["queued"] != "1":
         # waiting for its throttle slot or wave: no message of it was sent, so no worker can
@@ -422,6 +428,7 @@ _MOST_ARGS = {
     "resend": RESEND_CHUNK,
     "pgroups": 4,
 }
+_SCALARS = (str, int, float)  # what a script's arguments are, as a worker sends them
 _TOO_MANY = {
     "append": f"more than {WRITE_BATCH} records in one request",
     "finish": f"more than {WRITE_BATCH} records in one request",

@@ -21,7 +21,7 @@ from .app import State, cli, json_option, pass_state
 @click.option(
     "--clear",
     is_flag=True,
-    help="Forget them all, and the counts, after printing them (the newest --limit).",
+    help="Forget them all, and the counts, after printing every one (--limit does not apply).",
 )
 @click.option(
     "--limit",
@@ -40,8 +40,9 @@ def deadletters(state: State, as_json: bool, clear: bool, limit: int) -> None:
     its older ones it pushed out is said after the list (on stderr).
     """
     registry = state.fleet.store
-    if clear:  # read and forgotten in one transaction: none that comes meanwhile goes unseen
-        letters, pushed_out, removed = store.take(registry, limit)
+    if clear:  # read and forgotten in one transaction: none that comes meanwhile goes unseen,
+        letters, pushed_out = store.take(registry)  # and every one forgotten is shown
+        removed = len(letters)
     else:
         letters, pushed_out = store.read(registry, limit), store.dropped(registry)
     if as_json:

@@ -391,7 +391,8 @@ def test_what_one_hosts_credential_hands_the_relay_cannot_break_another_console(
         # and what it may write is cut to what a console shows
         relay.call("deadletter", {"worker": f"{a}/x", "at": "soon", "body": "x" * 100_000})
         [letter] = [d for d in deadletters.read(fleet.store) if d.worker == f"{a}/x"]
-        assert letter.location == a and letter.at == 0.0 and len(letter.body) <= 2003
+        assert letter.location == a and abs(letter.at - time.time()) < 60  # the relay's time
+        assert len(letter.body) <= 2003
         # then every console still lists the hosts, starts jobs and reads dead letters
         cli = make_cli(fleet.config)
         for verb in (["hosts"], ["hosts", "--facts"], ["deadletters"], ["deadletters", "--json"]):
@@ -462,6 +463,12 @@ def test_one_request_carries_at_most_a_writes_worth_of_records_and_long_output_a
         assert [v[:6] for v in got] == [f"{i:06d}" for i in range(1000)]
         assert {len(v) for v in got} == {70_000}
         fleet.remove(big)
+        # and a failure's message of 100 kB: its Reason is cut, its error record whole
+        failed = fleet.start("fail_with", "e" * 100_000, locations=a)
+        assert fleet.wait([failed], timeout=60)
+        info = fleet.info(failed)
+        assert info.state is JobState.FAILED and info.reason == "e" * 2000 + "..."
+        assert fleet.receive(failed).errors == ["e" * 100_000]
         # and the host's credential cannot hand the relay more records in one request (it
         # held the relay, and every other host's turn, for as long as they took)
         child = job.info.children[0]
@@ -478,6 +485,13 @@ def test_one_request_carries_at_most_a_writes_worth_of_records_and_long_output_a
         claim = [child.id, f"{a}/w", a, child.instance_id, "attempt"]
         with pytest.raises(redis.exceptions.NoPermissionError, match="6 arguments to claim"):
             relay.call("script", "claim", *claim, "1")
+        # nor arguments that are not text or numbers (a list of 32 M zeros took seconds to
+        # make into text), in a script or as a host record or facts
+        with pytest.raises(redis.exceptions.NoPermissionError, match="not text or a number"):
+            relay.call("script", "claim", child.id, [0] * 1000)
+        for op in ("hostdoc", "facts"):
+            with pytest.raises(redis.exceptions.NoPermissionError, match="not a JSON text"):
+                relay.call(op, {"location": a})
         stolen.close()
 
 
@@ -508,22 +522,31 @@ def test_one_hosts_dead_letters_cannot_push_out_another_hosts(redis_url: str, lo
         stolen.lpush(keys.bell, a)
         stolen.close()
         eventually(lambda: deadletters.dropped(fleet.store).get(a) == 2 * limit - kept, timeout=60)
+        # (and a letter it dates in the year 9999, with a worker name of a megabyte, is dated
+        # by the relay and cut: it neither lists first nor costs Redis a megabyte)
+        relay = RelayClient(redis.Redis.from_url(hosts[a].redis_url), keys, a)
+        forged = {"worker": f"{a}/" + "w" * 2**20, "reason": "forged", "at": 253402300000}
+        relay.call("deadletter", forged)
+        [forged_kept] = [d for d in deadletters.read(fleet.store) if d.reason == "forged"]
+        assert forged_kept.at < time.time() + 60 and len(forged_kept.worker) <= 200
+        assert deadletters.dropped(fleet.store)[a] == 2 * limit - kept + 1
         # then b's letter and the trusted worker's are still kept, and of a's its newest
         letters = deadletters.read(fleet.store)
         assert [d.reason for d in letters if d.location == b] == ["b's own"]
         assert [d.reason for d in letters if d.location == "t1"] == ["trusted one"]
         flooded = [d.reason for d in letters if d.location == a]
-        assert flooded == [f"flood {i}" for i in reversed(range(2 * limit - kept, 2 * limit))]
+        newest = [f"flood {i}" for i in reversed(range(2 * limit - kept + 1, 2 * limit))]
+        assert flooded == ["forged", *newest]
         # and every console says so, after the list, on stderr (--json's list stays a list)
         cli = make_cli(cfg)
         shown = cli("deadletters", "--json")
         assert shown.returncode == 0 and len(json.loads(shown.stdout)) == kept + 2
         assert shown.stderr == (
-            f"fleetjobs: {2 * limit - kept} older dead letter(s) from {a} were pushed out by "
-            f"its newer ones (a confined host keeps its newest {kept})\n"
+            f"fleetjobs: {2 * limit - kept + 1} older dead letter(s) from {a} were pushed out "
+            f"by its newer ones (a confined host keeps its newest {kept})\n"
         )
-        # and --clear prints what it forgets, the counts with the letters
-        cleared = cli("deadletters", "--clear", "--json")
+        # and --clear prints every letter it forgets (whatever --limit), the counts with them
+        cleared = cli("deadletters", "--clear", "--json", "--limit", "1")
         assert cleared.returncode == 0 and len(json.loads(cleared.stdout)) == kept + 2
         assert cleared.stderr.endswith(f"removed {kept + 2} dead letter(s)\n")
         assert deadletters.dropped(fleet.store) == {} and deadletters.read(fleet.store) == []
