@@ -138,13 +138,19 @@ def _text(letter: DeadLetter) -> str:
 def dropped(store: Store) -> dict[str, int]:
     """Location -> how many of its letters its newer ones pushed out of its own list (a
     confined host keeps its newest :data:`PER_HOST`), since the letters were last cleared."""
-    hosts = sorted(store.r.smembers(store.keys.letter_hosts))
-    pipe = store.r.pipeline(transaction=True)
-    pipe.hgetall(store.keys.letters_counted)
-    for host in hosts:
-        pipe.llen(store.keys.host_letters(host))
-    counted, *held = pipe.execute()
-    return _pushed_out(counted, dict(zip(hosts, held, strict=True)))
+    while True:
+        with store.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(store.keys.letter_hosts)  # a host's first letter: its list too
+                hosts = sorted(pipe.smembers(store.keys.letter_hosts))
+                pipe.multi()
+                pipe.hgetall(store.keys.letters_counted)
+                for host in hosts:
+                    pipe.llen(store.keys.host_letters(host))
+                counted, *held = pipe.execute()
+            except redis.WatchError:
+                continue
+        return _pushed_out(counted, dict(zip(hosts, held, strict=True)))
 
 
 def _pushed_out(counted: dict[str, str], held: dict[str, int]) -> dict[str, int]:

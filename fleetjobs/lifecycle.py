@@ -268,7 +268,7 @@ class Lifecycle:
     @guarded
     def stop(self, job_id: int, reason: str = "stopped by user") -> tuple[str, list[int]]:
         """Ask a job (a parent: all its children) to stop; durable, whatever the workers do."""
-        return self._run("stop", job_id, reason)
+        return self._run("stop", job_id, reason_text(reason))
 
     @guarded
     def sweep(self, every: float = 0.0) -> tuple[int, list[int]]:

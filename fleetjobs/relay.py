@@ -323,6 +323,15 @@ def _one_job(gone: Any) -> Callable[[Relay, str, list[str]], list[str]]:
     return check
 
 
+def _stop(relay: Relay, location: str, args: list[str]) -> list[str]:
+    # (job id, reason): Celery ended the task (its own child only); the reason cut as a
+    # finish's is, for it becomes the job's Reason
+    args = _one_job(["Missing"])(relay, location, args)
+    if len(args) > 1:
+        args[1] = reason_text(args[1])
+    return args
+
+
 def _finish(relay: Relay, location: str, args: list[str]) -> list[str]:
     # (job id, state, reason, [iid, [parent iid, cap, warning, records...]])
     if len(args) < 3 or args[1] not in _ENDS:
@@ -441,7 +450,7 @@ _SCRIPTS: dict[str, Callable[[Relay, str, list[str]], list[str]]] = {
     "answer": _one_job(["Missing"]),
     "park": _one_job(["Missing"]),
     # Celery ended the task (a warm shutdown's time limit, a revoke): its own child only
-    "stop": _one_job(["Missing"]),
+    "stop": _stop,
     "append": _append,
     "beat": _beat,
     "overdue": _overdue,

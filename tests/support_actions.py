@@ -153,6 +153,12 @@ def ask_on(ctx: Any, location: str, question: str = "Go on?") -> str:
 
 
 @action
+def ask_default(ctx: Any, default: Any = None) -> str:
+    """Asks with a default of any type (an action's own, as Python wrote it)."""
+    return "took " + ctx.ask("Go on?", default=default)
+
+
+@action
 def pick(ctx: Any, default: str | None = None) -> str:
     """Asks with choices; ``default`` is the question's own default."""
     return "picked " + ctx.ask("Which disk?", choices=["sda", "sdb"], default=default)

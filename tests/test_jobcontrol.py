@@ -109,6 +109,14 @@ def test_the_questions_own_default_is_taken_when_the_start_gives_none(fleet: Fle
     assert list(fleet.receive(done)) == ["picked sda"]
 
 
+def test_a_default_that_is_not_text_is_taken_as_its_text(fleet: Fleet) -> None:
+    # ctx.ask(default=True): Redis takes no bool, and the job failed when the prompt timed out
+    job = fleet.start("ask_default", locations="alpha", kwargs={"default": True}, prompt_timeout=1)
+    [done] = fleet.wait(job, timeout=30)
+    assert done.info.state is S.COMPLETED, done.info.reason
+    assert list(fleet.receive(done)) == ["took True"]
+
+
 def test_stop_ends_a_blocked_job(fleet: Fleet, second_console: Fleet) -> None:
     job = fleet.start("confirm_delete", locations="alpha")
     eventually(lambda: _state_is(fleet, job.id, S.BLOCKED))

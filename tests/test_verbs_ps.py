@@ -59,12 +59,16 @@ def test_receive_of_a_failed_job_prints_its_reason_and_exits_1(
     assert cli("wait", str(ok.id)).returncode == 0
 
 
-def test_an_action_failure_prints_its_reason_once(fleet: Fleet, cli: CliRunner) -> None:
-    job = fleet.start("fail_with", "no disk", locations="alpha")
+@pytest.mark.parametrize("message", ["no disk", "no disk " + "x" * 5000])
+def test_an_action_failure_prints_its_reason_once(
+    fleet: Fleet, cli: CliRunner, message: str
+) -> None:
+    # (a message past 2,000 characters: the job's Reason is it cut, its error record whole)
+    job = fleet.start("fail_with", message, locations="alpha")
     fleet.wait(job, timeout=15)
     res = cli("receive", str(job.id))
     assert res.returncode == 1
-    assert res.stderr.count("no disk") == 1
+    assert res.stderr.count("no disk") == 1 and message in res.stderr
 
 
 def test_arguments_follow_the_actions_parameters(fleet: Fleet, cli: CliRunner) -> None:

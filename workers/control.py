@@ -82,10 +82,11 @@ class Interaction:
             JobStopped: the job was stopped while it asked.
             ActionError: nobody answered within the prompt timeout and there is no default.
         """
+        default = None if default is None else str(default)  # ask(default=True) as text
         prompt = {
             "question": str(question),
             "choices": [str(c) for c in choices] if choices else None,
-            "default": None if default is None else str(default),
+            "default": default,
         }
         self.check()
         self._write("question", prompt)

@@ -14,7 +14,7 @@ import click
 from ..control import HELD
 from ..errors import JobNotFoundError, NotRemovedError
 from ..events import ride_out
-from ..model import JobInfo, Record
+from ..model import JobInfo, Record, reason_text
 from ..states import JobState
 from . import format as fmt
 from .app import (
@@ -251,7 +251,8 @@ def _after_receive(
     failed = [c for i in infos for c in (i.children or (i,)) if c.state is JobState.FAILED]
     if not quiet:
         for child in failed:
-            if child.reason and child.reason not in errors:
+            # (a long one is its error record cut: lifecycle.finish)
+            if child.reason and child.reason not in {reason_text(e) for e in errors}:
                 where = f"[{child.location}] " if multi else ""
                 click.echo(fmt.output_text(f"ERROR: {where}{child.reason}"), err=True)
         print_questions(infos, err=True)

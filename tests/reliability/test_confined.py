@@ -485,6 +485,13 @@ def test_one_request_carries_at_most_a_writes_worth_of_records_and_long_output_a
         claim = [child.id, f"{a}/w", a, child.instance_id, "attempt"]
         with pytest.raises(redis.exceptions.NoPermissionError, match="6 arguments to claim"):
             relay.call("script", "claim", *claim, "1")
+        # and a stop it asks for its own job (what a worker does when Celery ends a task) has
+        # its reason cut as a finish's is: it becomes the job's Reason
+        slow = fleet.start("sleep", 60, locations=a)
+        eventually(lambda: fleet.info(slow).state is JobState.RUNNING, timeout=30)
+        relay.call("script", "stop", slow.info.children[0].id, "s" * 100_000)
+        assert fleet.wait([slow], timeout=30)
+        assert fleet.info(slow).reason == "s" * 2000 + "..."
         # nor arguments that are not text or numbers (a list of 32 M zeros took seconds to
         # make into text), in a script or as a host record or facts
         with pytest.raises(redis.exceptions.NoPermissionError, match="not text or a number"):
