@@ -438,15 +438,23 @@ class Fleet(ControlVerbs):
         follow: bool = False,
         auto_remove: bool = False,
         location: str | None = None,
+        handed_on_next: bool = False,
     ) -> Iterator[Record]:
-        """Records as they are taken; with ``follow``, as they arrive until the jobs finish."""
+        """Records as they are taken; with ``follow``, as they arrive until the jobs finish.
+
+        A record is taken once it is given to the caller, or with ``handed_on_next`` once
+        the caller asks for the next (what a console printing them does: the record it was
+        printing when Ctrl-C came is printed again by the next receive, rather than never).
+        What the caller was not given goes back at once however it stops."""
         if auto_remove and (keep or not follow):
             raise ArgumentError("auto_remove needs follow and not keep: it removes what it read")
         infos = ride_out(lambda: self._snapshots(jobs)) if follow else self._snapshots(jobs)
         children = children_of(infos, location)
         read: dict[str, int] = {}  # with keep, how far each child's records have been read
         if not follow:
-            yield from self.records.drain(children, keep=keep, offsets=read)
+            yield from self.records.drain(
+                children, keep=keep, offsets=read, handed_on_next=handed_on_next
+            )
             return
         with self._events(infos) as events:
             while True:
@@ -456,7 +464,10 @@ class Fleet(ControlVerbs):
                     s.finished or s in HELD or s is JobState.BLOCKED for s in states if s
                 )
                 yield from ride_out_iter(
-                    lambda: self.records.drain(children, keep=keep, offsets=read), self.store.ping
+                    lambda: self.records.drain(
+                        children, keep=keep, offsets=read, handed_on_next=handed_on_next
+                    ),
+                    self.store.ping,
                 )
                 if finished:
                     break

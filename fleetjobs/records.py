@@ -110,15 +110,20 @@ class Records:
         offsets: dict[str, int] | None = None,
         batch: int = BATCH,
         whole: bool = False,
+        handed_on_next: bool = False,
     ) -> Iterator[Record]:
         """Every record of these children there now, in the order each wrote them.
 
         Taken a batch at a time and acknowledged once handed on: a record leaves Redis only
-        after the caller has been given it. With ``keep`` nothing is taken: ``offsets``
-        (InstanceId -> records already read) lets the caller read on from where it was.
-        With ``whole`` (a caller that consumes every record and makes no Redis call before
-        handing them all over, as :meth:`Fleet.receive` building its list), the last batch
-        leaves Redis as it is taken: one round trip less.
+        after the caller has been given it, or with ``handed_on_next`` only once the caller
+        asks for the next (a console printing each: the one it was printing when Ctrl-C
+        came goes back, to be printed again rather than never). What was not handed on
+        goes back at once however the caller stops: a close, or an exception (Ctrl-C)
+        raised in it or in here, even inside the take. With ``keep`` nothing is taken:
+        ``offsets`` (InstanceId -> records already read) lets the caller read on from where
+        it was. With ``whole`` (a caller that consumes every record and makes no Redis call
+        before handing them all over, as :meth:`Fleet.receive` building its list), the last
+        batch leaves Redis as it is taken: one round trip less.
         """
         if not children:
             return
@@ -128,42 +133,62 @@ class Records:
                 yield from batch_read
             return
         while True:
-            token, lists, held = self._take(children, batch, whole)
+            token = uuid.uuid4().hex
+            handed = {c.instance_id: 0 for c in children}
+            try:
+                lists, held = self._take(children, batch, whole, token)
+            except (KeyboardInterrupt, SystemExit):
+                # Ctrl-C inside the take: whatever it held under this token goes back now,
+                # not when its lease runs out
+                self._give_back(token, handed)
+                raise
             if not any(lists):
                 return
             if not held:  # the last batch, already out of Redis: the caller's now
                 for records in lists:
                     yield from records
                 return
-            handed = {c.instance_id: 0 for c in children}
             # the batch is acknowledged once handed on, or as far as it was when the caller
-            # stopped (GeneratorExit); any other end (Ctrl-C inside a Redis call, Redis gone)
-            # leaves it held, to come back when its lease runs out, as a dead receiver's does
+            # stopped; only a lost Redis (or a killed console) leaves it held, to come back
+            # when its lease runs out, as a dead receiver's does
             try:
                 for child, records in zip(children, lists, strict=True):
                     for rec in records:
-                        handed[child.instance_id] += 1
-                        yield rec
-            except GeneratorExit:
+                        if handed_on_next:
+                            yield rec
+                            handed[child.instance_id] += 1
+                        else:
+                            handed[child.instance_id] += 1
+                            yield rec
+            except (GeneratorExit, KeyboardInterrupt, SystemExit):
                 # the caller stopped part-way: what it was not given goes back at once
-                with contextlib.suppress(FleetJobsError):
-                    self._ack(token, handed)
+                self._give_back(token, handed)
                 raise
-            self._ack(token, handed)
+            try:
+                self._ack(token, handed)
+            except (KeyboardInterrupt, SystemExit):
+                self._give_back(token, handed)  # Ctrl-C inside the ack: once more
+                raise
             if sum(map(len, lists)) < batch:
                 return  # the take had room left: it emptied every list (no empty take more)
 
     @guarded
     def _take(
-        self, children: Sequence[JobInfo], limit: int, whole: bool = False
-    ) -> tuple[str, list[list[Record]], bool]:
-        token = uuid.uuid4().hex
+        self, children: Sequence[JobInfo], limit: int, whole: bool, token: str
+    ) -> tuple[list[list[Record]], bool]:
         mode = "2" if whole else "0"
         *lists, held = self.store.scripts(
             "take", mode, limit, token, LEASE, *(c.instance_id for c in children)
         )
         records = [_records(c, items) for c, items in zip(children, lists, strict=True)]
-        return token, records, held == "1"
+        return records, held == "1"
+
+    def _give_back(self, token: str, handed: dict[str, int]) -> None:
+        """Acknowledge what was handed on of the batch held under ``token`` (if any is):
+        the rest goes back in front at once. Best effort: a Redis gone, or a second Ctrl-C,
+        leaves it to the lease."""
+        with contextlib.suppress(FleetJobsError, KeyboardInterrupt):
+            self._ack(token, handed)
 
     @guarded
     def _ack(self, token: str, handed: dict[str, int]) -> None:

@@ -209,11 +209,22 @@ def receive(
     fleet = state.connect(patient=wait_)
     refs = list(jobs) or None
     handles = ride_out(lambda: fleet.get(refs)) if wait_ else fleet.get(refs)
+    # a record leaves Redis once the next is asked for, after it was printed: one that
+    # Ctrl-C cut short is printed again by the next receive, never lost
     records = fleet.stream(
-        handles, keep=keep, follow=wait_, auto_remove=auto_remove, location=location
+        handles,
+        keep=keep,
+        follow=wait_,
+        auto_remove=auto_remove,
+        location=location,
+        handed_on_next=True,
     )
     if as_json:
-        fmt.print_json_stream(r.to_dict() for r in records)
+        try:
+            fmt.print_json_stream(r.to_dict() for r in records)
+        except KeyboardInterrupt:
+            _close(records)  # what was not printed goes back first
+            raise
         _after_receive(fleet, handles, set(), False, quiet=True)
         return
     multi = len({loc for h in handles for loc in h.location.split(",")}) > 1
@@ -221,25 +232,38 @@ def receive(
     errors: set[str] = set()
     from . import progress
 
-    with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
-        for rec in records:
-            if bars.take(rec):  # ctx.progress as a bar, on a terminal
-                continue
-            if rec.stream == "error":
-                errors.add(str(rec.data))
-            if rec.stream == "output":
-                if isinstance(rec.data, dict) or pending:
-                    pending.append((rec, rec.data))  # objects wait, to print as one table
+    try:
+        with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
+            for rec in records:
+                if bars.take(rec):  # ctx.progress as a bar, on a terminal
+                    continue
+                if rec.stream == "error":
+                    errors.add(str(rec.data))
+                if rec.stream == "output":
+                    if isinstance(rec.data, dict) or pending:
+                        pending.append((rec, rec.data))  # objects wait, to print as one table
+                    else:
+                        bars.echo(fmt.output_text(rec.data))
+                        sys.stdout.flush()
                 else:
-                    bars.echo(fmt.output_text(rec.data))
-                    sys.stdout.flush()
-            else:
-                bars.echo(fmt.stream_line(rec, multi), err=True)
+                    bars.echo(fmt.stream_line(rec, multi), err=True)
+    except KeyboardInterrupt:
+        _close(records)  # what was not printed goes back first; the objects taken print
+        fmt.print_values(pending)
+        raise
     fmt.print_values(pending)
     for handle in handles:  # a halted rollout: which hosts failed
         if handle.info.rollout and handle.info.rollout.halted:
             click.echo(f"WARNING: job {handle.id}: {handle.info.rollout.halted}", err=True)
     _after_receive(fleet, handles, errors, multi)
+
+
+def _close(records: Iterator[Any]) -> None:
+    """End a stream now (a generator's close: what it holds goes back to Redis), not when
+    the interrupted process's last references go."""
+    close = getattr(records, "close", None)
+    if close is not None:
+        close()
 
 
 def _after_receive(

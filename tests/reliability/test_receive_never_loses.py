@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -68,6 +69,76 @@ def test_a_receive_stopped_part_way_hands_the_rest_to_the_next(fleet: Fleet) -> 
     # then the next receive gets exactly the rest, in order: each record exactly once
     assert first == list(range(1, 11))
     assert list(fleet.receive(job)) == list(range(11, 1501))
+
+
+def test_ctrl_c_while_a_console_prints_a_record_gives_it_and_the_rest_back_at_once(
+    fleet: Fleet,
+) -> None:
+    # given a finished job with 1,500 records
+    job = fleet.start("produce", 1500, locations="alpha")
+    assert fleet.wait(job, timeout=30)
+    # when a console printing them (a record is handed on once it asks for the next) is
+    # interrupted while it prints the 10th
+    stream = fleet.stream(job, handed_on_next=True)
+    first = [next(stream).data for _ in range(10)]
+    with pytest.raises(KeyboardInterrupt):
+        stream.throw(KeyboardInterrupt())
+    # then the next receive gets the 10th again and all the rest, at once, not a lease later
+    assert first == list(range(1, 11))
+    assert list(fleet.receive(job)) == list(range(10, 1501))
+
+
+def test_ctrl_c_inside_the_take_gives_its_batch_back_at_once(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a finished job with 1,500 records
+    job = fleet.start("produce", 1500, locations="alpha")
+    assert fleet.wait(job, timeout=30)
+    # when Ctrl-C lands in a receive's take, once Redis has run it (the batch held under
+    # its token) and before the console has the answer
+    take = fleet.records._take
+
+    def interrupted(*args: object) -> object:
+        take(*args)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fleet.records, "_take", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        next(fleet.stream(job))
+    monkeypatch.undo()
+    # then the next receive gets every record at once, not the held batch a lease later
+    assert list(fleet.receive(job)) == list(range(1, 1501))
+
+
+def test_receives_interrupted_by_ctrl_c_lose_nothing(fleet: Fleet) -> None:
+    # given a finished job with 40,000 records
+    n = 40_000
+    job = fleet.start("produce_in_batches", n, 1000, locations="alpha")
+    assert fleet.wait(job, timeout=60)
+    env = {**os.environ, "FLEETJOBS_REDIS_URL": fleet.config.redis_url}
+    env["FLEETJOBS_PREFIX"] = fleet.config.prefix
+    printed: list[int] = []
+    # when receive after receive is interrupted by Ctrl-C (SIGINT) part-way through
+    for delay in (0.5, 0.6, 0.7, 0.8):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetjobs", "receive", str(job.id)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        # (the last line may be cut short by the interrupt: the record comes again)
+        lines = out.decode().split("\n")[:-1]
+        printed += [int(x) for x in lines if x.isdigit()]
+    # then one more receive, at once, prints the rest: every record printed, at most the
+    # one each interrupt cut short printed twice
+    printed += list(fleet.receive(job))
+    print(f"\nprinted {len(printed)} of {n} records, {len(printed) - len(set(printed))} twice")
+    assert set(printed) == set(range(1, n + 1))
+    assert len(printed) - n <= 4
 
 
 def test_receive_takes_in_bounded_batches(fleet: Fleet) -> None:
