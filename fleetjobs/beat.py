@@ -22,7 +22,12 @@ import redis.exceptions
 from redbeat.schedulers import RedBeatScheduler, acquire_distributed_beat_lock, get_redis
 
 from .config import Config
-from .errors import ConfigError, RedisUnavailableError, ScheduleUnreadableError
+from .errors import (
+    ConfigError,
+    RedisUnavailableError,
+    ScheduleNotFoundError,
+    ScheduleUnreadableError,
+)
 from .fleet import Fleet
 from .schedule_model import UNREADABLE, UNREADABLE_FIELDS, unreadable
 from .schedules import Schedules, redbeat_app
@@ -114,12 +119,20 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
         except UNREADABLE as exc:  # damaged since the tick read it
             log.error("%s", unreadable(entry.name, exc))
             return
-        # RedBeat moves the schedule's next time first: a firing that fails is not repeated
-        entry = self.reserve(entry) if advance else entry
         try:
             # a console firing it too (schedule run) has it a moment: a skip, not a stall of
-            # every schedule after it in this tick
-            job = self.schedules.fire(str(entry.name), dict(entry.kwargs), wait=BEAT_LOCK_WAIT)
+            # every schedule after it in this tick. RedBeat moves the schedule's next time
+            # first (a firing that fails is not repeated), once the schedule is this beat's:
+            # a remove meanwhile is not undone by that write
+            job = self.schedules.fire(
+                str(entry.name),
+                dict(entry.kwargs),
+                wait=BEAT_LOCK_WAIT,
+                before=(lambda: self.reserve(entry)) if advance else None,
+            )
+        except ScheduleNotFoundError:
+            log.info("schedule %s: removed or disabled meanwhile, not fired", entry.name)
+            return
         except Exception as exc:  # one schedule's trouble must not stop the others
             log.error("schedule %s: the firing failed: %s", entry.name, exc)
             return

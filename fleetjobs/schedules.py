@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
@@ -280,20 +280,22 @@ class Schedules:
     def enable(self, name: str) -> ScheduleInfo:
         """Let a disabled schedule fire again, from its next time on (missed firings are not
         made up)."""
-        entry = self._entry(name)
-        assert entry is not None
-        entry.enabled = True
-        entry.save()
-        entry.reschedule(self.app.now())
+        with self._locked(name):  # not while it is removed: a save would bring it back
+            entry = self._entry(name)
+            assert entry is not None
+            entry.enabled = True
+            entry.save()
+            entry.reschedule(self.app.now())
         return self.show(name)
 
     @guarded
     def disable(self, name: str) -> ScheduleInfo:
         """Keep a schedule but stop it firing until it is enabled."""
-        entry = self._entry(name)
-        assert entry is not None
-        entry.enabled = False
-        entry.save()
+        with self._locked(name):  # not while it is removed or fired
+            entry = self._entry(name)
+            assert entry is not None
+            entry.enabled = False
+            entry.save()
         return self.show(name)
 
     @guarded
@@ -311,18 +313,67 @@ class Schedules:
 
     @guarded
     def fire(
-        self, name: str, spec: dict[str, Any], manual: bool = False, wait: float = LOCK_WAIT
+        self,
+        name: str,
+        spec: dict[str, Any],
+        manual: bool = False,
+        wait: float = LOCK_WAIT,
+        before: Callable[[], object] | None = None,
     ) -> Job | None:
         """One firing: apply the overlap policy, start the run (a Failed run when its hosts
         cannot be chosen now), then drop the runs beyond ``max_results``. One firing of a
         schedule at a time (the beat's and a ``schedule run``'s), so ``skip`` skips; one
-        still under way after ``wait`` seconds makes this one a skip."""
+        still under way after ``wait`` seconds makes this one a skip. ``before`` (the beat's
+        move of the schedule's next time) runs once the schedule is this console's.
+
+        Raises:
+            ScheduleNotFoundError: it was removed meanwhile (or, a beat's firing, disabled).
+        """
         try:
             with self._locked(name, wait):
+                # removed (or disabled) while this firing waited: not fired, and nothing of
+                # it written again (a removed schedule's key brought back with only its meta)
+                if not self._fireable(name, manual):
+                    raise ScheduleNotFoundError(f"schedule {name!r} was removed or disabled")
+                if before is not None:
+                    before()
                 return self._fire(name, spec, manual)
         except ScheduleBusyError:
+            if before is not None:  # its next time moves all the same: a skip, not a retry
+                before()  # at every tick (and a key that a remove meanwhile emptied, dropped)
+                if self._drop_if_gone(name):
+                    return None
             self._skip(name, "another firing of it was under way", manual)
             return None
+
+    def _drop_if_gone(self, name: str) -> bool:
+        """Whether the schedule is gone; what is left of its key (its meta, a time in the
+        schedule's sorted set, which a write racing its remove brought back) is deleted,
+        unless an add gives it a definition meanwhile."""
+        key = self._entry_key(name)
+        with self.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.hexists(key, "definition"):
+                    return False
+                pipe.multi()
+                pipe.delete(key)
+                pipe.zrem(self.app.redbeat_conf.schedule_key, key)
+                pipe.execute()
+            except redis.exceptions.WatchError:
+                return False  # added meanwhile
+        return True
+
+    def _fireable(self, name: str, manual: bool) -> bool:
+        """Whether the schedule is still there (and, for the beat, enabled)."""
+        raw = self.r.hget(self._entry_key(name), "definition")
+        if raw is None:
+            return False
+        try:
+            definition = json.loads(raw)
+        except (ValueError, RecursionError):
+            return True  # damaged: the firing says so, as it always has
+        return manual or not isinstance(definition, dict) or definition.get("enabled") is not False
 
     def _fire(self, name: str, spec: dict[str, Any], manual: bool) -> Job | None:
         runs_key = self._runs_key(name)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import pytest
 
 from fleetjobs import Config, Fleet
 from fleetjobs.config import default_location
 from fleetjobs.errors import ScheduleExistsError
+from fleetjobs.triggers import FleetEntry
 
 from .conftest import eventually, make_cli, uniq
 from .schedule_support import Beat, beat, run_ids, sfleet
@@ -137,3 +141,38 @@ def test_a_beat_does_not_wait_long_on_a_schedule_a_console_is_firing(
     finally:
         lock.release()
     fleet.schedules.remove(name)
+
+
+@pytest.mark.parametrize("verb", ["enable", "disable"])
+def test_an_enable_or_disable_racing_a_remove_leaves_nothing_behind(
+    sfleet: tuple[Config, Fleet], monkeypatch: pytest.MonkeyPatch, verb: str
+) -> None:
+    cfg, fleet = sfleet
+    name = uniq(verb)
+    fleet.schedules.add(name, "echo", "x", every=3600, locations="s1")
+    if verb == "enable":
+        fleet.schedules.disable(name)
+    # given a console slow to write the schedule back (its save takes a moment)
+    save = FleetEntry.save
+
+    def slow_save(entry: FleetEntry) -> None:
+        time.sleep(0.3)
+        save(entry)
+
+    monkeypatch.setattr(FleetEntry, "save", slow_save)
+    other = Fleet(config=cfg)
+    try:
+        # when it enables (or disables) the schedule while another console removes it
+        toggling = threading.Thread(target=getattr(other.schedules, verb), args=(name,))
+        toggling.start()
+        time.sleep(0.1)
+        fleet.schedules.remove(name)
+        toggling.join()
+    finally:
+        other.close()
+    # then it is gone whole: not listed again, no key left (its meta alone), no time left in
+    # the schedules' sorted set
+    key, conf = fleet.schedules._entry_key(name), fleet.schedules.app.redbeat_conf
+    assert all(s.name != name for s in fleet.schedules.list())
+    assert not fleet.registry.r.exists(key)
+    assert fleet.registry.r.zscore(conf.schedule_key, key) is None
