@@ -6,6 +6,8 @@ need of a fleet what :class:`FleetVerbs` says.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .config import Config, default_location
 from .errors import ScheduleUnreadableError
 from .model import HostInfo, iso, local_time, render_command
-from .triggers import Trigger
+from .triggers import FleetEntry, Trigger
 
 if TYPE_CHECKING:
     from .job import Job
@@ -154,3 +156,57 @@ class FleetVerbs(Protocol):
     def remove(self, jobs: list[int], *, force: bool = ...) -> list[Job]: ...
 
     def hosts(self) -> list[HostInfo]: ...
+
+
+def info_of(
+    entry: FleetEntry,
+    runs: tuple[RunInfo, ...],
+    skipped: int,
+    skips: tuple[dict[str, Any], ...],
+) -> ScheduleInfo:
+    """A schedule as its RedBeat entry holds it, with its runs and skips (read beside it)."""
+    spec = dict(entry.kwargs)
+    next_run = None
+    if entry.enabled:
+        # remaining_estimate counts from now (RedBeat's due_at adds it to the last run,
+        # which is right only at the moment of a firing)
+        last = entry.last_run_at
+        left = entry.schedule.remaining_estimate(last) if last is not None else None
+        now = time.time()  # read after the estimate's own now: never a hair early
+        if last is None:
+            next_run = now
+        elif left is not None:
+            next_run = round(now + max(0.0, left.total_seconds()), 3)
+    return ScheduleInfo(
+        name=str(entry.name),
+        trigger=Trigger.from_dict(spec["trigger"]),
+        action=spec["action"],
+        args=tuple(spec["args"]),
+        kwargs=dict(spec["kwargs"]),
+        locations=tuple(spec["locations"]),
+        target=tuple(spec["target"]),
+        all_hosts=bool(spec["all"]),
+        throttle_limit=int(spec["throttle_limit"]),
+        start_timeout=spec["start_timeout"],
+        timeout=spec["timeout"],
+        max_results=int(spec["max_results"]),
+        overlap=str(spec["overlap"]),
+        enabled=bool(entry.enabled),
+        created=float(spec.get("created", 0.0)),
+        next_run=next_run,
+        runs=runs,
+        skipped=skipped,
+        skips=skips,
+    )
+
+
+def fireable(definition: str | None, manual: bool) -> bool:
+    """Whether a schedule whose RedBeat entry holds ``definition`` (None: gone) may fire now:
+    it is there and, but for a manual run, enabled. One damaged fires, to say so."""
+    if definition is None:
+        return False
+    try:
+        doc = json.loads(definition)
+    except (ValueError, RecursionError):
+        return True
+    return manual or not isinstance(doc, dict) or doc.get("enabled") is not False

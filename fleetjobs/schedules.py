@@ -52,11 +52,13 @@ from .schedule_model import (
     FleetVerbs,
     RunInfo,
     ScheduleInfo,
+    fireable,
+    info_of,
     unreadable,
 )
 from .states import JobState, state_read
 from .store import guarded
-from .triggers import FleetEntry, Trigger, celery_schedule, parse_trigger
+from .triggers import FleetEntry, celery_schedule, parse_trigger
 
 OVERLAP = ("skip", "parallel", "stop-existing")
 MAX_RESULTS = 100_000  # runs a schedule keeps at most (each with its output)
@@ -333,7 +335,7 @@ class Schedules:
             with self._locked(name, wait):
                 # removed (or disabled) while this firing waited: not fired, and nothing of
                 # it written again (a removed schedule's key brought back with only its meta)
-                if not self._fireable(name, manual):
+                if not fireable(self.r.hget(self._entry_key(name), "definition"), manual):
                     raise ScheduleNotFoundError(f"schedule {name!r} was removed or disabled")
                 if before is not None:
                     before()
@@ -363,17 +365,6 @@ class Schedules:
             except redis.exceptions.WatchError:
                 return False  # added meanwhile
         return True
-
-    def _fireable(self, name: str, manual: bool) -> bool:
-        """Whether the schedule is still there (and, for the beat, enabled)."""
-        raw = self.r.hget(self._entry_key(name), "definition")
-        if raw is None:
-            return False
-        try:
-            definition = json.loads(raw)
-        except (ValueError, RecursionError):
-            return True  # damaged: the firing says so, as it always has
-        return manual or not isinstance(definition, dict) or definition.get("enabled") is not False
 
     def _fire(self, name: str, spec: dict[str, Any], manual: bool) -> Job | None:
         runs_key = self._runs_key(name)
@@ -485,7 +476,6 @@ class Schedules:
             raise unreadable(str(entry.name), exc) from None
 
     def _read_info(self, entry: FleetEntry, history: bool) -> ScheduleInfo:
-        spec = dict(entry.kwargs)
         name = str(entry.name)
         runs_key = self._runs_key(name)
         if history:
@@ -502,38 +492,7 @@ class Schedules:
         skips: tuple[dict[str, Any], ...] = ()
         if history:
             skips = tuple(json.loads(s) for s in self.r.lrange(self._skips_key(name), 0, -1))
-        next_run = None
-        if entry.enabled:
-            # remaining_estimate counts from now (RedBeat's due_at adds it to the last run,
-            # which is right only at the moment of a firing)
-            last = entry.last_run_at
-            left = entry.schedule.remaining_estimate(last) if last is not None else None
-            now = time.time()  # read after the estimate's own now: never a hair early
-            if last is None:
-                next_run = now
-            elif left is not None:
-                next_run = round(now + max(0.0, left.total_seconds()), 3)
-        return ScheduleInfo(
-            name=name,
-            trigger=Trigger.from_dict(spec["trigger"]),
-            action=spec["action"],
-            args=tuple(spec["args"]),
-            kwargs=dict(spec["kwargs"]),
-            locations=tuple(spec["locations"]),
-            target=tuple(spec["target"]),
-            all_hosts=bool(spec["all"]),
-            throttle_limit=int(spec["throttle_limit"]),
-            start_timeout=spec["start_timeout"],
-            timeout=spec["timeout"],
-            max_results=int(spec["max_results"]),
-            overlap=str(spec["overlap"]),
-            enabled=bool(entry.enabled),
-            created=float(spec.get("created", 0.0)),
-            next_run=next_run,
-            runs=runs,
-            skipped=skipped,
-            skips=skips,
-        )
+        return info_of(entry, runs, skipped, skips)
 
     def _check_targets(self, spec: dict[str, Any]) -> None:
         """Refuse a schedule whose targeting matches no host now, or whose action no host
