@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any
 
+import pytest
+
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 
@@ -282,6 +284,32 @@ def test_interrupting_receive_wait_leaves_the_job_alone(config: Config, fleet: F
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert job.state is JobState.RUNNING
     fleet.stop(job)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_an_invoke_ended_by_a_signal_stops_and_removes_its_job(
+    config: Config, fleet: Fleet, sig: signal.Signals
+) -> None:
+    # given an invoke running a job (Ctrl-C, timeout's SIGTERM, a closed terminal's SIGHUP)
+    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    name = uniq("inv")
+    invoke = ["invoke", "-n", name, "-l", "alpha", "produce", "50", "0.2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetjobs", *invoke],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "1\n"  # it is running
+    # when the signal comes
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    # then the job was stopped and removed, as for Ctrl-C, and the exit says which signal
+    assert proc.returncode == (130 if sig == signal.SIGINT else 128 + sig), err
+    assert "Traceback" not in err and all(j.name != name for j in fleet.get())
 
 
 def test_a_reader_that_goes_away_ends_every_verb_alike(config: Config, fleet: Fleet) -> None:

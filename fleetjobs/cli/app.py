@@ -15,6 +15,7 @@ import contextlib
 import errno
 import math
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from ..errors import (
 )
 from ..options import MAX_SECONDS
 from ..states import JobState
+from .interrupts import Terminated
 from .lazy import LazyGroup
 
 if TYPE_CHECKING:
@@ -67,6 +69,9 @@ class _Group(LazyGroup):
             fail(str(exc), EXIT_USAGE)
         except (JobNotFoundError, JobStateError, FleetJobsError) as exc:
             fail(str(exc), EXIT_FAILED)
+        except Terminated as exc:  # SIGTERM, SIGHUP: cleaned up as a Ctrl-C is (interrupts)
+            click.echo(f"fleetjobs: terminated ({signal.Signals(exc.signum).name})", err=True)
+            sys.exit(128 + exc.signum)
         except KeyboardInterrupt:
             click.echo("fleetjobs: interrupted", err=True)
             sys.exit(130)

@@ -9,14 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import signal
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 import redis
@@ -28,6 +25,7 @@ from ..fleet import Fleet
 from ..parallel import parallel
 from ..refs import batches
 from .format import table
+from .interrupts import as_interrupt
 
 
 class _Demo:
@@ -236,18 +234,6 @@ class _Demo:
                 fleet.remove(job)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_demo(fast: bool = False) -> int:
     """Run the walkthrough; returns the exit code."""
     # a fleet of its own: the settings of the fleet this shell works with (signing, a
@@ -258,7 +244,7 @@ def run_demo(fast: bool = False) -> int:
         if k.startswith("FLEETJOBS_") and k != "FLEETJOBS_REDIS_URL"
     }
     try:
-        with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+        with as_interrupt(), contextlib.ExitStack() as stack:
             if ignored:
                 click.echo(f"The demo runs a fleet of its own: it ignores {', '.join(ignored)}.")
             url = os.environ.get("FLEETJOBS_REDIS_URL")

@@ -40,6 +40,7 @@ from .app import (
     pass_state,
 )
 from .control import ask_on_terminal
+from .interrupts import as_interrupt
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTION_CONTEXT = {"ignore_unknown_options": True, "allow_interspersed_args": False}
@@ -264,6 +265,11 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
       fleetjobs invoke --all run "uptime"
       fleetjobs invoke -l 'web*' ping db01
     """
+    with as_interrupt():  # SIGTERM, SIGHUP (timeout, a closed terminal): as Ctrl-C
+        _invoke(state, action, args, as_json, opts)
+
+
+def _invoke(state: State, action: str, args: tuple[str, ...], as_json: bool, opts: Any) -> None:
     fleet = state.fleet
     job = _launch(state, action, args, opts)
     try:
