@@ -30,6 +30,7 @@ from .app import (
     state_type,
 )
 from .control import print_questions
+from .interrupts import as_interrupt
 
 if TYPE_CHECKING:
     from ..fleet import Fleet
@@ -209,6 +210,19 @@ def receive(
     fleet = state.connect(patient=wait_)
     refs = list(jobs) or None
     handles = ride_out(lambda: fleet.get(refs)) if wait_ else fleet.get(refs)
+    with as_interrupt():  # SIGTERM, SIGHUP: what was not printed goes back at once too
+        _receive(fleet, handles, keep, wait_, auto_remove, location, as_json)
+
+
+def _receive(
+    fleet: Fleet,
+    handles: list[Job],
+    keep: bool,
+    wait_: bool,
+    auto_remove: bool,
+    location: str | None,
+    as_json: bool,
+) -> None:
     # a record leaves Redis once the next is asked for, after it was printed: one that
     # Ctrl-C cut short is printed again by the next receive, never lost
     records = fleet.stream(
