@@ -118,6 +118,13 @@ class Config:
             self._check_port(parts)
         if parts.scheme == "unix" and not parts.path:
             raise ConfigError(f"a unix:// Redis URL needs a socket path: {self.safe_url}")
+        if parts.scheme in {"redis", "rediss"} and not re.fullmatch(r"/?|/\d{1,5}", parts.path):
+            # redis-py takes what follows the host for a database number, and anything else
+            # for database 0: a typo there would write the fleet into another database
+            raise ConfigError(
+                f"a Redis URL's path is its database number (/0, /1...), not {parts.path!r}: "
+                f"{self.safe_url}"
+            )
         self._check_query(parts)
         if not isinstance(self.prefix, str) or not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"invalid key prefix {self.prefix!r} (letters, digits, _.:-)")

@@ -29,6 +29,9 @@ def test_settings_come_from_the_environment_then_overrides() -> None:
     [
         ({"FLEETJOBS_RETENTION": "soon"}, "FLEETJOBS_RETENTION='soon' is not a valid float"),
         ({"FLEETJOBS_REDIS_URL": "http://x"}, "unsupported Redis URL scheme 'http'"),
+        # redis-py would connect to database 0 and say nothing
+        ({"FLEETJOBS_REDIS_URL": "redis://h:6379/abc"}, "path is its database number"),
+        ({"FLEETJOBS_REDIS_URL": "rediss://h/0/x"}, "path is its database number"),
         ({"FLEETJOBS_PREFIX": "has space"}, "invalid key prefix"),
         ({"FLEETJOBS_RETENTION": "-1"}, "retention must be a positive number, got -1.0"),
         ({"FLEETJOBS_RETENTION": "nan"}, "retention must be a positive number, got nan"),
