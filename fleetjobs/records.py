@@ -160,9 +160,11 @@ class Records:
                         else:
                             handed[child.instance_id] += 1
                             yield rec
-            except (GeneratorExit, KeyboardInterrupt, SystemExit):
-                # the caller stopped part-way: what it was not given goes back at once
-                self._give_back(token, handed)
+            except (GeneratorExit, KeyboardInterrupt, SystemExit) as exc:
+                # the caller stopped part-way: what it was not given goes back at once; a
+                # list being built (whole) is thrown away with all it was given
+                lost = whole and not isinstance(exc, GeneratorExit)
+                self._give_back(token, dict.fromkeys(handed, 0) if lost else handed)
                 raise
             try:
                 self._ack(token, handed)
@@ -185,9 +187,9 @@ class Records:
 
     def _give_back(self, token: str, handed: dict[str, int]) -> None:
         """Acknowledge what was handed on of the batch held under ``token`` (if any is):
-        the rest goes back in front at once. Best effort: a Redis gone, or a second Ctrl-C,
-        leaves it to the lease."""
-        with contextlib.suppress(FleetJobsError, KeyboardInterrupt):
+        the rest goes back in front at once. Best effort: a Redis gone leaves it to the
+        lease, and so does a second Ctrl-C, which goes on up."""
+        with contextlib.suppress(FleetJobsError):
             self._ack(token, handed)
 
     @guarded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 
-from .conftest import CHILD_KEYS, JOB_KEYS, ROOT, CliRunner, make_cli, uniq
+from .conftest import CHILD_KEYS, JOB_KEYS, ROOT, CliRunner, eventually, make_cli, uniq
 
 
 def test_start_prints_the_job_row_and_returns_at_once(cli: CliRunner) -> None:
@@ -310,6 +311,51 @@ def test_an_invoke_ended_by_a_signal_stops_and_removes_its_job(
     # then the job was stopped and removed, as for Ctrl-C, and the exit says which signal
     assert proc.returncode == (130 if sig == signal.SIGINT else 128 + sig), err
     assert "Traceback" not in err and all(j.name != name for j in fleet.get())
+
+
+def test_an_invoke_whose_terminal_closes_stops_and_removes_its_job(
+    config: Config, fleet: Fleet
+) -> None:
+    # given an invoke on a terminal of its own, showing its live display
+    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    name = uniq("tty")
+    argv = [sys.executable, "-m", "fleetjobs", "invoke", "-n", name, "-l", "alpha"]
+    pid, master = pty.fork()
+    if pid == 0:  # the child: the terminal's session leader
+        os.chdir(ROOT)
+        os.execve(sys.executable, [*argv, "produce", "50", "0.2"], env)
+    seen = b""
+    while b"1" not in seen:  # it is running
+        seen += os.read(master, 1024)
+    # when the terminal goes away (SIGHUP, and every write after it fails with EIO)
+    os.close(master)
+    _, status = os.waitpid(pid, 0)
+    # then the job was stopped and removed all the same, not left running everywhere
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0
+    eventually(lambda: all(j.name != name for j in fleet.get()), timeout=20)
+
+
+def test_an_invoke_under_nohup_outlives_a_hangup(config: Config, fleet: Fleet) -> None:
+    # given an invoke that ignores SIGHUP (nohup fleetjobs invoke ... &)
+    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    name = uniq("nohup")
+    invoke = ["invoke", "-n", name, "-l", "alpha", "produce", "5", "0.2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetjobs", *invoke],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "1\n"
+    # when the terminal hangs up, then the invoke goes on to its end
+    proc.send_signal(signal.SIGHUP)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=30) == 0
+    assert rest.split() == ["2", "3", "4", "5"]
 
 
 def test_a_reader_that_goes_away_ends_every_verb_alike(config: Config, fleet: Fleet) -> None:

@@ -25,7 +25,7 @@ from ..fleet import Fleet
 from ..parallel import parallel
 from ..refs import batches
 from .format import table
-from .interrupts import as_interrupt
+from .interrupts import SIGNALS, Terminated, as_interrupt
 
 
 class _Demo:
@@ -57,6 +57,8 @@ class _Demo:
             code = run_cli(list(args))
             if code == 130:  # the command took the Ctrl-C: the demo ends too
                 raise KeyboardInterrupt
+            if code - 128 in SIGNALS:  # or the SIGTERM, SIGHUP (interrupts): the same
+                raise Terminated(code - 128)
         finally:
             for key, value in old.items():
                 if value is None:
@@ -279,9 +281,9 @@ def run_demo(fast: bool = False) -> int:
             demo.fleet(logs_root)
             click.echo("Cleaning up: stopping the worker and the private Redis.")
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.echo("\ninterrupted: everything the demo started was stopped and removed", err=True)
-        return 130
+        return 128 + exc.signum if isinstance(exc, Terminated) else 130
     except FleetJobsError as exc:
         click.echo(f"fleetjobs demo: error: {exc}", err=True)
         return 1

@@ -29,7 +29,8 @@ class Terminated(KeyboardInterrupt):
 @contextlib.contextmanager
 def as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only: a
-    signal handler can be set nowhere else, and the block then runs as it is)."""
+    signal handler can be set nowhere else, and the block then runs as it is); one this
+    process ignores (``nohup``) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -37,7 +38,9 @@ def as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise Terminated(signum)
 
-    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    # one ignored (nohup's SIGHUP, a service manager's choice) stays ignored
+    taken = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {s: signal.signal(s, handler) for s in taken}
     try:
         yield
     finally:

@@ -281,7 +281,9 @@ def _invoke(state: State, action: str, args: tuple[str, ...], as_json: bool, opt
             records, objects = records + more, objects + extra
         if objects:
             fmt.print_values(objects, tag_locations=len(job.info.child_ids) > 1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, OSError):
+        # Ctrl-C, SIGTERM, SIGHUP; or what writing to a terminal that hung up raised over
+        # them (EIO, as the live display ends): the job is not left running everywhere
         fleet.stop(job, timeout=5.0)
         fleet.remove(job, force=True)
         raise

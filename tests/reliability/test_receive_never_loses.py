@@ -88,6 +88,20 @@ def test_ctrl_c_while_a_console_prints_a_record_gives_it_and_the_rest_back_at_on
     assert list(fleet.receive(job)) == list(range(10, 1501))
 
 
+def test_ctrl_c_while_a_list_of_records_is_built_gives_back_what_it_had(fleet: Fleet) -> None:
+    # given a finished job with 1,500 records
+    job = fleet.start("produce", 1500, locations="alpha")
+    assert fleet.wait(job, timeout=30)
+    # when Ctrl-C lands while fleet.receive builds its list (list() of the records, which
+    # throws away what it was given), 10 records into the first batch
+    records = fleet.records.drain(job.refresh().info.children, whole=True)
+    assert [next(records).data for _ in range(10)] == list(range(1, 11))
+    with pytest.raises(KeyboardInterrupt):
+        records.throw(KeyboardInterrupt())
+    # then those 10 go back with the rest of their batch, at once
+    assert list(fleet.receive(job)) == list(range(1, 1501))
+
+
 def test_ctrl_c_inside_the_take_gives_its_batch_back_at_once(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
