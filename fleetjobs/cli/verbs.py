@@ -236,7 +236,7 @@ def _receive(
     if as_json:
         try:
             fmt.print_json_stream(r.to_dict() for r in records)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, OSError):
             _close(records)  # what was not printed goes back first
             raise
         _after_receive(fleet, handles, set(), False, quiet=True)
@@ -261,7 +261,7 @@ def _receive(
                         sys.stdout.flush()
                 else:
                     bars.echo(fmt.stream_line(rec, multi), err=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, OSError):  # (OSError: a hung-up terminal's EIO over it)
         _close(records)  # what was not printed goes back first; the objects taken print
         fmt.print_values(pending)
         raise
