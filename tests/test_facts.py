@@ -50,6 +50,26 @@ def test_each_worker_reports_its_hosts_facts(fleet_of_two: tuple[Config, Fleet])
     assert cli("hosts", "nohost*").returncode == 1
 
 
+def test_a_custom_fact_that_is_not_json_is_left_out_and_the_others_stay(redis_url: str) -> None:
+    # given a worker whose operator's facts include a set and a NaN
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('fb')}:", **FAST)  # type: ignore[arg-type]
+    bad = ["--include", "tests.support_bad_facts"]
+    with (
+        LocalWorkers(cfg, [["fb1"]], concurrency=1, extra_args=[*INCLUDE, *bad]),
+        Fleet(config=cfg) as fleet,
+    ):
+        eventually(lambda: fleet.hosts() and fleet.hosts()[0].facts)
+        # then its host's facts are there, its good custom ones too, and only those left out
+        facts = fleet.hosts()[0].facts
+        assert facts["os"] and facts["kernel"] and facts["rack"] == "r12"
+        assert facts["ratio_ok"] == 0.5
+        assert "seen_on" not in facts and "ratio_bad" not in facts
+        # and --json prints JSON a strict reader takes
+        got = make_cli(cfg)("hosts", "--json")
+        assert got.returncode == 0, got.stderr
+        json.loads(got.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+
+
 def test_facts_are_written_only_when_they_change(fleet_of_two: tuple[Config, Fleet]) -> None:
     from fleetjobs.workers.facts import FactsReporter
 

@@ -10,6 +10,7 @@ few small writes, and a slow name lookup never delays one.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import platform
@@ -94,7 +95,8 @@ def _addresses() -> list[str]:
 
 
 def collect(tags: dict[str, str]) -> dict[str, Any]:
-    """This host's facts now (a custom fact that raises is left out, with a warning)."""
+    """This host's facts now (a custom fact that raises, or whose value is not JSON, is left
+    out with a warning; the others stay)."""
     release = _os_release()
     facts: dict[str, Any] = {
         "hostname": socket.gethostname(),
@@ -118,12 +120,24 @@ def collect(tags: dict[str, str]) -> dict[str, Any]:
         except Exception as exc:
             log.warning("fact %s failed: %s", name, exc)
             continue
-        if isinstance(value, dict):
-            facts.update({str(k): v for k, v in value.items()})
-        else:
-            facts[name] = value
+        found = {str(k): v for k, v in value.items()} if isinstance(value, dict) else {name: value}
+        for key, v in found.items():
+            problem = _not_json(v)
+            if problem:  # a set, a datetime, NaN: the whole report would fail to be written
+                log.warning("fact %s left out: %s is %s", name, key, problem)
+            else:
+                facts[key] = v
     facts["tags"] = dict(tags)
     return facts
+
+
+def _not_json(value: Any) -> str:
+    """Why ``value`` cannot be a fact every console reads ('' when it can)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"not JSON ({exc})"
+    return ""
 
 
 class FactsReporter(threading.Thread):
