@@ -4,6 +4,7 @@ consoles, and consoles riding out a Redis restart."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from fleetjobs import ArgumentError, Config, Fleet, JobState
+from fleetjobs import ArgumentError, Config, Fleet, JobState, deadletters
 from fleetjobs.embedded import LocalWorkers, free_port, redis_server_binary
 
 from ..conftest import (
@@ -127,6 +128,13 @@ def test_a_read_only_console_lists_and_waits_while_a_host_is_dead(
         hosts = cli("hosts", "--json")
         assert hosts.returncode == 0, hosts.stderr
         assert '"ro-host"' in hosts.stdout
+        # and the dead letters, a confined host's among them
+        letter = deadletters.DeadLetter(time.time(), "q", "ro-host", "not a job")
+        with Fleet(config=cfg) as console:  # as the relay keeps it
+            deadletters.push_for_host(console.store, letter)
+        shown = cli("deadletters", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert [d["reason"] for d in json.loads(shown.stdout)] == ["not a job"]
     finally:
         admin.execute_command("ACL", "DELUSER", user)
 
