@@ -12,7 +12,7 @@ import pytest
 from fleetjobs import ArgumentError, Config, Fleet, JobState, JobStateError
 from fleetjobs.embedded import LocalWorkers
 
-from .conftest import CliRunner, make_cli, uniq
+from .conftest import FAST, CliRunner, eventually, make_cli, uniq
 
 
 def test_remove_all_without_force_removes_the_finished_and_names_each_unfinished(
@@ -127,6 +127,20 @@ def test_ping_answers_from_this_machine_from_a_host_or_by_worker(
     res = cli("ping", "--worker", "alpha", uniq("never"), "--timeout", "60")
     assert time.monotonic() - began < 30
     assert [line.split()[1] for line in res.stdout.splitlines()[2:]] == ["True", "False"]
+
+
+def test_ping_by_worker_says_a_busy_worker_is_alive(redis_url: str) -> None:
+    # given a host whose worker's one slot runs a long job
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('busy')}:", **FAST)  # type: ignore[arg-type]
+    with LocalWorkers(cfg, [["busy1"]], concurrency=1), Fleet(config=cfg) as fleet:
+        job = fleet.start("sleep", 60, locations="busy1")
+        eventually(lambda: job.state is JobState.RUNNING)
+        # when its worker is pinged, then it is alive (its heartbeat), and said to be busy
+        res = make_cli(cfg)("ping", "--worker", "busy1", "--timeout", "1", "--json")
+        assert res.returncode == 0, res.stderr
+        assert [r["Online"] for r in json.loads(res.stdout)] == [True]
+        assert "busy1: its worker is alive (heartbeat) but busy" in res.stderr
+        fleet.stop(job, timeout=10)
 
 
 def test_start_options_and_action_keywords_coexist(

@@ -449,7 +449,14 @@ def _ping_workers(fleet: Fleet, servers: tuple[str, ...], timeout: float) -> lis
         for rec in fleet.receive(job).records:
             if rec.stream == "output" and isinstance(rec.data, dict):
                 answers[rec.location] = rec.data
+        # its part never began (no slot free in time: failed by its start timeout, or waiting)
+        waited = {c.location for c in fleet.info(job).children if c.begin_time is None}
         fleet.remove(job, force=True)
+        # a worker whose every slot runs a job answers no ping: its heartbeat says it lives
+        online = {h.location for h in fleet.hosts() if h.online}
+        for server in sorted(waited & online - set(answers)):
+            click.echo(f"VERBOSE: {server}: its worker is alive (heartbeat) but busy", err=True)
+            answers[server] = {"Online": True, "RttMs": None}
     for server in servers:
         if server not in known:
             click.echo(f"VERBOSE: {server}: no worker has ever served this location", err=True)
