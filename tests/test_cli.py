@@ -238,6 +238,8 @@ def test_a_worker_that_cannot_reach_redis_exits_4_as_the_verbs_do() -> None:
         (["--concurrency", "99999999999"], "--concurrency must be from 1 to 1024"),
         (["--concurrency", "0"], "--concurrency must be from 1 to 1024, got 0"),
         (["--loglevel", "BOGUS"], "argument --loglevel: invalid choice: 'BOGUS'"),
+        # the first would be dropped without a word, and --target role=web miss the host
+        (["--location", "x", "--tag", "role=web", "--tag", "role=db"], "--tag role is given twice"),
     ):
         res = worker(*args)
         assert res.returncode == 2 and text in res.stderr, res.stderr

@@ -117,6 +117,11 @@ def test_a_stopped_rollout_releases_no_more_waves(layers: Layers) -> None:
     assert w.lifecycle.sweep()[1] == []
     [info] = w.registry.load([pid])
     assert all(k.state is S.STOPPED for k in info.children[2:])
+    # and what get --children says of it is that it stopped, not that it was done
+    assert info.state is S.STOPPED and info.rollout is not None
+    assert info.rollout.describe(info.finished, info.state is S.STOPPED) == (
+        "rollout stopped after wave 1 of 3 (batch 2)"
+    )
 
 
 def test_batch_sizes_from_counts_and_percentages() -> None:

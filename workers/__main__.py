@@ -86,11 +86,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"location, not {','.join(locations)}: start one worker per location"
             )
         queues = [queue_for(loc) for loc in locations]
-        tags = {}
+        tags: dict[str, str] = {}
         for item in ns.tag:
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise FleetJobsError(f"--tag {item!r} is not of the form key=value")
+            if key in tags:  # the first would be dropped without a word, and --target miss it
+                raise FleetJobsError(f"--tag {key} is given twice ({tags[key]!r}, {value!r})")
             tags[key] = value
         concurrency = max(2, os.cpu_count() or 2) if ns.concurrency is None else ns.concurrency
         if not 1 <= concurrency <= MAX_CONCURRENCY:

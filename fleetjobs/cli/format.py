@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from rich.cells import cell_len, set_cell_size
 
 from ..model import HostInfo, JobInfo, Record, local_time
+from ..states import JobState
 
 JOB_COLUMNS = ("Id", "Name", "State", "HasMoreData", "Location", "Command")
 PREFIXES = {
@@ -151,7 +152,8 @@ def print_jobs(
     for job in jobs:
         rows += job_rows([job], children)
         if children and job.rollout:
-            rollouts.append(f"Job {job.id}: {job.rollout.describe(job.finished)}")
+            stopped = job.state is JobState.STOPPED
+            rollouts.append(f"Job {job.id}: {job.rollout.describe(job.finished, stopped)}")
     table(rows, JOB_COLUMNS, out, shrink=("Command", "Location"))
     for line in rollouts:
         print(line, file=out)

@@ -363,7 +363,8 @@ class _WaveReport:
             return
         self.read_at = time.monotonic()
         info = self.fleet.info(self.job)
-        text = info.rollout.describe(info.finished) if info.rollout else ""
+        stopped = info.state is JobState.STOPPED
+        text = info.rollout.describe(info.finished, stopped) if info.rollout else ""
         if text != self.last:
             self.last = text
             self.echo(f"PROGRESS: {text}", err=True)
