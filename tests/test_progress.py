@@ -143,6 +143,23 @@ def test_plain_progress_lines_when_piped(cli: CliRunner, fleet: Fleet) -> None:
     fleet.remove([job])
 
 
+def test_progress_tells_hosts_running_from_hosts_waiting(cli: CliRunner, fleet: Fleet) -> None:
+    # given a job on two hosts, one at a time (the other waits for its slot)
+    name = uniq("OneByOne")
+    job = fleet.start("sleep", 3, name=name, locations=["alpha", "beta"], throttle_limit=1)
+    # when a program waits for it, then the host not started is said to be waited on, not
+    # to be running
+    res = cli("wait", str(job.id))
+    assert res.returncode == 0, res.stderr
+    assert re.search(
+        r"^wait: 0/2 done \(NotStarted 1  Running 1\), .*; running on (alpha|beta); "
+        r"waiting on (alpha|beta)$",
+        res.stderr,
+        re.M,
+    ), res.stderr
+    fleet.remove([job])
+
+
 def test_receive_wait_shows_progress_records_as_bars(config: Config, fleet: Fleet) -> None:
     # given a job on two hosts that reports its progress in steps
     name = uniq("Steps")

@@ -46,6 +46,10 @@ def mode(as_json: bool) -> str:
     return "plain"
 
 
+# the states a child is in while a host works on it
+_ON_A_HOST = frozenset({JobState.RUNNING, JobState.STOPPING, JobState.SUSPENDING})
+
+
 class Snapshot:
     """What the display shows: the children's states, read in one go."""
 
@@ -54,7 +58,10 @@ class Snapshot:
         self.total = len(children)
         self.counts = Counter(c.state.value for c in children)
         self.done = sum(1 for c in children if c.state.finished)
-        self.running = sorted({c.location for c in children if not c.state.finished})
+        busy = {c.location for c in children if c.state in _ON_A_HOST}
+        self.running = sorted(busy)
+        # not started yet (a throttle, a host that is down), or held (Suspended, Blocked...)
+        self.waiting = sorted({c.location for c in children if not c.state.finished} - busy)
         self.elapsed = time.monotonic() - began
 
     def counts_text(self) -> str:
@@ -62,15 +69,21 @@ class Snapshot:
         return "  ".join(f"{s} {self.counts[s]}" for s in order if self.counts.get(s))
 
     def hosts_text(self) -> str:
-        shown = ", ".join(self.running[:SHOWN_HOSTS])
-        more = len(self.running) - SHOWN_HOSTS
-        return shown + (f" (+{more} more)" if more > 0 else "")
+        """``running on a, b; waiting on c`` (each list cut to SHOWN_HOSTS), or ''."""
+        parts = []
+        for what, hosts in (("running on", self.running), ("waiting on", self.waiting)):
+            if hosts:
+                more = len(hosts) - SHOWN_HOSTS
+                tail = f" (+{more} more)" if more > 0 else ""
+                parts.append(f"{what} {', '.join(hosts[:SHOWN_HOSTS])}{tail}")
+        return "; ".join(parts)
 
     def line(self, verb: str) -> str:
         text = (
             f"{verb}: {self.done}/{self.total} done ({self.counts_text()}), {_clock(self.elapsed)}"
         )
-        return text + (f"; running on {self.hosts_text()}" if self.running else "")
+        hosts = self.hosts_text()
+        return text + (f"; {hosts}" if hosts else "")
 
 
 class Watch:
@@ -121,8 +134,8 @@ class Watch:
             Text(_clock(time.monotonic() - self._began), style="dim"),
         )
         parts: list[RenderableType] = [head, Text(snap.counts_text())]
-        if snap.running:
-            parts.append(Text("running on " + snap.hosts_text(), style="dim"))
+        if snap.hosts_text():
+            parts.append(Text(snap.hosts_text(), style="dim"))
         return Group(*parts)
 
     def start(self) -> None:
