@@ -52,8 +52,13 @@ def translate(exc: redis.exceptions.RedisError, url: str) -> Exception:
         return RedisUnavailableError(f"cannot reach Redis at {url}: {_why(exc)}")
     if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
         return RedisUnavailableError(f"Redis at {url} refused the credentials: {_why(exc)}")
-    # NOPERM for a command; inside a script, Redis 7 says the user "can't run this command"
-    if "NOPERM" in str(exc) or "can't run this command" in str(exc):
+    # NOPERM for a command (redis-py's NoPermissionError, whose text drops the code); inside
+    # a script, Redis 7 says the user "can't run this command"
+    if (
+        isinstance(exc, redis.exceptions.NoPermissionError)
+        or "NOPERM" in str(exc)
+        or "can't run this command" in str(exc)
+    ):
         return PermissionDeniedError(f"Redis at {url} refused this user the command: {_why(exc)}")
     return RegistryError(f"Redis answered an error: {exc}")
 

@@ -135,6 +135,10 @@ def test_a_read_only_console_lists_and_waits_while_a_host_is_dead(
         shown = cli("deadletters", "--json")
         assert shown.returncode == 0, shown.stderr
         assert [d["reason"] for d in json.loads(shown.stdout)] == ["not a job"]
+        # while what writes is refused in one line that says the user may not
+        refused = cli("start", "-l", "ro-host", "echo", "x")
+        assert refused.returncode != 0 and refused.stderr.count("\n") == 1
+        assert "refused this user the command" in refused.stderr, refused.stderr
     finally:
         admin.execute_command("ACL", "DELUSER", user)
 
