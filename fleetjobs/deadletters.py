@@ -138,23 +138,17 @@ def _text(letter: DeadLetter) -> str:
 def dropped(store: Store) -> dict[str, int]:
     """Location -> how many of its letters its newer ones pushed out of its own list (a
     confined host keeps its newest :data:`PER_HOST`), since the letters were last cleared."""
-    # plain reads, which a read-only console may make: a host whose first letter comes after
-    # the set was read is left out, and the counts are read before the lists' lengths, so a
-    # letter between the two makes a count one short for a moment, never one too many
-    hosts = sorted(store.r.smembers(store.keys.letter_hosts))
-    pipe = store.r.pipeline(transaction=False)
-    pipe.hgetall(store.keys.letters_counted)
-    for host in hosts:
-        pipe.llen(store.keys.host_letters(host))
-    counted, *held = pipe.execute()
-    return _pushed_out(counted, dict(zip(hosts, held, strict=True)))
+    # one read-only script (letters.lua), which a read-only console may run: the counts and
+    # the lists' lengths at one moment (no WATCH, which it may not)
+    flat = store.scripts("letters")
+    return {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 def _pushed_out(counted: dict[str, str], held: dict[str, int]) -> dict[str, int]:
     out = {}
     for location, count in counted.items():
         if location not in held:
-            continue  # its list was not read (a first letter after the host set was)
+            continue  # no list of its own was read
         with contextlib.suppress(ValueError):  # a count written by hand: not one
             gone = int(count) - held[location]
             if gone > 0:

@@ -30,7 +30,7 @@ from .states import FINISHED, JobState
 # the scripts that change a job's state share prelude.lua; the others need only the header
 STATE_CHANGES = ("claim", "finish", "stop", "sweep", "ask", "answer", "suspend", "park", "resume")
 RECORDS = ("append", "take", "ack", "unqueue")
-READS = ("load", "poll", "hosts")  # read only: snapshots (and a wait's look) in one round trip
+READS = ("load", "poll", "hosts", "letters")  # read only: snapshots, a wait's look, counts
 # a job created in one command; a heartbeat per worker; the messages a worker may re-send
 WRITES = ("create", "beat", "overdue", "resend", "pgroups")
 

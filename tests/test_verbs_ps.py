@@ -4,6 +4,8 @@ made visible, arguments bound to the action's parameters, keyword calls, ping.""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from urllib.parse import urlsplit
 
@@ -141,6 +143,19 @@ def test_ping_by_worker_says_a_busy_worker_is_alive(redis_url: str) -> None:
         assert [r["Online"] for r in json.loads(res.stdout)] == [True]
         assert "busy1: its worker is alive (heartbeat) but busy" in res.stderr
         fleet.stop(job, timeout=10)
+
+
+def test_ping_by_worker_says_false_for_a_worker_just_killed(redis_url: str) -> None:
+    # given an idle worker killed a moment ago (its last heartbeat still fresh)
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('dead')}:", **FAST)  # type: ignore[arg-type]
+    with LocalWorkers(cfg, [["dead1"]], concurrency=2) as workers:
+        eventually(lambda: make_cli(cfg)("hosts", "dead1").returncode == 0)
+        for proc in workers.procs:
+            os.killpg(proc.pid, signal.SIGKILL)
+        # when it is pinged, then it is not alive (its heartbeat is fresh, but not busy)
+        res = make_cli(cfg)("ping", "--worker", "dead1", "--timeout", "1", "--json")
+        assert res.returncode == 0, res.stderr
+        assert [r["Online"] for r in json.loads(res.stdout)] == [False]
 
 
 def test_start_options_and_action_keywords_coexist(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -454,8 +455,16 @@ def _ping_workers(fleet: Fleet, servers: tuple[str, ...], timeout: float) -> lis
         waited = {c.location for c in fleet.info(job).children if c.begin_time is None}
         fleet.remove(job, force=True)
         # a worker whose every slot runs a job answers no ping: its heartbeat says it lives
-        online = {h.location for h in fleet.hosts() if h.online}
-        for server in sorted(waited & online - set(answers)):
+        # and is full, its jobs on all its locations counted (a dead one's heartbeat is fresh
+        # a while too, but its slots are not all taken)
+        hosts = fleet.hosts()
+        used = Counter[tuple[str, int]]()
+        for h in hosts:
+            used[(h.hostname, h.pid)] += h.running
+        full = {
+            h.location for h in hosts if h.online and 0 < h.concurrency <= used[(h.hostname, h.pid)]
+        }
+        for server in sorted(waited & full - set(answers)):
             click.echo(f"VERBOSE: {server}: its worker is alive (heartbeat) but busy", err=True)
             answers[server] = {"Online": True, "RttMs": None}
     for server in servers:
