@@ -97,6 +97,13 @@ REWRITE_EVERY = 15  # beats between two writes of unchanged host documents (one 
 CACHE_SECONDS = 1.0  # how long a start may use the host records it read
 
 
+def facts_text(facts: dict[str, Any]) -> str:
+    """Facts as a worker writes them (keys sorted: written again only when they change);
+    raises TypeError or ValueError for what no JSON reader takes (a set, NaN, keys that
+    cannot be sorted)."""
+    return json.dumps(facts, sort_keys=True, allow_nan=False)
+
+
 class Hosts:
     """The hosts of one fleet.
 
@@ -182,7 +189,7 @@ class Hosts:
     def publish_facts(self, facts: dict[str, Any], locations: Sequence[str]) -> bool:
         """Record the facts of the host behind ``locations`` where Redis holds other ones
         (one read when nothing changed). Returns whether it wrote."""
-        doc = json.dumps(facts, sort_keys=True)
+        doc = facts_text(facts)
         if all(held == doc for held in self.r.hmget(self.keys.facts, list(locations))):
             return False
         if self.store.relay is not None:  # a confined worker: its one location's

@@ -14,6 +14,12 @@ def seen_on() -> set[int]:
 
 
 @fact
+def disk_map() -> dict[str, Any]:
+    """Keys of two kinds, which the facts' sorted JSON cannot order."""
+    return {"disks": {0: "sda", "boot": "sda1"}}
+
+
+@fact
 def ratios() -> dict[str, Any]:
     """Several facts at once, one of them NaN (not JSON either)."""
     return {"ratio_ok": 0.5, "ratio_bad": float("nan")}

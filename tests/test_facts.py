@@ -63,7 +63,7 @@ def test_a_custom_fact_that_is_not_json_is_left_out_and_the_others_stay(redis_ur
         facts = fleet.hosts()[0].facts
         assert facts["os"] and facts["kernel"] and facts["rack"] == "r12"
         assert facts["ratio_ok"] == 0.5
-        assert "seen_on" not in facts and "ratio_bad" not in facts
+        assert "seen_on" not in facts and "ratio_bad" not in facts and "disks" not in facts
         # and --json prints JSON a strict reader takes
         got = make_cli(cfg)("hosts", "--json")
         assert got.returncode == 0, got.stderr

@@ -10,7 +10,6 @@ few small writes, and a slow name lookup never delays one.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import platform
@@ -22,7 +21,7 @@ from typing import Any
 
 from fleetjobs.errors import FleetJobsError
 from fleetjobs.facts import registered_facts
-from fleetjobs.hosts import Hosts
+from fleetjobs.hosts import Hosts, facts_text
 from fleetjobs.store import Store
 from fleetjobs.version import __version__
 
@@ -134,7 +133,7 @@ def collect(tags: dict[str, str]) -> dict[str, Any]:
 def _not_json(value: Any) -> str:
     """Why ``value`` cannot be a fact every console reads ('' when it can)."""
     try:
-        json.dumps(value, allow_nan=False)
+        facts_text({"fact": value})  # as the facts are written (hosts.publish_facts)
     except (TypeError, ValueError, RecursionError) as exc:
         return f"not JSON ({exc})"
     return ""
