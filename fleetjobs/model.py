@@ -102,16 +102,17 @@ class Rollout:
     failed_hosts: tuple[str, ...] = ()
     halted: str | None = None
 
-    def describe(self, finished: bool, stopped: bool = False) -> str:
+    def describe(self, finished: bool) -> str:
         """One line: ``rollout wave 2 of 3 running (batch 2, max failures 0)``, or why it
-        halted; ``stopped``: its job was stopped."""
+        halted."""
         if self.halted:
             return self.halted
         limits = f"batch {self.batch}"
         if self.max_failures is not None:
             limits += f", max failures {self.max_failures}"
-        if finished and stopped:
-            return f"rollout stopped after wave {self.wave} of {self.waves} ({limits})"
+        if finished and self.wave < self.waves:  # ended before its last wave, not halted:
+            # stopped (whatever the job's own state: one host Failed makes it Failed)
+            return f"rollout stopped at wave {self.wave} of {self.waves} ({limits})"
         if finished:
             return f"rollout done: {self.wave} of {self.waves} waves ({limits})"
         if self.next_wave_at is not None:

@@ -119,9 +119,21 @@ def test_a_stopped_rollout_releases_no_more_waves(layers: Layers) -> None:
     assert all(k.state is S.STOPPED for k in info.children[2:])
     # and what get --children says of it is that it stopped, not that it was done
     assert info.state is S.STOPPED and info.rollout is not None
-    assert info.rollout.describe(info.finished, info.state is S.STOPPED) == (
-        "rollout stopped after wave 1 of 3 (batch 2)"
-    )
+    assert info.rollout.describe(info.finished) == "rollout stopped at wave 1 of 3 (batch 2)"
+
+
+def test_a_rollout_stopped_after_a_host_failed_says_it_stopped(layers: Layers) -> None:
+    # given a rollout (any number of failures allowed) whose first wave had a host fail
+    w = layers
+    pid, c = _rollout(w, batch=2, batch_wait=60)
+    _run(w, c[0], S.FAILED)
+    _run(w, c[1])
+    # when it is stopped before its next wave
+    w.lifecycle.stop(pid)
+    [info] = w.registry.load([pid])
+    # then it is Failed (a host failed), and its rollout says it stopped, not that it was done
+    assert info.state is S.FAILED and info.rollout is not None
+    assert info.rollout.describe(info.finished) == "rollout stopped at wave 1 of 3 (batch 2)"
 
 
 def test_batch_sizes_from_counts_and_percentages() -> None:

@@ -12,7 +12,6 @@ from typing import Any, TextIO
 from rich.cells import cell_len, set_cell_size
 
 from ..model import HostInfo, JobInfo, Record, local_time
-from ..states import JobState
 
 JOB_COLUMNS = ("Id", "Name", "State", "HasMoreData", "Location", "Command")
 PREFIXES = {
@@ -152,8 +151,7 @@ def print_jobs(
     for job in jobs:
         rows += job_rows([job], children)
         if children and job.rollout:
-            stopped = job.state is JobState.STOPPED
-            rollouts.append(f"Job {job.id}: {job.rollout.describe(job.finished, stopped)}")
+            rollouts.append(f"Job {job.id}: {job.rollout.describe(job.finished)}")
     table(rows, JOB_COLUMNS, out, shrink=("Command", "Location"))
     for line in rollouts:
         print(line, file=out)

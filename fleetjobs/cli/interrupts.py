@@ -10,6 +10,7 @@ and the command exits 128 + the signal's number, as a shell reports a process it
 from __future__ import annotations
 
 import contextlib
+import errno
 import signal
 import threading
 from collections.abc import Iterator
@@ -46,3 +47,9 @@ def as_interrupt() -> Iterator[None]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+def reader_gone(exc: OSError) -> bool:
+    """Whether ``exc`` says no one reads the output any more (a hung-up terminal, a closed
+    pipe), or came while an interrupt was being handled."""
+    return exc.errno in (errno.EIO, errno.EPIPE) or isinstance(exc.__context__, KeyboardInterrupt)

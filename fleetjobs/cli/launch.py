@@ -41,7 +41,7 @@ from .app import (
     pass_state,
 )
 from .control import ask_on_terminal
-from .interrupts import as_interrupt
+from .interrupts import as_interrupt, reader_gone
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTION_CONTEXT = {"ignore_unknown_options": True, "allow_interspersed_args": False}
@@ -282,9 +282,15 @@ def _invoke(state: State, action: str, args: tuple[str, ...], as_json: bool, opt
             records, objects = records + more, objects + extra
         if objects:
             fmt.print_values(objects, tag_locations=len(job.info.child_ids) > 1)
-    except (KeyboardInterrupt, OSError):
-        # Ctrl-C, SIGTERM, SIGHUP; or what writing to a terminal that hung up raised over
-        # them (EIO, as the live display ends): the job is not left running everywhere
+    except (KeyboardInterrupt, OSError) as exc:
+        if isinstance(exc, OSError) and not reader_gone(exc):
+            # a full disk under the output, say: what ran on the hosts is not undone for it
+            click.echo(
+                f"fleetjobs: job {job.id} left running: fleetjobs receive {job.id}", err=True
+            )
+            raise
+        # Ctrl-C, SIGTERM, SIGHUP, or the reader gone: a terminal that hung up (EIO, as the
+        # live display ends over the interrupt), | head (EPIPE): not left running everywhere
         fleet.stop(job, timeout=5.0)
         fleet.remove(job, force=True)
         raise
@@ -364,8 +370,7 @@ class _WaveReport:
             return
         self.read_at = time.monotonic()
         info = self.fleet.info(self.job)
-        stopped = info.state is JobState.STOPPED
-        text = info.rollout.describe(info.finished, stopped) if info.rollout else ""
+        text = info.rollout.describe(info.finished) if info.rollout else ""
         if text != self.last:
             self.last = text
             self.echo(f"PROGRESS: {text}", err=True)
