@@ -421,6 +421,11 @@ class Fleet(ControlVerbs):
             follow: keep receiving as records arrive until the jobs finish (``-Wait``).
             auto_remove: with ``follow``, remove the jobs once all is received.
             location: only the child on this location.
+
+        The records leave Redis a batch (1,000) at a time as the list is made: interrupted
+        (Ctrl-C) before it returns, the batch in hand goes back, but those already taken
+        are lost with the list. To receive a large output safely, iterate :meth:`stream`
+        (a record leaves Redis once handed on), as the ``receive`` verb does.
         """
         if not (follow or auto_remove):  # handed over whole: no Redis call after the last take
             kids = children_of(self._snapshots(jobs), location)
