@@ -289,22 +289,27 @@ def test_interrupting_receive_wait_leaves_the_job_alone(config: Config, fleet: F
     fleet.stop(job)
 
 
+def _console(config: Config, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    """``fleetjobs ARGS`` as a process of its own on this fleet, its stdout a pipe."""
+    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetjobs", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        **popen,
+    )
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_an_invoke_ended_by_a_signal_stops_and_removes_its_job(
     config: Config, fleet: Fleet, sig: signal.Signals
 ) -> None:
     # given an invoke running a job (Ctrl-C, timeout's SIGTERM, a closed terminal's SIGHUP)
-    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
     name = uniq("inv")
     invoke = ["invoke", "-n", name, "-l", "alpha", "produce", "50", "0.2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetjobs", *invoke],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    proc = _console(config, *invoke, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stdout.readline() == "1\n"  # it is running
     # when the signal comes
@@ -365,16 +370,12 @@ def test_an_invoke_that_cannot_write_its_output_leaves_its_job_running(
 
 def test_an_invoke_under_nohup_outlives_a_hangup(config: Config, fleet: Fleet) -> None:
     # given an invoke that ignores SIGHUP (nohup fleetjobs invoke ... &)
-    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
     name = uniq("nohup")
     invoke = ["invoke", "-n", name, "-l", "alpha", "produce", "5", "0.2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetjobs", *invoke],
-        stdout=subprocess.PIPE,
+    proc = _console(
+        config,
+        *invoke,
         stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=ROOT,
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
     )
     assert proc.stdout is not None
