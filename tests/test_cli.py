@@ -289,9 +289,18 @@ def test_interrupting_receive_wait_leaves_the_job_alone(config: Config, fleet: F
     fleet.stop(job)
 
 
+def _default_signals() -> None:
+    """The signals a terminal's process gets, as a terminal leaves them (the tests may run
+    under nohup, or as a shell's background job, which ignore SIGHUP, SIGINT)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _console(config: Config, *args: str, **popen: Any) -> subprocess.Popen[str]:
-    """``fleetjobs ARGS`` as a process of its own on this fleet, its stdout a pipe."""
+    """``fleetjobs ARGS`` as a process of its own on this fleet, its stdout a pipe, its
+    signals as a terminal leaves them (unless ``preexec_fn`` says otherwise)."""
     env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    popen.setdefault("preexec_fn", _default_signals)
     return subprocess.Popen(
         [sys.executable, "-m", "fleetjobs", *args],
         stdout=subprocess.PIPE,
@@ -329,6 +338,7 @@ def test_an_invoke_whose_terminal_closes_stops_and_removes_its_job(
     argv = [sys.executable, "-m", "fleetjobs", "invoke", "-n", name, "-l", "alpha"]
     pid, master = pty.fork()
     if pid == 0:  # the child: the terminal's session leader
+        _default_signals()
         os.chdir(ROOT)
         os.execve(sys.executable, [*argv, "produce", "50", "0.2"], env)
     seen = b""
@@ -376,7 +386,7 @@ def test_an_invoke_under_nohup_outlives_a_hangup(config: Config, fleet: Fleet) -
         config,
         *invoke,
         stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+        preexec_fn=lambda: (_default_signals(), signal.signal(signal.SIGHUP, signal.SIG_IGN)),
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "1\n"

@@ -124,6 +124,9 @@ def test_ctrl_c_inside_the_take_gives_its_batch_back_at_once(
     assert list(fleet.receive(job)) == list(range(1, 1501))
 
 
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def test_receives_interrupted_part_way_lose_nothing(fleet: Fleet) -> None:
     # given a finished job with 40,000 records
     n = 40_000
@@ -141,6 +144,8 @@ def test_receives_interrupted_part_way_lose_nothing(fleet: Fleet) -> None:
             stderr=subprocess.DEVNULL,
             env=env,
             cwd=ROOT,
+            # as a terminal leaves them (a shell's background job, nohup, ignore some)
+            preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in TERMINAL_SIGNALS],
         )
         time.sleep(delay)
         proc.send_signal(sig)
