@@ -323,10 +323,14 @@ def _one_job(gone: Any) -> Callable[[Relay, str, list[str]], list[str]]:
     return check
 
 
+# answer, park, stop: a child of the asking location's; a job gone answers as the script
+_OWN_CHILD = _one_job(["Missing"])
+
+
 def _stop(relay: Relay, location: str, args: list[str]) -> list[str]:
     # (job id, reason): Celery ended the task (its own child only); the reason cut as a
     # finish's is, for it becomes the job's Reason
-    args = _one_job(["Missing"])(relay, location, args)
+    args = _OWN_CHILD(relay, location, args)
     if len(args) > 1:
         args[1] = reason_text(args[1])
     return args
@@ -447,8 +451,8 @@ _SCRIPTS: dict[str, Callable[[Relay, str, list[str]], list[str]]] = {
     "claim": _claim,
     "finish": _finish,
     "ask": _one_job(["Missing", 0]),
-    "answer": _one_job(["Missing"]),
-    "park": _one_job(["Missing"]),
+    "answer": _OWN_CHILD,
+    "park": _OWN_CHILD,
     # Celery ended the task (a warm shutdown's time limit, a revoke): its own child only
     "stop": _stop,
     "append": _append,

@@ -134,8 +134,9 @@ class Watch:
             Text(_clock(time.monotonic() - self._began), style="dim"),
         )
         parts: list[RenderableType] = [head, Text(snap.counts_text())]
-        if snap.hosts_text():
-            parts.append(Text(snap.hosts_text(), style="dim"))
+        hosts = snap.hosts_text()
+        if hosts:
+            parts.append(Text(hosts, style="dim"))
         return Group(*parts)
 
     def start(self) -> None:

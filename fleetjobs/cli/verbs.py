@@ -288,9 +288,9 @@ def _after_receive(
     infos = fleet.registry.load([h.id for h in handles])
     failed = [c for i in infos for c in (i.children or (i,)) if c.state is JobState.FAILED]
     if not quiet:
+        said = {reason_text(e) for e in errors}  # a long Reason is its error record cut
         for child in failed:
-            # (a long one is its error record cut: lifecycle.finish)
-            if child.reason and child.reason not in {reason_text(e) for e in errors}:
+            if child.reason and child.reason not in said:
                 where = f"[{child.location}] " if multi else ""
                 click.echo(fmt.output_text(f"ERROR: {where}{child.reason}"), err=True)
         print_questions(infos, err=True)
