@@ -31,7 +31,7 @@ from .job import Job, JobRef, JobRefs, Received
 from .keys import EVENT_END
 from .lifecycle import JobSpec, Lifecycle
 from .model import HostInfo, JobInfo, Record, check_arguments, check_name, render_command
-from .records import Records
+from .records import Records, Shown
 from .refs import as_list, batches, check_ref, checked, children_of, ids_of, parse_state, snapshots
 from .registry import Registry
 from .routing import is_glob, named_locations
@@ -444,12 +444,16 @@ class Fleet(ControlVerbs):
         auto_remove: bool = False,
         location: str | None = None,
         handed_on_next: bool = False,
+        shown: Shown | None = None,
     ) -> Iterator[Record]:
         """Records as they are taken; with ``follow``, as they arrive until the jobs finish.
 
         A record is taken once it is given to the caller, or with ``handed_on_next`` once
         the caller asks for the next (what a console printing them does: the record it was
-        printing when Ctrl-C came is printed again by the next receive, rather than never).
+        printing when Ctrl-C came is printed again by the next receive, rather than never),
+        or with ``shown`` once the caller counts it shown (a console that holds objects back
+        to print them as one table: ``shown.flush`` is called before each batch is
+        acknowledged and before a follow waits for more; see :class:`~fleetjobs.records.Shown`).
         What the caller was not given goes back at once however it stops."""
         if auto_remove and (keep or not follow):
             raise ArgumentError("auto_remove needs follow and not keep: it removes what it read")
@@ -458,7 +462,7 @@ class Fleet(ControlVerbs):
         read: dict[str, int] = {}  # with keep, how far each child's records have been read
         if not follow:
             yield from self.records.drain(
-                children, keep=keep, offsets=read, handed_on_next=handed_on_next
+                children, keep=keep, offsets=read, handed_on_next=handed_on_next, shown=shown
             )
             return
         with self._events(infos) as events:
@@ -470,7 +474,11 @@ class Fleet(ControlVerbs):
                 )
                 yield from ride_out_iter(
                     lambda: self.records.drain(
-                        children, keep=keep, offsets=read, handed_on_next=handed_on_next
+                        children,
+                        keep=keep,
+                        offsets=read,
+                        handed_on_next=handed_on_next,
+                        shown=shown,
                     ),
                     self.store.ping,
                 )

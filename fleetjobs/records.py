@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,24 @@ WRITE_CHARS = 4 * 2**20  # and characters of their values (one bigger goes alone
 # more than the relay takes): JSON's escapes make a character at most 12 bytes (an emoji's
 # \ud83d\ude00), 14 in a relay request, so a write is at most 56 MiB, under its MAX_REQUEST
 LEASE = 60.0  # seconds a receiver holds a taken batch before another may have it back
+
+
+class Shown:
+    """What a consumer that shows records later than it is given them has shown so far
+    (a console holds objects back to print a run of them as one table): a record given to
+    it leaves Redis only once counted here (:meth:`add`). Before the stream acknowledges a
+    batch it took, or waits for more to come, it calls ``flush``, which must show (and
+    count) every record the consumer still holds; what was not counted when the consumer
+    stops (Ctrl-C, a closed pipe, an error in ``flush`` itself) goes back at once, and all
+    of it, if the process is killed, when its lease runs out."""
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self.flush = flush
+        self.counts: Counter[int] = Counter()  # child job id -> its records shown
+
+    def add(self, rec: Record) -> None:
+        """Count ``rec`` as shown."""
+        self.counts[rec.job] += 1
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,7 @@ class Records:
         batch: int = BATCH,
         whole: bool = False,
         handed_on_next: bool = False,
+        shown: Shown | None = None,
     ) -> Iterator[Record]:
         """Every record of these children there now, in the order each wrote them.
 
@@ -123,7 +143,9 @@ class Records:
         ``offsets`` (InstanceId -> records already read) lets the caller read on from where
         it was. With ``whole`` (a caller that consumes every record and makes no Redis call
         before handing them all over, as :meth:`Fleet.receive` building its list), the last
-        batch leaves Redis as it is taken: one round trip less.
+        batch leaves Redis as it is taken: one round trip less. With ``shown``, a record is
+        handed on once the caller counts it shown, and ``shown.flush`` is called at the end
+        of each batch (see :class:`Shown`).
         """
         if not children:
             return
@@ -131,10 +153,13 @@ class Records:
             seen = {} if offsets is None else offsets
             while batch_read := self._read(children, seen, batch):
                 yield from batch_read
+                if shown is not None:
+                    shown.flush()
             return
         while True:
             token = uuid.uuid4().hex
             handed = {c.instance_id: 0 for c in children}
+            base = {c.id: shown.counts[c.id] for c in children} if shown else {}
             try:
                 lists, held = self._take(children, batch, whole, token)
             except (KeyboardInterrupt, SystemExit):
@@ -154,15 +179,23 @@ class Records:
             try:
                 for child, records in zip(children, lists, strict=True):
                     for rec in records:
-                        if handed_on_next:
+                        if shown is not None:
+                            yield rec
+                        elif handed_on_next:
                             yield rec
                             handed[child.instance_id] += 1
                         else:
                             handed[child.instance_id] += 1
                             yield rec
-            except (GeneratorExit, KeyboardInterrupt, SystemExit) as exc:
-                # the caller stopped part-way: what it was not given goes back at once; a
-                # list being built (whole) is thrown away with all it was given
+                if shown is not None:
+                    shown.flush()  # what the caller holds, shown before the batch is acked
+                    handed = _shown_of(shown, base, children, lists)
+            except BaseException as exc:
+                # the caller stopped part-way (or its flush failed: a closed pipe): what it
+                # was not given, or has not shown, goes back at once; a list being built
+                # (whole) is thrown away with all it was given
+                if shown is not None:
+                    handed = _shown_of(shown, base, children, lists)
                 lost = whole and not isinstance(exc, GeneratorExit)
                 self._give_back(token, dict.fromkeys(handed, 0) if lost else handed)
                 raise
@@ -214,6 +247,16 @@ class Records:
     def take(self, children: Sequence[JobInfo], keep: bool = False) -> list[Record]:
         """Every record of these children there now, as a list (see :meth:`drain`)."""
         return list(self.drain(children, keep=keep))
+
+
+def _shown_of(
+    shown: Shown, base: dict[int, int], children: Sequence[JobInfo], lists: list[list[Record]]
+) -> dict[str, int]:
+    """How many of each child's batch the caller has shown (InstanceId -> count)."""
+    return {
+        c.instance_id: min(shown.counts[c.id] - base[c.id], len(records))
+        for c, records in zip(children, lists, strict=True)
+    }
 
 
 def _records(child: JobInfo, items: list[str]) -> list[Record]:

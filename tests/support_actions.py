@@ -34,6 +34,16 @@ def produce(ctx: Any, count: int, delay: float = 0.0) -> None:
 
 
 @action
+def object_then_lines(ctx: Any, count: int, delay: float = 0.0) -> None:
+    """Outputs an object (a row of a table), then line1..line<count>, ``delay`` s apart."""
+    ctx.output({"Disk": "sda", "FreeGB": 10})
+    for i in range(1, int(count) + 1):
+        if delay:
+            ctx.sleep(delay)
+        ctx.output(f"line{i}")
+
+
+@action
 def produce_in_batches(ctx: Any, count: int, per: int = 100) -> None:
     """Outputs 1..count, ``per`` values to a write (``ctx.write_many``)."""
     for start in range(1, int(count) + 1, int(per)):

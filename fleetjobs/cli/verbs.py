@@ -4,6 +4,7 @@ commands that start a worker or the demo."""
 from __future__ import annotations
 
 import fnmatch
+import io
 import os
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from ..control import HELD
 from ..errors import JobNotFoundError, NotRemovedError
 from ..events import ride_out
 from ..model import JobInfo, Record, reason_text
+from ..records import Shown
 from ..states import JobState
 from . import format as fmt
 from .app import (
@@ -223,17 +225,17 @@ def _receive(
     location: str | None,
     as_json: bool,
 ) -> None:
-    # a record leaves Redis once the next is asked for, after it was printed: one that
-    # Ctrl-C cut short is printed again by the next receive, never lost
-    records = fleet.stream(
-        handles,
-        keep=keep,
-        follow=wait_,
-        auto_remove=auto_remove,
-        location=location,
-        handed_on_next=True,
-    )
     if as_json:
+        # a record leaves Redis once the next is asked for, after it was printed: one that
+        # Ctrl-C cut short is printed again by the next receive, never lost
+        records = fleet.stream(
+            handles,
+            keep=keep,
+            follow=wait_,
+            auto_remove=auto_remove,
+            location=location,
+            handed_on_next=True,
+        )
         try:
             fmt.print_json_stream(r.to_dict() for r in records)
         except (KeyboardInterrupt, OSError):
@@ -242,30 +244,55 @@ def _receive(
         _after_receive(fleet, handles, set(), False, quiet=True)
         return
     multi = len({loc for h in handles for loc in h.location.split(",")}) > 1
-    pending: list[tuple[Record, Any]] = []
     errors: set[str] = set()
     from . import progress
 
-    try:
-        with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
+    with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
+        # a run of objects waits to print as one table, and what follows it in the same
+        # batch with it (the order kept); the batch is printed before it is acknowledged,
+        # and a record leaves Redis only once printed: whatever stops the receive (Ctrl-C,
+        # a closed pipe, a kill), what it had not printed comes back to the next
+        pending: list[tuple[Record, Any]] = []
+
+        def flush() -> None:
+            if pending:
+                table = io.StringIO()
+                fmt.print_values(pending, out=table)
+                bars.echo(table.getvalue().removesuffix("\n"))
+                sys.stdout.flush()
+                for rec, _ in pending:
+                    shown.add(rec)
+                pending.clear()
+
+        shown = Shown(flush)
+        records = fleet.stream(
+            handles,
+            keep=keep,
+            follow=wait_,
+            auto_remove=auto_remove,
+            location=location,
+            shown=shown,
+        )
+        try:
             for rec in records:
                 if bars.take(rec):  # ctx.progress as a bar, on a terminal
+                    shown.add(rec)
                     continue
                 if rec.stream == "error":
                     errors.add(str(rec.data))
+                if rec.stream == "output" and (isinstance(rec.data, dict) or pending):
+                    pending.append((rec, rec.data))
+                    continue
                 if rec.stream == "output":
-                    if isinstance(rec.data, dict) or pending:
-                        pending.append((rec, rec.data))  # objects wait, to print as one table
-                    else:
-                        bars.echo(fmt.output_text(rec.data))
-                        sys.stdout.flush()
+                    bars.echo(fmt.output_text(rec.data))
+                    sys.stdout.flush()
                 else:
                     bars.echo(fmt.stream_line(rec, multi), err=True)
-    except (KeyboardInterrupt, OSError):  # (OSError: a hung-up terminal's EIO over it)
-        _close(records)  # what was not printed goes back first; the objects taken print
-        fmt.print_values(pending)
-        raise
-    fmt.print_values(pending)
+                shown.add(rec)
+        except (KeyboardInterrupt, OSError):  # (OSError: a hung-up terminal's EIO over it)
+            _close(records)  # what was not printed goes back, the objects held with it
+            raise
+        flush()  # (each batch's end printed it already)
     for handle in handles:  # a halted rollout: which hosts failed
         if handle.info.rollout and handle.info.rollout.halted:
             click.echo(f"WARNING: job {handle.id}: {handle.info.rollout.halted}", err=True)

@@ -1,0 +1,124 @@
+"""``fleetjobs receive`` of a job whose output holds objects: a run of objects prints as one
+table, yet a record leaves Redis only once printed, and ``--wait`` goes on printing as the
+records come."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from fleetjobs import Config, Fleet, JobState
+from fleetjobs.records import BATCH
+
+from .conftest import ROOT
+
+LINES = 3000  # three batches of the console's takes
+
+
+def _env(config: Config) -> dict[str, str]:
+    fleet = {"FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    return {**os.environ, **fleet}
+
+
+def _lines(records: list[object]) -> list[object]:
+    return [r for r in records if isinstance(r, str)]
+
+
+def test_a_reader_gone_after_an_object_gives_back_all_it_did_not_print(
+    config: Config, fleet: Fleet
+) -> None:
+    # given a finished job that wrote an object, then 3,000 lines
+    job = fleet.start("object_then_lines", LINES, locations="alpha")
+    assert fleet.wait([job], timeout=30)
+    # when its receive is read two lines (| head -2: the table's header) and then no more
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetjobs", "receive", str(job.id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(config),
+        cwd=ROOT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    head = [proc.stdout.readline() for _ in range(2)]
+    proc.stdout.close()
+    proc.wait(timeout=60)
+    # then it ended as | head ends a tool, and the next receive gets, in order, every line
+    # the first had not written to the pipe: it printed a batch at most (the pipe held it
+    # as the reader went), and the rest went back
+    assert proc.returncode == 141 and "Disk" in head[0], (head, proc.stderr.read())
+    lines = [f"line{i}" for i in range(1, LINES + 1)]
+    again = _lines(list(fleet.receive(job)))
+    assert len(again) >= LINES - BATCH and again == lines[LINES - len(again) :]
+
+
+KILLED_CONSOLE = """
+import sys
+import fleetjobs.records
+fleetjobs.records.LEASE = 1.0  # the lease this console's takes carry
+from fleetjobs.cli.app import main
+main(["receive", sys.argv[1]])
+"""
+
+
+def test_a_console_killed_while_it_prints_a_table_loses_none_of_it(
+    config: Config, fleet: Fleet
+) -> None:
+    # given a finished job that wrote an object, then more lines than a pipe holds
+    count = 12 * BATCH
+    job = fleet.start("object_then_lines", count, locations="alpha")
+    assert fleet.wait([job], timeout=60)
+    # when a console receiving it is stuck writing (its reader has read nothing yet), and
+    # is killed there
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CONSOLE, str(job.id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=_env(config),
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    time.sleep(4.0)  # long enough to take every batch, where nothing holds it back
+    proc.kill()
+    proc.wait(timeout=30)
+    printed = proc.stdout.read().decode().split()
+    # then, its lease over, the next receive gets every line it had not printed
+    time.sleep(1.2)
+    again = _lines(list(fleet.receive(job)))
+    lines = [f"line{i}" for i in range(1, count + 1)]
+    missing = set(lines) - set(printed) - set(again)
+    print(f"printed {len(printed)}, received again {len(again)}, lost {len(missing)}")
+    assert "line1" in printed and not missing
+    assert len(again) < count  # what it had printed did not all come again
+
+
+def test_receive_wait_prints_a_table_and_what_follows_as_they_come(
+    config: Config, fleet: Fleet
+) -> None:
+    # given a job that writes an object, then a line every second for 6 s
+    job = fleet.start("object_then_lines", 6, 1.0, locations="alpha")
+    # when a console follows it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetjobs", "receive", "--wait", str(job.id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=_env(config),
+        cwd=ROOT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        # then the table's row, and the first line after it, are printed while the job
+        # still runs, not when it ends
+        seen = [proc.stdout.readline() for _ in range(3)]
+        assert "sda" in seen[2], seen
+        assert proc.stdout.readline().strip() == "line1"
+        assert fleet.info(job).state is JobState.RUNNING
+        rest = proc.stdout.read().split()
+    finally:
+        proc.send_signal(signal.SIGTERM) if proc.poll() is None else None
+        proc.wait(timeout=30)
+    assert rest == [f"line{i}" for i in range(2, 7)] and proc.returncode == 0
