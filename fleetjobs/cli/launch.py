@@ -10,12 +10,11 @@ parameter stays text, an option it does not take is refused before anything is q
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import click
@@ -24,7 +23,6 @@ from .. import placement
 from ..fleet import Fleet
 from ..job import Job
 from ..model import Record, check_addressable
-from ..netcheck import reach
 from ..routing import split_locations
 from ..signatures import bind_words
 from ..states import JobState
@@ -273,15 +271,16 @@ def invoke(state: State, /, action: str, args: tuple[str, ...], as_json: bool, *
 def _invoke(state: State, action: str, args: tuple[str, ...], as_json: bool, opts: Any) -> None:
     fleet = state.fleet
     job = _launch(state, action, args, opts)
+    tag = len(job.info.child_ids) > 1
+    records: list[dict[str, Any]] = []  # with --json: every record, printed at the end
+    objects: list[tuple[Record, Any]] = []  # objects, printed as one table at the end
     try:
-        records, objects = _watch(fleet, job, as_json)
+        _watch(fleet, job, as_json, records, objects)
         while not fleet.info(job).finished:  # it waits on a person: ask, or wait for them
             if not ask_on_terminal(fleet, job):
                 _wait_while_held(fleet, job)
-            more, extra = _watch(fleet, job, as_json)
-            records, objects = records + more, objects + extra
-        if objects:
-            fmt.print_values(objects, tag_locations=len(job.info.child_ids) > 1)
+            _watch(fleet, job, as_json, records, objects)
+        fmt.print_values(objects, tag_locations=tag)
     except (KeyboardInterrupt, OSError) as exc:
         if isinstance(exc, OSError) and not reader_gone(exc):
             # a full disk under the output, say: what ran on the hosts is not undone for it
@@ -292,6 +291,9 @@ def _invoke(state: State, action: str, args: tuple[str, ...], as_json: bool, opt
         # Ctrl-C, SIGTERM, SIGHUP, or the reader gone: a terminal that hung up (EIO, as the
         # live display ends over the interrupt), | head (EPIPE): not left running everywhere
         fleet.stop(job, timeout=5.0)
+        if isinstance(exc, KeyboardInterrupt):  # what it took is printed before the job goes
+            with contextlib.suppress(OSError):
+                _print_taken(fleet, job, as_json, records, objects, tag)
         fleet.remove(job, force=True)
         raise
     info = fleet.info(job)
@@ -308,6 +310,23 @@ def _invoke(state: State, action: str, args: tuple[str, ...], as_json: bool, opt
         sys.exit(EXIT_FAILED)
 
 
+def _print_taken(
+    fleet: Fleet,
+    job: Job,
+    as_json: bool,
+    records: list[dict[str, Any]],
+    objects: list[tuple[Record, Any]],
+    tag: bool,
+) -> None:
+    """What an interrupted invoke had taken and not printed yet (its objects' table; with
+    --json the whole document, the job as its stop left it): the job is removed next."""
+    if as_json:
+        click.echo(json.dumps({"job": fleet.info(job).to_dict(), "records": records}, indent=2))
+    else:
+        fmt.print_values(objects, tag_locations=tag)
+    sys.stdout.flush()
+
+
 def _wait_while_held(fleet: Fleet, job: Job) -> None:
     """Until the job no longer waits on someone else (an answer, a resume, its host)."""
     while fleet.info(job).state in (
@@ -319,24 +338,31 @@ def _wait_while_held(fleet: Fleet, job: Job) -> None:
 
 
 def _watch(
-    fleet: Fleet, job: Job, as_json: bool
-) -> tuple[list[dict[str, Any]], list[tuple[Record, Any]]]:
+    fleet: Fleet,
+    job: Job,
+    as_json: bool,
+    gathered: list[dict[str, Any]],
+    objects: list[tuple[Record, Any]],
+) -> None:
     """Show the job's records until it finishes or waits on a person, under the live progress
     display on a terminal (which is gone again before anyone is asked anything)."""
     from . import progress  # rich's live display: imported by the verbs that show it
 
     with progress.watch(fleet, [job], "invoke", as_json) as shown:
-        return _show(fleet, job, as_json, shown.echo)
+        _show(fleet, job, as_json, shown.echo, gathered, objects)
 
 
 def _show(
-    fleet: Fleet, job: Job, as_json: bool, echo: Callable[..., None]
-) -> tuple[list[dict[str, Any]], list[tuple[Record, Any]]]:
-    """Print records as they arrive (or gather them for --json); objects are returned, to
-    print as one table at the end."""
+    fleet: Fleet,
+    job: Job,
+    as_json: bool,
+    echo: Callable[..., None],
+    gathered: list[dict[str, Any]],
+    objects: list[tuple[Record, Any]],
+) -> None:
+    """Print records as they arrive; with --json gather them into ``gathered``, and the
+    objects into ``objects``, to print as one table at the end."""
     multi = len(job.info.child_ids) > 1
-    gathered: list[dict[str, Any]] = []
-    objects: list[tuple[Record, Any]] = []
     waves = _WaveReport(fleet, job, as_json, echo)
     for rec in fleet.stream(job, follow=True):
         waves.check()
@@ -350,7 +376,6 @@ def _show(
             prefix = f"{rec.location}: " if multi else ""
             echo(prefix + fmt.output_text(rec.data))
     waves.check(force=True)
-    return gathered, objects
 
 
 class _WaveReport:
@@ -374,140 +399,3 @@ class _WaveReport:
         if text != self.last:
             self.last = text
             self.echo(f"PROGRESS: {text}", err=True)
-
-
-@cli.command(epilog=EPILOG)
-@click.argument("servers", nargs=-1)
-@click.option("--all", "all_hosts", is_flag=True, help="Every host that has heartbeated.")
-@click.option(
-    "--from",
-    "from_",
-    metavar="HOST",
-    help="Check from HOST (its worker runs the ping action) instead of from this machine.",
-)
-@click.option(
-    "--worker",
-    is_flag=True,
-    help="Instead: is each SERVER's own fleetjobs worker alive (a job on it answers)?",
-)
-@click.option(
-    "--timeout",
-    type=Seconds(),
-    default=5.0,
-    show_default=True,
-    help="Seconds to wait for each answer; no answer prints False.",
-)
-@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), help="Check a TCP port instead of ICMP.")
-@json_option
-@pass_state
-def ping(
-    state: State,
-    servers: tuple[str, ...],
-    all_hosts: bool,
-    from_: str | None,
-    worker: bool,
-    timeout: float,
-    count: int,
-    port: int | None,
-    as_json: bool,
-) -> None:
-    """Is each SERVER reachable (Test-Connection)? From this machine unless --from HOST.
-
-    ICMP where this machine permits it, else (or with --port) a TCP connect (port 22); a
-    refused connection still proves the server is up. --worker asks each SERVER's own
-    worker instead (a location no worker ever served is False at once). Prints the Server /
-    Online table and exits 0 either way: the table is the answer.
-    """
-    if worker and from_:
-        raise click.UsageError("--worker asks each server's own worker: not with --from")
-    if bool(servers) == all_hosts:
-        raise click.UsageError("name the SERVERS to ping, or use --all")
-    if any(not s.strip() for s in servers):  # '' would "reach" this machine
-        raise click.UsageError("a SERVER to ping is an empty name")
-    if all_hosts:
-        servers = tuple(sorted(h.location for h in state.fleet.hosts()))
-        if not servers:
-            click.echo("fleetjobs: no host has heartbeated yet", err=True)
-            return
-    if worker:
-        rows = _ping_workers(state.fleet, servers, timeout)
-    elif from_:
-        rows = _ping_from(state.fleet, from_, servers, timeout, count, port)
-    else:
-        with ThreadPoolExecutor(max_workers=min(32, len(servers))) as pool:
-            rows = list(pool.map(lambda s: reach(s, count, timeout, port), servers))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    fmt.table([[r["Server"], r["Online"]] for r in rows], ("Server", "Online"))
-
-
-def _ping_workers(fleet: Fleet, servers: tuple[str, ...], timeout: float) -> list[dict[str, Any]]:
-    """Today's liveness check: a ping job on each server's own worker."""
-    known = {h.location for h in fleet.hosts()}
-    served = [s for s in servers if s in known]
-    answers: dict[str, dict[str, Any]] = {}
-    if served:
-        job = fleet.start(
-            "ping", locations=served, start_timeout=timeout, throttle_limit=len(served)
-        )
-        fleet.wait(job, timeout=timeout + 5, force=True)
-        for rec in fleet.receive(job).records:
-            if rec.stream == "output" and isinstance(rec.data, dict):
-                answers[rec.location] = rec.data
-        # its part never began (no slot free in time: failed by its start timeout, or waiting)
-        waited = {c.location for c in fleet.info(job).children if c.begin_time is None}
-        fleet.remove(job, force=True)
-        # a worker whose every slot runs a job answers no ping: its heartbeat says it lives
-        # and is full, its jobs on all its locations counted (a dead one's heartbeat is fresh
-        # a while too, but its slots are not all taken)
-        hosts = fleet.hosts()
-        used = Counter[tuple[str, int]]()
-        for h in hosts:
-            used[(h.hostname, h.pid)] += h.running
-        full = {
-            h.location for h in hosts if h.online and 0 < h.concurrency <= used[(h.hostname, h.pid)]
-        }
-        for server in sorted(waited & full - set(answers)):
-            click.echo(f"VERBOSE: {server}: its worker is alive (heartbeat) but busy", err=True)
-            answers[server] = {"Online": True, "RttMs": None}
-    for server in servers:
-        if server not in known:
-            click.echo(f"VERBOSE: {server}: no worker has ever served this location", err=True)
-    return [_row(s, answers.get(s)) for s in servers]
-
-
-def _ping_from(
-    fleet: Fleet,
-    host: str,
-    servers: tuple[str, ...],
-    timeout: float,
-    count: int,
-    port: int | None,
-) -> list[dict[str, Any]]:
-    """Each SERVER checked from ``host`` by its worker's ping action (one job per server)."""
-    options: dict[str, Any] = {"count": count, "timeout": timeout}
-    if port is not None:
-        options["port"] = port
-    jobs = [
-        fleet.start("ping", server, locations=host, start_timeout=timeout, kwargs=options)
-        for server in servers
-    ]
-    for warning in jobs[0].warnings if jobs else ():
-        click.echo(f"WARNING: {warning}", err=True)
-    fleet.wait(jobs, timeout=(timeout + 1) * count + 5, force=True)
-    rows = []
-    for server, job in zip(servers, jobs, strict=True):
-        got = [v for v in fleet.receive(job) if isinstance(v, dict)]
-        rows.append(_row(server, got[0] if got else None))
-    fleet.remove(jobs, force=True)
-    return rows
-
-
-def _row(server: str, got: dict[str, Any] | None) -> dict[str, Any]:
-    return {
-        "Server": server,
-        "Online": bool(got and got.get("Online")),
-        "RttMs": got.get("RttMs") if got else None,
-    }

@@ -48,7 +48,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "Run ACTION on the hosts and print what each returns as it comes (Invoke-Command).",
     ),
     "ping": (
-        "launch",
+        "ping",
         "Is each SERVER reachable (Test-Connection)? From this machine unless --from HOST.",
     ),
     "receive": (

@@ -1,0 +1,87 @@
+"""What an interrupted ``invoke`` had taken is printed before its job is removed (the job,
+and its output with it, is gone after), and ``ping --from`` a host no worker serves is an
+error, not every server down."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from fleetjobs import Config, Fleet
+
+from .conftest import ROOT, uniq
+
+
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _console(config: Config, *args: str) -> subprocess.Popen[str]:
+    fleet = {"FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetjobs", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **fleet},
+        cwd=ROOT,
+        preexec_fn=_default_signals,
+    )
+
+
+def test_ctrl_c_in_invoke_prints_the_objects_it_took_before_the_job_goes(
+    config: Config, fleet: Fleet
+) -> None:
+    # given an invoke of a job that writes an object (held for a table), then lines
+    name = uniq("invobj")
+    proc = _console(config, "invoke", "-n", name, "-l", "alpha", "object_then_lines", "40", "0.2")
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "line1\n"  # the object came first, and waits
+    # when Ctrl-C comes
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    # then the table of what it took is printed, and the job is stopped and removed
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "sda" in out, out
+    assert all(j.name != name for j in fleet.get())
+
+
+def test_ctrl_c_in_invoke_json_prints_the_records_it_took(config: Config, fleet: Fleet) -> None:
+    # given an invoke --json (it prints one document, at the end) of a job writing 1..50
+    name = uniq("invjson")
+    proc = _console(config, "invoke", "--json", "-n", name, "-l", "alpha", "produce", "50", "0.1")
+    running: Any = None
+    deadline = time.monotonic() + 20
+    while running is None and time.monotonic() < deadline:
+        found = [j for j in fleet.get() if j.name == name]
+        running = found[0] if found and found[0].info.begin_time else None
+        time.sleep(0.1)
+    assert running is not None
+    time.sleep(1.0)  # some records written and taken
+    # when Ctrl-C comes
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    # then the document holds what it took, in order, and the job is gone
+    assert proc.returncode == 130, err
+    doc = json.loads(out)
+    values = [r["data"] for r in doc["records"] if r["stream"] == "output"]
+    assert values and values == list(range(1, len(values) + 1)), values
+    assert doc["job"]["name"] == name and doc["job"]["state"] in ("Stopped", "Stopping")
+    assert all(j.name != name for j in fleet.get())
+
+
+def test_ping_from_a_host_no_worker_serves_is_an_error(config: Config, fleet: Fleet) -> None:
+    before = {j.id for j in fleet.get()}
+    proc = _console(config, "ping", "--from", "no-such-host", "alpha")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, (out, err)
+    assert err.strip().splitlines() == [
+        "fleetjobs: error: --from no-such-host: no worker has ever served this location"
+    ]
+    assert out == "" and {j.id for j in fleet.get()} <= before  # no job was started
