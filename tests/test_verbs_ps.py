@@ -59,6 +59,11 @@ def test_receive_of_a_failed_job_prints_its_reason_and_exits_1(
     assert cli("wait", str(job.id)).returncode == 1
     ok = fleet.start("echo", 1, locations="alpha")
     assert cli("wait", str(ok.id)).returncode == 0
+    # a Stopped job did not complete either: `wait J && receive J` does not go on
+    stopped = fleet.start("sleep", 30, locations="alpha")
+    fleet.stop(stopped)
+    res = cli("wait", str(stopped.id))
+    assert res.returncode == 1 and "Stopped" in res.stdout
 
 
 @pytest.mark.parametrize("message", ["no disk", "no disk " + "x" * 5000])

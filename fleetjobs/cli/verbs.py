@@ -145,9 +145,10 @@ def wait(
 ) -> None:
     """Wait for JOBs (default: every job) to finish, then print them (Wait-Job).
 
-    Exits 0 when every job returned Completed, 1 when one Failed, 3 on timeout. A Suspended
-    or Disconnected job ends the wait with a warning unless --force; a Blocked one (it can
-    only go on with an answer) is an error at once.
+    Exits 0 when every job returned Completed; 1 when one did not (Failed, Stopped, or held:
+    a Suspended or Disconnected job ends the wait with a warning unless --force), so that
+    `fleetjobs wait J && ...` goes on only after a success; 3 on timeout. A Blocked job (it
+    can only go on with an answer) is an error at once.
     """
     fleet = state.connect(patient=True)  # a waiting verb from the start
     handles = ride_out(lambda: fleet.get(list(jobs) or None))
@@ -165,7 +166,7 @@ def wait(
                 "finished (wait --force waits on)",
                 err=True,
             )
-    if any(j.info.state is JobState.FAILED for j in done):
+    if any(j.info.state is not JobState.COMPLETED for j in done):
         sys.exit(EXIT_FAILED)
 
 
