@@ -122,3 +122,29 @@ def test_receive_wait_prints_a_table_and_what_follows_as_they_come(
         proc.send_signal(signal.SIGTERM) if proc.poll() is None else None
         proc.wait(timeout=30)
     assert rest == [f"line{i}" for i in range(2, 7)] and proc.returncode == 0
+
+
+def test_receive_of_a_job_on_several_hosts_prints_each_line_with_its_host(
+    config: Config, fleet: Fleet
+) -> None:
+    # given a job that wrote a line and an object on each of two hosts
+    job = fleet.start("where", locations="alpha,beta")
+    text = fleet.start("echo", "k", locations="alpha,beta")
+    assert fleet.wait([job, text], timeout=30)
+    # when both are received on the command line
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetjobs", "receive", str(text.id), str(job.id)],
+        capture_output=True,
+        text=True,
+        env=_env(config),
+        cwd=ROOT,
+        timeout=60,
+    )
+    # then each line says its host, as invoke prints it, and the objects' table has a
+    # Location column
+    out = done.stdout.splitlines()
+    assert sorted(out[:2]) == ["alpha: k", "beta: k"], out
+    assert out[2].split()[0] == "Location" and {r.split()[0] for r in out[4:]} == {
+        "alpha",
+        "beta",
+    }

@@ -235,7 +235,8 @@ def print_values(
 
     Objects from several hosts get a Location column (PowerShell's PSComputerName) unless
     they carry one themselves: a ``Server`` key is not enough, as ``ping`` from many hosts to
-    one target shows.
+    one target shows; any other value its host before it (``web01: text``), as ``invoke``
+    prints it.
     """
     out = out or sys.stdout
     if tag_locations is None:
@@ -249,7 +250,8 @@ def print_values(
             _dict_table(values[i:j], tag_locations, out)
             i = j
         else:
-            print(output_text(values[i][1]), file=out)
+            rec, value = values[i]
+            print((f"{rec.location}: " if tag_locations else "") + output_text(value), file=out)
             i += 1
 
 

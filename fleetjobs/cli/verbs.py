@@ -258,7 +258,7 @@ def _receive(
         def flush() -> None:
             if pending:
                 table = io.StringIO()
-                fmt.print_values(pending, out=table)
+                fmt.print_values(pending, out=table, tag_locations=multi)
                 bars.echo(table.getvalue().removesuffix("\n"))
                 sys.stdout.flush()
                 for rec, _ in pending:
@@ -284,8 +284,8 @@ def _receive(
                 if rec.stream == "output" and (isinstance(rec.data, dict) or pending):
                     pending.append((rec, rec.data))
                     continue
-                if rec.stream == "output":
-                    bars.echo(fmt.output_text(rec.data))
+                if rec.stream == "output":  # text: its host before it, from several
+                    bars.echo((f"{rec.location}: " if multi else "") + fmt.output_text(rec.data))
                     sys.stdout.flush()
                 else:
                     bars.echo(fmt.stream_line(rec, multi), err=True)
