@@ -267,6 +267,16 @@ def test_python_dash_m_and_help(cli: CliRunner) -> None:
     for verb in ("start", "get", "wait", "receive", "stop", "remove", "worker", "demo", "hosts"):
         assert verb in res.stdout
     assert "--allow-shell" in cli("worker", "--help").stdout
+    # what a JOB is, where a verb takes one; every exit code a verb can end with
+    assert "130 interrupted" in res.stdout and "A JOB is" not in res.stdout
+    assert "A JOB is" in cli("get", "--help").stdout
+    for verb in (["hosts"], ["actions"], ["ping"], ["schedule", "list"], ["start"]):
+        assert "A JOB is" not in cli(*verb, "--help").stdout, verb
+    # every option says what it does
+    assert "--count INTEGER RANGE Echo" in " ".join(cli("ping", "--help").stdout.split())
+    for verb in (["schedule", "add"], ["start"], ["invoke"]):
+        words = " ".join(cli(*verb, "--help").stdout.split())
+        assert "--throttle-limit INTEGER RANGE At most" in words, verb
 
 
 def test_interrupting_receive_wait_leaves_the_job_alone(config: Config, fleet: Fleet) -> None:

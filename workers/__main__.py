@@ -22,7 +22,11 @@ MAX_CONCURRENCY = 1024  # pool processes (or threads) a worker runs at most
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="fleetjobs worker", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m fleetjobs.workers",
+        description="Run a fleetjobs worker: what `fleetjobs worker` starts, once it has read "
+        "its own options (-c, --confined, ...; see fleetjobs worker --help).",
+    )
     # accepted for old scripts only: argv is in every `ps`, so nothing generates it; the URL
     # comes from FLEETJOBS_REDIS_URL
     ap.add_argument("--redis-url", default=None, help=argparse.SUPPRESS)

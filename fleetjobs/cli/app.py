@@ -45,11 +45,13 @@ EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 1, 2, 3, 4
 EXIT_PIPE = 128 + 13  # 141: the reader of stdout went away, as for a tool SIGPIPE ended
 WRITE_FAILED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 F = TypeVar("F", bound=Callable[..., Any])
-EPILOG = (
-    "A JOB is an Id, a Name (globs allowed) or an InstanceId. Exit codes: 0 success, 1 a job "
-    "failed or a verb could not be applied, 2 bad input, 3 wait timed out, 4 Redis unreachable, "
-    "141 the reader of the output went away (| head)."
+EXIT_CODES = (
+    "Exit codes: 0 success, 1 a job failed or a verb could not be applied, 2 bad input, 3 wait "
+    "timed out, 4 Redis unreachable, 130 interrupted (Ctrl-C; 143 SIGTERM, 129 SIGHUP), 141 "
+    "the reader of the output went away (| head)."
 )
+# the verbs that take JOBs; EXIT_CODES alone for the others
+EPILOG = "A JOB is an Id, a Name (globs allowed) or an InstanceId. " + EXIT_CODES
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -180,7 +182,9 @@ def state_type(text: str | None) -> JobState | None:
         raise click.BadParameter(str(exc), param_hint="--state") from None
 
 
-@click.group(cls=_Group, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.option(
     "--redis-url",
     envvar="FLEETJOBS_REDIS_URL",

@@ -12,10 +12,10 @@ from .. import signatures
 from ..errors import JobNotFoundError
 from ..routing import split_locations
 from . import format as fmt
-from .app import EPILOG, State, cli, json_option, pass_state
+from .app import EXIT_CODES, State, cli, json_option, pass_state
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES)
 @click.option(
     "--location",
     "-l",

@@ -28,7 +28,7 @@ from ..signatures import bind_words
 from ..states import JobState
 from . import format as fmt
 from .app import (
-    EPILOG,
+    EXIT_CODES,
     EXIT_FAILED,
     Seconds,
     State,
@@ -220,7 +220,7 @@ def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, 
     return job
 
 
-@cli.command(epilog=EPILOG, context_settings=ACTION_CONTEXT)
+@cli.command(epilog=EXIT_CODES, context_settings=ACTION_CONTEXT)
 @click.argument("action")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @job_options
@@ -229,9 +229,11 @@ def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, 
 def start(state: State, /, action: str, args: tuple[str, ...], as_json: bool, **opts: Any) -> None:
     """Start ACTION with ARGS as a background job and return at once (Start-Job).
 
-    One child job per host; each ARG is JSON when it parses (5, true, [1,2], {"a":1}) and
-    text otherwise. Built-in actions: echo, sleep, run (a command line; only on workers
-    started with --allow-shell), ping, archive_logs, processes, files.
+    One child job per host. Each ARG binds to the action's parameter as its hosts publish it
+    (fleetjobs actions): a str one stays text, an int, float or bool one must parse as such,
+    an untyped one is JSON when it parses (5, true, [1,2], {"a":1}) and text otherwise.
+    Built-in actions: echo, sleep, run (a command line; only on workers started with
+    --allow-shell), ping, archive_logs, processes, files.
 
     \b
     Examples:
@@ -246,7 +248,7 @@ def start(state: State, /, action: str, args: tuple[str, ...], as_json: bool, **
         fmt.print_jobs([job.info], False)
 
 
-@cli.command(epilog=EPILOG, context_settings=ACTION_CONTEXT)
+@cli.command(epilog=EXIT_CODES, context_settings=ACTION_CONTEXT)
 @click.argument("action")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @job_options

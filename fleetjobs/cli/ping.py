@@ -14,10 +14,10 @@ from ..errors import NoHostError
 from ..fleet import Fleet
 from ..netcheck import reach
 from . import format as fmt
-from .app import EPILOG, Seconds, State, cli, json_option, pass_state
+from .app import EXIT_CODES, Seconds, State, cli, json_option, pass_state
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES)
 @click.argument("servers", nargs=-1)
 @click.option("--all", "all_hosts", is_flag=True, help="Every host that has heartbeated.")
 @click.option(
@@ -38,7 +38,13 @@ from .app import EPILOG, Seconds, State, cli, json_option, pass_state
     show_default=True,
     help="Seconds to wait for each answer; no answer prints False.",
 )
-@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Echo requests (or connects) per server; Online if any is answered.",
+)
 @click.option("--port", type=click.IntRange(1, 65535), help="Check a TCP port instead of ICMP.")
 @json_option
 @pass_state

@@ -20,7 +20,7 @@ from ..schedules import OVERLAP, Schedules
 from ..states import JobState
 from . import format as fmt
 from .app import (
-    EPILOG,
+    EXIT_CODES,
     EXIT_FAILED,
     EXIT_USAGE,
     Seconds,
@@ -66,13 +66,13 @@ def _schedules(state: State) -> Schedules:
     return state.fleet.schedules
 
 
-@cli.group(cls=_ScheduleGroup, epilog=EPILOG)
+@cli.group(cls=_ScheduleGroup, epilog=EXIT_CODES)
 def schedule() -> None:
     """Run jobs on a schedule, fleet-wide (Register-ScheduledJob): cron, every N, or once at a
     time. The schedules live in Redis; `fleetjobs beat` fires them."""
 
 
-@schedule.command(cls=_AddCommand, epilog=EPILOG, context_settings=ACTION_CONTEXT)
+@schedule.command(cls=_AddCommand, epilog=EXIT_CODES, context_settings=ACTION_CONTEXT)
 @click.argument("action")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--cron", metavar="EXPR", help='Five cron fields ("0 3 * * *") or @daily, ...')
@@ -101,7 +101,13 @@ def schedule() -> None:
 )
 @click.option("--all", "all_hosts", is_flag=True, help="Every host online at each firing.")
 @click.option("--kw", multiple=True, metavar="KEY=VALUE", help="A keyword argument for the action.")
-@click.option("--throttle-limit", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--throttle-limit",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="At most this many of each firing's hosts run it at once.",
+)
 @click.option(
     "--start-timeout",
     type=Seconds(),
@@ -172,7 +178,7 @@ def add(
     _print([info], as_json, one=True)
 
 
-@schedule.command(name="list", epilog=EPILOG)
+@schedule.command(name="list", epilog=EXIT_CODES)
 @json_option
 @pass_state
 def list_(state: State, as_json: bool) -> None:
@@ -183,7 +189,7 @@ def list_(state: State, as_json: bool) -> None:
         click.echo(f"WARNING: {fmt.output_text(why)}", err=True)
 
 
-@schedule.command(epilog=EPILOG)
+@schedule.command(epilog=EXIT_CODES)
 @click.argument("name")
 @json_option
 @pass_state
@@ -225,7 +231,7 @@ def show(state: State, name: str, as_json: bool) -> None:
         )
 
 
-@schedule.command(epilog=EPILOG)
+@schedule.command(epilog=EXIT_CODES)
 @click.argument("name")
 @json_option
 @pass_state
@@ -236,7 +242,7 @@ def remove(state: State, name: str, as_json: bool) -> None:
         click.echo(json.dumps(info.to_dict() if info else {"name": name}, indent=2))
 
 
-@schedule.command(epilog=EPILOG)
+@schedule.command(epilog=EXIT_CODES)
 @click.argument("name")
 @json_option
 @pass_state
@@ -245,7 +251,7 @@ def enable(state: State, name: str, as_json: bool) -> None:
     _print([_schedules(state).enable(name)], as_json, one=True)
 
 
-@schedule.command(epilog=EPILOG)
+@schedule.command(epilog=EXIT_CODES)
 @click.argument("name")
 @json_option
 @pass_state
@@ -254,7 +260,7 @@ def disable(state: State, name: str, as_json: bool) -> None:
     _print([_schedules(state).disable(name)], as_json, one=True)
 
 
-@schedule.command(epilog=EPILOG)
+@schedule.command(epilog=EXIT_CODES)
 @click.argument("name")
 @json_option
 @pass_state

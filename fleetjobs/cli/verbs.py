@@ -21,6 +21,7 @@ from ..states import JobState
 from . import format as fmt
 from .app import (
     EPILOG,
+    EXIT_CODES,
     EXIT_FAILED,
     EXIT_TIMEOUT,
     Seconds,
@@ -374,7 +375,7 @@ def remove(
         fmt.print_jobs([j.info for j in removed], True)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=EXIT_CODES)
 @click.argument("locations", nargs=-1)
 @click.option(
     "--facts", "-f", "facts", is_flag=True, help="Show what each host reported of itself."
