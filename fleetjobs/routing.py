@@ -98,7 +98,7 @@ def select_locations(
         if is_glob(pattern):
             hits = fnmatch.filter(known_list, pattern)
             if not hits:
-                raise NoHostError(f"location {pattern!r} matched no known host")
+                raise NoHostError(f"location {pattern!r} matched no online host")
             chosen.update(dict.fromkeys(hits))
         else:
             chosen[check_location(pattern)] = None

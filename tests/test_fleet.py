@@ -86,7 +86,7 @@ def test_targeting_by_glob_tag_and_all(fl: Fleet) -> None:
         "web02",
     ]
     assert sorted(locations(fl.start("echo", 1, all_hosts=True).info)) == ["db01", "web01", "web02"]
-    with pytest.raises(NoHostError, match="'mail\\*' matched no known host"):
+    with pytest.raises(NoHostError, match="'mail\\*' matched no online host"):
         fl.start("echo", 1, locations="mail*")
     with pytest.raises(NoHostError, match="matched no online host"):
         fl.start("echo", 1, target=["role=cache"])

@@ -179,7 +179,7 @@ def test_bad_schedules_are_refused_at_add_and_nothing_is_stored(
         (["--cron", "0 3 * *", "echo"], "five fields are needed"),
         (["--every", "10m", "-l", "s1", "no_such_action"], "unknown action 'no_such_action'"),
         (["--every", "10m", "--target", "role=nope", "echo"], "matched no online host"),
-        (["--every", "10m", "-l", "zz*", "echo"], "matched no known host"),
+        (["--every", "10m", "-l", "zz*", "echo"], "matched no online host"),
         (["--at", "2001-01-01T00:00", "echo"], "is in the past"),
         (["--every", "10m", "--timezone", "Mars/Base", "echo"], "unknown time zone"),
         (["--every", "soon", "echo"], "bad interval 'soon'"),
@@ -242,13 +242,13 @@ def test_a_firing_whose_target_matches_nothing_is_a_failed_run(
     failed = eventually(lambda: fleet.get(name=name, state="Failed"), timeout=30)
     # then the firing is a Failed run with the reason, that get lists
     job = failed[-1]  # type: ignore[index]
-    assert job.reason == "location 'tmp*' matched no known host"
+    assert job.reason == "location 'tmp*' matched no online host"
     assert fleet.job(job.id).state is JobState.FAILED
     assert fleet.schedules.show(name).last_run is not None
     # and a run fired by hand that fails so says why, and exits 1
     fired = make_cli(cfg)("schedule", "run", name)
     assert fired.returncode == 1, fired.stderr
-    assert "Failed: location 'tmp*' matched no known host" in fired.stderr
+    assert "Failed: location 'tmp*' matched no online host" in fired.stderr
     fleet.schedules.remove(name)
     fleet.remove(fleet.get(name=name), force=True)
 
@@ -265,6 +265,9 @@ def test_schedule_list_shows_the_columns_and_fleets_do_not_share_schedules(
     assert head.split() == ["Name", "Trigger", "Target", "Enabled", "Last", "run", "Next", "run"]
     row = next(r for r in rows if r.startswith(name))
     assert "every 10m" in row and "role=web" in row and "True" in row
+    # its next run names the zone it is shown in (the console's: the trigger's may differ)
+    zone = time.strftime("%Z")
+    assert row.rstrip().endswith(f" {zone}"), (row, zone)
     # disabled from the command line, it says so
     cli = make_cli(cfg)
     assert cli("schedule", "disable", name).returncode == 0

@@ -11,7 +11,7 @@ import json
 import click
 
 from .. import deadletters as store
-from ..model import local_time
+from ..model import iso, local_time
 from . import format as fmt
 from .app import State, cli, json_option, pass_state
 
@@ -46,7 +46,8 @@ def deadletters(state: State, as_json: bool, clear: bool, limit: int) -> None:
     else:
         letters, pushed_out = store.read(registry, limit), store.dropped(registry)
     if as_json:
-        click.echo(json.dumps([d.to_dict() for d in letters], indent=2))
+        # times as every --json prints them: ISO 8601, UTC
+        click.echo(json.dumps([{**d.to_dict(), "at": iso(d.at)} for d in letters], indent=2))
     else:
         rows = [
             [

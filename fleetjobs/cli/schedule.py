@@ -7,8 +7,10 @@ parses it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 import click
@@ -338,7 +340,13 @@ def _print(infos: list[ScheduleInfo], as_json: bool, one: bool = False) -> None:
 
 
 def _when(ts: float | None) -> str | None:
-    return local_time(ts) if ts is not None else None
+    """This console's local time, its zone named: a trigger may run in another zone."""
+    if ts is None:
+        return None
+    shown = local_time(ts)
+    with contextlib.suppress(OverflowError, OSError, ValueError):
+        shown += datetime.fromtimestamp(ts).astimezone().strftime(" %Z")
+    return shown
 
 
 def _text(value: Any) -> str:

@@ -181,6 +181,7 @@ def test_deadletters_verb_lists_and_clears(redis_url: str, logs: Path) -> None:
     docs = json.loads(shown.stdout)
     assert len(docs) >= len(kinds)
     assert {"at", "queue", "location", "reason", "worker", "body"} <= set(docs[0])
+    assert docs[0]["at"].endswith("+00:00")  # ISO 8601, UTC, as every --json's times
     table = cli("deadletters")
     assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:3] == [
         "When",
