@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import math
@@ -101,14 +102,16 @@ def _header_problem(headers: dict[str, Any]) -> str | None:
         for limit in limits:
             if limit is not None and not _positive(limit):
                 return f"its time limit header is {_short(limits)}, not positive seconds"
-    for name in ("eta", "expires"):
-        when = headers.get(name)
-        if when is None:
-            continue
+    if headers.get("eta") is not None:
+        # Celery would hold it in the worker's memory until then, reserved and never run
+        # nor refused (and a lost Redis connection, restoring it, ended the worker)
+        return f"its eta header asks to run it later ({_short(headers['eta'])}): none is sent"
+    when = headers.get("expires")
+    if when is not None:
         try:
             datetime.fromisoformat(when)
         except (TypeError, ValueError):
-            return f"its {name} header is {_short(when)}, not an ISO 8601 time"
+            return f"its expires header is {_short(when)}, not an ISO 8601 time"
     shadow = headers.get("shadow")
     if shadow is not None and not isinstance(shadow, str):
         return f"its shadow header is {_short(shadow)}, not a name"
@@ -336,3 +339,54 @@ def guard_envelopes(box: DeadLetterBox) -> None:
 
     channel._brpop_read = _brpop_read
     channel._fleetjobs_guarded = True
+    _guard_broadcasts(channel)
+
+
+def _guard_broadcasts(channel: Any) -> None:
+    """Make kombu's Redis transport dead-letter a broadcast (remote control: Celery's pidbox
+    channel, which every trusted worker listens on) that it cannot read or handle.
+
+    kombu reads a published message and delivers it to Celery's mailbox with no guard: one
+    ``PUBLISH`` of ``[]``, of JSON nested too deep, or of an envelope with an unknown body
+    encoding, raised out of the event loop and ended every worker of the fleet at once.
+    """
+    receive_one = getattr(channel, "_receive_one", None)
+    deliver = getattr(channel, "_deliver_fanout_message", None)
+    if receive_one is None or deliver is None:
+        return
+
+    def refuse(exchange: str, reason: str, message: Any = None) -> None:
+        text = ""
+        if message is not None:
+            with contextlib.suppress(Exception):  # kombu's typed values: shown as they can be
+                text = deadletters.body_text(json.dumps(message, default=repr))
+        for keeper in _BOX:
+            keeper.drop(f"{exchange} (broadcast)", reason, body=text)
+
+    def _receive_one(self: Any, c: Any) -> Any:
+        # nothing delivered is False, not kombu's Empty: raised from its loop over what the
+        # connection holds already, Empty left the messages after it unread until another came
+        try:
+            return receive_one(self, c)
+        except Empty:  # kombu's own: an event it could not read, logged
+            return False
+        except self.connection_errors:
+            raise
+        except Exception as exc:  # JSON nested too deep to read, say: read past the guard
+            refuse("?", f"a broadcast could not be read: {type(exc).__name__}: {_line(exc)}")
+            return False
+
+    def _deliver_fanout_message(self: Any, message: Any, exchange: str) -> Any:
+        problem = envelope_problem(message)
+        if problem is None:
+            try:
+                return deliver(self, message, exchange)
+            except self.connection_errors:
+                raise
+            except Exception as exc:
+                problem = f"it could not be handled: {type(exc).__name__}: {_line(exc)}"
+        refuse(exchange, problem, message)
+        return True
+
+    channel._receive_one = _receive_one
+    channel._deliver_fanout_message = _deliver_fanout_message

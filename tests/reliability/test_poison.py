@@ -57,6 +57,9 @@ def poison(cfg: Any, location: str) -> list[str]:
         send("a time limit not a number", [[1], {}, {}], headers={**job, "timelimit": "zz"})
         send("a negative time limit", [[1], {}, {}], headers={**job, "timelimit": [-1, -1]})
         send("an eta not a time", [[1], {}, {}], headers={**job, "eta": "notadate"})
+        # an eta in the future: Celery held it reserved in the worker's memory, never run nor
+        # refused, and a lost Redis connection, restoring it, ended the worker
+        send("an eta", [[1], {}, {}], headers={**job, "eta": "2100-01-01T00:00:00+00:00"})
         for kind, typed in TYPED:
             send(f"a body holding {kind}", [[typed], {}, {}])
         send("a body nested too deep to read", b"[" * 100_000, serializer=None, **raw)
@@ -138,7 +141,8 @@ def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_se
         assert any("not Celery's [args, kwargs, embed]" in d.reason for d in letters)
         assert any("time limit header is 'zz'" in d.reason for d in letters)
         assert any("not positive seconds" in d.reason for d in letters)
-        assert any("eta header is 'notadate'" in d.reason for d in letters)
+        assert any("eta header asks to run it later ('notadate')" in d.reason for d in letters)
+        assert any("later ('2100-01-01T00:00:00+00:00')" in d.reason for d in letters)
         assert any("body encoding is 'rot13'" in d.reason for d in letters)
         assert any("envelope is not JSON: nested too deep" in d.reason for d in letters)
         assert any("envelope cannot be read: ValueError" in d.reason for d in letters)
@@ -165,6 +169,42 @@ def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_se
         assert list(fleet.receive(again)) == ["after a restart"]
         assert len(deadletters.read(registry)) == len(kinds)
         registry.close()
+
+
+def test_a_broadcast_no_worker_can_read_is_dead_lettered_and_the_workers_go_on(
+    redis_url: str, tmp_path: Path
+) -> None:
+    cfg = own_config(redis_url)
+    loc = uniq("broadcast")
+    with fleet_with(cfg, [loc], tmp_path) as (fleet, workers):
+        client = redis.Redis.from_url(cfg.redis_url)
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        channel = f"{cfg.prefix}/{db}.celery.pidbox"  # Celery's remote control, every worker's
+        eventually(lambda: client.pubsub_numpat() >= 1, timeout=20)  # kombu's PSUBSCRIBE
+        # when anyone who may PUBLISH sends what kombu cannot read or Celery cannot handle
+        envelope = {
+            "body": "e30=",
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {},
+            "properties": {"delivery_tag": "t", "body_encoding": "rot13", "delivery_info": {}},
+        }
+        for bad in (b"[]", b'"a string"', b"[" * 100_000, json.dumps(envelope).encode()):
+            client.publish(channel, bad)
+        # then each is kept as a dead letter, and the worker (each of a fleet's) goes on
+        registry = Store.connect(cfg)
+        letters = eventually(lambda: len(got := deadletters.read(registry)) >= 4 and got)
+        assert isinstance(letters, list) and len(letters) == 4, letters
+        assert all("broadcast" in d.queue and d.worker for d in letters)
+        assert any("body encoding is 'rot13'" in d.reason for d in letters)
+        assert any("could not be read: RecursionError" in d.reason for d in letters)
+        assert workers.procs[0].poll() is None, "the worker exited"
+        after = fleet.start("echo", "still serving", locations=loc)
+        assert fleet.wait([after], timeout=20) and list(fleet.receive(after)) == ["still serving"]
+        log = (tmp_path / "worker-0.log").read_text()
+        assert "Unrecoverable error" not in log, log[-3000:]
+        registry.close()
+        client.close()
 
 
 def test_deadletters_verb_lists_and_clears(redis_url: str, logs: Path) -> None:
