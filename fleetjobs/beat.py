@@ -19,12 +19,18 @@ from types import FrameType, SimpleNamespace
 from typing import Any
 
 import redis.exceptions
-from redbeat.schedulers import RedBeatScheduler, acquire_distributed_beat_lock, get_redis
+from redbeat.schedulers import (
+    RedBeatScheduler,
+    RedBeatSchedulerEntry,
+    acquire_distributed_beat_lock,
+    get_redis,
+)
 
 from .config import Config
 from .errors import (
     ConfigError,
     RedisUnavailableError,
+    ScheduleError,
     ScheduleNotFoundError,
     ScheduleUnreadableError,
 )
@@ -36,6 +42,10 @@ from .triggers import FleetEntry
 
 log = logging.getLogger("fleetjobs.beat")
 BEAT_LOCK_WAIT = 2.0  # seconds the beat waits for a schedule a console is firing
+
+
+class FiredElsewhere(ScheduleError):
+    """Another beat fired this schedule's due time while this one stalled."""
 
 
 class _Shutdown(BaseException):
@@ -128,10 +138,17 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
                 str(entry.name),
                 dict(entry.kwargs),
                 wait=BEAT_LOCK_WAIT,
-                before=(lambda: self.reserve(entry)) if advance else None,
+                before=(lambda: self._reserve_once(entry)) if advance else None,
             )
         except ScheduleNotFoundError:
             log.info("schedule %s: removed or disabled meanwhile, not fired", entry.name)
+            return
+        except FiredElsewhere:
+            log.warning(
+                "schedule %s: not fired: another beat fired this time already (this one "
+                "stalled after its lock check)",
+                entry.name,
+            )
             return
         except Exception as exc:  # one schedule's trouble must not stop the others
             log.error("schedule %s: the firing failed: %s", entry.name, exc)
@@ -142,6 +159,20 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
             log.warning("schedule %s: run %s Failed: %s", entry.name, job.id, job.reason)
         else:
             log.info("schedule %s: started run %s on %s", entry.name, job.id, job.location)
+
+    def _reserve_once(self, entry: Any) -> None:
+        """RedBeat's move of the schedule's next time, once per due time (under the
+        schedule's own lock): a beat that stalled between its lock check and this firing
+        (paused, its Redis slow) while a standby took over and fired finds the run count
+        moved since it read the entry, and fires nothing.
+
+        Raises:
+            FiredElsewhere: another beat fired this due time already.
+        """
+        stored = RedBeatSchedulerEntry.load_meta(entry.key, app=self.app)
+        if stored.get("total_run_count", 0) != entry.total_run_count:
+            raise FiredElsewhere(str(entry.name))
+        self.reserve(entry)
 
     def _still_mine(self) -> bool:
         """Extend the lock before each firing: RedBeat extends it once per tick, so a beat that

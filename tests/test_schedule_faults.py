@@ -5,20 +5,26 @@ meeting a schedule a console is firing, a schedule that names no host. Real beat
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fleetjobs import Config, Fleet
 from fleetjobs.config import default_location
+from fleetjobs.embedded import LocalWorkers
 from fleetjobs.errors import ScheduleExistsError
 from fleetjobs.triggers import FleetEntry
 
-from .conftest import eventually, make_cli, uniq
-from .schedule_support import Beat, beat, run_ids, sfleet
+from .conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
+from .schedule_support import BEAT_ENV, Beat, beat, run_ids, sfleet
 
 __all__ = ["beat", "sfleet"]  # the module-scoped fixtures this module's tests take
 
@@ -176,3 +182,70 @@ def test_an_enable_or_disable_racing_a_remove_leaves_nothing_behind(
     assert all(s.name != name for s in fleet.schedules.list())
     assert not fleet.registry.r.exists(key)
     assert fleet.registry.r.zscore(conf.schedule_key, key) is None
+
+
+STALLING_BEAT = """
+import time
+from fleetjobs import beat
+from fleetjobs.config import Config
+check = beat.FleetScheduler._still_mine
+stalled = []
+
+def still_mine(self):
+    ok = check(self)
+    if ok and not stalled:  # paused right after its lock check (SIGSTOP, a VM pause)
+        stalled.append(1)
+        time.sleep(9)
+    return ok
+
+beat.FleetScheduler._still_mine = still_mine
+beat.setup_logging("INFO")
+raise SystemExit(beat.run_beat(Config.from_env()))
+"""
+
+
+BACK = ("not fired", "started run")
+
+
+def test_a_beat_that_stalls_after_its_lock_check_does_not_fire_what_the_standby_fired(
+    redis_url: str, logs: Path
+) -> None:
+    # given a fleet of its own with a schedule that fires once, a few seconds from now
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('stall')}:", **FAST)  # type: ignore[arg-type]
+    env = {
+        **os.environ,
+        **BEAT_ENV,
+        "FLEETJOBS_REDIS_URL": cfg.redis_url,
+        "FLEETJOBS_PREFIX": cfg.prefix,
+    }
+    name = uniq("once")
+    with (
+        LocalWorkers(cfg, [["t1"]], extra_args=INCLUDE, log_dir=logs),
+        Fleet(config=cfg) as fleet,
+    ):
+        at = datetime.now(UTC) + timedelta(seconds=6)
+        fleet.schedules.add(name, "echo", "x", at=at.isoformat(), locations="t1")
+        # a beat that will stall right after its lock check, and a standby beat
+        procs: list[subprocess.Popen[bytes]] = []
+        logs_ = [logs / f"{name}-a.log", logs / f"{name}-b.log"]
+        try:
+            with logs_[0].open("wb") as out:
+                procs.append(_popen([sys.executable, "-c", STALLING_BEAT], out, env))
+            eventually(lambda: "Acquired lock" in logs_[0].read_text(), timeout=30)
+            with logs_[1].open("wb") as out:
+                procs.append(_popen([sys.executable, "-m", "fleetjobs", "beat"], out, env))
+            # when the first stalls at the firing, the standby takes over and fires it
+            # and the first, back, either fires it or finds it fired
+            eventually(lambda: any(w in logs_[0].read_text() for w in BACK), timeout=40)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(15)
+        # then it ran once: the stalled beat, back, found it fired already
+        texts = [log.read_text() for log in logs_]
+        assert len(run_ids(fleet, name)) == 1, texts
+        assert "another beat fired this time already" in texts[0], texts[0][-2000:]
+
+
+def _popen(argv: list[str], out: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
