@@ -16,16 +16,17 @@ if TYPE_CHECKING:
 
 
 def children_of(infos: Sequence[JobInfo], location: str | None) -> list[JobInfo]:
-    """The children whose records a receive takes (a job's children never change)."""
-    children: list[JobInfo] = []
+    """The children whose records a receive takes (a job's children never change), each once
+    (``receive PARENT CHILD`` names a child twice: its records are taken once)."""
+    children: dict[int, JobInfo] = {}
     for info in infos:
         kids = list(info.children) if info.child_ids else [info]
         if location is not None:
             kids = [c for c in kids if c.location == location]
             if not kids:
                 raise JobNotFoundError(f"job {info.id} has no child on location {location!r}")
-        children.extend(kids)
-    return children
+        children.update((c.id, c) for c in kids if c.id not in children)
+    return list(children.values())
 
 
 def parse_state(state: JobState | str | None) -> JobState | None:

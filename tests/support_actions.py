@@ -44,6 +44,15 @@ def object_then_lines(ctx: Any, count: int, delay: float = 0.0) -> None:
 
 
 @action
+def rows_then_warning(ctx: Any, count: int) -> None:
+    """Outputs ``count`` objects (rows of a table), then a warning, then a line of text."""
+    for i in range(int(count)):
+        ctx.output({"Row": i, "Pad": "x" * 40})
+    ctx.warning("after the rows")
+    ctx.output("tail")
+
+
+@action
 def produce_in_batches(ctx: Any, count: int, per: int = 100) -> None:
     """Outputs 1..count, ``per`` values to a write (``ctx.write_many``)."""
     for start in range(1, int(count) + 1, int(per)):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.records import BATCH
@@ -67,12 +68,12 @@ main(["receive", sys.argv[1]])
 def test_a_console_killed_while_it_prints_a_table_loses_none_of_it(
     config: Config, fleet: Fleet
 ) -> None:
-    # given a finished job that wrote an object, then more lines than a pipe holds
+    # given a finished job that wrote more rows of a table than a pipe holds
     count = 12 * BATCH
-    job = fleet.start("object_then_lines", count, locations="alpha")
+    job = fleet.start("rows_then_warning", count, locations="alpha")
     assert fleet.wait([job], timeout=60)
-    # when a console receiving it is stuck writing (its reader has read nothing yet), and
-    # is killed there
+    # when a console receiving it is stuck writing a table (its reader reads nothing yet),
+    # and is killed there
     proc = subprocess.Popen(
         [sys.executable, "-c", KILLED_CONSOLE, str(job.id)],
         stdout=subprocess.PIPE,
@@ -82,17 +83,18 @@ def test_a_console_killed_while_it_prints_a_table_loses_none_of_it(
     )
     assert proc.stdout is not None
     time.sleep(4.0)  # long enough to take every batch, where nothing holds it back
+    assert proc.poll() is None, "it was not stuck: the pipe took all it printed"
     proc.kill()
     proc.wait(timeout=30)
-    printed = proc.stdout.read().decode().split()
-    # then, its lease over, the next receive gets every line it had not printed
+    lines = proc.stdout.read().decode().splitlines()
+    printed = {int(w[0]) for w in map(str.split, lines) if w and w[0].isdigit()}  # table rows
+    # then, its lease over, the next receive gets every row it had not printed
     time.sleep(1.2)
-    again = _lines(list(fleet.receive(job)))
-    lines = [f"line{i}" for i in range(1, count + 1)]
-    missing = set(lines) - set(printed) - set(again)
-    print(f"printed {len(printed)}, received again {len(again)}, lost {len(missing)}")
-    assert "line1" in printed and not missing
-    assert len(again) < count  # what it had printed did not all come again
+    again = {r["Row"] for r in fleet.receive(job) if isinstance(r, dict)}
+    missing = set(range(count)) - printed - again
+    print(f"rows printed {len(printed)}, received again {len(again)}, lost {len(missing)}")
+    assert 0 in printed and not missing
+    assert len(again) < count  # what it had printed (and acknowledged) did not all come again
 
 
 def test_receive_wait_prints_a_table_and_what_follows_as_they_come(
@@ -148,3 +150,54 @@ def test_receive_of_a_job_on_several_hosts_prints_each_line_with_its_host(
         "alpha",
         "beta",
     }
+
+
+def _receive(config: Config, *args: str, stdout: Any = subprocess.PIPE) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "fleetjobs", "receive", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(config),
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def test_a_receive_that_cannot_write_its_table_gives_all_of_it_back(
+    config: Config, fleet: Fleet
+) -> None:
+    # given a finished job that wrote two rows, then a warning (printed on stderr), then text
+    job = fleet.start("rows_then_warning", 2, locations="alpha")
+    assert fleet.wait([job], timeout=30)
+    # when a receive's output cannot be written (a full disk): the warning it could print
+    with open("/dev/full", "w") as full:
+        failed = _receive(config, str(job.id), stdout=full)
+    assert failed.returncode == 1 and "after the rows" not in failed.stderr, failed.stderr
+    # then the next receive gets every record, the rows first: none was taken unprinted
+    again = list(fleet.receive(job).records)
+    assert [r.data for r in again if r.stream == "output"] == [
+        {"Row": 0, "Pad": "x" * 40},
+        {"Row": 1, "Pad": "x" * 40},
+        "tail",
+    ]
+    assert [r.data for r in again if r.stream == "warning"] == ["after the rows"]
+
+
+def test_a_child_named_with_its_parent_is_received_once(config: Config, fleet: Fleet) -> None:
+    # given a job on two hosts, received as the parent and one of its children
+    job = fleet.start("echo", "k", locations="alpha,beta")
+    assert fleet.wait([job], timeout=30)
+    child = next(c for c in job.info.children if c.location == "alpha")
+    first = _receive(config, str(job.id), str(child.id))
+    # then each record is printed once, and taken: the next receive has nothing
+    assert sorted(first.stdout.splitlines()) == ["alpha: k", "beta: k"], first.stderr
+    assert _receive(config, str(job.id), str(child.id)).stdout == ""
+
+
+def test_one_host_of_several_received_with_location_prints_no_host(
+    config: Config, fleet: Fleet
+) -> None:
+    job = fleet.start("echo", "k", locations="alpha,beta")
+    assert fleet.wait([job], timeout=30)
+    assert _receive(config, "--location", "alpha", str(job.id)).stdout == "k\n"

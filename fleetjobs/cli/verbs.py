@@ -245,26 +245,45 @@ def _receive(
             raise
         _after_receive(fleet, handles, set(), False, quiet=True)
         return
-    multi = len({loc for h in handles for loc in h.location.split(",")}) > 1
+    # several hosts' records: each says its host (one named with --location: it alone)
+    multi = location is None and len({x for h in handles for x in h.location.split(",")}) > 1
     errors: set[str] = set()
     from . import progress
 
     with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
-        # a run of objects waits to print as one table, and what follows it in the same
+        # a run of objects waits to print as one table, and everything after it in the same
         # batch with it (the order kept); the batch is printed before it is acknowledged,
-        # and a record leaves Redis only once printed: whatever stops the receive (Ctrl-C,
-        # a closed pipe, a kill), what it had not printed comes back to the next
-        pending: list[tuple[Record, Any]] = []
+        # and a record leaves Redis only once printed, the held ones counted with the rest
+        # once the batch is (a batch's records leave Redis from its start): whatever stops
+        # the receive (Ctrl-C, a closed pipe, a kill), what it had not printed comes back
+        pending: list[Record] = []
+
+        def show(rec: Record) -> None:
+            if bars.take(rec):  # ctx.progress as a bar, on a terminal
+                return
+            if rec.stream == "output":  # text: its host before it, from several
+                bars.echo((f"{rec.location}: " if multi else "") + fmt.output_text(rec.data))
+                sys.stdout.flush()
+            else:
+                bars.echo(fmt.stream_line(rec, multi), err=True)
 
         def flush() -> None:
-            if pending:
-                table = io.StringIO()
-                fmt.print_values(pending, out=table, tag_locations=multi)
-                bars.echo(table.getvalue().removesuffix("\n"))
-                sys.stdout.flush()
-                for rec, _ in pending:
-                    shown.add(rec)
-                pending.clear()
+            run: list[tuple[Record, Any]] = []  # output values in a row: print_values's
+            for rec in [*pending, None]:
+                if rec is not None and rec.stream == "output":
+                    run.append((rec, rec.data))
+                    continue
+                if run:
+                    table = io.StringIO()
+                    fmt.print_values(run, out=table, tag_locations=multi)
+                    bars.echo(table.getvalue().removesuffix("\n"))
+                    sys.stdout.flush()
+                    run = []
+                if rec is not None:
+                    show(rec)
+            for rec in pending:
+                shown.add(rec)
+            pending.clear()
 
         shown = Shown(flush)
         records = fleet.stream(
@@ -277,19 +296,12 @@ def _receive(
         )
         try:
             for rec in records:
-                if bars.take(rec):  # ctx.progress as a bar, on a terminal
-                    shown.add(rec)
-                    continue
                 if rec.stream == "error":
                     errors.add(str(rec.data))
-                if rec.stream == "output" and (isinstance(rec.data, dict) or pending):
-                    pending.append((rec, rec.data))
+                if pending or (rec.stream == "output" and isinstance(rec.data, dict)):
+                    pending.append(rec)
                     continue
-                if rec.stream == "output":  # text: its host before it, from several
-                    bars.echo((f"{rec.location}: " if multi else "") + fmt.output_text(rec.data))
-                    sys.stdout.flush()
-                else:
-                    bars.echo(fmt.stream_line(rec, multi), err=True)
+                show(rec)
                 shown.add(rec)
         except (KeyboardInterrupt, OSError):  # (OSError: a hung-up terminal's EIO over it)
             _close(records)  # what was not printed goes back, the objects held with it
