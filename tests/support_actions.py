@@ -53,6 +53,14 @@ def rows_then_warning(ctx: Any, count: int) -> None:
 
 
 @action
+def object_then_ask(ctx: Any) -> str:
+    """Outputs an object and a line, then asks yes/no."""
+    ctx.output({"Disk": "sda", "FreeGB": 10})
+    ctx.output("asked next")
+    return "done" if ctx.confirm("Go on?") else "declined"
+
+
+@action
 def produce_in_batches(ctx: Any, count: int, per: int = 100) -> None:
     """Outputs 1..count, ``per`` values to a write (``ctx.write_many``)."""
     for start in range(1, int(count) + 1, int(per)):

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
+import socket
 import subprocess
 import sys
 import time
 from typing import Any
 
+import pytest
+
 from fleetjobs import Config, Fleet
 
-from .conftest import ROOT, uniq
+from .conftest import ROOT, eventually, uniq
 
 
 def _default_signals() -> None:
@@ -85,3 +89,50 @@ def test_ping_from_a_host_no_worker_serves_is_an_error(config: Config, fleet: Fl
         "fleetjobs: error: --from no-such-host: no worker has ever served this location"
     ]
     assert out == "" and {j.id for j in fleet.get()} <= before  # no job was started
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_invoke_interrupted_at_its_question_prints_what_it_took_and_removes_the_job(
+    config: Config, fleet: Fleet, sig: signal.Signals
+) -> None:
+    # given an invoke on a terminal, asking the question its job asks
+    fleet_env = {"FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
+    name = uniq("askint")
+    argv = [sys.executable, "-m", "fleetjobs", "invoke", "-n", name, "-l", "alpha"]
+    pid, master = pty.fork()
+    if pid == 0:  # the child: the terminal's session leader
+        _default_signals()
+        os.chdir(ROOT)
+        os.execve(sys.executable, [*argv, "object_then_ask"], {**os.environ, **fleet_env})
+    seen = b""
+    while b"Go on? [" not in seen or not seen.rstrip().endswith(b":"):  # its prompt
+        seen += os.read(master, 1024)
+    # when Ctrl-C (or SIGTERM) comes at the prompt
+    os.kill(pid, sig)
+    while True:
+        try:
+            chunk = os.read(master, 1024)
+        except OSError:  # the terminal closed: the command is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    _, status = os.waitpid(pid, 0)
+    # then it ends as an interrupt ends it: the table it held printed, the job removed
+    text = seen.decode(errors="replace")
+    assert os.WIFEXITED(status), text
+    assert os.WEXITSTATUS(status) == (130 if sig == signal.SIGINT else 128 + sig), text
+    assert "sda" in text, text
+    eventually(lambda: all(j.name != name for j in fleet.get()), timeout=20)
+
+
+def test_ping_from_a_glob_checks_from_the_hosts_it_names(config: Config, fleet: Fleet) -> None:
+    with socket.socket() as listener:  # a port that answers on this machine
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = str(listener.getsockname()[1])
+        proc = _console(config, "ping", "--from", "alph*", "127.0.0.1", "--port", port, "--json")
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert [(r["Server"], r["Online"]) for r in json.loads(out)] == [("127.0.0.1", True)]

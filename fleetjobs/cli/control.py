@@ -91,7 +91,14 @@ def ask_on_terminal(fleet: Fleet, job: Job) -> bool:
         choices = prompt.get("choices")
         label = fmt.printable(question + (f" [{'/'.join(choices)}]" if choices else ""))
         while True:
-            text = click.prompt(label, default=prompt.get("default"), err=True)
+            try:
+                text = click.prompt(label, default=prompt.get("default"), err=True)
+            except click.exceptions.Abort as exc:
+                # click makes a Ctrl-C (or SIGTERM, SIGHUP: interrupts.Terminated) at its
+                # prompt an Abort: the caller cleans up after an interrupt, not an Abort
+                if isinstance(exc.__context__, KeyboardInterrupt):
+                    raise exc.__context__ from None
+                raise
             try:
                 for child in children:  # as shown: an answer to a later question is refused
                     try:

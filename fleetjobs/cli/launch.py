@@ -292,11 +292,15 @@ def _invoke(state: State, action: str, args: tuple[str, ...], as_json: bool, opt
             raise
         # Ctrl-C, SIGTERM, SIGHUP, or the reader gone: a terminal that hung up (EIO, as the
         # live display ends over the interrupt), | head (EPIPE): not left running everywhere
-        fleet.stop(job, timeout=5.0)
-        if isinstance(exc, KeyboardInterrupt):  # what it took is printed before the job goes
-            with contextlib.suppress(OSError):
-                _print_taken(fleet, job, as_json, records, objects, tag)
-        fleet.remove(job, force=True)
+        try:
+            fleet.stop(job, timeout=5.0)
+        finally:  # even if a second Ctrl-C cuts the stop short
+            try:
+                if isinstance(exc, KeyboardInterrupt):  # what it took, before the job goes
+                    with contextlib.suppress(OSError):
+                        _print_taken(fleet, job, as_json, records, objects, tag)
+            finally:
+                fleet.remove(job, force=True)
         raise
     info = fleet.info(job)
     fleet.remove(job, force=True)

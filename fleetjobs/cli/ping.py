@@ -13,6 +13,7 @@ import click
 from ..errors import NoHostError
 from ..fleet import Fleet
 from ..netcheck import reach
+from ..routing import is_glob
 from . import format as fmt
 from .app import EXIT_CODES, Seconds, State, cli, json_option, pass_state
 
@@ -140,9 +141,11 @@ def _ping_from(
             every SERVER would read as down.
     """
     online = {h.location: h.online for h in fleet.hosts()}
-    if host not in online:
+    if is_glob(host) or "," in host:  # its hosts are chosen as a start chooses them
+        pass
+    elif host not in online:
         raise NoHostError(f"--from {host}: no worker has ever served this location")
-    if not online[host]:
+    elif not online[host]:
         raise NoHostError(f"--from {host}: its worker is offline; no check was made")
     options: dict[str, Any] = {"count": count, "timeout": timeout}
     if port is not None:
