@@ -136,3 +136,23 @@ def test_ping_from_a_glob_checks_from_the_hosts_it_names(config: Config, fleet: 
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert [(r["Server"], r["Online"]) for r in json.loads(out)] == [("127.0.0.1", True)]
+
+
+def test_a_second_ctrl_c_while_invoke_stops_its_job_still_prints_and_removes(
+    config: Config, fleet: Fleet
+) -> None:
+    # given an invoke --json of a command that ignores the stop's SIGTERM for a while
+    name = uniq("twice")
+    script = "echo hi; trap '' TERM INT; sleep 20"
+    proc = _console(config, "invoke", "--json", "-n", name, "-l", "alpha", "run", script)
+    eventually(lambda: any(j.name == name and j.info.begin_time for j in fleet.get()))
+    time.sleep(1.0)  # its line written and taken
+    # when Ctrl-C comes, and again while the job is being stopped
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    # then what it took is printed all the same, and the job is removed
+    assert proc.returncode == 130, err
+    assert [r["data"] for r in json.loads(out)["records"] if r["stream"] == "output"] == ["hi"]
+    eventually(lambda: all(j.name != name for j in fleet.get()), timeout=30)
