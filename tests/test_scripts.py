@@ -50,8 +50,16 @@ def test_claim_runs_a_job_once_and_refuses_what_must_not_run(layers: Layers) -> 
     assert w.lifecycle.claim(child.id, "a")[0] == S.FAILED
     [info] = w.registry.load([pid])
     assert info.state is S.FAILED and "within 0.01 s" in (info.reason or "")
-    # Missing: no such job
-    assert w.lifecycle.claim(999_999, "a")[0] == "Missing"
+    # Missing: no such job now (removed while its message was on its way)
+    pid, child = _one(w)
+    w.store.r.delete(w.keys.job(child.id))
+    assert w.lifecycle.claim(child.id, "a")[0] == "Missing"
+    # Refused: an Id no start ever gave, a message the fleet never sent (a dead letter)
+    never = int(w.store.r.get(w.keys.seq)) + 1000
+    assert w.lifecycle.claim(never, "a")[0] == (
+        f"Refused: no job {never} was ever started: a message the fleet never sent (or sent "
+        "before Redis lost its data)"
+    )
 
 
 def test_finish_settles_completed_failed_or_stopped(layers: Layers) -> None:

@@ -19,7 +19,14 @@ local function answer(head, parent)  -- parent: its fields, when the caller read
     or redis.call('HMGET', K.job(f.parent), unpack(CALL))
   return {result(head), redis.call('HGETALL', k), call}
 end
-if not f.state then return answer('Missing') end
+if not f.state then
+  -- an Id no start ever gave: a message the fleet never sent (a removed job's is Missing)
+  if (tonumber(id) or 0) > (tonumber(redis.call('GET', K.seq)) or 0) then
+    return answer('Refused: no job ' .. id .. ' was ever started: a message the fleet never '
+      .. 'sent (or sent before Redis lost its data)')
+  end
+  return answer('Missing')
+end
 if not given(f.parent) then
   return answer('Refused: job ' .. id .. ' is a parent job; only its children run')
 end

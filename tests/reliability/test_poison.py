@@ -43,6 +43,8 @@ def poison(cfg: Any, location: str) -> list[str]:
         send("an object, not [args, kwargs, embed]", {"hello": "world"})
         send("one list", [[1]])
         send("args not an int", [["x"], {}, {}])
+        # well formed, for an Id no start ever gave: only logged, it was kept nowhere
+        send("a job that was never started", [[10**9], {}, {}])
         send("unknown keyword", [[1], {"force": True}, {}])
         raw = {"content_type": "application/json", "content_encoding": "utf-8"}
         send("invalid JSON", b"{not json", serializer=None, **raw)
@@ -149,9 +151,10 @@ def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_se
         assert sum("delivery tag is" in d.reason for d in letters) == 3
         assert sum("nested more than 100 levels deep" in d.reason for d in letters) == 5
         assert any("it is compressed ('nope')" in d.reason for d in letters)
+        assert any("no job 1000000000 was ever started" in d.reason for d in letters)
         assert workers.procs[0].poll() is None, "the worker exited"
         log = (tmp_path / "worker-0.log").read_text()
-        assert log.count("refused a message on queue") == len(kinds), log[-3000:]
+        assert log.count("refused a message on ") == len(kinds), log[-3000:]
         assert "Unrecoverable error" not in log and "Traceback" not in log, log[-3000:]
         after = fleet.start("echo", "still serving", locations=loc)
         assert fleet.wait([after], timeout=20, force=True) and after.state is JobState.COMPLETED
