@@ -474,3 +474,21 @@ def test_the_workers_archive_root_confines_the_action_on_a_real_worker(
         # and one inside them runs as ever
         job = fleet.start("archive_logs", str(log_dir), str(tmp_path / "store"), locations="arc")
         assert fleet.wait([job], timeout=30) and job.state is JobState.COMPLETED
+
+
+def test_a_partial_copy_left_by_a_run_that_died_is_removed_by_the_next(
+    log_dir: Path, archive_dir: Path
+) -> None:
+    # given the partial copies a run killed mid-copy (another file system) left an hour ago,
+    # and one a run is writing now
+    archive_dir.mkdir(parents=True)
+    stale = make_log(archive_dir, ".huge.log.partial-f32e1faf0527", age_days=2 / 24)
+    live = make_log(archive_dir, ".big.log.partial-0123456789ab", age_days=0)
+    kept = make_log(archive_dir, ".notes.partial-mine", age_days=30)  # not of our making
+    make_log(log_dir, "app.log", age_days=10)
+    # when the next run archives
+    ctx = RecordingContext()
+    assert archive_logs(ctx, str(log_dir), str(archive_dir)) == summary(1, 9)
+    # then the dead run's copy is gone (said), the live one and anything else left alone
+    assert not stale.exists() and live.exists() and kept.exists()
+    assert any("partial copy left by a run that died" in line for line in ctx.verbose_lines)

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import fnmatch
 import os
+import re
 import secrets
 import signal
 import stat
@@ -27,6 +28,10 @@ from fleetjobs.errors import ActionError
 __all__ = ["ActionContext", "archive_logs"]
 
 _SECONDS_PER_DAY = 86_400
+# a partial copy nothing has written to for this long was left by a run that died (killed
+# mid-copy: SIGKILL, the OOM killer), not one a run is writing now: the next run removes it
+_STALE_PARTIAL = 3600.0
+_PARTIAL = re.compile(r"^\..+\.partial-[0-9a-f]{12}$")
 _COPY_CHUNK = 1024 * 1024
 # A fleet-wide run must not spin forever on a pathological archive folder.
 _MAX_SUFFIX = 100_000
@@ -125,6 +130,7 @@ def archive_logs(
         # realpath cannot see bind mounts or hard-linked folders; the inode can.
         if os.path.samefile(path, archive_path):
             raise ValueError(f"archive_path {archive_path!r} is the log folder {path!r} itself")
+        _remove_stale_partials(ctx, archive_path)
 
     cutoff = time.time() - days * _SECONDS_PER_DAY
     archived = skipped = moved_bytes = 0
@@ -169,6 +175,26 @@ def archive_logs(
         ctx.verbose(f"archived {src} -> {dest}")
     summary.update(Archived=archived, Bytes=moved_bytes, Skipped=skipped)
     return summary
+
+
+def _remove_stale_partials(ctx: ActionContext, archive_dir: str) -> None:
+    """Remove the hidden partial copies (``.NAME.partial-<hex>``) a run killed mid-copy left
+    in the archive folder: its source was never dropped, so nothing of them is lost, and
+    each such death would otherwise leave one more, hidden, for good."""
+    now = time.time()
+    try:
+        entries = [e for e in os.scandir(archive_dir) if _PARTIAL.match(e.name)]
+    except OSError:
+        return  # the copies themselves will say what is wrong with the folder
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < _STALE_PARTIAL:
+                continue  # a run copying now writes to it
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        ctx.verbose(f"removed {entry.path}: a partial copy left by a run that died mid-copy")
 
 
 ROOTS_ENV = "FLEETJOBS_ARCHIVE_ROOTS"  # set by the worker's --archive-root (os.pathsep list)
