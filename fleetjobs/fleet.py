@@ -234,7 +234,7 @@ class Fleet(ControlVerbs):
             job_id = ids[0]
         found = self.registry.load([job_id])
         if not found:
-            raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")
+            raise JobNotFoundError(f"no job with Id {job_id} (it was removed, or Redis lost it)")
         return found[0]
 
     def job(self, ref: JobRef) -> Job:

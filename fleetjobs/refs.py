@@ -96,7 +96,7 @@ def checked(
     out: list[JobState | None] = []
     for job_id, state in zip(ids, states, strict=True):
         if state is None and not gone_ok:
-            raise JobNotFoundError(f"no job with Id {job_id} (it was removed)")
+            raise JobNotFoundError(f"no job with Id {job_id} (it was removed, or Redis lost it)")
         out.append(state_read(state) if state is not None else None)
     return out
 
