@@ -4,6 +4,7 @@ commands that start a worker or the demo."""
 from __future__ import annotations
 
 import fnmatch
+import functools
 import io
 import os
 import sys
@@ -227,17 +228,13 @@ def _receive(
     location: str | None,
     as_json: bool,
 ) -> None:
+    stream = functools.partial(
+        fleet.stream, handles, keep=keep, follow=wait_, auto_remove=auto_remove, location=location
+    )
     if as_json:
         # a record leaves Redis once the next is asked for, after it was printed: one that
         # Ctrl-C cut short is printed again by the next receive, never lost
-        records = fleet.stream(
-            handles,
-            keep=keep,
-            follow=wait_,
-            auto_remove=auto_remove,
-            location=location,
-            handed_on_next=True,
-        )
+        records = stream(handed_on_next=True)
         try:
             fmt.print_json_stream(r.to_dict() for r in records)
         except (KeyboardInterrupt, OSError):
@@ -286,14 +283,7 @@ def _receive(
             pending.clear()
 
         shown = Shown(flush)
-        records = fleet.stream(
-            handles,
-            keep=keep,
-            follow=wait_,
-            auto_remove=auto_remove,
-            location=location,
-            shown=shown,
-        )
+        records = stream(shown=shown)
         try:
             for rec in records:
                 if rec.stream == "error":
