@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fleetjobs.workers import archive
 from fleetjobs.workers.archive import ROOTS_ENV, archive_logs
 
 from fleetjobs.errors import ActionError
@@ -477,14 +478,19 @@ def test_the_workers_archive_root_confines_the_action_on_a_real_worker(
 
 
 def test_a_partial_copy_left_by_a_run_that_died_is_removed_by_the_next(
-    log_dir: Path, archive_dir: Path
+    log_dir: Path, archive_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given the partial copies a run killed mid-copy (another file system) left an hour ago,
-    # and one a run is writing now
+    # given a partial copy a run killed mid-copy (another file system) left a while ago,
+    # and one a run is finishing now: its source's old modification time already set on it
+    # (a partial's age is its inode's change time, which a test cannot move back: the test
+    # makes "a while" half a second)
+    monkeypatch.setattr(archive, "_STALE_PARTIAL", 0.5)
     archive_dir.mkdir(parents=True)
-    stale = make_log(archive_dir, ".huge.log.partial-f32e1faf0527", age_days=2 / 24)
-    live = make_log(archive_dir, ".big.log.partial-0123456789ab", age_days=0)
-    kept = make_log(archive_dir, ".notes.partial-mine", age_days=30)  # not of our making
+    stale = make_log(archive_dir, ".huge.log.partial-f32e1faf0527", age_days=10)
+    time.sleep(0.7)
+    live = make_log(archive_dir, ".big.log.partial-0123456789ab", age_days=10)
+    kept = make_log(archive_dir, ".notes.partial-mine", age_days=10)  # not of our making
+    os.utime(kept, (0, 0))
     make_log(log_dir, "app.log", age_days=10)
     # when the next run archives
     ctx = RecordingContext()

@@ -28,8 +28,10 @@ from fleetjobs.errors import ActionError
 __all__ = ["ActionContext", "archive_logs"]
 
 _SECONDS_PER_DAY = 86_400
-# a partial copy nothing has written to for this long was left by a run that died (killed
-# mid-copy: SIGKILL, the OOM killer), not one a run is writing now: the next run removes it
+# a partial copy whose inode nothing has changed for this long was left by a run that died
+# (killed mid-copy: SIGKILL, the OOM killer), not one a run is writing now: the next run
+# removes it. Its change time, not its modification time: a copy gets its source's (old)
+# modification time before it is published, and every write and that utime move the ctime
 _STALE_PARTIAL = 3600.0
 _PARTIAL = re.compile(r"^\..+\.partial-[0-9a-f]{12}$")
 _COPY_CHUNK = 1024 * 1024
@@ -189,7 +191,7 @@ def _remove_stale_partials(ctx: ActionContext, archive_dir: str) -> None:
     for entry in entries:
         try:
             st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < _STALE_PARTIAL:
+            if not stat.S_ISREG(st.st_mode) or now - st.st_ctime < _STALE_PARTIAL:
                 continue  # a run copying now writes to it
             os.unlink(entry.path)
         except OSError:
