@@ -91,9 +91,9 @@ def test_ping_from_a_host_no_worker_serves_is_an_error(config: Config, fleet: Fl
     assert out == "" and {j.id for j in fleet.get()} <= before  # no job was started
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, None])  # None: Ctrl-D
 def test_an_invoke_interrupted_at_its_question_prints_what_it_took_and_removes_the_job(
-    config: Config, fleet: Fleet, sig: signal.Signals
+    config: Config, fleet: Fleet, sig: signal.Signals | None
 ) -> None:
     # given an invoke on a terminal, asking the question its job asks
     fleet_env = {"FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
@@ -107,8 +107,11 @@ def test_an_invoke_interrupted_at_its_question_prints_what_it_took_and_removes_t
     seen = b""
     while b"Go on? [" not in seen or not seen.rstrip().endswith(b":"):  # its prompt
         seen += os.read(master, 1024)
-    # when Ctrl-C (or SIGTERM) comes at the prompt
-    os.kill(pid, sig)
+    # when Ctrl-C (or SIGTERM, or Ctrl-D: no answer will come from here) comes at the prompt
+    if sig is None:
+        os.write(master, b"\x04")
+    else:
+        os.kill(pid, sig)
     while True:
         try:
             chunk = os.read(master, 1024)
@@ -122,7 +125,7 @@ def test_an_invoke_interrupted_at_its_question_prints_what_it_took_and_removes_t
     # then it ends as an interrupt ends it: the table it held printed, the job removed
     text = seen.decode(errors="replace")
     assert os.WIFEXITED(status), text
-    assert os.WEXITSTATUS(status) == (130 if sig == signal.SIGINT else 128 + sig), text
+    assert os.WEXITSTATUS(status) == (128 + sig if sig else 130), text
     assert "sda" in text, text
     eventually(lambda: all(j.name != name for j in fleet.get()), timeout=20)
 

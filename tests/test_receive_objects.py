@@ -201,3 +201,21 @@ def test_one_host_of_several_received_with_location_prints_no_host(
     job = fleet.start("echo", "k", locations="alpha,beta")
     assert fleet.wait([job], timeout=30)
     assert _receive(config, "--location", "alpha", str(job.id)).stdout == "k\n"
+
+
+def test_a_failed_childs_reason_is_said_once_and_only_for_what_was_received(
+    config: Config, fleet: Fleet
+) -> None:
+    # given a job on two hosts whose part on beta failed
+    job = fleet.start("fail_on", "beta", locations="alpha,beta")
+    assert fleet.wait([job], timeout=30)
+    beta = next(c for c in job.info.children if c.location == "beta")
+    # when the parent and its failed child are received together, its Reason is said once
+    both = _receive(config, "--keep", str(job.id), str(beta.id))
+    assert both.returncode == 1
+    assert [ln for ln in both.stderr.splitlines() if ln.startswith("ERROR:")] == [
+        "ERROR: [beta] refused on beta"
+    ], both.stderr
+    # and alpha's part alone says nothing of beta's, and did not fail
+    alpha = _receive(config, "--keep", "--location", "alpha", str(job.id))
+    assert alpha.returncode == 0 and "ERROR" not in alpha.stderr, alpha.stderr

@@ -94,11 +94,11 @@ def ask_on_terminal(fleet: Fleet, job: Job) -> bool:
             try:
                 text = click.prompt(label, default=prompt.get("default"), err=True)
             except click.exceptions.Abort as exc:
-                # click makes a Ctrl-C (or SIGTERM, SIGHUP: interrupts.Terminated) at its
-                # prompt an Abort: the caller cleans up after an interrupt, not an Abort
+                # click makes a Ctrl-C (or SIGTERM, SIGHUP: interrupts.Terminated), or a
+                # Ctrl-D, at its prompt an Abort: the caller cleans up after an interrupt
                 if isinstance(exc.__context__, KeyboardInterrupt):
                     raise exc.__context__ from None
-                raise
+                raise KeyboardInterrupt from None
             try:
                 for child in children:  # as shown: an answer to a later question is refused
                     try:

@@ -18,6 +18,7 @@ from ..errors import JobNotFoundError, NotRemovedError
 from ..events import ride_out
 from ..model import JobInfo, Record, reason_text
 from ..records import Shown
+from ..refs import children_of
 from ..states import JobState
 from . import format as fmt
 from .app import (
@@ -300,7 +301,7 @@ def _receive(
     for handle in handles:  # a halted rollout: which hosts failed
         if handle.info.rollout and handle.info.rollout.halted:
             click.echo(f"WARNING: job {handle.id}: {handle.info.rollout.halted}", err=True)
-    _after_receive(fleet, handles, errors, multi)
+    _after_receive(fleet, handles, errors, multi, location=location)
 
 
 def _close(records: Iterator[Any]) -> None:
@@ -312,12 +313,22 @@ def _close(records: Iterator[Any]) -> None:
 
 
 def _after_receive(
-    fleet: Fleet, handles: list[Job], errors: set[str], multi: bool, quiet: bool = False
+    fleet: Fleet,
+    handles: list[Job],
+    errors: set[str],
+    multi: bool,
+    quiet: bool = False,
+    location: str | None = None,
 ) -> None:
     """Show a Failed child's Reason (unless its own ERROR: record said it) and what a Blocked
-    one asks; exit 1 if any received job Failed."""
+    one asks, of the children received (each once, those on ``location`` alone when given);
+    exit 1 if any of them Failed."""
     infos = fleet.registry.load([h.id for h in handles])
-    failed = [c for i in infos for c in (i.children or (i,)) if c.state is JobState.FAILED]
+    failed = [
+        c
+        for c in children_of(infos, None)
+        if c.state is JobState.FAILED and location in (None, c.location)
+    ]
     if not quiet:
         said = {reason_text(e) for e in errors}  # a long Reason is its error record cut
         for child in failed:
