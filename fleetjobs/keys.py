@@ -44,6 +44,8 @@ so two fleets can share one Redis.
     deadletter-hosts set of the locations that have such a list
     deadletters:counted  hash: location -> its letters so far (less what its list holds: those
                      its newer ones pushed out)
+    deadletters:once:<digest>  string, expiring: a broadcast every worker refused was kept once
+                     (the first worker's letter; the others' only logged)
     flower:lost      list: children the sweep settled for a vanished host, whose end no
                      worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
     waves            sorted set: rollout parents by the time their next wave is due (--batch-wait)
@@ -107,6 +109,7 @@ SCHEMA: dict[str, str] = {
     "host_letters": "deadletters:loc:{}",
     "letter_hosts": "deadletter-hosts",
     "letters_counted": "deadletters:counted",
+    "letter_once": "deadletters:once:{}",
     "waves": "waves",
     "created": "created",
     "by_action": "by-action:{}",
@@ -247,6 +250,9 @@ class Keys:
     @property
     def letters_counted(self) -> str:
         return self._key("letters_counted")
+
+    def letter_once(self, digest: str) -> str:
+        return self._key("letter_once", digest)
 
     @property
     def waves(self) -> str:

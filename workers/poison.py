@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -147,8 +148,10 @@ class DeadLetterBox:
         self.worker_id = worker_id
         self._registry: Store | None = None
 
-    def drop(self, queue: str, reason: str, **fields: Any) -> None:
-        """Log once and keep the message; a Redis that cannot take it is logged, not raised."""
+    def drop(self, queue: str, reason: str, once: str | None = None, **fields: Any) -> None:
+        """Log once and keep the message; a Redis that cannot take it is logged, not raised.
+        With ``once`` (a broadcast: every worker refuses the same message), only the first
+        worker to refuse what ``once`` names within a minute keeps it."""
         log.error("refused a message on queue %s: %s (kept as a dead letter)", queue, reason)
         letter = deadletters.DeadLetter(
             at=deadletters.now(),
@@ -161,6 +164,10 @@ class DeadLetterBox:
         try:
             if self._registry is None:
                 self._registry = Store.connect(self.config)
+            if once is not None:
+                key = self._registry.keys.letter_once(once)
+                if not self._registry.r.set(key, self.worker_id, nx=True, ex=60):
+                    return  # another worker kept it
             deadletters.push(self._registry, letter)
             task_id, location = fields.get("task_id"), location_of(queue)
             if task_id and location and self._registry.relay is None:  # (else the relay)
@@ -360,8 +367,11 @@ def _guard_broadcasts(channel: Any) -> None:
         if message is not None:
             with contextlib.suppress(Exception):  # kombu's typed values: shown as they can be
                 text = deadletters.body_text(json.dumps(message, default=repr))
+        # every trusted worker hears it: one letter, not one a worker (a thousand workers'
+        # would push every other letter out of the fleet's list)
+        once = hashlib.sha1(f"{exchange}\n{reason}\n{text}".encode()).hexdigest()
         for keeper in _BOX:
-            keeper.drop(f"{exchange} (broadcast)", reason, body=text)
+            keeper.drop(f"{exchange} (broadcast)", reason, once=once, body=text)
 
     def _receive_one(self: Any, c: Any) -> Any:
         # nothing delivered is False, not kombu's Empty: raised from its loop over what the

@@ -10,12 +10,13 @@ from typing import Any
 import redis
 from kombu import Connection, Producer
 
-from fleetjobs import JobState, deadletters
+from fleetjobs import Fleet, JobState, deadletters
+from fleetjobs.embedded import LocalWorkers
 from fleetjobs.routing import TASK_NAME, queue_for
 from fleetjobs.store import Store
 
 from ..conftest import eventually, make_cli, nested, uniq
-from .support import fleet_with, own_config
+from .support import INCLUDE, fleet_with, own_config
 
 # JSON that kombu's reader turns into a value of the type it names ({"__type__": ...,
 # "__value__": ...}): a type it has no decoder for, a value its decoder cannot read
@@ -179,11 +180,13 @@ def test_a_broadcast_no_worker_can_read_is_dead_lettered_and_the_workers_go_on(
 ) -> None:
     cfg = own_config(redis_url)
     loc = uniq("broadcast")
-    with fleet_with(cfg, [loc], tmp_path) as (fleet, workers):
+    two = LocalWorkers(cfg, [[loc], [f"{loc}-2"]], extra_args=INCLUDE, log_dir=tmp_path)
+    with two as workers, Fleet(config=cfg) as fleet:
         client = redis.Redis.from_url(cfg.redis_url)
         db = client.connection_pool.connection_kwargs.get("db", 0)
         channel = f"{cfg.prefix}/{db}.celery.pidbox"  # Celery's remote control, every worker's
-        eventually(lambda: client.pubsub_numpat() >= 1, timeout=20)  # kombu's PSUBSCRIBE
+        listening = lambda: sum(int(c.get("psub", 0)) > 0 for c in client.client_list())  # noqa: E731
+        eventually(lambda: listening() >= 2, timeout=20)  # each worker's PSUBSCRIBE to it
         # when anyone who may PUBLISH sends what kombu cannot read or Celery cannot handle
         envelope = {
             "body": "e30=",
@@ -194,18 +197,24 @@ def test_a_broadcast_no_worker_can_read_is_dead_lettered_and_the_workers_go_on(
         }
         for bad in (b"[]", b'"a string"', b"[" * 100_000, json.dumps(envelope).encode()):
             client.publish(channel, bad)
-        # then each is kept as a dead letter, and the worker (each of a fleet's) goes on
+        # then each is kept as a dead letter, once however many workers refused it, and the
+        # workers go on
         registry = Store.connect(cfg)
         letters = eventually(lambda: len(got := deadletters.read(registry)) >= 4 and got)
+        time.sleep(1.0)  # the second worker's refusals too
+        letters = deadletters.read(registry)
         assert isinstance(letters, list) and len(letters) == 4, letters
         assert all("broadcast" in d.queue and d.worker for d in letters)
         assert any("body encoding is 'rot13'" in d.reason for d in letters)
         assert any("could not be read: RecursionError" in d.reason for d in letters)
-        assert workers.procs[0].poll() is None, "the worker exited"
-        after = fleet.start("echo", "still serving", locations=loc)
-        assert fleet.wait([after], timeout=20) and list(fleet.receive(after)) == ["still serving"]
-        log = (tmp_path / "worker-0.log").read_text()
-        assert "Unrecoverable error" not in log, log[-3000:]
+        assert all(p.poll() is None for p in workers.procs), "a worker exited"
+        after = fleet.start("echo", "still serving", locations=[loc, f"{loc}-2"])
+        assert (
+            fleet.wait([after], timeout=20) and list(fleet.receive(after)) == ["still serving"] * 2
+        )
+        for i in (0, 1):
+            log = (tmp_path / f"worker-{i}.log").read_text()
+            assert "Unrecoverable error" not in log and log.count("(broadcast)") == 4, log[-3000:]
         registry.close()
         client.close()
 
