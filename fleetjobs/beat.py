@@ -161,10 +161,12 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
             log.info("schedule %s: started run %s on %s", entry.name, job.id, job.location)
 
     def _reserve_once(self, entry: Any) -> None:
-        """RedBeat's move of the schedule's next time, once per due time (under the
-        schedule's own lock): a beat that stalled between its lock check and this firing
-        (paused, its Redis slow) while a standby took over and fired finds the run count
-        moved since it read the entry, and fires nothing.
+        """RedBeat's move of the schedule's next time, once per due time: a beat that stalled
+        between its lock check and this firing (paused, its Redis slow) while a standby took
+        over and fired finds the run count moved since it read the entry, and fires nothing.
+        A check, then RedBeat's write: under the schedule's own lock when it fires (which
+        outlives a stall of up to LOCK_SECONDS there), without it when the schedule is busy
+        and this firing is only a skip.
 
         Raises:
             FiredElsewhere: another beat fired this due time already.
