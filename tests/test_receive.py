@@ -226,6 +226,12 @@ def test_times_no_datetime_can_show_and_odd_facts_are_damaged_values_not_crashes
         listed = cli("hosts", "--json")
         assert listed.returncode == 0, listed.stderr
         assert ghost not in listed.stdout
-        shown = cli("hosts", "--facts")
-        assert shown.returncode == 0, shown.stderr
+        # (alpha's worker writes its true facts back every 30 s when Redis holds others:
+        # the damaged ones are written again, should it have done so meanwhile)
+        for _ in range(3):
+            r.hset(keys.facts, "alpha", facts)
+            shown = cli("hosts", "--facts")
+            assert shown.returncode == 0, shown.stderr
+            if '1 {"a": 2}' in shown.stdout:
+                break
         assert '1 {"a": 2}' in shown.stdout
