@@ -19,6 +19,8 @@ from types import FrameType, SimpleNamespace
 from typing import Any
 
 import redis.exceptions
+from celery.beat import ScheduleEntry
+from redbeat.decoder import RedBeatJSONEncoder
 from redbeat.schedulers import (
     RedBeatScheduler,
     RedBeatSchedulerEntry,
@@ -146,7 +148,7 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
         except FiredElsewhere:
             log.warning(
                 "schedule %s: not fired: another beat fired this time already (this one "
-                "stalled after its lock check)",
+                "stalled after its lock check), or it changed meanwhile",
                 entry.name,
             )
             return
@@ -164,17 +166,28 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
         """RedBeat's move of the schedule's next time, once per due time: a beat that stalled
         between its lock check and this firing (paused, its Redis slow) while a standby took
         over and fired finds the run count moved since it read the entry, and fires nothing.
-        A check, then RedBeat's write: under the schedule's own lock when it fires (which
-        outlives a stall of up to LOCK_SECONDS there), without it when the schedule is busy
-        and this firing is only a skip.
+        The check and the write are one transaction (WATCH on the schedule's key), however
+        long the stall, the schedule's lock or none (a busy schedule's skip).
 
         Raises:
-            FiredElsewhere: another beat fired this due time already.
+            FiredElsewhere: another beat fired this due time already (or the schedule was
+                changed as this one moved it: the next tick reads it again).
         """
-        stored = RedBeatSchedulerEntry.load_meta(entry.key, app=self.app)
-        if stored.get("total_run_count", 0) != entry.total_run_count:
-            raise FiredElsewhere(str(entry.name))
-        self.reserve(entry)
+        with get_redis(self.app).pipeline() as pipe:
+            try:
+                pipe.watch(entry.key)
+                stored = RedBeatSchedulerEntry.decode_meta(pipe.hget(entry.key, "meta"))
+                if stored.get("total_run_count", 0) != entry.total_run_count:
+                    raise FiredElsewhere(str(entry.name))
+                # RedBeat's _next_instance, its write made only if nothing wrote meanwhile
+                nxt = ScheduleEntry._next_instance(entry)  # Celery's: it writes nothing
+                meta = {"last_run_at": nxt.last_run_at, "total_run_count": nxt.total_run_count}
+                pipe.multi()
+                pipe.hset(entry.key, "meta", json.dumps(meta, cls=RedBeatJSONEncoder))
+                pipe.zadd(self.app.redbeat_conf.schedule_key, {entry.key: nxt.score})
+                pipe.execute()
+            except redis.exceptions.WatchError:
+                raise FiredElsewhere(str(entry.name)) from None
 
     def _still_mine(self) -> bool:
         """Extend the lock before each firing: RedBeat extends it once per tick, so a beat that
