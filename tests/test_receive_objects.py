@@ -14,7 +14,7 @@ from typing import Any
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.records import BATCH
 
-from .conftest import ROOT
+from .conftest import ROOT, eventually
 
 LINES = 3000  # three batches of the console's takes
 
@@ -219,3 +219,24 @@ def test_a_failed_childs_reason_is_said_once_and_only_for_what_was_received(
     # and alpha's part alone says nothing of beta's, and did not fail
     alpha = _receive(config, "--keep", "--location", "alpha", str(job.id))
     assert alpha.returncode == 0 and "ERROR" not in alpha.stderr, alpha.stderr
+
+
+def test_what_receive_says_after_the_records_is_of_the_children_it_received(
+    config: Config, fleet: Fleet
+) -> None:
+    # given a job whose part on beta failed: alpha's part alone, as JSON, did not fail
+    failed = fleet.start("fail_on", "beta", locations="alpha,beta")
+    assert fleet.wait([failed], timeout=30)
+    alone = _receive(config, "--keep", "--json", "--location", "alpha", str(failed.id))
+    assert alone.returncode == 0, alone.stderr
+    # and a job whose part on beta asks a question: said once for beta, never for alpha
+    asking = fleet.start("ask_on", "beta", locations="alpha,beta")
+    eventually(lambda: fleet.info(asking).state.value == "Blocked", timeout=30)
+    beta = next(c for c in fleet.info(asking).children if c.location == "beta")
+    try:
+        both = _receive(config, "--keep", str(asking.id), str(beta.id))
+        assert both.stderr.count("Blocked:") == 1, both.stderr
+        alpha = _receive(config, "--keep", "--location", "alpha", str(asking.id))
+        assert "Blocked:" not in alpha.stderr, alpha.stderr
+    finally:
+        fleet.stop([asking], timeout=10)

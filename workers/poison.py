@@ -34,6 +34,7 @@ from datetime import datetime
 from queue import Empty
 from typing import Any
 
+import redis.exceptions
 from celery.worker.consumer import Consumer
 from kombu.transport import redis as kombu_redis
 from kombu.utils import encoding as kombu_encoding
@@ -152,7 +153,6 @@ class DeadLetterBox:
         """Log once and keep the message; a Redis that cannot take it is logged, not raised.
         With ``once`` (a broadcast: every worker refuses the same message), only the first
         worker to refuse what ``once`` names within a minute keeps it."""
-        log.error("refused a message on queue %s: %s (kept as a dead letter)", queue, reason)
         letter = deadletters.DeadLetter(
             at=deadletters.now(),
             queue=queue,
@@ -161,20 +161,32 @@ class DeadLetterBox:
             worker=self.worker_id,
             **fields,
         )
+        claimed = None
         try:
             if self._registry is None:
                 self._registry = Store.connect(self.config)
             if once is not None:
-                key = self._registry.keys.letter_once(once)
-                if not self._registry.r.set(key, self.worker_id, nx=True, ex=60):
-                    return  # another worker kept it
+                claimed = self._registry.keys.letter_once(once)
+                if not self._registry.r.set(claimed, self.worker_id, nx=True, ex=60):
+                    log.error(
+                        "refused a message on queue %s: %s (another worker keeps it)", queue, reason
+                    )
+                    return
+            log.error("refused a message on queue %s: %s (kept as a dead letter)", queue, reason)
             deadletters.push(self._registry, letter)
             task_id, location = fields.get("task_id"), location_of(queue)
             if task_id and location and self._registry.relay is None:  # (else the relay)
                 # its job's message came and was refused: not one to re-send as lost
                 self._registry.r.zrem(self._registry.keys.inq(location), task_id)
-        except FleetJobsError as exc:
-            log.error("could not keep the dead letter: %s", exc)
+        except (FleetJobsError, redis.exceptions.RedisError) as exc:
+            # a Redis that cannot take it (full, read-only, away) is said, never raised: the
+            # worker goes on; another worker may keep the broadcast this one could not
+            log.error(
+                "refused a message on queue %s: %s (could not keep it: %s)", queue, reason, exc
+            )
+            if claimed is not None and self._registry is not None:
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    self._registry.r.delete(claimed)
 
 
 def consumer_class(box: DeadLetterBox) -> type[Consumer]:

@@ -17,6 +17,10 @@ from . import format as fmt
 from .app import EPILOG, State, cli, json_option, pass_state
 
 
+def _how_to_answer(children: Sequence[JobInfo]) -> str:
+    return f"the job waits for another console to answer (fleetjobs answer {children[0].id} ANSWER)"
+
+
 def print_questions(jobs: Sequence[JobInfo], err: bool = False) -> None:
     """One line per asking child, under a table: what it asks and how to answer."""
     for info in jobs:
@@ -94,11 +98,16 @@ def ask_on_terminal(fleet: Fleet, job: Job) -> bool:
             try:
                 text = click.prompt(label, default=prompt.get("default"), err=True)
             except click.exceptions.Abort as exc:
-                # click makes a Ctrl-C (or SIGTERM, SIGHUP: interrupts.Terminated), or a
-                # Ctrl-D, at its prompt an Abort: the caller cleans up after an interrupt
+                # click makes a Ctrl-C (or SIGTERM, SIGHUP: interrupts.Terminated) at its
+                # prompt an Abort: the caller cleans up after an interrupt, not an Abort
                 if isinstance(exc.__context__, KeyboardInterrupt):
                     raise exc.__context__ from None
-                raise KeyboardInterrupt from None
+                if isinstance(exc.__context__, EOFError):  # Ctrl-D: no answer from here
+                    click.echo(
+                        f"fleetjobs: no answer given here: {_how_to_answer(children)}", err=True
+                    )
+                    return False
+                raise
             try:
                 for child in children:  # as shown: an answer to a later question is refused
                     try:

@@ -241,7 +241,7 @@ def _receive(
         except (KeyboardInterrupt, OSError):
             _close(records)  # what was not printed goes back first
             raise
-        _after_receive(fleet, handles, set(), False, quiet=True)
+        _after_receive(fleet, handles, set(), False, quiet=True, location=location)
         return
     # several hosts' records: each says its host (one named with --location: it alone)
     multi = location is None and len({x for h in handles for x in h.location.split(",")}) > 1
@@ -324,18 +324,15 @@ def _after_receive(
     one asks, of the children received (each once, those on ``location`` alone when given);
     exit 1 if any of them Failed."""
     infos = fleet.registry.load([h.id for h in handles])
-    failed = [
-        c
-        for c in children_of(infos, None)
-        if c.state is JobState.FAILED and location in (None, c.location)
-    ]
+    received = [c for c in children_of(infos, None) if location in (None, c.location)]
+    failed = [c for c in received if c.state is JobState.FAILED]
     if not quiet:
         said = {reason_text(e) for e in errors}  # a long Reason is its error record cut
         for child in failed:
             if child.reason and child.reason not in said:
                 where = f"[{child.location}] " if multi else ""
                 click.echo(fmt.output_text(f"ERROR: {where}{child.reason}"), err=True)
-        print_questions(infos, err=True)
+        print_questions(received, err=True)  # (each child its own: its question, if any)
     if failed:
         sys.exit(EXIT_FAILED)
 

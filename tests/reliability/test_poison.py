@@ -11,11 +11,12 @@ import redis
 from kombu import Connection, Producer
 
 from fleetjobs import Fleet, JobState, deadletters
-from fleetjobs.embedded import LocalWorkers
+from fleetjobs.config import Config
+from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 from fleetjobs.routing import TASK_NAME, queue_for
 from fleetjobs.store import Store
 
-from ..conftest import eventually, make_cli, nested, uniq
+from ..conftest import FAST, eventually, make_cli, nested, uniq
 from .support import INCLUDE, fleet_with, own_config
 
 # JSON that kombu's reader turns into a value of the type it names ({"__type__": ...,
@@ -259,3 +260,29 @@ def test_the_dead_letter_list_keeps_the_newest_thousand(redis_url: str) -> None:
         assert deadletters.read(registry) == []
     finally:
         registry.close()
+
+
+def test_a_broadcast_refused_while_redis_takes_no_writes_ends_no_worker(tmp_path: Path) -> None:
+    # given a worker on a Redis of its own that is about to refuse every write (full)
+    with EmbeddedRedis() as server:
+        cfg = Config(redis_url=server.url, prefix="full:", **FAST)  # type: ignore[arg-type]
+        loc = uniq("full")
+        with LocalWorkers(cfg, [[loc]], extra_args=INCLUDE, log_dir=tmp_path) as workers:
+            client = redis.Redis.from_url(cfg.redis_url)
+            listening = lambda: sum(int(c.get("psub", 0)) > 0 for c in client.client_list())  # noqa: E731
+            eventually(lambda: listening() >= 1, timeout=20)
+            client.config_set("maxmemory-policy", "noeviction")
+            client.config_set("maxmemory", 1)
+            # when a broadcast it must refuse comes, and the dead letter cannot be written
+            client.publish(f"{cfg.prefix}/0.celery.pidbox", b"[]")
+            log = tmp_path / "worker-0.log"
+            eventually(lambda: "could not keep it" in log.read_text(), timeout=20)
+            client.config_set("maxmemory", 0)
+            # then it said so and goes on serving
+            assert workers.procs[0].poll() is None, log.read_text()[-3000:]
+            with Fleet(config=cfg) as fleet:
+                job = fleet.start("echo", "still serving", locations=loc)
+                assert fleet.wait([job], timeout=20) and list(fleet.receive(job)) == [
+                    "still serving"
+                ]
+            client.close()
