@@ -6,6 +6,7 @@ tmpfs as the archive folder, which needs root (CI runs as root; elsewhere they s
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -15,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fleetjobs.workers import archive
 from fleetjobs.workers.archive import ROOTS_ENV, archive_logs
 
 from fleetjobs.errors import ActionError
@@ -478,23 +478,26 @@ def test_the_workers_archive_root_confines_the_action_on_a_real_worker(
 
 
 def test_a_partial_copy_left_by_a_run_that_died_is_removed_by_the_next(
-    log_dir: Path, archive_dir: Path, monkeypatch: pytest.MonkeyPatch
+    log_dir: Path, archive_dir: Path
 ) -> None:
-    # given a partial copy a run killed mid-copy (another file system) left a while ago,
-    # and one a run is finishing now: its source's old modification time already set on it
-    # (a partial's age is its inode's change time, which a test cannot move back: the test
-    # makes "a while" half a second)
-    monkeypatch.setattr(archive, "_STALE_PARTIAL", 0.5)
+    # given the partial copy a run killed mid-copy (another file system) left, its inode
+    # touched since (a chmod, a relabel); one a live run is finishing, with its source's
+    # old modification time already set on it and its lock held; one just made
     archive_dir.mkdir(parents=True)
     stale = make_log(archive_dir, ".huge.log.partial-f32e1faf0527", age_days=10)
-    time.sleep(0.7)
+    os.chmod(stale, 0o640)
     live = make_log(archive_dir, ".big.log.partial-0123456789ab", age_days=10)
+    new = make_log(archive_dir, ".new.log.partial-ba9876543210", age_days=0)
     kept = make_log(archive_dir, ".notes.partial-mine", age_days=10)  # not of our making
-    os.utime(kept, (0, 0))
     make_log(log_dir, "app.log", age_days=10)
-    # when the next run archives
-    ctx = RecordingContext()
-    assert archive_logs(ctx, str(log_dir), str(archive_dir)) == summary(1, 9)
-    # then the dead run's copy is gone (said), the live one and anything else left alone
-    assert not stale.exists() and live.exists() and kept.exists()
+    held = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        # when the next run archives
+        ctx = RecordingContext()
+        assert archive_logs(ctx, str(log_dir), str(archive_dir)) == summary(1, 9)
+    finally:
+        os.close(held)
+    # then the dead run's copy is gone (said), the live one and the rest left alone
+    assert not stale.exists() and live.exists() and new.exists() and kept.exists()
     assert any("partial copy left by a run that died" in line for line in ctx.verbose_lines)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import fnmatch
 import os
 import re
@@ -28,11 +29,11 @@ from fleetjobs.errors import ActionError
 __all__ = ["ActionContext", "archive_logs"]
 
 _SECONDS_PER_DAY = 86_400
-# a partial copy whose inode nothing has changed for this long was left by a run that died
-# (killed mid-copy: SIGKILL, the OOM killer), not one a run is writing now: the next run
-# removes it. Its change time, not its modification time: a copy gets its source's (old)
-# modification time before it is published, and every write and that utime move the ctime
-_STALE_PARTIAL = 3600.0
+# a partial copy no run holds (its flock: a run copying keeps one from the file's creation
+# until it is published; the kernel drops it when the run dies, however it dies) was left by
+# a run killed mid-copy (SIGKILL, the OOM killer): the next run removes it, once its
+# modification time is this old (a run that just made its file takes its lock a moment later)
+_STALE_PARTIAL = 60.0
 _PARTIAL = re.compile(r"^\..+\.partial-[0-9a-f]{12}$")
 _COPY_CHUNK = 1024 * 1024
 # A fleet-wide run must not spin forever on a pathological archive folder.
@@ -191,11 +192,18 @@ def _remove_stale_partials(ctx: ActionContext, archive_dir: str) -> None:
     for entry in entries:
         try:
             st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode) or now - st.st_ctime < _STALE_PARTIAL:
-                continue  # a run copying now writes to it
+            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < _STALE_PARTIAL:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live run holds it: not ours
             os.unlink(entry.path)
         except OSError:
             continue
+        finally:
+            os.close(fd)
         ctx.verbose(f"removed {entry.path}: a partial copy left by a run that died mid-copy")
 
 
@@ -313,11 +321,17 @@ def _copy_across_fs(src: str, st: os.stat_result, archive_dir: str, name: str) -
     """
     partial = os.path.join(archive_dir, f".{name[:200]}.partial-{secrets.token_hex(6)}")
     made_partial = False
+    held: int | None = None
     try:
         # Exclusive create: the cleanup below may only ever delete files this call made; and
         # readable by its owner alone while it fills (a 0600 log is not 0644 for a moment)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         made_partial = True
+        # held until the copy is published (or this process dies): another run's clean-up
+        # leaves alone what a live run is making
+        held = os.open(partial, os.O_RDONLY)
+        with contextlib.suppress(OSError):  # no locks there (ENOLCK): nor does a clean-up
+            fcntl.flock(held, fcntl.LOCK_EX)
         with open(fd, "wb") as fdst, open(src, "rb") as fsrc:
             while chunk := fsrc.read(_COPY_CHUNK):
                 fdst.write(chunk)
@@ -338,22 +352,27 @@ def _copy_across_fs(src: str, st: os.stat_result, archive_dir: str, name: str) -
     except BaseException:
         if made_partial:
             _remove_quietly(partial)
+        if held is not None:
+            os.close(held)
         raise
     published: str | None = None
-    with _signals_deferred():
-        try:
-            published, linked = _publish(partial, archive_dir, name)
-            if linked:
-                os.unlink(partial)
-            # The final name must be durable before the only other copy is unlinked.
-            _fsync_dir(archive_dir)
-        except BaseException:
-            # The source is untouched so far; take back what this call put in the archive.
-            _remove_quietly(partial)
-            if published is not None:
-                _remove_quietly(published)
-            raise
-        _drop_source(src, published)
+    try:
+        with _signals_deferred():
+            try:
+                published, linked = _publish(partial, archive_dir, name)
+                if linked:
+                    os.unlink(partial)
+                # The final name must be durable before the only other copy is unlinked.
+                _fsync_dir(archive_dir)
+            except BaseException:
+                # The source is untouched so far; take back what this call put in the archive.
+                _remove_quietly(partial)
+                if published is not None:
+                    _remove_quietly(published)
+                raise
+            _drop_source(src, published)
+    finally:
+        os.close(held)
     return published
 
 
