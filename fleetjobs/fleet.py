@@ -460,10 +460,16 @@ class Fleet(ControlVerbs):
         infos = ride_out(lambda: self._snapshots(jobs)) if follow else self._snapshots(jobs)
         children = children_of(infos, location)
         read: dict[str, int] = {}  # with keep, how far each child's records have been read
+        drain = functools.partial(
+            self.records.drain,
+            children,
+            keep=keep,
+            offsets=read,
+            handed_on_next=handed_on_next,
+            shown=shown,
+        )
         if not follow:
-            yield from self.records.drain(
-                children, keep=keep, offsets=read, handed_on_next=handed_on_next, shown=shown
-            )
+            yield from drain()
             return
         with self._events(infos) as events:
             while True:
@@ -472,16 +478,7 @@ class Fleet(ControlVerbs):
                 finished = all(
                     s.finished or s in HELD or s is JobState.BLOCKED for s in states if s
                 )
-                yield from ride_out_iter(
-                    lambda: self.records.drain(
-                        children,
-                        keep=keep,
-                        offsets=read,
-                        handed_on_next=handed_on_next,
-                        shown=shown,
-                    ),
-                    self.store.ping,
-                )
+                yield from ride_out_iter(drain, self.store.ping)
                 if finished:
                     break
                 events.next(_SWEEP_EVERY)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import io
+import itertools
 import os
 import sys
 from collections.abc import Iterator
@@ -266,19 +267,17 @@ def _receive(
                 bars.echo(fmt.stream_line(rec, multi), err=True)
 
         def flush() -> None:
-            run: list[tuple[Record, Any]] = []  # output values in a row: print_values's
-            for rec in [*pending, None]:
-                if rec is not None and rec.stream == "output":
-                    run.append((rec, rec.data))
-                    continue
-                if run:
+            # output values in a row are print_values's (a run of objects one table); the
+            # other streams' lines as show() prints them
+            for output, run in itertools.groupby(pending, lambda r: r.stream == "output"):
+                if output:
                     table = io.StringIO()
-                    fmt.print_values(run, out=table, tag_locations=multi)
+                    fmt.print_values([(r, r.data) for r in run], out=table, tag_locations=multi)
                     bars.echo(table.getvalue().removesuffix("\n"))
                     sys.stdout.flush()
-                    run = []
-                if rec is not None:
-                    show(rec)
+                else:
+                    for rec in run:
+                        show(rec)
             for rec in pending:
                 shown.add(rec)
             pending.clear()
@@ -324,7 +323,7 @@ def _after_receive(
     one asks, of the children received (each once, those on ``location`` alone when given);
     exit 1 if any of them Failed."""
     infos = fleet.registry.load([h.id for h in handles])
-    received = [c for c in children_of(infos, None) if location in (None, c.location)]
+    received = children_of(infos, location)
     failed = [c for c in received if c.state is JobState.FAILED]
     if not quiet:
         said = {reason_text(e) for e in errors}  # a long Reason is its error record cut
