@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -178,6 +179,37 @@ def make_cli(cfg: Config) -> CliRunner:
 def cli(config: Config, workers: LocalWorkers) -> CliRunner:
     """The fleetjobs command, as a separate process (another console)."""
     return make_cli(config)
+
+
+def console_env(config: Config) -> dict[str, str]:
+    """This process's environment with the fleet of ``config``: what a console it starts
+    reads."""
+    return {
+        **os.environ,
+        "FLEETJOBS_REDIS_URL": config.redis_url,
+        "FLEETJOBS_PREFIX": config.prefix,
+    }
+
+
+def default_signals() -> None:
+    """The signals a terminal's process gets, as a terminal leaves them (the tests may run
+    under nohup, or as a shell's background job, which ignore SIGHUP, SIGINT)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def console(config: Config, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    """``fleetjobs ARGS`` as a process of its own on this fleet, its stdout a pipe, its
+    signals as a terminal leaves them (unless ``preexec_fn`` says otherwise)."""
+    popen.setdefault("preexec_fn", default_signals)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetjobs", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=console_env(config),
+        cwd=ROOT,
+        **popen,
+    )
 
 
 def eventually(check: Callable[[], object], timeout: float = 10.0, every: float = 0.05) -> object:

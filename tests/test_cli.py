@@ -16,7 +16,17 @@ import pytest
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 
-from .conftest import CHILD_KEYS, JOB_KEYS, ROOT, CliRunner, eventually, make_cli, uniq
+from .conftest import (
+    CHILD_KEYS,
+    JOB_KEYS,
+    ROOT,
+    CliRunner,
+    console,
+    default_signals,
+    eventually,
+    make_cli,
+    uniq,
+)
 
 
 def test_start_prints_the_job_row_and_returns_at_once(cli: CliRunner) -> None:
@@ -299,28 +309,6 @@ def test_interrupting_receive_wait_leaves_the_job_alone(config: Config, fleet: F
     fleet.stop(job)
 
 
-def _default_signals() -> None:
-    """The signals a terminal's process gets, as a terminal leaves them (the tests may run
-    under nohup, or as a shell's background job, which ignore SIGHUP, SIGINT)."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-
-
-def _console(config: Config, *args: str, **popen: Any) -> subprocess.Popen[str]:
-    """``fleetjobs ARGS`` as a process of its own on this fleet, its stdout a pipe, its
-    signals as a terminal leaves them (unless ``preexec_fn`` says otherwise)."""
-    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
-    popen.setdefault("preexec_fn", _default_signals)
-    return subprocess.Popen(
-        [sys.executable, "-m", "fleetjobs", *args],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        **popen,
-    )
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_an_invoke_ended_by_a_signal_stops_and_removes_its_job(
     config: Config, fleet: Fleet, sig: signal.Signals
@@ -328,7 +316,7 @@ def test_an_invoke_ended_by_a_signal_stops_and_removes_its_job(
     # given an invoke running a job (Ctrl-C, timeout's SIGTERM, a closed terminal's SIGHUP)
     name = uniq("inv")
     invoke = ["invoke", "-n", name, "-l", "alpha", "produce", "50", "0.2"]
-    proc = _console(config, *invoke, stderr=subprocess.PIPE)
+    proc = console(config, *invoke, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stdout.readline() == "1\n"  # it is running
     # when the signal comes
@@ -348,7 +336,7 @@ def test_an_invoke_whose_terminal_closes_stops_and_removes_its_job(
     argv = [sys.executable, "-m", "fleetjobs", "invoke", "-n", name, "-l", "alpha"]
     pid, master = pty.fork()
     if pid == 0:  # the child: the terminal's session leader
-        _default_signals()
+        default_signals()
         os.chdir(ROOT)
         os.execve(sys.executable, [*argv, "produce", "50", "0.2"], env)
     seen = b""
@@ -392,11 +380,11 @@ def test_an_invoke_under_nohup_outlives_a_hangup(config: Config, fleet: Fleet) -
     # given an invoke that ignores SIGHUP (nohup fleetjobs invoke ... &)
     name = uniq("nohup")
     invoke = ["invoke", "-n", name, "-l", "alpha", "produce", "5", "0.2"]
-    proc = _console(
+    proc = console(
         config,
         *invoke,
         stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: (_default_signals(), signal.signal(signal.SIGHUP, signal.SIG_IGN)),
+        preexec_fn=lambda: (default_signals(), signal.signal(signal.SIGHUP, signal.SIG_IGN)),
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "1\n"

@@ -18,25 +18,7 @@ import pytest
 
 from fleetjobs import Config, Fleet
 
-from .conftest import ROOT, eventually, uniq
-
-
-def _default_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-
-
-def _console(config: Config, *args: str) -> subprocess.Popen[str]:
-    fleet = {"FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
-    return subprocess.Popen(
-        [sys.executable, "-m", "fleetjobs", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **fleet},
-        cwd=ROOT,
-        preexec_fn=_default_signals,
-    )
+from .conftest import ROOT, console, console_env, default_signals, eventually, uniq
 
 
 def test_ctrl_c_in_invoke_prints_the_objects_it_took_before_the_job_goes(
@@ -44,7 +26,18 @@ def test_ctrl_c_in_invoke_prints_the_objects_it_took_before_the_job_goes(
 ) -> None:
     # given an invoke of a job that writes an object (held for a table), then lines
     name = uniq("invobj")
-    proc = _console(config, "invoke", "-n", name, "-l", "alpha", "object_then_lines", "40", "0.2")
+    proc = console(
+        config,
+        "invoke",
+        "-n",
+        name,
+        "-l",
+        "alpha",
+        "object_then_lines",
+        "40",
+        "0.2",
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "line1\n"  # the object came first, and waits
     # when Ctrl-C comes
@@ -59,7 +52,19 @@ def test_ctrl_c_in_invoke_prints_the_objects_it_took_before_the_job_goes(
 def test_ctrl_c_in_invoke_json_prints_the_records_it_took(config: Config, fleet: Fleet) -> None:
     # given an invoke --json (it prints one document, at the end) of a job writing 1..50
     name = uniq("invjson")
-    proc = _console(config, "invoke", "--json", "-n", name, "-l", "alpha", "produce", "50", "0.1")
+    proc = console(
+        config,
+        "invoke",
+        "--json",
+        "-n",
+        name,
+        "-l",
+        "alpha",
+        "produce",
+        "50",
+        "0.1",
+        stderr=subprocess.PIPE,
+    )
     running: Any = None
     deadline = time.monotonic() + 20
     while running is None and time.monotonic() < deadline:
@@ -82,7 +87,8 @@ def test_ctrl_c_in_invoke_json_prints_the_records_it_took(config: Config, fleet:
 
 def test_ping_from_a_host_no_worker_serves_is_an_error(config: Config, fleet: Fleet) -> None:
     before = {j.id for j in fleet.get()}
-    proc = _console(config, "ping", "--from", "no-such-host", "alpha")
+    argv = ["ping", "--from", "no-such-host", "alpha"]
+    proc = console(config, *argv, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, (out, err)
     assert err.strip().splitlines() == [
@@ -98,14 +104,13 @@ def test_an_invoke_interrupted_at_its_question_prints_what_it_took_and_removes_t
     """Ctrl-C and SIGTERM end it; Ctrl-D (no answer from here) leaves the question to
     another console, as an invoke without a terminal does, and it ends once answered."""
     # given an invoke on a terminal, asking the question its job asks
-    fleet_env = {"FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
     name = uniq("askint")
     argv = [sys.executable, "-m", "fleetjobs", "invoke", "-n", name, "-l", "alpha"]
     pid, master = pty.fork()
     if pid == 0:  # the child: the terminal's session leader
-        _default_signals()
+        default_signals()
         os.chdir(ROOT)
-        os.execve(sys.executable, [*argv, "object_then_ask"], {**os.environ, **fleet_env})
+        os.execve(sys.executable, [*argv, "object_then_ask"], console_env(config))
     seen = b""
     while b"Go on? [" not in seen or not seen.rstrip().endswith(b":"):  # its prompt
         seen += os.read(master, 1024)
@@ -142,7 +147,17 @@ def test_ping_from_a_glob_checks_from_the_hosts_it_names(config: Config, fleet: 
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = str(listener.getsockname()[1])
-        proc = _console(config, "ping", "--from", "alph*", "127.0.0.1", "--port", port, "--json")
+        proc = console(
+            config,
+            "ping",
+            "--from",
+            "alph*",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--json",
+            stderr=subprocess.PIPE,
+        )
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert [(r["Server"], r["Online"]) for r in json.loads(out)] == [("127.0.0.1", True)]
@@ -154,7 +169,9 @@ def test_a_second_ctrl_c_while_invoke_stops_its_job_still_prints_and_removes(
     # given an invoke --json of a command that ignores the stop's SIGTERM for a while
     name = uniq("twice")
     script = "echo hi; trap '' TERM INT; sleep 20"
-    proc = _console(config, "invoke", "--json", "-n", name, "-l", "alpha", "run", script)
+    proc = console(
+        config, "invoke", "--json", "-n", name, "-l", "alpha", "run", script, stderr=subprocess.PIPE
+    )
     eventually(lambda: any(j.name == name and j.info.begin_time for j in fleet.get()))
     time.sleep(1.0)  # its line written and taken
     # when Ctrl-C comes, and again while the job is being stopped

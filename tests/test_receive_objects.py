@@ -4,7 +4,6 @@ records come."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,14 +13,9 @@ from typing import Any
 from fleetjobs import Config, Fleet, JobState
 from fleetjobs.records import BATCH
 
-from .conftest import ROOT, eventually
+from .conftest import ROOT, console_env, eventually
 
 LINES = 3000  # three batches of the console's takes
-
-
-def _env(config: Config) -> dict[str, str]:
-    fleet = {"FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
-    return {**os.environ, **fleet}
 
 
 def _lines(records: list[object]) -> list[object]:
@@ -39,7 +33,7 @@ def test_a_reader_gone_after_an_object_gives_back_all_it_did_not_print(
         [sys.executable, "-m", "fleetjobs", "receive", str(job.id)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_env(config),
+        env=console_env(config),
         cwd=ROOT,
         text=True,
     )
@@ -78,7 +72,7 @@ def test_a_console_killed_while_it_prints_a_table_loses_none_of_it(
         [sys.executable, "-c", KILLED_CONSOLE, str(job.id)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env=_env(config),
+        env=console_env(config),
         cwd=ROOT,
     )
     assert proc.stdout is not None
@@ -107,7 +101,7 @@ def test_receive_wait_prints_a_table_and_what_follows_as_they_come(
         [sys.executable, "-m", "fleetjobs", "receive", "--wait", str(job.id)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env=_env(config),
+        env=console_env(config),
         cwd=ROOT,
         text=True,
     )
@@ -138,7 +132,7 @@ def test_receive_of_a_job_on_several_hosts_prints_each_line_with_its_host(
         [sys.executable, "-m", "fleetjobs", "receive", str(text.id), str(job.id)],
         capture_output=True,
         text=True,
-        env=_env(config),
+        env=console_env(config),
         cwd=ROOT,
         timeout=60,
     )
@@ -158,7 +152,7 @@ def _receive(config: Config, *args: str, stdout: Any = subprocess.PIPE) -> Any:
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(config),
+        env=console_env(config),
         cwd=ROOT,
         timeout=60,
     )
