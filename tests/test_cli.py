@@ -22,6 +22,7 @@ from .conftest import (
     ROOT,
     CliRunner,
     console,
+    console_env,
     default_signals,
     eventually,
     make_cli,
@@ -354,24 +355,16 @@ def test_an_invoke_that_cannot_write_its_output_leaves_its_job_running(
     config: Config, fleet: Fleet
 ) -> None:
     # given an invoke whose output goes to a full disk
-    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
     name = uniq("full")
     invoke = ["invoke", "-n", name, "-l", "alpha", "produce", "50", "0.1"]
     with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [sys.executable, "-m", "fleetjobs", *invoke],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=60,
-        )
+        code, said = _into(full, invoke, console_env(config))
     # then it fails saying so, and what runs on the hosts is not undone for it: the job is
     # left, with its output, for a receive
-    assert done.returncode == 1 and "No space left on device" in done.stderr, done.stderr
+    err = "\n".join(said)
+    assert code == 1 and "No space left on device" in err, err
     [job] = [j for j in fleet.get() if j.name == name]
-    assert f"job {job.id} left running: fleetjobs receive {job.id}" in done.stderr
+    assert f"job {job.id} left running: fleetjobs receive {job.id}" in err
     fleet.stop(job, timeout=10)
     fleet.remove(job, force=True)
 
