@@ -1,23 +1,23 @@
 """History: finding past jobs by action, location, time and failure, from indexes.
 
-A start adds its parent's id to sorted sets scored by its creation time: ``created`` (every
-job), ``by-action:<action>`` and ``by-loc:<location>`` (each host it has a child on); the
-scripts add a job that ends Failed to ``failed``. A query reads the smallest of the indexes it
-needs, over the time range asked, and checks its ids against the others (``ZMSCORE``, in
-batches): ``get --action archive_logs --since 1d`` reads that action's jobs of the last day,
-whatever else is stored. Removal and retention take a job out of every index.
+A start adds its parent's id to indexes (:mod:`fleetjobs.indexes`, bucketed sorted sets)
+scored by its creation time: ``top`` (every job), ``action:<action>`` and ``loc:<location>``
+(each host it has a child on); the scripts add a job that ends Failed to ``failed``. A query
+reads the index with the fewest buckets of those it needs, over the time range asked, and
+checks its ids against the others (``ZMSCORE``, in the bucket each id is in): ``get --action
+archive_logs --since 1d`` reads that action's jobs, whatever else is stored. Removal and
+retention take a job out of every index.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import time
-from collections.abc import Sequence
 from datetime import datetime
 
 from .errors import ArgumentError
-from .routing import is_glob
+from .indexes import Indexes
+from .keys import IX_ACTION, IX_FAILED, IX_LOCATION, IX_TOP
 from .store import Store, guarded
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -52,14 +52,7 @@ class History:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.keys = store.keys
-        self.r = store.r
-
-    def _index_keys(self, prefix_key: str, pattern: str) -> list[str]:
-        if not is_glob(pattern):
-            return [prefix_key + pattern]
-        found = self.r.scan_iter(match=prefix_key + "*", count=1000)
-        return sorted(k for k in found if fnmatch.fnmatchcase(k[len(prefix_key) :], pattern))
+        self.indexes = Indexes(store)
 
     @guarded
     def find(
@@ -78,51 +71,27 @@ class History:
             since, until: creation time bounds, Unix seconds, inclusive.
             failed: only jobs that ended Failed.
         """
-        filters: list[list[str]] = []
+        ix = self.indexes
+        filters: list[list[str]] = []  # each: the families a job must be in one of
         if action is not None:
-            filters.append(self._index_keys(self.keys.by_action(""), action))
+            filters.append(ix.families(IX_ACTION, action))
         if location is not None:
-            filters.append(self._index_keys(self.keys.by_location(""), location))
+            filters.append(ix.families(IX_LOCATION, location))
         if failed:
-            filters.append([self.keys.failed])
+            filters.append([IX_FAILED])
         if not filters:
-            filters.append([self.keys.created])
+            filters.append([IX_TOP])
         if any(not f for f in filters):
             return []
         low = "-inf" if since is None else repr(since)
         high = "+inf" if until is None else repr(until)
-        pipe = self.r.pipeline(transaction=False)
-        for keys in filters:
-            for key in keys:
-                pipe.zcount(key, low, high)
-        counts = pipe.execute()
-        sizes, i = [], 0
-        for keys in filters:
-            sizes.append(sum(counts[i : i + len(keys)]))
-            i += len(keys)
-        order = sorted(range(len(filters)), key=lambda j: sizes[j])
-        smallest, others = filters[order[0]], [filters[j] for j in order[1:]]
-        pipe = self.r.pipeline(transaction=False)
-        for key in smallest:
-            pipe.zrangebyscore(key, low, high, withscores=True)
-        scored: dict[int, float] = {}
-        for rows in pipe.execute():
-            scored.update((int(m), float(s)) for m, s in rows)
-        ids = list(scored)
-        for keys in others:
-            ids = self._members(ids, keys)
-            if not ids:
-                return []
-        return sorted(ids, key=lambda j: (scored[j], j))
-
-    def _members(self, ids: Sequence[int], keys: Sequence[str], batch: int = 5000) -> list[int]:
-        """The ids that are in any of these sorted sets."""
-        keep: set[int] = set()
-        for start in range(0, len(ids), batch):
-            chunk = ids[start : start + batch]
-            pipe = self.r.pipeline(transaction=False)
-            for key in keys:
-                pipe.zmscore(key, chunk)
-            for scores in pipe.execute():
-                keep.update(j for j, s in zip(chunk, scores, strict=True) if s is not None)
-        return [j for j in ids if j in keep]
+        # the one with fewest buckets is read, over the time range; the others are asked
+        # about its ids, each in its own bucket
+        filters.sort(key=ix.size)
+        found = ix.scored(filters[0], low, high)
+        for families in filters[1:]:
+            if not found:
+                break
+            keep = ix.having(found, families)
+            found = {j: v for j, v in found.items() if j in keep}
+        return sorted(found, key=lambda j: (found[j][0], j))

@@ -9,14 +9,24 @@ so two fleets can share one Redis.
 
     seq              counter behind every job Id, fleet-wide
     job:<id>         hash: one job (a parent or a child); fields below
-    jobs             sorted set of the top-level job ids (Get-Job's list)
+    ix:<b>:<family>  sorted set: bucket <b> of a history index (fleetjobs.indexes): the
+                     top-level ids of the ``IX_BUCKET`` (128) jobs whose ordinal is in it, each
+                     by its creation time (its end time in ``ended``); families: ``top`` (every
+                     top-level job: Get-Job's list), ``ended`` (finished ones, for retention),
+                     ``failed``, ``action:<a>``, ``loc:<loc>`` (a host it has a child on). At
+                     most 128 members, Redis keeps each as a listpack: some 30 B a member,
+                     against some 100 B in one big sorted set
+    ixdir:<family>   sorted set: the family's buckets that have members, by number (``ended``:
+                     by the earliest end time in it, so retention reads only buckets due)
+    tseq             counter: the top-level jobs' ordinals (a parent's ``ix`` field is its
+                     bucket, ordinal // 128); ``tlow`` counts down from 0 for the jobs an
+                     older version indexed, moved into buckets below every new one
     names:<name>     set of top-level ids carrying that name, when it was given at start (a
                      default name, Job<Id>, is in none: the Id it names finds the job)
     iids             hash: InstanceId -> Id
     out:<iid>        list of a child's stream records, oldest first, taken once
     held:<iid>       hash: records taken and not yet acknowledged, by take token, with leases
     pending:<id>     list of a throttled parent's children still waiting for a slot
-    ended            sorted set: finished top-level ids by end time, for retention
     active           set of children running somewhere, for the liveness sweep
     deadlines        sorted set: NotStarted children by the time they must have started
     running:<loc>    set of children running on a location
@@ -49,10 +59,9 @@ so two fleets can share one Redis.
     flower:lost      list: children the sweep settled for a vanished host, whose end no
                      worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
     waves            sorted set: rollout parents by the time their next wave is due (--batch-wait)
-    created          sorted set: top-level ids by creation time (get --since/--until)
-    by-action:<a>    sorted set: top-level ids running action <a>, by creation time
-    by-loc:<loc>     sorted set: top-level ids with a child on <loc>, by creation time
-    failed           sorted set: top-level ids that ended Failed, by creation time
+    jobs, created, ended, failed, by-action:<a>, by-loc:<loc>
+                     the history indexes as 0.2 kept them (one big sorted set each): read
+                     only to move their jobs into buckets (fleetjobs.indexes.migrate)
     facts            hash: location -> its facts (JSON), written when they change
     loc:<loc>:unacked, loc:<loc>:unacked_index, loc:<loc>:unacked_mutex
                      a confined worker's own kombu bookkeeping (fleetjobs.celery_app)
@@ -64,7 +73,8 @@ Fields of ``job:<id>``: ``id``, ``iid``, ``name``, ``command``, ``action``, ``ar
 ``kwargs`` (JSON), ``location``, ``state``, ``created``, ``begin``, ``end``, ``reason``,
 ``worker``, ``progress`` (JSON), ``timeout``, ``start_timeout``, ``deadline``, ``stop``,
 ``stop_reason``, ``lost_at``, ``wseq`` (last record number written); a child also has
-``parent`` and ``queued``; a parent has ``children`` (ids, comma-separated), ``throttle``,
+``parent`` and ``queued``; a top-level job has ``ix`` (its history indexes' bucket); a parent
+has ``children`` (ids, comma-separated), ``throttle``,
 ``n`` (its number of children), ``c:<State>`` (how many children are in each state but
 NotStarted, which is ``n`` less the others, kept by the scripts' ``move``), ``freasons`` and
 ``last_reason`` (what its Reason will say); a rollout's parent (``--batch``) also has
@@ -82,6 +92,10 @@ from .routing import QUEUE_PREFIX, UNACKED, UNACKED_INDEX
 SCHEMA: dict[str, str] = {
     "seq": "seq",
     "job": "job:{}",
+    "ix": "ix:{}",  # '<bucket>:<family>'
+    "ixdir": "ixdir:{}",  # '<family>'
+    "tseq": "tseq",
+    "tlow": "tlow",
     "jobs": "jobs",
     "names": "names:{}",
     "iids": "iids",
@@ -125,6 +139,14 @@ SCHEMA: dict[str, str] = {
     "bell": "relay",  # the locations whose relay list has requests (a wake-up, not trusted)
 }
 
+# the history indexes (fleetjobs.indexes): top-level jobs per bucket, and the families
+IX_BUCKET = 128  # Redis's zset-max-listpack-entries: a bucket stays a listpack
+IX_TOP = "top"
+IX_ENDED = "ended"
+IX_FAILED = "failed"
+IX_ACTION = "action:"
+IX_LOCATION = "loc:"
+
 # pub/sub messages on a job's ``ev:<iid>`` channel: a state change (EVENT_END when the new
 # state is one a wait stops at: finished, Suspended, Disconnected or Blocked, so that a wait
 # sleeps through the others), a record written, a stop asked
@@ -150,6 +172,16 @@ class Keys:
 
     def job(self, job_id: int | str) -> str:
         return self._key("job", job_id)
+
+    def ix(self, bucket: int, family: str) -> str:
+        return self._key("ix", f"{bucket}:{family}")
+
+    def ixdir(self, family: str) -> str:
+        return self._key("ixdir", family)
+
+    @property
+    def tseq(self) -> str:
+        return self._key("tseq")
 
     @property
     def jobs(self) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 from .keys import EVENT_STOP
 from .model import JobInfo, default_name, id_in_instance_id, new_instance_id, reason_text
 from .registry import Call, num, running_of, snapshot
+from .scripts import source
 from .states import JobState
 from .store import Store, guarded
 
@@ -351,6 +352,7 @@ class Lifecycle:
             members.setdefault((command, key), []).append(member)
 
         stops: list[str] = []
+        unindex: list[Any] = []  # each job's id, action and hosts, for unindex.lua
         for job in jobs:
             for member in (job, *job.children):
                 iid = member.instance_id
@@ -368,12 +370,12 @@ class Lifecycle:
             if job.name != default_name(job.id) or id_in_instance_id(job.instance_id) != job.id:
                 # (a default name is in no index since InstanceIds carry Ids: no SREM for it)
                 drop("srem", keys.names(job.name), job.id)
-            for index in (keys.jobs, keys.ended, keys.waves, keys.created, keys.failed):
-                drop("zrem", index, job.id)
-            drop("zrem", keys.by_action(job.action), job.id)
-            for loc in {c.location for c in job.children} | set(job.location.split(",")):
-                drop("zrem", keys.by_location(loc), job.id)
+            drop("zrem", keys.waves, job.id)
+            locations = {c.location for c in job.children} | set(job.location.split(","))
+            unindex += (job.id, job.action, ",".join(sorted(locations - {""})))
         pipe = self.r.pipeline(transaction=True)
+        if unindex:  # first: it reads each job's bucket from its hash
+            pipe.eval(source("unindex"), 0, self.keys.prefix, repr(time.time()), *unindex)
         # UNLINK: a million records are freed in the background, not while Redis waits
         for i in range(0, len(doomed), REMOVE_CHUNK):
             pipe.unlink(*doomed[i : i + REMOVE_CHUNK])

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import JobNotFoundError
+from .indexes import Indexes
 from .jobhash import flat_hash, ids_in, read_job
 from .keys import Keys
 from .model import (
@@ -40,6 +41,7 @@ class Registry:
         self.store = store
         self.keys = store.keys
         self.r = store.r
+        self.indexes = Indexes(store)
 
     @guarded
     def resolve(self, ref: int | str) -> list[int]:
@@ -109,22 +111,12 @@ class Registry:
     def iter_top_ids(self, batch: int = 500, newest_first: bool = False) -> Iterator[int]:
         """Every top-level job id, oldest first (or newest first), read ``batch`` at a time.
 
-        Each read goes on from the last id read (an id is its own score), not from a position:
-        jobs removed meanwhile (a purge, another console's remove) shift no later one out.
+        Bucket by bucket of the history index (:mod:`fleetjobs.indexes`), each read going on
+        from the last bucket read, not from a position: jobs removed meanwhile (a purge,
+        another console's remove) shift no later one out. Jobs two consoles start in the same
+        instant are in the order their starts reached Redis, which is their Ids' but for them.
         """
-        last: int | None = None
-        while True:
-            if newest_first:
-                top = "+inf" if last is None else f"({last}"
-                chunk = self.r.zrevrangebyscore(self.keys.jobs, top, "-inf", start=0, num=batch)
-            else:
-                bottom = "-inf" if last is None else f"({last}"
-                chunk = self.r.zrangebyscore(self.keys.jobs, bottom, "+inf", start=0, num=batch)
-            if not chunk:
-                return
-            ids = [int(i) for i in chunk]
-            yield from ids
-            last = ids[-1]
+        yield from self.indexes.ids(newest_first=newest_first, batch=batch)
 
     @guarded
     def load(self, ids: Sequence[int], children: bool = True) -> list[JobInfo]:
@@ -184,9 +176,7 @@ class Registry:
     @guarded
     def expired(self, limit: int = 200) -> list[int]:
         """Top-level ids that finished longer ago than the retention period."""
-        cutoff = time.time() - self.store.config.retention
-        found = self.r.zrangebyscore(self.keys.ended, "-inf", cutoff, start=0, num=limit)
-        return [int(i) for i in found]
+        return self.indexes.ended_before(time.time() - self.store.config.retention, limit)
 
 
 def id_of_instance(r: Any, keys: Keys, iid: str) -> int | None:

@@ -4,8 +4,9 @@ Every change of a job's state is one script run inside Redis, so a state, its pa
 the host's running set, the throttle queue and the event published for waiters change together
 or not at all. Each script is its ``.lua`` file behind a generated header that gives it the
 names it must not spell itself: ``S`` (the state names of :mod:`fleetjobs.states`), ``FIN``
-(the finished ones), ``K`` (the key builders of :mod:`fleetjobs.keys`) and ``EV`` (the pub/sub
-messages), then ``common.lua`` (``fields``: HMGET by name). The state-changing scripts also
+(the finished ones), ``IXN`` (top-level jobs per history bucket), ``K`` (the key builders of
+:mod:`fleetjobs.keys`) and ``EV`` (the pub/sub messages), then ``common.lua`` (``fields``:
+HMGET by name; ``ix_add``, ``ix_rem``: the history indexes). The state-changing scripts also
 get ``prelude.lua`` (``move``, ``settle``, ``refresh_parent``...) and ``rollout.lua`` (a
 rollout's waves and halts, the failed index). Every script takes ``ARGV[1]`` = key prefix and
 ``ARGV[2]`` = now (Unix seconds) and computes its keys from them: the fleet lives in one Redis,
@@ -24,15 +25,17 @@ from typing import Any
 
 import redis.exceptions
 
-from .keys import EVENT_END, EVENT_RECORD, EVENT_STATE, EVENT_STOP, SCHEMA
+from .keys import EVENT_END, EVENT_RECORD, EVENT_STATE, EVENT_STOP, IX_BUCKET, SCHEMA
 from .states import FINISHED, JobState
 
 # the scripts that change a job's state share prelude.lua; the others need only the header
 STATE_CHANGES = ("claim", "finish", "stop", "sweep", "ask", "answer", "suspend", "park", "resume")
 RECORDS = ("append", "take", "ack", "unqueue")
-READS = ("load", "poll", "hosts", "letters")  # read only: snapshots, a wait's look, counts
+# read only: snapshots, a wait's look, counts, a history index's ids
+READS = ("load", "poll", "hosts", "letters", "topids")
 # a job created in one command; a heartbeat per worker; the messages a worker may re-send
-WRITES = ("create", "beat", "overdue", "resend", "pgroups")
+# its history indexes out (removal) or moved into buckets (an older version's)
+WRITES = ("create", "beat", "overdue", "resend", "pgroups", "unindex", "migrate")
 
 
 def _lua_string(text: str) -> str:
@@ -47,6 +50,7 @@ def header(keys: Collection[str] | None = None) -> str:
     lines.append("}")
     finished = ", ".join(f"[{_lua_string(s.value)}] = true" for s in sorted(FINISHED))
     lines.append(f"local FIN = {{{finished}}}")
+    lines.append(f"local IXN = {IX_BUCKET}")
     lines.append("local K = {}")
     for name, template in SCHEMA.items():
         if keys is not None and name not in keys:

@@ -49,7 +49,9 @@ def test_the_indexes_answer_each_filter_and_their_combinations(layers: Layers) -
     # removal takes a job out of every index
     w.lifecycle.remove(w.registry.load([old]))
     assert h.find(failed=True) == [] and h.find(location="web02") == []
-    assert w.store.r.exists(w.keys.by_location("web02")) == 0
+    # and a bucket it leaves empty is gone, and out of its family's list
+    assert w.store.r.exists(w.keys.ixdir("loc:web02"), w.keys.ix(0, "loc:web02")) == 0
+    assert w.store.r.zrange(w.keys.ixdir("loc:web01"), 0, -1) == ["0"]  # ping is left there
 
 
 def test_times_are_ages_or_iso_dates() -> None:

@@ -117,7 +117,11 @@ def test_remove_deletes_every_key_the_job_owns(fleet: Fleet) -> None:
     iids = [job.instance_id, *(c.instance_id for c in job.refresh().info.children)]
     owned = [k for k in r.scan_iter(match=f"{p}*") if any(i in k for i in iids)]
     assert sorted(owned) == sorted(f"{p}out:{c.instance_id}" for c in job.info.children)
-    assert r.zscore(fleet.store.keys.by_action("echo"), job.id) is not None  # indexed
+    # indexed in its bucket of each history index (get --action/--location/--since)
+    bucket = int(r.hget(fleet.store.keys.job(job.id), "ix"))
+    families = ("top", "action:echo", "loc:alpha", "loc:beta", "ended")
+    indexed = [fleet.store.keys.ix(bucket, f) for f in families]
+    assert all(r.zscore(key, job.id) is not None for key in indexed)
     # Celery keeps no result of its own: the registry is the one record of a job
     assert not [k for k in r.scan_iter(match=f"{p}celery-task-meta-*") if k[-36:] in iids]
     # when it is removed
@@ -127,13 +131,10 @@ def test_remove_deletes_every_key_the_job_owns(fleet: Fleet) -> None:
     assert leftovers == []
     assert not any(r.hexists(f"{p}iids", i) for i in iids)
     assert not any(r.exists(fleet.store.keys.job(i)) for i in (job.id, *job.info.child_ids))
-    assert r.zscore(f"{p}jobs", job.id) is None
     assert not r.sismember(f"{p}names:{job.name}", job.id)
     # nor any history index (get --action/--location/--since/--failed)
-    k = fleet.store.keys
-    for index in (k.created, k.failed, k.waves, k.by_action("echo"), k.by_location("alpha")):
+    for index in (*indexed, fleet.store.keys.waves):
         assert r.zscore(index, job.id) is None, index
-    assert r.zscore(k.by_location("beta"), job.id) is None
 
 
 def test_remove_by_state_and_remove_all(private: tuple[object, Fleet]) -> None:
@@ -193,7 +194,8 @@ def test_a_bulk_remove_leaves_no_key_and_no_index_entry(layers: Layers) -> None:
     assert len(before) > 10
     # when they are removed at once
     w.lifecycle.remove(w.registry.load([pid for pid, _, _ in made]))
-    # then the fleet holds nothing of them: its id counter and the names of the hosts that
-    # have had messages out (the redelivery's list of where to look) are all that is left
+    # then the fleet holds nothing of them: its id and ordinal counters and the names of the
+    # hosts that have had messages out (the redelivery's list of where to look) are all that
+    # is left: no history index, no bucket, no list of buckets
     left = set(w.store.r.scan_iter(match=f"{w.store.config.prefix}*"))
-    assert left == {w.keys.seq, w.keys.inqlocs}
+    assert left == {w.keys.seq, w.keys.tseq, w.keys.inqlocs}

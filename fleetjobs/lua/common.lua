@@ -23,6 +23,31 @@ local function id_of(iid)
   return redis.call('HGET', K.iids, iid) or nil
 end
 
+-- The history indexes (fleetjobs.indexes): a family (top, ended, failed, action:<a>,
+-- loc:<l>) is cut into buckets of IXN top-level jobs by ordinal, the bucket on the parent
+-- ('ix'), small sorted sets Redis keeps as listpacks; ixdir:<family> lists the buckets that
+-- have members, by number, and for 'ended' by the earliest end time in each, which retention
+-- reads. ix_add and ix_rem keep the two true together.
+local function ix_dir(b, family)
+  local dir = K.ixdir(family)
+  if family == 'ended' then
+    local first = redis.call('ZRANGE', K.ix(b .. ':' .. family), 0, 0, 'WITHSCORES')
+    if first[1] then redis.call('ZADD', dir, first[2], b) else redis.call('ZREM', dir, b) end
+  elseif redis.call('EXISTS', K.ix(b .. ':' .. family)) == 1 then
+    redis.call('ZADD', dir, b, b)
+  else
+    redis.call('ZREM', dir, b)
+  end
+end
+local function ix_add(b, family, id, score)
+  if not given(b) then return end  -- a job an older version made, not moved yet: no bucket
+  redis.call('ZADD', K.ix(b .. ':' .. family), score, id)
+  if family == 'ended' then ix_dir(b, family) else redis.call('ZADD', K.ixdir(family), b, b) end
+end
+local function ix_rem(b, family, id)
+  if given(b) and redis.call('ZREM', K.ix(b .. ':' .. family), id) == 1 then ix_dir(b, family) end
+end
+
 -- Long lists go to Redis in runs: Lua's stack is bounded (unpack of some 8,000 fails).
 local CHUNK = 500
 -- fn(part, offset) for each run of at most size (CHUNK) items of list, in order; offset is

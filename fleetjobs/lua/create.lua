@@ -10,6 +10,9 @@
 -- goes onto its location's queue here, with the job: no job without its message, no message
 -- without its job.
 local d = cjson.decode(ARGV[3])
+-- the parent's place in the history indexes: its ordinal's bucket (common.lua's ix_add)
+local ix = string.format('%d', math.floor((redis.call('INCR', K.tseq) - 1) / IXN))
+d.parent.ix = ix
 local function hset(key, t)
   local a = {}
   for k, v in pairs(t) do a[#a + 1] = k; a[#a + 1] = v end
@@ -34,10 +37,9 @@ for _, pair in ipairs(d.deadlines) do zd[#zd + 1] = pair[1]; zd[#zd + 1] = pair[
 if #zd > 0 then call_chunked('ZADD', K.deadlines, zd, 2) end
 if #d.pending > 0 then call_chunked('RPUSH', K.pending(d.pid), d.pending, 1) end
 call_chunked('HSET', K.iids, d.iids, 2)
-redis.call('ZADD', K.jobs, d.pid, d.pid)
 if d.name ~= '' then redis.call('SADD', K.names(d.name), d.pid) end  -- '': a default name
-redis.call('ZADD', K.created, d.now, d.pid)
-redis.call('ZADD', K.by_action(d.action), d.now, d.pid)
-for _, loc in ipairs(d.locations) do redis.call('ZADD', K.by_location(loc), d.now, d.pid) end
+ix_add(ix, 'top', d.pid, d.now)
+ix_add(ix, 'action:' .. d.action, d.pid, d.now)
+for _, loc in ipairs(d.locations) do ix_add(ix, 'loc:' .. loc, d.pid, d.now) end
 for _, ev in ipairs(d.events or {}) do redis.call('PUBLISH', P .. ev[1], ev[2]) end
 return 1

@@ -56,7 +56,7 @@ end
 local function refresh_parent(pid, more, begin)
   local pk = K.job(pid)
   local names = {'n', 'state', 'stop', 'stop_reason', 'freasons', 'last_reason', 'iid',
-                 'batch', 'created', 'throttle', 'begin'}
+                 'batch', 'created', 'throttle', 'begin', 'ix'}
   for _, state in pairs(S) do table.insert(names, 'c:' .. state) end
   for _, name in ipairs(more or {}) do table.insert(names, name) end
   local f = fields(pk, unpack(names))
@@ -105,7 +105,7 @@ local function refresh_parent(pid, more, begin)
         reason = f.stop_reason or f.last_reason
       end
       if reason then set[#set + 1] = 'reason'; set[#set + 1] = reason end
-      redis.call('ZADD', K.ended, NOW, pid)
+      ix_add(f.ix, 'ended', pid, NOW)
     end
   end
   if #set > 0 then redis.call('HSET', pk, unpack(set)) end
@@ -181,10 +181,10 @@ local function settle(id, state, reason, known, more)
     local throttled = tonumber(p.n or '0') > (tonumber(p.throttle or '') or 0)
     if f.queued == '1' and not rollout and throttled then next_pending(f.parent) end
     -- a rollout may have changed the parent since: read again; else as refresh left it
-    if rollout then index_settled(f.parent) else index_settled(f.parent, p.state, p.created) end
+    if rollout then index_settled(f.parent) else index_settled(f.parent, p) end
   else
     -- a top-level job settled itself (a run that could not start: no child to settle)
-    redis.call('ZADD', K.ended, NOW, id)
+    ix_add(redis.call('HGET', K.job(id), 'ix'), 'ended', id, NOW)
     index_settled(id)
   end
 end

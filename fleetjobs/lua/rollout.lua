@@ -101,12 +101,9 @@ local function release_due_waves()
   end
 end
 
--- a top-level job that ended Failed joins the index get --failed reads (state and created:
--- as the caller just read them, if it did)
-index_settled = function(pid, state, created)
-  if state == nil then
-    local p = fields(K.job(pid), 'state', 'created')
-    state, created = p.state, p.created
-  end
-  if state == S.FAILED then redis.call('ZADD', K.failed, created or NOW, pid) end
+-- a top-level job that ended Failed joins the index get --failed reads (p: its state,
+-- created and ix as the caller just read them, if it did)
+index_settled = function(pid, p)
+  p = p or fields(K.job(pid), 'state', 'created', 'ix')
+  if p.state == S.FAILED then ix_add(p.ix, 'failed', pid, p.created or NOW) end
 end

@@ -1,0 +1,20 @@
+-- UNINDEX: take top-level jobs out of every history index (lifecycle.remove runs it in its
+-- transaction, before their hashes go). ARGV[3...]: for each job, its id, its action and the
+-- hosts it had a child on (comma-separated). Its bucket is read from its hash; a job an
+-- older version indexed and that is not moved yet is taken out of that version's indexes.
+for i = 3, #ARGV, 3 do
+  local id, action, locs = ARGV[i], ARGV[i + 1], ARGV[i + 2] or ''
+  local ix = redis.call('HGET', K.job(id), 'ix')
+  if ix then
+    for _, family in ipairs({'top', 'ended', 'failed', 'action:' .. action}) do
+      ix_rem(ix, family, id)
+    end
+    for loc in string.gmatch(locs, '[^,]+') do ix_rem(ix, 'loc:' .. loc, id) end
+  else
+    for _, key in ipairs({K.jobs, K.created, K.ended, K.failed, K.by_action(action)}) do
+      redis.call('ZREM', key, id)
+    end
+    for loc in string.gmatch(locs, '[^,]+') do redis.call('ZREM', K.by_location(loc), id) end
+  end
+end
+return 1
