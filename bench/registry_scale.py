@@ -3,9 +3,10 @@
 The jobs are made fast and true to the registry: one real ``echo`` job runs on a worker and
 finishes with its output unread; its keys are the template, and N copies are written with
 pipelines, every field copied from the template with the ids, instance ids and default name
-replaced (``job:<id>`` parent and child hashes, ``out:<iid>`` records, and the ``iids``,
-``jobs``, ``ended`` and ``names:<name>`` indexes, the last for a name given, not a default
-one, as ``fleetjobs/lifecycle.py`` lays them out).
+replaced (``job:<id>`` parent and child hashes, ``out:<iid>`` records, the ``iids`` and
+``names:<name>`` indexes, the last for a name given, not a default one, and the history
+indexes' buckets and their lists, as ``fleetjobs/lua/create.lua`` and ``common.lua`` lay them
+out: each copy's ordinal, and so its bucket, follows the template's).
 A key of the template that the copy does not know is reported, and a copy is checked by
 reading it back through the API, so a change of layout shows instead of skewing the figures.
 
@@ -29,6 +30,7 @@ from bench.measure import MiB, run_measured
 from bench.report import Ctx, Row, ratio_of
 from fleetjobs import Config, Fleet
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
+from fleetjobs.keys import IX_BUCKET
 from fleetjobs.model import default_name, id_in_instance_id, new_instance_id
 
 LOC = "bench01"
@@ -46,7 +48,9 @@ class Template:
         self.child: dict[str, str] = r.hgetall(f"{prefix}job:{cid}")
         self.out: list[str] = r.lrange(f"{prefix}out:{ciid}", 0, -1)
         self.name = self.parent.get("name", f"Job{pid}")
-        self.ended = float(r.zscore(f"{prefix}ended", pid) or time.time())
+        bucket = int(self.parent.get("ix", "0"))
+        self.ended = float(r.zscore(f"{prefix}ix:{bucket}:ended", pid) or time.time())
+        self.ordinal = int(r.get(f"{prefix}tseq") or 1)
         if not self.parent or not self.child:
             raise BenchError("the template job's hashes are not where registry.py put them")
 
@@ -90,6 +94,9 @@ class Template:
                     "ciid": new_instance_id(pid + 1),
                 }
                 parent = self._fields(self.parent, new)
+                self.ordinal += 1
+                bucket = (self.ordinal - 1) // IX_BUCKET
+                parent["ix"] = str(bucket)
                 pipe.hset(f"{p}job:{pid}", mapping=parent)
                 pipe.hset(f"{p}job:{pid + 1}", mapping=self._fields(self.child, new))
                 if self.out:
@@ -102,14 +109,18 @@ class Template:
                 }
                 if index:
                     pipe.hset(f"{p}iids", mapping=index)
-                pipe.zadd(f"{p}jobs", {str(pid): pid})
-                pipe.zadd(f"{p}ended", {str(pid): self.ended})
-                # the history indexes every start writes (get --since/--action/--location)
+                # the history indexes every start and end write (get, --since/--action/
+                # --location, retention), in the copy's bucket, and each family's list
                 created = float(parent.get("created", self.ended))
-                pipe.zadd(f"{p}created", {str(pid): created})
-                pipe.zadd(f"{p}by-action:{parent.get('action', '')}", {str(pid): created})
-                for loc in parent.get("location", "").split(","):
-                    pipe.zadd(f"{p}by-loc:{loc}", {str(pid): created})
+                scored = [("top", created), ("ended", self.ended)]
+                scored.append((f"action:{parent.get('action', '')}", created))
+                scored += [(f"loc:{loc}", created) for loc in parent["location"].split(",")]
+                for family, score in scored:
+                    pipe.zadd(f"{p}ix:{bucket}:{family}", {str(pid): score})
+                    # the list of ends is scored by each bucket's earliest (all alike here)
+                    pipe.zadd(f"{p}ixdir:{family}", {str(bucket): bucket}, nx=True)
+                    if family == "ended":
+                        pipe.zadd(f"{p}ixdir:{family}", {str(bucket): self.ended})
                 named = parent.get("name", self.name)
                 if named != default_name(pid):  # a default name is in no index (lifecycle)
                     pipe.sadd(f"{p}names:{named}", pid)
@@ -117,6 +128,7 @@ class Template:
             pipe.execute()
         last = pid - 1
         self.r.set(f"{p}seq", last)
+        self.r.set(f"{p}tseq", self.ordinal)
         return last
 
 
@@ -232,23 +244,21 @@ def memory_rows(ctx: Ctx, r: Any, prefix: str, pid: int, per_job: float) -> None
             "MEMORY USAGE of one finished job's parent + child hashes",
             "B",
             float(hashes),
-            note=f"{len(parent)} + {len(child)} fields; the indexes (jobs, ended, created, "
-            "by-action, by-loc) are in the delta above",
+            note=f"{len(parent)} + {len(child)} fields; the history indexes (top, ended, "
+            "action, loc: buckets of 128 jobs) are in the delta above",
         )
     )
     # what each index costs per job: its MEMORY USAGE over the jobs it holds
     per: dict[str, float] = {}
-    for name, key, size in (
-        ("iids (2 per job)", f"{prefix}iids", lambda k: r.hlen(k) / 2),
-        ("jobs", f"{prefix}jobs", r.zcard),
-        ("ended", f"{prefix}ended", r.zcard),
-        ("created", f"{prefix}created", r.zcard),
-        ("by-action", f"{prefix}by-action:{parent.get('action', '')}", r.zcard),
-        ("by-loc", f"{prefix}by-loc:{parent.get('location', '').split(',')[0]}", r.zcard),
-    ):
-        n = size(key)
+    if r.hlen(f"{prefix}iids"):
+        per["iids (2 per job)"] = usage(r, f"{prefix}iids") / (r.hlen(f"{prefix}iids") / 2)
+    families = ("top", "ended", f"action:{parent['action']}", f"loc:{parent['location']}")
+    for family in families:  # its buckets and their list, over the jobs in them
+        buckets = [f"{prefix}ix:{b}:{family}" for b in r.zrange(f"{prefix}ixdir:{family}", 0, -1)]
+        n = sum(r.zcard(key) for key in buckets)
         if n:
-            per[name] = usage(r, key) / n
+            used = usage(r, f"{prefix}ixdir:{family}") + sum(usage(r, key) for key in buckets)
+            per[family.split(":")[0]] = used / n
     # a key per Name given at start; a default name (JobN) has none
     per["names"] = float(usage(r, f"{prefix}names:{parent.get('name', '')}"))
     ctx.add(
