@@ -117,10 +117,15 @@ class Template:
                 scored += [(f"loc:{loc}", created) for loc in parent["location"].split(",")]
                 for family, score in scored:
                     pipe.zadd(f"{p}ix:{bucket}:{family}", {str(pid): score})
-                    # the list of ends is scored by each bucket's earliest (all alike here)
-                    pipe.zadd(f"{p}ixdir:{family}", {str(bucket): bucket}, nx=True)
-                    if family == "ended":
-                        pipe.zadd(f"{p}ixdir:{family}", {str(bucket): self.ended})
+                    # each list scores a bucket by its latest start, ended's by its earliest
+                    # end (common.lua's ix_add)
+                    pipe.zadd(
+                        f"{p}ixdir:{family}",
+                        {str(bucket): score},
+                        lt=family == "ended",
+                        gt=family != "ended",
+                    )
+                pipe.zadd(f"{p}ixorder", {str(bucket): bucket})
                 named = parent.get("name", self.name)
                 if named != default_name(pid):  # a default name is in no index (lifecycle)
                     pipe.sadd(f"{p}names:{named}", pid)

@@ -85,9 +85,9 @@ class History:
             return []
         low = "-inf" if since is None else repr(since)
         high = "+inf" if until is None else repr(until)
-        # the one with fewest buckets is read, over the time range; the others are asked
-        # about its ids, each in its own bucket
-        filters.sort(key=ix.size)
+        # the one with fewest buckets reaching the range is read; the others are asked about
+        # its ids, each in its own bucket
+        filters.sort(key=lambda families: ix.size(families, low))
         found = ix.scored(filters[0], low, high)
         for families in filters[1:]:
             if not found:

@@ -84,5 +84,10 @@ class Housekeeping:
         self._last_purge = now
         expired = self.registry.expired()
         if expired:
-            self.lifecycle.remove(self.registry.load(expired))
+            found = self.registry.load(list(expired))
+            self.lifecycle.remove(found)
+            # listed with no record left (removed by hand, damaged): out of the lists, or
+            # retention would find them first at every pass
+            gone = {i: b for i, b in expired.items() if i not in {j.id for j in found}}
+            self.registry.indexes.forget(gone)
         return len(expired)

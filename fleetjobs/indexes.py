@@ -1,26 +1,35 @@
 """The history indexes, read: Get-Job's list of top-level jobs, and the jobs by action, host,
 failure and end, each family cut into buckets of 128 jobs (``keys.py``: ``ix:<b>:<family>``,
-listed by ``ixdir:<family>``).
+listed by ``ixdir:<family>``; ``ixorder`` lists ``top``'s in order).
 
-One sorted set per family cost Redis some 100 B a job in each (a skiplist node, a dict entry
-and the member); a bucket of at most 128 members is a listpack, some 30 B a member. A job's
-bucket is its ordinal's (``tseq``, counted by the start that makes it; ``ix`` on its hash),
-the same in every family, so a job found in one family is looked up in another in its own
-bucket. The scripts write them (``common.lua``: ``ix_add``, ``ix_rem``); this module reads
-them, and moves the jobs of a fleet an older version indexed into them (:meth:`migrate`).
+One sorted set per family cost Redis some 95 B a job in each (a skiplist node, a dict entry
+and the member, once past 128 members); a bucket of at most 128 is a listpack, some 25 B a
+member. A job's bucket is its ordinal's (``tseq``, given with its Id by ``newid.lua``; ``ix``
+on its hash), the same in every family, so a job found in one family is looked up in another
+in its own bucket. The cost: a family a few jobs in each bucket belong to (one host among
+thousands, each job on one) pays a small key per bucket, more than one big sorted set would.
+Each family's list scores its buckets by their latest start (``ended``'s: earliest end), so a
+query ``--since`` and retention read only the buckets that can hold what they look for.
+
+The scripts write them (``common.lua``: ``ix_add``, ``ix_rem``); this module reads them, and
+moves what an older version indexed into them (:meth:`Indexes.migrate`), a slice at a time.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from .keys import IX_ENDED, IX_TOP
+from .keys import IX_ENDED
 from .routing import is_glob
 from .store import Store, guarded
 
-MIGRATE_BATCH = 50  # an older version's jobs moved per script run (a fan-out reads its hosts)
+MIGRATE_BATCH = 50  # an older version's jobs moved per script call, at most
+MIGRATE_CHILDREN = 2000  # and children read per call (a fan-out's hosts), past the first job
+MIGRATE_SLICE = 0.1  # seconds of moving per purge pass (a start's, a worker's beat's)
+LEGACY_LOOK = 600.0  # seconds between two looks for an older version's indexes
 
 
 class Indexes:
@@ -34,12 +43,13 @@ class Indexes:
         self.store = store
         self.keys = store.keys
         self.r: Any = store.r
+        self._legacy_looked = -float("inf")
+        self._migrating = False
 
     @guarded
-    def ids(
-        self, family: str = IX_TOP, newest_first: bool = False, batch: int = 500
-    ) -> Iterator[int]:
-        """Every id in a family, oldest bucket first (or newest), by Id within a bucket.
+    def ids(self, newest_first: bool = False, batch: int = 500) -> Iterator[int]:
+        """Every top-level id (Get-Job's list): oldest bucket first (or newest), by Id within
+        a bucket.
 
         Read whole buckets, at least ``batch`` ids a round trip; each read goes on from the
         last bucket read, not from a position: jobs removed meanwhile shift nothing.
@@ -47,7 +57,7 @@ class Indexes:
         after = ""
         while True:
             last, *buckets = self.store.scripts(
-                "topids", family, "1" if newest_first else "0", after, batch
+                "topids", "1" if newest_first else "0", after, batch
             )
             for members in buckets:
                 yield from sorted((int(m) for m in members), reverse=newest_first)
@@ -68,20 +78,24 @@ class Indexes:
         )
 
     @guarded
-    def size(self, families: Iterable[str]) -> int:
-        """How many buckets these families have: what a query reading them costs."""
+    def size(self, families: Iterable[str], low: str = "-inf") -> int:
+        """How many buckets of these families reach ``low`` (a creation time, Redis's range
+        syntax): what a query reading them costs."""
         pipe = self.r.pipeline(transaction=False)
         for family in families:
-            pipe.zcard(self.keys.ixdir(family))
+            pipe.zcount(self.keys.ixdir(family), low, "+inf")
         return sum(pipe.execute())
 
     @guarded
     def scored(self, families: Sequence[str], low: str, high: str) -> dict[int, tuple[float, int]]:
-        """The ids in any of these families scored from ``low`` to ``high`` (Redis's range
-        syntax), each with its score and its bucket."""
+        """The ids in any of these families (scored by creation time) from ``low`` to
+        ``high`` (Redis's range syntax), each with its score and its bucket.
+
+        Only the buckets whose latest start reaches ``low`` are read: ``--since 1h`` reads the
+        newest few, whatever is stored."""
         pipe = self.r.pipeline(transaction=False)
         for family in families:
-            pipe.zrange(self.keys.ixdir(family), 0, -1)
+            pipe.zrangebyscore(self.keys.ixdir(family), low, "+inf")
         wanted = [
             (int(b), f) for f, found in zip(families, pipe.execute(), strict=True) for b in found
         ]
@@ -113,43 +127,62 @@ class Indexes:
         return keep
 
     @guarded
-    def ended_before(self, cutoff: float, limit: int) -> list[int]:
-        """Up to ``limit`` top-level ids that finished before ``cutoff`` (Unix seconds).
+    def ended_before(self, cutoff: float, limit: int) -> dict[int, int]:
+        """Up to ``limit`` top-level ids that finished before ``cutoff`` (Unix seconds), each
+        with its bucket.
 
         One round trip when none has (the directory is scored by each bucket's earliest
-        end); an older version's indexes, when there are any, are moved into buckets first.
+        end). An older version's indexes, when there are any, are moved into buckets a slice
+        (:data:`MIGRATE_SLICE` s) at each call until none is left: looked for at this object's
+        first call, then every :data:`LEGACY_LOOK` s (an older console may still write them
+        during an upgrade).
         """
         pipe = self.r.pipeline(transaction=False)
         pipe.zrangebyscore(self.keys.ixdir(IX_ENDED), "-inf", cutoff, start=0, num=limit)
-        pipe.exists(self.keys.jobs)
-        due, legacy = pipe.execute()
-        if legacy:
-            self.migrate()
+        looks = time.monotonic() - self._legacy_looked > LEGACY_LOOK
+        if looks:  # not at each purge: a worker's idle load (a purge every 10 s) stays as it was
+            self._legacy_looked = time.monotonic()
+            pipe.exists(self.keys.jobs, self.keys.ended, self.keys.failed)
+        due, *legacy = pipe.execute()
+        if self._migrating or (looks and legacy[0]):
+            self._migrating = self.migrate(MIGRATE_SLICE) > 0
             due = self.r.zrangebyscore(
                 self.keys.ixdir(IX_ENDED), "-inf", cutoff, start=0, num=limit
             )
         if not due:
-            return []
+            return {}
         pipe = self.r.pipeline(transaction=False)
         for bucket in due:
             pipe.zrangebyscore(
                 self.keys.ix(int(bucket), IX_ENDED), "-inf", cutoff, start=0, num=limit
             )
-        out = [int(m) for rows in pipe.execute() for m in rows]
-        return out[:limit]
+        out = {int(m): int(b) for b, rows in zip(due, pipe.execute(), strict=True) for m in rows}
+        return dict(list(out.items())[:limit])
 
     @guarded
-    def migrate(self) -> int:
-        """Move every job an older version (0.2) indexed into buckets, and drop its indexes
-        once empty; returns how many jobs were moved. Each job moves whole, in one script."""
-        left = int(self.r.zcard(self.keys.jobs))
-        moved = left
-        while left:
-            left = int(self.store.scripts("migrate", MIGRATE_BATCH))
-        # what the old indexes still hold names no job left in them (a damaged record)
-        stale = [self.keys.created, self.keys.ended, self.keys.failed]
-        for pattern in (self.keys.by_action("*"), self.keys.by_location("*")):
-            stale += self.r.scan_iter(match=pattern, count=1000)
-        if stale:
+    def forget(self, gone: dict[int, int]) -> None:
+        """Take ids whose record is gone (id -> bucket) out of every index of their bucket
+        they can be found in without it (every job, ended, failed): retention would else
+        find them first for ever."""
+        args = [v for job_id, bucket in gone.items() for v in (job_id, bucket, "", "")]
+        if args:
+            self.store.scripts("unindex", *args)
+
+    @guarded
+    def migrate(self, seconds: float | None = None) -> int:
+        """Move what an older version (0.2) indexed into buckets, for up to ``seconds`` (all
+        of it: None), a script call of at most :data:`MIGRATE_BATCH` jobs at a time (Redis
+        waits on each; a fan-out's children count against its budget). Once every job is
+        moved, that version's indexes are dropped. Returns how many entries are left."""
+        end = None if seconds is None else time.monotonic() + seconds
+        while True:
+            left = int(self.store.scripts("migrate", MIGRATE_BATCH, MIGRATE_CHILDREN))
+            if not left or (end is not None and time.monotonic() >= end):
+                break
+        if not left:
+            # what they still hold names no job (a damaged record, a job removed meanwhile)
+            stale = [self.keys.created]
+            for pattern in (self.keys.by_action("*"), self.keys.by_location("*")):
+                stale += self.r.scan_iter(match=pattern, count=1000)
             self.r.delete(*stale)
-        return moved
+        return left

@@ -16,8 +16,10 @@ so two fleets can share one Redis.
                      ``failed``, ``action:<a>``, ``loc:<loc>`` (a host it has a child on). At
                      most 128 members, Redis keeps each as a listpack: some 30 B a member,
                      against some 100 B in one big sorted set
-    ixdir:<family>   sorted set: the family's buckets that have members, by number (``ended``:
-                     by the earliest end time in it, so retention reads only buckets due)
+    ixdir:<family>   sorted set: the family's buckets that have members, each by the latest
+                     creation time in it (a query ``--since`` reads only those that reach
+                     it); ``ended``'s by the earliest end in it (retention reads those due)
+    ixorder          sorted set: ``top``'s buckets by number (Get-Job's list, in order)
     tseq             counter: the top-level jobs' ordinals (a parent's ``ix`` field is its
                      bucket, ordinal // 128); ``tlow`` counts down from 0 for the jobs an
                      older version indexed, moved into buckets below every new one
@@ -94,6 +96,7 @@ SCHEMA: dict[str, str] = {
     "job": "job:{}",
     "ix": "ix:{}",  # '<bucket>:<family>'
     "ixdir": "ixdir:{}",  # '<family>'
+    "ixorder": "ixorder",
     "tseq": "tseq",
     "tlow": "tlow",
     "jobs": "jobs",
@@ -178,6 +181,10 @@ class Keys:
 
     def ixdir(self, family: str) -> str:
         return self._key("ixdir", family)
+
+    @property
+    def ixorder(self) -> str:
+        return self._key("ixorder")
 
     @property
     def tseq(self) -> str:

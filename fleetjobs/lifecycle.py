@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .keys import EVENT_STOP
+from .keys import EVENT_STOP, IX_BUCKET
 from .model import JobInfo, default_name, id_in_instance_id, new_instance_id, reason_text
 from .registry import Call, num, running_of, snapshot
 from .scripts import source
@@ -126,9 +126,8 @@ class Lifecycle:
                 messages are kept with the job and the queued children's pushed onto their
                 queues in the same script. Without it, the caller sends the messages.
         """
-        keys = self.keys
         n = len(spec.locations)
-        last = int(self.r.incrby(keys.seq, n + 1))
+        last, ordinal = (int(v) for v in self.store.scripts("newid", n))
         pid = last - n
         now = time.time()
         piid = new_instance_id(pid)
@@ -201,6 +200,7 @@ class Lifecycle:
             "pending": [str(c.id) for c in children if not c.queued],
             # the history indexes get --action/--location/--since read instead of every job
             "locations": list(dict.fromkeys(spec.locations)),
+            "ix": str((ordinal - 1) // IX_BUCKET),  # its bucket in them: by its ordinal
             "iids": iids,
         }
         if compose is not None and children:
@@ -352,7 +352,7 @@ class Lifecycle:
             members.setdefault((command, key), []).append(member)
 
         stops: list[str] = []
-        unindex: list[Any] = []  # each job's id, action and hosts, for unindex.lua
+        unindex: list[Any] = []  # each job's id, bucket (its hash's), action, hosts: unindex.lua
         for job in jobs:
             for member in (job, *job.children):
                 iid = member.instance_id
@@ -372,7 +372,7 @@ class Lifecycle:
                 drop("srem", keys.names(job.name), job.id)
             drop("zrem", keys.waves, job.id)
             locations = {c.location for c in job.children} | set(job.location.split(","))
-            unindex += (job.id, job.action, ",".join(sorted(locations - {""})))
+            unindex += (job.id, "", job.action, ",".join(sorted(locations - {""})))
         pipe = self.r.pipeline(transaction=True)
         if unindex:  # first: it reads each job's bucket from its hash
             pipe.eval(source("unindex"), 0, self.keys.prefix, repr(time.time()), *unindex)

@@ -174,8 +174,9 @@ class Registry:
         return dict(zip(names, self.r.hmget(self.keys.job(job_id), *names), strict=True))
 
     @guarded
-    def expired(self, limit: int = 200) -> list[int]:
-        """Top-level ids that finished longer ago than the retention period."""
+    def expired(self, limit: int = 200) -> dict[int, int]:
+        """Top-level ids that finished longer ago than the retention period, each with its
+        bucket in the history indexes."""
         return self.indexes.ended_before(time.time() - self.store.config.retention, limit)
 
 

@@ -35,7 +35,7 @@ RECORDS = ("append", "take", "ack", "unqueue")
 READS = ("load", "poll", "hosts", "letters", "topids")
 # a job created in one command; a heartbeat per worker; the messages a worker may re-send
 # its history indexes out (removal) or moved into buckets (an older version's)
-WRITES = ("create", "beat", "overdue", "resend", "pgroups", "unindex", "migrate")
+WRITES = ("newid", "create", "beat", "overdue", "resend", "pgroups", "unindex", "migrate")
 
 
 def _lua_string(text: str) -> str:

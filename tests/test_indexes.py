@@ -4,10 +4,14 @@ an older version (0.2) kept are moved into buckets with nothing lost."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+import types
 
-from fleetjobs import Fleet, JobState
+import pytest
+
+from fleetjobs import Fleet, JobState, indexes
 from fleetjobs.history import History
 from fleetjobs.keys import IX_BUCKET
 from fleetjobs.lifecycle import JobSpec
@@ -31,12 +35,12 @@ def _jobs(w: Layers, n: int, action: str, locs: list[str], fail: bool = False) -
 def test_lists_and_queries_read_across_buckets(layers: Layers) -> None:
     # given 300 jobs (three buckets), two actions, some failed, on two hosts
     w, r = layers, layers.store.r
-    first = _jobs(w, 100, "ping", ["web01"])
+    first = _jobs(w, IX_BUCKET, "ping", ["web01"])
     mid = time.time()
     second = _jobs(w, 100, "archive", ["web01", "db01"], fail=True)
     third = _jobs(w, 100, "ping", ["db01"])
     every = first + second + third
-    buckets = r.zrange(w.keys.ixdir("top"), 0, -1)
+    buckets = r.zrange(w.keys.ixorder, 0, -1)
     assert buckets == ["0", "1", "2"]
     # each bucket is small enough for Redis to keep as a listpack (what saves the memory)
     for b in buckets:
@@ -47,6 +51,8 @@ def test_lists_and_queries_read_across_buckets(layers: Layers) -> None:
     assert list(w.registry.iter_top_ids(newest_first=True)) == every[::-1]
     assert list(w.registry.iter_top_ids(batch=1)) == every  # a bucket a read
     h = History(w.store)
+    # a query --since reads only the buckets whose latest start reaches it (not the first)
+    assert w.registry.indexes.size(["top"], repr(mid)) == 2
     assert h.find(action="archive") == second
     assert h.find(action="ping", location="db01") == third
     assert h.find(location="web*", since=mid) == second
@@ -55,13 +61,30 @@ def test_lists_and_queries_read_across_buckets(layers: Layers) -> None:
     # retention finds what ended before a time, across buckets, up to its limit
     assert sorted(w.registry.indexes.ended_before(time.time() + 1, 1000)) == every
     assert len(w.registry.indexes.ended_before(time.time() + 1, 150)) == 150
-    assert w.registry.indexes.ended_before(mid - 3600, 1000) == []
+    assert w.registry.indexes.ended_before(mid - 3600, 1000) == {}
     # and the CLI's newest 50 are the last 50 started
     with Fleet(config=w.store.config) as fleet:
         assert [j.id for j in fleet.get(newest=50)] == every[-50:]
     got = make_cli(w.store.config)("get", "--json")
     assert got.returncode == 0, got.stderr
     assert [d["id"] for d in json.loads(got.stdout)] == every[-50:]
+
+
+def test_starts_that_overlap_are_listed_in_id_order(layers: Layers) -> None:
+    # given a start whose Id is the last of a bucket, and another start (another console's)
+    # made while the first composes its messages, before the first's script runs
+    w = layers
+    _jobs(w, IX_BUCKET - 1, "ping", ["web01"])
+    during: list[int] = []
+
+    def compose(spec: JobSpec, children: object, name: str) -> object:
+        during.append(w.lifecycle.create(JobSpec("ping", [], {}, "ping", ["web02"]))[0])
+        return types.SimpleNamespace(messages=[], events=[])
+
+    first, _ = w.lifecycle.create_job(JobSpec("ping", [], {}, "ping", ["web01"]), compose)
+    # then the later Id is the newer job: its place was given with its Id, not by its script
+    assert during[0] > first.id
+    assert list(w.registry.iter_top_ids(newest_first=True))[:2] == [during[0], first.id]
 
 
 def test_a_removed_bucket_leaves_its_list(layers: Layers) -> None:
@@ -71,13 +94,34 @@ def test_a_removed_bucket_leaves_its_list(layers: Layers) -> None:
     w.lifecycle.remove(w.registry.load(made[:IX_BUCKET]))
     # then no family lists that bucket, nor keeps its key; the second is whole
     for family in ("top", "ended", "action:ping", "loc:web01"):
-        assert r.zrange(w.keys.ixdir(family), 0, -1, withscores=True)[0][0] == "1", family
+        assert r.zrange(w.keys.ixdir(family), 0, -1) == ["1"], family
         assert not r.exists(w.keys.ix(0, family))
+    assert r.zrange(w.keys.ixorder, 0, -1) == ["1"]
     assert list(w.registry.iter_top_ids()) == made[IX_BUCKET:]
-    # and the directory of ends says the earliest end left (what retention reads)
-    [(_, earliest)] = r.zrange(w.keys.ixdir("ended"), 0, -1, withscores=True)
-    ends = r.zrange(w.keys.ix(1, "ended"), 0, -1, withscores=True)
-    assert earliest == min(score for _, score in ends)
+    # and each list says what its queries read: the latest start left, the earliest end
+    w.lifecycle.remove(w.registry.load([made[-1], made[IX_BUCKET]]))
+    for family, pick in (("top", max), ("ended", min)):
+        [(_, said)] = r.zrange(w.keys.ixdir(family), 0, -1, withscores=True)
+        left = r.zrange(w.keys.ix(1, family), 0, -1, withscores=True)
+        assert said == pick(score for _, score in left), family
+
+
+def test_retention_forgets_a_listed_job_whose_record_is_gone(layers: Layers) -> None:
+    # given 300 finished jobs, 250 of whose records were deleted by hand (not removed)
+    w, r = layers, layers.store.r
+    made = _jobs(w, 300, "ping", ["web01"])
+    r.delete(*(w.keys.job(i) for i in made[:250]))
+    time.sleep(1.2)
+    config = dataclasses.replace(w.store.config, retention=1.0)
+    with Fleet(config=config) as fleet:
+        # when retention passes twice (200 a pass)
+        assert fleet.housekeeping.purge_expired(force=True) == 200
+        assert fleet.housekeeping.purge_expired(force=True) == 100
+    # then the gone ones are out of the lists too (they would be found first for ever), and
+    # every other job was purged
+    assert w.registry.indexes.ended_before(time.time() + 1, 1000) == {}
+    assert list(w.registry.iter_top_ids()) == []
+    assert r.zcard(w.keys.ixdir("ended")) == 0
 
 
 def _as_02(w: Layers, ids: list[int]) -> None:
@@ -96,12 +140,14 @@ def _as_02(w: Layers, ids: list[int]) -> None:
         if job.state is S.FAILED:
             r.zadd(k.failed, {str(pid): created})
         r.hdel(k.job(pid), "ix")
-    for key in r.scan_iter(match=f"{w.store.config.prefix}ix*"):
+    for key in r.scan_iter(match=f"{w.store.config.prefix}ix*"):  # buckets and their lists
         r.delete(key)
     r.delete(k.tseq)
 
 
-def test_a_fleet_an_older_version_indexed_is_moved_into_buckets(layers: Layers) -> None:
+def test_a_fleet_an_older_version_indexed_is_moved_into_buckets(
+    layers: Layers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # given 200 jobs indexed as 0.2 kept them, one of them failed on two hosts
     w, r, k = layers, layers.store.r, layers.keys
     old = _jobs(w, 199, "ping", ["web01"]) + _jobs(w, 1, "archive", ["web01", "db01"], True)
@@ -111,12 +157,20 @@ def test_a_fleet_an_older_version_indexed_is_moved_into_buckets(layers: Layers) 
     w.lifecycle.remove(w.registry.load([old[0]]))
     assert r.zscore(k.jobs, old[0]) is None and r.zscore(k.by_location("web01"), old[0]) is None
     old = old[1:]
-    # when a start comes (it purges what has expired, and moves the old indexes first)
+    # a slice moves the newest first (Redis waits on each call, not on the whole move)
+    monkeypatch.setattr(indexes, "MIGRATE_BATCH", 10)
+    # (what jobs and ended still hold: the 189 older, all finished; the failed one moved)
+    assert w.registry.indexes.migrate(seconds=0) == 189 + 189
+    assert list(w.registry.iter_top_ids()) == old[-10:]
+    # when starts come (each purges what has expired, moving a slice of the old first)
     with Fleet(config=w.store.config) as fleet:
         new = fleet.start("echo", "x", locations="web01")
-        # then every job is listed, the old ones below the new one, in their order
-        assert list(w.registry.iter_top_ids()) == [*old, new.id]
-        assert [j.id for j in fleet.get(newest=3)] == [*old[-2:], new.id]
+        while r.exists(k.jobs):
+            fleet.start("echo", "x", locations="web01")
+        newer = [j.id for j in fleet.get() if j.id >= new.id]
+        # then every job is listed, the old ones below the new ones, in their order
+        assert list(w.registry.iter_top_ids()) == [*old, *newer]
+        assert [j.id for j in fleet.get(newest=len(newer) + 2)] == [*old[-2:], *newer]
     h = History(w.store)
     assert h.find(action="ping") == old[:-1] and h.find(location="db01") == old[-1:]
     assert h.find(failed=True) == old[-1:]
@@ -126,5 +180,25 @@ def test_a_fleet_an_older_version_indexed_is_moved_into_buckets(layers: Layers) 
     assert r.exists(*legacy) == 0
     # a moved job is removed as any other
     w.lifecycle.remove(w.registry.load(old))
-    assert list(w.registry.iter_top_ids()) == [new.id]
+    assert list(w.registry.iter_top_ids()) == newer
     assert h.find(failed=True) == [] and h.find(location="db01") == []
+
+
+def test_a_job_an_older_worker_ended_is_moved_into_its_buckets(layers: Layers) -> None:
+    # given a job this version started, which a 0.2 worker ran and ended Failed: that worker
+    # wrote the end into 0.2's indexes, not into the job's buckets
+    w, r, k = layers, layers.store.r, layers.keys
+    pid, _, [child] = w.lifecycle.create(JobSpec("ping", [], {}, "ping", ["web01"]))
+    end = time.time()
+    for job_id in (pid, child.id):
+        r.hset(k.job(job_id), mapping={"state": "Failed", "end": repr(end)})
+    created = float(r.hget(k.job(pid), "created"))
+    r.zadd(k.ended, {str(pid): end})
+    r.zadd(k.failed, {str(pid): created})
+    # when a start comes (its purge looks for what 0.2 wrote)
+    with Fleet(config=w.store.config) as fleet:
+        fleet.start("echo", "x", locations="web01")
+    # then retention and --failed find it, and 0.2's indexes are gone
+    assert pid in w.registry.indexes.ended_before(end + 1, 1000)
+    assert History(w.store).find(failed=True) == [pid]
+    assert r.exists(k.ended, k.failed) == 0

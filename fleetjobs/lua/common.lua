@@ -25,27 +25,30 @@ end
 
 -- The history indexes (fleetjobs.indexes): a family (top, ended, failed, action:<a>,
 -- loc:<l>) is cut into buckets of IXN top-level jobs by ordinal, the bucket on the parent
--- ('ix'), small sorted sets Redis keeps as listpacks; ixdir:<family> lists the buckets that
--- have members, by number, and for 'ended' by the earliest end time in each, which retention
--- reads. ix_add and ix_rem keep the two true together.
-local function ix_dir(b, family)
-  local dir = K.ixdir(family)
-  if family == 'ended' then
-    local first = redis.call('ZRANGE', K.ix(b .. ':' .. family), 0, 0, 'WITHSCORES')
-    if first[1] then redis.call('ZADD', dir, first[2], b) else redis.call('ZREM', dir, b) end
-  elseif redis.call('EXISTS', K.ix(b .. ':' .. family)) == 1 then
-    redis.call('ZADD', dir, b, b)
-  else
-    redis.call('ZREM', dir, b)
-  end
-end
+-- ('ix'), small sorted sets Redis keeps as listpacks. ixdir:<family> lists the buckets that
+-- have members, each by its latest score (its latest start: a query --since reads only the
+-- buckets that reach it), but for 'ended' by its earliest (an end: retention reads only the
+-- buckets due); ixorder lists top's buckets by number, Get-Job's order. ix_add and ix_rem
+-- keep buckets and lists true together.
 local function ix_add(b, family, id, score)
   if not given(b) then return end  -- a job an older version made, not moved yet: no bucket
   redis.call('ZADD', K.ix(b .. ':' .. family), score, id)
-  if family == 'ended' then ix_dir(b, family) else redis.call('ZADD', K.ixdir(family), b, b) end
+  -- a new bucket is listed; a listed one moves only towards the new score (scores of a job
+  -- never change: a start's time, a top-level job's end)
+  redis.call('ZADD', K.ixdir(family), family == 'ended' and 'LT' or 'GT', score, b)
+  if family == 'top' then redis.call('ZADD', K.ixorder, b, b) end
 end
 local function ix_rem(b, family, id)
-  if given(b) and redis.call('ZREM', K.ix(b .. ':' .. family), id) == 1 then ix_dir(b, family) end
+  local bucket = K.ix(b .. ':' .. family)
+  if not given(b) or redis.call('ZREM', bucket, id) == 0 then return end
+  local at = family == 'ended' and 0 or -1  -- the earliest or the latest left
+  local left = redis.call('ZRANGE', bucket, at, at, 'WITHSCORES')
+  if left[1] then
+    redis.call('ZADD', K.ixdir(family), left[2], b)
+  else
+    redis.call('ZREM', K.ixdir(family), b)
+    if family == 'top' then redis.call('ZREM', K.ixorder, b) end
+  end
 end
 
 -- Long lists go to Redis in runs: Lua's stack is bounded (unpack of some 8,000 fails).

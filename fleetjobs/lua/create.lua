@@ -4,14 +4,15 @@
 -- empty for a default name, which is not indexed), action, now (text),
 -- parent (its fields), children (each one's fields), deadlines ({id, deadline} of the queued
 -- children with a start timeout), pending (ids waiting for a throttle slot), locations
--- (distinct), iids (InstanceId, Id, ...), msgs (each child's Celery message, in the children's
--- order, or none: the caller sends them itself), events ({channel, payload} to publish once
+-- (distinct), ix (its bucket in the history indexes), iids (InstanceId, Id, ...), msgs
+-- (each child's Celery message, in the children's order, or none: the caller sends them), events ({channel, payload} to publish once
 -- the messages are on their queues: Celery's task-sent, for Flower). A queued child's message
 -- goes onto its location's queue here, with the job: no job without its message, no message
 -- without its job.
 local d = cjson.decode(ARGV[3])
--- the parent's place in the history indexes: its ordinal's bucket (common.lua's ix_add)
-local ix = string.format('%d', math.floor((redis.call('INCR', K.tseq) - 1) / IXN))
+-- the parent's bucket in the history indexes (common.lua's ix_add): its ordinal's, which
+-- newid.lua gave with its Id
+local ix = d.ix
 d.parent.ix = ix
 local function hset(key, t)
   local a = {}

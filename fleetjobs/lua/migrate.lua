@@ -1,10 +1,15 @@
--- MIGRATE: move up to ARGV[3] top-level jobs, newest first, from the history indexes an
--- older version kept (one big sorted set each: jobs, created, ended, failed, by-action:<a>,
--- by-loc:<loc>) into buckets (common.lua's ix_add). Their ordinals count down from 0 (tlow),
--- so they sit below every job made since, in the order they had. Each job is moved whole in
--- this call: a reader sees it in one layout or the other. Returns how many are left.
-local n = tonumber(ARGV[3])
+-- MIGRATE: move a slice of what the history indexes of an older version (0.2: one big sorted
+-- set each, jobs, created, ended, failed, by-action:<a>, by-loc:<loc>) hold into buckets
+-- (common.lua's ix_add): up to ARGV[3] top-level jobs, newest first, stopping once their
+-- children read pass ARGV[4] (a fan-out's hosts are read from its children). Their ordinals
+-- count down from 0 (tlow): they sit below every job made since, in the order they had. Each
+-- job moves whole in one call: a reader sees it in one layout or the other. Once jobs is
+-- empty, the entries an older worker wrote for a job made since (ended, failed: it has a
+-- bucket) are moved too. Returns how many entries jobs, ended and failed still hold.
+local n, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local read = 0
 for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
+  if read > budget then break end
   local k = K.job(id)
   local f = fields(k, 'created', 'action', 'location', 'children', 'ix', 'state', 'end')
   local created = redis.call('ZSCORE', K.created, id) or f.created or NOW
@@ -16,6 +21,7 @@ for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
   for cid in string.gmatch(f.children or '', '[^,]+') do
     local loc = redis.call('HGET', K.job(cid), 'location')
     if loc then locs[loc] = true end
+    read = read + 1
   end
   for loc in pairs(locs) do redis.call('ZREM', K.by_location(loc), id) end
   redis.call('ZREM', K.by_action(f.action or ''), id)
@@ -34,4 +40,14 @@ for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
     if failed then ix_add(ix, 'failed', id, failed) end
   end
 end
-return redis.call('ZCARD', K.jobs)
+if redis.call('EXISTS', K.jobs) == 0 then
+  for _, family in ipairs({'ended', 'failed'}) do
+    local old = family == 'ended' and K.ended or K.failed
+    local rows = redis.call('ZRANGE', old, 0, n - 1, 'WITHSCORES')
+    for i = 1, #rows, 2 do
+      ix_add(redis.call('HGET', K.job(rows[i]), 'ix'), family, rows[i], rows[i + 1])
+      redis.call('ZREM', old, rows[i])
+    end
+  end
+end
+return redis.call('ZCARD', K.jobs) + redis.call('ZCARD', K.ended) + redis.call('ZCARD', K.failed)

@@ -1,14 +1,14 @@
 -- UNINDEX: take top-level jobs out of every history index (lifecycle.remove runs it in its
--- transaction, before their hashes go). ARGV[3...]: for each job, its id, its action and the
--- hosts it had a child on (comma-separated). Its bucket is read from its hash; a job an
--- older version indexed and that is not moved yet is taken out of that version's indexes.
-for i = 3, #ARGV, 3 do
-  local id, action, locs = ARGV[i], ARGV[i + 1], ARGV[i + 2] or ''
-  local ix = redis.call('HGET', K.job(id), 'ix')
+-- transaction, before their hashes go). ARGV[3...]: for each job, its id, its bucket ('': read
+-- from its hash; given for a job whose hash is gone), its action and the hosts it had a child
+-- on (comma-separated; both may be '' when not known). A job an older version indexed and
+-- that is not moved yet is taken out of that version's indexes.
+for i = 3, #ARGV, 4 do
+  local id, ix, action, locs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] or ''
+  if ix == '' then ix = redis.call('HGET', K.job(id), 'ix') end
   if ix then
-    for _, family in ipairs({'top', 'ended', 'failed', 'action:' .. action}) do
-      ix_rem(ix, family, id)
-    end
+    for _, family in ipairs({'top', 'ended', 'failed'}) do ix_rem(ix, family, id) end
+    if action ~= '' then ix_rem(ix, 'action:' .. action, id) end
     for loc in string.gmatch(locs, '[^,]+') do ix_rem(ix, 'loc:' .. loc, id) end
   else
     for _, key in ipairs({K.jobs, K.created, K.ended, K.failed, K.by_action(action)}) do
