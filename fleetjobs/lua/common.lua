@@ -23,6 +23,19 @@ local function id_of(iid)
   return redis.call('HGET', K.iids, iid) or nil
 end
 
+-- Long lists go to Redis in runs: Lua's stack is bounded (unpack of some 8,000 fails).
+local CHUNK = 500
+-- fn(part, offset) for each run of at most size (CHUNK) items of list, in order; offset is
+-- the index in list of part's first item, less one
+local function each_chunk(list, fn, size)
+  size = size or CHUNK
+  for i = 1, #list, size do fn({unpack(list, i, math.min(i + size - 1, #list))}, i - 1) end
+end
+-- redis.call(cmd, key, ...list) in runs; step: items per member (2 for name, value pairs)
+local function call_chunked(cmd, key, list, step)
+  each_chunk(list, function(part) redis.call(cmd, key, unpack(part)) end, CHUNK * (step or 1))
+end
+
 -- The history indexes (fleetjobs.indexes): a family (top, ended, failed, action:<a>,
 -- loc:<l>) is cut into buckets of IXN top-level jobs by ordinal, the bucket on the parent
 -- ('ix'), small sorted sets Redis keeps as listpacks. ixdir:<family> lists the buckets that
@@ -35,12 +48,16 @@ local function ix_add(b, family, id, score)
   redis.call('ZADD', K.ix(b .. ':' .. family), score, id)
   -- a new bucket is listed; a listed one moves only towards the new score (scores of a job
   -- never change: a start's time, a top-level job's end)
-  redis.call('ZADD', K.ixdir(family), family == 'ended' and 'LT' or 'GT', score, b)
-  if family == 'top' then redis.call('ZADD', K.ixorder, b, b) end
+  local new = redis.call('ZADD', K.ixdir(family), family == 'ended' and 'LT' or 'GT', score, b)
+  if new == 1 and family == 'top' then redis.call('ZADD', K.ixorder, b, b) end
 end
-local function ix_rem(b, family, id)
+-- ids: every id to take out of bucket b of the family, at once (its list is set once)
+local function ix_rem(b, family, ids)
   local bucket = K.ix(b .. ':' .. family)
-  if not given(b) or redis.call('ZREM', bucket, id) == 0 then return end
+  if not given(b) then return end
+  local removed = 0
+  each_chunk(ids, function(part) removed = removed + redis.call('ZREM', bucket, unpack(part)) end)
+  if removed == 0 then return end
   local at = family == 'ended' and 0 or -1  -- the earliest or the latest left
   local left = redis.call('ZRANGE', bucket, at, at, 'WITHSCORES')
   if left[1] then
@@ -49,19 +66,6 @@ local function ix_rem(b, family, id)
     redis.call('ZREM', K.ixdir(family), b)
     if family == 'top' then redis.call('ZREM', K.ixorder, b) end
   end
-end
-
--- Long lists go to Redis in runs: Lua's stack is bounded (unpack of some 8,000 fails).
-local CHUNK = 500
--- fn(part, offset) for each run of at most size (CHUNK) items of list, in order; offset is
--- the index in list of part's first item, less one
-local function each_chunk(list, fn, size)
-  size = size or CHUNK
-  for i = 1, #list, size do fn({unpack(list, i, math.min(i + size - 1, #list))}, i - 1) end
-end
--- redis.call(cmd, key, ...list) in runs; step: items per member (2 for name, value pairs)
-local function call_chunked(cmd, key, list, step)
-  each_chunk(list, function(part) redis.call(cmd, key, unpack(part)) end, CHUNK * (step or 1))
 end
 
 -- a child sent to its queue that still waits for its message, which is kept for it: its id,
