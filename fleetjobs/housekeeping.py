@@ -33,8 +33,12 @@ class Housekeeping:
         lifecycle: Lifecycle,
         dispatcher: Dispatcher,
         every: float = 1.0,
+        migrates: bool = True,
     ) -> None:
         self.registry = registry
+        # moves an older version's history indexes (a console's: workers and relays, upgraded
+        # first, leave them to the older consoles still reading them)
+        self.migrates = migrates
         self.lifecycle = lifecycle
         self.dispatcher = dispatcher
         self.every = every
@@ -82,7 +86,7 @@ class Housekeeping:
         if not force and now - self._last_purge < self.every:
             return 0
         self._last_purge = now
-        expired = self.registry.expired()
+        expired = self.registry.expired(migrate=self.migrates)
         if expired:
             found = self.registry.load(list(expired))
             self.lifecycle.remove(found)

@@ -18,13 +18,17 @@ moves what an older version indexed into them (:meth:`Indexes.migrate`), a slice
 from __future__ import annotations
 
 import fnmatch
+import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from .errors import RedisUnavailableError, RegistryError
 from .keys import IX_ENDED
 from .routing import is_glob
 from .store import Store, guarded
+
+log = logging.getLogger("fleetjobs")
 
 MIGRATE_BATCH = 50  # an older version's jobs moved per script call, at most
 MIGRATE_CHILDREN = 2000  # and children read per call (a fan-out's hosts), past the first job
@@ -127,25 +131,36 @@ class Indexes:
         return keep
 
     @guarded
-    def ended_before(self, cutoff: float, limit: int) -> dict[int, int]:
+    def ended_before(self, cutoff: float, limit: int, migrate: bool = True) -> dict[int, int]:
         """Up to ``limit`` top-level ids that finished before ``cutoff`` (Unix seconds), each
         with its bucket.
 
         One round trip when none has (the directory is scored by each bucket's earliest
-        end). An older version's indexes, when there are any, are moved into buckets a slice
-        (:data:`MIGRATE_SLICE` s) at each call until none is left: looked for at this object's
-        first call, then every :data:`LEGACY_LOOK` s (an older console may still write them
-        during an upgrade).
+        end). With ``migrate``, an older version's indexes, when there are any, are moved into
+        buckets a slice (:data:`MIGRATE_SLICE` s) at each call until none is left: looked for
+        at this object's first call, then every :data:`LEGACY_LOOK` s (an older worker may
+        still write them during an upgrade).
         """
         pipe = self.r.pipeline(transaction=False)
         pipe.zrangebyscore(self.keys.ixdir(IX_ENDED), "-inf", cutoff, start=0, num=limit)
-        looks = time.monotonic() - self._legacy_looked > LEGACY_LOOK
+        looks = migrate and time.monotonic() - self._legacy_looked > LEGACY_LOOK
         if looks:  # not at each purge: a worker's idle load (a purge every 10 s) stays as it was
             self._legacy_looked = time.monotonic()
             pipe.exists(self.keys.jobs, self.keys.ended, self.keys.failed)
         due, *legacy = pipe.execute()
-        if self._migrating or (looks and legacy[0]):
-            self._migrating = self.migrate(MIGRATE_SLICE) > 0
+        if migrate and (self._migrating or (looks and legacy[0])):
+            try:
+                self._migrating = self.migrate(MIGRATE_SLICE) > 0
+            except RedisUnavailableError:
+                raise
+            except RegistryError as exc:  # not the start whose purge this is: said, tried again
+                self._migrating = False
+                log.warning(
+                    "moving an older version's history indexes failed (tried again within "
+                    "%.0f s): %s",
+                    LEGACY_LOOK,
+                    exc,
+                )
             due = self.r.zrangebyscore(
                 self.keys.ixdir(IX_ENDED), "-inf", cutoff, start=0, num=limit
             )
@@ -179,10 +194,14 @@ class Indexes:
             left = int(self.store.scripts("migrate", MIGRATE_BATCH, MIGRATE_CHILDREN))
             if not left or (end is not None and time.monotonic() >= end):
                 break
-        if not left:
-            # what they still hold names no job (a damaged record, a job removed meanwhile)
-            stale = [self.keys.created]
+        if not left and self.r.exists(self.keys.created):
+            # what they still hold names no job (a damaged record, a job removed meanwhile);
+            # created last: only an older start writes it, so the keyspace is scanned once
+            # (not at each look that finds an older worker's end), and again if cut short
+            stale = []
             for pattern in (self.keys.by_action("*"), self.keys.by_location("*")):
                 stale += self.r.scan_iter(match=pattern, count=1000)
-            self.r.delete(*stale)
+            for at in range(0, len(stale), 1000):
+                self.r.delete(*stale[at : at + 1000])
+            self.r.delete(self.keys.created)
         return left

@@ -174,10 +174,11 @@ class Registry:
         return dict(zip(names, self.r.hmget(self.keys.job(job_id), *names), strict=True))
 
     @guarded
-    def expired(self, limit: int = 200) -> dict[int, int]:
+    def expired(self, limit: int = 200, migrate: bool = True) -> dict[int, int]:
         """Top-level ids that finished longer ago than the retention period, each with its
-        bucket in the history indexes."""
-        return self.indexes.ended_before(time.time() - self.store.config.retention, limit)
+        bucket in the history indexes (``migrate``: :meth:`Indexes.ended_before`'s)."""
+        cutoff = time.time() - self.store.config.retention
+        return self.indexes.ended_before(cutoff, limit, migrate)
 
 
 def id_of_instance(r: Any, keys: Keys, iid: str) -> int | None:

@@ -43,7 +43,7 @@ class Heartbeat(threading.Thread):
         self.hosts = Hosts(layers.store)
         # every beat sweeps (forced); the retention purge, every 10 s at most (a read saved)
         self.housekeeping = Housekeeping(
-            layers.registry, layers.lifecycle, layers.dispatcher, every=10.0
+            layers.registry, layers.lifecycle, layers.dispatcher, every=10.0, migrates=False
         )
         self.worker_id = worker_id
         self.locations = list(locations)

@@ -42,6 +42,7 @@ def relay(state: State, loglevel: str) -> None:
         signal.signal(sig, on_signal)
     fleet = state.fleet
     keeping = fleet.housekeeping
+    keeping.migrates = False  # an older version's indexes: moved by the first newer console
 
     def upkeep() -> None:
         keeping.sweep(force=True)

@@ -53,8 +53,8 @@ local function ix_add(b, family, id, score)
 end
 -- ids: every id to take out of bucket b of the family, at once (its list is set once)
 local function ix_rem(b, family, ids)
-  local bucket = K.ix(b .. ':' .. family)
   if not given(b) then return end
+  local bucket = K.ix(b .. ':' .. family)
   local removed = 0
   each_chunk(ids, function(part) removed = removed + redis.call('ZREM', bucket, unpack(part)) end)
   if removed == 0 then return end

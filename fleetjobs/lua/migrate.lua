@@ -1,7 +1,8 @@
 -- MIGRATE: move a slice of what the history indexes of an older version (0.2: one big sorted
 -- set each, jobs, created, ended, failed, by-action:<a>, by-loc:<loc>) hold into buckets
 -- (common.lua's ix_add): up to ARGV[3] top-level jobs, newest first, stopping once their
--- children read pass ARGV[4] (a fan-out's hosts are read from its children). Their ordinals
+-- children read pass ARGV[4] (a fan-out's hosts are read from its children; the first job
+-- of a call is moved whole, whatever its size). Their ordinals
 -- count down from 0 (tlow): they sit below every job made since, in the order they had. Each
 -- job moves whole in one call: a reader sees it in one layout or the other. Once jobs is
 -- empty, the entries an older worker wrote for a job made since (ended, failed: it has a
@@ -12,10 +13,18 @@ for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
   if read > budget then break end
   local k = K.job(id)
   local f = fields(k, 'created', 'action', 'location', 'children', 'ix', 'state', 'end')
-  local created = redis.call('ZSCORE', K.created, id) or f.created or NOW
-  -- as the old indexes had them, else as its record says (an index dropped before it moved)
-  local ended = redis.call('ZSCORE', K.ended, id) or (FIN[f.state or ''] and (f['end'] or NOW))
-  local failed = redis.call('ZSCORE', K.failed, id) or (f.state == S.FAILED and created)
+  -- as the old indexes had them, else as its record says (an index dropped before it moved);
+  -- a damaged time reads as now: the job is moved with it, never lost from every index
+  local function at(score, field)  -- as text: a Lua number passes to Redis as %.14g
+    if tonumber(score) then return score end
+    if tonumber(field) then return field end
+    return NOW
+  end
+  local created = at(redis.call('ZSCORE', K.created, id), f.created)
+  local ended = redis.call('ZSCORE', K.ended, id)
+  if ended or FIN[f.state or ''] then ended = at(ended, f['end']) end
+  local failed = redis.call('ZSCORE', K.failed, id)
+  if failed or f.state == S.FAILED then failed = at(failed, created) end
   local locs = {}
   for loc in string.gmatch(f.location or '', '[^,]+') do locs[loc] = true end
   for cid in string.gmatch(f.children or '', '[^,]+') do
@@ -23,9 +32,6 @@ for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
     if loc then locs[loc] = true end
     read = read + 1
   end
-  for loc in pairs(locs) do redis.call('ZREM', K.by_location(loc), id) end
-  redis.call('ZREM', K.by_action(f.action or ''), id)
-  for _, key in ipairs({K.jobs, K.created, K.ended, K.failed}) do redis.call('ZREM', key, id) end
   if f.action then  -- its hash is there (a job removed meanwhile is only taken out)
     local ix = f.ix
     if not ix then
@@ -39,6 +45,10 @@ for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
     if ended then ix_add(ix, 'ended', id, ended) end
     if failed then ix_add(ix, 'failed', id, failed) end
   end
+  -- out of the old indexes once in the new (a script that fails midway is not undone)
+  for loc in pairs(locs) do redis.call('ZREM', K.by_location(loc), id) end
+  redis.call('ZREM', K.by_action(f.action or ''), id)
+  for _, key in ipairs({K.jobs, K.created, K.ended, K.failed}) do redis.call('ZREM', key, id) end
 end
 if redis.call('EXISTS', K.jobs) == 0 then
   for _, family in ipairs({'ended', 'failed'}) do
