@@ -6,7 +6,8 @@ scored by its creation time: ``top`` (every job), ``action:<action>`` and ``loc:
 reads the index with the fewest buckets of those it needs, over the time range asked, and
 checks its ids against the others (``ZMSCORE``, in the bucket each id is in): ``get --action
 archive_logs --since 1d`` reads that action's jobs, whatever else is stored. Removal and
-retention take a job out of every index.
+retention take a job out of every index (retention: of a job whose record is gone, which it
+cannot read, out of the list of jobs, of ends and of failures only).
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from .store import Store, guarded
 log = logging.getLogger("fleetjobs")
 
 MIGRATE_BATCH = 50  # an older version's jobs moved per script call, at most
-MIGRATE_CHILDREN = 2000  # and children read per call (a fan-out's hosts), past the first job
-MIGRATE_SLICE = 0.1  # seconds of moving per purge pass (a start's, a worker's beat's)
+MIGRATE_CHILDREN = 2000  # and their children (a fan-out's hosts), but the first job whole
+MIGRATE_SLICE = 0.1  # seconds of moving per purge pass of a console (a start, a beat's)
 LEGACY_LOOK = 600.0  # seconds between two looks for an older version's indexes
 
 
@@ -150,15 +150,14 @@ class Indexes:
         due, *legacy = pipe.execute()
         if migrate and (self._migrating or (looks and legacy[0])):
             try:
-                self._migrating = self.migrate(MIGRATE_SLICE) > 0
+                self._migrating = self.migrate(MIGRATE_SLICE)[1] > 0
             except RedisUnavailableError:
                 raise
             except RegistryError as exc:  # not the start whose purge this is: said, tried again
                 self._migrating = False
                 log.warning(
-                    "moving an older version's history indexes failed (tried again within "
-                    "%.0f s): %s",
-                    LEGACY_LOOK,
+                    "moving 0.2's history indexes failed (tried again at the next start, or "
+                    "by fleetjobs upgrade): %s",
                     exc,
                 )
             due = self.r.zrangebyscore(
@@ -184,11 +183,13 @@ class Indexes:
             self.store.scripts("unindex", *args)
 
     @guarded
-    def migrate(self, seconds: float | None = None) -> int:
+    def migrate(self, seconds: float | None = None) -> tuple[int, int]:
         """Move what an older version (0.2) indexed into buckets, for up to ``seconds`` (all
         of it: None), a script call of at most :data:`MIGRATE_BATCH` jobs at a time (Redis
         waits on each; a fan-out's children count against its budget). Once every job is
-        moved, that version's indexes are dropped. Returns how many entries are left."""
+        moved, that version's indexes are dropped. Returns how many of its jobs were moved,
+        and how many entries are left (jobs, and ends and failures its workers wrote)."""
+        before = int(self.r.zcard(self.keys.jobs))
         end = None if seconds is None else time.monotonic() + seconds
         while True:
             left = int(self.store.scripts("migrate", MIGRATE_BATCH, MIGRATE_CHILDREN))
@@ -196,12 +197,13 @@ class Indexes:
                 break
         if not left and self.r.exists(self.keys.created):
             # what they still hold names no job (a damaged record, a job removed meanwhile);
-            # created last: only an older start writes it, so the keyspace is scanned once
-            # (not at each look that finds an older worker's end), and again if cut short
+            # created last: only a 0.2 start writes it and migrate.lua leaves it, so the
+            # keyspace is scanned once (not at each look that finds a 0.2 worker's end), and
+            # again if cut short
             stale = []
             for pattern in (self.keys.by_action("*"), self.keys.by_location("*")):
                 stale += self.r.scan_iter(match=pattern, count=1000)
             for at in range(0, len(stale), 1000):
                 self.r.delete(*stale[at : at + 1000])
             self.r.delete(self.keys.created)
-        return left
+        return max(0, before - int(self.r.zcard(self.keys.jobs))), left

@@ -113,8 +113,8 @@ class Registry:
 
         Bucket by bucket of the history index (:mod:`fleetjobs.indexes`), each read going on
         from the last bucket read, not from a position: jobs removed meanwhile (a purge,
-        another console's remove) shift no later one out. Jobs two consoles start in the same
-        instant are in the order their starts reached Redis, which is their Ids' but for them.
+        another console's remove) shift no later one out. In Id order (a start's place is
+        given with its Id), but for jobs a 0.2 console started, listed below 0.3's.
         """
         yield from self.indexes.ids(newest_first=newest_first, batch=batch)
 

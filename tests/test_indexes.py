@@ -153,9 +153,11 @@ def test_a_fleet_an_older_version_indexed_is_moved_into_buckets(
     old = _jobs(w, 199, "ping", ["web01"]) + _jobs(w, 1, "archive", ["web01", "db01"], True)
     _as_02(w, old)
     assert list(w.registry.iter_top_ids()) == []  # not readable in buckets yet
-    # one whose start time is damaged, and in no old index of times
+    # two whose start time is damaged (one not a number, one not a finite one), and in no
+    # old index of times
     r.hset(k.job(old[5]), "created", "garbage")
-    r.zrem(k.created, old[5])
+    r.hset(k.job(old[6]), "created", "nan")
+    r.zrem(k.created, old[5], old[6])
     # a worker's purge leaves them (0.2 consoles may still read them): a console moves them
     w.registry.expired(migrate=False)
     assert r.zcard(k.jobs) == 200
@@ -166,20 +168,23 @@ def test_a_fleet_an_older_version_indexed_is_moved_into_buckets(
     # a slice moves the newest first (Redis waits on each call, not on the whole move)
     monkeypatch.setattr(indexes, "MIGRATE_BATCH", 10)
     # (what jobs and ended still hold: the 189 older, all finished; the failed one moved)
-    assert w.registry.indexes.migrate(seconds=0) == 189 + 189
+    assert w.registry.indexes.migrate(seconds=0) == (10, 189 + 189)
     assert list(w.registry.iter_top_ids()) == old[-10:]
     # when starts come (each purges what has expired, moving a slice of the old first)
     with Fleet(config=w.store.config) as fleet:
         new = fleet.start("echo", "x", locations="web01")
-        while r.exists(k.jobs):
+        for _ in range(50):  # each a slice: 190 jobs, 10 a call, at least one call a start
+            if not r.exists(k.jobs):
+                break
             fleet.start("echo", "x", locations="web01")
+        assert not r.exists(k.jobs)
         newer = [j.id for j in fleet.get() if j.id >= new.id]
         # then every job is listed, the old ones below the new ones, in their order
         assert list(w.registry.iter_top_ids()) == [*old, *newer]
         assert [j.id for j in fleet.get(newest=len(newer) + 2)] == [*old[-2:], *newer]
     h = History(w.store)
-    # (the damaged one moved with the time of its move)
-    assert h.find(action="ping") == [*old[:4], *old[5:-1], old[4]]
+    # (the damaged ones moved with the time of their move)
+    assert h.find(action="ping") == [*old[:4], *old[6:-1], old[4], old[5]]
     assert h.find(location="db01") == old[-1:]
     assert h.find(failed=True) == old[-1:]
     assert sorted(w.registry.indexes.ended_before(time.time() + 1, 1000)) == old
@@ -210,3 +215,41 @@ def test_a_job_an_older_worker_ended_is_moved_into_its_buckets(layers: Layers) -
     assert pid in w.registry.indexes.ended_before(end + 1, 1000)
     assert History(w.store).find(failed=True) == [pid]
     assert r.exists(k.ended, k.failed) == 0
+
+
+def test_upgrade_moves_every_job_at_once(layers: Layers) -> None:
+    # given 30 jobs indexed as 0.2 kept them, and one a 0.2 console started and a 0.3 worker
+    # ended (it wrote the end into 0.2's indexes, which 0.2 consoles still read)
+    w, r, k = layers, layers.store.r, layers.keys
+    old = _jobs(w, 30, "ping", ["web01"])
+    pid, _, [child] = w.lifecycle.create(JobSpec("ping", [], {}, "ping", ["web01"]))
+    _as_02(w, old)  # (and every bucket dropped)
+    _as_02_unfinished(w, pid)
+    w.lifecycle.claim(child.id, "w")
+    w.lifecycle.finish(child.id, S.FAILED, "no")
+    assert r.zscore(k.ended, pid) is not None and r.zscore(k.failed, pid) is not None
+    # when fleetjobs upgrade runs
+    cli = make_cli(w.store.config)
+    got = cli("upgrade")
+    # then every job is moved, listed and found, and 0.2's indexes are gone
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "moved 31 job(s) from 0.2's history indexes into buckets"
+    assert list(w.registry.iter_top_ids()) == [*old, pid]
+    assert History(w.store).find(failed=True) == [pid]
+    assert pid in w.registry.indexes.ended_before(time.time() + 1, 1000)
+    assert not list(r.scan_iter(match=f"{w.store.config.prefix}by-*"))
+    assert r.exists(k.jobs, k.created, k.ended, k.failed) == 0
+    # and again, nothing is left to move
+    again = cli("upgrade")
+    assert again.returncode == 0 and "nothing to move" in again.stdout
+
+
+def _as_02_unfinished(w: Layers, pid: int) -> None:
+    """A job as a 0.2 console started it: in 0.2's indexes, no bucket."""
+    r, k = w.store.r, w.keys
+    created = float(r.hget(k.job(pid), "created"))
+    r.zadd(k.jobs, {str(pid): pid})
+    r.zadd(k.created, {str(pid): created})
+    r.zadd(k.by_action("ping"), {str(pid): created})
+    r.zadd(k.by_location("web01"), {str(pid): created})
+    r.hdel(k.job(pid), "ix")

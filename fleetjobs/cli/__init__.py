@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from .app import cli, main, run
 
-# the verbs' modules (verbs, launch, ping, control, catalog, schedule, flower, deadletters) are
-# imported when their verb is used (.lazy): a read verb or --help pays for no other
+# the verbs' modules (verbs, launch, ping, control, catalog, schedule, flower, deadletters,
+# upgrade) are imported when their verb is used (.lazy): a read verb or --help pays for no other
 __all__ = ["cli", "main", "run"]

@@ -81,6 +81,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "control",
         "Suspend JOBs at their next checkpoint (Suspend-Job); resume them with resume.",
     ),
+    "upgrade": (
+        "upgrade",
+        "Move the history indexes 0.2 kept into this version's buckets, all of them now.",
+    ),
     "wait": ("verbs", "Wait for JOBs (default: every job) to finish, then print them (Wait-Job)."),
     "worker": ("verbs", "Run a worker serving LOCATIONs' queues on this host."),
 }

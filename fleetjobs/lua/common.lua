@@ -44,7 +44,12 @@ end
 -- buckets due); ixorder lists top's buckets by number, Get-Job's order. ix_add and ix_rem
 -- keep buckets and lists true together.
 local function ix_add(b, family, id, score)
-  if not given(b) then return end  -- a job an older version made, not moved yet: no bucket
+  if not given(b) then  -- a job a 0.2 console made, not moved yet: in 0.2's indexes, which
+    -- 0.2 consoles still read (the move takes it into buckets with them)
+    if family == 'ended' then redis.call('ZADD', K.ended, score, id) end
+    if family == 'failed' then redis.call('ZADD', K.failed, score, id) end
+    return
+  end
   redis.call('ZADD', K.ix(b .. ':' .. family), score, id)
   -- a new bucket is listed; a listed one moves only towards the new score (scores of a job
   -- never change: a start's time, a top-level job's end)

@@ -1,8 +1,8 @@
 -- MIGRATE: move a slice of what the history indexes of an older version (0.2: one big sorted
 -- set each, jobs, created, ended, failed, by-action:<a>, by-loc:<loc>) hold into buckets
--- (common.lua's ix_add): up to ARGV[3] top-level jobs, newest first, stopping once their
--- children read pass ARGV[4] (a fan-out's hosts are read from its children; the first job
--- of a call is moved whole, whatever its size). Their ordinals
+-- (common.lua's ix_add): up to ARGV[3] top-level jobs, newest first, and no more children
+-- than ARGV[4] (a fan-out's hosts are read from its children), but the first job of a call
+-- whole, whatever its size. Their ordinals
 -- count down from 0 (tlow): they sit below every job made since, in the order they had. Each
 -- job moves whole in one call: a reader sees it in one layout or the other. Once jobs is
 -- empty, the entries an older worker wrote for a job made since (ended, failed: it has a
@@ -10,14 +10,20 @@
 local n, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 local read = 0
 for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
-  if read > budget then break end
   local k = K.job(id)
   local f = fields(k, 'created', 'action', 'location', 'children', 'ix', 'state', 'end')
+  local kids = 0
+  for _ in string.gmatch(f.children or '', '[^,]+') do kids = kids + 1 end
+  if read > 0 and read + kids > budget then break end  -- the next call takes it
   -- as the old indexes had them, else as its record says (an index dropped before it moved);
   -- a damaged time reads as now: the job is moved with it, never lost from every index
-  local function at(score, field)  -- as text: a Lua number passes to Redis as %.14g
-    if tonumber(score) then return score end
-    if tonumber(field) then return field end
+  local function at(score, field)  -- a finite number, as text Redis reads (%.17g: exact)
+    for _, v in ipairs({score or '', field or ''}) do
+      local n = tonumber(v)
+      if n and n == n and n ~= math.huge and n ~= -math.huge then
+        return string.format('%.17g', n)
+      end
+    end
     return NOW
   end
   local created = at(redis.call('ZSCORE', K.created, id), f.created)
@@ -30,8 +36,8 @@ for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
   for cid in string.gmatch(f.children or '', '[^,]+') do
     local loc = redis.call('HGET', K.job(cid), 'location')
     if loc then locs[loc] = true end
-    read = read + 1
   end
+  read = read + math.max(kids, 1)
   if f.action then  -- its hash is there (a job removed meanwhile is only taken out)
     local ix = f.ix
     if not ix then
@@ -45,10 +51,11 @@ for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
     if ended then ix_add(ix, 'ended', id, ended) end
     if failed then ix_add(ix, 'failed', id, failed) end
   end
-  -- out of the old indexes once in the new (a script that fails midway is not undone)
+  -- out of the old indexes once in the new (a script that fails midway is not undone); not
+  -- out of created: its existence tells the caller 0.2's keys are still to be dropped
   for loc in pairs(locs) do redis.call('ZREM', K.by_location(loc), id) end
   redis.call('ZREM', K.by_action(f.action or ''), id)
-  for _, key in ipairs({K.jobs, K.created, K.ended, K.failed}) do redis.call('ZREM', key, id) end
+  for _, key in ipairs({K.jobs, K.ended, K.failed}) do redis.call('ZREM', key, id) end
 end
 if redis.call('EXISTS', K.jobs) == 0 then
   for _, family in ipairs({'ended', 'failed'}) do
