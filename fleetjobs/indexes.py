@@ -150,7 +150,7 @@ class Indexes:
         due, *legacy = pipe.execute()
         if migrate and (self._migrating or (looks and legacy[0])):
             try:
-                self._migrating = self.migrate(MIGRATE_SLICE)[1] > 0
+                self._migrating = self.migrate(MIGRATE_SLICE)[2] > 0
             except RedisUnavailableError:
                 raise
             except RegistryError as exc:  # not the start whose purge this is: said, tried again
@@ -183,16 +183,21 @@ class Indexes:
             self.store.scripts("unindex", *args)
 
     @guarded
-    def migrate(self, seconds: float | None = None) -> tuple[int, int]:
+    def migrate(self, seconds: float | None = None) -> tuple[int, int, int]:
         """Move what an older version (0.2) indexed into buckets, for up to ``seconds`` (all
         of it: None), a script call of at most :data:`MIGRATE_BATCH` jobs at a time (Redis
         waits on each; a fan-out's children count against its budget). Once every job is
         moved, that version's indexes are dropped. Returns how many of its jobs were moved,
-        and how many entries are left (jobs, and ends and failures its workers wrote)."""
+        how many ends and failures its workers wrote for jobs already moved were, and how
+        many entries are left (jobs, ends and failures)."""
         before = int(self.r.zcard(self.keys.jobs))
         end = None if seconds is None else time.monotonic() + seconds
+        carried = 0
         while True:
-            left = int(self.store.scripts("migrate", MIGRATE_BATCH, MIGRATE_CHILDREN))
+            left, more = (
+                int(v) for v in self.store.scripts("migrate", MIGRATE_BATCH, MIGRATE_CHILDREN)
+            )
+            carried += more
             if not left or (end is not None and time.monotonic() >= end):
                 break
         if not left and self.r.exists(self.keys.created):
@@ -206,4 +211,4 @@ class Indexes:
             for at in range(0, len(stale), 1000):
                 self.r.delete(*stale[at : at + 1000])
             self.r.delete(self.keys.created)
-        return max(0, before - int(self.r.zcard(self.keys.jobs))), left
+        return max(0, before - int(self.r.zcard(self.keys.jobs))), carried, left

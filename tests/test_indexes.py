@@ -168,7 +168,7 @@ def test_a_fleet_an_older_version_indexed_is_moved_into_buckets(
     # a slice moves the newest first (Redis waits on each call, not on the whole move)
     monkeypatch.setattr(indexes, "MIGRATE_BATCH", 10)
     # (what jobs and ended still hold: the 189 older, all finished; the failed one moved)
-    assert w.registry.indexes.migrate(seconds=0) == (10, 189 + 189)
+    assert w.registry.indexes.migrate(seconds=0) == (10, 0, 189 + 189)
     assert list(w.registry.iter_top_ids()) == old[-10:]
     # when starts come (each purges what has expired, moving a slice of the old first)
     with Fleet(config=w.store.config) as fleet:
@@ -239,7 +239,13 @@ def test_upgrade_moves_every_job_at_once(layers: Layers) -> None:
     assert pid in w.registry.indexes.ended_before(time.time() + 1, 1000)
     assert not list(r.scan_iter(match=f"{w.store.config.prefix}by-*"))
     assert r.exists(k.jobs, k.created, k.ended, k.failed) == 0
-    # and again, nothing is left to move
+    # and a failure a 0.2 worker still draining writes afterwards is moved by the next run,
+    # which says so; then nothing is left to move
+    r.zadd(k.failed, {str(old[0]): float(r.hget(k.job(old[0]), "created"))})
+    late = cli("upgrade")
+    assert late.returncode == 0, late.stderr
+    assert late.stdout.strip().endswith("and 1 end(s) or failure(s) 0.2 workers wrote since")
+    assert History(w.store).find(failed=True) == [old[0], pid]
     again = cli("upgrade")
     assert again.returncode == 0 and "nothing to move" in again.stdout
 

@@ -22,8 +22,10 @@ def upgrade(state: State) -> None:
     how many jobs it moved. Run it again, or beside starts and other consoles, at no harm.
     Upgrade every console first: a 0.2 console lists only what is left in 0.2's indexes.
     """
-    moved, _ = state.fleet.registry.indexes.migrate()  # all: none is left
-    if moved:
-        click.echo(f"moved {moved} job(s) from 0.2's history indexes into buckets")
+    moved, ends, _ = state.fleet.registry.indexes.migrate()  # all: none is left
+    if moved or ends:
+        # ends: what 0.2 workers still finishing their jobs wrote for jobs moved before
+        also = f", and {ends} end(s) or failure(s) 0.2 workers wrote since" if ends else ""
+        click.echo(f"moved {moved} job(s) from 0.2's history indexes into buckets{also}")
     else:
         click.echo("nothing to move: no history index of 0.2 left")

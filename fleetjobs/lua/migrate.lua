@@ -6,7 +6,8 @@
 -- count down from 0 (tlow): they sit below every job made since, in the order they had. Each
 -- job moves whole in one call: a reader sees it in one layout or the other. Once jobs is
 -- empty, the entries an older worker wrote for a job made since (ended, failed: it has a
--- bucket) are moved too. Returns how many entries jobs, ended and failed still hold.
+-- bucket) are moved too. Returns how many entries jobs, ended and failed still hold, and
+-- how many of those ends and failures it moved.
 local n, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 local read = 0
 for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
@@ -57,14 +58,17 @@ for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
   redis.call('ZREM', K.by_action(f.action or ''), id)
   for _, key in ipairs({K.jobs, K.ended, K.failed}) do redis.call('ZREM', key, id) end
 end
+local carried = 0
 if redis.call('EXISTS', K.jobs) == 0 then
   for _, family in ipairs({'ended', 'failed'}) do
     local old = family == 'ended' and K.ended or K.failed
     local rows = redis.call('ZRANGE', old, 0, n - 1, 'WITHSCORES')
     for i = 1, #rows, 2 do
-      ix_add(redis.call('HGET', K.job(rows[i]), 'ix'), family, rows[i], rows[i + 1])
+      local ix = redis.call('HGET', K.job(rows[i]), 'ix')
+      if ix then ix_add(ix, family, rows[i], rows[i + 1]); carried = carried + 1 end
       redis.call('ZREM', old, rows[i])
     end
   end
 end
-return redis.call('ZCARD', K.jobs) + redis.call('ZCARD', K.ended) + redis.call('ZCARD', K.failed)
+local left = redis.call('ZCARD', K.jobs) + redis.call('ZCARD', K.ended)
+return {left + redis.call('ZCARD', K.failed), carried}
