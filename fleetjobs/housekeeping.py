@@ -92,6 +92,7 @@ class Housekeeping:
             self.lifecycle.remove(found)
             # listed with no record left (removed by hand, damaged): out of the lists, or
             # retention would find them first at every pass
-            gone = {i: b for i, b in expired.items() if i not in {j.id for j in found}}
+            read = {j.id for j in found}
+            gone = {i: b for i, b in expired.items() if i not in read}
             self.registry.indexes.forget(gone)
         return len(expired)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from .errors import RedisUnavailableError, RegistryError
 from .keys import IX_ENDED
@@ -29,6 +29,7 @@ from .routing import is_glob
 from .store import Store, guarded
 
 log = logging.getLogger("fleetjobs")
+T = TypeVar("T")
 
 MIGRATE_BATCH = 50  # an older version's jobs moved per script call, at most
 MIGRATE_CHILDREN = 2000  # and their children (a fan-out's hosts), but the first job whole
@@ -104,13 +105,10 @@ class Indexes:
             (int(b), f) for f, found in zip(families, pipe.execute(), strict=True) for b in found
         ]
         out: dict[int, tuple[float, int]] = {}
-        for at in range(0, len(wanted), 1000):
-            part = wanted[at : at + 1000]
-            pipe = self.r.pipeline(transaction=False)
-            for bucket, family in part:
-                pipe.zrangebyscore(self.keys.ix(bucket, family), low, high, withscores=True)
-            for (bucket, _), rows in zip(part, pipe.execute(), strict=True):
-                out.update((int(m), (float(s), bucket)) for m, s in rows)
+        for (bucket, _), rows in self._pipelined(
+            wanted, lambda pipe, w: pipe.zrangebyscore(self.keys.ix(*w), low, high, withscores=True)
+        ):
+            out.update((int(m), (float(s), bucket)) for m, s in rows)
         return out
 
     @guarded
@@ -121,14 +119,23 @@ class Indexes:
             by_bucket.setdefault(bucket, []).append(job_id)
         keep: set[int] = set()
         asks = [(b, ids, f) for b, ids in by_bucket.items() for f in families]
-        for at in range(0, len(asks), 1000):
-            part = asks[at : at + 1000]
-            pipe = self.r.pipeline(transaction=False)
-            for bucket, ids, family in part:
-                pipe.zmscore(self.keys.ix(bucket, family), ids)
-            for (_, ids, _), scores in zip(part, pipe.execute(), strict=True):
-                keep.update(j for j, s in zip(ids, scores, strict=True) if s is not None)
+        for (_, ids, _), scores in self._pipelined(
+            asks, lambda pipe, a: pipe.zmscore(self.keys.ix(a[0], a[2]), a[1])
+        ):
+            keep.update(j for j, s in zip(ids, scores, strict=True) if s is not None)
         return keep
+
+    def _pipelined(
+        self, items: Sequence[T], ask: Callable[[Any, T], object], size: int = 1000
+    ) -> Iterator[tuple[T, Any]]:
+        """Each item with Redis's answer to what ``ask`` sends for it on a pipeline, ``size``
+        items a round trip."""
+        for at in range(0, len(items), size):
+            part = items[at : at + size]
+            pipe = self.r.pipeline(transaction=False)
+            for item in part:
+                ask(pipe, item)
+            yield from zip(part, pipe.execute(), strict=True)
 
     @guarded
     def ended_before(self, cutoff: float, limit: int, migrate: bool = True) -> dict[int, int]:
@@ -141,8 +148,12 @@ class Indexes:
         at this object's first call, then every :data:`LEGACY_LOOK` s (an older worker may
         still write them during an upgrade).
         """
+
+        def due_buckets(client: Any) -> Any:
+            return client.zrangebyscore(self.keys.ixdir(IX_ENDED), "-inf", cutoff, 0, limit)
+
         pipe = self.r.pipeline(transaction=False)
-        pipe.zrangebyscore(self.keys.ixdir(IX_ENDED), "-inf", cutoff, start=0, num=limit)
+        due_buckets(pipe)
         looks = migrate and time.monotonic() - self._legacy_looked > LEGACY_LOOK
         if looks:  # not at each purge: a worker's idle load (a purge every 10 s) stays as it was
             self._legacy_looked = time.monotonic()
@@ -160,9 +171,7 @@ class Indexes:
                     "by fleetjobs upgrade): %s",
                     exc,
                 )
-            due = self.r.zrangebyscore(
-                self.keys.ixdir(IX_ENDED), "-inf", cutoff, start=0, num=limit
-            )
+            due = due_buckets(self.r)
         if not due:
             return {}
         pipe = self.r.pipeline(transaction=False)

@@ -5,8 +5,9 @@
 -- parent (its fields), children (each one's fields), deadlines ({id, deadline} of the queued
 -- children with a start timeout), pending (ids waiting for a throttle slot), locations
 -- (distinct), ix (its bucket in the history indexes), iids (InstanceId, Id, ...), msgs
--- (each child's Celery message, in the children's order, or none: the caller sends them), events ({channel, payload} to publish once
--- the messages are on their queues: Celery's task-sent, for Flower). A queued child's message
+-- (each child's Celery message, in the children's order, or none: the caller sends them),
+-- events ({channel, payload} to publish once the messages are on their queues: Celery's
+-- task-sent, for Flower). A queued child's message
 -- goes onto its location's queue here, with the job: no job without its message, no message
 -- without its job.
 local d = cjson.decode(ARGV[3])

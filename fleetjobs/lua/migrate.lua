@@ -2,31 +2,32 @@
 -- set each, jobs, created, ended, failed, by-action:<a>, by-loc:<loc>) hold into buckets
 -- (common.lua's ix_add): up to ARGV[3] top-level jobs, newest first, and no more children
 -- than ARGV[4] (a fan-out's hosts are read from its children), but the first job of a call
--- whole, whatever its size. Their ordinals
--- count down from 0 (tlow): they sit below every job made since, in the order they had. Each
--- job moves whole in one call: a reader sees it in one layout or the other. Once jobs is
+-- whole, whatever its size. Their ordinals count down from 0 (tlow): they sit below every
+-- job made since, in the order they had. Each job moves whole in one call: a reader sees it
+-- in one layout or the other. Once jobs is
 -- empty, the entries an older worker wrote for a job made since (ended, failed: it has a
 -- bucket) are moved too. Returns how many entries jobs, ended and failed still hold, and
 -- how many of those ends and failures it moved.
 local n, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 local read = 0
+-- a time as the old indexes had it, else as the record says (an index dropped before it
+-- moved), else now: a finite number, as text Redis reads (%.17g: exact); a damaged time
+-- moves the job with the time of its move, never loses it from every index
+local function at(score, field)
+  for _, v in ipairs({score or '', field or ''}) do
+    local x = tonumber(v)
+    if x and x == x and x ~= math.huge and x ~= -math.huge then
+      return string.format('%.17g', x)
+    end
+  end
+  return NOW
+end
 for _, id in ipairs(redis.call('ZREVRANGE', K.jobs, 0, n - 1)) do
   local k = K.job(id)
   local f = fields(k, 'created', 'action', 'location', 'children', 'ix', 'state', 'end')
   local kids = 0
   for _ in string.gmatch(f.children or '', '[^,]+') do kids = kids + 1 end
   if read > 0 and read + kids > budget then break end  -- the next call takes it
-  -- as the old indexes had them, else as its record says (an index dropped before it moved);
-  -- a damaged time reads as now: the job is moved with it, never lost from every index
-  local function at(score, field)  -- a finite number, as text Redis reads (%.17g: exact)
-    for _, v in ipairs({score or '', field or ''}) do
-      local n = tonumber(v)
-      if n and n == n and n ~= math.huge and n ~= -math.huge then
-        return string.format('%.17g', n)
-      end
-    end
-    return NOW
-  end
   local created = at(redis.call('ZSCORE', K.created, id), f.created)
   local ended = redis.call('ZSCORE', K.ended, id)
   if ended or FIN[f.state or ''] then ended = at(ended, f['end']) end
