@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -189,6 +190,18 @@ def console_env(config: Config) -> dict[str, str]:
         "FLEETJOBS_REDIS_URL": config.redis_url,
         "FLEETJOBS_PREFIX": config.prefix,
     }
+
+
+def on_a_terminal(config: Config, *args: str) -> tuple[int, int]:
+    """``fleetjobs ARGS`` on a terminal of its own (a pty) as its session leader, its signals
+    as a terminal leaves them: its pid, and the terminal's end this process reads."""
+    pid, master = pty.fork()
+    if pid == 0:  # the child: the terminal's session leader
+        default_signals()
+        os.chdir(ROOT)
+        argv = [sys.executable, "-m", "fleetjobs", *args]
+        os.execve(sys.executable, argv, console_env(config))
+    return pid, master
 
 
 def default_signals() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from .conftest import (
     default_signals,
     eventually,
     make_cli,
+    on_a_terminal,
     uniq,
 )
 
@@ -332,14 +332,8 @@ def test_an_invoke_whose_terminal_closes_stops_and_removes_its_job(
     config: Config, fleet: Fleet
 ) -> None:
     # given an invoke on a terminal of its own, showing its live display
-    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
     name = uniq("tty")
-    argv = [sys.executable, "-m", "fleetjobs", "invoke", "-n", name, "-l", "alpha"]
-    pid, master = pty.fork()
-    if pid == 0:  # the child: the terminal's session leader
-        default_signals()
-        os.chdir(ROOT)
-        os.execve(sys.executable, [*argv, "produce", "50", "0.2"], env)
+    pid, master = on_a_terminal(config, "invoke", "-n", name, "-l", "alpha", "produce", "50", "0.2")
     seen = b""
     while b"1" not in seen:  # it is running
         seen += os.read(master, 1024)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -18,7 +16,7 @@ import pytest
 
 from fleetjobs import Config, Fleet
 
-from .conftest import ROOT, console, console_env, default_signals, eventually, uniq
+from .conftest import console, eventually, on_a_terminal, uniq
 
 
 def test_ctrl_c_in_invoke_prints_the_objects_it_took_before_the_job_goes(
@@ -116,12 +114,7 @@ def test_an_invoke_interrupted_at_its_question_prints_what_it_took_and_removes_t
     another console, as an invoke without a terminal does, and it ends once answered."""
     # given an invoke on a terminal, asking the question its job asks
     name = uniq("askint")
-    argv = [sys.executable, "-m", "fleetjobs", "invoke", "-n", name, "-l", "alpha"]
-    pid, master = pty.fork()
-    if pid == 0:  # the child: the terminal's session leader
-        default_signals()
-        os.chdir(ROOT)
-        os.execve(sys.executable, [*argv, "object_then_ask"], console_env(config))
+    pid, master = on_a_terminal(config, "invoke", "-n", name, "-l", "alpha", "object_then_ask")
     seen = b""
     while b"Go on? [" not in seen or not seen.rstrip().endswith(b":"):  # its prompt
         seen += os.read(master, 1024)
