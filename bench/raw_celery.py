@@ -20,6 +20,7 @@ its worker as::
 from __future__ import annotations
 
 import os
+import subprocess
 from typing import Any
 
 from celery import Celery
@@ -32,9 +33,21 @@ PREFIX = "raw:"
 ECHO = "bench.echo"
 
 
+RUN = "bench.run"
+
+
 def echo(value: Any) -> Any:
     """The no-op task: its argument back."""
     return value
+
+
+def run(command: str) -> str:
+    """A shell command line on the worker's host, its stdout back (``fleetjobs run``'s
+    counterpart, without its streaming, process groups or records): bench/vs_ansible.py."""
+    done = subprocess.run(
+        ["/bin/sh", "-c", "--", command], capture_output=True, text=True, check=True
+    )
+    return done.stdout
 
 
 def make_app(url: str, prefix: str = PREFIX) -> Celery:
@@ -50,6 +63,7 @@ def make_app(url: str, prefix: str = PREFIX) -> Celery:
     )
     # not shared: each app made here has its own, without Celery's duplicate-name warning
     app.task(name=ECHO, shared=False)(echo)
+    app.task(name=RUN, shared=False)(run)
     return app
 
 

@@ -5,8 +5,10 @@ by 4 workers (5 each, ``--allow-shell``, concurrency 1) on a private Redis: the 
 a process on each host, as Ansible's does. Ansible: ``ansible all -i INVENTORY -m command -a
 "echo hi" -f 20`` with 20 hosts ``ansible_connection=local``, from ansible-core installed by
 pip into ``bench/.ansible-venv`` (made on first use; if it cannot be made, the row is skipped
-and the reason printed). Both outputs are checked for 20 "hi"; the two alternate, round by
-round, after one untimed run of each.
+and the reason printed). And the engine beneath, as a whole command too: raw Celery
+(``bench/raw_invoke.py``: ``send_task`` to each host's queue, ``get`` each result) on 4 raw
+workers serving the same 20 hosts' queues. Every output is checked for 20 "hi"; the three
+alternate, round by round, after one untimed run of each.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import tempfile
 from pathlib import Path
 
 from bench.cli_startup import fleetjobs_argv, installed_env
-from bench.common import ROOT, BenchError, median, percentile
+from bench.common import ROOT, BenchError, RawWorkers, median, percentile, python_path_env
 from bench.measure import Measured, run_measured
+from bench.raw_celery import URL_ENV, make_app
 from bench.report import Ctx, Row, ratio_of
 from fleetjobs import Config
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
@@ -120,15 +123,26 @@ def bench_ansible(ctx: Ctx) -> None:
             concurrency=1,
             log_dir=ctx.log_dir,
         )
+        # the engine beneath, as a whole command too: the same hosts' queues on as many
+        # raw Celery workers, bench/raw_invoke.py sending and getting the same 20 commands
+        raw = RawWorkers(server.url, [[f"raw.{h}" for h in g] for g in groups], 1, ctx.log_dir)
+        r_env = python_path_env(**{URL_ENV: server.url})
+        r_env.pop("PYTHONDONTWRITEBYTECODE", None)
+        r_argv = [sys.executable, "-m", "bench.raw_invoke", ",".join(HOSTS), "echo hi"]
+        raw_times: list[float] = []
         floor_argv = [sys.executable, "-c", "import redis"]
         fj_times: list[float] = []
         an_times: list[float] = []
         floor_times: list[float] = []
         try:
             workers.start()
+            raw.start()
+            raw.wait_ready(make_app(server.url), timeout=120)
             for r in range(rounds + 1):  # the first round is a warm-up
                 m = run_measured(f_argv, f_env, timeout=300, keep_stdout=True)
                 check("fleetjobs invoke", m)
+                c = run_measured(r_argv, r_env, timeout=300, keep_stdout=True)
+                check("raw Celery (bench/raw_invoke.py)", c)
                 a = run_measured(a_argv, a_env, timeout=600, keep_stdout=True)
                 check("ansible", a)
                 # the floor of any console on redis-py, in the same environment and round
@@ -137,13 +151,16 @@ def bench_ansible(ctx: Ctx) -> None:
                     fj_times.append(m.seconds)
                     an_times.append(a.seconds)
                     floor_times.append(median(f))
+                    raw_times.append(c.seconds)
                     print(
                         f"    round {r}: fleetjobs invoke {m.seconds:.2f} s, "
+                        f"raw Celery {c.seconds:.2f} s, "
                         f"ansible {a.seconds:.2f} s, python -c 'import redis' {median(f):.3f} s",
                         flush=True,
                     )
         finally:
             workers.stop()
+            raw.stop()
     fm, am, floor = median(fj_times), median(an_times), median(floor_times)
     faster = ratio_of(am, fm)
     ctx.add(
@@ -160,6 +177,25 @@ def bench_ansible(ctx: Ctx) -> None:
             faster is not None and faster >= 20,
             note="ratio = Ansible's time / fleetjobs' (times faster); fleetjobs invoke ... "
             'run "echo hi" on 4 workers x 5 locations',
+            n=rounds,
+        )
+    )
+    cm = median(raw_times)
+    ctx.add(
+        Row(
+            f'raw Celery: "echo hi" on {len(HOSTS)} hosts, whole command',
+            "s",
+            cm,
+            percentile(raw_times, 99),
+            am,
+            percentile(an_times, 99),
+            f"ansible -m command -f {len(HOSTS)} (connection local)",
+            ratio_of(am, cm),
+            "",
+            None,
+            note="the engine beneath, as a command: bench/raw_invoke.py, send_task to each "
+            "host's queue and get each result, on 4 raw Celery workers x 5 queues; "
+            f"fleetjobs invoke takes {ratio_of(fm, cm) or 0:.2f}x its time",
             n=rounds,
         )
     )
