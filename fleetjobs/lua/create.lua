@@ -4,13 +4,15 @@
 -- empty for a default name, which is not indexed), action, now (text),
 -- parent (its fields), children (each one's fields), deadlines ({id, deadline} of the queued
 -- children with a start timeout), pending (ids waiting for a throttle slot), locations
--- (distinct), ix (its bucket in the history indexes), iids (InstanceId, Id, ...), msgs
--- (each child's Celery message, in the children's order, or none: the caller sends them),
--- events ({channel, payload} to publish once the messages are on their queues: Celery's
--- task-sent, for Flower). A queued child's message
--- goes onto its location's queue here, with the job: no job without its message, no message
--- without its job.
+-- (distinct), ix (its bucket in the history indexes), iids (InstanceId, Id, ...), events
+-- ({channel, payload} to publish once the messages are on their queues: Celery's task-sent,
+-- for Flower). ARGV[4...]: each child's Celery message, in the children's order, or none
+-- (the caller sends them): arguments of their own, not in the document, which cjson would
+-- decode whole. A queued child's message goes onto its location's queue here, with the job:
+-- no job without its message, no message without its job.
 local d = cjson.decode(ARGV[3])
+local msgs = {}
+for i = 4, #ARGV do msgs[i - 3] = ARGV[i] end
 -- the parent's bucket in the history indexes (common.lua's ix_add): its ordinal's, which
 -- newid.lua gave with its Id
 local ix = d.ix
@@ -21,7 +23,6 @@ local function hset(key, t)
   redis.call('HSET', key, unpack(a))
 end
 hset(K.job(d.pid), d.parent)
-local msgs = d.msgs or {}
 local sent = server_time()  -- the order of inq: the order messages go onto queues
 for i, child in ipairs(d.children) do
   hset(K.job(child.id), child)
