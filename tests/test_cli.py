@@ -292,15 +292,9 @@ def test_python_dash_m_and_help(cli: CliRunner) -> None:
 
 def test_interrupting_receive_wait_leaves_the_job_alone(config: Config, fleet: Fleet) -> None:
     job = fleet.start("produce", 50, 0.2, locations="alpha")
-    env = {**os.environ, "FLEETJOBS_REDIS_URL": config.redis_url, "FLEETJOBS_PREFIX": config.prefix}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetjobs", "receive", "--wait", str(job.id)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    # its signals as a terminal leaves them: the suite run as a shell's background job (or
+    # under nohup) would hand it SIGINT ignored, and the Ctrl-C would never come
+    proc = console(config, "receive", "--wait", str(job.id), stderr=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stdout.readline() == "1\n"  # it is receiving
     proc.send_signal(signal.SIGINT)
