@@ -11,8 +11,6 @@
 -- decode whole. A queued child's message goes onto its location's queue here, with the job:
 -- no job without its message, no message without its job.
 local d = cjson.decode(ARGV[3])
-local msgs = {}
-for i = 4, #ARGV do msgs[i - 3] = ARGV[i] end
 -- the parent's bucket in the history indexes (common.lua's ix_add): its ordinal's, which
 -- newid.lua gave with its Id
 local ix = d.ix
@@ -26,7 +24,7 @@ hset(K.job(d.pid), d.parent)
 local sent = server_time()  -- the order of inq: the order messages go onto queues
 for i, child in ipairs(d.children) do
   hset(K.job(child.id), child)
-  local msg = msgs[i]
+  local msg = ARGV[i + 3]
   if msg then redis.call('SET', K.msg(child.iid), msg) end
   if child.queued == '1' then
     if msg then redis.call('LPUSH', K.queue(child.location), msg) end
