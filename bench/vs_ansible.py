@@ -161,61 +161,50 @@ def bench_ansible(ctx: Ctx) -> None:
         finally:
             workers.stop()
             raw.stop()
-    fm, am, floor = median(fj_times), median(an_times), median(floor_times)
-    faster = ratio_of(am, fm)
-    ctx.add(
-        Row(
-            f'"echo hi" on {len(HOSTS)} hosts, whole command',
-            "s",
-            fm,
-            percentile(fj_times, 99),
-            am,
-            percentile(an_times, 99),
-            f"ansible -m command -f {len(HOSTS)} (connection local)",
-            faster,
-            ">= 20x faster",
-            faster is not None and faster >= 20,
-            note="ratio = Ansible's time / fleetjobs' (times faster); fleetjobs invoke ... "
-            'run "echo hi" on 4 workers x 5 locations',
-            n=rounds,
+    fm, am, cm = median(fj_times), median(an_times), median(raw_times)
+    floor = median(floor_times)
+    ansible = f"ansible -m command -f {len(HOSTS)} (connection local)"
+
+    def against_ansible(metric: str, times: list[float], note: str, target: bool = False) -> None:
+        """A row of one command's times beside Ansible's, the ratio in times faster."""
+        faster = ratio_of(am, median(times))
+        ctx.add(
+            Row(
+                metric,
+                "s",
+                median(times),
+                percentile(times, 99),
+                am,
+                percentile(an_times, 99),
+                ansible,
+                faster,
+                ">= 20x faster" if target else "",
+                (faster is not None and faster >= 20) if target else None,
+                note=note,
+                n=rounds,
+            )
         )
+
+    against_ansible(
+        f'"echo hi" on {len(HOSTS)} hosts, whole command',
+        fj_times,
+        "ratio = Ansible's time / fleetjobs' (times faster); fleetjobs invoke ... "
+        'run "echo hi" on 4 workers x 5 locations',
+        target=True,
     )
-    cm = median(raw_times)
-    ctx.add(
-        Row(
-            f'raw Celery: "echo hi" on {len(HOSTS)} hosts, whole command',
-            "s",
-            cm,
-            percentile(raw_times, 99),
-            am,
-            percentile(an_times, 99),
-            f"ansible -m command -f {len(HOSTS)} (connection local)",
-            ratio_of(am, cm),
-            "",
-            None,
-            note="the engine beneath, as a command: bench/raw_invoke.py, send_task to each "
-            "host's queue and get each result, on 4 raw Celery workers x 5 queues; "
-            f"fleetjobs invoke takes {ratio_of(fm, cm) or 0:.2f}x its time",
-            n=rounds,
-        )
+    against_ansible(
+        f'raw Celery: "echo hi" on {len(HOSTS)} hosts, whole command',
+        raw_times,
+        "the engine beneath, as a command: bench/raw_invoke.py, send_task to each "
+        "host's queue and get each result, on 4 raw Celery workers x 5 queues; "
+        f"fleetjobs invoke takes {ratio_of(fm, cm) or 0:.2f}x its time",
     )
     budget = am / 20
-    ctx.add(
-        Row(
-            'python -c "import redis" (no job at all: the floor of a console on redis-py)',
-            "s",
-            floor,
-            percentile(floor_times, 99),
-            am,
-            percentile(an_times, 99),
-            f"ansible -m command -f {len(HOSTS)} (connection local)",
-            ratio_of(am, floor),
-            "",
-            None,
-            note=f"20x Ansible leaves {budget * 1000:.0f} ms for the whole invoke, "
-            f"{(budget - floor) * 1000:.0f} ms over this floor; fleetjobs invoke takes "
-            f"{(fm - floor) * 1000:.0f} ms over it (start 20 jobs, run 20 processes, "
-            "receive 20 outputs, remove the job)",
-            n=rounds,
-        )
+    against_ansible(
+        'python -c "import redis" (no job at all: the floor of a console on redis-py)',
+        floor_times,
+        f"20x Ansible leaves {budget * 1000:.0f} ms for the whole invoke, "
+        f"{(budget - floor) * 1000:.0f} ms over this floor; fleetjobs invoke takes "
+        f"{(fm - floor) * 1000:.0f} ms over it (start 20 jobs, run 20 processes, "
+        "receive 20 outputs, remove the job)",
     )
