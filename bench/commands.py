@@ -23,16 +23,15 @@ heartbeat interval.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from bench.common import BenchError, Delta, ServerCounter, Sides, both_sides, median
-from bench.measure import ConsoleCommands, frozen
+from bench.measure import ConsoleCommands, Propagated, appendonly, frozen
 from bench.raw_celery import ECHO
 from bench.report import Ctx, Row, ratio_of
 from bench.sent import SentCommands
@@ -43,7 +42,6 @@ TIMEOUT = 120.0
 FJ_VERBS = ["start", "run", "wait", "receive"]
 RAW_VERBS = {"start": "send_task", "run": "worker", "wait": "", "receive": "get"}
 TARGET = 27.0
-AOF_BUSY = ("aof_rewrite_in_progress", "aof_rewrite_scheduled")  # INFO persistence
 
 
 class Phases:
@@ -84,27 +82,16 @@ class Phases:
         return result
 
 
-def idle_rate(counter: ServerCounter, seconds: float) -> tuple[Delta, int]:
-    """What an idle window costs the server: its commands, and the bytes it appended to the
-    AOF (what every replica receives too; AOF on, see :func:`appendonly`)."""
+def idle_rate(counter: ServerCounter, seconds: float) -> tuple[Delta, int, Counter[str]]:
+    """What an idle window costs the server: its commands, and the bytes and the writes it
+    appended to the AOF (what every replica receives too; AOF on, see :func:`appendonly`)."""
     aof = int(counter.r.info("persistence")["aof_current_size"])
     before = counter.snapshot()
+    mark = Propagated(counter.r)
     time.sleep(seconds)
     delta = ServerCounter.diff(before, counter.snapshot())
-    return delta, int(counter.r.info("persistence")["aof_current_size"]) - aof
-
-
-@contextlib.contextmanager
-def appendonly(r: Any) -> Iterator[None]:
-    """The server's AOF on for the block (its first rewrite done before), off after it."""
-    r.config_set("appendfsync", "no")
-    r.config_set("appendonly", "yes")
-    while any(int(r.info("persistence").get(k, 0)) for k in AOF_BUSY):
-        time.sleep(0.05)
-    try:
-        yield
-    finally:
-        r.config_set("appendonly", "no")
+    writes = mark.writes(counter.r)
+    return delta, int(counter.r.info("persistence")["aof_current_size"]) - aof, writes
 
 
 def fj_phases(s: Sides, n: int, idle: Delta, sent: SentCommands | None = None) -> Phases:
@@ -234,7 +221,7 @@ def redis_benchmark(port: int, requests: int) -> dict[str, float]:
     return rates
 
 
-def _top(calls: Counter[str], n: int, k: int = 8) -> str:
+def _top(calls: Counter[str], n: float, k: int = 8) -> str:
     return ", ".join(f"{name} {v / n:.1f}" for name, v in calls.most_common(k) if v / n >= 0.05)
 
 
@@ -254,9 +241,9 @@ def bench_commands(ctx: Ctx) -> None:
             res.forget()
         with appendonly(s.counter.r):
             with frozen(s.raw.procs):
-                idle_fj, aof_fj = idle_rate(s.counter, idle_s)
+                idle_fj, aof_fj, writes_fj = idle_rate(s.counter, idle_s)
             with frozen(s.workers.procs):
-                idle_raw, aof_raw = idle_rate(s.counter, idle_s)
+                idle_raw, aof_raw, writes_raw = idle_rate(s.counter, idle_s)
         fj_runs, raw_runs = [], []
         for _ in range(rounds):  # alternated
             fj_runs.append(fj_phases(s, n, idle_fj))
@@ -349,6 +336,25 @@ def bench_commands(ctx: Ctx) -> None:
                 else f"fleetjobs: {_top(idle_fj.calls, round(idle_fj.seconds / beat))}",
             )
         )
+    # the writes among them, as propagated (a script's effects, a SET NX that wrote nothing
+    # left out): issue 9's "one write per worker per beat"; its many-location form is in
+    # bench/fleet_scale.py
+    fj_w, raw_w = (
+        sum(w.values()) / d.seconds * beat
+        for w, d in ((writes_fj, idle_fj), (writes_raw, idle_raw))
+    )
+    ctx.add(
+        Row(
+            f"idle worker, one location: writes appended to the AOF per {beat:g} s heartbeat",
+            "writes",
+            fj_w,
+            base=raw_w,
+            base_name="raw Celery worker",
+            ratio=ratio_of(fj_w, raw_w) if raw_w else None,
+            note=f"fleetjobs: {_top(writes_fj, idle_fj.seconds / beat)}; "
+            f"raw: {_top(writes_raw, idle_raw.seconds / beat) or 'none'}",
+        )
+    )
     if not rates:
         ctx.note("redis-benchmark not found on PATH: the physical-limit rows are skipped")
         return

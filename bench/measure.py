@@ -8,7 +8,10 @@
   polling from a server-side count);
 - :func:`freeze` stops a worker's whole process group (SIGSTOP) so that what a console verb
   does can be counted apart from what the worker does with it;
-- :func:`hyperfine` times whole commands, alternated round by round.
+- :func:`hyperfine` times whole commands, alternated round by round;
+- :func:`appendonly` turns a server's AOF on for a block, and :class:`Propagated` reads what
+  it appended there since a mark: the writes the server propagated (to its AOF and to every
+  replica), command by command, as Lua scripts' effects and not as the scripts.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import redis.connection
 
 MiB = 1024 * 1024
+AOF_BUSY = ("aof_rewrite_in_progress", "aof_rewrite_scheduled")  # INFO persistence
 
 
 @dataclass(frozen=True)
@@ -298,3 +302,70 @@ def _hyperfine_once(
 def _hyperfine_version(tool: str) -> str:
     out = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
     return out.stdout.strip().removeprefix("hyperfine ")
+
+
+@contextlib.contextmanager
+def appendonly(r: Any) -> Iterator[None]:
+    """The server's AOF on for the block (its first rewrite done before), off after it."""
+    r.config_set("appendfsync", "no")
+    r.config_set("appendonly", "yes")
+    while any(int(r.info("persistence").get(k, 0)) for k in AOF_BUSY):
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        r.config_set("appendonly", "no")
+
+
+class Propagated:
+    """The writes a server (its AOF on: :func:`appendonly`) propagated from this mark on.
+
+    Redis 7 writes a script's effects, not the script: what is read here is what the server
+    and every replica apply, one entry per command that changed something (a ``SET NX`` that
+    found its key, or a read, appends nothing). Read from the AOF's current incremental file
+    (Redis 7's manifest); :meth:`commands` fails if a rewrite started another one since.
+    """
+
+    def __init__(self, r: Any) -> None:
+        self.path = self._incr_file(r)
+        self.offset = self.path.stat().st_size
+
+    @staticmethod
+    def _incr_file(r: Any) -> Path:
+        folder = Path(r.config_get("dir")["dir"]) / r.config_get("appenddirname")["appenddirname"]
+        name = r.config_get("appendfilename")["appendfilename"]
+        manifest = (folder / f"{name}.manifest").read_text().splitlines()
+        incr = [line.split()[1] for line in manifest if line.endswith(" type i")]
+        if not incr:
+            raise RuntimeError(f"no incremental AOF file in {folder} (Redis 7's manifest)")
+        return folder / incr[-1]
+
+    def commands(self, r: Any) -> list[list[bytes]]:
+        """Every command appended since the mark, as its arguments."""
+        if self._incr_file(r) != self.path:
+            raise RuntimeError("the AOF was rewritten during the measurement: measure again")
+        buf = self.path.read_bytes()[self.offset :]
+        out: list[list[bytes]] = []
+        i = 0
+        while i < len(buf):  # RESP arrays of bulk strings, as the AOF holds them
+            if buf[i : i + 1] != b"*":
+                at = self.offset + i
+                raise RuntimeError(f"unexpected AOF content at {at}: {buf[i : i + 20]!r}")
+            end = buf.index(b"\r\n", i)
+            n, i = int(buf[i + 1 : end]), end + 2
+            args = []
+            for _ in range(n):
+                end = buf.index(b"\r\n", i)
+                size, i = int(buf[i + 1 : end]), end + 2
+                args.append(buf[i : i + size])
+                i += size + 2
+            out.append(args)
+        return out
+
+    def writes(self, r: Any) -> Counter[str]:
+        """The commands appended since the mark, by name, less ``MULTI``/``EXEC`` (a
+        script's effects wrapped as one transaction: markers, not writes) and ``SELECT``."""
+        names = Counter(c[0].decode().lower() for c in self.commands(r) if c)
+        for marker in ("multi", "exec", "select"):
+            names.pop(marker, None)
+        return names

@@ -58,3 +58,36 @@ def test_throughput_benchmark_counts_the_cpu_of_each_side(tmp_path: Path) -> Non
         for part in ("console", "workers", "redis-server"):
             used = side.split(part + " ", 1)[1].split(" us/job", 1)[0]
             assert float(used.replace(",", "")) > 0, (part, cpu["note"])
+
+
+def test_propagated_counts_the_writes_the_server_made(tmp_path: Path) -> None:
+    """The bench's write count (issue 9's "one write per worker per beat") reads what Redis
+    propagated: a script's effects one by one, and nothing for what changed nothing."""
+    import redis
+
+    from bench.measure import Propagated, appendonly
+    from fleetjobs.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(tcp=True) as server:
+        r = redis.Redis.from_url(server.url)
+        try:
+            with appendonly(r):
+                mark = Propagated(r)
+                r.set("k", "1")
+                assert r.set("k", "2", nx=True) is None  # found its key: wrote nothing
+                r.get("k")
+                script = (
+                    "redis.call('ZADD', KEYS[1], 1, 'a', 2, 'b');"
+                    "redis.call('PEXPIRE', KEYS[1], 60000);"
+                    "return redis.call('ZCARD', KEYS[1])"
+                )
+                assert r.eval(script, 1, "z") == 2
+                writes = mark.writes(r)
+                commands = mark.commands(r)
+        finally:
+            r.close()
+    assert writes == {"set": 1, "zadd": 1, "pexpireat": 1}
+    # the script's two effects, wrapped as one transaction (markers, not counted as writes);
+    # SELECT: the database the AOF's next commands are for
+    names = [c[0].lower() for c in commands if c[0].lower() != b"select"]
+    assert names == [b"set", b"multi", b"zadd", b"pexpireat", b"exec"]
