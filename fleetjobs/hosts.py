@@ -1,12 +1,14 @@
 """Hosts: workers' heartbeats, the host list, and liveness.
 
 A worker heartbeats into Redis every ``heartbeat_interval`` seconds with one script
-(``beat.lua``), whatever its number of locations: its key (``wk:<worker>``, expiring
-``host_ttl`` after the beat) and, in one ZADD, when each of its locations' liveness runs out
-(``seen``, by Redis's clock). A document per location in the ``hosts`` hash (what the worker
-offers, its tags) is written when it changes, and stays while the host is offline. Liveness
-comes from these, not from Celery's remote-control ping, which goes silent on Redis
-(celery#5688).
+(``beat.lua``) and one write, whatever its number of locations: a ZADD of when its own
+liveness and each of its locations' runs out (``seen``, by Redis's clock, ``host_ttl`` after
+the beat). Its document (``wk:<worker>``: what it serves and offers) is written when it
+changes, and deleted when the worker leaves or is forgotten (:meth:`Hosts.forget_dead_workers`,
+``FORGET_TTLS`` host TTLs after a worker killed fell silent). A document per location in the
+``hosts`` hash (what the worker offers, its tags) is written when it changes, and stays while
+the host is offline. Liveness comes from these, not from Celery's remote-control ping, which
+goes silent on Redis (celery#5688).
 """
 
 from __future__ import annotations
@@ -91,7 +93,10 @@ def read_facts(text: str) -> dict[str, Any]:
     return facts
 
 
-REWRITE_EVERY = 15  # beats between two writes of unchanged host documents (one HSET)
+REWRITE_EVERY = 15  # beats between two looks at the host documents Redis holds (one HMGET)
+# host TTLs a worker killed stays in seen, its document kept, before it is forgotten (at most
+# twice that: a fleet forgets once per that time)
+FORGET_TTLS = 30
 
 
 CACHE_SECONDS = 1.0  # how long a start may use the host records it read
@@ -159,7 +164,7 @@ class Hosts:
         mode = "beat"
         if sweep_every > 0:
             mode = f"beat:{max(1, round(sweep_every * 1000))}"
-            if self._worker_doc.get(worker) == doc:  # as written last beat: its expiry moves
+            if self._worker_doc.get(worker) == doc:  # as its last beat wrote it: left alone
                 mode += ":kept"
         self._worker_doc.pop(worker, None)  # unknown, should the script fail
         reply = self.store.scripts("beat", mode, worker, doc, ttl, *locations)
@@ -172,10 +177,16 @@ class Hosts:
         common["ttl"] = ttl / 1000
         docs = {loc: json.dumps({**common, "location": loc}) for loc in locations}
         self._beats += 1
-        if int(added) > 0 or self._beats % REWRITE_EVERY == 0:
-            # a location new to seen (first beat, Redis lost its data), or now and then in
-            # case another worker serving one of these locations wrote its own document
+        if int(added) > 0:  # an entry new to seen (first beat, Redis lost its data)
             self._written.clear()
+        elif self._beats % REWRITE_EVERY == 0:
+            # now and then, in case another worker serving one of these locations wrote its
+            # own document: what Redis holds (a read), so only those written again
+            if self.store.relay is None:
+                held = self.r.hmget(self.keys.hosts, list(locations))
+                self._written = {loc: h for loc, h in zip(locations, held, strict=True) if h}
+            else:  # a confined worker reads through its relay: its one document, written
+                self._written.clear()
         changed = {loc: d for loc, d in docs.items() if self._written.get(loc) != d}
         if changed:
             if self.store.relay is not None:  # a confined worker: its one location's
@@ -204,6 +215,20 @@ class Hosts:
         self.store.scripts("beat", "leave", worker, "", 0, *locations)
         self._written.clear()
         self._worker_doc.pop(worker, None)
+
+    def forget_after(self) -> float:
+        """Seconds a worker killed stays known (``FORGET_TTLS`` host TTLs)."""
+        return FORGET_TTLS * self.store.config.host_ttl
+
+    @guarded
+    def forget_dead_workers(self, after: float | None = None) -> int:
+        """Remove the entries in ``seen``, and the documents, of workers whose liveness ran
+        out more than ``after`` seconds ago (default :meth:`forget_after`): a worker killed
+        leaves them (a clean shutdown removes its own). At most once per ``after`` for the
+        whole fleet, whoever asks first; a worker asks at its start and every ``after``.
+        Returns how many were forgotten."""
+        age = self.forget_after() if after is None else after
+        return int(self.store.scripts("beat", "forget", "", "", max(1, round(age * 1000))))
 
     @guarded
     def list(self, only: Sequence[str] | None = None) -> list[HostInfo]:

@@ -33,9 +33,15 @@ so two fleets can share one Redis.
     deadlines        sorted set: NotStarted children by the time they must have started
     running:<loc>    set of children running on a location
     seen             sorted set: location -> when its liveness runs out (its last beat + the
-                     TTL), negated once its worker left cleanly; one write per worker per beat
+                     TTL), negated once its worker left cleanly; and ``@worker:<worker>`` ->
+                     when that worker process's runs out (removed when it leaves, or some 30
+                     host TTLs after it was killed). One write per worker per beat: the ZADD
     hosts            hash: location -> its worker's document, written when it changes
-    wk:<worker>      a worker process's liveness (expires with its heartbeats)
+    wk:<worker>      a worker process's document (what it serves and offers), written when
+                     it changes, deleted when the worker leaves or is forgotten: its liveness
+                     is its entry in seen (a worker older than 0.4 has none: its document
+                     then expires with its heartbeats)
+    forgot           string, expiring: someone forgot the killed workers lately
     ev:<iid>         pub/sub channel: 'state', 'r' (a record), 'stop'
     fleetjobs.loc.<loc>  a location's Celery queue (kombu's list, under the same prefix)
     msg:<iid>        string: a child's Celery message as its console made it (signed, when the
@@ -134,6 +140,7 @@ SCHEMA: dict[str, str] = {
     "failed": "failed",
     "facts": "facts",
     "swept": "swept",
+    "forgot": "forgot",
     # a confined worker's own keys (deploy/redis-acl.conf: its Redis user writes no other)
     "loc_unacked": "loc:{}:unacked",  # kombu's unacked hash, index and mutex, per location
     "loc_unacked_index": "loc:{}:unacked_index",
@@ -331,3 +338,7 @@ class Keys:
     @property
     def swept(self) -> str:
         return self._key("swept")
+
+    @property
+    def forgot(self) -> str:
+        return self._key("forgot")

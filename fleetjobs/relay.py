@@ -79,6 +79,7 @@ class Relay:
         self.config: Config = store.config
         self.upkeep = upkeep
         self._pending: dict[str, None] = {}  # locations with requests waiting, in turn order
+        self.beat_docs: dict[str, str] = {}  # confined worker -> the document its last beat wrote
         self._batch: dict[str, int] = {}  # requests a turn takes, where fewer than BATCH
 
     # ---- the loop ----------------------------------------------------------------------
@@ -386,7 +387,17 @@ def _beat(relay: Relay, location: str, args: list[str]) -> list[str]:
     _own_worker(location, args[1])
     if args[0] == "beat" and _locations_of(args[2]) != [location]:
         raise Refused(f"a worker document for other locations than {location}")
-    return args
+    # a document as this relay's last beat for that worker wrote it is left alone: the beat's
+    # one write is its liveness (beat.lua writes it again if Redis lost it)
+    worker, doc = args[1], args[2]
+    if args[0] == "leave":
+        relay.beat_docs.pop(worker, None)
+        return args
+    kept = relay.beat_docs.get(worker) == doc
+    if len(relay.beat_docs) >= 10_000:  # workers long gone (a confined worker's id is its own)
+        relay.beat_docs.clear()
+    relay.beat_docs[worker] = doc
+    return ["beat:0:kept", *args[1:]] if kept else args
 
 
 def _own_worker(location: str, worker: str) -> None:

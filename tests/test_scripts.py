@@ -155,7 +155,7 @@ def test_a_heartbeat_takes_the_fleets_sweep_turn_in_the_same_command(layers: Lay
     w = layers
     hosts = Hosts(w.store)
     _, child = _one(w)
-    w.lifecycle.claim(child.id, "w2")  # a worker that is gone (no liveness key)
+    w.lifecycle.claim(child.id, "w2")  # a worker that is gone (no entry, no document)
     # given nobody swept the fleet lately, one worker's beat takes the turn
     assert hosts.heartbeat("w1", {}, ["h1"], sweep_every=60) is True
     # and every other beat, and any gated sweep, within the interval do not
@@ -176,26 +176,95 @@ def test_a_heartbeat_takes_the_fleets_sweep_turn_in_the_same_command(layers: Lay
     assert hosts.heartbeat("w1", {}, ["h1"], sweep_every=0.0001) is True
 
 
-def test_a_workers_document_is_written_once_then_only_its_expiry_moves(layers: Layers) -> None:
+def test_a_workers_beat_is_one_write_and_its_document_outlives_its_beats(
+    layers: Layers,
+) -> None:
     w = layers
     hosts = Hosts(w.store)
     key = w.keys.worker("wd")
+    ttl = w.store.config.host_ttl
 
     def beat(*actions: str) -> list[str]:
         hosts.heartbeat("wd", {"actions": list(actions)}, ["hd"], sweep_every=60)
         held = w.store.r.get(key)
-        assert w.store.r.pttl(key) > 1000  # alive for the host TTL again
         return list(json.loads(held)["actions"]) if held.startswith("{") else [held]
 
+    def lives_for() -> float:  # its entry in seen, less Redis's clock
+        due = w.store.r.zscore(w.keys.seen, "@worker:wd")
+        secs, micros = w.store.r.time()
+        return float(due) - (secs + micros / 1e6)
+
     assert beat("echo") == ["echo"]
-    # given the same document at the next beat, the key is not written again, only its
-    # expiry moves (what Redis holds is left alone: here a marker put in its place)
-    w.store.r.set(key, "marker")  # no expiry of its own: the beat's is the only one it gets
+    # its liveness is its entry in seen, a host TTL ahead, beside its location's; its document
+    # outlives its beats
+    assert ttl - 1 < lives_for() <= ttl
+    assert w.store.r.zscore(w.keys.seen, "hd") == w.store.r.zscore(w.keys.seen, "@worker:wd")
+    assert w.store.r.pttl(key) == -1  # no expiry: deleted when it leaves or is forgotten
+    # given the same document at the next beat, the key is neither written nor touched: what
+    # Redis holds is left alone (here a marker put in its place)
+    w.store.r.set(key, "marker")
     assert beat("echo") == ["marker"]
-    # a document that changed is written whole; so is one Redis lost
+    # a document that changed is written whole; so is one Redis lost with the rest
     assert beat("echo", "nap") == ["echo", "nap"]
-    w.store.r.delete(key)
+    w.store.r.delete(key, w.keys.seen)
     assert beat("echo", "nap") == ["echo", "nap"]
+
+
+def test_a_worker_whose_beats_stopped_is_gone_though_its_document_is_not(
+    layers: Layers,
+) -> None:
+    w = layers
+    hosts = Hosts(w.store)
+    hosts.heartbeat("wz", {"actions": ["echo"]}, ["h1"], sweep_every=60)
+    pid, child = _one(w)
+    w.lifecycle.claim(child.id, "wz")
+    [h1] = hosts.list(["h1"])
+    assert h1.online
+    # its beats stop: its entry's time runs out (here: put in the past); its document stays
+    w.store.r.zadd(w.keys.seen, {"@worker:wz": 1.0})
+    assert w.store.r.exists(w.keys.worker("wz"))
+    w.store.r.delete(w.keys.swept)
+    assert w.lifecycle.sweep()[0] == 1
+    assert _state(w, child.id) is S.DISCONNECTED
+    # it beats again within the grace period: Running again
+    hosts.heartbeat("wz", {"actions": ["echo"]}, ["h1"], sweep_every=60)
+    w.lifecycle.sweep()
+    assert _state(w, child.id) is S.RUNNING
+    # silent again, a stop settles its job at once: no worker is there to hear it
+    w.store.r.zadd(w.keys.seen, {"@worker:wz": 1.0})
+    w.lifecycle.stop(pid)
+    assert _state(w, pid) is S.STOPPED
+
+
+def test_a_clean_leave_removes_a_workers_entry_and_dead_ones_are_forgotten(
+    layers: Layers,
+) -> None:
+    w = layers
+    hosts = Hosts(w.store)
+    seen = w.keys.seen
+    hosts.heartbeat("wa", {}, ["ha"], sweep_every=60)
+    hosts.heartbeat("wb", {}, ["hb"], sweep_every=60)
+    # a clean shutdown: its entry and document go, its location is offline at once (its last
+    # beat still known)
+    hosts.leave("wa", ["ha"])
+    assert w.store.r.zscore(seen, "@worker:wa") is None
+    assert not w.store.r.exists(w.keys.worker("wa"))
+    assert float(w.store.r.zscore(seen, "ha")) < 0
+    # a worker killed leaves its entry and document: forgotten once dead longer than the age
+    # given (30 host TTLs), while a living worker's and a long-offline location's stay
+    w.store.r.zadd(seen, {"@worker:killed": 1.0, "old-host": 1.0})
+    w.store.r.set(w.keys.worker("killed"), "{}")
+    assert hosts.forget_after() == 30 * w.store.config.host_ttl
+    assert hosts.forget_dead_workers() == 1
+    assert w.store.r.zscore(seen, "@worker:killed") is None
+    assert not w.store.r.exists(w.keys.worker("killed"))
+    assert w.store.r.zscore(seen, "old-host") == 1.0
+    assert w.store.r.zscore(seen, "@worker:wb") is not None
+    assert w.store.r.exists(w.keys.worker("wb"))
+    # at most once per that age for the whole fleet, whoever asks
+    w.store.r.zadd(seen, {"@worker:killed2": 1.0})
+    assert Hosts(w.store).forget_dead_workers() == 0
+    assert w.store.r.zscore(seen, "@worker:killed2") == 1.0
 
 
 def test_sweep_disconnects_reconnects_and_fails_silent_hosts(layers: Layers) -> None:

@@ -91,6 +91,22 @@ local function server_time()
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
+-- A worker's own entry in seen, beside its locations' (no location begins with '@'): when
+-- its liveness runs out, by Redis's clock. beat.lua writes it in the ZADD of its locations,
+-- so a beat is one write; the worker's document (wk:<worker>) has no expiry.
+local function worker_entry(w) return '@worker:' .. w end
+local clock  -- server_time(), read once per script, and only if a worker's entry is asked
+-- Whether worker w lives: its entry; for a worker older than 0.4, which writes none, its
+-- document, whose expiry its beats then move
+local function worker_alive(w)
+  local due = redis.call('ZSCORE', K.seen, worker_entry(w))
+  if due then
+    clock = clock or server_time()
+    return tonumber(due) > clock
+  end
+  return redis.call('EXISTS', K.worker(w)) == 1
+end
+
 -- The snapshots of jobs, their children and their unread counts (load.lua, poll.lua): tops
 -- and kids are lists of {HGETALL, unread} (an empty list for a job that is gone); unread
 -- counts a leaf's records (LLEN out + a batch held).

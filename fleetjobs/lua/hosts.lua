@@ -38,7 +38,8 @@ for i, loc in ipairs(locs) do
     if type(w) == 'string' and w ~= '' and not asked[w] then
       asked[w] = true
       workers[#workers + 1] = w
-      wdocs[#wdocs + 1] = redis.call('GET', K.worker(w)) or ''
+      -- its document outlives it: a worker that died shows none, as it did when it expired
+      wdocs[#wdocs + 1] = worker_alive(w) and redis.call('GET', K.worker(w)) or ''
     end
   end
 end

@@ -39,7 +39,7 @@ local function halt(pid, failed, hosts)
       settle(cid, S.STOPPED, why)
     elseif f.halt_running == '1' and (c.state == S.RUNNING or c.state == S.DISCONNECTED) then
       redis.call('HSET', ck, 'stop', '1', 'stop_reason', why)
-      if not given(c.worker) or redis.call('EXISTS', K.worker(c.worker)) == 0 then
+      if not given(c.worker) or not worker_alive(c.worker) then
         settle(cid, S.STOPPED, why .. ' (its worker is gone)')
       else
         move(cid, S.STOPPING)

@@ -7,7 +7,7 @@ local function stop_child(cid, reason)
   if not f.state or FIN[f.state] then return end
   redis.call('HSET', k, 'stop', '1', 'stop_reason', reason)
   if f.state == S.NOT_STARTED then settle(cid, S.STOPPED, reason) return end
-  if not f.worker or redis.call('EXISTS', K.worker(f.worker)) == 0 then
+  if not f.worker or not worker_alive(f.worker) then
     settle(cid, S.STOPPED, reason .. ' (its worker is gone)')
     return
   end

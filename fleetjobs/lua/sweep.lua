@@ -10,9 +10,9 @@ if every > 0 and not redis.call('SET', K.swept, '1', 'NX', 'PX', every) then
   return result(0)  -- the fleet was swept a moment ago, by this process or another
 end
 local changed = 0
-local living = {}  -- worker id -> whether its liveness key exists, read once per sweep
+local living = {}  -- worker id -> whether it lives (common.lua), read once per sweep
 local function alive_worker(w)
-  if living[w] == nil then living[w] = redis.call('EXISTS', K.worker(w)) == 1 end
+  if living[w] == nil then living[w] = worker_alive(w) end
   return living[w]
 end
 -- ends no worker will report to Flower: monitor.announce_lost sends them (bounded list)

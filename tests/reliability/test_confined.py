@@ -261,6 +261,36 @@ def test_the_relay_settles_the_jobs_of_a_confined_worker_that_died(
         assert "stopped answering" in (job.refresh().info.reason or "")
 
 
+def test_a_confined_workers_beat_writes_its_liveness_and_its_document_only_when_it_changed(
+    redis_url: str, logs: Path
+) -> None:
+    loc = uniq("cfb")
+    with confined_fleet(redis_url, logs, [loc]) as (_cfg, fleet, hosts, _relay):
+        r, keys = fleet.store.r, fleet.store.keys
+        own = redis.Redis.from_url(hosts[loc].redis_url, decode_responses=True)
+        relay = RelayClient(own, keys, loc)
+        worker, key = f"{loc}/w1", keys.worker(f"{loc}/w1")
+        doc = json.dumps({"locations": [loc], "actions": ["echo"]})
+        # given a confined worker's first beat, through the relay: its document, and its
+        # liveness beside its location's
+        relay.call("script", "beat", "beat", worker, doc, 60000, loc)
+        assert r.get(key) == doc
+        assert r.zscore(keys.seen, f"@worker:{worker}") == r.zscore(keys.seen, loc)
+        # when it beats again with the same document, what Redis holds is left alone (here a
+        # marker put in its place): the beat's one write is its liveness
+        r.set(key, "marker")
+        relay.call("script", "beat", "beat", worker, doc, 60000, loc)
+        assert r.get(key) == "marker"
+        # a document that changed is written whole
+        changed = json.dumps({"locations": [loc], "actions": ["echo", "nap"]})
+        relay.call("script", "beat", "beat", worker, changed, 60000, loc)
+        assert r.get(key) == changed
+        # and a clean leave takes both away
+        relay.call("script", "beat", "leave", worker, "", 0, loc)
+        assert not r.exists(key) and r.zscore(keys.seen, f"@worker:{worker}") is None
+        own.close()
+
+
 def test_one_hosts_credential_cannot_choose_the_arguments_of_another_hosts_job(
     redis_url: str, logs: Path
 ) -> None:
