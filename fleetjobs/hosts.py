@@ -122,6 +122,7 @@ class Hosts:
         self.r = store.r
         self._written: dict[str, str] = {}  # the hosts documents this process last wrote
         self._worker_doc: dict[str, str] = {}  # worker -> the document its last beat wrote
+        self._forget_at = 0.0  # when forget_now_and_then asks next (monotonic)
         self._beats = 0
         self._seen: dict[tuple[str, ...] | None, tuple[float, list[HostInfo]]] = {}
 
@@ -219,6 +220,17 @@ class Hosts:
     def forget_after(self) -> float:
         """Seconds a worker killed stays known (``FORGET_TTLS`` host TTLs)."""
         return FORGET_TTLS * self.store.config.host_ttl
+
+    def forget_now_and_then(self) -> int:
+        """:meth:`forget_dead_workers` at the first call, then at most every
+        :meth:`forget_after` seconds: what a worker's heartbeat and a relay's upkeep call each
+        beat (the fleet's gate makes the asks of many cheap)."""
+        now = time.monotonic()
+        if now < self._forget_at:
+            return 0
+        gone = self.forget_dead_workers()
+        self._forget_at = now + self.forget_after()
+        return gone
 
     @guarded
     def forget_dead_workers(self, after: float | None = None) -> int:

@@ -41,6 +41,7 @@ so two fleets can share one Redis.
                      it changes, deleted when the worker leaves or is forgotten: its liveness
                      is its entry in seen (a worker older than 0.4 has none: its document
                      then expires with its heartbeats)
+    workers          set of the worker ids that have an entry in seen (what forgetting reads)
     forgot           string, expiring: someone forgot the killed workers lately
     ev:<iid>         pub/sub channel: 'state', 'r' (a record), 'stop'
     fleetjobs.loc.<loc>  a location's Celery queue (kombu's list, under the same prefix)
@@ -141,6 +142,7 @@ SCHEMA: dict[str, str] = {
     "facts": "facts",
     "swept": "swept",
     "forgot": "forgot",
+    "workers": "workers",
     # a confined worker's own keys (deploy/redis-acl.conf: its Redis user writes no other)
     "loc_unacked": "loc:{}:unacked",  # kombu's unacked hash, index and mutex, per location
     "loc_unacked_index": "loc:{}:unacked_index",
@@ -342,3 +344,7 @@ class Keys:
     @property
     def forgot(self) -> str:
         return self._key("forgot")
+
+    @property
+    def workers(self) -> str:
+        return self._key("workers")

@@ -222,7 +222,12 @@ class Relay:
             if not all(type(a) in _SCALARS for a in args[1:]):  # a list 32 M long: seconds
                 raise Refused(f"an argument to {name} that is not text or a number")
             rest = [str(a) for a in args[1:]]
-            return self.store.scripts(name, *check(self, location, rest))
+            answer = self.store.scripts(name, *check(self, location, rest))
+            if name == "beat" and rest[0] == "beat":  # that worker's document, as written
+                if len(self.beat_docs) >= 10_000:  # workers long gone (each id is its own)
+                    self.beat_docs.clear()
+                self.beat_docs[rest[1]] = rest[2]
+            return answer
         if op == "progress":
             job_id, doc = int(args[0]), args[1]
             if not (
@@ -387,16 +392,12 @@ def _beat(relay: Relay, location: str, args: list[str]) -> list[str]:
     _own_worker(location, args[1])
     if args[0] == "beat" and _locations_of(args[2]) != [location]:
         raise Refused(f"a worker document for other locations than {location}")
-    # a document as this relay's last beat for that worker wrote it is left alone: the beat's
-    # one write is its liveness (beat.lua writes it again if Redis lost it)
+    # a document as this relay's last beat for that worker wrote it (Relay._run records it
+    # once the beat is done) is left alone: the beat's one write is its liveness (beat.lua
+    # writes it again if it is gone)
     worker, doc = args[1], args[2]
-    if args[0] == "leave":
-        relay.beat_docs.pop(worker, None)
-        return args
-    kept = relay.beat_docs.get(worker) == doc
-    if len(relay.beat_docs) >= 10_000:  # workers long gone (a confined worker's id is its own)
-        relay.beat_docs.clear()
-    relay.beat_docs[worker] = doc
+    kept = args[0] == "beat" and relay.beat_docs.get(worker) == doc
+    relay.beat_docs.pop(worker, None)  # unknown, should the script fail
     return ["beat:0:kept", *args[1:]] if kept else args
 
 

@@ -230,8 +230,14 @@ def test_a_worker_whose_beats_stopped_is_gone_though_its_document_is_not(
     hosts.heartbeat("wz", {"actions": ["echo"]}, ["h1"], sweep_every=60)
     w.lifecycle.sweep()
     assert _state(w, child.id) is S.RUNNING
-    # silent again, a stop settles its job at once: no worker is there to hear it
+    # while a document with an expiry, which only an older writer gives it (a 0.3 relay
+    # beating for a confined worker), says it lives: it does, however its entry stands
     w.store.r.zadd(w.keys.seen, {"@worker:wz": 1.0})
+    w.store.r.pexpire(w.keys.worker("wz"), 60_000)
+    w.lifecycle.sweep()
+    assert _state(w, child.id) is S.RUNNING
+    # silent again, a stop settles its job at once: no worker is there to hear it
+    w.store.r.persist(w.keys.worker("wz"))
     w.lifecycle.stop(pid)
     assert _state(w, pid) is S.STOPPED
 
@@ -252,8 +258,8 @@ def test_a_clean_leave_removes_a_workers_entry_and_dead_ones_are_forgotten(
     assert float(w.store.r.zscore(seen, "ha")) < 0
     # a worker killed leaves its entry and document: forgotten once dead longer than the age
     # given (30 host TTLs), while a living worker's and a long-offline location's stay
+    hosts.heartbeat("killed", {}, ["hk"], sweep_every=60)
     w.store.r.zadd(seen, {"@worker:killed": 1.0, "old-host": 1.0})
-    w.store.r.set(w.keys.worker("killed"), "{}")
     assert hosts.forget_after() == 30 * w.store.config.host_ttl
     assert hosts.forget_dead_workers() == 1
     assert w.store.r.zscore(seen, "@worker:killed") is None
@@ -262,9 +268,12 @@ def test_a_clean_leave_removes_a_workers_entry_and_dead_ones_are_forgotten(
     assert w.store.r.zscore(seen, "@worker:wb") is not None
     assert w.store.r.exists(w.keys.worker("wb"))
     # at most once per that age for the whole fleet, whoever asks
+    hosts.heartbeat("killed2", {}, ["hk2"], sweep_every=60)
     w.store.r.zadd(seen, {"@worker:killed2": 1.0})
     assert Hosts(w.store).forget_dead_workers() == 0
     assert w.store.r.zscore(seen, "@worker:killed2") == 1.0
+    # and what it reads is the workers' ids, not the locations (however many are offline)
+    assert w.store.r.smembers(w.keys.workers) == {"wb", "killed2"}
 
 
 def test_sweep_disconnects_reconnects_and_fails_silent_hosts(layers: Layers) -> None:

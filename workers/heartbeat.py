@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -72,7 +71,6 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         interval = self.config.heartbeat_interval
         warned = False
-        forget_at = 0.0  # the next ask to forget dead workers: at start, then now and then
         while not self._closing.is_set():
             try:
                 turn = self.beat()
@@ -80,9 +78,7 @@ class Heartbeat(threading.Thread):
                     if turn:  # nobody swept the fleet within half a beat: this worker does
                         self.housekeeping.sweep(force=True, turn_taken=True)
                     self.housekeeping.purge_expired()
-                    if time.monotonic() >= forget_at:
-                        self.hosts.forget_dead_workers()
-                        forget_at = time.monotonic() + self.hosts.forget_after()
+                    self.hosts.forget_now_and_then()  # killed workers, at start and later
                 for chore in self._chores:
                     chore(self._store)
                 warned = False

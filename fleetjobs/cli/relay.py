@@ -25,9 +25,10 @@ def relay(state: State, loglevel: str) -> None:
     that writes only its own location's keys. Its jobs' state changes, records, heartbeats
     and dead letters touch the fleet's shared keys, so it asks the relay, which checks that
     each request is about that location's own jobs and makes it. The relay also does what
-    confined workers may not: the fleet's sweep (start deadlines, dead hosts) and the
-    retention purge. Trusted workers need no relay.
+    confined workers may not: the fleet's sweep (start deadlines, dead hosts), the
+    retention purge, and forgetting workers killed. Trusted workers need no relay.
     """
+    from ..hosts import Hosts
     from ..relay import Relay
 
     logging.basicConfig(
@@ -44,9 +45,12 @@ def relay(state: State, loglevel: str) -> None:
     keeping = fleet.housekeeping
     keeping.migrates = False  # an older version's indexes: moved by the first newer console
 
+    hosts = Hosts(fleet.store)
+
     def upkeep() -> None:
         keeping.sweep(force=True)
         keeping.purge_expired()
+        hosts.forget_now_and_then()  # confined workers killed: none of them forgets
 
     server = Relay(fleet.store, upkeep)
     logging.getLogger("fleetjobs.relay").info(

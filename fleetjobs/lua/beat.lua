@@ -4,7 +4,10 @@
 -- A beat is one write: the ZADD of the worker's own entry (common.lua's worker_entry) and its
 -- locations' into seen. Its document (wk:<worker>) has no expiry: written whole when it
 -- changed (a beat without ':kept'), left alone by a ':kept' one unless Redis lost it (the
--- worker's entry was new), deleted when the worker leaves, or when it is forgotten.
+-- worker's entry was new), deleted when the worker leaves, or when it is forgotten. A
+-- relay's ':kept' beat (no turn asked: 'beat:0:kept') also writes it when it is gone or has
+-- an expiry: relays of two versions may take turns with a confined worker's beats, and a
+-- 0.3 one's document expires. workers (set): the ids that have an entry, for 'forget'.
 -- 'beat:<ms>' also asks for the fleet's sweep turn: taken (the swept mark set for <ms>) when
 -- nobody swept the fleet within <ms>, the gate sweep.lua applies to everyone else; the
 -- caller then sweeps ungated. A worker's beat and its try for the turn are one command.
@@ -21,6 +24,7 @@ local mode, worker, ttl = ARGV[3], ARGV[4], tonumber(ARGV[6])
 if mode == 'leave' then
   redis.call('DEL', K.worker(worker))
   redis.call('ZREM', K.seen, worker_entry(worker))
+  redis.call('SREM', K.workers, worker)
   for i = 7, #ARGV do
     local s = tonumber(redis.call('ZSCORE', K.seen, ARGV[i]) or '0')
     if s > 0 then redis.call('ZADD', K.seen, -s, ARGV[i]) end
@@ -29,16 +33,23 @@ if mode == 'leave' then
 end
 if mode == 'forget' then
   if not redis.call('SET', K.forgot, '1', 'NX', 'PX', ttl) then return 0 end
-  local gone = {}
-  -- the entries past that age: workers' and long-offline locations' (whose are kept)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', K.seen, '-inf', server_time() - ttl / 1000)) do
-    if string.sub(m, 1, 8) == '@worker:' then
-      gone[#gone + 1] = m
-      redis.call('DEL', K.worker(string.sub(m, 9)))
+  -- the workers' entries alone (whatever the number of locations, online or not)
+  local ids, gone = redis.call('SMEMBERS', K.workers), 0
+  local cutoff = server_time() - ttl / 1000
+  each_chunk(ids, function(part)
+    local entries = {}
+    for j, w in ipairs(part) do entries[j] = worker_entry(w) end
+    local dues = redis.call('ZMSCORE', K.seen, unpack(entries))
+    for j, w in ipairs(part) do
+      if not dues[j] or tonumber(dues[j]) < cutoff then
+        redis.call('ZREM', K.seen, entries[j])
+        redis.call('DEL', K.worker(w))
+        redis.call('SREM', K.workers, w)
+        gone = gone + 1
+      end
     end
-  end
-  if #gone > 0 then call_chunked('ZREM', K.seen, gone, 1) end
-  return #gone
+  end)
+  return gone
 end
 local gate, kept = string.match(mode, '^beat:(%d+)(.*)$')
 local every = tonumber(gate or '0')
@@ -50,16 +61,20 @@ for i = 7, #ARGV do
 end
 -- a beat that writes the document counts its locations alone (its entry's newness read
 -- first: one read); a ':kept' one reads nothing, and counts its own entry too when it was new
-local added = 0
-if kept ~= ':kept' and not redis.call('ZSCORE', K.seen, worker_entry(worker)) then added = -1 end
+local fresh = kept ~= ':kept' and not redis.call('ZSCORE', K.seen, worker_entry(worker))
+local added = fresh and -1 or 0
 -- one ZADD for up to 2,000 entries (4,000 arguments, well within what unpack takes)
 each_chunk(args, function(part)
   added = added + redis.call('ZADD', K.seen, unpack(part))
 end, 4000)
 if kept ~= ':kept' then
   redis.call('SET', K.worker(worker), ARGV[5])
+  if fresh then redis.call('SADD', K.workers, worker) end
 elseif added > 0 then  -- Redis lost its data (a write only if the document went with it)
   redis.call('SET', K.worker(worker), ARGV[5], 'NX')
+  redis.call('SADD', K.workers, worker)  -- a write only if it went too
+elseif every == 0 and redis.call('PTTL', K.worker(worker)) ~= -1 then
+  redis.call('SET', K.worker(worker), ARGV[5])  -- a relay's: gone, or a 0.3 relay's
 end
 if every == 0 then return added end  -- as before turns: what a confined worker's relay answers
 local turn = 0

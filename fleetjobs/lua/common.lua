@@ -96,15 +96,16 @@ end
 -- so a beat is one write; the worker's document (wk:<worker>) has no expiry.
 local function worker_entry(w) return '@worker:' .. w end
 local clock  -- server_time(), read once per script, and only if a worker's entry is asked
--- Whether worker w lives: its entry; for a worker older than 0.4, which writes none, its
--- document, whose expiry its beats then move
+-- Whether worker w lives: its entry has not run out; or its document has an expiry, which
+-- only a writer older than 0.4 gives it (a 0.3 worker's beats, or a confined worker's
+-- through a 0.3 relay), moving it at each beat; a 0.4 document has none
 local function worker_alive(w)
   local due = redis.call('ZSCORE', K.seen, worker_entry(w))
   if due then
     clock = clock or server_time()
-    return tonumber(due) > clock
+    if tonumber(due) > clock then return true end
   end
-  return redis.call('EXISTS', K.worker(w)) == 1
+  return redis.call('PTTL', K.worker(w)) > 0
 end
 
 -- The snapshots of jobs, their children and their unread counts (load.lua, poll.lua): tops

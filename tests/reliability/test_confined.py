@@ -285,10 +285,40 @@ def test_a_confined_workers_beat_writes_its_liveness_and_its_document_only_when_
         changed = json.dumps({"locations": [loc], "actions": ["echo", "nap"]})
         relay.call("script", "beat", "beat", worker, changed, 60000, loc)
         assert r.get(key) == changed
+        # and so is one that a relay of 0.3 (taking its turn with this worker's beats) left
+        # with an expiry, or that went: a live worker's document does not expire
+        for lost in (lambda: r.pexpire(key, 3000), lambda: r.delete(key)):
+            r.set(key, "marker")
+            lost()
+            relay.call("script", "beat", "beat", worker, changed, 60000, loc)
+            assert r.get(key) == changed and r.pttl(key) == -1
         # and a clean leave takes both away
         relay.call("script", "beat", "leave", worker, "", 0, loc)
         assert not r.exists(key) and r.zscore(keys.seen, f"@worker:{worker}") is None
         own.close()
+
+
+def test_the_relay_forgets_workers_killed_where_no_trusted_worker_runs(
+    redis_url: str, logs: Path
+) -> None:
+    # given a fleet of confined workers alone, one of them killed long ago: its entry and its
+    # document left behind (no trusted worker runs, whose beats would forget them)
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('cff')}:", **FAST)  # type: ignore[arg-type]
+    loc = uniq("cff")
+    worker = f"{loc}/killed"
+    with Fleet(config=cfg) as fleet:
+        r, keys = fleet.store.r, fleet.store.keys
+        fleet.store.scripts("beat", "beat", worker, json.dumps({"locations": [loc]}), 3000, loc)
+        r.zadd(keys.seen, {f"@worker:{worker}": 1.0})
+        relay = RelayProcess(cfg, logs / f"relay-{cfg.prefix.strip(':')}.log")
+        relay.start()
+        try:
+            # when the relay runs, its upkeep forgets them; the location stays known
+            eventually(lambda: r.zscore(keys.seen, f"@worker:{worker}") is None, timeout=20)
+            assert not r.exists(keys.worker(worker))
+            assert r.zscore(keys.seen, loc) is not None
+        finally:
+            relay.stop()
 
 
 def test_one_hosts_credential_cannot_choose_the_arguments_of_another_hosts_job(
