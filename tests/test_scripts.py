@@ -260,10 +260,17 @@ def test_a_clean_leave_removes_a_workers_entry_and_dead_ones_are_forgotten(
     # given (30 host TTLs), while a living worker's and a long-offline location's stay
     hosts.heartbeat("killed", {}, ["hk"], sweep_every=60)
     w.store.r.zadd(seen, {"@worker:killed": 1.0, "old-host": 1.0})
+    # and a worker a 0.3 relay now beats for (its document with the expiry that relay moves)
+    # loses its stale entry but keeps its document, which goes by itself if that relay stops
+    hosts.heartbeat("carried", {}, ["hc"], sweep_every=60)
+    w.store.r.zadd(seen, {"@worker:carried": 1.0})
+    w.store.r.pexpire(w.keys.worker("carried"), 60_000)
     assert hosts.forget_after() == 30 * w.store.config.host_ttl
-    assert hosts.forget_dead_workers() == 1
+    assert hosts.forget_dead_workers() == 2
     assert w.store.r.zscore(seen, "@worker:killed") is None
     assert not w.store.r.exists(w.keys.worker("killed"))
+    assert w.store.r.zscore(seen, "@worker:carried") is None
+    assert w.store.r.pttl(w.keys.worker("carried")) > 0
     assert w.store.r.zscore(seen, "old-host") == 1.0
     assert w.store.r.zscore(seen, "@worker:wb") is not None
     assert w.store.r.exists(w.keys.worker("wb"))

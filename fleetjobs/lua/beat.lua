@@ -43,7 +43,8 @@ if mode == 'forget' then
     for j, w in ipairs(part) do
       if not dues[j] or tonumber(dues[j]) < cutoff then
         redis.call('ZREM', K.seen, entries[j])
-        redis.call('DEL', K.worker(w))
+        -- a document with an expiry is a 0.3 relay's, still beating for it: it goes by itself
+        if redis.call('PTTL', K.worker(w)) == -1 then redis.call('DEL', K.worker(w)) end
         redis.call('SREM', K.workers, w)
         gone = gone + 1
       end
