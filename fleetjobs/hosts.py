@@ -233,14 +233,13 @@ class Hosts:
         return gone
 
     @guarded
-    def forget_dead_workers(self, after: float | None = None) -> int:
+    def forget_dead_workers(self) -> int:
         """Remove the entries in ``seen``, and the documents, of workers whose liveness ran
-        out more than ``after`` seconds ago (default :meth:`forget_after`): a worker killed
-        leaves them (a clean shutdown removes its own). At most once per ``after`` for the
-        whole fleet, whoever asks first; a worker asks at its start and every ``after``.
-        Returns how many were forgotten."""
-        age = self.forget_after() if after is None else after
-        return int(self.store.scripts("beat", "forget", "", "", max(1, round(age * 1000))))
+        out more than :meth:`forget_after` seconds ago: a worker killed leaves them (a clean
+        shutdown removes its own). At most once per that time for the whole fleet, whoever
+        asks first. Returns how many were forgotten."""
+        age = max(1, round(self.forget_after() * 1000))
+        return int(self.store.scripts("beat", "forget", "", "", age))
 
     @guarded
     def list(self, only: Sequence[str] | None = None) -> list[HostInfo]:

@@ -98,11 +98,12 @@ local function worker_entry(w) return '@worker:' .. w end
 local clock  -- server_time(), read once per script, and only if a worker's entry is asked
 -- Whether worker w lives: its entry has not run out; or its document has an expiry, which
 -- only a writer older than 0.4 gives it (a 0.3 worker's beats, or a confined worker's
--- through a 0.3 relay), moving it at each beat; a 0.4 document has none
-local function worker_alive(w)
+-- through a 0.3 relay), moving it at each beat; a 0.4 document has none. now: the caller's
+-- server_time(), when it read it already
+local function worker_alive(w, now)
   local due = redis.call('ZSCORE', K.seen, worker_entry(w))
   if due then
-    clock = clock or server_time()
+    clock = now or clock or server_time()
     if tonumber(due) > clock then return true end
   end
   return redis.call('PTTL', K.worker(w)) > 0

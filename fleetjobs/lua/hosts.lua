@@ -39,7 +39,7 @@ for i, loc in ipairs(locs) do
       asked[w] = true
       workers[#workers + 1] = w
       -- its document outlives it: a worker that died shows none, as it did when it expired
-      wdocs[#wdocs + 1] = worker_alive(w) and redis.call('GET', K.worker(w)) or ''
+      wdocs[#wdocs + 1] = worker_alive(w, now) and redis.call('GET', K.worker(w)) or ''
     end
   end
 end
