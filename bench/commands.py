@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import BenchError, Delta, ServerCounter, Sides, both_sides, median
-from bench.measure import ConsoleCommands, Propagated, appendonly, frozen
+from bench.measure import ConsoleCommands, appendonly, by_name, frozen, idle_window
 from bench.raw_celery import ECHO
 from bench.report import Ctx, Row, ratio_of
 from bench.sent import SentCommands
@@ -80,18 +80,6 @@ class Phases:
         self.cpu_us[label] = max(0.0, cpu) / self.n * 1e6
         self.names[label] = +calls
         return result
-
-
-def idle_rate(counter: ServerCounter, seconds: float) -> tuple[Delta, int, Counter[str]]:
-    """What an idle window costs the server: its commands, and the bytes and the writes it
-    appended to the AOF (what every replica receives too; AOF on, see :func:`appendonly`)."""
-    aof = int(counter.r.info("persistence")["aof_current_size"])
-    before = counter.snapshot()
-    mark = Propagated(counter.r)
-    time.sleep(seconds)
-    delta = ServerCounter.diff(before, counter.snapshot())
-    writes = mark.writes(counter.r)
-    return delta, int(counter.r.info("persistence")["aof_current_size"]) - aof, writes
 
 
 def fj_phases(s: Sides, n: int, idle: Delta, sent: SentCommands | None = None) -> Phases:
@@ -241,9 +229,12 @@ def bench_commands(ctx: Ctx) -> None:
             res.forget()
         with appendonly(s.counter.r):
             with frozen(s.raw.procs):
-                idle_fj, aof_fj, writes_fj = idle_rate(s.counter, idle_s)
+                fj_window = idle_window(s.counter, idle_s)
             with frozen(s.workers.procs):
-                idle_raw, aof_raw, writes_raw = idle_rate(s.counter, idle_s)
+                raw_window = idle_window(s.counter, idle_s)
+        idle_fj, aof_fj = fj_window.delta, fj_window.aof_bytes
+        idle_raw, aof_raw = raw_window.delta, raw_window.aof_bytes
+        writes_fj, writes_raw = by_name(fj_window.written), by_name(raw_window.written)
         fj_runs, raw_runs = [], []
         for _ in range(rounds):  # alternated
             fj_runs.append(fj_phases(s, n, idle_fj))

@@ -24,12 +24,18 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-import redis
-
 from bench.cli_startup import fleetjobs_argv
 from bench.common import BenchError, RawWorkers, ServerCounter, median
 from bench.console_task import location
-from bench.measure import MiB, Propagated, RedisPeak, appendonly, run_measured, tree_peak
+from bench.measure import (
+    MiB,
+    RedisPeak,
+    appendonly,
+    by_name,
+    idle_window,
+    run_measured,
+    tree_peak,
+)
 from bench.report import Ctx, Row, ratio_of
 from fleetjobs import Config, Fleet
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
@@ -78,11 +84,8 @@ def bench_fleet(ctx: Ctx) -> None:
             )
             with appendonly(counter.r):  # what the idle fleet writes, read from the AOF
                 time.sleep(config.heartbeat_interval)  # past the start-up's own writes
-                before = counter.snapshot()
-                mark = Propagated(counter.r)
-                time.sleep(idle_s)
-                idle = ServerCounter.diff(before, counter.snapshot())
-                written = mark.commands(counter.r)
+                window = idle_window(counter, idle_s)
+            idle = window.delta
             rate = idle.commands / idle.seconds
             per_beat = config.heartbeat_interval / idle.seconds / n_workers
             beat = idle.commands * per_beat
@@ -109,7 +112,7 @@ def bench_fleet(ctx: Ctx) -> None:
                     "same server",
                 )
             )
-            idle_writes(ctx, written, Keys(config.prefix).swept, per_beat, raw)
+            idle_writes(ctx, window.written, Keys(config.prefix).swept, per_beat, raw)
             # what Celery and kombu send on their own: the BRPOP re-sent each second, the
             # event heartbeat (PUBLISH) and kombu's look for reserved messages past their lease
             own = sum(v for k, v in idle.calls.items() if k not in CELERY_OWN)
@@ -157,26 +160,21 @@ def raw_idle(ctx: Ctx, url: str, n_workers: int, seconds: float, config: Config)
     from bench.raw_celery import make_app
 
     app = make_app(url)
-    r = redis.Redis.from_url(url)
     counter = ServerCounter(url)
     try:
         queues = [[f"idle{i}"] for i in range(n_workers)]
         with RawWorkers(url, queues, log_dir=ctx.log_dir) as raw:
             raw.wait_ready(app, timeout=ctx.pick(120.0, 300.0))
-            with appendonly(r):
+            with appendonly(counter.r):
                 time.sleep(config.heartbeat_interval)  # past the start-up's own writes
-                before = counter.snapshot()
-                mark = Propagated(r)
-                time.sleep(seconds)
-                idle = ServerCounter.diff(before, counter.snapshot())
-                names = mark.writes(r)
+                window = idle_window(counter, seconds)
     finally:
         counter.close()
-        r.close()
         app.close()
-    per = config.heartbeat_interval / idle.seconds / n_workers
+    per = config.heartbeat_interval / window.delta.seconds / n_workers
+    names = by_name(window.written)
     return RawIdle(
-        idle.commands * per,
+        window.delta.commands * per,
         sum(names.values()) * per,
         Counter({k: v * per for k, v in names.items()}),
     )
@@ -192,7 +190,7 @@ def idle_writes(
     """The row of issue 9's own words: one write per worker per beat, whatever its locations.
 
     Counted from what the server propagated (its AOF: what every replica applies too), one
-    entry per command that changed something; a script's MULTI/EXEC wrapper is no write. The
+    entry per command that changed something (:meth:`Propagated.write_commands`). The
     fleet's sweep turn (``swept``: one worker's SET a turn, and the server's DEL when it
     expires) is the fleet's, shared by its workers, not any worker's: shown apart. Beside it,
     raw Celery workers' own (``raw``: :func:`raw_idle`).
@@ -200,13 +198,10 @@ def idle_writes(
     own: Counter[str] = Counter()
     shared = 0
     for cmd in written:
-        name = cmd[0].decode().lower()
-        if name in ("multi", "exec", "select"):
-            continue
         if len(cmd) > 1 and cmd[1].decode(errors="replace") == swept:
             shared += 1
         else:
-            own[name] += 1
+            own[cmd[0].decode().lower()] += 1
     writes = sum(own.values()) * per_beat
     ctx.add(
         Row(

@@ -33,6 +33,8 @@ from typing import Any
 
 import redis.connection
 
+from bench.common import Delta, ServerCounter
+
 MiB = 1024 * 1024
 AOF_BUSY = ("aof_rewrite_in_progress", "aof_rewrite_scheduled")  # INFO persistence
 
@@ -362,10 +364,40 @@ class Propagated:
             out.append(args)
         return out
 
+    def write_commands(self, r: Any) -> list[list[bytes]]:
+        """The commands appended since the mark less ``MULTI``/``EXEC`` (a script's effects
+        wrapped as one transaction: markers, not writes) and ``SELECT``."""
+        return [c for c in self.commands(r) if c and c[0].lower() not in _MARKERS]
+
     def writes(self, r: Any) -> Counter[str]:
-        """The commands appended since the mark, by name, less ``MULTI``/``EXEC`` (a
-        script's effects wrapped as one transaction: markers, not writes) and ``SELECT``."""
-        names = Counter(c[0].decode().lower() for c in self.commands(r) if c)
-        for marker in ("multi", "exec", "select"):
-            names.pop(marker, None)
-        return names
+        """:meth:`write_commands` by name."""
+        return by_name(self.write_commands(r))
+
+
+_MARKERS = frozenset({b"multi", b"exec", b"select"})
+
+
+def by_name(commands: list[list[bytes]]) -> Counter[str]:
+    """How many of ``commands`` (each as its arguments) each command name has, lower case."""
+    return Counter(c[0].decode().lower() for c in commands)
+
+
+@dataclass(frozen=True)
+class IdleWindow:
+    """What an idle window cost the server: its commands (and CPU), the bytes appended to
+    its AOF, and the writes it propagated (:meth:`Propagated.write_commands`)."""
+
+    delta: Delta
+    aof_bytes: int
+    written: list[list[bytes]]
+
+
+def idle_window(counter: ServerCounter, seconds: float) -> IdleWindow:
+    """Watch the server ``counter`` counts for ``seconds`` (its AOF on: :func:`appendonly`)."""
+    aof = int(counter.r.info("persistence")["aof_current_size"])
+    before = counter.snapshot()
+    mark = Propagated(counter.r)
+    time.sleep(seconds)
+    delta = ServerCounter.diff(before, counter.snapshot())
+    written = mark.write_commands(counter.r)
+    return IdleWindow(delta, int(counter.r.info("persistence")["aof_current_size"]) - aof, written)
