@@ -106,7 +106,10 @@ class Config:
             raise ConfigError(
                 f"a Redis URL must be text, not {type(self.redis_url).__name__}{hint}"
             )
-        parts = urlsplit(self.redis_url)
+        try:
+            parts = urlsplit(self.redis_url)
+        except ValueError as exc:  # 'Invalid IPv6 URL': not shown, it may hold a password
+            raise ConfigError(f"invalid Redis URL: {exc}") from None
         if parts.scheme not in {"redis", "rediss", "unix", *SENTINEL_SCHEMES}:
             raise ConfigError(
                 f"unsupported Redis URL scheme {parts.scheme!r} in {self.safe_url} "
@@ -198,14 +201,18 @@ class Config:
                 )
             number = URL_NUMBERS.get(key)
             if number is not None:
+                # a socket timeout of 0 makes the socket non-blocking: every read fails at
+                # once; a health check interval of 0 turns the checks off
+                positive = key in _POSITIVE_OPTIONS
                 try:
                     parsed = number(value)
-                    ok = math.isfinite(parsed) and parsed >= 0
+                    ok = math.isfinite(parsed) and (parsed > 0 if positive else parsed >= 0)
                 except ValueError:
                     ok = False
                 if not ok:
+                    what = "a positive number" if positive else "a number"
                     raise ConfigError(
-                        f"?{key}= in the Redis URL {self.safe_url} must be a number, got {value!r}"
+                        f"?{key}= in the Redis URL {self.safe_url} must be {what}, got {value!r}"
                     )
 
     def _check_port(self, parts: SplitResult) -> None:
@@ -333,6 +340,7 @@ URL_CHOICES = {  # as kombu and redis-py both read them
     "ssl_check_hostname": frozenset({"true", "false", "True", "False"}),
 }
 _TRANSPORT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
+_POSITIVE_OPTIONS = ("socket_timeout", "socket_connect_timeout")  # 0 is no timeout at all
 URL_OPTIONS = frozenset(
     {
         *URL_NUMBERS,

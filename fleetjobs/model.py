@@ -302,7 +302,8 @@ def check_name(name: str) -> str:
     """``name`` if it can be a job's Name: printable, at most 200 characters, no glob.
 
     Raises:
-        ArgumentError: it is empty, too long, holds a control character (a newline or an
+        ArgumentError: it is empty, too long, begins or ends with white space (a reference
+            is read without it), holds a control character (a newline or an
             escape code would rewrite a person's terminal when ``get`` prints it), or one of
             ``*?[`` (a reference to it would be a pattern).
     """
@@ -310,6 +311,9 @@ def check_name(name: str) -> str:
         raise ArgumentError(f"a job's name must be non-empty text, got {name!r}")
     if len(name) > NAME_CHARS:
         raise ArgumentError(f"a job's name has at most {NAME_CHARS} characters, got {len(name)}")
+    if name != name.strip():
+        # get, wait, receive, stop and remove read a reference without them: never found
+        raise ArgumentError(f"a job's name must not begin or end with white space: {name!r}")
     bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
     if bad:
         raise ArgumentError(

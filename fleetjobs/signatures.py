@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -115,8 +116,8 @@ def convert(raw: str, kind: str, what: str) -> Any:
         except ValueError:
             pass
         try:
-            if kind == "float":
-                return float(raw)
+            if kind == "float" and math.isfinite(value := float(raw)):
+                return value
         except ValueError:
             pass
         article = "an" if kind == "int" else "a"
@@ -128,13 +129,34 @@ def convert(raw: str, kind: str, what: str) -> Any:
             return False
         raise ArgumentError(f"{what} must be true or false, got {raw!r}")
     try:
-        return json.loads(raw)
+        return strict_json(raw)
     except RecursionError:
         raise ArgumentError(f"{what}: {raw[:40]!r}... nests deeper than JSON allows") from None
     except ValueError as exc:
         if raw.lstrip()[:1] in ("{", "["):
             raise ArgumentError(f"{what}: {raw!r} looks like JSON but is not: {exc}") from None
         return raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of a JSON number's range")
+    return value
+
+
+def strict_json(raw: str) -> Any:
+    """``raw`` read as JSON as the standard has it: Python's reader also takes ``NaN``,
+    ``Infinity`` and ``1e999`` (read as inf), which no JSON can carry on to a worker.
+
+    Raises:
+        ValueError: ``raw`` is not JSON.
+    """
+    return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
 
 
 def bind_words(

@@ -25,7 +25,7 @@ from redis._parsers.encoders import Encoder
 from redis.driver_info import DriverInfo
 
 from .config import Config
-from .errors import PermissionDeniedError, RedisUnavailableError, RegistryError
+from .errors import ConfigError, PermissionDeniedError, RedisUnavailableError, RegistryError
 from .keys import Keys
 from .relaycall import RelayClient, RelayedScripts
 from .scripts import Scripts
@@ -60,7 +60,18 @@ def translate(exc: redis.exceptions.RedisError, url: str) -> Exception:
         or "can't run this command" in str(exc)
     ):
         return PermissionDeniedError(f"Redis at {url} refused this user the command: {_why(exc)}")
+    if "unknown command 'SENTINEL'" in str(exc):  # a redis+sentinel:// URL at a plain Redis
+        return ConfigError(f"the servers {url} names are no Redis Sentinels: {_why(exc)}")
+    if "DB index is out of range" in str(exc):  # SELECT of the URL's database: a URL error
+        return ConfigError(f"Redis at {url} has no database {_db(url)}: {_why(exc)}")
     return RegistryError(f"Redis answered an error: {exc}")
+
+
+def _db(url: str) -> str:
+    try:
+        return str(Config(redis_url=url).db)
+    except ConfigError:
+        return "of this URL"
 
 
 def _why(exc: Exception) -> str:

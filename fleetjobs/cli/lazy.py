@@ -52,7 +52,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "Is each SERVER reachable (Test-Connection)? From this machine unless --from HOST.",
     ),
     "receive": (
-        "verbs",
+        "receive",
         "Print JOBs' results (Receive-Job): output on stdout, other streams on stderr.",
     ),
     "relay": (

@@ -1,12 +1,9 @@
-"""The verbs that read and manage jobs: get, wait, receive, stop, remove, hosts; and the
-commands that start a worker or the demo."""
+"""The verbs that read and manage jobs: get, wait, stop, remove, hosts (receive has its own
+module, receive.py); and the commands that start a worker or the demo."""
 
 from __future__ import annotations
 
 import fnmatch
-import functools
-import io
-import itertools
 import os
 import sys
 from collections.abc import Iterator
@@ -17,9 +14,7 @@ import click
 from ..control import HELD
 from ..errors import JobNotFoundError, NotRemovedError
 from ..events import ride_out
-from ..model import JobInfo, Record, reason_text
-from ..records import Shown
-from ..refs import children_of
+from ..model import JobInfo
 from ..states import JobState
 from . import format as fmt
 from .app import (
@@ -36,11 +31,9 @@ from .app import (
     state_type,
 )
 from .control import print_questions
-from .interrupts import as_interrupt
 
 if TYPE_CHECKING:
-    from ..fleet import Fleet
-    from ..job import Job
+    pass
 
 NEWEST = 50  # jobs get lists by default (Get-Job -Newest)
 
@@ -174,168 +167,6 @@ def wait(
         sys.exit(EXIT_FAILED)
 
 
-# ---- receive ----------------------------------------------------------------------------
-
-
-@cli.command(epilog=EPILOG)
-@click.argument("jobs", nargs=-1)
-@click.option("--keep", "-k", is_flag=True, help="Leave the records for the next receive.")
-@click.option(
-    "--wait",
-    "-w",
-    "wait_",
-    is_flag=True,
-    help="Keep receiving as records arrive until the jobs finish.",
-)
-@click.option("--auto-remove", is_flag=True, help="With --wait: remove the jobs afterwards.")
-@click.option("--location", "-l", help="Only the part of the job that ran on this host.")
-@json_option
-@pass_state
-def receive(
-    state: State,
-    jobs: tuple[str, ...],
-    keep: bool,
-    wait_: bool,
-    auto_remove: bool,
-    location: str | None,
-    as_json: bool,
-) -> None:
-    """Print JOBs' results (Receive-Job): output on stdout, other streams on stderr.
-
-    Records are taken once: a second receive prints only what came after, unless --keep.
-    Objects print as a table; ERROR:, WARNING:, VERBOSE:, DEBUG:, INFO: lines go to stderr.
-    A Failed job's Reason prints as an ERROR: line and the exit code is 1; what a Blocked
-    job asks prints as a Blocked: line. --wait stops at a job that waits on a person
-    (Blocked, Suspended) or a host (Disconnected). Records print as they are taken (with
-    --json, as a JSON array streamed record by record), and leave Redis only once printed:
-    an interrupted receive loses nothing.
-    """
-    if auto_remove and not wait_:
-        raise click.UsageError("--auto-remove needs --wait")
-    if auto_remove and keep:
-        raise click.UsageError("--auto-remove removes the job with its output: not with --keep")
-    fleet = state.connect(patient=wait_)
-    refs = list(jobs) or None
-    handles = ride_out(lambda: fleet.get(refs)) if wait_ else fleet.get(refs)
-    with as_interrupt():  # SIGTERM, SIGHUP: what was not printed goes back at once too
-        _receive(fleet, handles, keep, wait_, auto_remove, location, as_json)
-
-
-def _receive(
-    fleet: Fleet,
-    handles: list[Job],
-    keep: bool,
-    wait_: bool,
-    auto_remove: bool,
-    location: str | None,
-    as_json: bool,
-) -> None:
-    stream = functools.partial(
-        fleet.stream, handles, keep=keep, follow=wait_, auto_remove=auto_remove, location=location
-    )
-    if as_json:
-        # a record leaves Redis once the next is asked for, after it was printed: one that
-        # Ctrl-C cut short is printed again by the next receive, never lost
-        records = stream(handed_on_next=True)
-        try:
-            fmt.print_json_stream(r.to_dict() for r in records)
-        except (KeyboardInterrupt, OSError):
-            _close(records)  # what was not printed goes back first
-            raise
-        _after_receive(fleet, handles, set(), False, quiet=True, location=location)
-        return
-    # several hosts' records: each says its host (one named with --location: it alone)
-    multi = location is None and len({x for h in handles for x in h.location.split(",")}) > 1
-    errors: set[str] = set()
-    from . import progress
-
-    with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
-        # a run of objects waits to print as one table, and everything after it in the same
-        # batch with it (the order kept); the batch is printed before it is acknowledged,
-        # and a record leaves Redis only once printed, the held ones counted with the rest
-        # once the batch is (a batch's records leave Redis from its start): whatever stops
-        # the receive (Ctrl-C, a closed pipe, a kill), what it had not printed comes back
-        pending: list[Record] = []
-
-        def show(rec: Record) -> None:
-            if bars.take(rec):  # ctx.progress as a bar, on a terminal
-                return
-            if rec.stream == "output":  # text: its host before it, from several
-                bars.echo((f"{rec.location}: " if multi else "") + fmt.output_text(rec.data))
-                sys.stdout.flush()
-            else:
-                bars.echo(fmt.stream_line(rec, multi), err=True)
-
-        def flush() -> None:
-            # output values in a row are print_values's (a run of objects one table); the
-            # other streams' lines as show() prints them
-            for output, run in itertools.groupby(pending, lambda r: r.stream == "output"):
-                if output:
-                    table = io.StringIO()
-                    fmt.print_values([(r, r.data) for r in run], out=table, tag_locations=multi)
-                    bars.echo(table.getvalue().removesuffix("\n"))
-                    sys.stdout.flush()
-                else:
-                    for rec in run:
-                        show(rec)
-            for rec in pending:
-                shown.add(rec)
-            pending.clear()
-
-        shown = Shown(flush)
-        records = stream(shown=shown)
-        try:
-            for rec in records:
-                if rec.stream == "error":
-                    errors.add(str(rec.data))
-                if pending or (rec.stream == "output" and isinstance(rec.data, dict)):
-                    pending.append(rec)
-                    continue
-                show(rec)
-                shown.add(rec)
-        except (KeyboardInterrupt, OSError):  # (OSError: a hung-up terminal's EIO over it)
-            _close(records)  # what was not printed goes back, the objects held with it
-            raise
-        flush()  # (each batch's end printed it already)
-    for handle in handles:  # a halted rollout: which hosts failed
-        if handle.info.rollout and handle.info.rollout.halted:
-            click.echo(f"WARNING: job {handle.id}: {handle.info.rollout.halted}", err=True)
-    _after_receive(fleet, handles, errors, multi, location=location)
-
-
-def _close(records: Iterator[Any]) -> None:
-    """End a stream now (a generator's close: what it holds goes back to Redis), not when
-    the interrupted process's last references go."""
-    close = getattr(records, "close", None)
-    if close is not None:
-        close()
-
-
-def _after_receive(
-    fleet: Fleet,
-    handles: list[Job],
-    errors: set[str],
-    multi: bool,
-    quiet: bool = False,
-    location: str | None = None,
-) -> None:
-    """Show a Failed child's Reason (unless its own ERROR: record said it) and what a Blocked
-    one asks, of the children received (each once, those on ``location`` alone when given);
-    exit 1 if any of them Failed."""
-    infos = fleet.registry.load([h.id for h in handles])
-    received = children_of(infos, location)
-    failed = [c for c in received if c.state is JobState.FAILED]
-    if not quiet:
-        said = {reason_text(e) for e in errors}  # a long Reason is its error record cut
-        for child in failed:
-            if child.reason and child.reason not in said:
-                where = f"[{child.location}] " if multi else ""
-                click.echo(fmt.output_text(f"ERROR: {where}{child.reason}"), err=True)
-        print_questions(received, err=True)  # (each child its own: its question, if any)
-    if failed:
-        sys.exit(EXIT_FAILED)
-
-
 # ---- stop / remove ----------------------------------------------------------------------
 
 
@@ -373,6 +204,9 @@ def remove(
     except NotRemovedError as exc:  # the finished ones went; one line per job that did not
         if as_json:
             fmt.print_jobs(exc.removed, True)
+        elif exc.removed:  # finished ones named beside them went: say which, not only the rest
+            gone = ", ".join(f"{i.id} ({i.name})" for i in exc.removed)
+            click.echo(f"fleetjobs: removed job(s) {gone}", err=True)
         for info in exc.kept:
             click.echo(
                 f"fleetjobs: error: job {info.id} ({info.name}) is {info.state.value}: not "

@@ -1,0 +1,109 @@
+"""What a person can get wrong at the command line gets one line and an exit code, and takes
+nothing: a receive with no job named, words JSON cannot carry, a name no reference finds, a
+Redis URL that cannot work, a remove or an auto-remove that leaves some jobs."""
+
+from __future__ import annotations
+
+import json
+
+from fleetjobs import Config, Fleet, JobState
+
+from .conftest import CliRunner, eventually, make_cli, uniq
+
+
+def one_line(res: object, code: int, text: str) -> None:
+    stderr = res.stderr  # type: ignore[attr-defined]
+    assert res.returncode == code, (res.returncode, stderr)  # type: ignore[attr-defined]
+    assert text in stderr, stderr
+    assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr
+
+
+def test_receive_takes_only_the_jobs_named_or_all_when_asked(
+    private: tuple[Config, Fleet],
+) -> None:
+    cfg, fleet = private
+    cli = make_cli(cfg)
+    first = fleet.start("echo", "from the first", locations="solo")
+    second = fleet.start("echo", "from the second", locations="solo")
+    assert len(fleet.wait([first, second], timeout=20)) == 2
+
+    # taking records empties them for every console: no job named is no receive at all
+    one_line(cli("receive"), 2, "name the jobs to receive, or use --all")
+    one_line(cli("receive", "--wait", "--auto-remove"), 2, "or use --all")
+    one_line(cli("receive", "--all", str(first.id)), 2, "do not name jobs with it")
+    assert {j.id for j in fleet.get()} == {first.id, second.id}
+    assert all(j.has_more_data for j in fleet.get())
+
+    res = cli("receive", "--all")
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.splitlines()) == ["from the first", "from the second"]
+    assert list(fleet.receive(first)) == [] and list(fleet.receive(second)) == []
+
+
+def test_words_json_cannot_carry_reach_the_action_as_text(cli: CliRunner, fleet: Fleet) -> None:
+    # Python's JSON reader takes NaN, Infinity and 1e999 (as inf): no JSON carries them on
+    words = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"]
+    res = cli("start", "--json", "-l", "alpha", "echo", *words, "2.5")
+    assert res.returncode == 0, res.stderr
+    job_id = json.loads(res.stdout)["id"]
+    assert fleet.wait([job_id], timeout=20)
+    assert list(fleet.receive(job_id)) == [*words, 2.5]
+    one_line(cli("start", "-l", "alpha", "echo", '{"a": NaN}'), 2, "looks like JSON but is not")
+    one_line(cli("start", "-l", "alpha", "echo", "[Infinity]"), 2, "looks like JSON but is not")
+
+
+def test_a_name_no_reference_could_find_is_refused(cli: CliRunner, fleet: Fleet) -> None:
+    for name in (" padded", "padded ", "\tpadded"):
+        res = cli("start", "-l", "alpha", "--name", name, "echo", "x")
+        one_line(res, 2, "must not begin or end with white space")
+    assert fleet.get(name="*padded*") == []
+
+
+def test_redis_url_mistakes_are_input_errors(config: Config, cli: CliRunner) -> None:
+    base = config.redis_url.rsplit("/", 1)[0]  # redis://host:port
+    host_port = base.split("//", 1)[1]
+    cases = [
+        ("redis://[::1/0", "invalid Redis URL: Invalid IPv6 URL"),
+        (f"{base}/0?socket_timeout=0", "?socket_timeout= in the Redis URL"),
+        (f"{base}/0?socket_connect_timeout=0", "must be a positive number"),
+        (f"{base}/99", "has no database 99"),
+        (f"redis+sentinel://{host_port}/mymaster/0", "are no Redis Sentinels"),
+    ]
+    for url, text in cases:
+        one_line(cli("--redis-url", url, "get"), 2, text)
+    # a health check interval of 0 is none at all: still a URL that works
+    ok = cli("--redis-url", f"{base}/0?health_check_interval=0", "get", "--newest", "1")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_a_remove_that_leaves_some_says_which_went(cli: CliRunner, fleet: Fleet) -> None:
+    done = fleet.start("echo", "x", locations="alpha", name=uniq("Fin"))
+    assert fleet.wait([done], timeout=20)
+    running = fleet.start("sleep", 60, locations="alpha", name=uniq("Long"))
+    res = cli("remove", str(done.id), str(running.id))
+    assert res.returncode == 1
+    lines = res.stderr.splitlines()
+    assert lines[0] == f"fleetjobs: removed job(s) {done.id} ({done.name})", lines
+    assert f"job {running.id} ({running.name}) is " in lines[1] and "not removed" in lines[1]
+    assert [j.id for j in fleet.get(name=done.name)] == []
+    fleet.stop(running)
+    fleet.remove(running)
+
+
+def test_auto_remove_of_a_job_that_asks_says_to_answer_it(cli: CliRunner, fleet: Fleet) -> None:
+    job = fleet.start("ask_where", locations="alpha", name=uniq("Asks"))
+    eventually(lambda: fleet.info(job.id).state is JobState.BLOCKED, timeout=20)
+    res = cli("receive", "--wait", "--auto-remove", str(job.id), timeout=60)
+    assert res.returncode == 1
+    child = fleet.info(job.id).children[0]
+    asks = f"Blocked: job {child.id} on alpha asks: 'Reboot alpha?' [yes/no]"
+    assert f"{asks} — fleetjobs answer {child.id} yes|no" in res.stderr.splitlines()
+    last = res.stderr.splitlines()[-1]
+    assert last == (
+        f"fleetjobs: error: job {job.id} ({job.name}) is Blocked: not removed (it asks a "
+        "question: answer it (fleetjobs answer), then receive again)"
+    ), res.stderr
+    assert "--force" not in res.stderr and "stop it first" not in res.stderr
+    assert fleet.info(job.id).state is JobState.BLOCKED  # still there, still asking
+    fleet.stop(job)
+    fleet.remove(job)
