@@ -169,6 +169,11 @@ class Fleet(ControlVerbs):
         start_timeout, timeout, prompt_timeout = options.durations(
             start_timeout=start_timeout, timeout=timeout, prompt_timeout=prompt_timeout
         )
+        if default_answer is not None and prompt_timeout is None:
+            raise ArgumentError(
+                "--default-answer needs --prompt-timeout: it is what a question nobody "
+                "answers in time takes"
+            )
         target, where = options.texts("target", target), options.texts("where", where)
         options.flags(all_hosts=all_hosts, halt_running=halt_running)
         named = named_locations(options.texts("locations", locations))

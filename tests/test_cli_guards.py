@@ -107,3 +107,24 @@ def test_auto_remove_of_a_job_that_asks_says_to_answer_it(cli: CliRunner, fleet:
     assert fleet.info(job.id).state is JobState.BLOCKED  # still there, still asking
     fleet.stop(job)
     fleet.remove(job)
+
+
+def test_options_that_would_do_nothing_are_refused(cli: CliRunner) -> None:
+    one_line(
+        cli("start", "-l", "alpha", "--default-answer", "yes", "ask_where"),
+        2,
+        "--default-answer needs --prompt-timeout",
+    )
+
+
+def test_many_offline_locations_are_a_few_warning_lines(cli: CliRunner, fleet: Fleet) -> None:
+    offline = [uniq("gone") for _ in range(7)]
+    res = cli("start", "--json", "-l", ",".join(offline), "echo", "x")
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 5, lines
+    assert all(line.startswith("WARNING: no worker serves location") for line in lines[:4])
+    assert lines[4].startswith("WARNING: and 3 more (of 7 warnings:")
+    job = json.loads(res.stdout)
+    fleet.stop(job["id"])
+    fleet.remove(job["id"])

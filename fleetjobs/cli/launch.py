@@ -14,7 +14,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -215,9 +215,24 @@ def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, 
         halt_running=opts["halt_running"],
         where=opts["where"],
     )
-    for warning in job.warnings:
+    for warning in shown_warnings(job.warnings):
         click.echo(f"WARNING: {warning}", err=True)
     return job
+
+
+SHOWN_WARNINGS = 5  # past it, one line says how many more: 300 offline locations are not 300
+
+
+def shown_warnings(warnings: Sequence[str]) -> list[str]:
+    """A start's warnings as a console prints them: the first few, then how many more."""
+    if len(warnings) <= SHOWN_WARNINGS:
+        return list(warnings)
+    more = len(warnings) - (SHOWN_WARNINGS - 1)
+    return [
+        *warnings[: SHOWN_WARNINGS - 1],
+        f"and {more} more (of {len(warnings)} warnings: fleetjobs hosts lists the hosts "
+        "that serve locations)",
+    ]
 
 
 @cli.command(epilog=EXIT_CODES, context_settings=ACTION_CONTEXT)
