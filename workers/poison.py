@@ -96,7 +96,8 @@ def why_not_a_job(message: Any, content_type: str = JSON) -> str | None:
 def _header_problem(headers: dict[str, Any]) -> str | None:
     """Why the headers Celery reads past the guard cannot be a job's: a time limit Celery's
     timer would fail on inside the event loop (ending the worker) or kill the pool process
-    with, a date it would log a traceback for and drop, a name Flower would show."""
+    with, stamps it would walk, a date it would log a traceback for and drop, a name Flower
+    would show."""
     limits = headers.get("timelimit")
     if limits is not None:
         if not isinstance(limits, list | tuple) or len(limits) != 2:
@@ -104,6 +105,19 @@ def _header_problem(headers: dict[str, Any]) -> str | None:
         for limit in limits:
             if limit is not None and not _positive(limit):
                 return f"its time limit header is {_short(limits)}, not positive seconds"
+        if any(limit is not None for limit in limits):
+            # Celery's timer would end the action (a tiny one killed the pool process, its
+            # slot gone until Celery made another): a job's timeout is its own (--timeout)
+            return (
+                f"its time limit header is {_short(limits)}: fleetjobs sends none (a job's "
+                "timeout is start --timeout)"
+            )
+    # Celery walks these when it looks whether the message was revoked: a number there
+    # raised in its event loop (the worker ended) or after it reserved a slot (kept for good)
+    for name, empty in (("stamped_headers", []), ("stamps", {})):
+        value = headers.get(name)
+        if value is not None and value != empty:
+            return f"its {name} header is {_short(value)}: fleetjobs stamps nothing"
     if headers.get("eta") is not None:
         # Celery would hold it in the worker's memory until then, reserved and never run
         # nor refused (and a lost Redis connection, restoring it, ended the worker)

@@ -61,6 +61,16 @@ def poison(cfg: Any, location: str) -> list[str]:
         send("a time limit not a number", [[1], {}, {}], headers={**job, "timelimit": "zz"})
         send("a negative time limit", [[1], {}, {}], headers={**job, "timelimit": [-1, -1]})
         send("an eta not a time", [[1], {}, {}], headers={**job, "eta": "notadate"})
+        # a tiny time limit killed the pool process (its slot gone until Celery made another)
+        send("a tiny time limit", [[1], {}, {}], headers={**job, "timelimit": [None, 1e-300]})
+        # stamps Celery walks when it looks whether the message was revoked: the first two
+        # kept a pool slot for good (concurrency-many stopped the host), or, with the pool
+        # busy, ended the worker
+        stamped = {**job, "stamped_headers": 5, "stamps": "zz"}
+        send("stamped headers that are a number", [[1], {}, {}], headers=stamped)
+        stamped = {**job, "stamped_headers": [[1]], "stamps": {}}
+        send("stamped headers holding a list", [[1], {}, {}], headers=stamped)
+        send("stamps not an object", [[1], {}, {}], headers={**job, "stamps": "zz"})
         # an eta in the future: Celery held it reserved in the worker's memory, never run nor
         # refused, and a lost Redis connection, restoring it, ended the worker
         send("an eta", [[1], {}, {}], headers={**job, "eta": "2100-01-01T00:00:00+00:00"})
@@ -145,6 +155,8 @@ def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_se
         assert any("not Celery's [args, kwargs, embed]" in d.reason for d in letters)
         assert any("time limit header is 'zz'" in d.reason for d in letters)
         assert any("not positive seconds" in d.reason for d in letters)
+        assert any("[None, 1e-300]: fleetjobs sends none" in d.reason for d in letters)
+        assert sum("fleetjobs stamps nothing" in d.reason for d in letters) == 3
         assert any("eta header asks to run it later ('notadate')" in d.reason for d in letters)
         assert any("later ('2100-01-01T00:00:00+00:00')" in d.reason for d in letters)
         assert any("body encoding is 'rot13'" in d.reason for d in letters)
@@ -286,3 +298,29 @@ def test_a_broadcast_refused_while_redis_takes_no_writes_ends_no_worker(tmp_path
                     "still serving"
                 ]
             client.close()
+
+
+def test_stamps_celery_would_walk_neither_end_a_busy_worker_nor_keep_its_slot(
+    redis_url: str, tmp_path: Path
+) -> None:
+    cfg = own_config(redis_url)
+    loc = uniq("stamped")
+    with fleet_with(cfg, [loc], tmp_path, concurrency=1) as (fleet, workers):
+        busy = fleet.start("sleep", 3, "slept", locations=loc)
+        eventually(lambda: busy.state is JobState.RUNNING, timeout=15)
+        # while its one pool process is busy: the message Celery reserved and then raised on
+        # from its event loop (the worker ended), and as many as its slots after it
+        route = {"routing_key": queue_for(loc), "exchange": ""}
+        with Connection(cfg.broker_url, transport_options={"global_keyprefix": cfg.prefix}) as c:
+            for stamps in (5, [[1]]):
+                headers = {"task": TASK_NAME, "id": uniq("forged"), "stamped_headers": stamps}
+                Producer(c).publish([[1], {}, {}], serializer="json", headers=headers, **route)
+        registry = Store.connect(cfg)
+        eventually(lambda: len(deadletters.read(registry)) == 2, timeout=20)
+        registry.close()
+        assert fleet.wait([busy], timeout=20) and list(fleet.receive(busy)) == ["slept"]
+        after = fleet.start("echo", "still serving", locations=loc)
+        assert fleet.wait([after], timeout=20) and list(fleet.receive(after)) == ["still serving"]
+        assert workers.procs[0].poll() is None, "the worker exited"
+        log = (tmp_path / "worker-0.log").read_text()
+        assert "Unrecoverable error" not in log and "Traceback" not in log, log[-3000:]
