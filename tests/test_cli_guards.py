@@ -128,3 +128,18 @@ def test_many_offline_locations_are_a_few_warning_lines(cli: CliRunner, fleet: F
     job = json.loads(res.stdout)
     fleet.stop(job["id"])
     fleet.remove(job["id"])
+
+
+def test_a_command_run_on_a_host_does_not_see_the_workers_credentials(
+    cli: CliRunner, config: Config
+) -> None:
+    # the worker's Redis URL holds its password: a command's output is a job's records,
+    # which whoever may read the fleet receives
+    script = (
+        'echo "url=${FLEETJOBS_REDIS_URL:-none} path=${PATH:+set}"; '
+        'env | grep -c "^FLEETJOBS_" || true'
+    )
+    res = cli("invoke", "-l", "alpha", "run", script)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["url=none path=set", "0"], (res.stdout, res.stderr)
+    assert config.redis_url not in res.stdout

@@ -88,6 +88,7 @@ def run(ctx: JobContext, command: str, *argv: str, keep_children: bool = False) 
     spawn, preexec = orphan_proof(args)
     proc = subprocess.Popen(
         spawn,
+        env=command_environment(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -107,6 +108,13 @@ def run(ctx: JobContext, command: str, *argv: str, keep_children: bool = False) 
     if code != 0:
         what = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         raise ActionError(f"command failed with {what}: {command if not argv else ' '.join(args)}")
+
+
+def command_environment() -> dict[str, str]:
+    """The worker's environment less its own settings (``FLEETJOBS_*``): its Redis URL holds
+    its credential, which a command, its output (a job's records, which anyone who may read
+    the fleet receives) and ``/proc/PID/environ`` must not show."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FLEETJOBS_")}
 
 
 def _pump(ctx: JobContext, proc: subprocess.Popen[bytes]) -> None:
