@@ -5,6 +5,11 @@ Redis URL that cannot work, a remove or an auto-remove that leaves some jobs."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from fleetjobs import Config, Fleet, JobState
 
@@ -143,3 +148,34 @@ def test_a_command_run_on_a_host_does_not_see_the_workers_credentials(
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["url=none path=set", "0"], (res.stdout, res.stderr)
     assert config.redis_url not in res.stdout
+
+
+def test_beat_and_relay_given_the_url_keep_it_off_their_command_line(config: Config) -> None:
+    # ps shows a command line, and a URL holds the password: the worker and Flower already
+    # moved it into their environment; beat and relay ran on with it in argv
+    env = {k: v for k, v in os.environ.items() if k != "FLEETJOBS_REDIS_URL"}
+    env["FLEETJOBS_PREFIX"] = f"{uniq('u')}:"
+    for verb in ("beat", "relay"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetjobs", "--redis-url", config.redis_url, verb],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            cmdline = Path(f"/proc/{proc.pid}/cmdline")
+
+            def started_again(c: Path = cmdline, v: bytes = verb.encode()) -> bool:
+                words = c.read_bytes().split(b"\0")  # empty for a moment while it execs
+                return words[-2:] == [v, b""] and b"--redis-url" not in words
+
+            eventually(started_again, timeout=10)
+            assert b"redis://" not in cmdline.read_bytes()
+            environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+            assert f"FLEETJOBS_REDIS_URL={config.redis_url}".encode() in environ
+            time.sleep(1.0)
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

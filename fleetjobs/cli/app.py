@@ -119,6 +119,26 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+def url_off_the_command_line(state: State) -> None:
+    """A command that runs for long (beat, relay) and was given ``--redis-url`` starts again
+    with the URL in its environment instead: ``ps`` shows a command line, and the URL holds
+    the password. Returns only when the URL is not on it (then the process is this one)."""
+    words = sys.argv[1:]
+    given = [i for i, w in enumerate(words) if w == "--redis-url" or w.startswith("--redis-url=")]
+    if not given:
+        return
+    skip = set(given) | {i + 1 for i in given if words[i] == "--redis-url"}
+    kept = [w for i, w in enumerate(words) if i not in skip]
+    env = {
+        **os.environ,
+        "FLEETJOBS_REDIS_URL": state.config.redis_url,
+        "FLEETJOBS_PREFIX": state.config.prefix,
+    }
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "fleetjobs", *kept], env)
+
+
 def loglevel_option(default: str) -> Callable[[F], F]:
     """``--loglevel`` of a command that runs in the foreground (worker, beat, relay)."""
     return click.option(

@@ -8,7 +8,7 @@ import sys
 import threading
 from types import FrameType
 
-from .app import State, cli, loglevel_option, pass_state
+from .app import State, cli, loglevel_option, pass_state, url_off_the_command_line
 
 
 @cli.command(
@@ -28,6 +28,7 @@ def relay(state: State, loglevel: str) -> None:
     confined workers may not: the fleet's sweep (start deadlines, dead hosts), the
     retention purge, and forgetting workers killed. Trusted workers need no relay.
     """
+    url_off_the_command_line(state)
     from ..hosts import Hosts
     from ..relay import Relay
 

@@ -33,6 +33,7 @@ from .app import (
     loglevel_option,
     parse_kw,
     pass_state,
+    url_off_the_command_line,
 )
 from .launch import ACTION_CONTEXT, action_arguments
 
@@ -307,6 +308,7 @@ def run(state: State, name: str, as_json: bool) -> None:
 @pass_state
 def beat(state: State, loglevel: str, interval: float | None, lock_timeout: float | None) -> None:
     """Fire the fleet's schedules: each firing starts a job named after its schedule."""
+    url_off_the_command_line(state)
     from ..beat import run_beat, setup_logging
 
     setup_logging(loglevel)
