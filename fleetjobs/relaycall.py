@@ -17,6 +17,7 @@ The answer comes on ``loc:<location>:relay:<id>``: ``{"ok": value}`` or ``{"err"
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -42,6 +43,23 @@ class RelayClient:
         self.location = location
         self.wait = wait
 
+    def _answer(self, key: str) -> Any:
+        """The answer on ``key`` within ``wait`` s, or None: read in waits shorter than the
+        client's socket timeout (a URL's ``?socket_timeout=``), which a longer BLPOP ran
+        into, raising before the request could be taken back."""
+        kwargs = getattr(getattr(self._r, "connection_pool", None), "connection_kwargs", {})
+        limit = kwargs.get("socket_timeout")
+        step = self.wait if not limit else max(0.05, min(self.wait, float(limit) * 0.8))
+        deadline = time.monotonic() + self.wait
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                got = self._r.blpop([key], timeout=max(0.01, min(step, left)))
+            except redis.exceptions.TimeoutError:  # slower than the client waits: none yet
+                got = None
+            if got is not None or time.monotonic() >= deadline:
+                return got
+
     def call(self, op: str, *args: Any) -> Any:
         """The relay's answer to ``op(args)``.
 
@@ -57,14 +75,14 @@ class RelayClient:
         pipe.rpush(self.keys.relay(self.location), request)
         pipe.lpush(self.keys.bell, self.location)
         pipe.execute()
-        got = self._r.blpop([answer_key], timeout=self.wait)
+        got = self._answer(answer_key)
         # no answer: a request no relay took is taken back (it must not run later, when its
         # caller has gone on: a claim made for nobody); one a relay took (it may put it back
         # for the location's next turn) gets its answer waited for, and taken back again
         for _ in range(TAKE_BACK_TRIES):
             if got is not None or self._r.lrem(self.keys.relay(self.location), 1, request):
                 break
-            got = self._r.blpop([answer_key], timeout=self.wait)
+            got = self._answer(answer_key)
         if got is None:
             raise redis.exceptions.ConnectionError(
                 f"the relay did not answer within {self.wait:g} s (is `fleetjobs relay` "

@@ -21,6 +21,7 @@ import redis
 
 from fleetjobs import Config, Fleet, JobState, deadletters
 from fleetjobs.embedded import LocalWorkers, process_env
+from fleetjobs.keys import Keys
 from fleetjobs.records import WRITE_BATCH
 from fleetjobs.relaycall import RelayClient
 from fleetjobs.routing import queue_for
@@ -617,3 +618,20 @@ def test_one_hosts_dead_letters_cannot_push_out_another_hosts(redis_url: str, lo
         assert cleared.returncode == 0 and len(json.loads(cleared.stdout)) == kept + 2
         assert cleared.stderr.endswith(f"removed {kept + 2} dead letter(s)\n")
         assert deadletters.dropped(fleet.store) == {} and deadletters.read(fleet.store) == []
+
+
+def test_no_relay_is_said_and_the_request_taken_back_whatever_the_socket_timeout(
+    redis_url: str,
+) -> None:
+    # a URL's ?socket_timeout= shorter than the wait for the relay's answer: the read timed
+    # out first ("Timeout reading from socket", taken for Redis away) and the request stayed
+    # queued, to run whenever a relay came: a claim made for nobody
+    keys = Keys(f"{uniq('st')}:")
+    client = redis.Redis.from_url(f"{redis_url}?socket_timeout=0.3", decode_responses=True)
+    relay = RelayClient(client, keys, "nohost", wait=1.0)
+    started = time.monotonic()
+    with pytest.raises(redis.exceptions.ConnectionError, match="the relay did not answer"):
+        relay.call("beat", "w1")
+    assert time.monotonic() - started >= 1.0
+    assert client.llen(keys.relay("nohost")) == 0  # taken back: it never runs later
+    client.close()
