@@ -166,8 +166,9 @@ class Schedules:
             ArgumentError: a bad name, value or argument.
         """
         if not isinstance(name, str) or not _NAME_RE.match(name):
+            shown = repr(name) if len(repr(name)) <= 80 else f"{repr(name)[:70]}... ({len(name)})"
             raise ArgumentError(
-                f"invalid schedule name {name!r}: letters, digits, '.', '_' and '-', "
+                f"invalid schedule name {shown}: letters, digits, '.', '_' and '-', "
                 "at most 100 characters"
             )
         check_addressable(name)  # the Name of its jobs: not one that reads as an Id

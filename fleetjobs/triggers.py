@@ -154,6 +154,10 @@ def cron_schedule(expression: str, zone: str) -> ZonedCrontab:
             f"bad cron expression {expression!r}: five fields are needed "
             "(minute hour day-of-month month day-of-week), or @hourly, @daily, @weekly, ..."
         )
+    for text, (what, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+        problem = _field_problem(text, what, low, high)
+        if problem:
+            raise BadTriggerError(f"bad cron expression {expression!r}: {problem}")
     minute, hour, dom, month, dow = fields
     dow = _sunday_is_0(dow)
     try:
@@ -172,6 +176,34 @@ def cron_schedule(expression: str, zone: str) -> ZonedCrontab:
 
 
 _DOW_ITEM = re.compile(r"(\d+)(?:-(\d+))?(?:/(\d+))?")
+# each field's name and bounds as crontab(5) has them (day of week: 0 and 7 are Sunday)
+_CRON_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
+
+
+def _field_problem(text: str, what: str, low: int, high: int) -> str | None:
+    """Why a cron field's numbers cannot be crontab(5)'s: one out of its bounds, or a range
+    that runs backwards (Celery's parser read 1-0 as every minute, wrapping round)."""
+    for item in text.split(","):
+        m = _DOW_ITEM.fullmatch(item.split("/")[0] if "/" in item and "-" not in item else item)
+        if m is None:
+            continue  # *, */n, names (jan, mon): Celery's parser says what is wrong with them
+        first, last = int(m.group(1)), int(m.group(2)) if m.group(2) else None
+        for n in (first, last):
+            if n is not None and not low <= n <= high:
+                sunday = " (0 and 7 are Sunday)" if what == "day of week" else ""
+                return f"{what} {n} is out of {low}-{high}{sunday}"
+        if last is not None and last < first:
+            return (
+                f"the {what} range {first}-{last} runs backwards (write it low-high: "
+                f"{first}-{high},{low}-{last})"
+            )
+    return None
 
 
 def _sunday_is_0(dow: str) -> str:
@@ -253,6 +285,10 @@ def _instant(at: str | datetime, zone: ZoneInfo) -> datetime:
             ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone)
+    try:
+        when.astimezone(UTC)  # the schedule is kept in UTC: 9999-12-31T23:59-12:00 is not
+    except OverflowError:
+        raise BadTriggerError(f"--at {when.isoformat()} is past the year 9999 in UTC") from None
     return when
 
 

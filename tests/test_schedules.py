@@ -177,6 +177,15 @@ def test_bad_schedules_are_refused_at_add_and_nothing_is_stored(
     cases = [
         (["--cron", "61 * * * *", "echo"], "bad cron expression '61 * * * *'"),
         (["--cron", "0 3 * *", "echo"], "five fields are needed"),
+        # Celery's parser read a backwards range as wrapping round (1-0: every minute) and
+        # said '8 > 6' of a day of week that may be 7
+        (["--cron", "1-0 * * * *", "echo"], "the minute range 1-0 runs backwards"),
+        (["--cron", "0 0 * * 8", "echo"], "day of week 8 is out of 0-7 (0 and 7 are Sunday)"),
+        # the year 10000 in UTC: an internal error from deep in RedBeat
+        (
+            ["--at", "9999-12-31T23:59:59", "--timezone", "Etc/GMT+12", "-l", "s1", "echo"],
+            "is past the year 9999 in UTC",
+        ),
         (["--every", "10m", "-l", "s1", "no_such_action"], "unknown action 'no_such_action'"),
         (["--every", "10m", "--target", "role=nope", "echo"], "matched no online host"),
         (["--every", "10m", "-l", "zz*", "echo"], "matched no online host"),
@@ -190,6 +199,10 @@ def test_bad_schedules_are_refused_at_add_and_nothing_is_stored(
         assert done.returncode == 2, (argv, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (argv, done.stderr)
+    # a name far too long is not echoed whole
+    done = cli("schedule", "add", "a" * 300, "--every", "1m", "echo")
+    assert done.returncode == 2 and "invalid schedule name 'aaaa" in done.stderr
+    assert done.stderr.count("\n") == 1 and len(done.stderr) < 200, done.stderr
     listed = cli("schedule", "list", "--json")
     assert name not in [s["name"] for s in json.loads(listed.stdout)]
     # the same from Python
