@@ -108,6 +108,7 @@ def parse_trigger(
     zone = _zone(zone_name)
     if cron is not None:
         text = " ".join(_MACROS.get(cron.strip().lower(), cron).split())
+        check_cron(text)
         cron_schedule(text, zone_name)
         return Trigger("cron", text, zone_name)
     if every is not None:
@@ -154,10 +155,6 @@ def cron_schedule(expression: str, zone: str) -> ZonedCrontab:
             f"bad cron expression {expression!r}: five fields are needed "
             "(minute hour day-of-month month day-of-week), or @hourly, @daily, @weekly, ..."
         )
-    for text, (what, low, high) in zip(fields, _CRON_FIELDS, strict=True):
-        problem = _field_problem(text, what, low, high)
-        if problem:
-            raise BadTriggerError(f"bad cron expression {expression!r}: {problem}")
     minute, hour, dom, month, dow = fields
     dow = _sunday_is_0(dow)
     try:
@@ -186,6 +183,20 @@ _CRON_FIELDS = (
 )
 
 
+def check_cron(expression: str) -> None:
+    """Refuse what crontab(5) refuses and Celery's parser reads its own way, when a schedule
+    is made (one stored already is read as it was: a beat must not fail on it).
+
+    Raises:
+        BadTriggerError: a field out of its bounds, or a range that runs backwards.
+    """
+    fields = expression.split()
+    for text, (what, low, high) in zip(fields, _CRON_FIELDS, strict=False):
+        problem = _field_problem(text, what, low, high)
+        if problem:
+            raise BadTriggerError(f"bad cron expression {expression!r}: {problem}")
+
+
 def _field_problem(text: str, what: str, low: int, high: int) -> str | None:
     """Why a cron field's numbers cannot be crontab(5)'s: one out of its bounds, or a range
     that runs backwards (Celery's parser read 1-0 as every minute, wrapping round)."""
@@ -199,9 +210,10 @@ def _field_problem(text: str, what: str, low: int, high: int) -> str | None:
                 sunday = " (0 and 7 are Sunday)" if what == "day of week" else ""
                 return f"{what} {n} is out of {low}-{high}{sunday}"
         if last is not None and last < first:
+            tail = f"{low}-{last}" if last > low else str(low)
             return (
                 f"the {what} range {first}-{last} runs backwards (write it low-high: "
-                f"{first}-{high},{low}-{last})"
+                f"{first}-{high},{tail})"
             )
     return None
 
