@@ -3,9 +3,9 @@
 Flower builds its picture from Celery's events alone. A worker's node name is its identity
 there, so it is derived from what the worker serves, never from a pid: a restarted worker is
 the same row (``fleetjobs@web01``). A child that the sweep fails because its host vanished
-gets no event from that host; :func:`announce_lost` sends the ``task-failed`` (or
-``task-revoked``) event in the vanished worker's name, so Flower does not show it STARTED for
-ever.
+gets no event from that host, nor does a child no worker started within its start timeout;
+:func:`announce_lost` sends the ``task-failed`` (or ``task-revoked``) event in the name of its
+location's worker, so Flower does not show it STARTED (or PENDING) for ever.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def node_name(locations: Sequence[str]) -> str:
 
 
 def announce_lost(registry: Registry, celery: Any) -> int:
-    """Send Flower the end of every child the sweep settled because its host vanished.
+    """Send Flower the end of every child the sweep settled because its host vanished, or
+    because no worker started it within its start timeout.
 
     The event carries the child's task id (its InstanceId), the node name of the worker that
     ran it, and the Reason. Called by whoever swept (a console, a worker's heartbeat).

@@ -285,6 +285,26 @@ def test_a_vanished_host_is_a_failure_in_flower(
     assert "stopped answering" in task["exception"]
 
 
+def test_a_start_timeout_is_a_failure_in_flower(
+    flower_fleet: tuple[Config, Fleet, LocalWorkers, FlowerProc],
+) -> None:
+    _, fleet, _, flower = flower_fleet
+    # given a job for a location no worker serves, with a start timeout
+    nowhere = uniq("nowhere")
+    job = fleet.start("echo", "x", name=uniq("Late"), locations=[nowhere], start_timeout=1)
+    iid = job.info.children[0].instance_id
+    eventually(lambda: flower.tasks().get(iid, {}).get("state") == "PENDING", timeout=15)
+    # when the sweep fails it (no worker started it in time)
+    eventually(lambda: fleet.info(job).state is JobState.FAILED, timeout=30, every=0.5)
+    # then Flower shows the failure too, with the Reason, not PENDING for ever
+    task = eventually(
+        lambda: (t := flower.tasks().get(iid, {})).get("state") == "FAILURE" and t, timeout=15
+    )
+    assert isinstance(task, dict)
+    assert "started the job within 1 s" in task["exception"]
+    fleet.remove(job)
+
+
 def test_a_restarted_worker_is_the_same_worker_in_flower(
     flower_fleet: tuple[Config, Fleet, LocalWorkers, FlowerProc], tmp_path: Path
 ) -> None:

@@ -41,6 +41,7 @@ local function sweep_one(id)
     if given(f.deadline) and tonumber(NOW) > tonumber(f.deadline) then
       settle(id, S.FAILED,
         'no worker on ' .. f.location .. ' started the job within ' .. f.start_timeout .. ' s')
+      lost(id)  -- no worker ran it: none will tell Flower (it showed the job PENDING for ever)
       changed = changed + 1
     end
     return
