@@ -36,6 +36,7 @@ from typing import Any
 
 import redis.exceptions
 from celery.worker.consumer import Consumer
+from celery.worker.pidbox import Pidbox as CeleryPidbox
 from kombu.transport import redis as kombu_redis
 from kombu.utils import encoding as kombu_encoding
 from kombu.utils import json as kombu_json
@@ -426,3 +427,31 @@ def _guard_broadcasts(channel: Any) -> None:
 
     channel._receive_one = _receive_one
     channel._deliver_fanout_message = _deliver_fanout_message
+    _guard_control_commands(refuse)
+
+
+def _guard_control_commands(refuse: Any) -> None:
+    """Make Celery's mailbox dead-letter a control command it cannot carry out, and go on
+    listening: it logged a traceback and started its listener again, and the broadcasts sent
+    meanwhile reached no one (``ping`` with a list for its arguments, a ``revoke`` naming an
+    object for its task id). A lost connection still starts it again, as Celery does."""
+    on_message = getattr(CeleryPidbox, "on_message", None)
+    if on_message is None or getattr(on_message, "_fleetjobs", False):
+        return
+
+    def guarded(self: Any, body: Any, message: Any) -> None:
+        getattr(self, "_forward_clock", lambda: None)()  # as Celery's own: the clock forward
+        method = body.get("method") if isinstance(body, dict) else None
+        try:
+            self.node.handle_message(body, message)
+        except tuple(self.c.connection_errors) as exc:
+            log.error("control command %r: %s; listening again", method, exc)
+            self.reset()
+        except KeyError as exc:  # Celery's 'No such control command'
+            refuse("celery.pidbox", f"no such control command: {_line(exc)}", body)
+        except Exception as exc:
+            reason = f"control command {_short(method)} failed: {type(exc).__name__}: {_line(exc)}"
+            refuse("celery.pidbox", reason, body)
+
+    guarded._fleetjobs = True  # type: ignore[attr-defined]
+    CeleryPidbox.on_message = guarded

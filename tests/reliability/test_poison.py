@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from kombu import Connection, Producer
+from kombu import Connection, Exchange, Producer
 
 from fleetjobs import Fleet, JobState, deadletters
+from fleetjobs.celery_app import make_celery
 from fleetjobs.config import Config
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 from fleetjobs.routing import TASK_NAME, queue_for
@@ -230,6 +231,41 @@ def test_a_broadcast_no_worker_can_read_is_dead_lettered_and_the_workers_go_on(
             assert "Unrecoverable error" not in log and log.count("(broadcast)") == 4, log[-3000:]
         registry.close()
         client.close()
+
+
+def test_a_control_command_celery_cannot_carry_out_is_a_dead_letter_and_no_deafness(
+    redis_url: str, tmp_path: Path
+) -> None:
+    cfg = own_config(redis_url)
+    loc = uniq("control")
+    two = LocalWorkers(cfg, [[loc], [f"{loc}-2"]], extra_args=INCLUDE, log_dir=tmp_path)
+    app = make_celery(cfg)
+    with two as workers:
+        eventually(lambda: len(app.control.ping(timeout=0.5)) == 2, timeout=30)
+        # when anyone who may PUBLISH on the control channel sends commands that raise where
+        # Celery runs them: it logged a traceback and listened again, deaf meanwhile
+        pidbox = Exchange("celery.pidbox", type="fanout", durable=False)
+        with app.connection_for_write() as c:  # the fleet's transport options: its channel
+            for i in range(3):  # arguments must be an object
+                body = {"method": "ping", "arguments": [i], "destination": None}
+                Producer(c).publish(
+                    body, exchange=pidbox, routing_key="", serializer="json", declare=[pidbox]
+                )
+        # then both workers still answer at once, and each command is one dead letter
+        assert len(app.control.ping(timeout=2)) == 2
+        registry = Store.connect(cfg)
+        letters = eventually(lambda: len(got := deadletters.read(registry)) >= 3 and got)
+        time.sleep(1.0)  # the second worker's refusals too: kept once
+        letters = deadletters.read(registry)
+        assert isinstance(letters, list) and len(letters) == 3, [d.reason for d in letters]
+        failed = "control command 'ping' failed: AttributeError"
+        assert all(failed in d.reason for d in letters), [d.reason for d in letters]
+        assert all(d.queue == "celery.pidbox (broadcast)" for d in letters)
+        assert all(p.poll() is None for p in workers.procs)
+        for i in (0, 1):
+            log = (tmp_path / f"worker-{i}.log").read_text()
+            assert "Traceback" not in log and "Control command error" not in log, log[-3000:]
+        registry.close()
 
 
 def test_deadletters_verb_lists_and_clears(redis_url: str, logs: Path) -> None:
