@@ -416,7 +416,8 @@ def render_command(action: str, args: Sequence[Any], kwargs: dict[str, Any]) -> 
     for value in args:
         parts.append(_shown(value))
     for key, value in kwargs.items():
-        parts.append(f"--{key}={_shown(value)}")
+        # as it is typed: --dry-run (an option's dashes are a parameter's underscores)
+        parts.append(f"--{key.replace('_', '-')}={_shown(value)}")
     return " ".join(parts)
 
 

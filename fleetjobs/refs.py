@@ -3,6 +3,7 @@ and the children a receive reads."""
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
@@ -21,8 +22,8 @@ def children_of(infos: Sequence[JobInfo], location: str | None) -> list[JobInfo]
     children: dict[int, JobInfo] = {}
     for info in infos:
         kids = list(info.children) if info.child_ids else [info]
-        if location is not None:
-            kids = [c for c in kids if c.location == location]
+        if location is not None:  # a glob too (web*), as get --location takes it
+            kids = [c for c in kids if fnmatch.fnmatchcase(c.location, location)]
             if not kids:
                 raise JobNotFoundError(f"job {info.id} has no child on location {location!r}")
         children.update((c.id, c) for c in kids if c.id not in children)

@@ -179,3 +179,21 @@ def test_beat_and_relay_given_the_url_keep_it_off_their_command_line(config: Con
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def test_small_slips_get_a_plain_answer(cli: CliRunner, fleet: Fleet) -> None:
+    # an action's option before ACTION was taken for the action's name
+    one_line(cli("start", "-l", "alpha", "--top", "2", "processes"), 2, "no such option: --top")
+    # a count below one listed nothing and said nothing
+    res = cli("invoke", "-l", "alpha", "processes", "--top", "-5")
+    assert res.returncode == 1 and "top must be a whole number of processes" in res.stderr
+    # the Command column shows an option as it is typed
+    job = fleet.start("archive_logs", "/nowhere", "/nowhere", dry_run=True, locations="alpha")
+    assert job.command == "archive_logs /nowhere /nowhere --dry-run=true"
+    assert fleet.wait([job], timeout=20)
+    # receive --location takes a glob, as get --location does
+    two = fleet.start("echo", "both", locations=["alpha", "beta"])
+    assert fleet.wait([two], timeout=20)
+    got = cli("receive", str(two.id), "--location", "al*")
+    assert got.returncode == 0 and got.stdout == "both\n", got.stderr
+    fleet.remove([job, two])

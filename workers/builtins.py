@@ -169,6 +169,8 @@ def processes(ctx: JobContext, top: int = 10, sort: str = "cpu") -> list[dict[st
     """
     if sort not in {"cpu", "memory", "name"}:
         raise ActionError(f"sort must be cpu, memory or name, got {sort!r}")
+    if type(top) is not int or top < 1:  # -5 listed nothing, and said nothing
+        raise ActionError(f"top must be a whole number of processes, 1 or more, got {top!r}")
     ticks = os.sysconf("SC_CLK_TCK")
     page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
     rows = []

@@ -191,6 +191,11 @@ def action_arguments(
 
 
 def _launch(state: State, action: str, tokens: tuple[str, ...], opts: dict[str, Any]) -> Job:
+    if action.startswith("-"):  # an action's option before ACTION: taken for the ACTION
+        raise click.UsageError(
+            f"no such option: {action} (an action's own options go after ACTION: "
+            f"start ACTION {action} VALUE)"
+        )
     if opts["fail_fast"] and opts["max_failures"] not in (None, 0):
         raise click.UsageError("--fail-fast is --max-failures 0: give one of them")
     if opts["name"] is not None:
