@@ -88,7 +88,7 @@ def test_a_remove_that_leaves_some_says_which_went(cli: CliRunner, fleet: Fleet)
     res = cli("remove", str(done.id), str(running.id))
     assert res.returncode == 1
     lines = res.stderr.splitlines()
-    assert lines[0] == f"fleetjobs: removed job(s) {done.id} ({done.name})", lines
+    assert lines[0] == f"fleetjobs: removed 1 job: {done.id} ({done.name})", lines
     assert f"job {running.id} ({running.name}) is " in lines[1] and "not removed" in lines[1]
     assert [j.id for j in fleet.get(name=done.name)] == []
     fleet.stop(running)
@@ -136,7 +136,7 @@ def test_many_offline_locations_are_a_few_warning_lines(cli: CliRunner, fleet: F
 
 
 def test_a_command_run_on_a_host_does_not_see_the_workers_credentials(
-    cli: CliRunner, config: Config
+    cli: CliRunner, config: Config, fleet: Fleet
 ) -> None:
     # the worker's Redis URL holds its password: a command's output is a job's records,
     # which whoever may read the fleet receives
@@ -148,6 +148,10 @@ def test_a_command_run_on_a_host_does_not_see_the_workers_credentials(
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["url=none path=set", "0"], (res.stdout, res.stderr)
     assert config.redis_url not in res.stdout
+    # nor from its parent's environment: the worker's processes are not dumpable, so their
+    # /proc/PID/environ is root's to read, not every process of the worker's user
+    job = fleet.start("dumpable", locations="alpha")
+    assert fleet.wait([job], timeout=20) and list(fleet.receive(job)) == [0]
 
 
 def test_beat_and_relay_given_the_url_keep_it_off_their_command_line(config: Config) -> None:

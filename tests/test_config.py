@@ -97,7 +97,9 @@ def test_a_password_given_as_a_query_parameter_is_hidden_and_reaches_celery() ->
     [
         ("?timeout=3", "unsupported option 'timeout' in the Redis URL"),
         ("?db=abc", "?db= in the Redis URL redis://h:1/0?db=abc must be a number"),
-        ("?socket_timeout=nan", "must be a number, got 'nan'"),
+        ("?socket_timeout=nan", "must be a positive number, got 'nan'"),
+        ("?socket_timeout=0", "must be a positive number, got '0'"),
+        ("?health_check_interval=nan", "must be a number, got 'nan'"),
         ("?sentinel_password=x", "for a redis+sentinel:// URL only"),
         ("?ssl_cert_reqs=bogus", "is one of none, optional, required, got 'bogus'"),
         ("?ssl_cert_reqs=REQUIRED", "got 'REQUIRED'"),  # both sides read it as written

@@ -29,9 +29,10 @@ def test_remove_all_without_force_removes_the_finished_and_names_each_unfinished
     res = cli("remove", "--all")
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 2
-    assert f"job {a.id} " in lines[0] and "not removed" in lines[0]
-    assert f"job {b.id} " in lines[1]
+    assert len(lines) == 3, lines
+    assert lines[0] == f"fleetjobs: removed 1 job: {done.id} ({done.name})"  # which went
+    assert f"job {a.id} " in lines[1] and "not removed" in lines[1]
+    assert f"job {b.id} " in lines[2]
     assert sorted(j.id for j in fleet.get()) == [a.id, b.id]
     fleet.remove(force=True, all_jobs=True)
 

@@ -16,6 +16,7 @@ from fleetjobs.monitor import node_name
 from fleetjobs.routing import queue_for, split_locations
 from fleetjobs.store import Store
 
+from . import reaper
 from .archive import ROOTS_ENV
 
 MAX_CONCURRENCY = 1024  # pool processes (or threads) a worker runs at most
@@ -76,6 +77,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # before any pool process is forked: a run command must not read its credential
+    reaper.not_dumpable()
     ns = parse(sys.argv[1:] if argv is None else argv)
     try:
         config = Config.from_env(redis_url=ns.redis_url)

@@ -444,13 +444,16 @@ def _guard_control_commands(refuse: Any) -> None:
         method = body.get("method") if isinstance(body, dict) else None
         try:
             self.node.handle_message(body, message)
-        except tuple(self.c.connection_errors) as exc:
+        except _transient_errors(self.c) as exc:  # a real I/O error: kombu counts KeyError
             log.error("control command %r: %s; listening again", method, exc)
             self.reset()
-        except KeyError as exc:  # Celery's 'No such control command'
-            refuse("celery.pidbox", f"no such control command: {_line(exc)}", body)
         except Exception as exc:
-            reason = f"control command {_short(method)} failed: {type(exc).__name__}: {_line(exc)}"
+            handlers = getattr(self.node, "handlers", None) or {}
+            if isinstance(method, str) and method not in handlers:  # Celery's KeyError
+                reason = f"no such control command: {_short(method)}"
+            else:
+                reason = f"control command {_short(method)} failed: {type(exc).__name__}: "
+                reason += _line(exc)
             refuse("celery.pidbox", reason, body)
 
     guarded._fleetjobs = True  # type: ignore[attr-defined]

@@ -112,6 +112,19 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+PR_SET_DUMPABLE = 4
+
+
+def not_dumpable() -> bool:
+    """Make this process, and the pool processes it forks, not dumpable (Linux): its
+    ``/proc/PID/environ``, which holds the worker's Redis URL and password, is then root's to
+    read, no longer any process of the worker's user, such as a ``run`` command reading its
+    parent's (a command's own exec makes it dumpable again). It also means no core dump,
+    and no debugger of the same user. Returns whether it was done."""
+    prctl = getattr(_LIBC, "prctl", None)
+    return prctl is not None and prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
 def machine() -> str:
     """This machine (host name and boot) as recorded with a job's process groups."""
     try:

@@ -205,8 +205,11 @@ def remove(
         if as_json:
             fmt.print_jobs(exc.removed, True)
         elif exc.removed:  # finished ones named beside them went: say which, not only the rest
-            gone = ", ".join(f"{i.id} ({i.name})" for i in exc.removed)
-            click.echo(f"fleetjobs: removed job(s) {gone}", err=True)
+            shown = [f"{i.id} ({i.name})" for i in exc.removed[:5]]
+            more = len(exc.removed) - len(shown)
+            gone = ", ".join(shown) + (f" and {more} more" if more else "")
+            what = "job" if len(exc.removed) == 1 else "jobs"
+            click.echo(f"fleetjobs: removed {len(exc.removed)} {what}: {gone}", err=True)
         for info in exc.kept:
             click.echo(
                 f"fleetjobs: error: job {info.id} ({info.name}) is {info.state.value}: not "
