@@ -210,10 +210,12 @@ def _field_problem(text: str, what: str, low: int, high: int) -> str | None:
                 sunday = " (0 and 7 are Sunday)" if what == "day of week" else ""
                 return f"{what} {n} is out of {low}-{high}{sunday}"
         if last is not None and last < first:
+            top = 6 if what == "day of week" else high  # 7 is Sunday, which 0 names already
+            head = f"{first}-{top}" if top > first else str(first)
             tail = f"{low}-{last}" if last > low else str(low)
             return (
-                f"the {what} range {first}-{last} runs backwards (write it low-high: "
-                f"{first}-{high},{tail})"
+                f"the {what} range {first}-{last} runs backwards (Celery's reading of it wraps "
+                f"round; crontab(5) refuses it: write {head},{tail})"
             )
     return None
 

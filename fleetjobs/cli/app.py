@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from ..config import Config
 from ..errors import (
@@ -122,13 +123,25 @@ pass_state = click.make_pass_decorator(State)
 def url_off_the_command_line(state: State) -> None:
     """A command that runs for long (beat, relay) and was given ``--redis-url`` starts again
     with the URL in its environment instead: ``ps`` shows a command line, and the URL holds
-    the password. Returns only when the URL is not on it (then the process is this one)."""
-    words = sys.argv[1:]
-    given = [i for i, w in enumerate(words) if w == "--redis-url" or w.startswith("--redis-url=")]
-    if not given:
+    the password. Returns only when the URL is not on this process's command line (then the
+    process is this one); ``-P``: the folder it was started from is not put on the path."""
+    root = click.get_current_context().find_root()
+    if root.get_parameter_source("redis_url") is not ParameterSource.COMMANDLINE:
         return
-    skip = set(given) | {i + 1 for i in given if words[i] == "--redis-url"}
-    kept = [w for i, w in enumerate(words) if i not in skip]
+    url = root.params.get("redis_url")
+    words, kept, found = sys.argv[1:], [], False
+    i = 0
+    while i < len(words):
+        if not found and words[i] == "--redis-url" and words[i + 1 : i + 2] == [url]:
+            found, i = True, i + 2
+            continue
+        if not found and words[i] == f"--redis-url={url}":
+            found, i = True, i + 1
+            continue
+        kept.append(words[i])
+        i += 1
+    if not found:  # run() called in another program: its command line is not ours to redo
+        return
     env = {
         **os.environ,
         "FLEETJOBS_REDIS_URL": state.config.redis_url,
@@ -136,7 +149,7 @@ def url_off_the_command_line(state: State) -> None:
     }
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "fleetjobs", *kept], env)
+    os.execve(sys.executable, [sys.executable, "-P", "-m", "fleetjobs", *kept], env)
 
 
 def loglevel_option(default: str) -> Callable[[F], F]:
