@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .errors import ArgumentError, JobBlockedError, JobStateError, NotRemovedError
 from .hosts import Hosts
 from .lifecycle import ANSWERED, Lifecycle
-from .model import JobInfo
+from .model import JobInfo, canonical_choice
 from .refs import parse_state
 from .states import JobState
 
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 # states a job holds in until a person acts: wait and receive --wait stop at them
 HELD = frozenset({JobState.SUSPENDED, JobState.DISCONNECTED})
-_YES = {"y", "yes", "true", "1"}
-_NO = {"n", "no", "false", "0"}
 
 
 def question_line(child: JobInfo) -> str:
@@ -79,18 +77,11 @@ def canonical_answer(child: JobInfo, text: str) -> str:
         ArgumentError: the question has choices and ``text`` is none of them.
     """
     choices = (child.prompt or {}).get("choices")
-    if not choices:
-        return text
-    for choice in choices:
-        if choice.lower() == text.strip().lower():
-            return str(choice)
-    if set(choices) == {"yes", "no"}:
-        if text.strip().lower() in _YES:
-            return "yes"
-        if text.strip().lower() in _NO:
-            return "no"
+    found = canonical_choice(choices, text)
+    if found is not None:
+        return found
     raise ArgumentError(
-        f"{question_line(child)}: {text!r} is not one of its answers ({', '.join(choices)})"
+        f"{question_line(child)}: {text!r} is not one of its answers ({', '.join(choices or ())})"
     )
 
 

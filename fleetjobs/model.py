@@ -406,6 +406,28 @@ def looks_like_uuid(text: str) -> bool:
 COMMAND_VALUE_CHARS = 80  # an argument longer than this shows shortened in Command
 
 
+_YES = frozenset({"y", "yes", "true", "1"})
+_NO = frozenset({"n", "no", "false", "0"})
+
+
+def canonical_choice(choices: Sequence[str] | None, text: str) -> str | None:
+    """``text`` as the choice it means (``Y`` -> ``yes``, ``SDA`` -> ``sda``); any text
+    when there are no choices; None when it is none of them. One rule for an answer given
+    (``fleetjobs answer``) and for a default answer a prompt timeout takes."""
+    if not choices:
+        return text
+    wanted = text.strip().lower()
+    for choice in choices:
+        if str(choice).lower() == wanted:
+            return str(choice)
+    if set(choices) == {"yes", "no"}:
+        if wanted in _YES:
+            return "yes"
+        if wanted in _NO:
+            return "no"
+    return None
+
+
 def render_command(action: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     """The job's Command as a person would type it: ``sleep 5``, ``run 'ls -l /tmp'``.
 

@@ -91,6 +91,26 @@ def test_a_prompt_timeout_takes_the_default_answer(fleet: Fleet) -> None:
     assert any("took the default answer 'no'" in w for w in got.warnings)
 
 
+def test_a_default_answer_means_what_the_same_answer_given_would(fleet: Fleet) -> None:
+    # taken raw, 'y' and 'YES' were no to a yes/no question (the files kept), and an answer
+    # outside the choices reached the action ('picked sdz')
+    yes = [
+        fleet.start("confirm_delete", 3, locations="alpha", prompt_timeout=1, default_answer=a)
+        for a in ("y", "YES")
+    ]
+    odd = fleet.start("pick", locations="alpha", prompt_timeout=1, default_answer="sdz")
+    upper = fleet.start("pick", locations="alpha", prompt_timeout=1, default_answer="SDB")
+    assert len(fleet.wait([*yes, odd, upper], timeout=30)) == 4
+    for job in yes:
+        assert list(fleet.receive(job)) == ["found the files", "deleted 3"]
+    assert list(fleet.receive(upper)) == ["picked sdb"]
+    assert fleet.info(odd).state is S.FAILED
+    assert fleet.info(odd).children[0].reason == (
+        "nobody answered 'Which disk?' within 1 s, and the default answer 'sdz' is not one "
+        "of its answers (sda, sdb)"
+    )
+
+
 def test_a_prompt_timeout_with_no_default_fails_the_job_with_a_clear_reason(
     fleet: Fleet,
 ) -> None:

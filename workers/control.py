@@ -22,7 +22,7 @@ from typing import Any, NoReturn, TypeVar
 
 from fleetjobs.errors import ActionError
 from fleetjobs.lifecycle import ANSWERED, Lifecycle
-from fleetjobs.model import JobInfo
+from fleetjobs.model import JobInfo, canonical_choice
 from fleetjobs.registry import Registry
 from fleetjobs.states import JobState
 
@@ -104,13 +104,24 @@ class Interaction:
             if now["pseq"] == str(seq) and now["state"] != JobState.BLOCKED.value:
                 return now["answer"] or ""
             if deadline is not None and time.monotonic() >= deadline:
-                answer = self._info.default_answer
-                answer = default if answer is None else answer
+                given = self._info.default_answer
+                answer = default if given is None else given
                 if answer is None:
                     raise ActionError(
                         f"nobody answered {prompt['question']!r} within {_secs(timeout)} s "
                         "and it has no default answer"
                     )
+                # as `fleetjobs answer` takes it: y is yes, and an answer outside the
+                # choices is none (taken raw, 'y' was no to confirm(), 'sdz' a disk)
+                allowed = [str(c) for c in choices] if choices else None
+                chosen = canonical_choice(allowed, answer)
+                if chosen is None:
+                    raise ActionError(
+                        f"nobody answered {prompt['question']!r} within {_secs(timeout)} s, "
+                        f"and the default answer {answer!r} is not one of its answers "
+                        f"({', '.join(allowed or ())})"
+                    )
+                answer = chosen
                 fallback = answer
                 got = self._persist(
                     lambda: self._lifecycle.answer(self.job_id, fallback, seq)  # noqa: B023
