@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
-from .errors import ConfigError, RedisUnavailableError
+from .errors import ConfigError, FleetJobsError, RedisUnavailableError
 from .lifecycle import Composed, JobSpec, Lifecycle, NewChild
 from .messages import MessageMaker
 from .registry import Registry
@@ -166,6 +166,8 @@ class Dispatcher:
                             UNSENT.reset(unsent)
                 finally:
                     del channel._put, channel._put_fanout
+        except FleetJobsError:
+            raise  # a signing key that is not its certificate's: a setting, not the broker
         except Exception as exc:  # kombu raises many types for a broker it cannot reach
             raise RedisUnavailableError(
                 f"cannot prepare the job's messages on {self.config.safe_url}: {exc}"

@@ -143,6 +143,39 @@ def test_a_console_that_cannot_sign_is_refused_at_start_not_left_waiting(
         console.schedules.remove("unsigned")
 
 
+def test_a_console_whose_key_is_not_its_certificates_is_an_input_error(
+    signed: tuple[Config, Fleet, Path], tmp_path: Path
+) -> None:
+    cfg, fleet, _ = signed
+    # a key and a certificate of two identities: a setting to fix (exit 2), where it read as
+    # a Redis that cannot be reached (exit 4)
+    _, cert = make_identity(tmp_path, "ops2")
+    other_key, _ = make_identity(tmp_path, "other")
+    mixed = Config(
+        redis_url=cfg.redis_url,
+        prefix=cfg.prefix,
+        signing_key=str(other_key),
+        signing_cert=str(cert),
+        cert_store=str(cert),
+    )
+    before = len(fleet.get())
+    done = make_cli(mixed)(
+        "start",
+        "-l",
+        "signed",
+        "echo",
+        "hi",
+        env={
+            "FLEETJOBS_SIGNING_KEY": str(other_key),
+            "FLEETJOBS_SIGNING_CERT": str(cert),
+            "FLEETJOBS_CERT_STORE": str(cert),
+        },
+    )
+    assert done.returncode == 2, done.stderr
+    assert "is not the key of signing certificate" in done.stderr
+    assert done.stderr.count("\n") == 1 and len(fleet.get()) == before
+
+
 def test_a_worker_holds_nothing_that_signs(signed: tuple[Config, Fleet, Path]) -> None:
     cfg, _, _ = signed
     # given a worker's settings: the trusted certificates, no key
