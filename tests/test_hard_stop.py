@@ -146,6 +146,37 @@ def test_a_warm_shutdown_ends_a_suspended_job_instead_of_waiting_for_it(
         workers.stop()
 
 
+def test_a_warm_shutdown_ends_jobs_that_ask_or_suspend_once_it_began(
+    redis_url: str, logs: Path
+) -> None:
+    import signal
+
+    cfg = Config(redis_url=redis_url, prefix=f"{uniq('wa')}:", heartbeat_interval=0.5)
+    workers = LocalWorkers(cfg, [["held2"]], concurrency=2, extra_args=INCLUDE, log_dir=logs)
+    workers.start()
+    try:
+        with Fleet(config=cfg) as fleet:
+            # given a job that asks (Blocked) and one asked to suspend, not yet at a checkpoint
+            asks = fleet.start("confirm_delete", 3, locations="held2")
+            eventually(lambda: fleet.info(asks.id).state is JobState.BLOCKED, timeout=30)
+            later = fleet.start("steps", 3, delay=4, locations="held2")
+            eventually(lambda: fleet.info(later.id).state is JobState.RUNNING, timeout=30)
+            fleet.suspend(later, timeout=0)
+            # when its worker is asked to shut down warmly: it waited on both for ever (an
+            # answer, and a resume of the job that reached its checkpoint meanwhile)
+            os.kill(workers.procs[0].pid, signal.SIGTERM)
+            workers.procs[0].wait(timeout=60)
+            # then each ended, saying why, and what they wrote is kept
+            blocked, suspended = (fleet.info(j.id).children[0] for j in (asks, later))
+            assert blocked.state is JobState.FAILED
+            assert "shut down while the job waited for an answer" in (blocked.reason or "")
+            assert suspended.state is JobState.FAILED
+            assert "shut down while the job was suspended" in (suspended.reason or "")
+            assert list(fleet.receive(asks))[:1] == ["found the files"]
+    finally:
+        workers.stop()
+
+
 def test_a_command_line_that_starts_with_a_dash_is_the_command(fleet: Fleet) -> None:
     # sh -c '--version' took it for an option of sh ("Illegal option --"): it is the command
     job = fleet.start("run", "-n 2>/dev/null; echo ran", locations="alpha")

@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,15 +110,12 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
 
     @signals.worker_shutting_down.connect(weak=False)
     def _shutting_down(sender: Any = None, **_: Any) -> None:
-        # a suspended job would hold a warm shutdown for ever: end it first
+        # a job suspended or asking (now, or once the shutdown began) would hold a warm
+        # shutdown for ever: end each as it is found, until the pool runs nothing
         for enforcer in enforcers:
-            try:
-                ended = enforcer.release_suspended()
-            except FleetJobsError as exc:
-                log.warning("could not end the suspended jobs: %s", exc)
-                continue
-            if ended:
-                log.warning("shutting down: ended suspended job(s) %s", ended)
+            threading.Thread(
+                target=enforcer.release_held_until_idle, name="fleetjobs-held", daemon=True
+            ).start()
 
     @signals.worker_shutdown.connect(weak=False)
     def _shutdown(sender: Any = None, **_: Any) -> None:

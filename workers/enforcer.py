@@ -44,6 +44,15 @@ def _active_requests() -> list[Any]:
     return list(worker_state.active_requests)
 
 
+# what ends a job a person holds (Suspended, Blocked) when its worker shuts down warmly
+HELD_AT_SHUTDOWN = {
+    JobState.SUSPENDED.value: "its worker shut down while the job was suspended at a "
+    "checkpoint; what it did and wrote before is kept",
+    JobState.BLOCKED.value: "its worker shut down while the job waited for an answer; what it "
+    "did and wrote before is kept",
+}
+
+
 class Enforcer(threading.Thread):
     """Ends for real the jobs whose actions outlive their stop or timeout by ``grace`` s."""
 
@@ -130,11 +139,11 @@ class Enforcer(threading.Thread):
         begin, timeout = self._times.get(job_id, (None, None))
         return bool(timeout and begin and now > float(begin) + float(timeout))
 
-    def release_suspended(self) -> list[int]:
-        """At a warm shutdown: end the jobs held Suspended in this worker's pool, which would
-        otherwise keep the shutdown waiting until someone resumed them. Each is settled
-        Failed with a Reason that says so (its records stay; it is not run again: at most
-        once), then its pool process is killed.
+    def release_held(self) -> list[int]:
+        """At a warm shutdown: end the jobs held in this worker's pool by a person, Suspended
+        (until resumed) or Blocked (until answered), which would otherwise keep the shutdown
+        waiting for them. Each is settled Failed with a Reason that says so (its records
+        stay; it is not run again: at most once), then its pool process is killed.
 
         Returns:
             The ids of the jobs ended.
@@ -148,21 +157,31 @@ class Enforcer(threading.Thread):
             pipe.hget(keys.job(job_id), "state")
         ended = []
         for (req, job_id), state in zip(running, pipe.execute(), strict=True):
-            if state != JobState.SUSPENDED.value:
+            reason = HELD_AT_SHUTDOWN.get(state)
+            if reason is None:
                 continue
-            _, due = self.layers.lifecycle.finish(
-                job_id,
-                JobState.FAILED,
-                "its worker shut down while the job was suspended at a checkpoint; what it "
-                "did and wrote before is kept",
-                iid=_iid(req),
-            )
+            _, due = self.layers.lifecycle.finish(job_id, JobState.FAILED, reason, iid=_iid(req))
             if due:
                 self.layers.dispatcher.release(due)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(req.worker_pid), signal.SIGKILL)
             ended.append(job_id)
         return ended
+
+    def release_held_until_idle(self, every: float = 1.0) -> None:
+        """:meth:`release_held` now and then until this worker runs nothing (a warm shutdown
+        waits on its running jobs): a job suspended or asking after the shutdown began would
+        have kept it waiting too. Run in a daemon thread."""
+        while True:
+            try:
+                ended = self.release_held()
+                if ended:
+                    log.warning("shutting down: ended held job(s) %s", ended)
+                if not self._running():
+                    return
+            except (FleetJobsError, redis.exceptions.RedisError) as exc:  # away: try again
+                log.warning("could not end the held jobs: %s", exc)
+            time.sleep(every)
 
     def _running(self) -> list[tuple[Any, int]]:
         running: list[tuple[Any, int]] = []
