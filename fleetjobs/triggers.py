@@ -201,7 +201,7 @@ def _field_problem(text: str, what: str, low: int, high: int) -> str | None:
     """Why a cron field's numbers cannot be crontab(5)'s: one out of its bounds, or a range
     that runs backwards (Celery's parser read 1-0 as every minute, wrapping round)."""
     for item in text.split(","):
-        m = _DOW_ITEM.fullmatch(item.split("/")[0] if "/" in item and "-" not in item else item)
+        m = _DOW_ITEM.fullmatch(item)  # n, n-m, n/step, n-m/step
         if m is None:
             continue  # *, */n, names (jan, mon): Celery's parser says what is wrong with them
         first, last = int(m.group(1)), int(m.group(2)) if m.group(2) else None

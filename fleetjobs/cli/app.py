@@ -142,14 +142,21 @@ def url_off_the_command_line(state: State) -> None:
         i += 1
     if not found:  # run() called in another program: its command line is not ours to redo
         return
-    env = {
-        **os.environ,
-        "FLEETJOBS_REDIS_URL": state.config.redis_url,
-        "FLEETJOBS_PREFIX": state.config.prefix,
-    }
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-P", "-m", "fleetjobs", *kept], env)
+    argv = [sys.executable, "-P", "-m", "fleetjobs", *kept]
+    os.execve(sys.executable, argv, fleet_env(state.config))
+
+
+def fleet_env(config: Config) -> dict[str, str]:
+    """This process's environment with the fleet's URL and prefix, for the process a verb
+    starts again or hands over to (worker, flower, beat, relay): in the environment, never
+    in argv, where ``ps`` shows the password to every user of the host."""
+    return {
+        **os.environ,
+        "FLEETJOBS_REDIS_URL": config.redis_url,
+        "FLEETJOBS_PREFIX": config.prefix,
+    }
 
 
 def loglevel_option(default: str) -> Callable[[F], F]:

@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from .app import EXIT_USAGE, State, cli, fail, pass_state
+from .app import EXIT_USAGE, State, cli, fail, fleet_env, pass_state
 
 AUTH_ENV = "FLEETJOBS_FLOWER_AUTH"
 
@@ -80,11 +80,7 @@ def flower(state: State, port: int, address: str, no_auth: bool) -> None:
         check_auth(auth)
     if importlib.util.find_spec("flower") is None:
         fail("Flower is not installed here: pip install 'flower>=2'", EXIT_USAGE)
-    env = {
-        **os.environ,
-        "FLEETJOBS_REDIS_URL": state.config.redis_url,
-        "FLEETJOBS_PREFIX": state.config.prefix,
-    }
+    env = fleet_env(state.config)
     env.pop("FLOWER_BASIC_AUTH", None)
     env.pop("FLOWER_UNAUTHENTICATED_API", None)
     if auth:

@@ -25,6 +25,7 @@ from .app import (
     Seconds,
     State,
     cli,
+    fleet_env,
     json_option,
     loglevel_option,
     pass_state,
@@ -328,11 +329,7 @@ def worker(
         argv += ["--archive-root", root]
     if fresh_process:
         argv.append("--fresh-process")
-    env = {
-        **os.environ,
-        "FLEETJOBS_REDIS_URL": state.config.redis_url,
-        "FLEETJOBS_PREFIX": state.config.prefix,
-    }
+    env = fleet_env(state.config)
     if confined:
         if len(locations) != 1 or "," in locations[0]:
             raise click.UsageError("--confined serves exactly one --location")
