@@ -3,11 +3,14 @@ replaced; run jobs end when their command does; --fresh-process isolates jobs.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,59 +125,62 @@ def test_fresh_process_gives_each_job_its_own_process(redis_url: str, logs: Path
         assert counts == [1, 1, 1]
 
 
-def test_a_warm_shutdown_ends_a_suspended_job_instead_of_waiting_for_it(
-    redis_url: str, logs: Path
-) -> None:
-    import signal
-
+@contextlib.contextmanager
+def one_host(redis_url: str, logs: Path, concurrency: int) -> Iterator[tuple[Fleet, Any]]:
+    """A fleet of its own with one host, ``held``, and its worker process (to signal)."""
     cfg = Config(redis_url=redis_url, prefix=f"{uniq('ws')}:", heartbeat_interval=0.5)
-    workers = LocalWorkers(cfg, [["held"]], concurrency=1, extra_args=INCLUDE, log_dir=logs)
+    workers = LocalWorkers(
+        cfg, [["held"]], concurrency=concurrency, extra_args=INCLUDE, log_dir=logs
+    )
     workers.start()
     try:
         with Fleet(config=cfg) as fleet:
-            job = fleet.start("sleep", 600, locations="held")
-            eventually(lambda: fleet.info(job.id).state is JobState.RUNNING, timeout=30)
-            assert fleet.suspend(job, timeout=15)[0].info.state is JobState.SUSPENDED
-            # when its worker is asked to shut down warmly (SIGTERM to the worker alone)
-            os.kill(workers.procs[0].pid, signal.SIGTERM)
-            # then the worker exits instead of waiting for a resume, and the job says why
-            workers.procs[0].wait(timeout=60)
-            child = fleet.info(job.id).children[0]
-            assert child.state is JobState.FAILED
-            assert "shut down while the job was suspended" in (child.reason or "")
+            yield fleet, workers.procs[0]
     finally:
         workers.stop()
+
+
+def shut_down_warmly(worker: Any) -> None:
+    """SIGTERM to the worker alone, and its exit: what waits on its running jobs."""
+    os.kill(worker.pid, signal.SIGTERM)
+    worker.wait(timeout=60)
+
+
+def test_a_warm_shutdown_ends_a_suspended_job_instead_of_waiting_for_it(
+    redis_url: str, logs: Path
+) -> None:
+    with one_host(redis_url, logs, concurrency=1) as (fleet, worker):
+        job = fleet.start("sleep", 600, locations="held")
+        eventually(lambda: fleet.info(job.id).state is JobState.RUNNING, timeout=30)
+        assert fleet.suspend(job, timeout=15)[0].info.state is JobState.SUSPENDED
+        # when its worker is asked to shut down warmly, then it exits instead of waiting for
+        # a resume, and the job says why
+        shut_down_warmly(worker)
+        child = fleet.info(job.id).children[0]
+        assert child.state is JobState.FAILED
+        assert "shut down while the job was suspended" in (child.reason or "")
 
 
 def test_a_warm_shutdown_ends_jobs_that_ask_or_suspend_once_it_began(
     redis_url: str, logs: Path
 ) -> None:
-    import signal
-
-    cfg = Config(redis_url=redis_url, prefix=f"{uniq('wa')}:", heartbeat_interval=0.5)
-    workers = LocalWorkers(cfg, [["held2"]], concurrency=2, extra_args=INCLUDE, log_dir=logs)
-    workers.start()
-    try:
-        with Fleet(config=cfg) as fleet:
-            # given a job that asks (Blocked) and one asked to suspend, not yet at a checkpoint
-            asks = fleet.start("confirm_delete", 3, locations="held2")
-            eventually(lambda: fleet.info(asks.id).state is JobState.BLOCKED, timeout=30)
-            later = fleet.start("steps", 3, delay=4, locations="held2")
-            eventually(lambda: fleet.info(later.id).state is JobState.RUNNING, timeout=30)
-            fleet.suspend(later, timeout=0)
-            # when its worker is asked to shut down warmly: it waited on both for ever (an
-            # answer, and a resume of the job that reached its checkpoint meanwhile)
-            os.kill(workers.procs[0].pid, signal.SIGTERM)
-            workers.procs[0].wait(timeout=60)
-            # then each ended, saying why, and what they wrote is kept
-            blocked, suspended = (fleet.info(j.id).children[0] for j in (asks, later))
-            assert blocked.state is JobState.FAILED
-            assert "shut down while the job waited for an answer" in (blocked.reason or "")
-            assert suspended.state is JobState.FAILED
-            assert "shut down while the job was suspended" in (suspended.reason or "")
-            assert list(fleet.receive(asks))[:1] == ["found the files"]
-    finally:
-        workers.stop()
+    with one_host(redis_url, logs, concurrency=2) as (fleet, worker):
+        # given a job that asks (Blocked) and one asked to suspend, not yet at a checkpoint
+        asks = fleet.start("confirm_delete", 3, locations="held")
+        eventually(lambda: fleet.info(asks.id).state is JobState.BLOCKED, timeout=30)
+        later = fleet.start("steps", 3, delay=4, locations="held")
+        eventually(lambda: fleet.info(later.id).state is JobState.RUNNING, timeout=30)
+        fleet.suspend(later, timeout=0)
+        # when its worker is asked to shut down warmly: it waited on both for ever (an
+        # answer, and a resume of the job that reached its checkpoint meanwhile)
+        shut_down_warmly(worker)
+        # then each ended, saying why, and what they wrote is kept
+        blocked, suspended = (fleet.info(j.id).children[0] for j in (asks, later))
+        assert blocked.state is JobState.FAILED
+        assert "shut down while the job waited for an answer" in (blocked.reason or "")
+        assert suspended.state is JobState.FAILED
+        assert "shut down while the job was suspended" in (suspended.reason or "")
+        assert list(fleet.receive(asks))[:1] == ["found the files"]
 
 
 def test_a_command_line_that_starts_with_a_dash_is_the_command(fleet: Fleet) -> None:

@@ -189,12 +189,18 @@ def test_every_kind_of_poisoned_message_is_dead_lettered_and_the_worker_keeps_se
         registry.close()
 
 
+def two_hosts(cfg: Config, name: str, logs: Path) -> tuple[list[str], LocalWorkers]:
+    """Two hosts, each its own worker: what every trusted worker hears, two hear."""
+    loc = uniq(name)
+    locs = [loc, f"{loc}-2"]
+    return locs, LocalWorkers(cfg, [[x] for x in locs], extra_args=INCLUDE, log_dir=logs)
+
+
 def test_a_broadcast_no_worker_can_read_is_dead_lettered_and_the_workers_go_on(
     redis_url: str, tmp_path: Path
 ) -> None:
     cfg = own_config(redis_url)
-    loc = uniq("broadcast")
-    two = LocalWorkers(cfg, [[loc], [f"{loc}-2"]], extra_args=INCLUDE, log_dir=tmp_path)
+    locs, two = two_hosts(cfg, "broadcast", tmp_path)
     with two as workers, Fleet(config=cfg) as fleet:
         client = redis.Redis.from_url(cfg.redis_url)
         db = client.connection_pool.connection_kwargs.get("db", 0)
@@ -222,7 +228,7 @@ def test_a_broadcast_no_worker_can_read_is_dead_lettered_and_the_workers_go_on(
         assert any("body encoding is 'rot13'" in d.reason for d in letters)
         assert any("could not be read: RecursionError" in d.reason for d in letters)
         assert all(p.poll() is None for p in workers.procs), "a worker exited"
-        after = fleet.start("echo", "still serving", locations=[loc, f"{loc}-2"])
+        after = fleet.start("echo", "still serving", locations=locs)
         assert (
             fleet.wait([after], timeout=20) and list(fleet.receive(after)) == ["still serving"] * 2
         )
@@ -237,8 +243,7 @@ def test_a_control_command_celery_cannot_carry_out_is_a_dead_letter_and_no_deafn
     redis_url: str, tmp_path: Path
 ) -> None:
     cfg = own_config(redis_url)
-    loc = uniq("control")
-    two = LocalWorkers(cfg, [[loc], [f"{loc}-2"]], extra_args=INCLUDE, log_dir=tmp_path)
+    _, two = two_hosts(cfg, "control", tmp_path)
     app = make_celery(cfg)
     with two as workers:
         eventually(lambda: len(app.control.ping(timeout=0.5)) == 2, timeout=30)
