@@ -328,6 +328,9 @@ def test_a_stop_interrupt_mid_move_still_leaves_the_file_in_exactly_one_place(
         ({"path": ""}, "path"),
         ({"archive_path": ""}, "archive_path"),
         ({"archive_path": "SAME"}, "is the log folder"),
+        # a relative folder is the worker's own working folder's: wherever it was started
+        ({"path": "logs"}, "path must be an absolute path"),
+        ({"archive_path": "archive"}, "archive_path must be an absolute path"),
     ],
 )
 def test_invalid_arguments_are_refused(

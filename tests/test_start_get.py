@@ -245,6 +245,19 @@ def test_returned_lists_and_generators_unroll_into_output(fleet: Fleet) -> None:
     assert len(listed) == 2 and all({"Name", "Length", "Mode"} <= row.keys() for row in listed)
 
 
+def test_files_lists_the_first_n_of_an_absolute_folder_zero_is_none(fleet: Fleet) -> None:
+    # Select-Object -First 0 selects nothing; a count below 0 or a folder relative to
+    # wherever the worker was started says so, as the job's Reason
+    none = fleet.start("files", "/", 0, locations="alpha")
+    below = fleet.start("files", "/", -1, locations="alpha")
+    relative = fleet.start("files", "etc", 2, locations="alpha")
+    fleet.wait([none, below, relative], timeout=15)
+    assert none.state is JobState.COMPLETED and list(fleet.receive(none)) == []
+    assert below.state is JobState.FAILED and "0 or more, got -1" in (below.reason or "")
+    assert relative.state is JobState.FAILED
+    assert "must be an absolute path, got 'etc'" in (relative.reason or "")
+
+
 def test_values_json_cannot_carry_come_back_as_text(fleet: Fleet) -> None:
     job = fleet.start("odd_values", locations="alpha")
     fleet.wait([job], timeout=15)

@@ -244,12 +244,16 @@ def _validate(path: str, archive_path: str, days: float, pattern: str) -> None:
         pattern: The name pattern argument.
 
     Raises:
-        ValueError: On an empty or non-string folder or pattern, a negative or non-numeric
-            ``days``, or an archive folder that is the log folder.
+        ValueError: On an empty or non-string folder or pattern, a folder that is not an
+            absolute path, a negative or non-numeric ``days``, or an archive folder that is
+            the log folder.
     """
     for label, value in (("path", path), ("archive_path", archive_path), ("pattern", pattern)):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{label} must be a non-empty string, got {value!r}")
+    for label, value in (("path", path), ("archive_path", archive_path)):
+        if not os.path.isabs(value):  # it would be the worker's own folder's, wherever it ran
+            raise ValueError(f"{label} must be an absolute path, got {value!r}")
     # bool is an int, but days=True is surely a mistake; NaN fails the >= test on purpose.
     if isinstance(days, bool) or not isinstance(days, int | float) or not days >= 0:
         raise ValueError(f"days must be a number >= 0, got {days!r}")

@@ -211,12 +211,19 @@ def files(
     """The entries of a folder on the host (``Get-ChildItem``), sorted by name.
 
     Args:
-        path: the folder.
-        first: only the first N (``Select-Object -First``).
+        path: the folder, an absolute path.
+        first: only the first N (``Select-Object -First``); 0 lists nothing.
         pattern: a glob the names must match.
     """
     import fnmatch
 
+    if first is not None and (type(first) is not int or first < 0):
+        raise ActionError(f"first must be a whole number of entries, 0 or more, got {first!r}")
+    if not isinstance(path, str) or not os.path.isabs(path):
+        # a relative one would be read from the worker's own folder, wherever it was started
+        raise ActionError(f"path must be an absolute path, got {path!r}")
+    if first == 0:  # Select-Object -First 0: nothing
+        return []
     try:
         names = sorted(os.listdir(path))
     except FileNotFoundError:
@@ -244,7 +251,7 @@ def files(
                 "Name": name,
             }
         )
-        if first is not None and len(out) >= int(first):
+        if first is not None and len(out) >= first:
             break
     return out
 
