@@ -146,6 +146,25 @@ def test_receive_of_a_job_on_several_hosts_prints_each_line_with_its_host(
     }
 
 
+def test_objects_of_several_hosts_are_one_table_whatever_lines_come_between(
+    config: Config, fleet: Fleet
+) -> None:
+    # given a job whose hosts each wrote an object, then a VERBOSE line (stderr)
+    job = fleet.start("echo", {"Server": "s1", "Online": True}, verbose="checked",
+                      locations="alpha,beta")  # fmt: skip
+    assert fleet.wait([job], timeout=30)
+    # when it is received
+    done = _receive(config, str(job.id))
+    # then the objects print as one table (the seed's $jobs | Receive-Job | Format-Table),
+    # and each host's VERBOSE line goes to stderr
+    out = done.stdout.splitlines()
+    assert len(out) == 4 and out[0].split() == ["Server", "Online", "Location"], out
+    assert [row.split()[-1] for row in out[2:]] == ["alpha", "beta"], out
+    assert sorted(done.stderr.splitlines()) == [
+        "VERBOSE: [alpha] checked", "VERBOSE: [beta] checked"
+    ], done.stderr  # fmt: skip
+
+
 def _receive(config: Config, *args: str, stdout: Any = subprocess.PIPE) -> Any:
     return subprocess.run(
         [sys.executable, "-m", "fleetjobs", "receive", *args],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import io
-import itertools
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -143,7 +142,7 @@ def _receive(
 
     with progress.Bars(live=wait_ and progress.mode(as_json) == "live") as bars:
         # a run of objects waits to print as one table, and everything after it in the same
-        # batch with it (the order kept); the batch is printed before it is acknowledged,
+        # batch with it (each stream's order kept); the batch is printed before it is acknowledged,
         # and a record leaves Redis only once printed, the held ones counted with the rest
         # once the batch is (a batch's records leave Redis from its start): whatever stops
         # the receive (Ctrl-C, a closed pipe, a kill), what it had not printed comes back
@@ -159,17 +158,19 @@ def _receive(
                 bars.echo(fmt.stream_line(rec, multi), err=True)
 
         def flush() -> None:
-            # output values in a row are print_values's (a run of objects one table); the
-            # other streams' lines as show() prints them
-            for output, run in itertools.groupby(pending, lambda r: r.stream == "output"):
-                if output:
-                    table = io.StringIO()
-                    fmt.print_values([(r, r.data) for r in run], out=table, tag_locations=multi)
-                    bars.echo(table.getvalue().removesuffix("\n"))
-                    sys.stdout.flush()
-                else:
-                    for rec in run:
-                        show(rec)
+            # the output values, print_values's (a run of objects one table), then the
+            # other streams' lines (stderr) as show() prints them: a VERBOSE line between
+            # two hosts' objects does not cut their table in two, and a table that cannot
+            # be written leaves every line of its batch unprinted (it all goes back)
+            values = [(r, r.data) for r in pending if r.stream == "output"]
+            if values:
+                table = io.StringIO()
+                fmt.print_values(values, out=table, tag_locations=multi)
+                bars.echo(table.getvalue().removesuffix("\n"))
+                sys.stdout.flush()
+            for rec in pending:
+                if rec.stream != "output":
+                    show(rec)
             for rec in pending:
                 shown.add(rec)
             pending.clear()
