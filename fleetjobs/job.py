@@ -60,7 +60,12 @@ class Verbs(Protocol):
     def info(self, ref: JobRef) -> JobInfo: ...
 
     def wait(
-        self, jobs: JobRefs, timeout: float | None = None, *, any: bool = False
+        self,
+        jobs: JobRefs,
+        timeout: float | None = None,
+        *,
+        any: bool = False,
+        force: bool = False,
     ) -> list[Job]: ...
 
     def receive(
@@ -151,9 +156,15 @@ class Job:
         """True once the job has finished (Completed, Failed or Stopped)."""
         return self.state.finished
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job finishes or ``timeout`` seconds pass; True if it finished."""
-        return bool(self._fleet.wait(self, timeout=timeout))
+    def wait(self, timeout: float | None = None, force: bool = False) -> bool:
+        """Block until the job finishes or ``timeout`` seconds pass; True if it finished.
+
+        As :meth:`Fleet.wait`, a job that waits on a person or its host (Suspended,
+        Disconnected) ends the wait unless ``force``: then False, the job's ``state`` says
+        which. A Blocked job raises :class:`~fleetjobs.errors.JobBlockedError`."""
+        for job in self._fleet.wait(self, timeout=timeout, force=force):
+            self.info = job.info
+        return self.info.state.finished
 
     def receive(self, keep: bool = False, follow: bool = False) -> Received:
         """Take this job's records (see :meth:`Fleet.receive`)."""

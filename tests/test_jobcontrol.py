@@ -278,6 +278,18 @@ def test_suspend_and_resume_a_parent_from_the_cli(fleet: Fleet, cli: CliRunner) 
     waited = cli("wait", str(job.id))
     assert waited.returncode == 1  # it returns, but the job has not completed
     assert "is Suspended: it has not finished" in waited.stderr
+    # receive --wait stops at it likewise: each host's child said unfinished, exit 1, so
+    # that `receive J --wait && next-step` does not go on
+    got = cli("receive", "--wait", str(job.id))
+    assert got.returncode == 1, got.stderr
+    for child in fleet.info(job.id).children:
+        assert (
+            f"WARNING: job {child.id} on {child.location} is Suspended: it has not finished"
+            in got.stderr
+        ), got.stderr
+    # and in Python a job's own wait says it has not finished, its state why
+    handle = fleet.get(job.id)[0]
+    assert handle.wait(timeout=10) is False and handle.info.state is S.SUSPENDED
     res = cli("resume", str(job.id))
     assert res.returncode == 0, res.stderr
     assert fleet.info(job.id).state is S.RUNNING

@@ -65,7 +65,8 @@ def receive(
     Objects print as a table; ERROR:, WARNING:, VERBOSE:, DEBUG:, INFO: lines go to stderr.
     A Failed job's Reason prints as an ERROR: line and the exit code is 1; what a Blocked
     job asks prints as a Blocked: line. --wait stops at a job that waits on a person
-    (Blocked, Suspended) or a host (Disconnected). Records print as they are taken (with
+    (Blocked, Suspended) or a host (Disconnected), says it has not finished and exits 1,
+    as wait does. Records print as they are taken (with
     --json, as a JSON array streamed record by record), and leave Redis only once printed:
     an interrupted receive loses nothing.
     """
@@ -133,7 +134,7 @@ def _receive(
         except (KeyboardInterrupt, OSError):
             _close(records)  # what was not printed goes back first
             raise
-        _after_receive(fleet, handles, set(), False, quiet=True, location=location)
+        _after_receive(fleet, handles, set(), False, wait_, quiet=True, location=location)
         return
     # several hosts' records: each says its host (one named with --location: it alone)
     multi = location is None and len({x for h in handles for x in h.location.split(",")}) > 1
@@ -193,7 +194,7 @@ def _receive(
     for handle in handles:  # a halted rollout: which hosts failed
         if handle.info.rollout and handle.info.rollout.halted:
             click.echo(f"WARNING: job {handle.id}: {handle.info.rollout.halted}", err=True)
-    _after_receive(fleet, handles, errors, multi, location=location)
+    _after_receive(fleet, handles, errors, multi, wait_, location=location)
 
 
 def _close(records: Iterator[Any]) -> None:
@@ -209,15 +210,18 @@ def _after_receive(
     handles: list[Job],
     errors: set[str],
     multi: bool,
+    waited: bool,
     quiet: bool = False,
     location: str | None = None,
 ) -> None:
     """Show a Failed child's Reason (unless its own ERROR: record said it) and what a Blocked
     one asks, of the children received (each once, those on ``location`` alone when given);
-    exit 1 if any of them Failed."""
+    after ``--wait``, warn of each child it stopped at unfinished (Suspended, Disconnected:
+    as ``wait`` does). Exit 1 if any of them Failed, or a wait ended at one not finished."""
     infos = fleet.registry.load([h.id for h in handles])
     received = children_of(infos, location)
     failed = [c for c in received if c.state is JobState.FAILED]
+    unfinished = [c for c in received if waited and not c.state.finished]
     if not quiet:
         said = {reason_text(e) for e in errors}  # a long Reason is its error record cut
         for child in failed:
@@ -225,5 +229,13 @@ def _after_receive(
                 where = f"[{child.location}] " if multi else ""
                 click.echo(fmt.output_text(f"ERROR: {where}{child.reason}"), err=True)
         print_questions(received, err=True)  # (each child its own: its question, if any)
-    if failed:
+        for child in unfinished:
+            if child.state is not JobState.BLOCKED:  # (its question said it)
+                why = _HELD_ADVICE.get(child.state, "receive --wait again")
+                click.echo(
+                    f"WARNING: job {child.id} on {child.location} is {child.state.value}: it "
+                    f"has not finished ({why})",
+                    err=True,
+                )
+    if failed or unfinished:
         sys.exit(EXIT_FAILED)
