@@ -9,6 +9,7 @@ import pytest
 
 from fleetjobs import (
     ArgumentError,
+    Config,
     Fleet,
     FleetJobsError,
     JobNotFoundError,
@@ -21,7 +22,7 @@ from fleetjobs.embedded import LocalWorkers
 from fleetjobs.model import nested_too_deep
 from workers.poison import MAX_DEPTH
 
-from .conftest import CHILD_KEYS, INCLUDE, JOB_KEYS, nested, uniq
+from .conftest import CHILD_KEYS, INCLUDE, JOB_KEYS, ROOT, nested, uniq
 
 
 def test_start_returns_at_once_and_the_job_runs_on_its_location(fleet: Fleet) -> None:
@@ -256,6 +257,24 @@ def test_files_lists_the_first_n_of_an_absolute_folder_zero_is_none(fleet: Fleet
     assert below.state is JobState.FAILED and "0 or more, got -1" in (below.reason or "")
     assert relative.state is JobState.FAILED
     assert "must be an absolute path, got 'etc'" in (relative.reason or "")
+
+
+def test_the_readmes_python_example_runs_as_written(config: Config, fleet: Fleet) -> None:
+    # given README's first Python block, on this fleet (its settings; alpha for web01 and for the
+    # console's own host, where README's first start goes: fleetjobs worker serves it there)
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## The Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'Fleet("redis://127.0.0.1:6379/0")' in block and '"web01"' in block
+    code = block.replace('Fleet("redis://127.0.0.1:6379/0")', "Fleet(config=CONFIG)")
+    code = code.replace('"web01"', '"alpha"')
+    code = code.replace('name="Nap"', f'name="{uniq("Nap")}", locations="alpha"')
+    # when it runs, then it runs to its end: every handle it uses is one it still holds
+    scope: dict[str, object] = {"CONFIG": config}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert list(scope["values"]) == ["done"]  # type: ignore[call-overload]
+    assert scope["done"]
+    with pytest.raises(JobNotFoundError):
+        fleet.info(scope["top"].id)  # type: ignore[attr-defined]
 
 
 def test_values_json_cannot_carry_come_back_as_text(fleet: Fleet) -> None:
