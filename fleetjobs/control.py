@@ -135,7 +135,8 @@ class Control:
 
         Raises:
             JobStateError: a job has finished, or its action has no checkpoints on a host
-                that runs it (nothing was changed, for any job).
+                that runs it (nothing was changed, for any job). A child waiting for a host
+                no worker has served yet keeps the request: what it will offer is not known.
         """
         locations = sorted({c.location for i in infos for c in _unfinished(i)})
         offers = {h.location: set(h.suspendable) for h in self.hosts.list(locations)}
@@ -146,6 +147,10 @@ class Control:
                     f"job {info.id} ({info.name}) is {info.state.value}: nothing to suspend"
                 )
             for child in kids:
+                if child.location not in offers and child.state is JobState.NOT_STARTED:
+                    # a host no worker has served yet: what its worker will offer is not
+                    # known; the request waits with the child, as on any host
+                    continue
                 if info.action not in offers.get(child.location, set()):
                     raise JobStateError(
                         f"job {info.id} ({info.name}) cannot be suspended: its action "

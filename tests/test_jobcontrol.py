@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
-from fleetjobs import Fleet, JobBlockedError, JobState, JobStateError
+from fleetjobs import Config, Fleet, JobBlockedError, JobState, JobStateError
+from fleetjobs.embedded import LocalWorkers
 from fleetjobs.errors import ArgumentError
 
-from .conftest import CliRunner, eventually
+from .conftest import INCLUDE, CliRunner, eventually, uniq
 
 S = JobState
 
@@ -355,3 +357,20 @@ def test_invoke_prints_the_question_and_goes_on_when_another_console_answers(
     assert out.splitlines() == ["found the files", "deleted 5"]
     assert "QUESTION: Delete 5 archived files on beta? [yes/no]" in err
     assert fleet.get(name=name) == []  # invoke removed it
+
+
+def test_a_suspend_waits_with_a_job_queued_for_a_host_no_worker_has_served_yet(
+    config: Config, fleet: Fleet, logs: Path
+) -> None:
+    # given a job queued for a host no worker has served: what it will offer is not known
+    host = uniq("later")
+    job = fleet.start("steps", 3, 0.2, locations=host)
+    # when it is suspended, the request is kept (it was refused: "has no checkpoints")
+    fleet.suspend(job, timeout=0)
+    # then once a worker serves that host, the job holds at its first checkpoint
+    with LocalWorkers(config, [[host]], concurrency=1, extra_args=INCLUDE, log_dir=logs):
+        eventually(lambda: _state_is(fleet, job.id, S.SUSPENDED), timeout=30)
+        assert list(fleet.receive(job, keep=True)) == []
+        fleet.resume(job)
+        [done] = fleet.wait(job, timeout=30)
+        assert done.info.state is S.COMPLETED and list(fleet.receive(job)) == [1, 2, 3]
