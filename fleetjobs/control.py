@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from . import options
 from .errors import ArgumentError, JobBlockedError, JobStateError, NotRemovedError
 from .hosts import Hosts
 from .lifecycle import ANSWERED, Lifecycle
@@ -224,6 +225,7 @@ class ControlVerbs:
         Returns:
             The jobs, as they are now.
         """
+        timeout = options.seconds("timeout", timeout, zero=True)  # before anything changes
         infos = self._snapshots(jobs)
         due: list[int] = []
         for info in infos:
@@ -265,6 +267,7 @@ class ControlVerbs:
         Raises:
             JobStateError: a job has finished or its action has no checkpoints; nothing changed.
         """
+        timeout = options.seconds("timeout", timeout, zero=True)  # before anything changes
         self.control.suspend(self._snapshots(jobs, fresh=True))
         return self._settling(jobs, JobState.SUSPENDING, timeout)
 
@@ -274,6 +277,7 @@ class ControlVerbs:
         return self._handles(self._snapshots(jobs, fresh=True))
 
     def _settling(self, jobs: JobRefs, passing: JobState, timeout: float | None) -> list[Job]:
+        timeout = options.seconds("timeout", timeout, zero=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         infos = self._snapshots(jobs, fresh=True)
         with self._events(infos) as events:

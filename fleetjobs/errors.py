@@ -52,6 +52,11 @@ class RedisUnavailableError(RegistryError, ConnectionError):
     """Redis cannot be reached; the message names the URL without its password."""
 
 
+class CredentialsRefusedError(RedisUnavailableError):
+    """Redis refused the URL's credentials (a wrong password, an unknown or disabled user):
+    no retry makes it answer, so a waiting verb does not ride it out."""
+
+
 class PermissionDeniedError(RegistryError, PermissionError):
     """Redis's ACL refused this user a command (a read-only console asked to write)."""
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import redis.exceptions
 
-from .errors import RedisUnavailableError
+from .errors import CredentialsRefusedError, RedisUnavailableError
 from .store import Store, translate
 
 RIDE_OUT = 10.0  # seconds a waiting verb rides out a Redis that went away (a restart, a failover)
@@ -84,18 +84,22 @@ class JobEvents:
         return self._only is None or msg.get("type") != "message" or msg["data"] == self._only
 
 
-def ride_out(call: Callable[[], T]) -> T:
+def ride_out(call: Callable[[], T], until: float | None = None) -> T:
     """``call()``; a waiting verb rides out a Redis that is away for a few seconds (a restart,
-    a failover) instead of giving up at once: it retries for ``RIDE_OUT`` seconds, then the
-    error stands."""
+    a failover) instead of giving up at once: it retries for ``RIDE_OUT`` seconds, and no
+    later than ``until`` (``time.monotonic()``: a verb's own timeout), then the error stands.
+    Credentials Redis refused are not ridden out: they do not come right by waiting."""
     deadline: float | None = None
     delay = 0.1
     while True:
         try:
             return call()
+        except CredentialsRefusedError:
+            raise
         except RedisUnavailableError:
             now = time.monotonic()
-            deadline = deadline or now + RIDE_OUT
+            if deadline is None:
+                deadline = now + RIDE_OUT if until is None else min(now + RIDE_OUT, until)
             if now + delay > deadline:
                 raise
             time.sleep(delay)

@@ -368,7 +368,11 @@ class Fleet(ControlVerbs):
             JobBlockedError: a job can only go on with an answer (it is Blocked); the
                 message names the job and its question.
         """
-        return self._wait(ride_out(lambda: self._snapshots(jobs)), timeout, any, force=force)
+        timeout = options.seconds("timeout", timeout, zero=True)  # None: for ever; 0: once
+        options.flags(any=any, force=force)
+        until = None if timeout is None else time.monotonic() + timeout
+        infos = ride_out(lambda: self._snapshots(jobs), until)
+        return self._wait(infos, timeout, any, force=force, until=until)
 
     def _wait(
         self,
@@ -377,12 +381,16 @@ class Fleet(ControlVerbs):
         any: bool,
         gone_ok: bool = False,
         force: bool = False,
+        until: float | None = None,
     ) -> list[Job]:
         """Wait for these jobs; with ``gone_ok`` one removed meanwhile (a stop or remove
-        racing another console's) counts as finished, else it is an error."""
+        racing another console's) counts as finished, else it is an error. ``until``: when
+        the timeout runs out (``time.monotonic()``), if the caller's clock started before."""
         if not infos:
             return []
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        if until is not None:
+            deadline = until if deadline is None else min(deadline, until)
         ids = [i.id for i in infos]
         ends = {s for s in JobState if s.finished or (not force and s in HELD)}
 
@@ -394,7 +402,7 @@ class Fleet(ControlVerbs):
             return [Job(self, i) for i in infos]
         with self._events(infos, only=EVENT_END) as events:
             while True:
-                raw, ended = ride_out(look)
+                raw, ended = ride_out(look, deadline)
                 states = checked(ids, raw, gone_ok)
                 if ended is not None:
                     return [Job(self, i) for i in ended]

@@ -25,7 +25,13 @@ from redis._parsers.encoders import Encoder
 from redis.driver_info import DriverInfo
 
 from .config import Config
-from .errors import ConfigError, PermissionDeniedError, RedisUnavailableError, RegistryError
+from .errors import (
+    ConfigError,
+    CredentialsRefusedError,
+    PermissionDeniedError,
+    RedisUnavailableError,
+    RegistryError,
+)
 from .keys import Keys
 from .relaycall import RelayClient, RelayedScripts
 from .scripts import Scripts
@@ -48,10 +54,13 @@ T = TypeVar("T")
 
 def translate(exc: redis.exceptions.RedisError, url: str) -> Exception:
     """The fleetjobs error for a redis-py error (to raise ``from None``)."""
+    # redis-py's AuthenticationError is a ConnectionError: asked first, it is no Redis away
+    if isinstance(exc, redis.exceptions.AuthenticationError) or any(
+        code in str(exc) for code in ("NOAUTH", "WRONGPASS")
+    ):
+        return CredentialsRefusedError(f"Redis at {url} refused the credentials: {_why(exc)}")
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return RedisUnavailableError(f"cannot reach Redis at {url}: {_why(exc)}")
-    if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
-        return RedisUnavailableError(f"Redis at {url} refused the credentials: {_why(exc)}")
     # NOPERM for a command (redis-py's NoPermissionError, whose text drops the code); inside
     # a script, Redis 7 says the user "can't run this command"
     if (

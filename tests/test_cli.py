@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fleetjobs import Config, Fleet, JobState
+from fleetjobs import ArgumentError, Config, Fleet, JobState
 from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 
 from .conftest import (
@@ -228,6 +228,34 @@ def test_redis_unreachable_names_the_url_without_its_password(config: Config) ->
     assert res.returncode == 4 and res.stderr.count("\n") == 1, res.stderr
     assert "No master found for 'fleet' (no sentinel answered" in res.stderr
     assert "s3cret" not in res.stderr and len(res.stderr) < 300
+
+
+def test_credentials_redis_refuses_are_bad_input_said_at_once(config: Config) -> None:
+    # given a URL whose user and password the (running) Redis does not know
+    url = config.redis_url.replace("redis://", "redis://nobody:wr0ng@", 1)
+    assert url != config.redis_url
+    refused = make_cli(config.with_(redis_url=url))
+    # when a verb that rides out a Redis away runs with it (wait, at once and for ever),
+    # then it says so in one line, exit 2 (the URL is wrong), and does not wait for a
+    # credential to come right (it rode it out 10 s, then said "cannot reach Redis", exit 4)
+    for args in (["get"], ["wait", "1", "--timeout", "0"], ["wait", "1"]):
+        res = refused(*args, timeout=8)
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.startswith("fleetjobs: error: Redis at redis://nobody:***@"), res.stderr
+        assert "refused the credentials" in res.stderr and "wr0ng" not in res.stderr
+        assert res.stderr.count("\n") == 1, res.stderr
+
+
+def test_a_wait_rides_out_a_redis_away_no_longer_than_its_timeout(config: Config) -> None:
+    down = make_cli(config.with_(redis_url="redis://127.0.0.1:1/0"))
+    # --timeout 0 checks once (it rode a Redis away out for 10 s first)
+    res = down("wait", "1", "--timeout", "0", timeout=8)
+    assert res.returncode == 4 and res.stderr.startswith("fleetjobs: error: cannot reach Redis")
+    # and in Python, a timeout that is no number of seconds is an ArgumentError at once
+    with Fleet(config=config) as fleet:
+        for bad in ("5", float("nan"), -1):
+            with pytest.raises(ArgumentError, match=r"^timeout must"):
+                fleet.wait(1, timeout=bad)  # type: ignore[arg-type]
 
 
 def test_a_worker_that_cannot_reach_redis_exits_4_as_the_verbs_do() -> None:

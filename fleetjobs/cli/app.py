@@ -28,6 +28,7 @@ from ..config import Config
 from ..errors import (
     ArgumentError,
     ConfigError,
+    CredentialsRefusedError,
     FleetJobsError,
     JobNotFoundError,
     JobStateError,
@@ -66,6 +67,8 @@ class _Group(LazyGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except CredentialsRefusedError as exc:  # the URL's password: bad input, not away
+            fail(str(exc), EXIT_USAGE)
         except RedisUnavailableError as exc:
             fail(str(exc), EXIT_UNREACHABLE)
         except (StartError, ConfigError) as exc:
@@ -104,15 +107,16 @@ class State:
     def fleet(self) -> Fleet:
         return self.connect()
 
-    def connect(self, patient: bool = False) -> Fleet:
+    def connect(self, patient: bool = False, until: float | None = None) -> Fleet:
         """The fleet, its Redis answering; ``patient`` (a verb that waits): a Redis away
-        for a few seconds is ridden out, as the wait itself rides it out."""
+        for a few seconds is ridden out, as the wait itself rides it out, no later than
+        ``until`` (``time.monotonic()``, the verb's own timeout) when given."""
         if self._fleet is None:
             from ..events import ride_out
             from ..fleet import Fleet  # imported by the verbs that use it (start-up time)
 
             fleet = Fleet(config=self.config)
-            ride_out(fleet.store.ping) if patient else fleet.store.ping()
+            ride_out(fleet.store.ping, until) if patient else fleet.store.ping()
             self._fleet = fleet
         return self._fleet
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -148,8 +149,10 @@ def wait(
     `fleetjobs wait J && ...` goes on only after a success; 3 on timeout. A Blocked job (it
     can only go on with an answer) is an error at once.
     """
-    fleet = state.connect(patient=True)  # a waiting verb from the start
-    handles = ride_out(lambda: fleet.get(list(jobs) or None))
+    # a waiting verb from the start: a Redis away is ridden out, within the timeout
+    until = None if timeout is None else time.monotonic() + timeout
+    fleet = state.connect(patient=True, until=until)
+    handles = ride_out(lambda: fleet.get(list(jobs) or None), until)
     from . import progress  # rich's live display: imported by the verbs that show it
 
     with progress.watch(fleet, handles, "wait", as_json):
