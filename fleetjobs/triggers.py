@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery.schedules import ParseException, crontab, schedule
+from celery.utils.time import ffwd
 from redbeat.schedulers import RedBeatSchedulerEntry
 from redbeat.schedules import rrule
 
@@ -132,15 +133,33 @@ def celery_schedule(trigger: Trigger) -> Any:
 
 
 class ZonedCrontab(crontab):  # type: ignore[misc]
-    """A crontab read in its own time zone rather than the Celery app's."""
+    """A crontab read in its own time zone rather than the Celery app's; with ``either``,
+    one whose day of month and day of week are both restricted, due on a day that matches
+    either, as crontab(5) reads it (Celery's crontab asks both: ``0 0 1,15 * 1``, "the 1st,
+    the 15th and every Monday", fired only on a Monday the 1st or the 15th)."""
 
-    def __init__(self, zone: str, **fields: Any) -> None:
+    def __init__(self, zone: str, either: bool = False, **fields: Any) -> None:
         self.zone = zone
         super().__init__(**fields)
+        # the two crontabs whose union this is: the days of month, and the days of week
+        self.either: tuple[ZonedCrontab, ZonedCrontab] | None = None
+        if either:
+            self.either = (
+                ZonedCrontab(zone, **{**fields, "day_of_week": "*"}),
+                ZonedCrontab(zone, **{**fields, "day_of_month": "*"}),
+            )
 
     @property
     def tz(self) -> Any:
         return ZoneInfo(self.zone)
+
+    def remaining_estimate(self, last_run_at: datetime, ffwd: Any = ffwd) -> timedelta:
+        if self.either is None:
+            left: timedelta = super().remaining_estimate(last_run_at, ffwd)
+            return left
+        for part in self.either:  # the same clock and app as this one (a beat sets them)
+            part.nowfun, part._app = self.nowfun, self._app
+        return min(part.remaining_estimate(last_run_at, ffwd) for part in self.either)
 
 
 def cron_schedule(expression: str, zone: str) -> ZonedCrontab:
@@ -156,10 +175,14 @@ def cron_schedule(expression: str, zone: str) -> ZonedCrontab:
             "(minute hour day-of-month month day-of-week), or @hourly, @daily, @weekly, ..."
         )
     minute, hour, dom, month, dow = fields
+    # crontab(5): "If both fields are restricted (i.e., don't start with *), the command will
+    # be run when either field matches the current time"
+    either = not dom.startswith("*") and not dow.startswith("*")
     dow = _sunday_is_0(dow)
     try:
         made = ZonedCrontab(
             zone,
+            either,
             minute=minute,
             hour=hour,
             day_of_month=dom,

@@ -338,6 +338,47 @@ def test_a_one_shot_fires_once_and_a_cron_reads_its_time_zone(
     fleet.schedules.remove(name)
 
 
+def _midnights(start: datetime, days: int) -> list[datetime]:
+    first = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    return [first + timedelta(days=n) for n in range(days + 1)]
+
+
+def test_a_cron_with_a_day_of_month_and_a_day_of_week_fires_on_either_as_crontab5(
+    sfleet: tuple[Config, Fleet],
+) -> None:
+    # "the 1st, the 15th and every Monday" (crontab(5): both fields restricted, either
+    # matches); Celery's crontab asks both, and fired it only on a Monday the 1st or 15th
+    from fleetjobs.triggers import cron_schedule
+
+    start = datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)  # a Tuesday
+    sched = cron_schedule("0 0 1,15 * 1", "UTC")
+    fired, t = [], start
+    while t < datetime(2027, 1, 6, tzinfo=UTC):
+        sched.nowfun = lambda t=t: t
+        t = t + sched.remaining_estimate(t)
+        fired.append(t.date().isoformat())
+        t += timedelta(minutes=1)
+    assert fired[:7] == [
+        "2026-12-07", "2026-12-14", "2026-12-15", "2026-12-21", "2026-12-28", "2027-01-01",
+        "2027-01-04",
+    ]  # fmt: skip
+    # one restricted field alone is that field: day of month only, day of week only
+    for expr, first in (("0 0 15 * *", "2026-12-15"), ("0 0 * * 5", "2026-12-04")):
+        one = cron_schedule(expr, "UTC")
+        one.nowfun = lambda: start
+        assert (start + one.remaining_estimate(start)).date().isoformat() == first, expr
+    # and the next run a schedule shows is the first day that matches either
+    _, fleet = sfleet
+    name = uniq("either")
+    info = fleet.schedules.add(name, "echo", cron="0 0 13 * 5", locations="s1")
+    expected = next(
+        d for d in _midnights(datetime.now(UTC), 8) if d > datetime.now(UTC)
+        and (d.day == 13 or d.weekday() == 4)
+    )  # fmt: skip
+    assert info.next_run == expected.timestamp(), (info.next_run, expected)
+    fleet.schedules.remove(name)
+
+
 def test_two_beats_never_fire_a_schedule_twice(redis_url: str, logs: Path) -> None:
     # given a fleet of its own, a schedule every second, and two beats at once
     cfg = Config(redis_url=redis_url, prefix=f"{uniq('two')}:", **FAST)  # type: ignore[arg-type]
