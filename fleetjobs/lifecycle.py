@@ -277,6 +277,12 @@ class Lifecycle:
         return self._run("stop", job_id, reason_text(reason))
 
     @guarded
+    def stop_queued(self, instance_id: str, reason: str) -> tuple[str, list[int]]:
+        """Stop the child whose InstanceId this is if it has not started (a revoke from
+        Celery); one that runs, or is gone, is left as it is. Returns its state after."""
+        return self._run("stop", instance_id, reason_text(reason), "queued")
+
+    @guarded
     def sweep(self, every: float = 0.0) -> tuple[int, list[int]]:
         """Apply start deadlines and worker liveness to every unfinished child, in one script.
 

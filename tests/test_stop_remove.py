@@ -93,6 +93,36 @@ def test_a_queued_job_stopped_while_its_worker_is_down_never_runs(
     assert job.refresh().info.children[0].begin_time is None
 
 
+def test_a_revoke_from_celery_while_the_jobs_worker_is_down_holds(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    # given a job queued for a host whose worker is down (alpha's and beta's are up)
+    loc = uniq("down")
+    marker = tmp_path / "ran"
+    job = fleet.start("run", f"touch {marker}", locations=loc)
+    child = fleet.info(job).children[0]
+    # when Celery revokes its task, as Flower's Revoke button does (no terminate)
+    from fleetjobs.celery_app import make_celery
+
+    make_celery(fleet.config).control.revoke(child.instance_id)
+    # then a worker that heard it records the stop: the job is Stopped, saying from where
+    eventually(lambda: fleet.info(child.id).state is JobState.STOPPED, timeout=15)
+    assert fleet.info(child.id).reason == "stopped from Celery before it started"
+    # and once its own worker comes up, it never runs (the revoke was lost with that worker
+    # down: Celery keeps it in the memory of the workers that heard it, celery#8888)
+    with LocalWorkers(fleet.config, [[loc]], allow_shell=True, concurrency=1, extra_args=INCLUDE):
+        after = fleet.start("echo", "the queue was drained", locations=loc)
+        assert fleet.wait([after], timeout=20)
+    assert not marker.exists() and fleet.info(child.id).begin_time is None
+    # and a revoke of a running job's task leaves it running, as Celery's does
+    running = fleet.start("sleep", 30, locations="alpha")
+    eventually(lambda: fleet.info(running).state is JobState.RUNNING, timeout=15)
+    make_celery(fleet.config).control.revoke(fleet.info(running).children[0].instance_id)
+    time.sleep(1.0)
+    assert fleet.info(running).state is JobState.RUNNING
+    fleet.stop(running)
+
+
 def test_stopping_a_finished_job_changes_nothing(fleet: Fleet) -> None:
     job = fleet.start("echo", "x", locations="alpha")
     fleet.wait([job], timeout=15)

@@ -167,6 +167,8 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             why = f"{STOPPED_FROM_CELERY} before it started"
             _settle(request.args, JobState.STOPPED, why, request.id)
 
+    _durable_revokes(per_process)
+
     @signals.task_failure.connect(weak=False)
     def _failure(
         sender: Any = None,
@@ -189,6 +191,38 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
 
     _harden(app, config, settings)
     return app
+
+
+def _durable_revokes(per_process: PerProcess) -> None:
+    """A revoke from Celery without terminate (Flower's Revoke) is also recorded in the
+    registry by every worker that hears it: the child is Stopped if it has not started.
+    Celery keeps a revoke in the memory of the workers alive when it comes, so one sent while
+    the child's own worker was down was lost, and the child ran when that worker came back
+    (celery#8888); the registry's stop holds whoever delivers the message later."""
+    from celery.worker.control import Panel
+
+    celery_revoke = Panel.data["revoke"]
+    if getattr(celery_revoke, "fleetjobs", False):
+        return
+
+    @functools.wraps(celery_revoke)
+    def revoke(state: Any, task_id: Any, terminate: bool = False, **kwargs: Any) -> Any:
+        reply = celery_revoke(state, task_id, terminate=terminate, **kwargs)
+        if not terminate:  # (a terminate stops a running job where it runs: outcome.py)
+            ids = [task_id] if isinstance(task_id, str) else task_id
+            for iid in ids if isinstance(ids, list | tuple | set) else ():
+                if isinstance(iid, str) and iid:
+                    try:
+                        _, due = per_process().lifecycle.stop_queued(
+                            iid, f"{STOPPED_FROM_CELERY} before it started"
+                        )
+                        per_process.release(due)
+                    except FleetJobsError as exc:  # a confined worker: another host's job
+                        log.debug("could not record the revoke of %s: %s", iid, exc)
+        return reply
+
+    revoke.fleetjobs = True  # type: ignore[attr-defined]
+    Panel.data["revoke"] = revoke
 
 
 def _harden(app: Celery, config: Config, settings: WorkerSettings) -> None:

@@ -19,6 +19,19 @@ local function stop_child(cid, reason)
 end
 
 local id, reason = ARGV[3], ARGV[4]
+if ARGV[5] == 'queued' then
+  -- a revoke from Celery (Flower's Revoke, without terminate) names a child's InstanceId
+  -- (ARGV[3]): the child is Stopped only if it has not started (Celery's revoke leaves a
+  -- running task be), here, where any worker's record holds: a revoke is kept in the memory
+  -- of the workers alive when it is sent, so one sent while the child's own worker was down
+  -- was lost, and the child ran when its worker came back (celery#8888)
+  local cid = id_of(id)
+  if not cid then return result('Missing') end
+  local f = fields(K.job(cid), 'state', 'parent')
+  if f.state ~= S.NOT_STARTED or not given(f.parent) then return result(f.state or 'Missing') end
+  stop_child(cid, reason)
+  return result(S.STOPPED)
+end
 return result(on_job(id, function(cid) stop_child(cid, reason) end, function(k)
   redis.call('HSET', k, 'stop', '1', 'stop_reason', reason)
   redis.call('DEL', K.pending(id))
