@@ -268,7 +268,9 @@ class Dispatcher:
         is what holds, since a revoke sent while a worker is down is lost, celery#8888)."""
         if instance_ids:
             with contextlib.suppress(Exception):
-                self.celery.control.revoke(list(instance_ids))
+                # recorded: the registry holds these stops already, so a worker that hears
+                # the revoke writes nothing (it records a revoke from Celery's own tools)
+                self.celery.control.revoke(list(instance_ids), recorded=True)
 
 
 def _shown(child: NewChild, name: str, action: str) -> tuple[str, str]:

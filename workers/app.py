@@ -207,8 +207,10 @@ def _durable_revokes(per_process: PerProcess) -> None:
 
     @functools.wraps(celery_revoke)
     def revoke(state: Any, task_id: Any, terminate: bool = False, **kwargs: Any) -> Any:
+        recorded = kwargs.pop("recorded", False)  # a fleetjobs stop's: in the registry already
         reply = celery_revoke(state, task_id, terminate=terminate, **kwargs)
-        if not terminate:  # (a terminate stops a running job where it runs: outcome.py)
+        # (a terminate stops a running job where it runs: outcome.py)
+        if not terminate and recorded is not True:
             ids = [task_id] if isinstance(task_id, str) else task_id
             for iid in ids if isinstance(ids, list | tuple | set) else ():
                 if isinstance(iid, str) and iid:
