@@ -15,6 +15,7 @@ host's letters with a thousand of its own.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import time
@@ -128,6 +129,24 @@ def push_for_host(store: Store, letter: DeadLetter) -> None:
     pipe.sadd(store.keys.letter_hosts, letter.location)
     pipe.hincrby(store.keys.letters_counted, letter.location, 1)
     pipe.execute()
+
+
+@guarded
+def sent_by_the_fleet(store: Store, instance_id: str, body: bytes) -> bool:
+    """Whether ``body`` is the body of the message the fleet keeps for the child whose task
+    id (InstanceId) this is, until its worker takes it: a refused message that is, is the
+    fleet's own, and not a forgery naming that child."""
+    kept = store.r.get(store.keys.msg(instance_id))
+    if not kept:
+        return False
+    try:
+        doc = json.loads(kept)
+        text = doc["body"]
+        if doc.get("properties", {}).get("body_encoding") == "base64":
+            return bool(base64.b64decode(text, validate=True) == body)
+        return bool(text.encode() == body)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False
 
 
 def _text(letter: DeadLetter) -> str:

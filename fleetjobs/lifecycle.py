@@ -283,6 +283,13 @@ class Lifecycle:
         return self._run("stop", instance_id, reason_text(reason), "queued")
 
     @guarded
+    def fail_refused(self, instance_id: str, location: str, reason: str) -> tuple[str, list[int]]:
+        """Fail the child whose InstanceId this is if it has not started and is ``location``'s:
+        the worker of its location refused the message the fleet sent for it (the caller
+        checked it is that one). Returns its state after."""
+        return self._run("stop", instance_id, reason_text(reason), "refused", location)
+
+    @guarded
     def sweep(self, every: float = 0.0) -> tuple[int, list[int]]:
         """Apply start deadlines and worker liveness to every unfinished child, in one script.
 

@@ -44,6 +44,7 @@ from kombu.utils import json as kombu_json
 import fleetjobs.deadletters as deadletters
 from fleetjobs.config import Config
 from fleetjobs.errors import FleetJobsError
+from fleetjobs.lifecycle import Lifecycle
 from fleetjobs.model import nested_too_deep
 from fleetjobs.options import is_number
 from fleetjobs.routing import TASK_NAME, location_of
@@ -164,10 +165,19 @@ class DeadLetterBox:
         self.worker_id = worker_id
         self._registry: Store | None = None
 
-    def drop(self, queue: str, reason: str, once: str | None = None, **fields: Any) -> None:
+    def drop(
+        self,
+        queue: str,
+        reason: str,
+        once: str | None = None,
+        sent: bytes | None = None,
+        **fields: Any,
+    ) -> None:
         """Log once and keep the message; a Redis that cannot take it is logged, not raised.
         With ``once`` (a broadcast: every worker refuses the same message), only the first
-        worker to refuse what ``once`` names within a minute keeps it."""
+        worker to refuse what ``once`` names within a minute keeps it. ``sent``: the message's
+        body; when it is the one the fleet sent for its job, that job Fails saying why (it
+        waited NotStarted for ever)."""
         letter = deadletters.DeadLetter(
             at=deadletters.now(),
             queue=queue,
@@ -193,6 +203,11 @@ class DeadLetterBox:
             if task_id and location and self._registry.relay is None:  # (else the relay)
                 # its job's message came and was refused: not one to re-send as lost
                 self._registry.r.zrem(self._registry.keys.inq(location), task_id)
+                if sent is not None and deadletters.sent_by_the_fleet(
+                    self._registry, task_id, sent
+                ):
+                    why = f"the worker on {location} refused its message: {reason}"
+                    Lifecycle(self._registry).fail_refused(task_id, location, why)
         except (FleetJobsError, redis.exceptions.RedisError) as exc:
             # a Redis that cannot take it (full, read-only, away) is said, never raised: the
             # worker goes on; another worker may keep the broadcast this one could not
@@ -232,9 +247,11 @@ def consumer_class(box: DeadLetterBox) -> type[Consumer]:
                 info = message.delivery_info or {}
                 queue = str(info.get("routing_key") or info.get("queue") or "?")
                 headers = message.headers if isinstance(message.headers, dict) else {}
+                body = message.body
                 box.drop(
                     queue,
                     reason,
+                    sent=body if isinstance(body, bytes) else None,
                     task=str(headers.get("task") or ""),
                     task_id=str(headers.get("id") or ""),
                     content_type=str(message.content_type or ""),

@@ -19,16 +19,25 @@ local function stop_child(cid, reason)
 end
 
 local id, reason = ARGV[3], ARGV[4]
-if ARGV[5] == 'queued' then
-  -- a revoke from Celery (Flower's Revoke, without terminate) names a child's InstanceId
-  -- (ARGV[3]): the child is Stopped only if it has not started (Celery's revoke leaves a
-  -- running task be), here, where any worker's record holds: a revoke is kept in the memory
-  -- of the workers alive when it is sent, so one sent while the child's own worker was down
-  -- was lost, and the child ran when its worker came back (celery#8888)
+if ARGV[5] == 'queued' or ARGV[5] == 'refused' then
+  -- ARGV[3] is a child's InstanceId, and only a child that has not started changes:
+  -- 'queued': a revoke from Celery (Flower's Revoke, without terminate) Stops it (Celery's
+  -- revoke leaves a running task be), here, where any worker's record holds: a revoke is
+  -- kept in the memory of the workers alive when it is sent, so one sent while the child's
+  -- own worker was down was lost, and the child ran when its worker came back (celery#8888);
+  -- 'refused': its worker refused its message, the one the fleet sent (a signer it does not
+  -- trust): it Fails with why, where it waited NotStarted for ever
   local cid = id_of(id)
   if not cid then return result('Missing') end
-  local f = fields(K.job(cid), 'state', 'parent')
+  local f = fields(K.job(cid), 'state', 'parent', 'location')
   if f.state ~= S.NOT_STARTED or not given(f.parent) then return result(f.state or 'Missing') end
+  if ARGV[5] == 'refused' then
+    -- ARGV[6]: the location whose queue it came from; a copy moved onto another host's
+    -- queue and refused there says nothing of this child
+    if f.location ~= ARGV[6] then return result(f.state) end
+    settle(cid, S.FAILED, reason)
+    return result(S.FAILED)
+  end
   stop_child(cid, reason)
   return result(S.STOPPED)
 end

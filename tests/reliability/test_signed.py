@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -228,6 +229,28 @@ def test_a_message_not_signed_by_a_trusted_certificate_is_refused(
     # and the worker goes on serving signed jobs
     job = fleet.start("echo", "still serving", locations="signed")
     assert fleet.wait(job, timeout=30) and list(fleet.receive(job)) == ["still serving"]
+
+
+def test_a_job_whose_message_its_worker_refuses_fails_saying_why(
+    signed: tuple[Config, Fleet, Path],
+) -> None:
+    cfg, fleet, folder = signed
+    # given a console that signs with a certificate the worker does not trust (a beat's
+    # whose certificate was not copied to the hosts)
+    key, cert = make_identity(folder, "beat01")
+    console = folder / "console-store"
+    console.mkdir()
+    shutil.copy(cert, console / cert.name)
+    other = cfg.with_(signing_key=str(key), signing_cert=str(cert), cert_store=str(console))
+    with Fleet(config=other) as beat:
+        job = beat.start("echo", "never", locations="signed")
+    # when the worker refuses the message, then the job Fails saying why, where it waited
+    # NotStarted for ever (and held an overlap-skip schedule with it)
+    [done] = fleet.wait(job, timeout=30)
+    child = done.info.children[0]
+    assert child.state is JobState.FAILED, child
+    assert (child.reason or "").startswith("the worker on signed refused its message: ")
+    assert "beat01" in (child.reason or "") and list(fleet.receive(job)) == []
 
 
 def test_a_replayed_message_does_not_run_again(signed: tuple[Config, Fleet, Path]) -> None:
