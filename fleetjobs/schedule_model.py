@@ -62,6 +62,8 @@ class ScheduleInfo:
     runs: tuple[RunInfo, ...] = ()
     skipped: int = 0
     skips: tuple[dict[str, Any], ...] = field(default=())
+    # what the add said of its hosts (a location no worker serves now), as start says it
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def command(self) -> str:

@@ -17,6 +17,7 @@ still going when it falls out is removed at the first firing after it has finish
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -58,7 +59,7 @@ from .schedule_model import (
 )
 from .states import JobState, state_read
 from .store import guarded
-from .triggers import FleetEntry, celery_schedule, parse_trigger
+from .triggers import FleetEntry, celery_schedule, parse_trigger, run_start_timeout
 
 OVERLAP = ("skip", "parallel", "stop-existing")
 MAX_RESULTS = 100_000  # runs a schedule keeps at most (each with its output)
@@ -210,7 +211,7 @@ class Schedules:
             "trigger": trigger.to_dict(),
             "created": time.time(),
         }
-        self._check_targets(spec)
+        warnings = self._check_targets(spec)
         entry = FleetEntry(
             name=name,
             task=TASK,
@@ -226,7 +227,7 @@ class Schedules:
             # counted from now: a cron does not fire at once for the times before it was added
             entry.last_run_at = self.app.now()
             entry.save()
-        return self.show(name)
+        return dataclasses.replace(self.show(name), warnings=tuple(warnings))
 
     @guarded
     def list(self, unreadable: list[str] | None = None) -> list[ScheduleInfo]:
@@ -391,7 +392,7 @@ class Schedules:
                 all_hosts=bool(spec["all"]),  # as stored, by this version or an older one
                 kwargs=spec["kwargs"],
                 throttle_limit=spec["throttle_limit"],
-                start_timeout=spec["start_timeout"],
+                start_timeout=run_start_timeout(spec),
                 timeout=spec["timeout"],
             )
         except StartError as exc:
@@ -495,14 +496,15 @@ class Schedules:
             skips = tuple(json.loads(s) for s in self.r.lrange(self._skips_key(name), 0, -1))
         return info_of(entry, runs, skipped, skips)
 
-    def _check_targets(self, spec: dict[str, Any]) -> None:
+    def _check_targets(self, spec: dict[str, Any]) -> Sequence[str]:
         """Refuse a schedule whose targeting matches no host now, or whose action no host
-        it targets offers (as ``start`` would)."""
+        it targets offers (as ``start`` would); the warnings start would give (a location
+        no worker serves now)."""
         hosts = {h.location: h for h in self.fleet.hosts()}
         # chosen as start chooses them, and refused for what start refuses
         chosen = placement.select(list(spec["locations"]), spec["target"], spec["all"], hosts)
         action = spec["action"]
-        placement.check(action, chosen, hosts)
+        warnings = placement.check(action, chosen, hosts)
         live = [loc for loc in chosen if loc in hosts and hosts[loc].online]
         if not live:
             # no chosen host is online to ask: the action must be one the fleet knows
@@ -511,3 +513,4 @@ class Schedules:
                 raise UnknownActionError(
                     f"unknown action {action!r}: no host of this fleet offers it"
                 )
+        return warnings

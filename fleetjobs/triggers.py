@@ -122,6 +122,33 @@ def parse_trigger(
     return Trigger("at", when.isoformat(), zone_name)
 
 
+SKIP_START_TIMEOUT_MIN = 60.0  # seconds: the least a skip schedule's run waits for its host
+
+
+def skip_start_timeout(trigger: Trigger, now: datetime) -> float | None:
+    """The start timeout of a run of a schedule whose overlap is ``skip`` and that gives
+    none: the time to its next firing (at least :data:`SKIP_START_TIMEOUT_MIN`), so that a
+    run one host cannot start (its worker down, a location misspelt) fails before the next
+    firing is due instead of holding every host's next runs for ever. None for a one-shot."""
+    if trigger.kind == "every":
+        return max(SKIP_START_TIMEOUT_MIN, float(trigger.value))
+    if trigger.kind == "cron":
+        made = cron_schedule(trigger.value, trigger.timezone)
+        made.nowfun = lambda: now
+        left = made.remaining_estimate(now).total_seconds()
+        return max(SKIP_START_TIMEOUT_MIN, left)
+    return None
+
+
+def run_start_timeout(spec: dict[str, Any]) -> float | None:
+    """A schedule's run's start timeout: its own (``spec``: the schedule's definition), or
+    for an overlap ``skip`` schedule that gives none, :func:`skip_start_timeout`."""
+    given = spec.get("start_timeout")
+    if given is not None or spec.get("overlap") != "skip" or not spec.get("trigger"):
+        return float(given) if given is not None else None
+    return skip_start_timeout(Trigger.from_dict(spec["trigger"]), datetime.now(UTC))
+
+
 def celery_schedule(trigger: Trigger) -> Any:
     """The Celery schedule RedBeat stores for ``trigger``."""
     if trigger.kind == "cron":

@@ -110,6 +110,48 @@ def test_overlap_skip_does_not_fire_while_the_previous_run_is_unfinished(
     fleet.stop(runs)
 
 
+def test_a_skip_schedules_run_on_a_host_down_fails_before_the_next_firing(
+    sfleet: tuple[Config, Fleet],
+) -> None:
+    _, fleet = sfleet
+    r, keys = fleet.store.r, fleet.store.keys
+
+    def start_timeout(job: object) -> str | None:
+        [child] = fleet.info(job.id).children  # type: ignore[attr-defined]
+        value: str | None = r.hget(keys.job(child.id), "start_timeout")
+        return value
+
+    # given a skip schedule (the default) for a location no worker serves: add says so
+    down, name = uniq("down"), uniq("blocked")
+    info = fleet.schedules.add(name, "echo", "x", every=5, locations=down)
+    assert [w.split(";")[0] for w in info.warnings] == [
+        f"no worker serves location {down!r} now"
+    ], info.warnings
+    # when it fires, then its run fails a part no worker started before the next firing
+    # (at least 60 s), so one host down does not hold every later run for ever
+    run = fleet.schedules.run(name)
+    assert run is not None and float(start_timeout(run) or 0) == 60
+    fleet.schedules.remove(name)
+    fleet.stop(run)
+    # a cron's: until its next firing; one given, or a parallel schedule's, as given
+    name = uniq("daily")
+    fleet.schedules.add(name, "echo", "x", cron="0 3 * * *", locations=down)
+    run = fleet.schedules.run(name)
+    assert run is not None
+    due = fleet.schedules.show(name).next_run or 0
+    assert abs(float(start_timeout(run) or 0) - max(60, due - time.time())) < 5
+    fleet.schedules.remove(name)
+    fleet.stop(run)
+    for kwargs in ({"start_timeout": 7}, {"overlap": "parallel"}):
+        name = uniq("given")
+        fleet.schedules.add(name, "echo", "x", every=5, locations=down, **kwargs)  # type: ignore[arg-type]
+        run = fleet.schedules.run(name)
+        assert run is not None
+        assert start_timeout(run) == ("7" if kwargs.get("start_timeout") else None), kwargs
+        fleet.schedules.remove(name)
+        fleet.stop(run)
+
+
 def test_overlap_stop_existing_stops_the_previous_run(sfleet: tuple[Config, Fleet]) -> None:
     _, fleet = sfleet
     name = uniq("stopper")

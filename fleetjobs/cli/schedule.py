@@ -35,7 +35,7 @@ from .app import (
     pass_state,
     url_off_the_command_line,
 )
-from .launch import ACTION_CONTEXT, action_arguments
+from .launch import ACTION_CONTEXT, action_arguments, shown_warnings
 
 SCHEDULE_COLUMNS = ("Name", "Trigger", "Target", "Enabled", "Last run", "Next run")
 
@@ -115,7 +115,8 @@ def schedule() -> None:
     "--start-timeout",
     type=Seconds(),
     metavar="SECONDS",
-    help="Fail a host's part if no worker started it within SECONDS.",
+    help="Fail a host's part if no worker started it within SECONDS [default with "
+    "--overlap skip: until the next firing, at least 60].",
 )
 @click.option(
     "--timeout",
@@ -179,6 +180,8 @@ def add(
         overlap=opts["overlap"],
     )
     _print([info], as_json, one=True)
+    for warning in shown_warnings(info.warnings):  # a location no worker serves now
+        click.echo(f"WARNING: {warning}", err=True)
 
 
 @schedule.command(name="list", epilog=EXIT_CODES)
