@@ -83,14 +83,26 @@ def check_signing(locations: list[str], hosts: dict[str, HostInfo], can_sign: bo
         )
 
 
-def check(action: str, locations: list[str], hosts: dict[str, HostInfo]) -> list[str]:
+def check(
+    action: str,
+    locations: list[str],
+    hosts: dict[str, HostInfo],
+    wanted: Sequence[str] | None = None,
+) -> list[str]:
     """Warnings for locations no live worker serves; refuse an action a live host lacks.
+
+    A host a target, a glob or ``--all`` chose (not named in ``wanted``, when given) that
+    lacks the action is a warning, not a refusal, while another chosen host may run it: its
+    part fails on its worker, saying why, and the rest run (a host that joined a role
+    without ``--allow-shell`` must not stop a fleet-wide run everywhere).
 
     Raises:
         ShellNotAllowedError: ``run`` on a live host whose operator did not allow it.
         UnknownActionError: a live host that does not offer ``action``.
     """
-    warnings = []
+    named = None if wanted is None else {w for w in wanted if not is_glob(w)}
+    warnings: list[str] = []
+    refused: list[FleetJobsError] = []
     for loc in locations:
         host = hosts.get(loc)
         if host is None or not host.online:
@@ -99,16 +111,25 @@ def check(action: str, locations: list[str], hosts: dict[str, HostInfo]) -> list
                 f"until one does (start one with: fleetjobs worker --location {loc})"
             )
             continue
+        problem: FleetJobsError | None = None
         if action in SHELL_ACTIONS and not host.allow_shell:
-            raise ShellNotAllowedError(
+            problem = ShellNotAllowedError(
                 f"the worker on {loc} does not allow {action!r}: its operator must start it "
                 "with --allow-shell"
             )
-        if action not in host.actions:
+        elif action not in host.actions:
             offers = ", ".join(sorted(host.actions)) or "nothing"
-            raise UnknownActionError(
+            problem = UnknownActionError(
                 f"unknown action {action!r}: the worker on {loc} offers {offers}"
             )
+        if problem is None:
+            continue
+        if named is None or loc in named:
+            raise problem
+        refused.append(problem)
+        warnings.append(f"{problem} (its part fails; the other hosts run it)")
+    if refused and len(refused) == len(locations):
+        raise refused[0]  # no host chosen could ever run it
     return warnings
 
 
@@ -195,11 +216,11 @@ def place(
     hosts = lookup(False)
     try:
         locs = select(wanted, target, all_hosts, hosts, where)
-        warnings = check(action, locs, hosts)
+        warnings = check(action, locs, hosts, wanted)
         if not warnings:
             return locs, warnings, hosts
     except FleetJobsError:
         pass
     hosts = lookup(True)
     locs = select(wanted, target, all_hosts, hosts, where)
-    return locs, check(action, locs, hosts), hosts
+    return locs, check(action, locs, hosts, wanted), hosts

@@ -504,7 +504,7 @@ class Schedules:
         # chosen as start chooses them, and refused for what start refuses
         chosen = placement.select(list(spec["locations"]), spec["target"], spec["all"], hosts)
         action = spec["action"]
-        warnings = placement.check(action, chosen, hosts)
+        warnings = placement.check(action, chosen, hosts, spec["locations"])
         live = [loc for loc in chosen if loc in hosts and hosts[loc].online]
         if not live:
             # no chosen host is online to ask: the action must be one the fleet knows

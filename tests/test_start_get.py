@@ -202,6 +202,28 @@ def test_run_is_refused_where_the_operator_did_not_allow_it(
     assert fleet.wait([job], timeout=15) and list(fleet.receive(job)) == ["ok"]
 
 
+def test_a_host_a_selection_chose_that_lacks_the_action_fails_its_part_alone(
+    fleet: Fleet, locked: LocalWorkers
+) -> None:
+    # given hosts chosen by a glob (as a target or --all chooses them), one of which does not
+    # allow run: a host that joined a role without --allow-shell
+    job = fleet.start("run", "echo hi", locations=["alpha", "lock*"])
+    # then the start says so, the host that can runs it, and only the other's part fails
+    assert any(w.startswith("the worker on locked does not allow 'run'") for w in job.warnings)
+    [done] = fleet.wait([job], timeout=20)
+    by_host = {c.location: c for c in done.info.children}
+    assert by_host["alpha"].state is JobState.COMPLETED
+    assert by_host["locked"].state is JobState.FAILED
+    assert "--allow-shell" in (by_host["locked"].reason or "")
+    assert list(fleet.receive(job, location="alpha")) == ["hi"]
+    # a host named outright is still refused at once, nothing started
+    with pytest.raises(ShellNotAllowedError, match="--allow-shell"):
+        fleet.start("run", "id", locations=["alpha", "locked"])
+    # and a selection none of whose hosts can run it is refused too
+    with pytest.raises(ShellNotAllowedError, match="--allow-shell"):
+        fleet.start("run", "id", locations="lock*")
+
+
 def test_a_worker_refuses_run_it_was_not_allowed_even_if_the_console_could_not_check(
     fleet: Fleet, logs: object
 ) -> None:
