@@ -44,6 +44,9 @@ def _utcoffset() -> float:
     return time.timezone / 3600
 
 
+CONSOLE_PREFIX = "fleetjobs-console@"  # the node name of a machine's consoles' events
+
+
 class MessageMaker:
     """Makes the messages of one fleet's children (one per console process).
 
@@ -151,8 +154,10 @@ class MessageMaker:
 
     def sent_event(self, fields: dict[str, Any]) -> list[str]:
         """The ``task-sent`` event of a task (its fields from :meth:`task`): [channel after
-        the fleet's key prefix, payload], as Celery's event dispatcher would publish it."""
-        hostname = self._nodename()
+        the fleet's key prefix, payload], as Celery's event dispatcher would publish it, in
+        the name of this machine's consoles (one name a machine, not one a process: Flower
+        counts its metrics by it, and lists it as a worker)."""
+        hostname = CONSOLE_PREFIX + socket.gethostname()
         event = {
             "hostname": hostname,
             "utcoffset": _utcoffset(),

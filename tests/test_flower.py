@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -226,6 +227,19 @@ def test_metrics_do_not_grow_with_jobs(
     assert any('task="echo"' in s for s in after)
     tasks = {m.group(1) for s in after if (m := re.search(r'task="([^"]*)"', s))}
     assert tasks <= {"echo", "fleetjobs.job"}, tasks
+    # and starts from other console processes on this machine add none either: task-sent is
+    # counted under the machine's console name, not a name per process (gen<pid>@host)
+    cli = make_cli(fleet.config)
+    for _ in range(3):
+        res = cli("start", "-l", HOSTS[0], "echo", "from a cli")
+        assert res.returncode == 0, res.stderr
+    time.sleep(2)
+    sent = {
+        m.group(1)
+        for s in series()
+        if "task-sent" in s and (m := re.search(r'worker="([^"]*)"', s))
+    }
+    assert sent == {f"fleetjobs-console@{socket.gethostname()}"}, sent
 
 
 def test_terminate_from_celery_is_a_stop(
