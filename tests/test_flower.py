@@ -464,6 +464,18 @@ def test_flower_refuses_to_start_without_credentials(redis_url: str) -> None:
     out = run("flower", env={"FLEETJOBS_FLOWER_AUTH": "nopassword"})
     assert out.returncode == 2
     assert "nopassword" not in out.stderr
+    # a port taken, an address that is none: one line, exit 2 (each ended in a traceback)
+    auth = {"FLEETJOBS_FLOWER_AUTH": "ops:pw123456789"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run("flower", "--port", str(port), env=auth)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"Flower cannot listen on 127.0.0.1 port {port}: Address already in use" in out.stderr
+    out = run("flower", "--address", "not an address", env=auth)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "--address 'not an address' is no address of this machine" in out.stderr
     # and --no-auth on loopback starts an open Flower (for a laptop)
     port = free_port()
     proc = subprocess.Popen(

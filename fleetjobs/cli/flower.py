@@ -80,6 +80,7 @@ def flower(state: State, port: int, address: str, no_auth: bool) -> None:
         check_auth(auth)
     if importlib.util.find_spec("flower") is None:
         fail("Flower is not installed here: pip install 'flower>=2'", EXIT_USAGE)
+    _check_listen(address, port)
     env = fleet_env(state.config)
     env.pop("FLOWER_BASIC_AUTH", None)
     env.pop("FLOWER_UNAUTHENTICATED_API", None)
@@ -99,3 +100,21 @@ def flower(state: State, port: int, address: str, no_auth: bool) -> None:
         f"--address={address}",
     ]
     os.execve(sys.executable, argv, env)
+
+
+def _check_listen(address: str, port: int) -> None:
+    """Say in one line (exit 2) that Flower could not listen where it is asked, before it
+    is started: it would end in a traceback (a port taken, an address that is none here)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        fail(f"--address {address!r} is no address of this machine: {exc}", EXIT_USAGE)
+    family, kind, proto, _, where = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Flower's server does
+        try:
+            probe.bind(where)
+        except OSError as exc:
+            fail(f"Flower cannot listen on {address} port {port}: {exc.strerror}", EXIT_USAGE)
