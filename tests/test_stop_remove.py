@@ -94,8 +94,9 @@ def test_a_queued_job_stopped_while_its_worker_is_down_never_runs(
 
 
 def test_a_revoke_from_celery_while_the_jobs_worker_is_down_holds(
-    fleet: Fleet, tmp_path: Path
+    fleet: Fleet, tmp_path: Path, logs: Path
 ) -> None:
+    logs_dir = logs
     # given a job queued for a host whose worker is down (alpha's and beta's are up)
     loc = uniq("down")
     marker = tmp_path / "ran"
@@ -110,10 +111,17 @@ def test_a_revoke_from_celery_while_the_jobs_worker_is_down_holds(
     assert fleet.info(child.id).reason == "stopped from Celery before it started"
     # and once its own worker comes up, it never runs (the revoke was lost with that worker
     # down: Celery keeps it in the memory of the workers that heard it, celery#8888)
-    with LocalWorkers(fleet.config, [[loc]], allow_shell=True, concurrency=1, extra_args=INCLUDE):
+    with LocalWorkers(
+        fleet.config, [[loc]], allow_shell=True, concurrency=1, extra_args=INCLUDE, log_dir=logs
+    ):
         after = fleet.start("echo", "the queue was drained", locations=loc)
         assert fleet.wait([after], timeout=20)
+        fleet.stop(fleet.start("sleep", 30, locations=loc))  # a stop's revoke, heard by all
     assert not marker.exists() and fleet.info(child.id).begin_time is None
+    # and no worker warns it could not mark the task revoked in a result backend: it has
+    # none (it warned so at every stop anywhere in the fleet)
+    logs = "".join(p.read_text(errors="replace") for p in logs_dir.glob("*.log"))
+    assert "revoked in backend" not in logs
     # and a revoke of a running job's task leaves it running, as Celery's does
     running = fleet.start("sleep", 30, locations="alpha")
     eventually(lambda: fleet.info(running).state is JobState.RUNNING, timeout=15)

@@ -193,6 +193,16 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
     return app
 
 
+class _NoBackendToMark(logging.Filter):
+    """Celery's revoke marks the task revoked in the result backend; a fleetjobs worker has
+    none (the registry is the record), so every worker warned it could not, at every stop
+    anywhere in the fleet. That one warning is dropped; any other failure is still said."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("as revoked in backend" in text and "No result backend is configured" in text)
+
+
 def _durable_revokes(per_process: PerProcess) -> None:
     """A revoke from Celery without terminate (Flower's Revoke) is also recorded in the
     registry by every worker that hears it: the child is Stopped if it has not started.
@@ -200,7 +210,10 @@ def _durable_revokes(per_process: PerProcess) -> None:
     the child's own worker was down was lost, and the child ran when that worker came back
     (celery#8888); the registry's stop holds whoever delivers the message later."""
     from celery.worker.control import Panel
+    from celery.worker.control import logger as control_log
 
+    if not any(isinstance(f, _NoBackendToMark) for f in control_log.filters):
+        control_log.addFilter(_NoBackendToMark())
     celery_revoke = Panel.data["revoke"]
     if getattr(celery_revoke, "fleetjobs", False):
         return
