@@ -316,6 +316,11 @@ def test_python_dash_m_and_help(cli: CliRunner) -> None:
     for verb in (["schedule", "add"], ["start"], ["invoke"]):
         words = " ".join(cli(*verb, "--help").stdout.split())
         assert "--throttle-limit INTEGER RANGE At most" in words, verb
+    # the bare program (or a group of verbs) shows what it offers, as asked, not as an error
+    for bare in ([], ["schedule"]):
+        res = cli(*bare)
+        assert res.returncode == 0 and res.stderr == "", (bare, res.stderr)
+        assert res.stdout.startswith(f"Usage: {' '.join(['fleetjobs', *bare])} [OPTIONS]")
 
 
 def test_interrupting_receive_wait_leaves_the_job_alone(config: Config, fleet: Fleet) -> None:

@@ -268,6 +268,9 @@ def run(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("fleetjobs: interrupted", err=True)
         return 130
+    except click.exceptions.NoArgsIsHelpError as exc:  # `fleetjobs`, `fleetjobs schedule`
+        click.echo(exc.format_message())  # what it offers is asked for: no error
+        return 0
     except click.ClickException as exc:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
