@@ -20,6 +20,7 @@ def test_a_pool_process_killed_mid_job_fails_the_job_and_the_worker_goes_on(flee
     assert fleet.wait([job], timeout=20)
     assert job.state is JobState.FAILED
     assert "worker process running the job died" in (job.reason or "")
+    assert "Job: " not in (job.reason or "")  # Celery's pool index, no Id of a job
     assert list(fleet.receive(job)) == ["about to die"]
     after = fleet.start("echo", "still serving", locations="alpha")
     assert fleet.wait([after], timeout=20) and list(fleet.receive(after)) == ["still serving"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import socket
 import threading
 import uuid
@@ -184,7 +185,9 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         if isinstance(exception, JobEnded):
             return  # the job's own end, raised after the registry was settled
         if type(exception).__name__ == "WorkerLostError":
-            reason = f"the worker process running the job died: {exception}"
+            # Celery's text ends with its pool's own index ("Job: 6."), no fleetjobs Id
+            why = re.sub(r"\s*Job: \d+\.?\s*$", "", str(exception))
+            reason = f"the worker process running the job died: {why}"
         else:
             reason = f"the worker could not run the job: {type(exception).__name__}: {exception}"
         _settle(args, JobState.FAILED, reason, task_id)
