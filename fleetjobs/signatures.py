@@ -247,6 +247,40 @@ def check_call(
         ]
     )
     try:
-        signature.bind(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise ArgumentError(f"{action}: {exc} (its parameters: {text(params) or 'none'})") from None
+    # and each value of the type its parameter declares (str, int, float, bool), as the
+    # command line's words are converted: a Python call does not learn it from the worker
+    for p in params:
+        if p["name"] not in bound.arguments or p.get("type") not in _TYPES:
+            continue
+        given = bound.arguments[p["name"]]
+        values = (
+            given
+            if p["kind"] == "var_positional"
+            else given.values()
+            if p["kind"] == "var_keyword"
+            else [given]
+        )
+        for value in values:
+            if value is not None and not _of_type(value, p["type"]):
+                raise ArgumentError(
+                    f"{action}: {p['name'].upper()} must be {_A[p['type']]}, got {value!r}"
+                )
+
+
+_A = {"str": "text", "int": "a whole number", "float": "a number", "bool": "True or False"}
+
+
+def _of_type(value: Any, kind: str) -> bool:
+    """Whether a JSON value is one of a parameter's declared type (None is left to it)."""
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False  # True is an int to Python, not a number to a person
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, int | float)
+    return isinstance(value, str)
