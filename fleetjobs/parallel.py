@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from .errors import FleetJobsError
+from .errors import ArgumentError, FleetJobsError
 
 __all__ = ["ItemResult", "ParallelError", "parallel", "parallel_values"]
 
@@ -205,15 +205,18 @@ def parallel(
         One ``ItemResult`` per item, in input order.
 
     Raises:
-        ValueError: If ``throttle_limit`` is below 1 or ``timeout`` is not a positive number.
+        ArgumentError: If ``throttle_limit`` is below 1 or ``timeout`` is not a positive
+            number (a ValueError, and a FleetJobsError like every error fleetjobs raises).
     """
     if isinstance(throttle_limit, bool) or not isinstance(throttle_limit, int):
-        raise ValueError(f"throttle_limit must be an integer >= 1, got {throttle_limit!r}")
+        raise ArgumentError(f"throttle_limit must be an integer >= 1, got {throttle_limit!r}")
     if throttle_limit < 1:
-        raise ValueError(f"throttle_limit must be >= 1, got {throttle_limit}")
+        raise ArgumentError(f"throttle_limit must be >= 1, got {throttle_limit}")
     # NaN fails the > test, so it is refused along with zero and negative limits.
     if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        raise ArgumentError(
+            f"timeout must be a positive number of seconds or None, got {timeout!r}"
+        )
     # Condition.wait cannot take an infinite delay; an infinite limit is simply no limit.
     run = _Run(fn, list(items), None if timeout == math.inf else timeout)
     if not run.items:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from fleetjobs import ArgumentError
 from fleetjobs.parallel import ItemResult, ParallelError, parallel, parallel_values
 
 # Waits that only end early when something is broken; generous for loaded 2-core machines.
@@ -155,12 +156,12 @@ def test_the_timeout_clock_starts_when_an_item_starts_not_when_it_was_queued() -
 
 def test_a_throttle_limit_below_one_is_refused() -> None:
     # given / when / then: a throttle that could never run anything is an error up front
-    with pytest.raises(ValueError, match="throttle_limit"):
+    with pytest.raises(ArgumentError, match="throttle_limit"):
         parallel(str, [1, 2], throttle_limit=0)
 
 
 def test_a_timeout_that_is_not_positive_is_refused() -> None:
-    with pytest.raises(ValueError, match="timeout"):
+    with pytest.raises(ArgumentError, match="timeout"):
         parallel(str, [1], timeout=0)
 
 
