@@ -178,7 +178,8 @@ def info_of(
         if last is None:
             next_run = now
         elif left is not None:
-            next_run = round(now + max(0.0, left.total_seconds()), 3)
+            # past: when it was due and no beat has fired it yet (none runs, or it is late)
+            next_run = round(now + left.total_seconds(), 3)
     return ScheduleInfo(
         name=str(entry.name),
         trigger=Trigger.from_dict(spec["trigger"]),

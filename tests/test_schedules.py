@@ -152,6 +152,23 @@ def test_a_skip_schedules_run_on_a_host_down_fails_before_the_next_firing(
         fleet.stop(run)
 
 
+def test_a_firing_no_beat_made_shows_overdue(sfleet: tuple[Config, Fleet]) -> None:
+    cfg, fleet = sfleet
+    # given an hourly schedule last fired two hours ago, and no beat running since
+    name = uniq("late")
+    fleet.schedules.add(name, "echo", "x", every=3600, locations="s1")
+    entry = fleet.schedules._entry(name)
+    assert entry is not None
+    entry.reschedule(datetime.now(UTC) - timedelta(hours=2))
+    # then its next run is when it was due, an hour ago, and list says it is overdue
+    info = fleet.schedules.show(name)
+    assert info.next_run is not None and abs(info.next_run - (time.time() - 3600)) < 60
+    listed = make_cli(cfg)("schedule", "list")
+    [row] = [line for line in listed.stdout.splitlines() if line.startswith(name)]
+    assert row.endswith("(overdue: is a beat running?)"), row
+    fleet.schedules.remove(name)
+
+
 def test_overlap_stop_existing_stops_the_previous_run(sfleet: tuple[Config, Fleet]) -> None:
     _, fleet = sfleet
     name = uniq("stopper")

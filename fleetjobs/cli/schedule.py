@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from datetime import datetime
 from typing import Any
 
@@ -344,13 +345,19 @@ def _print(infos: list[ScheduleInfo], as_json: bool, one: bool = False) -> None:
     fmt.table(rows, SCHEDULE_COLUMNS)
 
 
+OVERDUE = 30.0  # seconds past its time a firing shows as overdue: no beat has fired it
+
+
 def _when(ts: float | None) -> str | None:
-    """This console's local time, its zone named: a trigger may run in another zone."""
+    """This console's local time, its zone named: a trigger may run in another zone; a
+    next run well past, overdue (no beat runs: one that comes back fires it, once)."""
     if ts is None:
         return None
     shown = local_time(ts)
     with contextlib.suppress(OverflowError, OSError, ValueError):
         shown += datetime.fromtimestamp(ts).astimezone().strftime(" %Z")
+    if ts < time.time() - OVERDUE:
+        shown += " (overdue: is a beat running?)"
     return shown
 
 
