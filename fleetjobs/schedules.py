@@ -59,9 +59,8 @@ from .schedule_model import (
 )
 from .states import JobState, state_read
 from .store import guarded
-from .triggers import FleetEntry, celery_schedule, parse_trigger, run_start_timeout
+from .triggers import OVERLAP, FleetEntry, celery_schedule, parse_trigger, run_start_timeout
 
-OVERLAP = ("skip", "parallel", "stop-existing")
 MAX_RESULTS = 100_000  # runs a schedule keeps at most (each with its output)
 TASK = "fleetjobs.schedule"  # the name RedBeat files entries under; nothing is ever sent to it
 SKIPS_KEPT = 20

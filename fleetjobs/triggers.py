@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -285,8 +286,55 @@ def _sunday_is_0(dow: str) -> str:
     return ",".join(items)
 
 
+OVERLAP = ("skip", "parallel", "stop-existing")
+
+
+def check_spec(spec: dict[str, Any]) -> None:
+    """Refuse a schedule's definition (its entry's kwargs) that a firing could not use, as
+    reading it: one damaged by hand fires no more, where it started its run and then failed
+    on a field it reads after (a max_results of "abc", locations of 5).
+
+    Raises:
+        ValueError: naming the field (the beat says it once; the verbs refuse the schedule).
+    """
+
+    def bad(field: str, want: str) -> ValueError:
+        return ValueError(f"its {field} must be {want}, not {spec.get(field)!r}"[:300])
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    def seconds(v: Any) -> bool:
+        return v is None or (isinstance(v, int | float) and not isinstance(v, bool) and v > 0)
+
+    checks: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+        ("action", lambda v: isinstance(v, str) and v != "", "an action's name"),
+        ("args", lambda v: isinstance(v, list), "a list"),
+        ("kwargs", lambda v: isinstance(v, dict), "a dict"),
+        ("locations", _texts, "a list of text"),
+        ("target", _texts, "a list of text"),
+        ("all", lambda v: isinstance(v, bool | int), "true or false"),
+        ("throttle_limit", whole, "a whole number from 1"),
+        ("start_timeout", seconds, "a number of seconds or none"),
+        ("timeout", seconds, "a number of seconds or none"),
+        ("max_results", whole, "a whole number from 1"),
+        ("overlap", lambda v: v in OVERLAP, "one of " + ", ".join(OVERLAP)),
+        ("trigger", lambda v: isinstance(v, dict) and v.get("kind") in KINDS, "a trigger"),
+    )
+    for field, ok, want in checks:
+        if field not in spec:
+            raise ValueError(f"it has no {field}")
+        if not ok(spec[field]):
+            raise bad(field, want)
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 class FleetEntry(RedBeatSchedulerEntry):  # type: ignore[misc]
-    """RedBeat's entry, with a crontab read in the time zone kept in its kwargs."""
+    """RedBeat's entry, with a crontab read in the time zone kept in its kwargs, which must
+    be a definition a firing can use (:func:`check_spec`)."""
 
     def __init__(
         self,
@@ -299,6 +347,8 @@ class FleetEntry(RedBeatSchedulerEntry):  # type: ignore[misc]
         options: dict[str, Any] | None = None,
         **clsargs: Any,
     ) -> None:
+        if kwargs is not None:
+            check_spec(kwargs)
         trigger = (kwargs or {}).get("trigger")
         if isinstance(schedule, crontab) and not isinstance(schedule, ZonedCrontab) and trigger:
             schedule = cron_schedule(trigger["value"], trigger.get("timezone") or "UTC")

@@ -46,6 +46,15 @@ def test_a_damaged_schedule_stops_no_other_and_remove_deletes_it(
     doc = json.loads(fleet.registry.r.hget(half_key, "definition"))
     doc["schedule"] = {"__type__": "interval"}
     fleet.registry.r.hset(half_key, "definition", json.dumps(doc))
+    # and two whose definition reads but holds what a firing cannot use: a max_results of
+    # "abc", locations that are a number (each fired, then failed at every tick)
+    odd = {uniq("odd"): ("max_results", "abc"), uniq("odd"): ("locations", 5)}
+    for name, (field, value) in odd.items():
+        fleet.schedules.add(name, "echo", 1, every=1, locations="s1")
+        odd_key = fleet.schedules._entry_key(name)
+        doc = json.loads(fleet.registry.r.hget(odd_key, "definition"))
+        doc["kwargs"][field] = value
+        fleet.registry.r.hset(odd_key, "definition", json.dumps(doc))
     # when another schedule is due beside it
     fleet.schedules.add(good, "echo", 2, every=1, locations="s2")
     # then the other fires, and the beat says once which one cannot be read
@@ -54,6 +63,16 @@ def test_a_damaged_schedule_stops_no_other_and_remove_deletes_it(
     assert beat.text().count(f"schedule {bad!r} cannot be read") == 1
     eventually(lambda: f"schedule {half!r} cannot be read (KeyError" in beat.text(), timeout=10)
     assert run_ids(fleet, bad) == [] and run_ids(fleet, half) == []
+    for name, (field, _) in odd.items():  # none fires; each is said once, with its field
+        eventually(lambda n=name: f"schedule {n!r} cannot be read" in beat.text(), timeout=10)
+        assert beat.text().count(f"schedule {name!r} cannot be read") == 1
+        assert f"its {field} must be" in beat.text()
+        assert run_ids(fleet, name) == [] and fleet.get(name=name) == []
+        ran = cli("schedule", "run", name)  # refused in one line, nothing started
+        assert ran.returncode == 1 and ran.stderr.count("\n") == 1, ran.stderr
+        assert f"schedule {name!r} cannot be read" in ran.stderr
+        assert fleet.get(name=name) == []
+        assert cli("schedule", "remove", name).returncode == 0
     listed = cli("schedule", "list")
     assert f"schedule {half!r} cannot be read" in listed.stderr, listed.stderr
     assert cli("schedule", "remove", half).returncode == 0

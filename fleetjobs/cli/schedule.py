@@ -19,8 +19,9 @@ import click
 from ..errors import BadTriggerError, ScheduleError, ScheduleExistsError
 from ..model import local_time
 from ..schedule_model import ScheduleInfo
-from ..schedules import OVERLAP, Schedules
+from ..schedules import Schedules
 from ..states import JobState
+from ..triggers import OVERLAP
 from . import format as fmt
 from .app import (
     EXIT_CODES,
