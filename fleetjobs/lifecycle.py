@@ -283,10 +283,11 @@ class Lifecycle:
         return self._run("stop", instance_id, reason_text(reason), "queued")
 
     @guarded
-    def fail_refused(self, instance_id: str, location: str, reason: str) -> tuple[str, list[int]]:
+    def fail_queued(self, instance_id: str, location: str, reason: str) -> tuple[str, list[int]]:
         """Fail the child whose InstanceId this is if it has not started and is ``location``'s:
         the worker of its location refused the message the fleet sent for it (the caller
-        checked it is that one). Returns its state after."""
+        checked it is that one), or met it expired (its start timeout passed). A child that
+        runs, or another location's, is left as it is. Returns its state after."""
         return self._run("stop", instance_id, reason_text(reason), "refused", location)
 
     @guarded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,35 @@ def test_local_workers_started_then_entered_are_one_set(fleet: Fleet) -> None:
     with workers:
         assert len(workers.procs) == 1
     assert workers.procs == []
+
+
+def _expired_copy(fleet: Fleet, iid: str) -> str:
+    """The kept message of a child, as a stale copy past its expiry would come."""
+    import json
+
+    kept = fleet.store.r.get(fleet.store.keys.msg(iid))
+    assert kept, "no kept message"
+    doc = json.loads(kept)
+    doc["headers"]["expires"] = "2000-01-01T00:00:00+00:00"
+    return json.dumps(doc)
+
+
+def test_an_expired_copy_changes_no_job_that_runs_or_is_another_hosts(fleet: Fleet) -> None:
+    r, keys = fleet.store.r, fleet.store.keys
+    # given a job queued for a host whose worker is down, and a copy of its message past
+    # its expiry (a worker frozen with it prefetched while another took the job)
+    loc = uniq("frozen")
+    job = fleet.start("steps", 4, 0.5, locations=loc)
+    child = fleet.info(job).children[0]
+    stale = _expired_copy(fleet, child.instance_id)
+    # when that copy reaches another host's queue, then the job is not changed
+    r.lpush(keys.queue("alpha"), stale)
+    time.sleep(1.5)
+    assert fleet.info(child.id).state is JobState.NOT_STARTED
+    # and when the job runs on its own host and the copy comes there, it runs on to its end
+    with LocalWorkers(fleet.config, [[loc]], concurrency=2, extra_args=INCLUDE):
+        eventually(lambda: fleet.info(child.id).state is JobState.RUNNING, timeout=20)
+        r.lpush(keys.queue(loc), stale)
+        [done] = fleet.wait([job], timeout=30)
+    assert done.info.state is JobState.COMPLETED, fleet.info(child.id).reason
+    assert list(fleet.receive(job)) == [1, 2, 3, 4]

@@ -138,6 +138,22 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
             log.warning("could not record the end of a job: %s", exc)
 
+    def _expired(request: Any) -> None:
+        info = getattr(request, "delivery_info", None) or {}
+        location = location_of(str(info.get("routing_key") or ""))
+        if not isinstance(request.id, str) or not location:
+            log.warning("an expired message came from no location's queue: %s", request.id)
+            return
+        why = "no worker started the job before it expired"
+        try:
+            state, due = per_process().lifecycle.fail_queued(request.id, location, why)
+            per_process.release(due)
+        except FleetJobsError as exc:
+            log.warning("could not record the end of a job: %s", exc)
+            return
+        if state != JobState.FAILED.value:
+            log.info("an expired copy of %s left its job as it is (%s)", request.id, state)
+
     def _stop_from_celery(request_args: Any) -> None:
         # a terminate (Flower's button, `celery control revoke --terminate`) is a stop: the
         # pool process turns the signal into the same stop (outcome.celery_terminate_stops)
@@ -160,8 +176,10 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         if terminated:
             _stop_from_celery(request.args)
         elif expired:
-            why = "no worker started the job before it expired"
-            _settle(request.args, JobState.FAILED, why, request.id)
+            # a child that waited past its start timeout, on its own location's queue: it
+            # fails. A stale copy of one that runs elsewhere (its worker frozen while another
+            # took it), or a message moved onto another host's queue, changes nothing
+            _expired(request)
         else:
             # fleetjobs' own stop settles a queued child before it revokes the message: one
             # still unsettled here was revoked from Celery (Flower's Revoke button)

@@ -207,7 +207,7 @@ class DeadLetterBox:
                     self._registry, task_id, sent
                 ):
                     why = f"the worker on {location} refused its message: {reason}"
-                    Lifecycle(self._registry).fail_refused(task_id, location, why)
+                    Lifecycle(self._registry).fail_queued(task_id, location, why)
         except (FleetJobsError, redis.exceptions.RedisError) as exc:
             # a Redis that cannot take it (full, read-only, away) is said, never raised: the
             # worker goes on; another worker may keep the broadcast this one could not

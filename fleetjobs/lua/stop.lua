@@ -26,7 +26,8 @@ if ARGV[5] == 'queued' or ARGV[5] == 'refused' then
   -- kept in the memory of the workers alive when it is sent, so one sent while the child's
   -- own worker was down was lost, and the child ran when its worker came back (celery#8888);
   -- 'refused': its worker refused its message, the one the fleet sent (a signer it does not
-  -- trust): it Fails with why, where it waited NotStarted for ever
+  -- trust), or met it expired (its start timeout passed): it Fails with why, where it
+  -- waited NotStarted for ever; a stale copy of a child that runs changes nothing
   local cid = id_of(id)
   if not cid then return result('Missing') end
   local f = fields(K.job(cid), 'state', 'parent', 'location')
