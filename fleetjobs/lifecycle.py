@@ -29,6 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis.exceptions
+
+from .errors import RedisUnavailableError
 from .keys import EVENT_STOP, IX_BUCKET
 from .model import JobInfo, default_name, id_in_instance_id, new_instance_id, reason_text
 from .registry import Call, num, running_of, snapshot
@@ -211,8 +214,32 @@ class Lifecycle:
         # fan-out's bytes, which Redis's cjson would decode once more and json.dumps escape
         # (10,000 children: decoding the document took 123-158 ms with them, 55-64 without;
         # the create, Redis serving nobody else, 490-493 ms against 524-602)
-        self.store.scripts("create", json.dumps(doc, separators=(",", ":")), *msgs)
+        try:
+            self.store.scripts("create", json.dumps(doc, separators=(",", ":")), *msgs)
+        except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError) as exc:
+            # sent, and no answer (a Redis stalled past the socket timeout): it may have run
+            # when Redis came back, so a 'cannot reach Redis' could make a retry run it twice
+            if not self._created(pid, piid, exc):
+                raise
         return snapshot(parent_row, rows), children
+
+    def _created(self, pid: int, piid: str, exc: Exception) -> bool:
+        """Whether the create whose answer was lost wrote job ``pid``: asked again for a few
+        seconds (Redis serves each connection's commands in order: a create it received is
+        written before this read). False: it was not. Neither said: the error says so.
+
+        Raises:
+            RedisUnavailableError: Redis does not answer, so what happened is not known.
+        """
+        for delay in (0.2, 0.5, 1.0, 2.0, 3.0, 3.0):
+            try:
+                return bool(self.r.hget(self.keys.job(pid), "iid") == piid)
+            except redis.exceptions.RedisError:
+                time.sleep(delay)
+        raise RedisUnavailableError(
+            f"cannot tell whether job {pid} was started: Redis did not answer ({exc}); "
+            f"'fleetjobs get {pid}' tells once it does (do not start it again before)"
+        ) from None
 
     @guarded
     def claim(

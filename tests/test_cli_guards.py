@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from fleetjobs import Config, Fleet, JobState
+from fleetjobs.embedded import EmbeddedRedis
 
 from .conftest import CliRunner, eventually, make_cli, uniq
 
@@ -204,3 +207,30 @@ def test_small_slips_get_a_plain_answer(cli: CliRunner, fleet: Fleet) -> None:
     got = cli("receive", str(two.id), "--location", "al*")
     assert got.returncode == 0 and got.stdout == "both\n", got.stderr
     fleet.remove([job, two])
+
+
+def test_a_start_whose_answer_redis_stalled_past_the_timeout_is_not_said_lost() -> None:
+    # given a fleet whose Redis stalls (a VM pause, a slow fork) past the socket timeout
+    # just as the script that writes a job is sent
+    with EmbeddedRedis(tcp=True) as server:
+        cfg = Config(redis_url=server.url + "?socket_timeout=1", prefix=f"{uniq('st')}:")
+        with Fleet(config=cfg) as fleet:
+            fleet.start("echo", "warm", locations="nowhere")  # the scripts known to Redis
+            scripts = fleet.store.scripts
+            proc = server.proc
+            assert proc is not None
+
+            def stalling(name: str, *args: object) -> object:
+                if name == "create":
+                    os.kill(proc.pid, signal.SIGSTOP)
+                    threading.Timer(2.5, os.kill, (proc.pid, signal.SIGCONT)).start()
+                return scripts(name, *args)
+
+            fleet.store.scripts = stalling  # type: ignore[assignment]
+            # when the job is started, then the start learns the job was written (Redis ran
+            # the script when it came back) and returns it, where it said 'cannot reach
+            # Redis' (exit 4) and a retry ran the job twice
+            job = fleet.start("echo", "once", name=uniq("Stalled"), locations="nowhere")
+            fleet.store.scripts = scripts
+            assert [j.id for j in fleet.get(name=job.name)] == [job.id]
+            assert fleet.info(job).state is JobState.NOT_STARTED
