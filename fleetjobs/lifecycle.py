@@ -219,8 +219,8 @@ class Lifecycle:
         except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError) as exc:
             # sent, and no answer (a Redis stalled past the socket timeout): it may have run
             # when Redis came back, so a 'cannot reach Redis' could make a retry run it twice
-            if not self._created(pid, piid, exc):
-                raise
+            if "connecting" in str(exc) or not self._created(pid, piid, exc):
+                raise  # (one that could not connect sent nothing)
         return snapshot(parent_row, rows), children
 
     def _created(self, pid: int, piid: str, exc: Exception) -> bool:
