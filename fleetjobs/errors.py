@@ -57,6 +57,10 @@ class CredentialsRefusedError(RedisUnavailableError):
     no retry makes it answer, so a waiting verb does not ride it out."""
 
 
+class RedisFullError(RegistryError):
+    """Redis is at its maxmemory and evicts nothing: it takes no write (reads still work)."""
+
+
 class PermissionDeniedError(RegistryError, PermissionError):
     """Redis's ACL refused this user a command (a read-only console asked to write)."""
 

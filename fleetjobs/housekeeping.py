@@ -10,13 +10,16 @@ workers on each heartbeat and by each start.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from .dispatch import Dispatcher
-from .errors import PermissionDeniedError
+from .errors import PermissionDeniedError, RedisFullError
 from .lifecycle import Lifecycle
 from .monitor import announce_lost
 from .registry import Registry
+
+log = logging.getLogger("fleetjobs")
 
 
 class Housekeeping:
@@ -72,6 +75,11 @@ class Housekeeping:
         except PermissionDeniedError:
             # a read-only console (a monitoring user): the workers' sweeps keep the fleet true
             self.writable = False
+            return 0
+        except RedisFullError as exc:
+            # a Redis at its maxmemory takes no write: the verb that swept (a get, a wait)
+            # goes on reading, and says what is wrong only if it must write itself
+            log.warning("the fleet was not swept: %s", exc)
             return 0
         if due:
             self.dispatcher.release(due)

@@ -419,18 +419,31 @@ class Lifecycle:
             drop("zrem", keys.waves, job.id)
             locations = {c.location for c in job.children} | set(job.location.split(","))
             unindex += (job.id, "", job.action, ",".join(sorted(locations - {""})))
+        unindexing = (source("unindex"), 0, self.keys.prefix, repr(time.time()), *unindex)
+
+        def deletions(pipe: Any) -> Any:
+            # UNLINK: a million records are freed in the background, not while Redis waits
+            for i in range(0, len(doomed), REMOVE_CHUNK):
+                pipe.unlink(*doomed[i : i + REMOVE_CHUNK])
+            for (command, key), dropped in members.items():
+                for i in range(0, len(dropped), REMOVE_CHUNK):
+                    getattr(pipe, command)(key, *dropped[i : i + REMOVE_CHUNK])
+            for channel in stops:
+                pipe.publish(channel, EVENT_STOP)
+            return pipe
+
         pipe = self.r.pipeline(transaction=True)
         if unindex:  # first: it reads each job's bucket from its hash
-            pipe.eval(source("unindex"), 0, self.keys.prefix, repr(time.time()), *unindex)
-        # UNLINK: a million records are freed in the background, not while Redis waits
-        for i in range(0, len(doomed), REMOVE_CHUNK):
-            pipe.unlink(*doomed[i : i + REMOVE_CHUNK])
-        for (command, key), dropped in members.items():
-            for i in range(0, len(dropped), REMOVE_CHUNK):
-                getattr(pipe, command)(key, *dropped[i : i + REMOVE_CHUNK])
-        for channel in stops:
-            pipe.publish(channel, EVENT_STOP)
-        pipe.execute()
+            pipe.eval(*unindexing)
+        try:
+            deletions(pipe).execute()
+        except redis.exceptions.OutOfMemoryError:
+            # a Redis at its maxmemory queues no command in a transaction, though these only
+            # delete (the script's one write is forgiven): the same without one, so that a
+            # full Redis can be freed (each step deletes; a remove cut short is done again)
+            if unindex:
+                self.r.eval(*unindexing)
+            deletions(self.r.pipeline(transaction=False)).execute()
         # children that never started may still have a message waiting in their queue
         unstarted: dict[str, list[str]] = {}
         for job in jobs:

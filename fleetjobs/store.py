@@ -29,6 +29,7 @@ from .errors import (
     ConfigError,
     CredentialsRefusedError,
     PermissionDeniedError,
+    RedisFullError,
     RedisUnavailableError,
     RegistryError,
 )
@@ -69,6 +70,11 @@ def translate(exc: redis.exceptions.RedisError, url: str) -> Exception:
         or "can't run this command" in str(exc)
     ):
         return PermissionDeniedError(f"Redis at {url} refused this user the command: {_why(exc)}")
+    if "OOM " in str(exc) or "used memory > 'maxmemory'" in str(exc):
+        return RedisFullError(
+            f"Redis at {url} is full: it takes no writes past its maxmemory (its policy evicts "
+            "nothing); remove jobs or their output (fleetjobs remove), or raise maxmemory"
+        )
     if "unknown command 'SENTINEL'" in str(exc):  # a redis+sentinel:// URL at a plain Redis
         return ConfigError(f"the servers {url} names are no Redis Sentinels: {_why(exc)}")
     if "DB index is out of range" in str(exc):  # SELECT of the URL's database: a URL error

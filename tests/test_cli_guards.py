@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from fleetjobs import Config, Fleet, JobState
-from fleetjobs.embedded import EmbeddedRedis
+from fleetjobs.embedded import EmbeddedRedis, LocalWorkers
 
-from .conftest import CliRunner, eventually, make_cli, uniq
+from .conftest import FAST, CliRunner, eventually, make_cli, uniq
 
 
 def one_line(res: object, code: int, text: str) -> None:
@@ -234,3 +234,29 @@ def test_a_start_whose_answer_redis_stalled_past_the_timeout_is_not_said_lost() 
             fleet.store.scripts = scripts
             assert [j.id for j in fleet.get(name=job.name)] == [job.id]
             assert fleet.info(job).state is JobState.NOT_STARTED
+
+
+def test_a_full_redis_still_shows_the_fleet_and_remove_frees_it(logs: Path) -> None:
+    # given a fleet with a finished job whose Redis reaches its maxmemory, evicting nothing
+    with EmbeddedRedis(tcp=True) as server:
+        cfg = Config(redis_url=server.url, prefix=f"{uniq('oom')}:", **FAST)  # type: ignore[arg-type]
+        with LocalWorkers(cfg, [["full"]], concurrency=1, log_dir=logs), Fleet(config=cfg) as f:
+            job = f.start("echo", "x" * 1000, locations="full")
+            assert f.wait([job], timeout=20)
+            r = f.store.r
+            r.config_set("maxmemory-policy", "noeviction")
+            r.config_set("maxmemory", "100000")  # well below what it holds
+            cli = make_cli(cfg)
+            # then the read verbs read (the sweep they do is a write: it is left for later)
+            for args in (["get"], ["wait", str(job.id)], ["receive", "--keep", str(job.id)]):
+                res = cli(*args)
+                assert res.returncode == 0, (args, res.stderr)
+            # a write says so in one line
+            res = cli("start", "-l", "full", "echo", "more")
+            assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+            assert "is full: it takes no writes past its maxmemory" in res.stderr
+            # and remove frees it
+            res = cli("remove", str(job.id))
+            assert res.returncode == 0, res.stderr
+            assert f.get() == []
+            r.config_set("maxmemory", "0")

@@ -66,7 +66,9 @@ local function ix_rem(b, family, ids)
   local at = family == 'ended' and 0 or -1  -- the earliest or the latest left
   local left = redis.call('ZRANGE', bucket, at, at, 'WITHSCORES')
   if left[1] then
-    redis.call('ZADD', K.ixdir(family), left[2], b)
+    -- pcall: a Redis at its maxmemory refuses this one write of a removal (all else deletes);
+    -- the bucket's listed score stays as it was, and a query by time reads it for nothing
+    redis.pcall('ZADD', K.ixdir(family), left[2], b)
   else
     redis.call('ZREM', K.ixdir(family), b)
     if family == 'top' then redis.call('ZREM', K.ixorder, b) end
