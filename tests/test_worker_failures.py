@@ -113,3 +113,18 @@ def test_an_expired_copy_changes_no_job_that_runs_or_is_another_hosts(fleet: Fle
         [done] = fleet.wait([job], timeout=30)
     assert done.info.state is JobState.COMPLETED, fleet.info(child.id).reason
     assert list(fleet.receive(job)) == [1, 2, 3, 4]
+
+
+def test_a_cold_shutdown_says_so_as_its_running_jobs_reason(config: object, fleet: Fleet) -> None:
+    # given a job running on a host of its own
+    loc = uniq("cold")
+    with LocalWorkers(fleet.config, [[loc]], concurrency=1, extra_args=INCLUDE) as workers:
+        job = fleet.start("sleep", 30, locations=loc)
+        eventually(lambda: fleet.info(job).state is JobState.RUNNING, timeout=20)
+        # when its worker is shut down cold (SIGQUIT)
+        os.kill(workers.procs[0].pid, signal.SIGQUIT)
+        # then the job is Stopped saying why, not "stopped from Celery" (nobody stopped it)
+        [done] = fleet.wait([job], timeout=30)
+    child = done.info.children[0]
+    assert child.state is JobState.STOPPED, child
+    assert (child.reason or "").startswith("its worker was shut down cold (SIGQUIT)"), child.reason

@@ -34,6 +34,7 @@ from .redeliver import Redelivery
 from .runtime import Runtime
 
 log = logging.getLogger("fleetjobs.worker")
+COLD_SHUTDOWN = "its worker was shut down cold (SIGQUIT) while the job ran"
 
 
 @dataclass
@@ -110,7 +111,9 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         log.info("fleetjobs worker %s serves %s", settings.worker_id, ", ".join(settings.locations))
 
     @signals.worker_shutting_down.connect(weak=False)
-    def _shutting_down(sender: Any = None, **_: Any) -> None:
+    def _shutting_down(sender: Any = None, how: str = "", **_: Any) -> None:
+        if how == "Cold":  # (its jobs were stopped as Celery cancelled them: _harden)
+            return
         # a job suspended or asking (now, or once the shutdown began) would hold a warm
         # shutdown for ever: end each as it is found, until the pool runs nothing
         for enforcer in enforcers:
@@ -210,7 +213,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             reason = f"the worker could not run the job: {type(exception).__name__}: {exception}"
         _settle(args, JobState.FAILED, reason, task_id)
 
-    _harden(app, config, settings)
+    _harden(app, config, settings, enforcers)
     return app
 
 
@@ -261,11 +264,24 @@ def _durable_revokes(per_process: PerProcess) -> None:
     Panel.data["revoke"] = revoke
 
 
-def _harden(app: Celery, config: Config, settings: WorkerSettings) -> None:
+def _harden(
+    app: Celery, config: Config, settings: WorkerSettings, enforcers: list[Enforcer]
+) -> None:
     """What keeps a worker serving and no job stranded or orphaned: poison messages are
     dead-lettered (:mod:`.poison`), reserved messages are leased (:mod:`.leases`), and a dead
-    job's processes are reaped at each heartbeat (:mod:`.reaper`, wired in ``_ready``)."""
+    job's processes are reaped at each heartbeat (:mod:`.reaper`, wired in ``_ready``). A
+    cold shutdown (SIGQUIT) stops the jobs it cancels saying so."""
     box = poison.DeadLetterBox(config, settings.worker_id)
     poison.guard_envelopes(box)
-    app.conf.worker_consumer = poison.consumer_class(box)
+    guarded: Any = poison.consumer_class(box)
+
+    class Consumer(guarded):  # type: ignore[misc]
+        def cancel_active_requests(self) -> Any:
+            # a cold shutdown cancels the running tasks (the pool terminates them, which is
+            # a stop "from Celery"): stopped first with the reason that is true
+            for enforcer in enforcers:
+                enforcer.stop_running(COLD_SHUTDOWN)
+            return super().cancel_active_requests()
+
+    app.conf.worker_consumer = Consumer
     app.steps["consumer"].add(leases.lease_step(config))

@@ -183,6 +183,19 @@ class Enforcer(threading.Thread):
                 log.warning("could not end the held jobs: %s", exc)
             time.sleep(every)
 
+    def stop_running(self, reason: str) -> list[int]:
+        """Stop every job this worker's pool runs, with ``reason`` (a cold shutdown: Celery
+        terminates the pool next, and the terminate is a stop too, whose reason would say
+        "stopped from Celery"; the first stop's reason stands). Returns their ids."""
+        stopped = []
+        for _, job_id in self._running():
+            try:
+                self.layers.lifecycle.stop(job_id, reason)
+                stopped.append(job_id)
+            except FleetJobsError as exc:
+                log.warning("job %s: could not record the cold shutdown: %s", job_id, exc)
+        return stopped
+
     def _running(self) -> list[tuple[Any, int]]:
         running: list[tuple[Any, int]] = []
         for req in self._requests():

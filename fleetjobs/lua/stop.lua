@@ -3,8 +3,10 @@
 -- its worker hears EV.STOP; one whose worker is gone is Stopped. Returns {state, due...}.
 local function stop_child(cid, reason)
   local k = K.job(cid)
-  local f = fields(k, 'state', 'worker')
+  local f = fields(k, 'state', 'worker', 'stop', 'stop_reason')
   if not f.state or FIN[f.state] then return end
+  -- the first stop's reason stands (a cold shutdown's, not the terminate that follows it)
+  if f.stop == '1' and given(f.stop_reason) then reason = f.stop_reason end
   redis.call('HSET', k, 'stop', '1', 'stop_reason', reason)
   if f.state == S.NOT_STARTED then settle(cid, S.STOPPED, reason) return end
   if not f.worker or not worker_alive(f.worker) then
