@@ -254,7 +254,7 @@ def hosts(state: State, locations: tuple[str, ...], facts: bool, as_json: bool) 
 
 @cli.command(
     epilog="The worker runs in the foreground; stop it with Ctrl-C or SIGTERM "
-    "(it finishes running jobs first)."
+    "(it finishes running jobs first), or SIGQUIT (it stops them now, each Stopped saying so)."
 )
 @click.option(
     "--location",
