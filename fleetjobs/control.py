@@ -16,6 +16,7 @@ from .errors import ArgumentError, JobBlockedError, JobStateError, NotRemovedErr
 from .hosts import Hosts
 from .lifecycle import ANSWERED, Lifecycle
 from .model import JobInfo, canonical_choice
+from .monitor import announce_ended
 from .refs import parse_state
 from .states import JobState
 
@@ -231,15 +232,17 @@ class ControlVerbs:
         for info in infos:
             due.extend(self.lifecycle.stop(info.id)[1])
         now = self.registry.load([i.id for i in infos])
+        never = [
+            c
+            for info in now
+            for c in info.children or (info,)
+            if c.state is JobState.STOPPED and c.begin_time is None
+        ]
         # lets a live worker drop the messages unseen; the registry's flag holds regardless
-        self.dispatcher.revoke(
-            [
-                c.instance_id
-                for info in now
-                for c in info.children or (info,)
-                if c.state is JobState.STOPPED and c.begin_time is None
-            ]
-        )
+        self.dispatcher.revoke([c.instance_id for c in never])
+        tasks = [c for c in never if c.parent_id is not None]  # children: Celery tasks
+        if tasks:  # and Flower hears of them now: one whose host is down showed PENDING
+            announce_ended(tasks, self.dispatcher.celery)
         if due:
             self.dispatcher.release(due)
         if timeout == 0:

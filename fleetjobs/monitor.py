@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import FleetJobsError
+from .model import JobInfo
 from .registry import Registry
 from .states import JobState
 
@@ -47,6 +48,17 @@ def announce_lost(registry: Registry, celery: Any) -> int:
     except (FleetJobsError, ValueError) as exc:
         log.warning("could not read the jobs the sweep ended: %s", exc)
         return 0
+    return announce_ended(infos, celery)
+
+
+def announce_ended(infos: Sequence[JobInfo], celery: Any) -> int:
+    """Send Flower the end of each of these children (Stopped: ``task-revoked``; else
+    ``task-failed`` with the Reason) in the name of its location's worker: ends no worker
+    will report (its host vanished, or is down while its queued child was stopped).
+
+    Returns:
+        How many ends were announced.
+    """
     sent = 0
     dispatchers: dict[str, Any] = {}
     # an event lost is a display, never the job

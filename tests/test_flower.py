@@ -299,6 +299,24 @@ def test_a_vanished_host_is_a_failure_in_flower(
     assert "stopped answering" in task["exception"]
 
 
+def test_a_job_stopped_while_its_host_is_down_is_revoked_in_flower(
+    flower_fleet: tuple[Config, Fleet, LocalWorkers, FlowerProc],
+) -> None:
+    _, fleet, _, flower = flower_fleet
+    # given a job queued for a host whose worker is down: Flower shows it PENDING
+    down = uniq("down")
+    job = fleet.start("echo", "x", name=uniq("Held"), locations=[down])
+    iid = job.info.children[0].instance_id
+    eventually(lambda: flower.tasks().get(iid, {}).get("state") == "PENDING", timeout=15)
+    # when it is stopped, then Flower shows REVOKED, on that host's worker (it stayed
+    # PENDING for as long as the host was down)
+    fleet.stop(job)
+    task = eventually(
+        lambda: (t := flower.tasks().get(iid, {})).get("state") == "REVOKED" and t, timeout=15
+    )
+    assert isinstance(task, dict) and task["worker"] == f"fleetjobs@{down}"
+
+
 def test_a_start_timeout_is_a_failure_in_flower(
     flower_fleet: tuple[Config, Fleet, LocalWorkers, FlowerProc],
 ) -> None:
