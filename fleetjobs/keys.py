@@ -64,6 +64,7 @@ so two fleets can share one Redis.
     deadletters:counted  hash: location -> its letters so far (less what its list holds: those
                      its newer ones pushed out)
     deadletters:once:<digest>  string, expiring: a broadcast every worker refused was kept once
+    revoked:once:<digest>  string, expiring: a revoke from Celery, recorded by one worker
                      (the first worker's letter; the others' only logged)
     flower:lost      list: children the sweep settled for a vanished host, whose end no
                      worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
@@ -134,6 +135,7 @@ SCHEMA: dict[str, str] = {
     "letter_hosts": "deadletter-hosts",
     "letters_counted": "deadletters:counted",
     "letter_once": "deadletters:once:{}",
+    "revoke_once": "revoked:once:{}",
     "waves": "waves",
     "created": "created",
     "by_action": "by-action:{}",
@@ -301,6 +303,9 @@ class Keys:
 
     def letter_once(self, digest: str) -> str:
         return self._key("letter_once", digest)
+
+    def revoke_once(self, digest: str) -> str:
+        return self._key("revoke_once", digest)
 
     @property
     def waves(self) -> str:

@@ -264,10 +264,13 @@ def check_call(
             else [given]
         )
         for value in values:
-            if value is not None and not _of_type(value, p["type"]):
-                raise ArgumentError(
-                    f"{action}: {p['name'].upper()} must be {_A[p['type']]}, got {value!r}"
-                )
+            if value is None or _of_type(value, p["type"]):
+                continue
+            what = f"{action}: {p['name'].upper()}"
+            if isinstance(value, str):
+                convert(value, p["type"], what)  # text the command line reads as one ("5")
+                continue
+            raise ArgumentError(f"{what} must be {_A[p['type']]}, got {value!r}")
 
 
 _A = {"str": "text", "int": "a whole number", "float": "a number", "bool": "True or False"}

@@ -271,6 +271,12 @@ def test_bad_schedules_are_refused_at_add_and_nothing_is_stored(
         fleet.schedules.add(name, "nope", every="1h", locations="s1")
     with pytest.raises(NoHostError):
         fleet.schedules.add(name, "echo", every="1h", target=["role=nope"])
+    # a call the action cannot take is refused at add, as start refuses it (it was stored,
+    # and every firing was a Failed run)
+    with pytest.raises(ArgumentError, match=r"^sleep: SECONDS must be a float, got 'abc'$"):
+        fleet.schedules.add(name, "sleep", "abc", every="1h", locations="s1")
+    with pytest.raises(ArgumentError, match="missing a required argument: 'seconds'"):
+        fleet.schedules.add(name, "sleep", every="1h", locations="s1")
     # values of the wrong kind: one line naming them, not a TypeError or AttributeError
     for options, error, message in (
         ({"cron": 5}, BadTriggerError, "cron must be str, got 5"),

@@ -247,14 +247,16 @@ def test_bad_arguments_are_refused_at_start_with_the_actions_parameters(fleet: F
         fleet.start("sleep", locations="alpha")  # seconds missing
     # a value not of the type its parameter declares, as the command line refuses its word
     # (it was queued, then Failed on the worker: "could not convert string to float")
-    with pytest.raises(ArgumentError, match=r"^sleep: SECONDS must be a number, got 'abc'$"):
+    with pytest.raises(ArgumentError, match=r"^sleep: SECONDS must be a float, got 'abc'$"):
         fleet.start("sleep", "abc", locations="alpha")
     with pytest.raises(ArgumentError, match=r"^processes: TOP must be a whole number, got True"):
         fleet.start("processes", top=True, locations="alpha")
     assert len(fleet.get()) == before  # nothing was queued
-    # a whole number where a number is declared is one
-    quick = fleet.start("sleep", 0, locations="alpha")
-    assert fleet.wait([quick], timeout=15)[0].info.state is JobState.COMPLETED
+    # a whole number where a number is declared is one, and so is text the command line
+    # reads as one, as it always was (the action converts it)
+    for seconds in (0, "0"):
+        quick = fleet.start("sleep", seconds, locations="alpha")
+        assert fleet.wait([quick], timeout=15)[0].info.state is JobState.COMPLETED
 
 
 def test_an_action_that_raises_fails_its_job_and_keeps_what_it_wrote(fleet: Fleet) -> None:

@@ -109,6 +109,12 @@ def test_a_revoke_from_celery_while_the_jobs_worker_is_down_holds(
     # then a worker that heard it records the stop: the job is Stopped, saying from where
     eventually(lambda: fleet.info(child.id).state is JobState.STOPPED, timeout=15)
     assert fleet.info(child.id).reason == "stopped from Celery before it started"
+    # (and so is one Flower's Terminate names while its host is down)
+    other = fleet.start("echo", "x", locations=uniq("down"))
+    make_celery(fleet.config).control.revoke(
+        fleet.info(other).children[0].instance_id, terminate=True
+    )
+    eventually(lambda: fleet.info(other).state is JobState.STOPPED, timeout=15)
     # and once its own worker comes up, it never runs (the revoke was lost with that worker
     # down: Celery keeps it in the memory of the workers that heard it, celery#8888)
     with LocalWorkers(

@@ -23,7 +23,7 @@ from fleetjobs.errors import FleetJobsError
 from fleetjobs.routing import TASK_NAME, location_of
 from fleetjobs.states import JobState
 
-from . import leases, poison, reaper
+from . import leases, poison, reaper, revokes
 from .enforcer import Enforcer
 from .facts import FactsReporter
 from .heartbeat import Heartbeat
@@ -149,9 +149,18 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             return
         why = "no worker started the job before it expired"
         try:
-            state, due = per_process().lifecycle.fail_queued(request.id, location, why)
+            layers = per_process()
+            if layers.store.relay is not None:
+                # confined: its relay finishes its own location's jobs, asked to only for one
+                # that has not started (a stale copy of a running one changes nothing)
+                job_id = int(request.args[0])
+                if layers.registry.states([job_id]) != [JobState.NOT_STARTED.value]:
+                    return
+                state, due = layers.lifecycle.finish(job_id, JobState.FAILED, why, iid=request.id)
+            else:
+                state, due = layers.lifecycle.fail_queued(request.id, location, why)
             per_process.release(due)
-        except FleetJobsError as exc:
+        except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
             log.warning("could not record the end of a job: %s", exc)
             return
         if state != JobState.FAILED.value:
@@ -189,7 +198,7 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             why = f"{STOPPED_FROM_CELERY} before it started"
             _settle(request.args, JobState.STOPPED, why, request.id)
 
-    _durable_revokes(per_process)
+    revokes.install(per_process)
 
     @signals.task_failure.connect(weak=False)
     def _failure(
@@ -215,53 +224,6 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
 
     _harden(app, config, settings, enforcers)
     return app
-
-
-class _NoBackendToMark(logging.Filter):
-    """Celery's revoke marks the task revoked in the result backend; a fleetjobs worker has
-    none (the registry is the record), so every worker warned it could not, at every stop
-    anywhere in the fleet. That one warning is dropped; any other failure is still said."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        return not ("as revoked in backend" in text and "No result backend is configured" in text)
-
-
-def _durable_revokes(per_process: PerProcess) -> None:
-    """A revoke from Celery without terminate (Flower's Revoke) is also recorded in the
-    registry by every worker that hears it: the child is Stopped if it has not started.
-    Celery keeps a revoke in the memory of the workers alive when it comes, so one sent while
-    the child's own worker was down was lost, and the child ran when that worker came back
-    (celery#8888); the registry's stop holds whoever delivers the message later."""
-    from celery.worker.control import Panel
-    from celery.worker.control import logger as control_log
-
-    if not any(isinstance(f, _NoBackendToMark) for f in control_log.filters):
-        control_log.addFilter(_NoBackendToMark())
-    celery_revoke = Panel.data["revoke"]
-    if getattr(celery_revoke, "fleetjobs", False):
-        return
-
-    @functools.wraps(celery_revoke)
-    def revoke(state: Any, task_id: Any, terminate: bool = False, **kwargs: Any) -> Any:
-        recorded = kwargs.pop("recorded", False)  # a fleetjobs stop's: in the registry already
-        reply = celery_revoke(state, task_id, terminate=terminate, **kwargs)
-        # (a terminate stops a running job where it runs: outcome.py)
-        if not terminate and recorded is not True:
-            ids = [task_id] if isinstance(task_id, str) else task_id
-            for iid in ids if isinstance(ids, list | tuple | set) else ():
-                if isinstance(iid, str) and iid:
-                    try:
-                        _, due = per_process().lifecycle.stop_queued(
-                            iid, f"{STOPPED_FROM_CELERY} before it started"
-                        )
-                        per_process.release(due)
-                    except FleetJobsError as exc:  # a confined worker: another host's job
-                        log.debug("could not record the revoke of %s: %s", iid, exc)
-        return reply
-
-    revoke.fleetjobs = True  # type: ignore[attr-defined]
-    Panel.data["revoke"] = revoke
 
 
 def _harden(

@@ -217,6 +217,8 @@ def files(
     """
     import fnmatch
 
+    if isinstance(first, str) and first.strip().lstrip("-").isdigit():
+        first = int(first)  # as a word of the command line reads (a call from Python may send it)
     if first is not None and (type(first) is not int or first < 0):
         raise ActionError(f"first must be a whole number of entries, 0 or more, got {first!r}")
     if not isinstance(path, str) or not os.path.isabs(path):
