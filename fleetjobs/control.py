@@ -241,8 +241,13 @@ class ControlVerbs:
         # lets a live worker drop the messages unseen; the registry's flag holds regardless
         self.dispatcher.revoke([c.instance_id for c in never])
         tasks = [c for c in never if c.parent_id is not None]  # children: Celery tasks
-        if tasks:  # and Flower hears of them now: one whose host is down showed PENDING
-            announce_ended(tasks, self.dispatcher.celery)
+        if tasks:  # and Flower hears now of those whose host is down (they showed PENDING;
+            # a live worker reports its own as it drops the message)
+            where = sorted({c.location for c in tasks})
+            live = {h.location for h in self.control.hosts.list(where) if h.online}
+            down = [c for c in tasks if c.location not in live]
+            if down:
+                announce_ended(down, self.dispatcher.celery)
         if due:
             self.dispatcher.release(due)
         if timeout == 0:
