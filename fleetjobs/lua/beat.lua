@@ -25,26 +25,9 @@ if mode == 'leave' then
   redis.call('DEL', K.worker(worker))
   redis.call('ZREM', K.seen, worker_entry(worker))
   redis.call('SREM', K.workers, worker)
-  -- a location another live worker serves too stays online (it went offline until that
-  -- worker's next beat): the locations of the others' documents, read once, if asked
-  local others
-  local function served_elsewhere(loc)
-    if not others then
-      others = {}
-      for _, w in ipairs(redis.call('SMEMBERS', K.workers)) do
-        if worker_alive(w) then
-          local ok, doc = pcall(cjson.decode, redis.call('GET', K.worker(w)) or '')
-          if ok and type(doc) == 'table' and type(doc.locations) == 'table' then
-            for _, l in ipairs(doc.locations) do others[l] = true end
-          end
-        end
-      end
-    end
-    return others[loc]
-  end
   for i = 7, #ARGV do
     local s = tonumber(redis.call('ZSCORE', K.seen, ARGV[i]) or '0')
-    if s > 0 and not served_elsewhere(ARGV[i]) then redis.call('ZADD', K.seen, -s, ARGV[i]) end
+    if s > 0 then redis.call('ZADD', K.seen, -s, ARGV[i]) end
   end
   return 0
 end
