@@ -301,8 +301,8 @@ def check_spec(spec: dict[str, Any]) -> None:
     def bad(field: str, want: str) -> ValueError:
         return ValueError(f"its {field} must be {want}, not {spec.get(field)!r}"[:300])
 
-    def whole(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    def whole(v: Any) -> bool:  # (a float with no fraction: as an older version stored it)
+        return isinstance(v, int | float) and not isinstance(v, bool) and v >= 1 and v == int(v)
 
     def seconds(v: Any) -> bool:
         return v is None or (isinstance(v, int | float) and not isinstance(v, bool) and v > 0)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -105,6 +107,12 @@ def test_a_task_sent_event_is_the_one_celery_publishes(
         body_b = json.loads(base64.b64decode(b.pop("body")))
         for envelope in (a, b):
             assert envelope["properties"].pop("delivery_tag")
+        # the one difference: the console's node name is the machine's (Flower counts its
+        # metrics and lists its workers by it), where Celery's is the process's, gen<pid>@host
+        console = f"fleetjobs-console@{socket.gethostname()}"
+        assert a["headers"].pop("hostname") == console
+        assert b["headers"].pop("hostname") == f"gen{os.getpid()}@{socket.gethostname()}"
+        assert body_a.pop("hostname") == console and body_b.pop("hostname").startswith("gen")
         assert a == b and list(a["properties"]) == list(b["properties"])
         assert isinstance(body_a.pop("clock"), int) and isinstance(body_b.pop("clock"), int)
         assert abs(body_a.pop("timestamp") - body_b.pop("timestamp")) < 2.0

@@ -105,16 +105,22 @@ def flower(state: State, port: int, address: str, no_auth: bool) -> None:
 def _check_listen(address: str, port: int) -> None:
     """Say in one line (exit 2) that Flower could not listen where it is asked, before it
     is started: it would end in a traceback (a port taken, an address that is none here)."""
+    import errno
     import socket
 
+    host = address or None  # '' is every interface, to Flower's server as to getaddrinfo
     try:
-        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
         fail(f"--address {address!r} is no address of this machine: {exc}", EXIT_USAGE)
-    family, kind, proto, _, where = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Flower's server does
+    for family, kind, proto, _, where in infos:  # each one its server would listen on
         try:
-            probe.bind(where)
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Flower's does
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(where)
         except OSError as exc:
+            if exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL) and len(infos) > 1:
+                continue  # a family this machine lacks (IPv6 off): its server skips it too
             fail(f"Flower cannot listen on {address} port {port}: {exc.strerror}", EXIT_USAGE)
