@@ -224,18 +224,26 @@ class Lifecycle:
         return snapshot(parent_row, rows), children
 
     def _created(self, pid: int, piid: str, exc: Exception) -> bool:
-        """Whether the create whose answer was lost wrote job ``pid``: asked again for a few
-        seconds (Redis serves each connection's commands in order: a create it received is
-        written before this read). False: it was not. Neither said: the error says so.
+        """Whether the create whose answer was lost wrote job ``pid``: asked for a few seconds
+        while Redis does not answer, and, when it answers that there is no such job, once
+        more a moment later (Redis orders commands per connection: one that came back from a
+        stall may serve this read before the create it held on the old connection). False:
+        it was not. Neither said: the error says so.
 
         Raises:
             RedisUnavailableError: Redis does not answer, so what happened is not known.
         """
+        answers = 0
         for delay in (0.2, 0.5, 1.0, 2.0, 3.0, 3.0):
             try:
-                return bool(self.r.hget(self.keys.job(pid), "iid") == piid)
+                if self.r.hget(self.keys.job(pid), "iid") == piid:
+                    return True
+                answers += 1
+                if answers == 2:
+                    return False
             except redis.exceptions.RedisError:
-                time.sleep(delay)
+                pass
+            time.sleep(delay)
         raise RedisUnavailableError(
             f"cannot tell whether job {pid} was started: Redis did not answer ({exc}); "
             f"'fleetjobs get {pid}' tells once it does (do not start it again before)"
