@@ -18,6 +18,7 @@ from .version import __version__
 if TYPE_CHECKING:
     from .actions import action
     from .config import Config
+    from .context import ActionContext
     from .errors import (
         ActionError,
         ArgumentError,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "action": "actions",
     "Config": "config",
+    "ActionContext": "context",
     "ActionError": "errors",
     "ArgumentError": "errors",
     "ConfigError": "errors",
@@ -93,6 +95,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ActionContext",
     "ActionError",
     "ArgumentError",
     "Config",

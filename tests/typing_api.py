@@ -8,9 +8,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, assert_type
 
-from fleetjobs import Fleet, HostInfo, Job, JobInfo, JobState, Received, Record, parallel
+from fleetjobs import (
+    ActionContext,
+    Fleet,
+    HostInfo,
+    Job,
+    JobInfo,
+    JobState,
+    Received,
+    Record,
+    parallel,
+)
 from fleetjobs.parallel import ItemResult
 from fleetjobs.schedule_model import ScheduleInfo
+from workers.context import JobContext
 
 
 def api(fleet: Fleet) -> None:
@@ -57,3 +68,11 @@ def refused(fleet: Fleet, job: Job) -> None:
     fleet.receive(job, wait=True)  # type: ignore[call-arg]
     fleet.stop(job, wait=5.0)  # type: ignore[call-arg]
     fleet.wait(3.5)  # type: ignore[arg-type]
+
+
+def action_context(ctx: JobContext) -> None:
+    # what an action module annotates its ctx with is what a worker hands it
+    annotated: ActionContext = ctx
+    annotated.verbose("checking /")
+    assert_type(annotated.should_stop, bool)
+    assert_type(annotated.ask("Reboot?", ["yes", "no"]), str)
