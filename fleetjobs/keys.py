@@ -65,6 +65,8 @@ so two fleets can share one Redis.
                      its newer ones pushed out)
     deadletters:once:<digest>  string, expiring: a broadcast every worker refused was kept once
     revoked:once:<digest>  string, expiring: a revoke from Celery, recorded by one worker
+    serving:<location>  set of the workers that serve a location (by their beats): a clean
+                     shutdown leaves it online while another of them lives
                      (the first worker's letter; the others' only logged)
     flower:lost      list: children the sweep settled for a vanished host, whose end no
                      worker reported to Flower (fleetjobs.monitor.announce_lost sends it)
@@ -136,6 +138,7 @@ SCHEMA: dict[str, str] = {
     "letters_counted": "deadletters:counted",
     "letter_once": "deadletters:once:{}",
     "revoke_once": "revoked:once:{}",
+    "serving": "serving:{}",
     "waves": "waves",
     "created": "created",
     "by_action": "by-action:{}",
@@ -306,6 +309,9 @@ class Keys:
 
     def revoke_once(self, digest: str) -> str:
         return self._key("revoke_once", digest)
+
+    def serving(self, location: str) -> str:
+        return self._key("serving", location)
 
     @property
     def waves(self) -> str:

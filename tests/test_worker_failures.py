@@ -128,3 +128,22 @@ def test_a_cold_shutdown_says_so_as_its_running_jobs_reason(config: object, flee
     child = done.info.children[0]
     assert child.state is JobState.STOPPED, child
     assert (child.reason or "").startswith("its worker was shut down cold (SIGQUIT)"), child.reason
+
+
+def test_a_location_two_workers_serve_stays_online_when_one_shuts_down(fleet: Fleet) -> None:
+    # given a location two workers serve, beating every 10 s (the other's next beat would
+    # put it online again: a window this wide shows it)
+    loc = uniq("twice")
+    slow = fleet.config.with_(heartbeat_interval=10.0, host_ttl=30.0)
+    with LocalWorkers(slow, [[loc], [loc]], concurrency=1, extra_args=INCLUDE) as two:
+        eventually(lambda: [h.online for h in fleet.hosts() if h.location == loc] == [True])
+        # when one of them shuts down cleanly
+        first = two.procs[0]
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=30)
+        # then the location is still online (it went offline until the other's next beat,
+        # and a start warned that no worker served it)
+        assert [h.online for h in fleet.hosts() if h.location == loc] == [True]
+        job = fleet.start("echo", "still served", locations=loc)
+        assert job.warnings == ()
+        assert fleet.wait([job], timeout=20) and list(fleet.receive(job)) == ["still served"]

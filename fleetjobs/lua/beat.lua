@@ -19,15 +19,24 @@
 -- and 1 if the turn was taken, else 0.
 -- 'forget' (ARGV[6] = an age in ms): the entries and documents of workers whose liveness ran
 -- out longer ago than that (killed: a clean shutdown removes its own), at most once per that
--- age for the whole fleet; returns how many.
+-- age for the whole fleet; returns how many. serving:<location> (set): the workers that serve
+-- it, added to when a worker's document is written, left by a leave (which keeps a location
+-- another live worker serves online) and a forget.
 local mode, worker, ttl = ARGV[3], ARGV[4], tonumber(ARGV[6])
 if mode == 'leave' then
   redis.call('DEL', K.worker(worker))
   redis.call('ZREM', K.seen, worker_entry(worker))
   redis.call('SREM', K.workers, worker)
   for i = 7, #ARGV do
-    local s = tonumber(redis.call('ZSCORE', K.seen, ARGV[i]) or '0')
-    if s > 0 then redis.call('ZADD', K.seen, -s, ARGV[i]) end
+    local loc = ARGV[i]
+    redis.call('SREM', K.serving(loc), worker)
+    -- another live worker that serves it keeps it online (the dead are dropped as found)
+    local served = false
+    for _, w in ipairs(redis.call('SMEMBERS', K.serving(loc))) do
+      if worker_alive(w) then served = true else redis.call('SREM', K.serving(loc), w) end
+    end
+    local s = tonumber(redis.call('ZSCORE', K.seen, loc) or '0')
+    if s > 0 and not served then redis.call('ZADD', K.seen, -s, loc) end
   end
   return 0
 end
@@ -43,6 +52,13 @@ if mode == 'forget' then
     for j, w in ipairs(part) do
       if not dues[j] or tonumber(dues[j]) < cutoff then
         redis.call('ZREM', K.seen, entries[j])
+        -- off the serving sets of the locations its document names
+        local ok, doc = pcall(cjson.decode, redis.call('GET', K.worker(w)) or '')
+        if ok and type(doc) == 'table' and type(doc.locations) == 'table' then
+          for _, loc in ipairs(doc.locations) do
+            if type(loc) == 'string' then redis.call('SREM', K.serving(loc), w) end
+          end
+        end
         -- a document with an expiry is a 0.3 relay's, still beating for it: it goes by itself
         if redis.call('PTTL', K.worker(w)) == -1 then redis.call('DEL', K.worker(w)) end
         redis.call('SREM', K.workers, w)
@@ -68,12 +84,19 @@ local added = fresh and -1 or 0
 each_chunk(args, function(part)
   added = added + redis.call('ZADD', K.seen, unpack(part))
 end, 4000)
+-- serving:<location>: this worker among those of each of its locations, when its document
+-- is written (its first beat, a change) or Redis lost it
+local function serving()
+  for i = 7, #ARGV do redis.call('SADD', K.serving(ARGV[i]), worker) end
+end
 if kept ~= ':kept' then
   redis.call('SET', K.worker(worker), ARGV[5])
   if fresh then redis.call('SADD', K.workers, worker) end
+  serving()
 elseif added > 0 then  -- Redis lost its data (a write only if the document went with it)
   redis.call('SET', K.worker(worker), ARGV[5], 'NX')
   redis.call('SADD', K.workers, worker)  -- a write only if it went too
+  serving()
 elseif every == 0 and redis.call('PTTL', K.worker(worker)) ~= -1 then
   redis.call('SET', K.worker(worker), ARGV[5])  -- a relay's: gone, or a 0.3 relay's
 end
