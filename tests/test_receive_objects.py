@@ -4,6 +4,7 @@ records come."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -118,6 +119,33 @@ def test_receive_wait_prints_a_table_and_what_follows_as_they_come(
         proc.send_signal(signal.SIGTERM) if proc.poll() is None else None
         proc.wait(timeout=30)
     assert rest == [f"line{i}" for i in range(2, 7)] and proc.returncode == 0
+
+
+def test_receive_wait_json_stopped_midway_prints_valid_json(config: Config, fleet: Fleet) -> None:
+    # given a console following a job that writes an object, then a line a second, as JSON
+    job = fleet.start("object_then_lines", 12, 1.0, locations="alpha")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetjobs", "receive", "--wait", "--json", str(job.id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=console_env(config),
+        cwd=ROOT,
+        text=True,
+    )
+    # when it is stopped midway (SIGTERM: a timeout(1) around it, a service manager)
+    time.sleep(4.5)  # the object and a few lines printed (the job writes one a second)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    # then what it printed is one valid JSON array (it ended after a record's '}'), and
+    # nothing it printed is lost to the next receive
+    printed = json.loads(out)
+    assert proc.returncode == 143 and printed and printed[0]["stream"] == "output", err
+    fleet.stop(job)
+    lines = [r["data"] for r in printed if isinstance(r["data"], str)]
+    assert lines and lines == [f"line{i}" for i in range(1, len(lines) + 1)], lines
+    # (the record it printed as the signal came goes back: printed again, never lost)
+    rest = [r.data for r in fleet.receive(job).records if r.stream == "output"]
+    assert not rest or rest[0] in (lines[-1], f"line{len(lines) + 1}"), (lines, rest)
 
 
 def test_receive_of_a_job_on_several_hosts_prints_each_line_with_its_host(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -285,13 +286,21 @@ def stream_line(rec: Record, tag: bool) -> str:
 def print_json_stream(items: Iterable[dict[str, Any]], out: TextIO | None = None) -> None:
     """A JSON array printed item by item as the items come (flushed each time), so what was
     printed is never held back; the whole is the same text ``json.dumps(items, indent=2)``
-    prints."""
+    prints. Interrupted (Ctrl-C, SIGTERM), it ends the array it began: what was printed is
+    valid JSON (a receive's record printed when the interrupt came goes back, and is printed
+    again by the next receive)."""
     out = out or sys.stdout
     first = True
-    for item in items:
-        text = json.dumps(item, indent=2).replace("\n", "\n  ")
-        out.write(("[\n  " if first else ",\n  ") + text)
-        out.flush()
-        first = False
+    try:
+        for item in items:
+            text = json.dumps(item, indent=2).replace("\n", "\n  ")
+            out.write(("[\n  " if first else ",\n  ") + text)
+            out.flush()
+            first = False
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: what was printed stays one array
+        with contextlib.suppress(OSError, ValueError):
+            out.write("[]\n" if first else "\n]\n")
+            out.flush()
+        raise
     out.write("[]\n" if first else "\n]\n")
     out.flush()
