@@ -115,6 +115,29 @@ def test_an_expired_copy_changes_no_job_that_runs_or_is_another_hosts(fleet: Fle
     assert list(fleet.receive(job)) == [1, 2, 3, 4]
 
 
+def test_a_revoked_copy_changes_no_job_that_runs(fleet: Fleet) -> None:
+    from fleetjobs.celery_app import make_celery
+
+    r, keys = fleet.store.r, fleet.store.keys
+    # given a job queued for a host whose worker is down, and a copy of its message
+    loc = uniq("revoked")
+    job = fleet.start("steps", 4, 0.5, locations=loc)
+    child = fleet.info(job).children[0]
+    copy = r.get(keys.msg(child.instance_id))
+    assert copy
+    with LocalWorkers(fleet.config, [[loc]], concurrency=2, extra_args=INCLUDE):
+        # when it runs, its task is revoked from Celery (which leaves a running task be), and
+        # the copy reaches its worker, which discards it as revoked
+        eventually(lambda: fleet.info(child.id).state is JobState.RUNNING, timeout=20)
+        make_celery(fleet.config).control.revoke(child.instance_id)
+        time.sleep(0.5)
+        r.lpush(keys.queue(loc), copy)
+        # then the job runs on to its end (the discarded copy stopped it)
+        [done] = fleet.wait([job], timeout=30)
+    assert done.info.state is JobState.COMPLETED, fleet.info(child.id).reason
+    assert list(fleet.receive(job)) == [1, 2, 3, 4]
+
+
 def test_a_cold_shutdown_says_so_as_its_running_jobs_reason(config: object, fleet: Fleet) -> None:
     # given a job running on a host of its own
     loc = uniq("cold")

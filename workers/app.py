@@ -141,30 +141,34 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
         except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
             log.warning("could not record the end of a job: %s", exc)
 
-    def _expired(request: Any) -> None:
+    def _unrun(request: Any, state: JobState, why: str) -> None:
+        # a delivery Celery discarded (expired, or revoked before it started) ends its child
+        # only if the child has not started: a stale copy of one that runs elsewhere (its
+        # worker frozen while another took it, or delivered again) changes nothing
         info = getattr(request, "delivery_info", None) or {}
         location = location_of(str(info.get("routing_key") or ""))
         if not isinstance(request.id, str) or not location:
-            log.warning("an expired message came from no location's queue: %s", request.id)
+            log.warning("a discarded message came from no location's queue: %s", request.id)
             return
-        why = "no worker started the job before it expired"
         try:
             layers = per_process()
             if layers.store.relay is not None:
                 # confined: its relay finishes its own location's jobs, asked to only for one
-                # that has not started (a stale copy of a running one changes nothing)
+                # that has not started
                 job_id = int(request.args[0])
                 if layers.registry.states([job_id]) != [JobState.NOT_STARTED.value]:
                     return
-                state, due = layers.lifecycle.finish(job_id, JobState.FAILED, why, iid=request.id)
+                after, due = layers.lifecycle.finish(job_id, state, why, iid=request.id)
+            elif state is JobState.FAILED:  # (one moved onto another host's queue: not its)
+                after, due = layers.lifecycle.fail_queued(request.id, location, why)
             else:
-                state, due = layers.lifecycle.fail_queued(request.id, location, why)
+                after, due = layers.lifecycle.stop_queued(request.id, why)
             per_process.release(due)
         except (FleetJobsError, IndexError, TypeError, ValueError) as exc:
             log.warning("could not record the end of a job: %s", exc)
             return
-        if state != JobState.FAILED.value:
-            log.info("an expired copy of %s left its job as it is (%s)", request.id, state)
+        if after != state.value:
+            log.info("a discarded copy of %s left its job as it is (%s)", request.id, after)
 
     def _stop_from_celery(request_args: Any) -> None:
         # a terminate (Flower's button, `celery control revoke --terminate`) is a stop: the
@@ -187,16 +191,12 @@ def create_app(config: Config, settings: WorkerSettings) -> Celery:
             return
         if terminated:
             _stop_from_celery(request.args)
-        elif expired:
-            # a child that waited past its start timeout, on its own location's queue: it
-            # fails. A stale copy of one that runs elsewhere (its worker frozen while another
-            # took it), or a message moved onto another host's queue, changes nothing
-            _expired(request)
+        elif expired:  # a child that waited past its start timeout fails
+            _unrun(request, JobState.FAILED, "no worker started the job before it expired")
         else:
             # fleetjobs' own stop settles a queued child before it revokes the message: one
             # still unsettled here was revoked from Celery (Flower's Revoke button)
-            why = f"{STOPPED_FROM_CELERY} before it started"
-            _settle(request.args, JobState.STOPPED, why, request.id)
+            _unrun(request, JobState.STOPPED, f"{STOPPED_FROM_CELERY} before it started")
 
     revokes.install(per_process)
 
