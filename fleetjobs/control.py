@@ -285,7 +285,6 @@ class ControlVerbs:
         return self._handles(self._snapshots(jobs, fresh=True))
 
     def _settling(self, jobs: JobRefs, passing: JobState, timeout: float | None) -> list[Job]:
-        timeout = options.seconds("timeout", timeout, zero=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         infos = self._snapshots(jobs, fresh=True)
         with self._events(infos) as events:
