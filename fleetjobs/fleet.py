@@ -35,7 +35,6 @@ from .records import Records, Shown
 from .refs import as_list, batches, check_ref, checked, children_of, ids_of, parse_state, snapshots
 from .registry import Registry
 from .routing import is_glob, named_locations
-from .signatures import check_call
 from .states import JobState
 from .store import Store
 
@@ -194,9 +193,8 @@ class Fleet(ControlVerbs):
             halt_running=halt_running,
             throttle=throttle_limit,
         )
-        params = placement.params_for(action, hosts, locs)
-        if params is not None:  # refused here, before anything is queued, not on the worker
-            check_call(action, params, args, kwargs)
+        # refused here, before anything is queued, not on the worker
+        placement.check_arguments(action, hosts, locs, args, kwargs)
         spec = JobSpec(
             action=action,
             args=list(args),

@@ -20,7 +20,7 @@ from .errors import (
 from .facts import Where
 from .model import HostInfo
 from .routing import is_glob, select_locations
-from .signatures import well_formed
+from .signatures import check_call, well_formed
 
 SHELL_ACTIONS = frozenset({"run"})
 
@@ -131,6 +131,25 @@ def check(
     if refused and len(refused) == len(locations):
         raise refused[0]  # no host chosen could ever run it
     return warnings
+
+
+def check_arguments(
+    action: str,
+    hosts: dict[str, HostInfo],
+    locations: Sequence[str],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+) -> None:
+    """Refuse, before anything is queued, a call the action's parameters, as these hosts
+    publish them (:func:`params_for`), cannot take; a call no host has said anything of is
+    left to the worker.
+
+    Raises:
+        ArgumentError: see :func:`fleetjobs.signatures.check_call`.
+    """
+    params = params_for(action, hosts, locations)
+    if params is not None:
+        check_call(action, params, args, kwargs)
 
 
 def params_for(

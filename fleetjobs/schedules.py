@@ -57,7 +57,6 @@ from .schedule_model import (
     info_of,
     unreadable,
 )
-from .signatures import check_call
 from .states import JobState, state_read
 from .store import guarded
 from .triggers import OVERLAP, FleetEntry, celery_schedule, parse_trigger, run_start_timeout
@@ -505,8 +504,7 @@ class Schedules:
         chosen = placement.select(list(spec["locations"]), spec["target"], spec["all"], hosts)
         action = spec["action"]
         warnings = placement.check(action, chosen, hosts, spec["locations"])
-        if (params := placement.params_for(action, hosts, chosen)) is not None:
-            check_call(action, params, spec["args"], spec["kwargs"])  # as start will
+        placement.check_arguments(action, hosts, chosen, spec["args"], spec["kwargs"])
         live = [loc for loc in chosen if loc in hosts and hosts[loc].online]
         if not live:
             # no chosen host is online to ask: the action must be one the fleet knows
