@@ -3,7 +3,8 @@
 It is built by :func:`fleetjobs.celery_app.make_celery` itself (JSON only, acks_late off,
 prefetch 1, task events on, ``global_keyprefix``) plus a Redis result backend (fleetjobs keeps
 none: its registry is the record), with the key prefix ``raw:`` so it never meets fleetjobs'
-keys, and one task, ``bench.echo``, that returns its argument. It is Celery as shipped: its
+keys, and the task ``bench.echo``, that returns its argument (``bench.claimed_echo`` claims its
+message in Redis first: the least an at-most-once task does). It is Celery as shipped: its
 worker does not get fleetjobs' fixes of kombu, its client per message
 (:func:`~fleetjobs.celery_app.keep_kombu_clients`, ~12-20% of a fleetjobs worker's CPU per
 job) and its restore that looks before it locks
@@ -34,6 +35,15 @@ ECHO = "bench.echo"
 
 
 RUN = "bench.run"
+CLAIMED = "bench.claimed_echo"
+
+# the least an at-most-once task can do before it runs: take its message's id, once, in
+# Redis, and read the answer (one script, one round trip); fleetjobs' claim does this too,
+# and reads the job's record besides (bench/throughput.py's third side)
+CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', 600) then return 1 end
+return 0
+"""
 
 
 def echo(value: Any) -> Any:
@@ -64,6 +74,17 @@ def make_app(url: str, prefix: str = PREFIX) -> Celery:
     # not shared: each app made here has its own, without Celery's duplicate-name warning
     app.task(name=ECHO, shared=False)(echo)
     app.task(name=RUN, shared=False)(run)
+    claim: list[Any] = []
+
+    @app.task(name=CLAIMED, shared=False, bind=True)
+    def claimed_echo(self: Any, value: Any) -> Any:
+        """``echo`` after a claim of its message, as an at-most-once task must make."""
+        if not claim:  # in the process that runs it, on the result backend's client
+            claim.append(self.app.backend.client.register_script(CLAIM))
+        if not claim[0](keys=[f"{prefix}claim:{self.request.id}"], args=[os.getpid()]):
+            raise RuntimeError(f"task {self.request.id} claimed twice")
+        return value
+
     return app
 
 

@@ -7,6 +7,11 @@ fleetjobs: ``fleet.start("echo", i, locations=LOC)`` N times, then for each job 
 pool and concurrency, on one private Redis; the sides alternate round by round; each round's
 jobs are removed (results forgotten) untimed. Rates are N / (first submit .. last result received).
 
+A third side, on the raw worker: ``bench.claimed_echo``, raw Celery whose task first claims its
+message in Redis (one Lua script, one round trip from the pool), the least a task that runs at
+most once does before it runs, as fleetjobs' claim does: what that promise costs Celery itself,
+and how far fleetjobs is from it.
+
 Beside the rates, the CPU each side's processes used over the same span (this console, its
 workers with their pools, redis-server), per job: what a job costs the machine, which varies
 far less from round to round than a rate on a shared machine, and says whether a slower rate
@@ -22,7 +27,7 @@ from typing import Any
 
 from bench.common import BenchError, Sides, both_sides, median
 from bench.measure import tree_cpu
-from bench.raw_celery import ECHO
+from bench.raw_celery import CLAIMED, ECHO
 from bench.report import Ctx, Row, ratio_of
 
 LOC = "bench01"
@@ -82,8 +87,8 @@ def fj_round(s: Sides, n: int) -> Round:
     return Round(n / (t2 - t0), n / (t1 - t0), cpu, t2 - t0)
 
 
-def raw_round(s: Sides, n: int) -> Round:
-    echo = s.app.tasks[ECHO]
+def raw_round(s: Sides, n: int, task: str = ECHO) -> Round:
+    echo = s.app.tasks[task]
     c0 = Cpu.now(s, s.raw.procs)
     t0 = time.perf_counter()
     results = [echo.apply_async(args=[i], queue=RAW_QUEUE) for i in range(n)]
@@ -120,17 +125,21 @@ def bench_throughput(ctx: Ctx) -> None:
 def one_pool(ctx: Ctx, pool: str, n: int, rounds: int, concurrency: int) -> None:
     fj: list[Round] = []
     raw: list[Round] = []
+    claimed: list[Round] = []
     with both_sides(ctx.log_dir, concurrency=concurrency, pool=pool) as s:
         fj_round(s, 10)  # warm-up: every pool process has run a job
         raw_round(s, 10)
+        raw_round(s, 10, CLAIMED)
         for r in range(rounds):
             fj.append(fj_round(s, n))
             raw.append(raw_round(s, n))
+            claimed.append(raw_round(s, n, CLAIMED))
             print(
                 f"    {pool} round {r + 1}: fleetjobs {fj[-1].rate:.0f} jobs/s "
                 f"(submits {fj[-1].submits:.0f}/s, CPU {per_job(fj[-1].cpu.total, n)}), "
                 f"raw Celery {raw[-1].rate:.0f} jobs/s (submits {raw[-1].submits:.0f}/s, "
-                f"CPU {per_job(raw[-1].cpu.total, n)})",
+                f"CPU {per_job(raw[-1].cpu.total, n)}), raw Celery with a claim "
+                f"{claimed[-1].rate:.0f} jobs/s",
                 flush=True,
             )
     each = ", ".join(f"{b.rate / a.rate:.2f}" for a, b in zip(fj, raw, strict=True))
@@ -166,6 +175,37 @@ def one_pool(ctx: Ctx, pool: str, n: int, rounds: int, concurrency: int) -> None
                 n=n,
             )
         )
+    # the third side: raw Celery whose task first claims its message (one script round trip
+    # in the pool, as fleetjobs' claim is): what "at most once" costs Celery itself
+    a, b, c = (median([x.rate for x in side]) for side in (fj, raw, claimed))
+    each = ", ".join(f"{y.rate / x.rate:.2f}" for x, y in zip(claimed, raw, strict=True))
+    ctx.add(
+        Row(
+            f"raw Celery with a claim per job (bench.claimed_echo), {pool} pool",
+            "jobs/s",
+            c,
+            base=b,
+            base_name="raw Celery",
+            ratio=ratio_of(b, c),
+            note="what at-most-once costs Celery itself: the task first claims its message "
+            "(a Lua SET NX, one round trip from the pool, as fleetjobs' claim is); ratio = "
+            f"raw rate / this rate (times slower); each round: {each}",
+            n=n,
+        )
+    )
+    each = ", ".join(f"{y.rate / x.rate:.2f}" for x, y in zip(fj, claimed, strict=True))
+    ctx.add(
+        Row(
+            f"{n:,} jobs submitted then all received, {pool} pool, vs raw Celery with a claim",
+            "jobs/s",
+            a,
+            base=c,
+            base_name="raw Celery with a claim",
+            ratio=ratio_of(c, a),
+            note=f"ratio = claiming raw rate / fleetjobs rate (times slower); each round: {each}",
+            n=n,
+        )
+    )
     ctx.add(cpu_row(pool, n, fj, raw))
 
 

@@ -58,6 +58,11 @@ def test_throughput_benchmark_counts_the_cpu_of_each_side(tmp_path: Path) -> Non
         for part in ("console", "workers", "redis-server"):
             used = side.split(part + " ", 1)[1].split(" us/job", 1)[0]
             assert float(used.replace(",", "")) > 0, (part, cpu["note"])
+    # the third side, raw Celery whose task claims its message first, ran too
+    claimed = rows["raw Celery with a claim per job (bench.claimed_echo), prefork pool"]
+    assert claimed["value"] > 0 and claimed["base"] == rate["base"]
+    versus = rows["40 jobs submitted then all received, prefork pool, vs raw Celery with a claim"]
+    assert versus["value"] == rate["value"] and versus["base"] == claimed["value"]
 
 
 def test_propagated_counts_the_writes_the_server_made(tmp_path: Path) -> None:
