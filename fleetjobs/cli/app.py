@@ -125,9 +125,10 @@ pass_state = click.make_pass_decorator(State)
 
 
 def url_off_the_command_line(state: State) -> None:
-    """A command that runs for long (beat, relay) and was given ``--redis-url`` starts again
-    with the URL in its environment instead: ``ps`` shows a command line, and the URL holds
-    the password. Returns only when the URL is not on this process's command line (then the
+    """A command that was given ``--redis-url`` starts again with the URL in its environment
+    instead: ``ps`` shows a command line, and the URL holds the password. Every command does
+    when the URL holds a secret (the root group); one that runs for long (beat, relay) does
+    for any URL. Returns only when the URL is not on this process's command line (then the
     process is this one); ``-P``: the folder it was started from is not put on the path."""
     root = click.get_current_context().find_root()
     if root.get_parameter_source("redis_url") is not ParameterSource.COMMANDLINE:
@@ -235,7 +236,9 @@ def state_type(text: str | None) -> JobState | None:
     metavar="URL",
     help="Where the fleet lives [env FLEETJOBS_REDIS_URL; default "
     "redis://127.0.0.1:6379/0]. Credentials and TLS go in the URL "
-    "(rediss://user:pass@host:6380/0).",
+    "(rediss://user:pass@host:6380/0): put such a URL in FLEETJOBS_REDIS_URL, since a "
+    "command given one here starts again with it in its environment, off the command line "
+    "that ps shows.",
 )
 @click.option(
     "--prefix",
@@ -256,6 +259,8 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     ctx.obj = State(config)
+    if config.safe_url != config.redis_url:  # a password: ps would show it for as long as
+        url_off_the_command_line(ctx.obj)  # the command runs (a wait, an invoke: hours)
     ctx.call_on_close(lambda: ctx.obj._fleet and ctx.obj._fleet.close())
 
 

@@ -104,3 +104,46 @@ def test_no_worker_process_shows_the_password(locked_redis: str, logs: Path) -> 
             fleet.stop([job])
     finally:
         stop_process_groups([cli_worker], 15)
+
+
+def test_a_console_verb_given_a_url_with_a_password_keeps_it_off_its_command_line(
+    locked_redis: str,
+) -> None:
+    # `wait` and `invoke` can run for hours with --redis-url in argv, which every user of the
+    # host reads in ps; only the server verbs (worker, flower, beat, relay) moved it before
+    prefix = f"{uniq('c')}:"
+    with Fleet(config=Config(redis_url=locked_redis, prefix=prefix)) as fleet:
+        job = fleet.start("echo", "x", locations=uniq("nowhere"), name=uniq("w"))
+    env = {k: v for k, v in os.environ.items() if k != "FLEETJOBS_REDIS_URL"}
+    env["FLEETJOBS_PREFIX"] = prefix
+    fleetjobs = [sys.executable, "-m", "fleetjobs", "--redis-url", locked_redis]
+    # a wait for a job no worker serves: it waits out its timeout, with the URL off its argv
+    proc = subprocess.Popen(
+        [*fleetjobs, "wait", str(job.id), "--timeout", "8"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def started_again() -> bool:  # empty for a moment while it execs
+            line = cmdline(proc.pid)
+            return line.rstrip().endswith("--timeout 8") and "--redis-url" not in line
+
+        eventually(started_again, timeout=10)
+        assert SECRET not in cmdline(proc.pid)
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+        assert f"FLEETJOBS_REDIS_URL={locked_redis}".encode() in environ
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    # and it did its work on that URL: the job is still NotStarted when the timeout passes
+    assert proc.returncode == 3 and "NotStarted 1" in err, err  # 3: the timeout passed
+    assert SECRET not in out + err
+    # a short verb too, its output whole through the new start
+    done = subprocess.run(
+        [*fleetjobs, "get", str(job.id), "--json"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"State": "NotStarted"' in done.stdout or '"state": "NotStarted"' in done.stdout
