@@ -121,6 +121,33 @@ def test_every_service_restarts_and_can_be_checked() -> None:
     assert "change-me" not in COMPOSE.read_text()  # no default password to forget
 
 
+def test_every_worker_keeps_its_journal_when_its_container_is_recreated() -> None:
+    # with signed messages, a worker's journal of what its host ran refuses a replay; in the
+    # container's own filesystem it was lost at each rebuild or upgrade, and a captured
+    # message could run once more (security review)
+    doc = load()
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    workers = {
+        name: svc
+        for name, svc in fleetjobs_services(doc).items()
+        if str(svc.get("command", "")).startswith("worker")
+    }
+    assert set(workers) == {"web01", "web02", "db01"}
+    volumes: list[str] = []
+    for name, svc in workers.items():
+        state = svc["environment"].get("FLEETJOBS_STATE_DIR")
+        assert state, f"{name} keeps its journal in the container's own filesystem"
+        mounted = [v for v in svc.get("volumes", []) if v.split(":")[1] == state]
+        assert len(mounted) == 1, f"{name}: no volume at {state}"
+        volume = mounted[0].split(":")[0]
+        assert volume in (doc.get("volumes") or {}), f"{name}: {volume} is no named volume"
+        volumes.append(volume)
+        # the image makes the folder, owned by the user the worker runs as, so that a new
+        # named volume takes that owner
+        assert f"-o fleetjobs -g fleetjobs {state}" in dockerfile
+    assert len(set(volumes)) == len(volumes), "two workers share one journal"
+
+
 def _compose() -> list[str] | None:
     if shutil.which("docker"):
         probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
