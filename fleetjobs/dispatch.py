@@ -132,12 +132,15 @@ class Dispatcher:
         out: list[str] = []
         events: list[list[str]] = []  # [channel, payload] of each task-sent event
         action, start_timeout = spec.action, spec.start_timeout
-        # what a signed message says runs; each child's adds its location and InstanceId
+        # what a signed message says runs; each child's adds its location and InstanceId.
+        # fleet: its key prefix, so that a message signed for one fleet is refused by another
+        # that shares its Redis or trusts the same console
         call = {
             "action": action,
             "args": list(spec.args),
             "kwargs": dict(spec.kwargs),
             "signed_at": time.time(),
+            "fleet": self.config.prefix,
         }
 
         def keep(queue: str, message: dict[str, Any], **_: Any) -> None:

@@ -44,13 +44,24 @@ def max_message_age(retention: float) -> float:
 
 
 def refusal(
-    spec: dict[str, Any] | None, info: JobInfo, max_age: float, via: str | None = None
+    spec: dict[str, Any] | None,
+    info: JobInfo,
+    max_age: float,
+    via: str | None = None,
+    fleet: str | None = None,
 ) -> str:
     """Why a signed fleet must not run this child ('' when it may): its message carries no
     job, another one than its record says, came through another location's queue than the
-    one it was signed for, or is older than ``max_age`` seconds."""
+    one it was signed for, was signed for another fleet than ``fleet`` (this worker's key
+    prefix), or is older than ``max_age`` seconds. A message that names no fleet was signed
+    by an older console (upgrades go workers first): its age still bounds it."""
     if not isinstance(spec, dict):
         return "refused: its signed message does not say what to run (made by no console)"
+    if fleet is not None and "fleet" in spec and spec["fleet"] != fleet:
+        return (
+            f"refused: its signed message is for the fleet of prefix {spec['fleet']!r}, and "
+            f"this worker serves {fleet!r}"
+        )
     if via is not None and spec.get("location") != via:
         return (
             f"refused: its signed message is for {spec.get('location')!r}, and it came "

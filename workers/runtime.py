@@ -134,7 +134,7 @@ class Runtime:
             parent_iid, args, kwargs = call
             info = dataclasses.replace(info, args=tuple(args), kwargs=kwargs)
         if cfg.signed:
-            refused = refusal(spec, info, max_message_age(cfg.retention), via)
+            refused = refusal(spec, info, max_message_age(cfg.retention), via, cfg.prefix)
             if not refused and self.journal is not None:
                 ran_at = self.journal.first_run(info.instance_id)
                 if ran_at is not None:

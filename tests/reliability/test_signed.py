@@ -297,6 +297,34 @@ def test_a_kept_message_pushed_onto_another_hosts_queue_is_refused(
     assert list(fleet.receive(job)) == []
 
 
+def test_a_message_signed_for_another_fleet_does_not_run(
+    signed: tuple[Config, Fleet, Path],
+) -> None:
+    cfg, fleet, _ = signed
+    r, keys = fleet.store.r, fleet.store.keys
+    # given another fleet (another key prefix) on the same Redis, whose console signs with the
+    # same certificate: its job for 'signed' waits on its own queue, which no worker serves
+    other = cfg.with_(prefix=f"{uniq('sgb')}:")
+    with Fleet(config=other) as b:
+        job = b.start("echo", "for the other fleet only", locations="signed")
+        bkeys = b.store.keys
+    child = job.info.children[0]
+    message = r.get(bkeys.msg(child.instance_id))
+    assert message
+    # when someone with write access to this fleet copies its records and its signed message
+    # over, so that record and message agree, and pushes the message onto this worker's queue
+    for jid in (job.id, child.id):
+        r.hset(keys.job(jid), mapping=r.hgetall(bkeys.job(jid)))
+    r.lpush(keys.queue("signed"), message)
+    # then the worker does not run it: it was signed for the other fleet
+    refused = eventually(
+        lambda: (i := fleet.get(child.id)[0].info).state.finished and i, timeout=20
+    )
+    assert refused.state is JobState.FAILED, refused  # type: ignore[union-attr]
+    assert f"for the fleet of prefix {other.prefix!r}" in (refused.reason or "")  # type: ignore[union-attr]
+    assert list(fleet.receive(child.id)) == []
+
+
 def test_the_deploy_script_makes_keys_a_fleet_signs_and_verifies_with(tmp_path: Path) -> None:
     made = subprocess.run(
         ["sh", str(ROOT / "deploy" / "make-signing-keys.sh"), str(tmp_path), "ops", "web01"],
