@@ -187,27 +187,38 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
 
 
 def test_the_shipped_acl_file_loads_into_redis_and_confines_the_worker(tmp_path: Path) -> None:
-    # given deploy/redis-acl.conf as a redis-server's aclfile
-    acl = tmp_path / "users.acl"
-    lines = (ROOT / "deploy" / "redis-acl.conf").read_text().splitlines()
-    acl.write_text("\n".join(x for x in lines if x.strip() and not x.startswith("#")) + "\n")
+    # given deploy/redis-acl.conf, as shipped (its comments too), included from a redis.conf
+    # as its header says, beside the administrator it tells the operator to add (the tests
+    # had stripped its comments, and Redis refused the file as an aclfile)
     sock = tmp_path / "redis.sock"
-    argv = [redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--aclfile", str(acl)]
+    conf = tmp_path / "redis.conf"
+    conf.write_text(
+        f"include {ROOT / 'deploy' / 'redis-acl.conf'}\n"
+        "user admin on >admin-pw ~* &* +@all\n"
+        f"port 0\nunixsocket {sock}\nsave ''\nappendonly no\ndir {tmp_path}\n"
+    )
     server = subprocess.Popen(
-        [*argv, "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
+        [redis_server_binary(), str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 10
         while not sock.exists():  # a file Redis cannot parse: it exits instead
-            assert server.poll() is None, "redis-server refused the ACL file"
+            if server.poll() is not None:
+                out = server.stdout.read() if server.stdout else b""
+                raise AssertionError(f"redis-server refused the file: {out.decode()[-600:]}")
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
-        admin = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+        admin = redis.Redis(
+            unix_socket_path=str(sock), username="admin", password="admin-pw", decode_responses=True
+        )
         # then every user it names is there
         names = {line.split()[1] for line in admin.acl_list()}
         assert {"fleet-console", "fleet-viewer", "fleet-worker", "fleet-worker-web01"} <= names
+        # and a client with no credentials can do nothing: the default user is off
+        anyone = redis.Redis(unix_socket_path=str(sock))
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            anyone.set("fj:job:1", "x")
+        anyone.close()
         # and the confined worker may push onto its own queue and ring the relay, nothing else
         worker = redis.Redis(
             unix_socket_path=str(sock), username="fleet-worker-web01", password="change-me-web01"
