@@ -17,8 +17,16 @@
 set -eu
 [ $# -ge 2 ] || { echo "usage: $0 DIR NAME..." >&2; exit 2; }
 dir=$1; shift
-umask 077
-mkdir -p "$dir/trusted"
+umask 077  # the keys: their owner's only
+# the certificates are public, and every worker reads them as its own user (the systemd
+# unit's fleetjobs, not root): the folders that hold them are everyone's to read
+if [ ! -d "$dir" ]; then
+    mkdir -p "$dir" && chmod 0755 "$dir"
+elif [ "$(find "$dir" -maxdepth 0 -perm -o+x)" = "" ]; then
+    echo "note: other users cannot enter $dir: a worker running as one cannot read" \
+        "$dir/trusted (chmod o+x $dir, or copy that folder elsewhere)" >&2
+fi
+mkdir -p "$dir/trusted" && chmod 0755 "$dir/trusted"
 for name in "$@"; do
     openssl req -x509 -newkey rsa:3072 -sha256 -days 825 -nodes \
         -keyout "$dir/$name.key" -out "$dir/trusted/$name.pem" \

@@ -155,8 +155,9 @@ class Config:
         if store and not any(os.path.isfile(p) for p in glob.glob(pattern)):
             # a worker would start "ready" and refuse every job as signed by no one it knows
             raise ConfigError(
-                f"cert store {store!r} holds no certificate (FLEETJOBS_CERT_STORE: a folder of "
-                "the trusted consoles' certificates, a certificate file, or a glob of them)"
+                f"cert store {store!r} {_unreadable(store) or 'holds no certificate'} "
+                "(FLEETJOBS_CERT_STORE: a folder of the trusted consoles' certificates, a "
+                "certificate file, or a glob of them)"
             )
 
     @property
@@ -454,3 +455,22 @@ def _celery_url(url: str) -> str:
     query["virtual_host"] = query.pop("db", "0")
     # built by hand: urlunsplit drops the '//' of an empty host, which Celery needs
     return f"redis+socket://{parts.netloc}{parts.path}?{urlencode(query)}"
+
+
+def _unreadable(path: str) -> str:
+    """Why this process cannot read ``path`` or the folders on its way ('' when it can, or
+    when it is not there at all): a store made by root, 0700, reads as empty to the user a
+    worker runs as."""
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            os.stat(path)
+    except PermissionError:
+        return (
+            f"cannot be read by this process's user (uid {os.getuid()}): permission denied "
+            "on it or on a folder on its path (certificates are public: make them readable)"
+        )
+    except OSError:
+        pass
+    return ""

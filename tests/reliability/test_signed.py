@@ -326,13 +326,22 @@ def test_a_message_signed_for_another_fleet_does_not_run(
 
 
 def test_the_deploy_script_makes_keys_a_fleet_signs_and_verifies_with(tmp_path: Path) -> None:
+    folder = tmp_path / "signing"  # a folder the script makes, as /etc/fleetjobs/signing
     made = subprocess.run(
-        ["sh", str(ROOT / "deploy" / "make-signing-keys.sh"), str(tmp_path), "ops", "web01"],
+        ["sh", str(ROOT / "deploy" / "make-signing-keys.sh"), str(folder), "ops", "web01"],
         capture_output=True,
         text=True,
         check=True,
     )
     assert len(made.stdout.splitlines()) == 2
+    # a worker runs as a user of its own (the unit's fleetjobs): it must reach the trusted
+    # certificates, which the script left root's alone (umask 077), while each key stays its
+    # owner's only
+    mode = {p.name: p.stat().st_mode & 0o777 for p in (folder, *folder.rglob("*"))}
+    assert mode["signing"] == mode["trusted"] == 0o755, mode
+    assert mode["ops.pem"] == mode["web01.pem"] == 0o644, mode
+    assert mode["ops.key"] == mode["web01.key"] == 0o600, mode
+    tmp_path = folder
     check = """
 import sys
 from kombu.serialization import dumps, loads
