@@ -37,6 +37,7 @@ from typing import Any
 import redis.exceptions
 from celery.worker.consumer import Consumer
 from celery.worker.pidbox import Pidbox as CeleryPidbox
+from kombu import exceptions as kombu_exceptions
 from kombu.transport import redis as kombu_redis
 from kombu.utils import encoding as kombu_encoding
 from kombu.utils import json as kombu_json
@@ -475,3 +476,39 @@ def _guard_control_commands(refuse: Any) -> None:
 
     guarded._fleetjobs = True  # type: ignore[attr-defined]
     CeleryPidbox.on_message = guarded
+    start = CeleryPidbox.start
+
+    def start_guarded(self: Any, c: Any) -> None:
+        start(self, c)
+        if self.consumer is not None:  # Celery's logged a traceback for each, as CRITICAL
+            self.consumer.on_decode_error = lambda m, e: _undecodable(refuse, m, e)
+
+    CeleryPidbox.start = start_guarded
+
+
+_REFUSED: set[str] = set()  # the undecodable broadcasts this process refused (by why)
+
+
+def _undecodable(refuse: Any, message: Any, exc: Exception) -> None:
+    """A broadcast kombu cannot decode: refused once per process and reason, then ignored.
+    A worker of a fleet that signs decodes only signed messages, and Flower broadcasts its
+    ``enable_events`` unsigned every 5 s: each logged a CRITICAL traceback for as long as
+    Flower ran (a fleet that signs takes no remote control: README, Signed messages)."""
+    body: Any = None
+    with contextlib.suppress(Exception):
+        body = json.loads(message.body)
+    method = body.get("method") if isinstance(body, dict) else None
+    if isinstance(exc, kombu_exceptions.ContentDisallowed):
+        reason = (
+            f"remote control {_short(method)} is not signed ({message.content_type}): a worker "
+            "of a fleet that signs takes no remote control (its later ones are ignored unsaid)"
+        )
+    else:
+        reason = f"a broadcast could not be decoded: {type(exc).__name__}: {_line(exc)}"
+    if reason in _REFUSED:
+        log.debug("ignored a broadcast: %s", reason)
+        return
+    if len(_REFUSED) > 1000:  # a flood of distinct ones: say them again rather than grow
+        _REFUSED.clear()
+    _REFUSED.add(reason)
+    refuse("celery.pidbox", reason, body if body is not None else repr(message.body)[:500])

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -375,3 +376,32 @@ def test_a_signing_key_that_is_not_the_certificates_is_refused(tmp_path: Path) -
     make_celery(
         Config(signing_key=str(ops_key), signing_cert=str(ops_cert), cert_store=str(ops_cert))
     )
+
+
+def test_flowers_unsigned_broadcasts_are_refused_once_not_logged_each_time(
+    signed: tuple[Config, Fleet, Path], logs: Path
+) -> None:
+    cfg, fleet, _ = signed
+    log = logs / "worker-0.log"
+    start = log.stat().st_size
+    # given Flower on the fleet: its Celery app signs nothing
+    flower = make_celery(cfg.with_(signing_key="", signing_cert="", cert_store=""))
+    # when it broadcasts enable_events, as it does every 5 s (each logged a CRITICAL
+    # traceback on every worker of a signed fleet, for as long as Flower ran)
+    for _ in range(6):
+        flower.control.broadcast("enable_events")
+
+    # then the worker keeps one dead letter saying why, and logs it once, with no traceback
+    def refused() -> list[letters.DeadLetter]:
+        return [d for d in letters.read(fleet.store) if d.queue == "celery.pidbox (broadcast)"]
+
+    eventually(refused, timeout=20)
+    time.sleep(1.0)  # the other five, heard meanwhile
+    [letter] = refused()
+    assert "remote control 'enable_events' is not signed" in letter.reason, letter.reason
+    text = log.read_bytes()[start:].decode(errors="replace")
+    assert "Traceback" not in text and "decode message body" not in text, text[-3000:]
+    assert text.count("enable_events") == 1, text[-3000:]
+    # and the worker goes on running signed jobs
+    job = fleet.start("echo", "still serving", locations="signed")
+    assert fleet.wait(job, timeout=30) and list(fleet.receive(job)) == ["still serving"]
