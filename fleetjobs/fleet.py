@@ -184,7 +184,7 @@ class Fleet(ControlVerbs):
             return {h.location: h for h in self.host_list.recent(scope, fresh)}
 
         locs, warnings, hosts = placement.place(action, named, target, all_hosts, where, lookup)
-        placement.check_signing(locs, hosts, self.config.can_sign)
+        warnings = [*warnings, *placement.check_signing(locs, hosts, self.config.can_sign, named)]
         size = rollouts.batch_size(
             batch,
             len(locs),

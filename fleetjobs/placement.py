@@ -67,20 +67,40 @@ def select(
     return chosen
 
 
-def check_signing(locations: list[str], hosts: dict[str, HostInfo], can_sign: bool) -> None:
+def check_signing(
+    locations: list[str],
+    hosts: dict[str, HostInfo],
+    can_sign: bool,
+    wanted: Sequence[str] | None = None,
+) -> list[str]:
     """Refuse, from a console that cannot sign, a job for live hosts that run only signed
-    ones (their workers would refuse its messages and it would wait NotStarted for ever).
+    ones (their workers would refuse its messages). As :func:`check` does for a host that
+    lacks the action, a host a target, a glob or ``--all`` chose (not named in ``wanted``,
+    when given) is a warning while another chosen host may run the job: its worker refuses
+    its message and its part fails saying why (a fleet that moves to signing a host at a
+    time must not stop every fleet-wide run).
 
     Raises:
-        NotSignedError: such a host is among ``locations`` (a schedule's firing records it
-            as a Failed run, as it does a host that cannot be chosen).
+        NotSignedError: such a host named outright, or every host chosen is such a one (a
+            schedule's firing records it as a Failed run, as it does a host that cannot be
+            chosen).
     """
     signed = [loc for loc in locations if loc in hosts and hosts[loc].online and hosts[loc].signed]
-    if signed and not can_sign:
-        raise NotSignedError(
-            f"the workers on {', '.join(signed)} run only signed jobs, and this console signs "
-            "none: set FLEETJOBS_SIGNING_KEY, FLEETJOBS_SIGNING_CERT and FLEETJOBS_CERT_STORE"
-        )
+    if not signed or can_sign:
+        return []
+    named = None if wanted is None else {w for w in wanted if not is_glob(w)}
+    explicit = [loc for loc in signed if named is None or loc in named]
+    why = (
+        "run only signed jobs, and this console signs none: set FLEETJOBS_SIGNING_KEY, "
+        "FLEETJOBS_SIGNING_CERT and FLEETJOBS_CERT_STORE"
+    )
+    if explicit or len(signed) == len(locations):
+        raise NotSignedError(f"the workers on {', '.join(explicit or signed)} {why}")
+    return [
+        f"the worker on {loc} runs only signed jobs, and this console signs none (its part "
+        "fails; the other hosts run it)"
+        for loc in signed
+    ]
 
 
 def check(

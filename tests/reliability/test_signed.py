@@ -19,7 +19,7 @@ from fleetjobs import Config, Fleet, JobState
 from fleetjobs import deadletters as letters
 from fleetjobs.celery_app import make_celery
 from fleetjobs.embedded import LocalWorkers
-from fleetjobs.errors import ConfigError
+from fleetjobs.errors import ConfigError, NotSignedError
 from fleetjobs.lifecycle import JobSpec
 
 from ..conftest import FAST, INCLUDE, ROOT, eventually, make_cli, uniq
@@ -143,6 +143,39 @@ def test_a_console_that_cannot_sign_is_refused_at_start_not_left_waiting(
         assert run is not None and run.state is JobState.FAILED
         assert "run only signed jobs" in (run.reason or "")
         console.schedules.remove("unsigned")
+
+
+def test_a_console_that_cannot_sign_runs_on_the_chosen_hosts_that_need_no_signature(
+    signed: tuple[Config, Fleet, Path], logs: Path
+) -> None:
+    cfg, _, _ = signed
+    # given a fleet moving to signing a host at a time: one host's worker is not signed yet
+    plain = Config(redis_url=cfg.redis_url, prefix=cfg.prefix, **FAST)  # type: ignore[arg-type]
+    with (
+        LocalWorkers(plain, [["plain"]], extra_args=INCLUDE, log_dir=logs),
+        Fleet(config=plain) as console,
+    ):
+        eventually(lambda: "plain" in {h.location for h in console.hosts() if h.online}, 20)
+        # when a console that signs nothing starts a job on --all (it was refused whole,
+        # exit 2, nothing run anywhere)
+        job = console.start("echo", "hi", all_hosts=True)
+        # then it says which hosts will refuse it, runs on the one that does not, and the
+        # others' parts fail saying why
+        assert sorted(w.split()[3] for w in job.warnings) == ["signed", "signed2"], job.warnings
+        [done] = console.wait(job, timeout=30)
+        states = {c.location: c.state for c in done.info.children}
+        assert states == {
+            "plain": JobState.COMPLETED,
+            "signed": JobState.FAILED,
+            "signed2": JobState.FAILED,
+        }, states
+        for child in done.info.children:
+            if child.location != "plain":
+                assert "refused its message" in (child.reason or ""), child.reason
+        assert list(console.receive(job)) == ["hi"]
+        # and a signed host named outright is still refused before anything is queued
+        with pytest.raises(NotSignedError, match="run only signed jobs"):
+            console.start("echo", "x", locations="plain,signed")
 
 
 def test_a_console_whose_key_is_not_its_certificates_is_an_input_error(
