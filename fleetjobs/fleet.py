@@ -183,7 +183,10 @@ class Fleet(ControlVerbs):
         def lookup(fresh: bool) -> dict[str, HostInfo]:  # fresh, or as read a moment ago
             return {h.location: h for h in self.host_list.recent(scope, fresh)}
 
-        locs, warnings, hosts = placement.place(action, named, target, all_hosts, where, lookup)
+        near = placement.nearest_in(lambda: self.host_list.recent(None))
+        locs, warnings, hosts = placement.place(
+            action, named, target, all_hosts, where, lookup, near
+        )
         warnings = [*warnings, *placement.check_signing(locs, hosts, self.config.can_sign, named)]
         size = rollouts.batch_size(
             batch,

@@ -3,9 +3,10 @@ run the action (checked before anything is queued)."""
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .config import default_location
@@ -103,11 +104,28 @@ def check_signing(
     ]
 
 
+def nearest_in(every: Callable[[], Iterable[HostInfo]]) -> Callable[[str], str | None]:
+    """A typo's suggestion: the online location nearest a name no worker serves (``web1``:
+    ``web01``), from ``every()`` host, read once, on the first name asked about (a start
+    reads only its own hosts' records)."""
+    names: list[str] | None = None
+
+    def near(location: str) -> str | None:
+        nonlocal names
+        if names is None:
+            names = sorted(h.location for h in every() if h.online)
+        found = difflib.get_close_matches(location, names, n=1, cutoff=0.75)
+        return found[0] if found and found[0] != location else None
+
+    return near
+
+
 def check(
     action: str,
     locations: list[str],
     hosts: dict[str, HostInfo],
     wanted: Sequence[str] | None = None,
+    near: Callable[[str], str | None] | None = None,
 ) -> list[str]:
     """Warnings for locations no live worker serves; refuse an action a live host lacks.
 
@@ -123,11 +141,15 @@ def check(
     named = None if wanted is None else {w for w in wanted if not is_glob(w)}
     warnings: list[str] = []
     refused: list[FleetJobsError] = []
+    unserved = 0
     for loc in locations:
         host = hosts.get(loc)
         if host is None or not host.online:
+            unserved += 1
+            guess = near(loc) if near is not None and host is None and unserved <= 10 else None
+            also = f" (did you mean {guess!r}?)" if guess else ""
             warnings.append(
-                f"no worker serves location {loc!r} now; its job waits as NotStarted "
+                f"no worker serves location {loc!r} now{also}; its job waits as NotStarted "
                 f"until one does (start one with: fleetjobs worker --location {loc})"
             )
             continue
@@ -244,6 +266,7 @@ def place(
     all_hosts: bool,
     where: Sequence[str],
     lookup: Callable[[bool], dict[str, HostInfo]],
+    near: Callable[[str], str | None] | None = None,
 ) -> tuple[list[str], list[str], dict[str, HostInfo]]:
     """:func:`select` and :func:`check` on the hosts ``lookup(fresh)`` gives: first as this
     process saw them a moment ago (a start in a loop reads no host records), and again on
@@ -262,4 +285,4 @@ def place(
         pass
     hosts = lookup(True)
     locs = select(wanted, target, all_hosts, hosts, where)
-    return locs, check(action, locs, hosts, wanted), hosts
+    return locs, check(action, locs, hosts, wanted, near), hosts

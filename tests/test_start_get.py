@@ -224,6 +224,20 @@ def test_a_host_a_selection_chose_that_lacks_the_action_fails_its_part_alone(
         fleet.start("run", "id", locations="lock*")
 
 
+def test_a_location_nobody_serves_that_is_near_one_online_is_taken_for_a_typo(
+    fleet: Fleet,
+) -> None:
+    # a typo (alpah for alpha) queued a job that never runs, saying only that no worker serves
+    # alpah: it now names the host meant
+    job = fleet.start("echo", "x", locations="alpah")
+    [warning] = job.warnings
+    assert "no worker serves location 'alpah' now (did you mean 'alpha'?)" in warning, warning
+    # and a name like none online is only the plain warning
+    far = fleet.start("echo", "x", locations=uniq("zz"))
+    assert "did you mean" not in far.warnings[0], far.warnings
+    fleet.remove([job, far], force=True)
+
+
 def test_a_worker_refuses_run_it_was_not_allowed_even_if_the_console_could_not_check(
     fleet: Fleet, logs: object
 ) -> None:
