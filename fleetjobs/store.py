@@ -69,7 +69,11 @@ def translate(exc: redis.exceptions.RedisError, url: str) -> Exception:
         or "NOPERM" in str(exc)
         or "can't run this command" in str(exc)
     ):
-        return PermissionDeniedError(f"Redis at {url} refused this user the command: {_why(exc)}")
+        why = _why(exc).split(" script: ")[0].rstrip(" .,")  # not the script's SHA and line
+        return PermissionDeniedError(
+            f"Redis at {url} refused this user the command: {why} (a user that may only read "
+            "gets, waits and receives with --keep; what writes needs a console's user)"
+        )
     if "OOM " in str(exc) or "used memory > 'maxmemory'" in str(exc):
         return RedisFullError(
             f"Redis at {url} is full: it takes no writes past its maxmemory (its policy evicts "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,6 +213,30 @@ def test_run_refused_by_a_host_is_an_input_error(cli: CliRunner, locked: object)
     res = cli("start", "-l", "locked", "run", "id")
     assert res.returncode == 2
     assert res.stderr.strip().startswith("fleetjobs: error: the worker on locked does not allow")
+
+
+def test_redis_unreachable_with_no_url_given_says_how_to_give_one() -> None:
+    # a newcomer with nothing set reached for redis://127.0.0.1:6379/0 and was told only that
+    # it could not be reached; run where no network is (a namespace of its own, as root)
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a process with no network")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETJOBS_")}
+    argv = ["unshare", "-n", sys.executable, "-m", "fleetjobs", "get"]
+    res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 4 and res.stderr.count("\n") == 1, res.stderr
+    assert "cannot reach Redis at redis://127.0.0.1:6379/0" in res.stderr
+    assert res.stderr.rstrip().endswith(
+        "(no URL was given: set FLEETJOBS_REDIS_URL or --redis-url)"
+    ), res.stderr
+    # and with a URL given, the error is about that URL alone
+    given = subprocess.run(
+        [*argv[:-1], "--redis-url", "redis://127.0.0.1:6379/0", "get"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert given.returncode == 4 and "no URL was given" not in given.stderr, given.stderr
 
 
 def test_redis_unreachable_names_the_url_without_its_password(config: Config) -> None:

@@ -70,7 +70,9 @@ class _Group(LazyGroup):
         except CredentialsRefusedError as exc:  # the URL's password: bad input, not away
             fail(str(exc), EXIT_USAGE)
         except RedisUnavailableError as exc:
-            fail(str(exc), EXIT_UNREACHABLE)
+            unset = ctx.get_parameter_source("redis_url") is ParameterSource.DEFAULT
+            also = " (no URL was given: set FLEETJOBS_REDIS_URL or --redis-url)" if unset else ""
+            fail(f"{exc}{also}", EXIT_UNREACHABLE)
         except (StartError, ConfigError) as exc:
             fail(str(exc), EXIT_USAGE)
         except (JobNotFoundError, JobStateError, FleetJobsError) as exc:

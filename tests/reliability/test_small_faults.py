@@ -139,6 +139,13 @@ def test_a_read_only_console_lists_and_waits_while_a_host_is_dead(
         refused = cli("start", "-l", "ro-host", "echo", "x")
         assert refused.returncode != 0 and refused.stderr.count("\n") == 1
         assert "refused this user the command" in refused.stderr, refused.stderr
+        # and a receive, which takes (writes), says what reads instead, without the script's
+        # SHA and line in the way
+        took = cli("receive", str(job.id))
+        assert took.returncode != 0 and took.stderr.count("\n") == 1, took.stderr
+        assert "receives with --keep" in took.stderr and "@user_script" not in took.stderr
+        kept = cli("receive", str(job.id), "--keep")
+        assert kept.returncode == 0, kept.stderr
     finally:
         admin.execute_command("ACL", "DELUSER", user)
 
