@@ -36,3 +36,19 @@ def test_help_lists_every_verb_without_importing_redis_or_celery() -> None:
     assert done.stdout.rstrip().endswith("[]")
     for name in VERBS:
         assert f"\n  {name} " in done.stdout
+
+
+def test_a_mistyped_verb_is_told_the_verb_it_is_near() -> None:
+    # click suggested among the verbs imported so far, none of them yet: a mistyped option got
+    # a suggestion, a mistyped verb did not
+    def fleetjobs(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "fleetjobs", *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    typo = fleetjobs("strat", "-l", "web01", "echo", "hi")
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1, typo.stderr
+    assert "No such command 'strat'. Did you mean 'start'?" in typo.stderr
+    far = fleetjobs("zzzz")
+    assert far.returncode == 2 and "Did you mean" not in far.stderr, far.stderr
+    # and a subgroup's own verbs as before
+    assert "Did you mean 'add'?" in fleetjobs("schedule", "ad").stderr

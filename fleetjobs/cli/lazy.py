@@ -8,6 +8,7 @@ importing the module. ``tests/test_cli_lazy.py`` checks the table against the mo
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Any
 
@@ -100,6 +101,19 @@ class LazyGroup(click.Group):
         if cmd_name not in self.commands and cmd_name in VERBS:
             importlib.import_module(f"{__package__}.{VERBS[cmd_name][0]}")
         return self.commands.get(cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # click suggests among the verbs imported so far: none, for a verb not imported yet
+        name = args[0] if args else ""
+        unknown = name and not name.startswith("-") and not ctx.resilient_parsing
+        if unknown and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
+            hint = f" Did you mean {close[0]!r}?" if len(close) == 1 else ""
+            hint = hint or (f" (Did you mean one of: {', '.join(close)}?)" if close else "")
+            raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # as click's own, with the help of a verb not imported taken from the table
