@@ -65,6 +65,13 @@ class Registry:
             return [found]
         ids = self.ids_named(text)
         if not ids and not is_glob(text):  # a pattern that matches nothing is no error
+            # a schedule's runs are named after it: one that has not fired has none yet
+            # (RedBeat's key of its definition, fleetjobs.schedules)
+            if self.r.exists(f"{self.keys.prefix}redbeat:{text}"):
+                raise JobNotFoundError(
+                    f"no job named {text!r}: schedule {text!r} has not fired yet "
+                    f"(fleetjobs schedule show {text})"
+                )
             raise JobNotFoundError(f"no job named {text!r}")
         return ids
 

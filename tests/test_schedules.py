@@ -23,6 +23,7 @@ from fleetjobs.embedded import LocalWorkers
 from fleetjobs.errors import (
     ArgumentError,
     BadTriggerError,
+    JobNotFoundError,
     NoHostError,
     UnknownActionError,
 )
@@ -53,6 +54,26 @@ def test_a_schedule_fires_runs_that_get_lists_and_receive_reads(
     assert info.last_run is not None and info.last_run.id == run_ids(fleet, name)[-1]
     assert [r.id for r in info.runs] == run_ids(fleet, name)
     fleet.schedules.remove(name)
+
+
+def test_get_by_the_name_of_a_schedule_that_has_not_fired_says_so(
+    sfleet: tuple[Config, Fleet],
+) -> None:
+    # README: a schedule's runs are listed by `get NAME`; before its first firing that said
+    # only "no job named", as for a typo
+    cfg, fleet = sfleet
+    name = uniq("nightly")
+    fleet.schedules.add(name, "echo", 1, cron="0 3 1 1 *", target=["role=web"])
+    with pytest.raises(JobNotFoundError, match=f"schedule '{name}' has not fired yet"):
+        fleet.get(name)
+    res = make_cli(cfg)("get", name)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert f"(fleetjobs schedule show {name})" in res.stderr
+    # and once it is gone, a plain "no job named"
+    fleet.schedules.remove(name)
+    with pytest.raises(JobNotFoundError) as gone:
+        fleet.get(name)
+    assert str(gone.value) == f"no job named {name!r}"
 
 
 def test_only_the_newest_max_results_runs_are_kept(
