@@ -177,36 +177,48 @@ def one_pool(ctx: Ctx, pool: str, n: int, rounds: int, concurrency: int) -> None
         )
     # the third side: raw Celery whose task first claims its message (one script round trip
     # in the pool, as fleetjobs' claim is): what "at most once" costs Celery itself
-    a, b, c = (median([x.rate for x in side]) for side in (fj, raw, claimed))
-    each = ", ".join(f"{y.rate / x.rate:.2f}" for x, y in zip(claimed, raw, strict=True))
     ctx.add(
-        Row(
+        rate_row(
             f"raw Celery with a claim per job (bench.claimed_echo), {pool} pool",
-            "jobs/s",
-            c,
-            base=b,
-            base_name="raw Celery",
-            ratio=ratio_of(b, c),
-            note="what at-most-once costs Celery itself: the task first claims its message "
-            "(a Lua SET NX, one round trip from the pool, as fleetjobs' claim is); ratio = "
-            f"raw rate / this rate (times slower); each round: {each}",
-            n=n,
+            claimed,
+            raw,
+            "raw Celery",
+            "what at-most-once costs Celery itself: the task first claims its message (a Lua "
+            "SET NX, one round trip from the pool, as fleetjobs' claim is); ratio = raw rate "
+            "/ this rate (times slower)",
+            n,
         )
     )
-    each = ", ".join(f"{y.rate / x.rate:.2f}" for x, y in zip(fj, claimed, strict=True))
     ctx.add(
-        Row(
+        rate_row(
             f"{n:,} jobs submitted then all received, {pool} pool, vs raw Celery with a claim",
-            "jobs/s",
-            a,
-            base=c,
-            base_name="raw Celery with a claim",
-            ratio=ratio_of(c, a),
-            note=f"ratio = claiming raw rate / fleetjobs rate (times slower); each round: {each}",
-            n=n,
+            fj,
+            claimed,
+            "raw Celery with a claim",
+            "ratio = claiming raw rate / fleetjobs rate (times slower)",
+            n,
         )
     )
     ctx.add(cpu_row(pool, n, fj, raw))
+
+
+def rate_row(
+    label: str, side: Sequence[Round], base: Sequence[Round], base_name: str, note: str, n: int
+) -> Row:
+    """A row of one side's median rate beside another's, the ratio in times slower, with
+    each round's ratio in the note."""
+    each = ", ".join(f"{b.rate / a.rate:.2f}" for a, b in zip(side, base, strict=True))
+    a, b = median([x.rate for x in side]), median([x.rate for x in base])
+    return Row(
+        label,
+        "jobs/s",
+        a,
+        base=b,
+        base_name=base_name,
+        ratio=ratio_of(b, a),
+        note=f"{note}; each round: {each}",
+        n=n,
+    )
 
 
 def per_job(seconds: float, n: int) -> str:
