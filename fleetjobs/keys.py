@@ -187,6 +187,12 @@ class Keys:
     def seq(self) -> str:
         return self._key("seq")
 
+    @property
+    def schedules(self) -> str:
+        """The prefix of RedBeat's keys for this fleet's schedules (``schedules.py``): a
+        schedule's definition is this plus its name."""
+        return self.prefix + "redbeat:"
+
     def job(self, job_id: int | str) -> str:
         return self._key("job", job_id)
 

@@ -66,8 +66,7 @@ class Registry:
         ids = self.ids_named(text)
         if not ids and not is_glob(text):  # a pattern that matches nothing is no error
             # a schedule's runs are named after it: one that has not fired has none yet
-            # (RedBeat's key of its definition, fleetjobs.schedules)
-            if self.r.exists(f"{self.keys.prefix}redbeat:{text}"):
+            if self.r.exists(self.keys.schedules + text):
                 raise JobNotFoundError(
                     f"no job named {text!r}: schedule {text!r} has not fired yet "
                     f"(fleetjobs schedule show {text})"

@@ -44,6 +44,7 @@ from .errors import (
     UnknownActionError,
 )
 from .job import Job
+from .keys import Keys
 from .lifecycle import JobSpec
 from .model import check_addressable, render_command, to_json
 from .routing import named_locations
@@ -76,7 +77,7 @@ def redbeat_app(config: Config, client: Any) -> Celery:
     app = make_celery(config, main="fleetjobs-beat")
     app.conf.update(
         redbeat_redis_url=config.redis_url,
-        redbeat_key_prefix=f"{config.prefix}redbeat:",
+        redbeat_key_prefix=Keys(config.prefix).schedules,
         redbeat_redis_options={},
         beat_schedule={},
         beat_max_loop_interval=config.beat_interval,
