@@ -185,9 +185,8 @@ class Fleet(ControlVerbs):
 
         near = placement.nearest_in(lambda: self.host_list.recent(None))
         locs, warnings, hosts = placement.place(
-            action, named, target, all_hosts, where, lookup, near
+            action, named, target, all_hosts, where, lookup, near, self.config.can_sign
         )
-        warnings = [*warnings, *placement.check_signing(locs, hosts, self.config.can_sign, named)]
         size = rollouts.batch_size(
             batch,
             len(locs),

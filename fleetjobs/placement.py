@@ -68,42 +68,6 @@ def select(
     return chosen
 
 
-def check_signing(
-    locations: list[str],
-    hosts: dict[str, HostInfo],
-    can_sign: bool,
-    wanted: Sequence[str] | None = None,
-) -> list[str]:
-    """Refuse, from a console that cannot sign, a job for live hosts that run only signed
-    ones (their workers would refuse its messages). As :func:`check` does for a host that
-    lacks the action, a host a target, a glob or ``--all`` chose (not named in ``wanted``,
-    when given) is a warning while another chosen host may run the job: its worker refuses
-    its message and its part fails saying why (a fleet that moves to signing a host at a
-    time must not stop every fleet-wide run).
-
-    Raises:
-        NotSignedError: such a host named outright, or every host chosen is such a one (a
-            schedule's firing records it as a Failed run, as it does a host that cannot be
-            chosen).
-    """
-    signed = [loc for loc in locations if loc in hosts and hosts[loc].online and hosts[loc].signed]
-    if not signed or can_sign:
-        return []
-    named = None if wanted is None else {w for w in wanted if not is_glob(w)}
-    explicit = [loc for loc in signed if named is None or loc in named]
-    why = (
-        "run only signed jobs, and this console signs none: set FLEETJOBS_SIGNING_KEY, "
-        "FLEETJOBS_SIGNING_CERT and FLEETJOBS_CERT_STORE"
-    )
-    if explicit or len(signed) == len(locations):
-        raise NotSignedError(f"the workers on {', '.join(explicit or signed)} {why}")
-    return [
-        f"the worker on {loc} runs only signed jobs, and this console signs none (its part "
-        "fails; the other hosts run it)"
-        for loc in signed
-    ]
-
-
 def nearest_in(every: Callable[[], Iterable[HostInfo]]) -> Callable[[str], str | None]:
     """A typo's suggestion: the online location nearest a name no worker serves (``web1``:
     ``web01``), from ``every()`` host, read once, on the first name asked about (a start
@@ -126,17 +90,23 @@ def check(
     hosts: dict[str, HostInfo],
     wanted: Sequence[str] | None = None,
     near: Callable[[str], str | None] | None = None,
+    can_sign: bool = True,
 ) -> list[str]:
-    """Warnings for locations no live worker serves; refuse an action a live host lacks.
+    """Warnings for locations no live worker serves; refuse an action a live host lacks, or
+    from a console that cannot sign (``can_sign``), a job for a live host that runs only
+    signed ones (its worker would refuse the message).
 
     A host a target, a glob or ``--all`` chose (not named in ``wanted``, when given) that
-    lacks the action is a warning, not a refusal, while another chosen host may run it: its
-    part fails on its worker, saying why, and the rest run (a host that joined a role
-    without ``--allow-shell`` must not stop a fleet-wide run everywhere).
+    cannot run the job is a warning, not a refusal, while another chosen host may run it:
+    its part fails on its worker, saying why, and the rest run (a host that joined a role
+    without ``--allow-shell``, or a fleet that moves to signing a host at a time, must not
+    stop a fleet-wide run everywhere).
 
     Raises:
         ShellNotAllowedError: ``run`` on a live host whose operator did not allow it.
         UnknownActionError: a live host that does not offer ``action``.
+        NotSignedError: a live host that runs only signed jobs, from a console that signs
+            none (a schedule's firing records it as a Failed run).
     """
     named = None if wanted is None else {w for w in wanted if not is_glob(w)}
     warnings: list[str] = []
@@ -163,6 +133,11 @@ def check(
             offers = ", ".join(sorted(host.actions)) or "nothing"
             problem = UnknownActionError(
                 f"unknown action {action!r}: the worker on {loc} offers {offers}"
+            )
+        elif host.signed and not can_sign:
+            problem = NotSignedError(
+                f"the workers on {loc} run only signed jobs, and this console signs none: set "
+                "FLEETJOBS_SIGNING_KEY, FLEETJOBS_SIGNING_CERT and FLEETJOBS_CERT_STORE"
             )
         if problem is None:
             continue
@@ -267,6 +242,7 @@ def place(
     where: Sequence[str],
     lookup: Callable[[bool], dict[str, HostInfo]],
     near: Callable[[str], str | None] | None = None,
+    can_sign: bool = True,
 ) -> tuple[list[str], list[str], dict[str, HostInfo]]:
     """:func:`select` and :func:`check` on the hosts ``lookup(fresh)`` gives: first as this
     process saw them a moment ago (a start in a loop reads no host records), and again on
@@ -278,11 +254,11 @@ def place(
     hosts = lookup(False)
     try:
         locs = select(wanted, target, all_hosts, hosts, where)
-        warnings = check(action, locs, hosts, wanted)
+        warnings = check(action, locs, hosts, wanted, None, can_sign)
         if not warnings:
             return locs, warnings, hosts
     except FleetJobsError:
         pass
     hosts = lookup(True)
     locs = select(wanted, target, all_hosts, hosts, where)
-    return locs, check(action, locs, hosts, wanted, near), hosts
+    return locs, check(action, locs, hosts, wanted, near, can_sign), hosts
